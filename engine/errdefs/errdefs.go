@@ -1,0 +1,130 @@
+// Package errdefs defines the handful of error classes every layer of the
+// engine wraps its errors in, so that one place (the API server) can map
+// them to HTTP status codes and the CLI to exit codes, the way containerd's
+// errdefs does.
+//
+// A class is attached with one of the constructors and tested with
+// errors.Is against the sentinel:
+//
+//	return errdefs.NotFound(fmt.Errorf("no such image: %s", ref))
+//	...
+//	if errors.Is(err, errdefs.ErrNotFound) { ... }
+//
+// The message of the wrapped error is left exactly as it was.
+package errdefs
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// The error classes. Test with errors.Is.
+var (
+	// ErrNotFound: the named thing (image, container, blob, process) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a name or ID is taken.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrInvalidArgument: the request is malformed (bad reference, bad flag value).
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrConflict: the thing exists but is in a state that forbids the
+	// operation (image in use, container not running).
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: a dependency is down or unreachable (registry, VM, daemon).
+	ErrUnavailable = errors.New("unavailable")
+	// ErrUnauthorized: credentials are missing or were refused.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrNotImplemented: the operation exists in the API but not (yet) in Berth
+	// or not on this platform.
+	ErrNotImplemented = errors.New("not implemented")
+)
+
+type classed struct {
+	err   error
+	class error
+}
+
+func (c *classed) Error() string   { return c.err.Error() }
+func (c *classed) Unwrap() []error { return []error{c.err, c.class} }
+
+func wrap(err, class error) error {
+	if err == nil {
+		return nil
+	}
+	return &classed{err: err, class: class}
+}
+
+// NotFound marks err as ErrNotFound.
+func NotFound(err error) error { return wrap(err, ErrNotFound) }
+
+// AlreadyExists marks err as ErrAlreadyExists.
+func AlreadyExists(err error) error { return wrap(err, ErrAlreadyExists) }
+
+// InvalidArgument marks err as ErrInvalidArgument.
+func InvalidArgument(err error) error { return wrap(err, ErrInvalidArgument) }
+
+// Conflict marks err as ErrConflict.
+func Conflict(err error) error { return wrap(err, ErrConflict) }
+
+// Unavailable marks err as ErrUnavailable.
+func Unavailable(err error) error { return wrap(err, ErrUnavailable) }
+
+// Unauthorized marks err as ErrUnauthorized.
+func Unauthorized(err error) error { return wrap(err, ErrUnauthorized) }
+
+// NotImplemented marks err as ErrNotImplemented.
+func NotImplemented(err error) error { return wrap(err, ErrNotImplemented) }
+
+// HTTPStatus maps an error to the status code the Docker Engine API uses for
+// its class; unclassified errors are 500.
+func HTTPStatus(err error) int {
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ErrInvalidArgument):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrNotImplemented):
+		return http.StatusNotImplemented
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusRequestTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// FromHTTPStatus returns the class for a status code, for clients that turn
+// API errors back into classed errors; nil for codes with no class.
+func FromHTTPStatus(code int) error {
+	switch code {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusConflict:
+		return ErrConflict
+	case http.StatusBadRequest:
+		return ErrInvalidArgument
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return ErrUnauthorized
+	case http.StatusServiceUnavailable:
+		return ErrUnavailable
+	case http.StatusNotImplemented:
+		return ErrNotImplemented
+	}
+	return nil
+}
+
+// WithClass marks err with class, a sentinel from this package (for
+// clients that rebuild a classed error from FromHTTPStatus).
+func WithClass(err, class error) error {
+	if class == nil {
+		return err
+	}
+	return wrap(err, class)
+}
