@@ -1,0 +1,104 @@
+# Berth's build. `make help` lists the targets.
+#
+# Two commands matter on a fresh machine:
+#   make run    macOS: build Berth.app and open it. Linux: build, fetch a
+#               guest kernel, start the engine (daemon) and show its status.
+#   make test   everything CI proves: vet, gofmt, the darwin type-check and
+#               the Go test suite (real registry, real QEMU micro-VMs).
+
+GO        ?= go
+GOOS      := $(shell $(GO) env GOOS)
+GOARCH    := $(shell $(GO) env GOARCH)
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+LDFLAGS   := -X github.com/berthvm/berth/engine/version.Version=$(VERSION)
+# Where `make kernel` unpacks Debian's kernel packages (one dir per arch).
+KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
+GUEST_ARCHES := amd64 arm64
+BENCHTIME ?= 5x
+
+.PHONY: help build guest run test vet fmt-check darwin-check app bench kernel generate clean
+
+help:
+	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
+	@echo "make test      vet, gofmt, darwin type-check, go test ./..."
+	@echo "make build     bin/berth for this machine"
+	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
+	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
+	@echo "make app       Berth.app, signed with entitlements.plist (macOS only)"
+	@echo "make bench     benchmarks recorded in docs/BENCHMARKS.md"
+	@echo "make generate  regenerate the agent protocol's Go code"
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./app
+
+guest:
+	@for a in $(GUEST_ARCHES); do \
+	  echo "guestinit linux/$$a"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '-s -w' \
+	    -o $(BIN)/guestinit-linux-$$a ./guestinit || exit 1; \
+	done
+
+kernel:
+ifeq ($(GOOS),linux)
+	bash assets/kernel/fetch-debian-kernel.sh $(GOARCH) $(KERNEL_CACHE)
+else
+	@echo "make kernel: on macOS Berth downloads its pinned kernel on first start"
+endif
+
+run: build guest
+ifeq ($(GOOS),darwin)
+	$(MAKE) app
+	open Berth.app
+else
+	$(MAKE) kernel
+	@if $(BIN)/berth system status >/dev/null 2>&1; then \
+	  echo "Berth is already running"; \
+	else \
+	  mkdir -p $${BERTH_HOME:-$$HOME/.berth}; \
+	  nohup $(BIN)/berth daemon >/dev/null 2>&1 & \
+	  for i in $$(seq 50); do $(BIN)/berth system status >/dev/null 2>&1 && break; sleep 0.1; done; \
+	fi
+	$(BIN)/berth system status
+	@echo
+	@echo "The engine runs in the background (log: $${BERTH_HOME:-~/.berth}/daemon.log)."
+	@echo "Docker CLI: DOCKER_HOST=unix://$${BERTH_HOME:-$$HOME/.berth}/berth.sock docker version"
+	@echo "Stop it with: pkill -f '$(BIN)/berth daemon'"
+endif
+
+app:
+ifeq ($(GOOS),darwin)
+	rm -rf Berth.app
+	mkdir -p Berth.app/Contents/MacOS Berth.app/Contents/Resources
+	cp Info.plist Berth.app/Contents/Info.plist
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o Berth.app/Contents/MacOS/berth ./app
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '-s -w' \
+	  -o Berth.app/Contents/Resources/guestinit-linux-arm64 ./guestinit
+	codesign --force --entitlements entitlements.plist -s - Berth.app/Contents/MacOS/berth
+	codesign --force -s - Berth.app
+else
+	@echo "make app: Berth.app needs macOS (cgo with the macOS SDK for Virtualization.framework and AppKit, and codesign); this is $(GOOS). The darwin code is type-checked by 'make darwin-check' instead." >&2
+	@exit 1
+endif
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(find . -name '*.go' -not -path './node_modules/*' -not -path './.git/*' | xargs gofmt -l); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+darwin-check:
+	$(GO) run ./app/darwincheck ./app/... ./engine/...
+
+test: vet fmt-check darwin-check
+	$(GO) test -count=1 -timeout 40m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./...
+
+generate:
+	$(GO) generate ./engine/agent/...
+
+clean:
+	rm -rf $(BIN) Berth.app

@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/engine/daemon"
+	"github.com/berthvm/berth/engine/version"
+	"github.com/spf13/cobra"
+)
+
+func newVersionCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Show the client's and, when it runs, the daemon's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := e.io.Out
+			fmt.Fprintf(out, "Client:\n Version:     %s\n API version: %s\n Go version:  %s\n OS/Arch:     %s/%s\n",
+				version.Version, version.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			v, err := c.Version(cmd.Context())
+			if errors.Is(err, client.ErrNotRunning) {
+				fmt.Fprintf(out, "\nServer: not running (start it with `berth daemon` or open Berth.app)\n")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\nServer: %s\n Version:     %s\n API version: %s (minimum %s)\n Go version:  %s\n OS/Arch:     %s/%s\n",
+				v.Platform.Name, v.Version, v.APIVersion, v.MinAPIVersion, v.GoVersion, v.Os, v.Arch)
+			return nil
+		},
+	}
+}
+
+func newSystemCmd(e *env) *cobra.Command {
+	sys := &cobra.Command{
+		Use:   "system",
+		Short: "Manage and inspect the Berth engine",
+	}
+	sys.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "Show whether the daemon runs, its versions, home, backend and kernel",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := e.home()
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			w := tabwriter.NewWriter(e.io.Out, 0, 4, 2, ' ', 0)
+			defer w.Flush()
+			if errors.Is(err, client.ErrNotRunning) {
+				fmt.Fprintf(w, "Daemon:\tnot running\n")
+				fmt.Fprintf(w, "Home:\t%s\n", h.Dir)
+				fmt.Fprintf(w, "Socket:\t%s (absent or not answering)\n", h.Socket())
+				fmt.Fprintf(w, "Client:\t%s\n", version.Version)
+				w.Flush()
+				fmt.Fprintf(e.io.Err, "%v\n", client.ErrNotRunning)
+				return &ExitError{Code: 1}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "Daemon:\trunning (pid %d, up %s)\n", st.PID, time.Since(st.StartedAt).Round(time.Second))
+			fmt.Fprintf(w, "Version:\t%s (API %s, minimum %s; client %s)\n", st.Version, st.APIVersion, st.MinAPIVersion, version.Version)
+			fmt.Fprintf(w, "Home:\t%s\n", st.Home)
+			fmt.Fprintf(w, "Socket:\t%s\n", st.Socket)
+			fmt.Fprintf(w, "Backend:\t%s on %s/%s\n", st.Backend, st.OS, st.Arch)
+			switch {
+			case st.Kernel.Error != "":
+				fmt.Fprintf(w, "Kernel:\tnone usable: %s\n", st.Kernel.Error)
+			default:
+				fmt.Fprintf(w, "Kernel:\t%s %s (%s, from %s)\n", st.Kernel.Version, st.Kernel.Path, st.Kernel.Arch, st.Kernel.Source)
+			}
+			fmt.Fprintf(w, "Containers:\t%d (%d running)\n", st.Containers, st.ContainersRunning)
+			fmt.Fprintf(w, "Images:\t%d\n", st.Images)
+			return nil
+		},
+	})
+	return sys
+}
+
+func newDaemonCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the Berth engine in the foreground (logs to stderr and $BERTH_HOME/daemon.log)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := e.home()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err})
+		},
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/engine/api/client"
+)
+
+// berthBin is the berth binary built once for the end-to-end tests.
+var berthBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-e2e")
+	if err != nil {
+		panic(err)
+	}
+	berthBin = filepath.Join(dir, "berth")
+	out, err := exec.Command("go", "build", "-o", berthBin, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireTool fails in CI, and skips with the reason elsewhere, when a
+// real tool the test drives is missing.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed: .ci/run must install it", name)
+		}
+		t.Skipf("%s is not installed here; CI installs it", name)
+	}
+	return p
+}
+
+func shortHome(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "h")
+}
+
+type result struct {
+	out, err string
+	code     int
+}
+
+func berth(t *testing.T, home string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(berthBin, args...)
+	cmd.Env = append(os.Environ(), "BERTH_HOME="+home)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{o.String(), e.String(), code}
+}
+
+// startDaemon runs `berth daemon` as a real process and waits until it
+// answers; it is stopped with SIGTERM at cleanup.
+func startDaemon(t *testing.T, home string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(berthBin, "daemon")
+	cmd.Env = append(os.Environ(), "BERTH_HOME="+home)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("daemon did not stop on SIGTERM; log:\n%s", stderr.String())
+		}
+	})
+	c := client.New(filepath.Join(home, "berth.sock"))
+	deadline := time.Now().Add(15 * time.Second)
+	for c.Ping(context.Background()) != nil {
+		select {
+		case err := <-exited:
+			t.Fatalf("daemon exited: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon never answered:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd
+}
+
+func TestSystemStatusWithoutDaemon(t *testing.T) {
+	home := shortHome(t)
+	r := berth(t, home, "system", "status")
+	if r.code != 1 || !strings.Contains(r.out, "not running") || !strings.Contains(r.err, "Berth is not running: start it with `berth daemon` or open Berth.app") {
+		t.Fatalf("status without daemon: %+v", r)
+	}
+	r = berth(t, home, "version")
+	if r.code != 0 || !strings.Contains(r.out, "Server: not running") {
+		t.Fatalf("version without daemon: %+v", r)
+	}
+}
+
+func TestDaemonStatusAndSecondDaemon(t *testing.T) {
+	home := shortHome(t)
+	d := startDaemon(t, home)
+	r := berth(t, home, "system", "status")
+	if r.code != 0 || !strings.Contains(r.out, "running (pid ") || !strings.Contains(r.out, "Home:") || !strings.Contains(r.out, "Backend:") || !strings.Contains(r.out, "Kernel:") {
+		t.Fatalf("status: %+v", r)
+	}
+	// A second daemon on the same home exits with a clear error…
+	r = berth(t, home, "daemon")
+	if r.code == 0 || !strings.Contains(r.err, "another Berth daemon") {
+		t.Fatalf("second daemon: %+v", r)
+	}
+	// …and the first keeps serving.
+	r = berth(t, home, "system", "status")
+	if r.code != 0 || !strings.Contains(r.out, "running (pid ") {
+		t.Fatalf("first daemon after second's attempt: %+v", r)
+	}
+	fi, err := os.Stat(filepath.Join(home, "berth.sock"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v %v", fi, err)
+	}
+	_ = d
+}
+
+func TestDockerCLIVersion(t *testing.T) {
+	docker := requireTool(t, "docker")
+	home := shortHome(t)
+	startDaemon(t, home)
+	cmd := exec.Command(docker, "version")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(home, "berth.sock"), "DOCKER_CONFIG="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker version: %v\n%s", err, out)
+	}
+	s := string(out)
+	if !strings.Contains(s, "Server: Berth") || !strings.Contains(s, "API version:      1.47 (minimum version 1.44)") {
+		t.Fatalf("docker version did not print Berth's server block:\n%s", s)
+	}
+}

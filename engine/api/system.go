@@ -1,0 +1,146 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/berthvm/berth/engine/version"
+	"github.com/moby/moby/api/types/system"
+)
+
+// Backend is the engine as the API sees it. Each group of endpoints adds
+// the methods it needs; the daemon implements them all.
+type Backend interface {
+	// Status describes the running engine.
+	Status(ctx context.Context) (Status, error)
+}
+
+// Status is the answer to GET /berth/status: what `berth system status`
+// shows.
+type Status struct {
+	Version       string    `json:"version"`
+	Commit        string    `json:"commit,omitempty"`
+	APIVersion    string    `json:"apiVersion"`
+	MinAPIVersion string    `json:"minApiVersion"`
+	GoVersion     string    `json:"goVersion"`
+	OS            string    `json:"os"`
+	Arch          string    `json:"arch"`
+	PID           int       `json:"pid"`
+	StartedAt     time.Time `json:"startedAt"`
+	Home          string    `json:"home"`
+	Socket        string    `json:"socket"`
+	// Backend names the VM backend and its accelerator ("qemu (kvm)",
+	// "qemu (tcg)", "vz").
+	Backend string `json:"backend"`
+	// Kernel is the guest kernel the engine would boot.
+	Kernel KernelStatus `json:"kernel"`
+	// Containers and Images count what the engine holds.
+	Containers        int `json:"containers"`
+	ContainersRunning int `json:"containersRunning"`
+	Images            int `json:"images"`
+}
+
+// KernelStatus describes the guest kernel.
+type KernelStatus struct {
+	Path    string `json:"path,omitempty"`
+	Version string `json:"version,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	Source  string `json:"source,omitempty"`
+	// Error says why no usable kernel was found, and what to do.
+	Error string `json:"error,omitempty"`
+}
+
+// ping answers GET and HEAD /_ping with the headers the docker client reads
+// to negotiate its API version.
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Api-Version", version.APIVersion)
+	h.Set("Ostype", "linux")
+	h.Set("Docker-Experimental", "false")
+	h.Set("Swarm", "inactive")
+	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte("OK"))
+	}
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) {
+	st, err := s.backend.Status(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, system.VersionResponse{
+		Platform:      system.PlatformInfo{Name: "Berth " + st.Version},
+		Version:       st.Version,
+		APIVersion:    version.APIVersion,
+		MinAPIVersion: version.MinAPIVersion,
+		Os:            "linux",
+		Arch:          st.Arch,
+		GitCommit:     st.Commit,
+		GoVersion:     st.GoVersion,
+		KernelVersion: st.Kernel.Version,
+		Components: []system.ComponentVersion{{
+			Name:    "Berth",
+			Version: st.Version,
+			Details: map[string]string{
+				"ApiVersion":    version.APIVersion,
+				"MinAPIVersion": version.MinAPIVersion,
+				"Os":            "linux",
+				"HostOs":        st.OS,
+				"Arch":          st.Arch,
+				"Backend":       st.Backend,
+				"GitCommit":     st.Commit,
+				"GoVersion":     st.GoVersion,
+			},
+		}},
+	})
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) {
+	st, err := s.backend.Status(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	hostname, _ := os.Hostname()
+	writeJSON(w, http.StatusOK, system.Info{
+		ID:                st.Home,
+		Containers:        st.Containers,
+		ContainersRunning: st.ContainersRunning,
+		ContainersStopped: st.Containers - st.ContainersRunning,
+		Images:            st.Images,
+		Driver:            "berth-ext4",
+		DriverStatus:      [][2]string{{"Backing Filesystem", "ext4 image per container"}},
+		LoggingDriver:     "json-file",
+		CgroupDriver:      "none",
+		CgroupVersion:     "2",
+		KernelVersion:     st.Kernel.Version,
+		OperatingSystem:   "Berth " + st.Version + " (one micro-VM per container, " + st.Backend + ")",
+		OSType:            "linux",
+		Architecture:      st.Arch,
+		NCPU:              runtime.NumCPU(),
+		DockerRootDir:     st.Home,
+		Name:              hostname,
+		ServerVersion:     st.Version,
+		SystemTime:        time.Now().Format(time.RFC3339Nano),
+		DefaultRuntime:    "berth-vm",
+		Runtimes:          map[string]system.RuntimeWithStatus{"berth-vm": {Runtime: system.Runtime{Path: "berth"}}},
+		SecurityOptions:   []string{"name=vm-isolation"},
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st, err := s.backend.Status(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

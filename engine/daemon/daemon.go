@@ -1,0 +1,218 @@
+// Package daemon runs Berth's engine behind its API socket: the process
+// `berth daemon` starts on Linux and the menu-bar app hosts in-process on
+// macOS.
+//
+// Start takes these steps, in order:
+//   - creates the Berth home (mode 0700) if needed;
+//   - takes an exclusive lock on daemon.lock, so a second daemon on the same
+//     home exits with an error naming the first one's pid;
+//   - removes a stale berth.sock left by a daemon that died (a socket that
+//     still answers is never removed);
+//   - listens on berth.sock with mode 0600 and serves the API.
+//
+// Shutdown stops accepting, lets requests in flight finish, removes the
+// socket and releases the lock.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthvm/berth/engine/api"
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/version"
+)
+
+// Config configures a daemon.
+type Config struct {
+	// Home is the Berth home the daemon owns.
+	Home home.Home
+	// LogOutput receives the log besides $BERTH_HOME/daemon.log (the CLI
+	// passes stderr); nil for the file only.
+	LogOutput io.Writer
+}
+
+// Daemon is a running engine serving its API.
+type Daemon struct {
+	home    home.Home
+	log     *slog.Logger
+	logFile *os.File
+	lock    *os.File
+	ln      net.Listener
+	srv     *http.Server
+	started time.Time
+	served  chan error
+}
+
+// Start brings the daemon up (see the package comment for the steps) and
+// serves the API in the background until Shutdown.
+func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	h := cfg.Home
+	if err := h.Ensure(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{home: h, started: time.Now(), served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			d.release()
+		}
+	}()
+	if err := d.openLog(cfg.LogOutput); err != nil {
+		return nil, err
+	}
+	if err := d.takeLock(); err != nil {
+		return nil, err
+	}
+	if err := d.listen(ctx); err != nil {
+		return nil, err
+	}
+	d.srv = &http.Server{
+		Handler:           api.NewServer(d, api.WithLogger(d.log)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+	go func() { d.served <- d.srv.Serve(d.ln) }()
+	d.log.Info("Berth daemon serving", "version", version.Version, "home", h.Dir, "socket", h.Socket(), "pid", os.Getpid())
+	return d, nil
+}
+
+// Run starts the daemon, serves until ctx is done, then shuts down.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-d.served:
+		d.served <- err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return d.Shutdown(sctx)
+}
+
+// Logger is the daemon's logger.
+func (d *Daemon) Logger() *slog.Logger { return d.log }
+
+// Shutdown stops serving, waits for requests in flight (until ctx is
+// done), removes the socket and releases the home.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.log.Info("Berth daemon shutting down")
+	err := d.srv.Shutdown(ctx)
+	if serr := <-d.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if rerr := os.Remove(d.home.Socket()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	d.log.Info("Berth daemon stopped")
+	d.release()
+	if err != nil {
+		return fmt.Errorf("shut down Berth daemon: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) openLog(extra io.Writer) error {
+	f, err := os.OpenFile(d.home.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open daemon log %s: %w", d.home.LogFile(), err)
+	}
+	d.logFile = f
+	var w io.Writer = f
+	if extra != nil {
+		w = io.MultiWriter(extra, f)
+	}
+	d.log = slog.New(slog.NewTextHandler(w, nil))
+	return nil
+}
+
+// takeLock locks daemon.lock and records our pid in it.
+func (d *Daemon) takeLock() error {
+	path := d.home.LockFile()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := lockFile(f); err != nil {
+		pid := "unknown"
+		if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
+			pid = strings.TrimSpace(string(b))
+		}
+		f.Close()
+		return errdefs.AlreadyExists(fmt.Errorf("another Berth daemon (pid %s) is already serving %s: stop it first, or use another --home", pid, d.home.Dir))
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	d.lock = f
+	return nil
+}
+
+// listen removes a stale socket and listens with mode 0600.
+func (d *Daemon) listen(ctx context.Context) error {
+	sock := d.home.Socket()
+	if _, err := os.Lstat(sock); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, derr := (&net.Dialer{}).DialContext(dctx, "unix", sock)
+		cancel()
+		if derr == nil {
+			c.Close()
+			return errdefs.AlreadyExists(fmt.Errorf("socket %s is served by another process: stop it first", sock))
+		}
+		if err := os.Remove(sock); err != nil {
+			return fmt.Errorf("remove stale socket %s: %w", sock, err)
+		}
+		d.log.Info("removed stale socket", "socket", sock)
+	}
+	ln, err := listenPrivate(sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	d.ln = ln
+	return nil
+}
+
+// release closes what Start opened, in reverse.
+func (d *Daemon) release() {
+	if d.lock != nil {
+		_ = d.lock.Truncate(0)
+		d.lock.Close()
+		d.lock = nil
+	}
+	if d.logFile != nil {
+		d.logFile.Close()
+		d.logFile = nil
+	}
+}
+
+// Status implements api.Backend.
+func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
+	return api.Status{
+		Version:       version.Version,
+		Commit:        version.Commit,
+		APIVersion:    version.APIVersion,
+		MinAPIVersion: version.MinAPIVersion,
+		GoVersion:     runtime.Version(),
+		OS:            runtime.GOOS,
+		Arch:          runtime.GOARCH,
+		PID:           os.Getpid(),
+		StartedAt:     d.started,
+		Home:          d.home.Dir,
+		Socket:        d.home.Socket(),
+		Backend:       backendName(),
+		Kernel:        api.KernelStatus{Error: "guest kernel resolution is not wired into the daemon yet"},
+	}, nil
+}

@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/home"
+)
+
+func testHome(t *testing.T) home.Home {
+	t.Helper()
+	// A short path: unix socket paths are limited to ~104 bytes.
+	dir, err := os.MkdirTemp("", "bh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	h, err := home.Resolve(filepath.Join(dir, "home"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestStartServesPrivateSocket(t *testing.T) {
+	ctx := context.Background()
+	h := testHome(t)
+	d, err := Start(ctx, Config{Home: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(h.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, want a 0600 socket", fi.Mode())
+	}
+	hi, _ := os.Stat(h.Dir)
+	if hi.Mode().Perm() != 0o700 {
+		t.Fatalf("home mode %v, want 0700", hi.Mode().Perm())
+	}
+	st, err := client.New(h.Socket()).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PID != os.Getpid() || st.Home != h.Dir {
+		t.Fatalf("status %+v", st)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.Socket()); !os.IsNotExist(err) {
+		t.Fatalf("socket left after shutdown: %v", err)
+	}
+	_, err = client.New(h.Socket()).Status(ctx)
+	if !errors.Is(err, client.ErrNotRunning) || !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("after shutdown: %v, want not running", err)
+	}
+}
+
+func TestSecondDaemonRefusedFirstKeepsServing(t *testing.T) {
+	ctx := context.Background()
+	h := testHome(t)
+	d, err := Start(ctx, Config{Home: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(ctx)
+	_, err = Start(ctx, Config{Home: h})
+	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "another Berth daemon") {
+		t.Fatalf("second daemon: %v", err)
+	}
+	if err := client.New(h.Socket()).Ping(ctx); err != nil {
+		t.Fatalf("first daemon stopped answering: %v", err)
+	}
+}
+
+func TestStaleSocketRemoved(t *testing.T) {
+	ctx := context.Background()
+	h := testHome(t)
+	if err := h.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	// A socket file nobody serves, as a daemon killed with SIGKILL leaves.
+	ln, err := net.Listen("unix", h.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := os.Stat(h.Socket()); err != nil {
+		t.Fatalf("stale socket not in place: %v", err)
+	}
+	d, err := Start(ctx, Config{Home: h})
+	if err != nil {
+		t.Fatalf("start over a stale socket: %v", err)
+	}
+	defer d.Shutdown(ctx)
+	if err := client.New(h.Socket()).Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	h := testHome(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Config{Home: h}) }()
+	c := client.New(h.Socket())
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("daemon never answered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	b, err := os.ReadFile(h.LogFile())
+	if err != nil || !strings.Contains(string(b), "Berth daemon stopped") {
+		t.Fatalf("daemon.log: %v %q", err, b)
+	}
+}
