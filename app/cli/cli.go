@@ -59,11 +59,14 @@ func NewRoot(stdio IO) *cobra.Command {
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	root.PersistentFlags().StringVar(&e.homeFlag, "home", "", "Berth home directory (default $BERTH_HOME or ~/.berth)")
+	imageCmd, imageAliases := newImageCmd(e)
 	root.AddCommand(
 		newVersionCmd(e),
 		newSystemCmd(e),
 		newDaemonCmd(e),
+		imageCmd,
 	)
+	root.AddCommand(imageAliases...)
 	return root
 }
 

@@ -51,6 +51,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /version", s.version)
 	s.mux.HandleFunc("GET /info", s.info)
 	s.mux.HandleFunc("GET /berth/status", s.status)
+	s.imageRoutes()
 }
 
 // ServeHTTP strips and checks the API version prefix, then dispatches.
@@ -65,12 +66,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r2.URL.RawPath = ""
 		r = r2
 	}
-	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
 		s.writeError(w, r, errdefs.NotFound(fmt.Errorf("page not found")))
 		return
 	}
-	h.ServeHTTP(w, r)
+	// Dispatch through the mux itself: it fills in the path values.
+	s.mux.ServeHTTP(w, r)
 }
 
 // splitVersion splits "/v1.47/containers/json" into "1.47" and

@@ -8,12 +8,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/engine/events"
+	"github.com/berthvm/berth/engine/image"
 	"github.com/moby/moby/api/types/system"
 )
 
 // fakeBackend is a stand-in for the engine, so the HTTP layer is tested
 // alone; the daemon's tests serve the real one.
 type fakeBackend struct{}
+
+func (fakeBackend) Images() *image.Store { return nil }
+func (fakeBackend) Events() *events.Bus  { return events.NewBus() }
 
 func (fakeBackend) Status(context.Context) (Status, error) {
 	return Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: KernelStatus{Version: "6.1.0-test"}}, nil

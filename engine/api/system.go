@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/berthvm/berth/engine/events"
+	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/system"
 )
@@ -16,6 +18,10 @@ import (
 type Backend interface {
 	// Status describes the running engine.
 	Status(ctx context.Context) (Status, error)
+	// Images is the image store.
+	Images() *image.Store
+	// Events is the engine's event bus.
+	Events() *events.Bus
 }
 
 // Status is the answer to GET /berth/status: what `berth system status`

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
@@ -41,10 +42,13 @@ type Config struct {
 	// LogOutput receives the log besides $BERTH_HOME/daemon.log (the CLI
 	// passes stderr); nil for the file only.
 	LogOutput io.Writer
+	// EngineOptions configure the engine (tests pass insecure registries).
+	EngineOptions []engine.Option
 }
 
 // Daemon is a running engine serving its API.
 type Daemon struct {
+	*engine.Engine
 	home    home.Home
 	log     *slog.Logger
 	logFile *os.File
@@ -74,6 +78,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.takeLock(); err != nil {
 		return nil, err
 	}
+	eng, err := engine.New(ctx, h, append([]engine.Option{engine.WithLogger(d.log)}, cfg.EngineOptions...)...)
+	if err != nil {
+		return nil, err
+	}
+	d.Engine = eng
 	if err := d.listen(ctx); err != nil {
 		return nil, err
 	}
@@ -116,6 +125,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	if rerr := os.Remove(d.home.Socket()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = errors.Join(err, rerr)
+	}
+	if cerr := d.Engine.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
 	}
 	d.log.Info("Berth daemon stopped")
 	d.release()
@@ -200,7 +212,12 @@ func (d *Daemon) release() {
 
 // Status implements api.Backend.
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
+	imgs, err := d.Images().List(ctx)
+	if err != nil {
+		return api.Status{}, err
+	}
 	return api.Status{
+		Images:        len(imgs),
 		Version:       version.Version,
 		Commit:        version.Commit,
 		APIVersion:    version.APIVersion,

@@ -1,0 +1,253 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berthvm/berth/engine/api"
+	"github.com/spf13/cobra"
+)
+
+// newImageCmd builds `berth image …` and returns the top-level aliases
+// (pull, images, rmi) Docker users type.
+func newImageCmd(e *env) (*cobra.Command, []*cobra.Command) {
+	img := &cobra.Command{
+		Use:     "image",
+		Aliases: []string{"i"},
+		Short:   "Manage images",
+	}
+	pull := func() *cobra.Command {
+		var platform string
+		c := &cobra.Command{
+			Use:   "pull REFERENCE",
+			Short: "Pull an image from a registry",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				pp := newPullProgress(e.io.Out)
+				var last string
+				err = cl.PullImage(cmd.Context(), args[0], platform, func(m api.JSONMessage) {
+					pp.handle(m)
+					if strings.HasPrefix(m.Status, "Status: ") || strings.HasPrefix(m.Status, "Digest: ") {
+						last += m.Status + "\n"
+					}
+				})
+				pp.done()
+				if err != nil {
+					return err
+				}
+				if pp.tty {
+					fmt.Fprint(e.io.Out, last)
+				}
+				return nil
+			},
+		}
+		c.Flags().StringVar(&platform, "platform", "", "platform to pull (os/arch[/variant]; default: this machine's linux/ARCH)")
+		return c
+	}
+	ls := func(use string, aliases ...string) *cobra.Command {
+		var quiet bool
+		c := &cobra.Command{
+			Use:     use,
+			Aliases: aliases,
+			Short:   "List images",
+			Args:    cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				imgs, err := cl.Images(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if quiet {
+					for _, im := range imgs {
+						fmt.Fprintln(e.io.Out, shortID(im.ID))
+					}
+					return nil
+				}
+				w := tabwriter.NewWriter(e.io.Out, 0, 4, 3, ' ', 0)
+				fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+				for _, im := range imgs {
+					tags := im.RepoTags
+					if len(tags) == 0 {
+						tags = []string{"<none>:<none>"}
+					}
+					for _, t := range tags {
+						i := strings.LastIndex(t, ":")
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t[:i], t[i+1:], shortID(im.ID), ago(time.Unix(im.Created, 0)), humanBytes(im.Size))
+					}
+				}
+				return w.Flush()
+			},
+		}
+		c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
+		return c
+	}
+	inspect := &cobra.Command{
+		Use:   "inspect IMAGE...",
+		Short: "Show an image's details as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			var out []any
+			for _, a := range args {
+				v, err := cl.InspectImage(cmd.Context(), a)
+				if err != nil {
+					return err
+				}
+				out = append(out, v)
+			}
+			enc := json.NewEncoder(e.io.Out)
+			enc.SetIndent("", "    ")
+			return enc.Encode(out)
+		},
+	}
+	rm := func(use string, aliases ...string) *cobra.Command {
+		var force bool
+		c := &cobra.Command{
+			Use:     use,
+			Aliases: aliases,
+			Short:   "Remove images (refused for an image a container uses, unless --force)",
+			Args:    cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				var errs []string
+				for _, a := range args {
+					items, err := cl.RemoveImage(cmd.Context(), a, force)
+					if err != nil {
+						errs = append(errs, err.Error())
+						continue
+					}
+					for _, it := range items {
+						if it.Untagged != "" {
+							fmt.Fprintf(e.io.Out, "Untagged: %s\n", it.Untagged)
+						}
+						if it.Deleted != "" {
+							fmt.Fprintf(e.io.Out, "Deleted: %s\n", it.Deleted)
+						}
+					}
+				}
+				if len(errs) > 0 {
+					return fmt.Errorf("%s", strings.Join(errs, "\n"))
+				}
+				return nil
+			},
+		}
+		c.Flags().BoolVarP(&force, "force", "f", false, "remove even if a container uses it, and every tag of an image named by ID")
+		return c
+	}
+	tag := &cobra.Command{
+		Use:   "tag SOURCE TARGET",
+		Short: "Give an image another reference",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			return cl.TagImage(cmd.Context(), args[0], args[1])
+		},
+	}
+	prune := func() *cobra.Command {
+		var all bool
+		c := &cobra.Command{
+			Use:   "prune",
+			Short: "Remove dangling images (all unused ones with --all) and unreferenced blobs",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				rep, err := cl.PruneImages(cmd.Context(), all)
+				if err != nil {
+					return err
+				}
+				for _, it := range rep.ImagesDeleted {
+					if it.Untagged != "" {
+						fmt.Fprintf(e.io.Out, "untagged: %s\n", it.Untagged)
+					}
+					if it.Deleted != "" {
+						fmt.Fprintf(e.io.Out, "deleted: %s\n", it.Deleted)
+					}
+				}
+				fmt.Fprintf(e.io.Out, "Total reclaimed space: %s\n", humanBytes(int64(rep.SpaceReclaimed)))
+				return nil
+			},
+		}
+		c.Flags().BoolVarP(&all, "all", "a", false, "remove all images no container uses, not only dangling ones")
+		return c
+	}
+	img.AddCommand(pull(), ls("ls", "list"), inspect, rm("rm", "remove"), tag, prune())
+	return img, []*cobra.Command{pull(), ls("images"), rm("rmi")}
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// humanBytes formats a size in decimal units as Docker does.
+func humanBytes(n int64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB"}
+	f := float64(n)
+	i := 0
+	for f >= 1000 && i < len(units)-1 {
+		f /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%dB", n)
+	}
+	return fmt.Sprintf("%.3g%s", f, units[i])
+}
+
+// ago renders a time the way `docker images` does ("5 minutes ago").
+func ago(t time.Time) string {
+	if t.IsZero() || t.Unix() <= 0 {
+		return "N/A"
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "Less than a minute ago"
+	case d < time.Hour:
+		return plural(int(d.Minutes()), "minute") + " ago"
+	case d < 48*time.Hour:
+		return plural(int(d.Hours()), "hour") + " ago"
+	case d < 14*24*time.Hour:
+		return plural(int(d.Hours()/24), "day") + " ago"
+	case d < 60*24*time.Hour:
+		return plural(int(d.Hours()/24/7), "week") + " ago"
+	case d < 2*365*24*time.Hour:
+		return plural(int(d.Hours()/24/30), "month") + " ago"
+	}
+	return plural(int(d.Hours()/24/365), "year") + " ago"
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		if unit == "hour" {
+			return "An hour"
+		}
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}

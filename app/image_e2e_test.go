@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berthvm/berth/engine/testenv"
+)
+
+// docker runs the real docker CLI against the daemon on home.
+func docker(t *testing.T, home string, args ...string) result {
+	t.Helper()
+	bin := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(home, "berth.sock"), "DOCKER_CONFIG="+filepath.Join(home, "docker-config"))
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{o.String(), e.String(), code}
+}
+
+func mustOK(t *testing.T, what string, r result) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", what, r.code, r.out, r.err)
+	}
+	return r
+}
+
+func TestImagesWithBerthCLI(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "1", testenv.BusyboxImage(t, nil))
+	home := shortHome(t)
+	startDaemon(t, home)
+
+	r := mustOK(t, "pull", berth(t, home, "image", "pull", ref))
+	if !strings.Contains(r.out, "Pull complete") || !strings.Contains(r.out, "Status: Downloaded newer image for "+ref) {
+		t.Fatalf("pull output:\n%s", r.out)
+	}
+	// A second pull fetches nothing.
+	r = mustOK(t, "pull again", berth(t, home, "pull", ref))
+	if !strings.Contains(r.out, "Image is up to date") {
+		t.Fatalf("second pull:\n%s", r.out)
+	}
+	r = mustOK(t, "images", berth(t, home, "images"))
+	repo := reg.Host + "/test/busybox"
+	if !strings.Contains(r.out, "REPOSITORY") || !strings.Contains(r.out, repo) {
+		t.Fatalf("images:\n%s", r.out)
+	}
+	r = mustOK(t, "inspect", berth(t, home, "image", "inspect", ref))
+	var insp []struct {
+		ID       string `json:"Id"`
+		RepoTags []string
+		Os       string
+		Config   struct{ Cmd []string }
+	}
+	if err := json.Unmarshal([]byte(r.out), &insp); err != nil || len(insp) != 1 {
+		t.Fatalf("inspect JSON: %v\n%s", err, r.out)
+	}
+	if !strings.HasPrefix(insp[0].ID, "sha256:") || insp[0].Os != "linux" || strings.Join(insp[0].Config.Cmd, " ") != "sh" {
+		t.Fatalf("inspect: %+v", insp[0])
+	}
+	// Found also by a short ID prefix.
+	mustOK(t, "inspect by short ID", berth(t, home, "image", "inspect", insp[0].ID[7:19]))
+
+	mustOK(t, "tag", berth(t, home, "image", "tag", ref, "demo:v1"))
+	r = mustOK(t, "images after tag", berth(t, home, "image", "ls"))
+	if !strings.Contains(r.out, "demo ") || !strings.Contains(r.out, "v1") {
+		t.Fatalf("tag not listed:\n%s", r.out)
+	}
+	r = mustOK(t, "rmi tag", berth(t, home, "rmi", "demo:v1"))
+	if !strings.Contains(r.out, "Untagged: demo:v1") || strings.Contains(r.out, "Deleted") {
+		t.Fatalf("rmi of one of two tags:\n%s", r.out)
+	}
+	r = mustOK(t, "rmi last tag", berth(t, home, "rmi", ref))
+	if !strings.Contains(r.out, "Deleted: "+insp[0].ID) {
+		t.Fatalf("rmi of last tag:\n%s", r.out)
+	}
+
+	// User errors are clear and name the thing.
+	r = berth(t, home, "image", "inspect", "nosuch:image")
+	if r.code == 0 || !strings.Contains(r.err, "No such image: nosuch:image") {
+		t.Fatalf("inspect missing: %+v", r)
+	}
+	r = berth(t, home, "pull", reg.Host+"/test/missing:1")
+	if r.code == 0 || !strings.Contains(r.err, "test/missing") {
+		t.Fatalf("pull missing: %+v", r)
+	}
+	r = berth(t, home, "pull", "UPPER/Case")
+	if r.code == 0 || !strings.Contains(r.err, "invalid reference format") {
+		t.Fatalf("pull malformed: %+v", r)
+	}
+}
+
+func TestImagesWithDockerCLI(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "2", testenv.BusyboxImage(t, map[string]string{"etc/hello": "hi\n"}))
+	home := shortHome(t)
+	startDaemon(t, home)
+
+	r := mustOK(t, "docker pull", docker(t, home, "pull", ref))
+	if !strings.Contains(r.out, "Downloaded newer image for "+ref) || !strings.Contains(r.out, "Digest: sha256:") {
+		t.Fatalf("docker pull:\n%s", r.out)
+	}
+	r = mustOK(t, "docker images", docker(t, home, "images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"))
+	if !strings.Contains(r.out, reg.Host+"/test/busybox:2 ") {
+		t.Fatalf("docker images:\n%s", r.out)
+	}
+	r = mustOK(t, "docker inspect", docker(t, home, "image", "inspect", "--format", "{{.Os}} {{json .Config.Labels}}", ref))
+	if strings.TrimSpace(r.out) != `linux {"dev.berthvm.test":"busybox"}` {
+		t.Fatalf("docker inspect: %q", r.out)
+	}
+	mustOK(t, "docker tag", docker(t, home, "tag", ref, "mine/app:1"))
+	r = mustOK(t, "docker rmi", docker(t, home, "rmi", "mine/app:1"))
+	if !strings.Contains(r.out, "Untagged: mine/app:1") {
+		t.Fatalf("docker rmi:\n%s", r.out)
+	}
+	r = docker(t, home, "image", "inspect", "nosuch")
+	if r.code == 0 || !strings.Contains(r.err, "No such image: nosuch") {
+		t.Fatalf("docker inspect missing: %+v", r)
+	}
+	r = docker(t, home, "pull", reg.Host+"/test/missing:1")
+	if r.code == 0 || !strings.Contains(r.out+r.err, "test/missing") {
+		t.Fatalf("docker pull missing: %+v", r)
+	}
+}

@@ -1,0 +1,368 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/events"
+	"github.com/berthvm/berth/engine/image"
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/moby/moby/api/pkg/authconfig"
+	moby "github.com/moby/moby/api/types/events"
+	mobyimage "github.com/moby/moby/api/types/image"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func (s *Server) imageRoutes() {
+	s.mux.HandleFunc("POST /images/create", s.imageCreate)
+	s.mux.HandleFunc("GET /images/json", s.imageList)
+	s.mux.HandleFunc("POST /images/prune", s.imagePrune)
+	// Image names contain slashes (localhost:5000/team/app:1), so the
+	// per-image routes take the rest of the path and split off the verb.
+	s.mux.HandleFunc("GET /images/{rest...}", s.imageGetRoutes)
+	s.mux.HandleFunc("POST /images/{rest...}", s.imagePostRoutes)
+	s.mux.HandleFunc("DELETE /images/{rest...}", s.imageDelete)
+}
+
+func (s *Server) imageGetRoutes(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("rest")
+	if name, ok := strings.CutSuffix(rest, "/json"); ok {
+		s.imageInspect(w, r, name)
+		return
+	}
+	s.writeError(w, r, errdefs.NotFound(fmt.Errorf("page not found")))
+}
+
+func (s *Server) imagePostRoutes(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("rest")
+	if name, ok := strings.CutSuffix(rest, "/tag"); ok {
+		s.imageTag(w, r, name)
+		return
+	}
+	s.writeError(w, r, errdefs.NotFound(fmt.Errorf("page not found")))
+}
+
+// imageCreate pulls fromImage[:tag], streaming Docker's JSON progress.
+func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from := q.Get("fromImage")
+	if from == "" {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("image create: only pulls are supported (fromImage is required; use POST /images/load to import a tarball)")))
+		return
+	}
+	ref := from
+	if tag := q.Get("tag"); tag != "" {
+		if strings.HasPrefix(tag, "sha256:") {
+			ref += "@" + tag
+		} else {
+			ref += ":" + tag
+		}
+	}
+	var opts []image.PullOption
+	if p := q.Get("platform"); p != "" {
+		plat, err := v1.ParsePlatform(p)
+		if err != nil {
+			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("pull %s: invalid platform %q: %w", ref, p, err)))
+			return
+		}
+		opts = append(opts, image.WithPlatform(*plat))
+	}
+	if enc := r.Header.Get("X-Registry-Auth"); enc != "" {
+		ac, err := authconfig.Decode(enc)
+		if err != nil {
+			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("pull %s: X-Registry-Auth: %w", ref, err)))
+			return
+		}
+		if ac.Username != "" || ac.Password != "" || ac.IdentityToken != "" || ac.RegistryToken != "" {
+			opts = append(opts, image.WithAuth(authn.FromConfig(authn.AuthConfig{
+				Username: ac.Username, Password: ac.Password,
+				IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+			})))
+		}
+	}
+	ps := newProgressStream(w)
+	if _, err := image.ParseReference(ref); err != nil {
+		ps.fail(s, r, err)
+		return
+	}
+	// dockerd's first line names the tag (or digest) being pulled.
+	ident := "latest"
+	if i := strings.LastIndexAny(ref, ":@"); i > strings.LastIndex(ref, "/") {
+		ident = ref[i+1:]
+	}
+	announced := false
+	announce := func() {
+		if !announced {
+			announced = true
+			ps.send(JSONMessage{Status: "Pulling from " + repoPath(ref), ID: ident})
+		}
+	}
+	lastDownload := map[string]time.Time{}
+	opts = append(opts, image.WithProgress(func(e image.Event) {
+		announce()
+		m := JSONMessage{Status: string(e.State), ID: e.ID}
+		switch e.State {
+		case image.Waiting:
+			m.Status = "Pulling fs layer"
+			m.ProgressDetail = &ProgressDetail{}
+		case image.Downloading:
+			// Throttle: dockerd sends a few updates a second per layer.
+			if t, ok := lastDownload[e.ID]; ok && time.Since(t) < 100*time.Millisecond && e.Current < e.Total {
+				return
+			}
+			lastDownload[e.ID] = time.Now()
+			m.ProgressDetail = &ProgressDetail{Current: e.Current, Total: e.Total}
+			m.Progress = progressBar(e.Current, e.Total)
+		case image.Retrying:
+			if e.Err != nil {
+				m.Status = "Retrying: " + e.Err.Error()
+			}
+		}
+		ps.send(m)
+	}))
+	res, err := s.backend.Images().Pull(r.Context(), ref, opts...)
+	if err != nil {
+		ps.fail(s, r, err)
+		return
+	}
+	announce()
+	ps.send(JSONMessage{Status: "Digest: " + res.Digest.String()})
+	if res.Updated {
+		ps.send(JSONMessage{Status: "Status: Downloaded newer image for " + res.Ref})
+	} else {
+		ps.send(JSONMessage{Status: "Status: Image is up to date for " + res.Ref})
+	}
+	s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionPull, Actor: moby.Actor{ID: res.Ref, Attributes: map[string]string{"name": res.Ref}}})
+}
+
+// repoPath is the repository path dockerd prints ("library/alpine").
+func repoPath(ref string) string {
+	r, err := image.ParseReference(ref)
+	if err != nil {
+		return ref
+	}
+	return r.Context().RepositoryStr()
+}
+
+func (s *Server) imageList(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	imgs, err := s.backend.Images().List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := []mobyimage.Summary{}
+	for _, img := range imgs {
+		if !f.matchImage(img) {
+			continue
+		}
+		out = append(out, mobyimage.Summary{
+			ID:          img.ID,
+			RepoTags:    nonNil(img.RepoTags),
+			RepoDigests: nonNil(img.RepoDigests),
+			Created:     img.Created.Unix(),
+			Size:        img.Size,
+			Labels:      img.Labels,
+			Containers:  -1,
+			SharedSize:  -1,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (s *Server) imageInspect(w http.ResponseWriter, r *http.Request, name string) {
+	img, err := s.backend.Images().Get(r.Context(), name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inspectImage(img))
+}
+
+// inspectImage maps a stored image to Docker's GET /images/{name}/json.
+func inspectImage(img *image.Image) mobyimage.InspectResponse {
+	resp := mobyimage.InspectResponse{
+		ID:           img.ID,
+		RepoTags:     nonNil(img.RepoTags),
+		RepoDigests:  nonNil(img.RepoDigests),
+		Created:      img.Created.UTC().Format(time.RFC3339Nano),
+		Architecture: img.Platform.Architecture,
+		Variant:      img.Platform.Variant,
+		Os:           img.Platform.OS,
+		Size:         img.Size,
+		RootFS:       mobyimage.RootFS{Type: "layers"},
+		Descriptor: &ocispec.Descriptor{
+			MediaType: string(img.Manifest.MediaType),
+			Digest:    digestOf(img.Manifest.Digest),
+			Size:      img.Manifest.Size,
+		},
+	}
+	if cf := img.Config; cf != nil {
+		resp.Author = cf.Author
+		for _, d := range cf.RootFS.DiffIDs {
+			resp.RootFS.Layers = append(resp.RootFS.Layers, d.String())
+		}
+		c := cf.Config
+		resp.Config = &dockerspec.DockerOCIImageConfig{
+			ImageConfig: ocispec.ImageConfig{
+				User: c.User, ExposedPorts: c.ExposedPorts, Env: c.Env, Entrypoint: c.Entrypoint,
+				Cmd: c.Cmd, Volumes: c.Volumes, WorkingDir: c.WorkingDir, Labels: c.Labels,
+				StopSignal: c.StopSignal, ArgsEscaped: c.ArgsEscaped,
+			},
+			DockerOCIImageConfigExt: dockerspec.DockerOCIImageConfigExt{OnBuild: c.OnBuild, Shell: c.Shell},
+		}
+	}
+	return resp
+}
+
+func (s *Server) imageTag(w http.ResponseWriter, r *http.Request, name string) {
+	q := r.URL.Query()
+	repo, tag := q.Get("repo"), q.Get("tag")
+	if repo == "" {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("tag %s: repo is required", name)))
+		return
+	}
+	target := repo
+	if tag != "" {
+		target += ":" + tag
+	}
+	if err := s.backend.Images().Tag(r.Context(), name, target); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionTag, Actor: moby.Actor{ID: name, Attributes: map[string]string{"name": target}}})
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("rest")
+	var opts []image.RemoveOption
+	if force, _ := strconv.ParseBool(r.URL.Query().Get("force")); force {
+		opts = append(opts, image.Force())
+	}
+	items, err := s.backend.Images().Remove(r.Context(), name, opts...)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := make([]mobyimage.DeleteResponse, 0, len(items))
+	for _, it := range items {
+		out = append(out, mobyimage.DeleteResponse{Untagged: it.Untagged, Deleted: it.Deleted})
+		if it.Untagged != "" {
+			s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionUnTag, Actor: moby.Actor{ID: it.Untagged}})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var opts []image.PruneOption
+	if v, ok := f["dangling"]; ok && (v["false"] || v["0"]) {
+		opts = append(opts, image.PruneAll())
+	}
+	rep, err := s.backend.Images().Prune(r.Context(), opts...)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := mobyimage.PruneReport{ImagesDeleted: []mobyimage.DeleteResponse{}, SpaceReclaimed: rep.SpaceReclaimed}
+	for _, it := range rep.ImagesDeleted {
+		out.ImagesDeleted = append(out.ImagesDeleted, mobyimage.DeleteResponse{Untagged: it.Untagged, Deleted: it.Deleted})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// filters is Docker's filters query parameter: key → set of values.
+type filters map[string]map[string]bool
+
+// parseFilters reads Docker's filters JSON ({"label":{"a=b":true}}; the
+// older {"label":["a=b"]} form too).
+func parseFilters(raw string) (filters, error) {
+	f := filters{}
+	if raw == "" {
+		return f, nil
+	}
+	var m map[string]map[string]bool
+	if err := json.Unmarshal([]byte(raw), &m); err == nil {
+		for k, v := range m {
+			f[k] = v
+		}
+		return f, nil
+	}
+	var l map[string][]string
+	if err := json.Unmarshal([]byte(raw), &l); err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid filters %q: %w", raw, err))
+	}
+	for k, vs := range l {
+		f[k] = map[string]bool{}
+		for _, v := range vs {
+			f[k][v] = true
+		}
+	}
+	return f, nil
+}
+
+// matchLabels reports whether labels satisfy every "label" filter
+// ("key" or "key=value").
+func (f filters) matchLabels(labels map[string]string) bool {
+	for want := range f["label"] {
+		k, v, hasValue := strings.Cut(want, "=")
+		got, ok := labels[k]
+		if !ok || (hasValue && got != v) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f filters) matchImage(img *image.Image) bool {
+	if !f.matchLabels(img.Labels) {
+		return false
+	}
+	if d, ok := f["dangling"]; ok {
+		dangling := len(img.RepoTags) == 0
+		if (d["true"] || d["1"]) != dangling {
+			return false
+		}
+	}
+	if refs, ok := f["reference"]; ok && len(refs) > 0 {
+		match := false
+		for want := range refs {
+			for _, t := range img.RepoTags {
+				if t == want || strings.HasPrefix(t, want+":") || t == want+":latest" {
+					match = true
+				}
+			}
+		}
+		if !match {
+			return false
+		}
+	}
+	return true
+}
+
+func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
