@@ -65,6 +65,9 @@ func NewRoot(stdio IO) *cobra.Command {
 		newSystemCmd(e),
 		newDaemonCmd(e),
 		imageCmd,
+		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
+		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),
+		newExecCmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),
 	)
 	root.AddCommand(imageAliases...)
 	return root
@@ -81,6 +84,11 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
+	}
+	var em *exitWithMessage
+	if errors.As(err, &em) {
+		fmt.Fprintf(stdio.Err, "berth: %v\n", em.err)
+		return em.code
 	}
 	fmt.Fprintf(stdio.Err, "berth: %v\n", err)
 	return 1

@@ -10,12 +10,14 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/version"
@@ -52,6 +54,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /info", s.info)
 	s.mux.HandleFunc("GET /berth/status", s.status)
 	s.imageRoutes()
+	s.containerRoutes()
 }
 
 // ServeHTTP strips and checks the API version prefix, then dispatches.
@@ -141,4 +144,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeJSON(w, status, common.ErrorResponse{Message: err.Error()})
+}
+
+// contextUntil is ctx ending at t.
+func contextUntil(ctx context.Context, t time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, t)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/moby/moby/api/types/system"
@@ -17,8 +18,9 @@ import (
 // alone; the daemon's tests serve the real one.
 type fakeBackend struct{}
 
-func (fakeBackend) Images() *image.Store { return nil }
-func (fakeBackend) Events() *events.Bus  { return events.NewBus() }
+func (fakeBackend) Images() *image.Store           { return nil }
+func (fakeBackend) Events() *events.Bus            { return events.NewBus() }
+func (fakeBackend) Containers() *container.Manager { return nil }
 
 func (fakeBackend) Status(context.Context) (Status, error) {
 	return Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: KernelStatus{Version: "6.1.0-test"}}, nil

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/version"
@@ -22,6 +23,8 @@ type Backend interface {
 	Images() *image.Store
 	// Events is the engine's event bus.
 	Events() *events.Bus
+	// Containers is the container manager.
+	Containers() *container.Manager
 }
 
 // Status is the answer to GET /berth/status: what `berth system status`

@@ -216,20 +216,23 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	if err != nil {
 		return api.Status{}, err
 	}
+	total, running := d.Containers().Counts()
 	return api.Status{
-		Images:        len(imgs),
-		Version:       version.Version,
-		Commit:        version.Commit,
-		APIVersion:    version.APIVersion,
-		MinAPIVersion: version.MinAPIVersion,
-		GoVersion:     runtime.Version(),
-		OS:            runtime.GOOS,
-		Arch:          runtime.GOARCH,
-		PID:           os.Getpid(),
-		StartedAt:     d.started,
-		Home:          d.home.Dir,
-		Socket:        d.home.Socket(),
-		Backend:       backendName(),
-		Kernel:        api.KernelStatus{Error: "guest kernel resolution is not wired into the daemon yet"},
+		Images:            len(imgs),
+		Containers:        total,
+		ContainersRunning: running,
+		Version:           version.Version,
+		Commit:            version.Commit,
+		APIVersion:        version.APIVersion,
+		MinAPIVersion:     version.MinAPIVersion,
+		GoVersion:         runtime.Version(),
+		OS:                runtime.GOOS,
+		Arch:              runtime.GOARCH,
+		PID:               os.Getpid(),
+		StartedAt:         d.started,
+		Home:              d.home.Dir,
+		Socket:            d.home.Socket(),
+		Backend:           backendName(),
+		Kernel:            api.KernelStatus{Error: "guest kernel resolution is not wired into the daemon yet"},
 	}, nil
 }

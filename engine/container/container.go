@@ -1,0 +1,143 @@
+// Package container is Berth's container lifecycle: create, start, wait,
+// stop, kill, exec, attach, logs, remove, list and inspect, each container
+// in its own micro-VM.
+//
+// A container's state lives under its directory,
+// $BERTH_HOME/containers/<id>/:
+//
+//	config.json   what it was created with (written once, atomically)
+//	state.json    where it stands (rewritten atomically on every change)
+//	rootfs.ext4   its copy-on-write clone of the image's base rootfs
+//	container.log its output, Docker's json-file format, size-capped
+//	console.log   the VM's console
+//
+// After an engine crash the Manager finds containers recorded as running,
+// stops what is left of their VMs and marks them exited with the reason;
+// nothing else is lost.
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	mobycontainer "github.com/moby/moby/api/types/container"
+)
+
+// Spec is what a container was created with. It never changes after
+// create, except for the name (rename).
+type Spec struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// Image is the reference the user gave; ImageID the image's ID
+	// (sha256:<config digest>) and ImageManifest its manifest digest, the
+	// key of the base rootfs it was cloned from.
+	Image         string `json:"image"`
+	ImageID       string `json:"imageId"`
+	ImageManifest string `json:"imageManifest"`
+	// Config and HostConfig are Docker's, as the client sent them (labels
+	// returned exactly), with the image's defaults applied.
+	Config     *mobycontainer.Config     `json:"config"`
+	HostConfig *mobycontainer.HostConfig `json:"hostConfig"`
+	// Path and Args are the main process's command line (entrypoint + cmd).
+	Path string   `json:"path"`
+	Args []string `json:"args"`
+}
+
+// State is where a container stands.
+type State struct {
+	Status mobycontainer.ContainerState `json:"status"`
+	// Pid is the VMM process's pid while running (QEMU on Linux; the
+	// engine's own on macOS, where VMs run in-process).
+	Pid       int       `json:"pid,omitempty"`
+	ExitCode  int       `json:"exitCode"`
+	Error     string    `json:"error,omitempty"`
+	OOMKilled bool      `json:"oomKilled,omitempty"`
+	StartedAt time.Time `json:"startedAt"`
+	// FinishedAt is when the main process exited (zero while running).
+	FinishedAt time.Time `json:"finishedAt"`
+	// IPAddress is the guest's address as its agent reported it.
+	IPAddress string `json:"ipAddress,omitempty"`
+	// Boot is the last start's boot timeline.
+	Boot *BootTimeline `json:"boot,omitempty"`
+}
+
+// BootTimeline is the last start's phases, host-side, from VM process
+// start; guest times are from guestinit (CLOCK_BOOTTIME since kernel start).
+type BootTimeline struct {
+	// Host side, offsets from the start request.
+	RootfsReady time.Duration `json:"rootfsReady"`
+	VMStarted   time.Duration `json:"vmStarted"`
+	AgentReady  time.Duration `json:"agentReady"`
+	ProcessUp   time.Duration `json:"processUp"`
+	// Guest side, since the guest kernel started.
+	GuestInitStart     time.Duration `json:"guestInitStart"`
+	GuestModulesLoaded time.Duration `json:"guestModulesLoaded"`
+	GuestRootfsMounted time.Duration `json:"guestRootfsMounted"`
+	GuestAgentServing  time.Duration `json:"guestAgentServing"`
+	// Backend names the VM backend ("qemu (kvm)", "qemu (tcg)", "vz").
+	Backend string `json:"backend,omitempty"`
+}
+
+// Snapshot is a consistent copy of a container's spec and state.
+type Snapshot struct {
+	Spec  Spec
+	State State
+	Dir   string
+	// ExecIDs are the exec sessions that exist now.
+	ExecIDs []string
+}
+
+// ShortID is the 12-digit prefix Docker shows.
+func (s Snapshot) ShortID() string { return s.Spec.ID[:12] }
+
+// Command is the main process's command line as `docker ps` shows it.
+func (s Snapshot) Command() string {
+	return strings.TrimSpace(s.Spec.Path + " " + strings.Join(s.Spec.Args, " "))
+}
+
+// writeJSONAtomic writes v to path through a temp file, fsync and rename,
+// so a crash leaves the old or the new file, never a torn one.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, werr := f.Write(b)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}

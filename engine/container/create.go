@@ -1,0 +1,274 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/image"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	mobycontainer "github.com/moby/moby/api/types/container"
+	mobyevents "github.com/moby/moby/api/types/events"
+)
+
+// PullPolicy says when Create pulls the image.
+type PullPolicy string
+
+// The pull policies of `docker run --pull`.
+const (
+	PullMissing PullPolicy = "missing"
+	PullAlways  PullPolicy = "always"
+	PullNever   PullPolicy = "never"
+)
+
+// CreateRequest is what Create takes: Docker's container config and host
+// config, a name (empty: generated) and the pull policy.
+type CreateRequest struct {
+	Name       string
+	Config     *mobycontainer.Config
+	HostConfig *mobycontainer.HostConfig
+	Pull       PullPolicy
+	// Progress receives pull progress when Create pulls.
+	Progress func(image.Event)
+}
+
+// Limits on what a container may ask for.
+const (
+	minMemory = 64 << 20
+	// DefaultMemory and DefaultCPUs size a VM when the container does not
+	// say (--memory, --cpus).
+	DefaultMemory = 1 << 30
+	DefaultCPUs   = 2
+)
+
+// Create makes a container: it resolves the image (pulling it when
+// missing, unless the policy is never), applies the image's defaults
+// (entrypoint, cmd, env, workdir, user) the way Docker does, reserves the
+// name, clones the image's base root filesystem (building it on first
+// use) and records the container as created.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, error) {
+	if req.Config == nil || req.Config.Image == "" {
+		return nil, errdefs.InvalidArgument(errors.New("create container: no image given"))
+	}
+	if req.HostConfig == nil {
+		req.HostConfig = &mobycontainer.HostConfig{}
+	}
+	if err := validate(req); err != nil {
+		return nil, err
+	}
+	ref := req.Config.Image
+	img, err := m.resolveImage(ctx, ref, req)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimPrefix(req.Name, "/")
+	id := NewID()
+	spec := Spec{
+		ID:            id,
+		Created:       time.Now().UTC(),
+		Image:         ref,
+		ImageID:       img.ID,
+		ImageManifest: img.Manifest.Digest.String(),
+		Config:        mergeImageConfig(req.Config, img.Config),
+		HostConfig:    req.HostConfig,
+	}
+	if spec.HostConfig.LogConfig.Type == "" {
+		spec.HostConfig.LogConfig.Type = "json-file"
+	}
+	if spec.HostConfig.NetworkMode == "" {
+		spec.HostConfig.NetworkMode = "default"
+	}
+	cmdline := append(append([]string{}, spec.Config.Entrypoint...), spec.Config.Cmd...)
+	if len(cmdline) == 0 {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("create container from %s: no command specified (the image has no Entrypoint or Cmd)", ref))
+	}
+	spec.Path, spec.Args = cmdline[0], cmdline[1:]
+	if spec.Config.Hostname == "" {
+		spec.Config.Hostname = id[:12]
+	}
+
+	// Reserve the name before the slow part.
+	m.mu.Lock()
+	if name == "" {
+		for {
+			name = RandomName()
+			if _, taken := m.names[name]; !taken {
+				break
+			}
+		}
+	} else if other, taken := m.names[name]; taken {
+		m.mu.Unlock()
+		return nil, errdefs.Conflict(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+name, other))
+	}
+	m.names[name] = id
+	m.mu.Unlock()
+	spec.Name = name
+	release := func() {
+		m.mu.Lock()
+		if m.names[name] == id {
+			delete(m.names, name)
+		}
+		m.mu.Unlock()
+	}
+
+	dir := filepath.Join(m.dir, id)
+	c, err := m.materialize(ctx, dir, spec, img)
+	if err != nil {
+		release()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("create container from %s: %w", ref, err)
+	}
+	m.mu.Lock()
+	m.byID[id] = c
+	m.mu.Unlock()
+	m.publish(c, mobyevents.ActionCreate, nil)
+	return c, nil
+}
+
+// materialize writes the container's directory: rootfs clone, config and
+// state.
+func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *image.Image) (*Container, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if m.rootfs == nil {
+		return nil, errors.New("no root filesystem cache configured")
+	}
+	vimg, err := m.images.Image(ctx, img.ID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.rootfs.Ensure(ctx, vimg); err != nil {
+		return nil, fmt.Errorf("build root filesystem: %w", err)
+	}
+	d, err := v1.NewHash(spec.ImageManifest)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.rootfs.Clone(ctx, d, filepath.Join(dir, "rootfs.ext4")); err != nil {
+		return nil, err
+	}
+	c := m.newContainer(dir, spec, State{Status: mobycontainer.StateCreated})
+	if err := writeJSONAtomic(filepath.Join(dir, "config.json"), spec); err != nil {
+		return nil, err
+	}
+	if err := c.saveStateLocked(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// resolveImage finds the image locally or pulls it, per the policy.
+func (m *Manager) resolveImage(ctx context.Context, ref string, req CreateRequest) (*image.Image, error) {
+	if req.Pull != PullAlways {
+		img, err := m.images.Get(ctx, ref)
+		if err == nil {
+			return img, nil
+		}
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			return nil, err
+		}
+		if req.Pull == PullNever {
+			return nil, err
+		}
+	}
+	var opts []image.PullOption
+	if req.Progress != nil {
+		opts = append(opts, image.WithProgress(req.Progress))
+	}
+	res, err := m.images.Pull(ctx, ref, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return res.Image, nil
+}
+
+// validate checks the values a user can get wrong.
+func validate(req CreateRequest) error {
+	if req.Name != "" && !ValidName(req.Name) {
+		return errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name))
+	}
+	hc := req.HostConfig
+	if hc.Memory != 0 && hc.Memory < minMemory {
+		return errdefs.InvalidArgument(fmt.Errorf("invalid memory %d bytes: a container's VM needs at least %d MiB", hc.Memory, minMemory>>20))
+	}
+	if hc.NanoCPUs < 0 {
+		return errdefs.InvalidArgument(fmt.Errorf("invalid --cpus: %g must be positive", float64(hc.NanoCPUs)/1e9))
+	}
+	switch req.Pull {
+	case "", PullMissing, PullAlways, PullNever:
+	default:
+		return errdefs.InvalidArgument(fmt.Errorf("invalid pull policy %q: use missing, always or never", req.Pull))
+	}
+	for _, e := range req.Config.Env {
+		if strings.HasPrefix(e, "=") || e == "" {
+			return errdefs.InvalidArgument(fmt.Errorf("invalid environment variable %q", e))
+		}
+	}
+	return nil
+}
+
+// mergeImageConfig applies the image's defaults to the container's config
+// the way Docker does: the container's Entrypoint replaces the image's
+// (and then the image's Cmd is dropped unless the container gives one);
+// Cmd, WorkingDir and User default to the image's; Env is the image's
+// with the container's overriding by name; labels merge, the container's
+// winning.
+func mergeImageConfig(cfg *mobycontainer.Config, img *v1.ConfigFile) *mobycontainer.Config {
+	out := *cfg
+	if img == nil {
+		return &out
+	}
+	ic := img.Config
+	if len(out.Entrypoint) == 0 && out.Entrypoint == nil {
+		out.Entrypoint = ic.Entrypoint
+		if len(out.Cmd) == 0 {
+			out.Cmd = ic.Cmd
+		}
+	}
+	if out.WorkingDir == "" {
+		out.WorkingDir = ic.WorkingDir
+	}
+	if out.User == "" {
+		out.User = ic.User
+	}
+	if out.StopSignal == "" {
+		out.StopSignal = ic.StopSignal
+	}
+	out.Env = mergeEnv(ic.Env, cfg.Env)
+	if len(ic.Labels) > 0 {
+		labels := map[string]string{}
+		for k, v := range ic.Labels {
+			labels[k] = v
+		}
+		for k, v := range cfg.Labels {
+			labels[k] = v
+		}
+		out.Labels = labels
+	}
+	return &out
+}
+
+// mergeEnv returns base with over's variables replacing those of the same
+// name, order kept.
+func mergeEnv(base, over []string) []string {
+	idx := map[string]int{}
+	var out []string
+	for _, list := range [][]string{base, over} {
+		for _, kv := range list {
+			k, _, _ := strings.Cut(kv, "=")
+			if i, ok := idx[k]; ok {
+				out[i] = kv
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, kv)
+		}
+	}
+	return out
+}

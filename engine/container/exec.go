@@ -1,0 +1,187 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/berthvm/berth/engine/agent"
+	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/errdefs"
+	mobyevents "github.com/moby/moby/api/types/events"
+)
+
+// ExecConfig is an extra process to run in a running container.
+type ExecConfig struct {
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+	Tty        bool
+	// AttachStdin gives the process the client's input; without it the
+	// process reads EOF.
+	AttachStdin bool
+	// ConsoleSize is the initial terminal size (rows, cols).
+	ConsoleSize [2]uint
+}
+
+// Exec is one exec session: created, then started once.
+type Exec struct {
+	ID        string
+	Container *Container
+	Config    ExecConfig
+
+	mu       sync.Mutex
+	running  bool
+	started  bool
+	exitCode *int
+	pid      int
+	agent    *agent.Client
+	done     chan struct{}
+}
+
+// ExecState is what InspectExec reports.
+type ExecState struct {
+	ID          string
+	ContainerID string
+	Config      ExecConfig
+	Running     bool
+	ExitCode    *int
+	Pid         int
+}
+
+// CreateExec prepares cfg to run in the running container ref and returns
+// the exec's ID.
+func (m *Manager) CreateExec(ctx context.Context, ref string, cfg ExecConfig) (string, error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return "", err
+	}
+	if len(cfg.Cmd) == 0 {
+		return "", errdefs.InvalidArgument(errors.New("exec: no command given"))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.run == nil {
+		return "", errdefs.Conflict(fmt.Errorf("container %s is not running", c.spec.ID))
+	}
+	e := &Exec{ID: NewID(), Container: c, Config: cfg, agent: c.run.agent, done: make(chan struct{})}
+	c.execs[e.ID] = e
+	m.mu.Lock()
+	if m.execs == nil {
+		m.execs = map[string]*Exec{}
+	}
+	m.execs[e.ID] = e
+	m.mu.Unlock()
+	return e.ID, nil
+}
+
+// GetExec finds an exec session by ID.
+func (m *Manager) GetExec(id string) (*Exec, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.execs[id]; ok {
+		return e, nil
+	}
+	return nil, errdefs.NotFound(fmt.Errorf("No such exec instance: %s", id))
+}
+
+// State returns the exec's state.
+func (e *Exec) State() ExecState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return ExecState{ID: e.ID, ContainerID: e.Container.spec.ID, Config: e.Config, Running: e.running, ExitCode: e.exitCode, Pid: e.pid}
+}
+
+// StartExec runs the exec with stdio until it exits and its output is
+// drained, and returns its exit code. The exit code is recorded before
+// StartExec returns, so a client that inspects after its stream closed
+// sees it. A missing command is exit code 127 and an error.
+func (m *Manager) StartExec(ctx context.Context, id string, stdio agent.Stdio) (int, error) {
+	e, err := m.GetExec(id)
+	if err != nil {
+		return 0, err
+	}
+	e.mu.Lock()
+	if e.started {
+		e.mu.Unlock()
+		return 0, errdefs.Conflict(fmt.Errorf("exec %s has already been started", id))
+	}
+	e.started = true
+	e.running = true
+	e.mu.Unlock()
+	c := e.Container
+	m.publish(c, mobyevents.Action("exec_start: "+e.Config.Cmd[0]), map[string]string{"execID": e.ID})
+
+	req := &agentpb.CreateProcessRequest{
+		Id:          e.ID,
+		ContainerId: mainProcess,
+		Args:        e.Config.Cmd,
+		Env:         withDefaultEnv(mergeEnv(c.spec.Config.Env, e.Config.Env), c.spec.Config.Hostname, e.Config.Tty),
+		Cwd:         e.Config.WorkingDir,
+		User:        e.Config.User,
+		Tty:         e.Config.Tty,
+		Rows:        uint32(e.Config.ConsoleSize[0]),
+		Cols:        uint32(e.Config.ConsoleSize[1]),
+	}
+	if req.Cwd == "" {
+		req.Cwd = c.spec.Config.WorkingDir
+	}
+	if req.User == "" {
+		req.User = c.spec.Config.User
+	}
+	if !e.Config.AttachStdin {
+		stdio.Stdin = nil
+	}
+	st, err := e.agent.Run(ctx, req, stdio)
+	code := st.Code
+	if err != nil && code == 0 {
+		switch {
+		case errors.Is(err, errdefs.ErrNotFound):
+			code = 127
+			err = errdefs.InvalidArgument(fmt.Errorf("exec: %q: executable file not found in $PATH: %w", e.Config.Cmd[0], err))
+		default:
+			code = 126
+		}
+	}
+	e.mu.Lock()
+	e.running = false
+	e.exitCode = &code
+	e.mu.Unlock()
+	close(e.done)
+	m.publish(c, mobyevents.Action("exec_die"), map[string]string{"execID": e.ID, "exitCode": fmt.Sprint(code)})
+	return code, err
+}
+
+// ResizeExec sets the terminal size of a tty exec.
+func (m *Manager) ResizeExec(ctx context.Context, id string, rows, cols uint32) error {
+	e, err := m.GetExec(id)
+	if err != nil {
+		return err
+	}
+	if !e.Config.Tty {
+		return nil
+	}
+	return e.agent.ResizePty(ctx, e.ID, rows, cols)
+}
+
+// containerStopped ends an exec whose container stopped; the caller holds
+// the container's lock.
+func (e *Exec) containerStopped() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running {
+		e.running = false
+		code := 137
+		e.exitCode = &code
+	}
+	if e.Container.m != nil {
+		m := e.Container.m
+		go func() {
+			m.mu.Lock()
+			delete(m.execs, e.ID)
+			m.mu.Unlock()
+		}()
+	}
+}

@@ -1,0 +1,54 @@
+package container
+
+import (
+	"context"
+
+	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/agent/transport"
+)
+
+// VMLauncher boots one container's micro-VM. The engine's implementation
+// picks the backend (QEMU on Linux, Virtualization.framework on macOS),
+// the kernel and the initramfs; the container package never knows which.
+type VMLauncher interface {
+	Launch(ctx context.Context, req LaunchRequest) (VM, error)
+}
+
+// LaunchRequest describes the VM one container needs.
+type LaunchRequest struct {
+	// ID is the container's ID (names the VM, derives its MAC address).
+	ID string
+	// Dir is the container's directory, for the VM's sockets and pid file.
+	Dir string
+	// Rootfs is the container's ext4 image, attached read-write (read-only
+	// with ReadOnly).
+	Rootfs   string
+	ReadOnly bool
+	// ConsoleLog receives the VM's console.
+	ConsoleLog string
+	// CPUs and MemoryBytes size the VM.
+	CPUs        int
+	MemoryBytes uint64
+}
+
+// VM is a booted micro-VM as a container drives it.
+type VM interface {
+	// Dialer reaches ports the guest listens on (the agent, stdio).
+	Dialer() transport.Dialer
+	// Network is the static network configuration for the guest's NIC
+	// under this backend; nil when the guest has no NIC.
+	Network() *agentpb.ConfigureNetworkRequest
+	// Pid is the process running the VM (QEMU's, or the engine's own when
+	// the VM runs in-process).
+	Pid() int
+	// Backend names the backend and accelerator ("qemu (kvm)").
+	Backend() string
+	// Done is closed when the VM has stopped; Err then says why
+	// (nil for a clean power-off).
+	Done() <-chan struct{}
+	Err() error
+	// Kill stops the VM at once, without asking the guest.
+	Kill() error
+	// ConsoleTail returns the last lines of the console log, for errors.
+	ConsoleTail(n int) string
+}
