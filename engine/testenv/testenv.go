@@ -5,10 +5,8 @@
 package testenv
 
 import (
-	"archive/tar"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,12 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/demoimage"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // Paths of the Debian tools the tests drive.
@@ -118,62 +114,7 @@ func StartRegistry(t testing.TB) *Registry {
 func BusyboxImage(t testing.TB, extra map[string]string) v1.Image {
 	t.Helper()
 	RequireTool(t, BusyboxBin, "busybox-static")
-	bb, err := os.ReadFile(BusyboxBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Unix(1700000000, 0)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = now
-		h.Size = int64(len(body))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{"bin/", "etc/", "tmp/", "root/", "proc/", "sys/", "dev/", "run/"} {
-		mode := int64(0o755)
-		if d == "tmp/" {
-			mode = 0o1777
-		}
-		add(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: mode}, nil)
-	}
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755}, bb)
-	for _, a := range []string{"sh", "ls", "cat", "echo", "ps", "sleep", "id", "env", "pwd", "stty", "true", "false", "hostname", "mount", "uname", "wc", "head", "tail", "kill", "touch", "rm", "mkdir", "grep", "sed", "seq", "top", "printf", "test"} {
-		add(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777}, nil)
-	}
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/passwd", Mode: 0o644}, []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nberth:x:1000:1000:berth:/tmp:/bin/sh\n"))
-	add(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/group", Mode: 0o644}, []byte("root:x:0:\nnogroup:x:65534:\nberth:x:1000:\n"))
-	for p, c := range extra {
-		add(&tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: 0o644}, []byte(c))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: now}
-	cf.Config.Cmd = []string{"sh"}
-	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	cf.Config.Labels = map[string]string{"dev.berthvm.test": "busybox"}
-	img, err = mutate.ConfigFile(img, cf)
+	img, err := demoimage.Busybox(BusyboxBin, runtime.GOARCH, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
