@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,14 @@ func TestMain(m *testing.M) {
 	berthBin = filepath.Join(dir, "berth")
 	out, err := exec.Command("go", "build", "-o", berthBin, ".").CombinedOutput()
 	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	// The engine finds guestinit next to its executable, as `make build`
+	// lays it out.
+	gi := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "guestinit-linux-"+runtime.GOARCH), "../guestinit")
+	gi.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := gi.CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		panic(err)
 	}

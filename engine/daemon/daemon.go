@@ -232,7 +232,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		StartedAt:         d.started,
 		Home:              d.home.Dir,
 		Socket:            d.home.Socket(),
-		Backend:           backendName(),
+		Backend:           engine.BackendName(),
 		Kernel:            api.KernelStatus{Error: "guest kernel resolution is not wired into the daemon yet"},
 	}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,16 +34,4 @@ func listenPrivate(path string) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
-}
-
-// backendName names the VM backend this build uses.
-func backendName() string {
-	if runtime.GOOS == "darwin" {
-		return "vz"
-	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
-		return "qemu (kvm)"
-	}
-	return "qemu (tcg)"
 }
