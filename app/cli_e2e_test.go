@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +88,19 @@ func berth(t *testing.T, home string, args ...string) result {
 	return result{o.String(), e.String(), code}
 }
 
+// daemons maps a home to the daemon process startDaemon started last.
+var daemons sync.Map
+
+// runningDaemon is the daemon process startDaemon started for home.
+func runningDaemon(t *testing.T, home string) *exec.Cmd {
+	t.Helper()
+	d, ok := daemons.Load(home)
+	if !ok {
+		t.Fatalf("no daemon started for %s", home)
+	}
+	return d.(*exec.Cmd)
+}
+
 // startDaemon runs `berth daemon` as a real process and waits until it
 // answers; it is stopped with SIGTERM at cleanup.
 func startDaemon(t *testing.T, home string) *exec.Cmd {
@@ -98,6 +112,7 @@ func startDaemon(t *testing.T, home string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	daemons.Store(home, cmd)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {

@@ -1,10 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/berthvm/berth/engine/testenv"
+	"github.com/creack/pty"
 )
 
 // TestRunEchoExitCode boots a real micro-VM: `berth run --rm` of a
@@ -22,5 +31,378 @@ func TestRunEchoExitCode(t *testing.T) {
 	r = mustOK(t, "ps -a", berth(t, home, "ps", "-a", "-q"))
 	if strings.TrimSpace(r.out) != "" {
 		t.Fatalf("--rm container left: %q", r.out)
+	}
+}
+
+// imageFixture is a daemon on a fresh home with a busybox image pushed to
+// a real registry and pulled.
+func imageFixture(t *testing.T) (home, ref string) {
+	t.Helper()
+	reg := testenv.StartRegistry(t)
+	ref = reg.Push(t, "test/busybox", "e2e", testenv.BusyboxImage(t, nil))
+	home = shortHome(t)
+	startDaemon(t, home)
+	mustOK(t, "pull", berth(t, home, "pull", ref))
+	return home, ref
+}
+
+// ptySession runs berth under a pseudo-terminal, as a user at a shell.
+type ptySession struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	f    *os.File
+	mu   sync.Mutex
+	buf  strings.Builder
+	done chan struct{}
+}
+
+func startPTY(t *testing.T, home string, rows, cols uint16, args ...string) *ptySession {
+	t.Helper()
+	cmd := exec.Command(berthBin, args...)
+	cmd.Env = append(os.Environ(), "BERTH_HOME="+home, "TERM=xterm")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &ptySession{t: t, cmd: cmd, f: f, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		b := make([]byte, 4096)
+		for {
+			n, err := f.Read(b)
+			s.mu.Lock()
+			s.buf.Write(b[:n])
+			s.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); f.Close() })
+	return s
+}
+
+func (s *ptySession) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// expect waits until the output contains want (after from bytes).
+func (s *ptySession) expect(from int, want string) int {
+	s.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		out := s.output()
+		if i := strings.Index(out[from:], want); i >= 0 {
+			return from + i + len(want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("timed out waiting for %q; screen so far:\n%s", want, s.output())
+	return 0
+}
+
+func (s *ptySession) send(text string) {
+	if _, err := s.f.Write([]byte(text)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *ptySession) wait() int {
+	s.t.Helper()
+	err := s.cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return 0
+}
+
+// TestInteractiveTTY is the seed demo: `berth run -t -i IMG sh` gives a
+// shell in its own micro-VM whose `ps aux` shows only the shell and ps;
+// the window size follows the terminal; the exit code passes through and
+// the terminal is restored.
+func TestInteractiveTTY(t *testing.T) {
+	home, ref := imageFixture(t)
+	s := startPTY(t, home, 30, 100, "run", "-t", "-i", "--rm", ref, "sh")
+	at := s.expect(0, "/ # ")
+	// Markers are split in the command (RE""ADY) so the echo of the typed
+	// line never matches them.
+	s.send("stty size; echo RE\"\"ADY\n")
+	at = s.expect(at, "READY\r\n")
+	if !strings.Contains(s.output()[:at], "30 100") {
+		t.Errorf("initial window size not applied:\n%s", s.output()[:at])
+	}
+	at = s.expect(at, "/ # ")
+	s.send("ps aux; echo PS-DO\"\"NE\n")
+	end := s.expect(at, "PS-DONE\r\n")
+	psOut := s.output()[at:end]
+	var procs []string
+	for _, line := range strings.Split(psOut, "\r\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] != "PID" && isDigits(f[0]) {
+			procs = append(procs, strings.Join(f[3:], " "))
+		}
+	}
+	if len(procs) != 2 || procs[0] != "sh" || !strings.HasPrefix(procs[1], "ps") {
+		t.Fatalf("ps aux in the container should show only sh and ps, got %q from:\n%s", procs, psOut)
+	}
+	if err := pty.Setsize(s.f, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	// The resize travels CLI → API → agent asynchronously; poll.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mark := len(s.output())
+		s.send("stty size\n")
+		s.expect(mark, "/ # ")
+		if strings.Contains(s.output()[mark:], "40 120") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resize not seen:\n%s", s.output()[mark:])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.send("exit 7\n")
+	if code := s.wait(); code != 7 {
+		t.Fatalf("exit code %d, want 7; screen:\n%s", code, s.output())
+	}
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// TestPipedStdinAndMissingCommand: non-tty -i carries piped input and its
+// EOF; a command the image lacks fails with exit code 127, like Docker.
+func TestPipedStdinAndMissingCommand(t *testing.T) {
+	home, ref := imageFixture(t)
+	cmd := exec.Command(berthBin, "run", "-i", "--rm", ref, "sh", "-c", "cat; echo END")
+	cmd.Env = append(os.Environ(), "BERTH_HOME="+home)
+	cmd.Stdin = strings.NewReader("hello\nworld\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "hello\nworld\nEND\n" {
+		t.Fatalf("piped stdin: %v %q", err, out)
+	}
+	r := berth(t, home, "run", "--rm", ref, "nosuchcommand")
+	if r.code != 127 || !strings.Contains(r.err, "nosuchcommand") || !strings.Contains(r.err, "executable file not found") {
+		t.Fatalf("missing command: %+v", r)
+	}
+}
+
+// TestDetachedLifecycle: run -d, logs -f, exec, inspect, stop, rm.
+func TestDetachedLifecycle(t *testing.T) {
+	home, ref := imageFixture(t)
+	r := mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "ticker", "-l", "app=tick", "-e", "GREETING=hey", ref,
+		"sh", "-c", "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"))
+	id := strings.TrimSpace(r.out)
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q, want a 64-hex ID", r.out)
+	}
+	// logs -f streams as the container writes.
+	logs := exec.Command(berthBin, "logs", "-f", "ticker")
+	logs.Env = append(os.Environ(), "BERTH_HOME="+home)
+	lp, _ := logs.StdoutPipe()
+	if err := logs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(lp)
+	for i := 0; i < 3; i++ {
+		if !sc.Scan() || sc.Text() != fmt.Sprintf("tick %d", i) {
+			t.Fatalf("logs -f line %d: %q", i, sc.Text())
+		}
+	}
+	r = mustOK(t, "ps", berth(t, home, "ps", "--filter", "label=app=tick"))
+	if !strings.Contains(r.out, "ticker") || !strings.Contains(r.out, "Up ") || !strings.Contains(r.out, "10.0.2.15") {
+		t.Fatalf("ps:\n%s", r.out)
+	}
+	r = mustOK(t, "exec", berth(t, home, "exec", "ticker", "sh", "-c", "echo $GREETING; ps | wc -l"))
+	lines := strings.Fields(r.out)
+	if len(lines) != 2 || lines[0] != "hey" {
+		t.Fatalf("exec: %q", r.out)
+	}
+	r = berth(t, home, "exec", "ticker", "sh", "-c", "exit 5")
+	if r.code != 5 {
+		t.Fatalf("exec exit code: %+v", r)
+	}
+	r = mustOK(t, "inspect", berth(t, home, "inspect", "ticker"))
+	var insp []struct {
+		ID    string `json:"Id"`
+		Name  string
+		State struct {
+			Status  string
+			Running bool
+		}
+		Config          struct{ Labels map[string]string }
+		HostConfig      struct{ LogConfig struct{ Type string } }
+		NetworkSettings struct{ IPAddress string }
+	}
+	if err := json.Unmarshal([]byte(r.out), &insp); err != nil || len(insp) != 1 {
+		t.Fatalf("inspect: %v\n%s", err, r.out)
+	}
+	if i := insp[0]; i.ID != id || i.Name != "/ticker" || !i.State.Running || i.Config.Labels["app"] != "tick" || i.NetworkSettings.IPAddress != "10.0.2.15" || i.HostConfig.LogConfig.Type != "json-file" {
+		t.Fatalf("inspect: %+v", insp[0])
+	}
+	mustOK(t, "stop", berth(t, home, "stop", "ticker"))
+	// logs -f ends when the container stops, after its last words.
+	rest := ""
+	for sc.Scan() {
+		rest = sc.Text()
+	}
+	if rest != "bye" {
+		t.Fatalf("last log line %q, want bye", rest)
+	}
+	logs.Wait()
+	r = mustOK(t, "ps -a", berth(t, home, "ps", "-a"))
+	if !strings.Contains(r.out, "Exited (0)") {
+		t.Fatalf("ps -a after stop:\n%s", r.out)
+	}
+	r = mustOK(t, "logs -n 1", berth(t, home, "logs", "-n", "1", "ticker"))
+	if r.out != "bye\n" {
+		t.Fatalf("logs -n 1: %q", r.out)
+	}
+	mustOK(t, "rm", berth(t, home, "rm", "ticker"))
+	r = berth(t, home, "inspect", "ticker")
+	if r.code == 0 || !strings.Contains(r.err, "No such container: ticker") {
+		t.Fatalf("inspect after rm: %+v", r)
+	}
+}
+
+// TestDaemonKilledMidRun: the daemon dies with SIGKILL while a container
+// runs; its VM goes with it (no QEMU left), and the restarted daemon shows
+// the container as exited with the reason; nothing else is lost.
+func TestDaemonKilledMidRun(t *testing.T) {
+	home, ref := imageFixture(t)
+	mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "victim", ref, "sleep", "1000"))
+	mustOK(t, "create", berth(t, home, "create", "--name", "bystander", ref, "true"))
+	st := mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
+	var insp []struct{ State struct{ Pid int } }
+	if err := json.Unmarshal([]byte(st.out), &insp); err != nil || insp[0].State.Pid == 0 {
+		t.Fatalf("inspect pid: %v %s", err, st.out)
+	}
+	vmPid := insp[0].State.Pid
+	d := runningDaemon(t, home)
+	if err := d.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The VM process dies with the engine (parent-death signal).
+	deadline := time.Now().Add(20 * time.Second)
+	for syscall.Kill(vmPid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("VM process %d outlived the engine", vmPid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	startDaemon(t, home)
+	r := mustOK(t, "ps -a", berth(t, home, "ps", "-a"))
+	if !strings.Contains(r.out, "victim") || !strings.Contains(r.out, "Exited (137)") || !strings.Contains(r.out, "bystander") || !strings.Contains(r.out, "Created") {
+		t.Fatalf("after restart:\n%s", r.out)
+	}
+	r = mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
+	if !strings.Contains(r.out, "engine stopped while the container was running") {
+		t.Fatalf("no reason recorded:\n%s", r.out)
+	}
+	// The container starts again.
+	mustOK(t, "start", berth(t, home, "start", "victim"))
+	mustOK(t, "rm -f", berth(t, home, "rm", "-f", "victim"))
+}
+
+// dockerPTY runs the real docker CLI under a pseudo-terminal.
+func dockerPTY(t *testing.T, home string, args ...string) *ptySession {
+	t.Helper()
+	bin := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+home+"/berth.sock", "DOCKER_CONFIG="+home+"/docker-config", "TERM=xterm")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &ptySession{t: t, cmd: cmd, f: f, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		b := make([]byte, 4096)
+		for {
+			n, err := f.Read(b)
+			s.mu.Lock()
+			s.buf.Write(b[:n])
+			s.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); f.Close() })
+	return s
+}
+
+// TestDockerCLIContainers drives Berth with the real docker CLI: run --rm
+// (exit code), run -d --name, ps, logs, exec -it, inspect, stop, wait, rm,
+// and an interactive run --rm -it.
+func TestDockerCLIContainers(t *testing.T) {
+	home, ref := imageFixture(t)
+	r := docker(t, home, "run", "--rm", ref, "sh", "-c", "echo hi from docker; exit 4")
+	if r.code != 4 || r.out != "hi from docker\n" {
+		t.Fatalf("docker run --rm: %+v", r)
+	}
+	r = mustOK(t, "docker run -d", docker(t, home, "run", "-d", "--name", "svc", "--label", "com.example=1", ref,
+		"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"))
+	id := strings.TrimSpace(r.out)
+	r = mustOK(t, "docker ps", docker(t, home, "ps", "--filter", "label=com.example=1", "--format", "{{.ID}} {{.Names}} {{.Status}}"))
+	if !strings.HasPrefix(r.out, id[:12]+" svc Up") {
+		t.Fatalf("docker ps: %q", r.out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r = mustOK(t, "docker logs", docker(t, home, "logs", "svc"))
+		if r.out == "started\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker logs: %q", r.out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r = mustOK(t, "docker inspect", docker(t, home, "inspect", "--format", "{{.State.Status}} {{.NetworkSettings.IPAddress}} {{index .Config.Labels \"com.example\"}}", "svc"))
+	if strings.TrimSpace(r.out) != "running 10.0.2.15 1" {
+		t.Fatalf("docker inspect: %q", r.out)
+	}
+	s := dockerPTY(t, home, "exec", "-it", "svc", "sh")
+	at := s.expect(0, "# ")
+	s.send("echo $((6*7))\n")
+	s.expect(at, "42")
+	s.send("exit 3\n")
+	if code := s.wait(); code != 3 {
+		t.Fatalf("docker exec -it exit code %d:\n%s", code, s.output())
+	}
+	mustOK(t, "docker stop", docker(t, home, "stop", "-t", "1", "svc"))
+	r = mustOK(t, "docker wait", docker(t, home, "wait", "svc"))
+	if strings.TrimSpace(r.out) != "137" {
+		t.Fatalf("docker wait after stopping a process that ignores TERM: %q, want 137 (killed)", r.out)
+	}
+	mustOK(t, "docker rm", docker(t, home, "rm", "svc"))
+	r = docker(t, home, "inspect", "svc")
+	if r.code == 0 || !strings.Contains(r.err, "No such") {
+		t.Fatalf("inspect after rm: %+v", r)
+	}
+	s = dockerPTY(t, home, "run", "--rm", "-it", ref, "sh")
+	at = s.expect(0, "# ")
+	s.send("echo $((7*8))\n")
+	s.expect(at, "56")
+	s.send("exit 9\n")
+	if code := s.wait(); code != 9 {
+		t.Fatalf("docker run -it exit code %d:\n%s", code, s.output())
+	}
+	r = mustOK(t, "docker ps -a", docker(t, home, "ps", "-a", "-q"))
+	if strings.TrimSpace(r.out) != "" {
+		t.Fatalf("containers left: %q", r.out)
 	}
 }
