@@ -134,3 +134,42 @@ func TestImagesWithDockerCLI(t *testing.T) {
 		t.Fatalf("docker pull missing: %+v", r)
 	}
 }
+
+// TestSaveLoad: images go out as docker save tarballs and come back in
+// with no network, with the berth CLI and the docker CLI, and the demo
+// image `make run` imports loads.
+func TestSaveLoad(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "save", testenv.BusyboxImage(t, map[string]string{"etc/saved": "yes\n"}))
+	home := shortHome(t)
+	startDaemon(t, home)
+	mustOK(t, "pull", berth(t, home, "pull", ref))
+	tarPath := filepath.Join(t.TempDir(), "img.tar")
+	mustOK(t, "save", berth(t, home, "save", "-o", tarPath, ref))
+	mustOK(t, "rmi", berth(t, home, "rmi", ref))
+	r := mustOK(t, "load", berth(t, home, "load", "-i", tarPath))
+	if strings.TrimSpace(r.out) != "Loaded image: "+ref {
+		t.Fatalf("load: %q", r.out)
+	}
+	// docker save | docker load round trip through Berth.
+	dockerTar := filepath.Join(t.TempDir(), "docker.tar")
+	mustOK(t, "docker save", docker(t, home, "save", "-o", dockerTar, ref))
+	mustOK(t, "docker rmi", docker(t, home, "rmi", ref))
+	r = mustOK(t, "docker load", docker(t, home, "load", "-i", dockerTar))
+	if !strings.Contains(r.out, "Loaded image: "+ref) {
+		t.Fatalf("docker load: %q", r.out)
+	}
+	// The demo image make run uses.
+	demo := filepath.Join(t.TempDir(), "demo.tar")
+	if out, err := exec.Command("go", "run", "./demoimage", "-o", demo).CombinedOutput(); err != nil {
+		t.Fatalf("demoimage: %v\n%s", err, out)
+	}
+	r = mustOK(t, "load demo", berth(t, home, "image", "load", demo))
+	if strings.TrimSpace(r.out) != "Loaded image: demo:latest" {
+		t.Fatalf("load demo: %q", r.out)
+	}
+	r = berth(t, home, "load", "-i", filepath.Join(t.TempDir(), "missing.tar"))
+	if r.code == 0 || !strings.Contains(r.err, "missing.tar") {
+		t.Fatalf("load of a missing file: %+v", r)
+	}
+}

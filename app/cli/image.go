@@ -3,12 +3,16 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/berthvm/berth/engine/api"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // newImageCmd builds `berth image …` and returns the top-level aliases
@@ -192,8 +196,85 @@ func newImageCmd(e *env) (*cobra.Command, []*cobra.Command) {
 		c.Flags().BoolVarP(&all, "all", "a", false, "remove all images no container uses, not only dangling ones")
 		return c
 	}
-	img.AddCommand(pull(), ls("ls", "list"), inspect, rm("rm", "remove"), tag, prune())
-	return img, []*cobra.Command{pull(), ls("images"), rm("rmi")}
+	load := func(use string, aliases ...string) *cobra.Command {
+		var input string
+		c := &cobra.Command{
+			Use:     use,
+			Aliases: aliases,
+			Short:   "Load images from a docker save or OCI layout tarball (no network needed)",
+			Args:    cobra.MaximumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				if len(args) == 1 {
+					input = args[0]
+				}
+				var r io.Reader = e.io.In
+				if input != "" && input != "-" {
+					f, err := os.Open(input)
+					if err != nil {
+						return fmt.Errorf("load: %w", err)
+					}
+					defer f.Close()
+					r = f
+				}
+				lines, err := cl.LoadImages(cmd.Context(), r)
+				for _, l := range lines {
+					fmt.Fprint(e.io.Out, l)
+				}
+				return err
+			},
+		}
+		c.Flags().StringVarP(&input, "input", "i", "", "tarball to read (default stdin)")
+		return c
+	}
+	save := func(use string, aliases ...string) *cobra.Command {
+		var output string
+		c := &cobra.Command{
+			Use:     use,
+			Aliases: aliases,
+			Short:   "Save images to a docker save tarball",
+			Args:    cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				rc, err := cl.SaveImages(cmd.Context(), args)
+				if err != nil {
+					return err
+				}
+				defer rc.Close()
+				var w io.Writer = e.io.Out
+				if output != "" && output != "-" {
+					f, err := os.CreateTemp(filepath.Dir(output), ".berth-save-*")
+					if err != nil {
+						return fmt.Errorf("save: %w", err)
+					}
+					defer os.Remove(f.Name())
+					if _, err := io.Copy(f, rc); err != nil {
+						f.Close()
+						return fmt.Errorf("save to %s: %w", output, err)
+					}
+					if err := f.Close(); err != nil {
+						return fmt.Errorf("save to %s: %w", output, err)
+					}
+					return os.Rename(f.Name(), output)
+				}
+				if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+					return fmt.Errorf("save: refusing to write a tarball to a terminal: use -o FILE or redirect")
+				}
+				_, err = io.Copy(w, rc)
+				return err
+			},
+		}
+		c.Flags().StringVarP(&output, "output", "o", "", "file to write (default stdout)")
+		return c
+	}
+	img.AddCommand(pull(), ls("ls", "list"), inspect, rm("rm", "remove"), tag, prune(), load("load", "import"), save("save", "export"))
+	return img, []*cobra.Command{pull(), ls("images"), rm("rmi"), load("load"), save("save")}
 }
 
 func shortID(id string) string {

@@ -25,6 +25,8 @@ func (s *Server) imageRoutes() {
 	s.mux.HandleFunc("POST /images/create", s.imageCreate)
 	s.mux.HandleFunc("GET /images/json", s.imageList)
 	s.mux.HandleFunc("POST /images/prune", s.imagePrune)
+	s.mux.HandleFunc("POST /images/load", s.imageLoad)
+	s.mux.HandleFunc("GET /images/get", s.imageSave)
 	// Image names contain slashes (localhost:5000/team/app:1), so the
 	// per-image routes take the rest of the path and split off the verb.
 	s.mux.HandleFunc("GET /images/{rest...}", s.imageGetRoutes)
@@ -36,6 +38,10 @@ func (s *Server) imageGetRoutes(w http.ResponseWriter, r *http.Request) {
 	rest := r.PathValue("rest")
 	if name, ok := strings.CutSuffix(rest, "/json"); ok {
 		s.imageInspect(w, r, name)
+		return
+	}
+	if name, ok := strings.CutSuffix(rest, "/get"); ok {
+		s.export(w, r, []string{name})
 		return
 	}
 	s.writeError(w, r, errdefs.NotFound(fmt.Errorf("page not found")))
@@ -366,3 +372,49 @@ func (f filters) matchImage(img *image.Image) bool {
 }
 
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+// imageLoad imports a `docker save` or OCI layout tarball (docker load).
+func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.backend.Images().Import(r.Context(), r.Body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ps := newProgressStream(w)
+	for _, img := range imgs {
+		if len(img.RepoTags) == 0 {
+			ps.send(JSONMessage{Stream: "Loaded image ID: " + img.ID + "\n"})
+		}
+		for _, t := range img.RepoTags {
+			ps.send(JSONMessage{Stream: "Loaded image: " + t + "\n"})
+		}
+		s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionLoad, Actor: moby.Actor{ID: img.ID}})
+	}
+	if len(imgs) == 0 {
+		ps.send(JSONMessage{Stream: "no images in the tarball\n"})
+	}
+}
+
+// imageSave exports images as a docker save tarball (docker save).
+func (s *Server) imageSave(w http.ResponseWriter, r *http.Request) {
+	s.export(w, r, r.URL.Query()["names"])
+}
+
+func (s *Server) export(w http.ResponseWriter, r *http.Request, names []string) {
+	if len(names) == 0 {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("save: name at least one image")))
+		return
+	}
+	// Resolve first, so a missing image is a proper 404 rather than a
+	// broken tarball.
+	for _, n := range names {
+		if _, err := s.backend.Images().Get(r.Context(), n); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	if err := s.backend.Images().Export(r.Context(), w, names...); err != nil {
+		s.log.Error("image save failed mid-stream", "names", names, "err", err)
+	}
+}

@@ -108,3 +108,29 @@ func (c *Client) PruneImages(ctx context.Context, all bool) (mobyimage.PruneRepo
 
 // IsNotFound reports whether err says the thing asked for does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, errdefs.ErrNotFound) }
+
+// LoadImages imports a docker save or OCI layout tarball and returns the
+// daemon's "Loaded image: …" lines.
+func (c *Client) LoadImages(ctx context.Context, r io.Reader) ([]string, error) {
+	resp, err := c.send(ctx, http.MethodPost, "/images/load", nil, r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var lines []string
+	err = readJSONMessages(resp.Body, func(m api.JSONMessage) {
+		if m.Stream != "" {
+			lines = append(lines, m.Stream)
+		}
+	})
+	return lines, err
+}
+
+// SaveImages streams a docker save tarball of the named images.
+func (c *Client) SaveImages(ctx context.Context, names []string) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/images/get", url.Values{"names": names}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
