@@ -29,8 +29,11 @@ help:
 	@echo "make bench     benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make generate  regenerate the agent protocol's Go code"
 
+# bin/berth and, next to it where the engine looks, the guest's PID 1.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./app
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' \
+	  -o $(BIN)/guestinit-linux-$(GOARCH) ./guestinit
 
 guest:
 	@for a in $(GUEST_ARCHES); do \
@@ -46,7 +49,10 @@ else
 	@echo "make kernel: on macOS Berth downloads its pinned kernel on first start"
 endif
 
-run: build guest
+# macOS: the app. Linux: the engine in the background, the demo image
+# (Debian's busybox-static, no network needed) and a shell in its own
+# micro-VM.
+run: build
 ifeq ($(GOOS),darwin)
 	$(MAKE) app
 	open Berth.app
@@ -60,10 +66,14 @@ else
 	  for i in $$(seq 50); do $(BIN)/berth system status >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi
 	$(BIN)/berth system status
+	$(GO) run ./app/demoimage -o $(BIN)/demo.tar
+	$(BIN)/berth image load -i $(BIN)/demo.tar
 	@echo
 	@echo "The engine runs in the background (log: $${BERTH_HOME:-~/.berth}/daemon.log)."
-	@echo "Docker CLI: DOCKER_HOST=unix://$${BERTH_HOME:-$$HOME/.berth}/berth.sock docker version"
+	@echo "Docker CLI: DOCKER_HOST=unix://$${BERTH_HOME:-$$HOME/.berth}/berth.sock docker ps"
 	@echo "Stop it with: pkill -f '$(BIN)/berth daemon'"
+	@echo "Starting a shell in its own micro-VM: try 'ps aux', then 'exit'."
+	$(BIN)/berth run -t -i --rm demo sh
 endif
 
 app:

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -6,27 +6,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
-
-// buildGuestinit builds guestinit for the host arch into dir and points
-// the engine at it.
-func buildGuestinit(tb testing.TB) {
-	tb.Helper()
-	out := filepath.Join(tb.TempDir(), "guestinit-linux-"+runtime.GOARCH)
-	if err := testenv.GoBuild(tb, "../guestinit", out, "CGO_ENABLED=0", "GOOS=linux"); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Setenv(GuestinitEnv, out)
-}
 
 // BenchmarkRunRmTrue measures `run --rm IMG true` through the engine,
 // split into create (rootfs clone), boot (VM start to the process
@@ -35,7 +24,6 @@ func buildGuestinit(tb testing.TB) {
 func BenchmarkRunRmTrue(b *testing.B) {
 	reg := testenv.StartRegistry(b)
 	ref := reg.Push(b, "bench/busybox", "1", testenv.BusyboxImage(b, nil))
-	buildGuestinit(b)
 	dir, err := os.MkdirTemp("", "bb")
 	if err != nil {
 		b.Fatal(err)
@@ -46,7 +34,7 @@ func BenchmarkRunRmTrue(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	eng, err := New(ctx, h, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	eng, err := engine.New(ctx, h, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -73,8 +61,6 @@ func BenchmarkRunRmTrue(b *testing.B) {
 			b.Fatal(err)
 		}
 		t2 := time.Now()
-		exited := c.Snapshot()
-		_ = exited
 		if _, err := cm.Wait(ctx, c.ID(), container.WaitNextExit); err != nil && c.Snapshot().State.Status == mobycontainer.StateRunning {
 			b.Fatal(err)
 		}
@@ -97,5 +83,5 @@ func BenchmarkRunRmTrue(b *testing.B) {
 	b.ReportMetric(ms(teardowns), "teardown-ms")
 	b.ReportMetric(ms(totals), "median-total-ms")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("backend %s", BackendName())
+	b.Logf("backend %s", engine.BackendName())
 }

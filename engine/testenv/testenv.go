@@ -136,14 +136,3 @@ func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image) string {
 	return ref
 }
 
-// GoBuild builds the package at pkg (a path relative to the test's
-// directory) into out, with extra environment (GOOS=linux, ...).
-func GoBuild(tb testing.TB, pkg, out string, env ...string) error {
-	tb.Helper()
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), env...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
-}

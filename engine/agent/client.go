@@ -1,0 +1,274 @@
+// Package agent is the host side of the agent channel: a client for the
+// guestinit agent running in each micro-VM. Control calls are ttrpc
+// (protocol in agentpb/agent.proto) on transport.AgentPort; each process's
+// stdio rides connections of its own, which the guest listens on and
+// Attach dials. The transport (vsock, or yamux over virtio-serial) is the
+// VMM's choice; this package only sees a transport.Dialer.
+//
+// A container's main process, from a VMM's Dialer:
+//
+//	c, err := agent.Dial(ctx, dialer)
+//	...
+//	st, err := c.Run(ctx, &agentpb.CreateProcessRequest{
+//		Id:   "main",
+//		Args: []string{"/bin/sh", "-c", "echo hi"},
+//	}, agent.Stdio{Stdout: os.Stdout, Stderr: os.Stderr})
+//	// st.Code is the exit code (128+n for signal n)
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/errdefs"
+)
+
+// Client talks to one guest's agent. It is safe for concurrent use.
+type Client struct {
+	dialer transport.Dialer
+	conn   net.Conn
+	tc     *ttrpc.Client
+	api    agentpb.AgentClient
+	done   chan struct{}
+	port   atomic.Uint32
+}
+
+// FirstStdioPort is where NextPort starts counting.
+const FirstStdioPort uint32 = 0x10000
+
+// Dial connects to the agent on transport.AgentPort through d and checks
+// it with a Ping. While the guest is still booting (nothing listens yet,
+// or the Ping fails) it retries until ctx ends, so give ctx the boot
+// timeout.
+func Dial(ctx context.Context, d transport.Dialer) (*Client, error) {
+	delay := 10 * time.Millisecond
+	var last error
+	for {
+		c, err := dialOnce(ctx, d)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, errdefs.Unavailable(fmt.Errorf("dial agent: %w (last error: %v)", ctx.Err(), last))
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 200*time.Millisecond)
+	}
+}
+
+func dialOnce(ctx context.Context, d transport.Dialer) (*Client, error) {
+	conn, err := d.DialPort(ctx, transport.AgentPort)
+	if err != nil {
+		return nil, err
+	}
+	c := NewClient(conn, d)
+	if err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClient wraps conn, an open connection to the agent port, without
+// checking it. d opens the stdio connections (Attach).
+func NewClient(conn net.Conn, d transport.Dialer) *Client {
+	c := &Client{dialer: d, conn: conn, done: make(chan struct{})}
+	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(c.done) }))
+	c.api = agentpb.NewAgentClient(c.tc)
+	c.port.Store(FirstStdioPort - 1)
+	return c
+}
+
+// Close closes the control connection. Processes in the guest keep
+// running.
+func (c *Client) Close() error { return c.tc.Close() }
+
+// Done is closed when the control connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// NextPort returns a stdio port number this client has not handed out
+// before (counting up from FirstStdioPort).
+func (c *Client) NextPort() uint32 { return c.port.Add(1) }
+
+// fromStatus turns a ttrpc status back into an errdefs-classed error.
+func fromStatus(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("agent %s: %w", op, err)
+	}
+	e := fmt.Errorf("agent %s: %s", op, st.Message())
+	switch st.Code() {
+	case codes.NotFound:
+		return errdefs.NotFound(e)
+	case codes.InvalidArgument:
+		return errdefs.InvalidArgument(e)
+	case codes.AlreadyExists:
+		return errdefs.AlreadyExists(e)
+	case codes.FailedPrecondition:
+		return errdefs.Conflict(e)
+	case codes.Unavailable:
+		return errdefs.Unavailable(e)
+	case codes.Unimplemented:
+		return errdefs.NotImplemented(e)
+	case codes.Canceled:
+		return fmt.Errorf("%w: %w", e, context.Canceled)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%w: %w", e, context.DeadlineExceeded)
+	}
+	return e
+}
+
+// Ping checks that the agent answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.api.Ping(ctx, &agentpb.PingRequest{})
+	return fromStatus("ping", err)
+}
+
+// Version returns guestinit's version string.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	r, err := c.api.Ping(ctx, &agentpb.PingRequest{})
+	if err != nil {
+		return "", fromStatus("ping", err)
+	}
+	return r.Version, nil
+}
+
+// Info returns the guest's kernel, addresses and boot timestamps.
+func (c *Client) Info(ctx context.Context) (*agentpb.InfoResponse, error) {
+	r, err := c.api.Info(ctx, &agentpb.InfoRequest{})
+	return r, fromStatus("info", err)
+}
+
+// Mount mounts a filesystem inside the container rootfs.
+func (c *Client) Mount(ctx context.Context, r *agentpb.MountRequest) error {
+	_, err := c.api.Mount(ctx, r)
+	return fromStatus("mount "+r.Target, err)
+}
+
+// Unmount unmounts target (a path inside the container rootfs); lazy
+// detaches it even while busy.
+func (c *Client) Unmount(ctx context.Context, target string, lazy bool) error {
+	_, err := c.api.Unmount(ctx, &agentpb.UnmountRequest{Target: target, Lazy: lazy})
+	return fromStatus("unmount "+target, err)
+}
+
+// ConfigureNetwork configures the guest's NIC and the container's
+// resolv.conf, hosts and hostname.
+func (c *Client) ConfigureNetwork(ctx context.Context, r *agentpb.ConfigureNetworkRequest) error {
+	_, err := c.api.ConfigureNetwork(ctx, r)
+	return fromStatus("configure network", err)
+}
+
+// CreateProcess creates a process; the guest then listens on its stdio
+// ports, for Attach.
+func (c *Client) CreateProcess(ctx context.Context, r *agentpb.CreateProcessRequest) error {
+	_, err := c.api.CreateProcess(ctx, r)
+	return fromStatus("create process "+r.Id, err)
+}
+
+// StartProcess starts a created process and returns its pid inside the
+// container. A missing binary is errdefs.ErrNotFound: report exit 127, as
+// Docker does.
+func (c *Client) StartProcess(ctx context.Context, id string) (int, error) {
+	r, err := c.api.StartProcess(ctx, &agentpb.StartProcessRequest{Id: id})
+	if err != nil {
+		return 0, fromStatus("start process "+id, err)
+	}
+	return int(r.Pid), nil
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	// Code is the exit status, or 128+n after a death by signal n.
+	Code int
+	// Signal killed the process; 0 when it exited.
+	Signal    int
+	OOMKilled bool
+	ExitedAt  time.Time
+}
+
+// WaitProcess blocks until the process exits or ctx ends.
+func (c *Client) WaitProcess(ctx context.Context, id string) (ExitStatus, error) {
+	r, err := c.api.WaitProcess(ctx, &agentpb.WaitProcessRequest{Id: id})
+	if err != nil {
+		return ExitStatus{}, fromStatus("wait process "+id, err)
+	}
+	return ExitStatus{
+		Code: int(r.ExitCode), Signal: int(r.Signal), OOMKilled: r.OomKilled,
+		ExitedAt: time.Unix(0, r.ExitedAtNs),
+	}, nil
+}
+
+// SignalProcess delivers signal sig (a Linux signal number; see
+// SignalNumber) to the process.
+func (c *Client) SignalProcess(ctx context.Context, id string, sig int) error {
+	_, err := c.api.SignalProcess(ctx, &agentpb.SignalProcessRequest{Id: id, Signal: int32(sig)})
+	return fromStatus("signal process "+id, err)
+}
+
+// ResizePty sets the terminal size of a tty process.
+func (c *Client) ResizePty(ctx context.Context, id string, rows, cols uint32) error {
+	_, err := c.api.ResizePty(ctx, &agentpb.ResizePtyRequest{Id: id, Rows: rows, Cols: cols})
+	return fromStatus("resize pty of "+id, err)
+}
+
+// CloseStdin ends the process's input (EOF; ^D on a tty).
+func (c *Client) CloseStdin(ctx context.Context, id string) error {
+	_, err := c.api.CloseStdin(ctx, &agentpb.CloseStdinRequest{Id: id})
+	return fromStatus("close stdin of "+id, err)
+}
+
+// DeleteProcess forgets an exited (or never started) process.
+func (c *Client) DeleteProcess(ctx context.Context, id string) error {
+	_, err := c.api.DeleteProcess(ctx, &agentpb.DeleteProcessRequest{Id: id})
+	return fromStatus("delete process "+id, err)
+}
+
+// Stats reports the guest's cpu time, memory and process count.
+func (c *Client) Stats(ctx context.Context) (*agentpb.StatsResponse, error) {
+	r, err := c.api.Stats(ctx, &agentpb.StatsRequest{})
+	return r, fromStatus("stats", err)
+}
+
+// EventStream delivers the guest's events; Recv returns an error once ctx
+// (given to Events) ends or the guest goes away.
+type EventStream interface {
+	Recv() (*agentpb.Event, error)
+}
+
+// Events subscribes to process exits and OOM kills.
+func (c *Client) Events(ctx context.Context) (EventStream, error) {
+	s, err := c.api.Events(ctx, &agentpb.EventsRequest{})
+	return s, fromStatus("events", err)
+}
+
+// SetTime sets the guest's wall clock to t (after a host sleep).
+func (c *Client) SetTime(ctx context.Context, t time.Time) error {
+	_, err := c.api.SetTime(ctx, &agentpb.SetTimeRequest{UnixNs: t.UnixNano()})
+	return fromStatus("set time", err)
+}
+
+// Shutdown asks the guest to sync, unmount and power off (or reboot). The
+// reply comes before the power-off; the VMM sees the VM stop.
+func (c *Client) Shutdown(ctx context.Context, reboot bool) error {
+	_, err := c.api.Shutdown(ctx, &agentpb.ShutdownRequest{Reboot: reboot})
+	if err != nil && errors.Is(err, ttrpc.ErrClosed) {
+		return nil // the guest went down before the reply
+	}
+	return fromStatus("shutdown", err)
+}

@@ -1,0 +1,38 @@
+// Package guest is the guest half of the agent: the ttrpc server guestinit
+// runs, its process manager, and the per-container init that guestinit
+// re-executes as PID 1 of each container's PID namespace. It is
+// Linux-only and guest-only: the host never imports it.
+//
+// # Processes and namespaces
+//
+// A process created with no container ID starts a container. guestinit
+// re-executes itself (/proc/self/exe, argv[0] "berth-init") in new mount,
+// PID, UTS and IPC namespaces. That container init (ContainerInit), PID 1
+// of the new PID namespace:
+//
+//  1. makes every mount a slave of guestinit's (mounts under the rootfs
+//     made later by the agent's Mount call propagate in);
+//  2. bind-mounts the rootfs onto itself and mounts proc, sysfs (read-only),
+//     a tmpfs /dev with the usual nodes bound from the guest's /dev,
+//     /dev/pts bound from the guest (the agent allocates ptys there),
+//     /dev/shm and /dev/mqueue of its own;
+//  3. pivot_root(2)s into the rootfs and detaches the old root;
+//  4. sets the hostname;
+//  5. starts the container's processes on guestinit's request — the main
+//     process first, then any exec'd ones, all inside its namespaces —
+//     resolving users in the container's /etc/passwd and /etc/group;
+//  6. reaps every zombie in the namespace, forwards the signals it gets to
+//     the main process (as tini or docker run --init do), and reports each
+//     exit back;
+//  7. when the main process exits, kills what is left in the namespace,
+//     reports their exits, and exits itself.
+//
+// guestinit talks to the container init over a SOCK_SEQPACKET socketpair
+// (fd 3 in the init): JSON messages, with the stdio descriptors attached
+// as SCM_RIGHTS. Because the container init already lives in the
+// namespaces, "exec into a running container" needs no setns(2), which a
+// multi-threaded Go program cannot do for a mount namespace.
+//
+// A program that links this package must call RunIfContainerInit first
+// thing in main (and in TestMain).
+package guest

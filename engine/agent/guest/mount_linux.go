@@ -1,0 +1,189 @@
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/errdefs"
+)
+
+// mountFlags are the -o options mount(8) turns into flags.
+var mountFlags = map[string]struct {
+	set   bool
+	flags uintptr
+}{
+	"ro": {true, unix.MS_RDONLY}, "rw": {false, unix.MS_RDONLY},
+	"nosuid": {true, unix.MS_NOSUID}, "suid": {false, unix.MS_NOSUID},
+	"nodev": {true, unix.MS_NODEV}, "dev": {false, unix.MS_NODEV},
+	"noexec": {true, unix.MS_NOEXEC}, "exec": {false, unix.MS_NOEXEC},
+	"sync": {true, unix.MS_SYNCHRONOUS}, "async": {false, unix.MS_SYNCHRONOUS},
+	"noatime": {true, unix.MS_NOATIME}, "atime": {false, unix.MS_NOATIME},
+	"nodiratime": {true, unix.MS_NODIRATIME}, "relatime": {true, unix.MS_RELATIME},
+	"strictatime": {true, unix.MS_STRICTATIME}, "remount": {true, unix.MS_REMOUNT},
+	"bind": {true, unix.MS_BIND}, "rbind": {true, unix.MS_BIND | unix.MS_REC},
+	"private": {true, unix.MS_PRIVATE}, "rprivate": {true, unix.MS_PRIVATE | unix.MS_REC},
+	"shared": {true, unix.MS_SHARED}, "rshared": {true, unix.MS_SHARED | unix.MS_REC},
+	"slave": {true, unix.MS_SLAVE}, "rslave": {true, unix.MS_SLAVE | unix.MS_REC},
+}
+
+// parseMountOptions splits -o options into flags and filesystem data.
+func parseMountOptions(opts []string) (uintptr, string) {
+	var flags uintptr
+	var data []string
+	for _, o := range opts {
+		for _, o := range strings.Split(o, ",") {
+			if o == "" || o == "defaults" {
+				continue
+			}
+			if f, ok := mountFlags[o]; ok {
+				if f.set {
+					flags |= f.flags
+				} else {
+					flags &^= f.flags
+				}
+				continue
+			}
+			data = append(data, o)
+		}
+	}
+	return flags, strings.Join(data, ",")
+}
+
+// inRootfs checks that target names a path inside the rootfs: absolute,
+// and with no ".." that climbs out. Symlinks are resolved later, inside
+// the rootfs (openat2 RESOLVE_IN_ROOT).
+func inRootfs(target string) (string, error) {
+	if !filepath.IsAbs(target) {
+		return "", errdefs.InvalidArgument(fmt.Errorf("path %q is not absolute", target))
+	}
+	rel := strings.TrimPrefix(target, "/")
+	if rel == "" {
+		return ".", nil
+	}
+	if !filepath.IsLocal(rel) {
+		return "", errdefs.InvalidArgument(fmt.Errorf("path %q is outside the container rootfs", target))
+	}
+	return rel, nil
+}
+
+// openInRoot opens rel (O_PATH) with every symlink resolved inside root.
+func openInRoot(root, rel string) (int, error) {
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(rfd)
+	return unix.Openat2(rfd, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+// mkdirInRoot creates rel and its parents inside root, resolving each
+// existing component inside root.
+func mkdirInRoot(root, rel string) error {
+	cur := "."
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" || part == "." {
+			continue
+		}
+		next := filepath.Join(cur, part)
+		fd, err := openInRoot(root, next)
+		if err == nil {
+			unix.Close(fd)
+			cur = next
+			continue
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		pfd, err := openInRoot(root, cur)
+		if err != nil {
+			return err
+		}
+		err = unix.Mkdirat(pfd, part, 0o755)
+		unix.Close(pfd)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return err
+		}
+		cur = next
+	}
+	return nil
+}
+
+// mount mounts r.Source on r.Target inside the rootfs. Containers started
+// later see it; running ones too, where the rootfs mount is shared (the
+// containers' mounts are its slaves).
+func (s *Server) mount(r *agentpb.MountRequest) error {
+	if r.Source == "" && r.Fstype == "" {
+		return errdefs.InvalidArgument(errors.New("mount: no source and no filesystem type"))
+	}
+	rel, err := inRootfs(r.Target)
+	if err != nil {
+		return fmt.Errorf("mount on %s: %w", r.Target, err)
+	}
+	if r.MkdirTarget {
+		if err := mkdirInRoot(s.cfg.Rootfs, rel); err != nil {
+			return fmt.Errorf("mount on %s: create target: %w", r.Target, err)
+		}
+	}
+	fd, err := openInRoot(s.cfg.Rootfs, rel)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return errdefs.NotFound(fmt.Errorf("mount on %s: target does not exist in the rootfs", r.Target))
+		}
+		return fmt.Errorf("mount on %s: %w", r.Target, err)
+	}
+	defer unix.Close(fd)
+	flags, data := parseMountOptions(r.Options)
+	src := r.Source
+	if src == "" {
+		src = r.Fstype
+	}
+	if err := unix.Mount(src, fmt.Sprintf("/proc/self/fd/%d", fd), r.Fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", src, r.Fstype, r.Target, err)
+	}
+	return nil
+}
+
+// unmount unmounts r.Target inside the rootfs.
+func (s *Server) unmount(r *agentpb.UnmountRequest) error {
+	rel, err := inRootfs(r.Target)
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", r.Target, err)
+	}
+	if rel == "." {
+		return errdefs.InvalidArgument(fmt.Errorf("unmount %s: refusing to unmount the rootfs itself", r.Target))
+	}
+	fd, err := openInRoot(s.cfg.Rootfs, rel)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return errdefs.NotFound(fmt.Errorf("unmount %s: no such path in the rootfs", r.Target))
+		}
+		return fmt.Errorf("unmount %s: %w", r.Target, err)
+	}
+	// Unmount by the resolved path: umount2 on /proc/self/fd would act on
+	// the magic link, not the mount.
+	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	unix.Close(fd)
+	if err != nil {
+		return fmt.Errorf("unmount %s: %w", r.Target, err)
+	}
+	flags := 0
+	if r.Lazy {
+		flags = unix.MNT_DETACH
+	}
+	if err := unix.Unmount(path, flags); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			return errdefs.InvalidArgument(fmt.Errorf("unmount %s: not a mount point", r.Target))
+		}
+		return fmt.Errorf("unmount %s: %w", r.Target, err)
+	}
+	return nil
+}

@@ -1,0 +1,5 @@
+package transport
+
+import "os"
+
+func fdFile(fd int) *os.File { return os.NewFile(uintptr(fd), "socketpair") }

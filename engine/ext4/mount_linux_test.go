@@ -1,0 +1,160 @@
+package ext4
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// mount loop-mounts img read-write at a new directory and returns it;
+// the image is unmounted when the test ends (or earlier by umount).
+func mount(t *testing.T, img string) (dir string, umount func()) {
+	t.Helper()
+	requireRoot(t)
+	dir = t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount -o loop %s: %v\n%s", img, err, out)
+	}
+	done := false
+	umount = func() {
+		if done {
+			return
+		}
+		done = true
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", dir, err, out)
+		}
+	}
+	t.Cleanup(umount)
+	return dir, umount
+}
+
+// checkMounted compares the wanted entries with what the kernel shows.
+func checkMounted(t *testing.T, root string, wants map[string]want) {
+	t.Helper()
+	for p, w := range wants {
+		full := filepath.Join(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(full, &st); err != nil {
+			t.Errorf("%s: lstat: %v", p, err)
+			continue
+		}
+		if got := st.Mode &^ unix.S_IFMT; got != w.mode {
+			t.Errorf("%s: mode %o, want %o", p, got, w.mode)
+		}
+		if st.Mode&unix.S_IFMT != uint32(w.typ.ifmt()) {
+			t.Errorf("%s: type %o, want %s", p, st.Mode&unix.S_IFMT, w.typ)
+		}
+		if st.Uid != w.uid || st.Gid != w.gid {
+			t.Errorf("%s: owner %d:%d, want %d:%d", p, st.Uid, st.Gid, w.uid, w.gid)
+		}
+		if w.typ != TypeDir && st.Size != w.size {
+			t.Errorf("%s: size %d, want %d", p, st.Size, w.size)
+		}
+		if w.links != 0 && int(st.Nlink) != w.links {
+			t.Errorf("%s: links %d, want %d", p, st.Nlink, w.links)
+		}
+		if !w.mtime.IsZero() {
+			if got := time.Unix(st.Mtim.Unix()); !got.Equal(w.mtime) {
+				t.Errorf("%s: mtime %v, want %v", p, got, w.mtime)
+			}
+		}
+		switch w.typ {
+		case TypeCharDevice, TypeBlockDevice:
+			if unix.Major(st.Rdev) != w.major || unix.Minor(st.Rdev) != w.minor {
+				t.Errorf("%s: device %d:%d, want %d:%d", p, unix.Major(st.Rdev), unix.Minor(st.Rdev), w.major, w.minor)
+			}
+		case TypeSymlink:
+			if got, err := os.Readlink(full); err != nil || got != w.target {
+				t.Errorf("%s: target %q (%v), want %q", p, got, err, w.target)
+			}
+		case TypeRegular:
+			if w.content != nil {
+				if b, err := os.ReadFile(full); err != nil || !bytes.Equal(b, w.content) {
+					t.Errorf("%s: content differs (%v)", p, err)
+				}
+			}
+		}
+		for name, v := range w.xattrs {
+			buf := make([]byte, 64<<10)
+			n, err := unix.Lgetxattr(full, name, buf)
+			if err != nil || !bytes.Equal(buf[:n], v) {
+				t.Errorf("%s: xattr %s = %q (%v), want %q", p, name, buf[:max(n, 0)], err, v)
+			}
+		}
+	}
+}
+
+func TestWriterMountedReadWrite(t *testing.T) {
+	requireRoot(t)
+	img, wants := buildAll(t, 128<<20)
+	root, umount := mount(t, img)
+	checkMounted(t, root, wants)
+	// The ACL reads back in the VFS format.
+	buf := make([]byte, 256)
+	if n, err := unixGetxattr(filepath.Join(root, "acl"), "system.posix_acl_access", buf); err != nil || n != 44 {
+		t.Errorf("acl: %d bytes, %v", n, err)
+	}
+	// The kernel writes and deletes thousands of files.
+	for d := range 20 {
+		dir := filepath.Join(root, fmt.Sprintf("new%02d", d))
+		mustDo(t, os.Mkdir(dir, 0o755))
+		for i := range 200 {
+			mustDo(t, os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), randBytes(uint64(i), 100+i*37), 0o644))
+		}
+	}
+	for d := 0; d < 20; d += 2 {
+		mustDo(t, os.RemoveAll(filepath.Join(root, fmt.Sprintf("new%02d", d))))
+	}
+	mustDo(t, os.RemoveAll(filepath.Join(root, "many")))
+	mustDo(t, os.Remove(filepath.Join(root, "extents2000")))
+	mustDo(t, os.WriteFile(filepath.Join(root, "multi"), randBytes(9, 3<<20), 0o644))
+	mustDo(t, os.Symlink("x", filepath.Join(root, "newlink")))
+	umount()
+	fsck(t, img)
+	root, umount = mount(t, img)
+	for d := 1; d < 20; d += 2 {
+		b, err := os.ReadFile(filepath.Join(root, fmt.Sprintf("new%02d", d), "199"))
+		if err != nil || !bytes.Equal(b, randBytes(199, 100+199*37)) {
+			t.Errorf("new%02d/199 after remount: %v", d, err)
+		}
+	}
+	umount()
+	fsck(t, img)
+}
+
+// TestLargeSparseFileMounted reads a file larger than 4 GiB through the
+// kernel.
+func TestLargeSparseFileMounted(t *testing.T) {
+	requireRoot(t)
+	img := filepath.Join(t.TempDir(), "large.ext4")
+	w, err := Create(img, WithMinFree(16<<20))
+	mustDo(t, err)
+	const size = 5<<30 + 1
+	tail := []byte("past four gigabytes")
+	r := ioMulti(&zeroReader{n: 4<<30 + 512<<20}, bytes.NewReader(tail), &zeroReader{n: size - (4<<30 + 512<<20) - int64(len(tail)) - 1}, bytes.NewReader([]byte{'!'}))
+	mustDo(t, w.WriteFile(bg, "/large", Metadata{Mode: 0o644}, r, size))
+	mustDo(t, w.Close(bg))
+	root, _ := mount(t, img)
+	f, err := os.Open(filepath.Join(root, "large"))
+	mustDo(t, err)
+	defer f.Close()
+	got := make([]byte, len(tail))
+	_, err = f.ReadAt(got, 4<<30+512<<20)
+	mustDo(t, err)
+	if !bytes.Equal(got, tail) {
+		t.Errorf("read %q at 4.5 GiB, want %q", got, tail)
+	}
+	last := make([]byte, 1)
+	_, err = f.ReadAt(last, size-1)
+	mustDo(t, err)
+	if last[0] != '!' {
+		t.Errorf("last byte %q", last)
+	}
+}

@@ -1,0 +1,280 @@
+// Package initramfs assembles the guest's initramfs at run time, in pure
+// Go: guestinit as /init, /dev/console, and the kernel modules the boot
+// needs when the kernel builds its drivers as modules.
+//
+// Layout of the archive (newc cpio, uncompressed: the kernel unpacks it
+// faster than it could decompress it):
+//
+//	/init                     guestinit for the guest architecture
+//	/dev/console              character device 5,1
+//	/dev /proc /sys /run /tmp empty mount points
+//	/lib/modules/NAME.ko      one file per module, uncompressed
+//	/lib/modules/load.order   the modules' absolute paths, one per line,
+//	                          each after its dependencies: guestinit loads
+//	                          them with finit_module in this order
+package initramfs
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/berthvm/berth/engine/kernel"
+)
+
+// LoadOrderPath is where the archive lists its modules in load order.
+const LoadOrderPath = "/lib/modules/load.order"
+
+// moduleDir is where the modules are placed inside the archive.
+const moduleDir = "/lib/modules"
+
+// featureModules maps the kernel config options the guest needs (see
+// kernel.GuestConfigs) to the modules that provide them, in load order
+// where it matters beyond modules.dep.
+func featureModules() []struct {
+	option  string
+	modules []string
+} {
+	return []struct {
+		option  string
+		modules []string
+	}{
+		// All of Berth's devices are virtio-pci, on both backends.
+		{"VIRTIO_PCI", []string{"virtio_pci"}},
+		{"VIRTIO_BLK", []string{"virtio_blk"}},
+		// ext4 uses crc32c through the crypto API; the soft dependency
+		// is not in modules.dep, and crc32c-intel cannot run on TCG's
+		// CPU model, so the generic implementation goes first.
+		{"EXT4_FS", []string{"crc32c_generic", "ext4"}},
+		{"VIRTIO_CONSOLE", []string{"virtio_console"}},
+		{"VIRTIO_VSOCKETS", []string{"vmw_vsock_virtio_transport"}},
+		{"VIRTIO_NET", []string{"virtio_net"}},
+		{"NET_9P_VIRTIO", []string{"9pnet_virtio"}},
+		{"9P_FS", []string{"9p"}},
+		{"VIRTIO_FS", []string{"virtiofs"}},
+		{"OVERLAY_FS", []string{"overlay"}},
+	}
+}
+
+// Modules returns the names of the modules k needs loaded for a guest
+// that uses needs (nil: kernel.GuestConfigs, everything Berth can use; a
+// backend narrows it with its own list, engine/vmm/backend.GuestConfigs):
+// for each option k builds as a module, the module providing it. A kernel
+// built with everything in needs none; one that lacks an option fails
+// with an error naming it. Without a config file, every such module k
+// ships is taken.
+func Modules(k *kernel.Kernel, needs []kernel.ConfigNeed) ([]string, error) {
+	if needs == nil {
+		needs = kernel.GuestConfigs()
+	}
+	if err := k.Check(needs...); err != nil {
+		return nil, err
+	}
+	if k.ModulesDir == "" {
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, n := range needs {
+		want[n.Option] = true
+	}
+	mods, err := k.ReadModules()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range featureModules() {
+		if !want[f.option] && f.option != "VIRTIO_PCI" {
+			continue
+		}
+		switch k.Support(f.option) {
+		case kernel.Builtin, kernel.Missing:
+			continue
+		}
+		for _, m := range f.modules {
+			if mods.Has(m) {
+				names = append(names, m)
+			}
+		}
+	}
+	return names, nil
+}
+
+// Spec says what goes into an initramfs.
+type Spec struct {
+	// Init is the guestinit binary for the guest architecture.
+	Init string
+	// Kernel is the kernel the initramfs is for; its modules are taken
+	// from it. Nil: no modules.
+	Kernel *kernel.Kernel
+	// Needs are the kernel features the guest uses; nil means all of
+	// kernel.GuestConfigs. Modules(Kernel, Needs) picks the modules.
+	Needs []kernel.ConfigNeed
+	// Modules names the modules to carry instead; their dependencies are
+	// added from the kernel's modules.dep.
+	Modules []string
+	// CacheDir is where built archives are kept, by content.
+	CacheDir string
+}
+
+// Build returns the path of the initramfs for spec, building it into
+// CacheDir unless an archive for the same guestinit, kernel and module
+// list is there already.
+func Build(ctx context.Context, spec Spec) (string, error) {
+	init, err := os.ReadFile(spec.Init)
+	if err != nil {
+		return "", fmt.Errorf("build initramfs: read init: %w", err)
+	}
+	var files []string // module files relative to the kernel's modules dir
+	h := sha256.New()
+	h.Write(init)
+	if spec.Kernel != nil {
+		names := spec.Modules
+		if names == nil {
+			if names, err = Modules(spec.Kernel, spec.Needs); err != nil {
+				return "", fmt.Errorf("build initramfs: %w", err)
+			}
+		}
+		if len(names) > 0 {
+			mods, err := spec.Kernel.ReadModules()
+			if err != nil {
+				return "", fmt.Errorf("build initramfs: %w", err)
+			}
+			if files, err = mods.LoadOrder(names...); err != nil {
+				return "", fmt.Errorf("build initramfs for %s: %w", spec.Kernel, err)
+			}
+			if err := hashFile(h, spec.Kernel.Path); err != nil {
+				return "", fmt.Errorf("build initramfs: %w", err)
+			}
+			fmt.Fprintf(h, "\x00%s\x00%s", spec.Kernel.ModulesDir, strings.Join(files, "\x00"))
+		}
+	}
+	key := hex.EncodeToString(h.Sum(nil)[:16])
+	dst := filepath.Join(spec.CacheDir, "initramfs-"+key+".cpio")
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	if err := os.MkdirAll(spec.CacheDir, 0o755); err != nil {
+		return "", fmt.Errorf("build initramfs: %w", err)
+	}
+	tmp, err := os.CreateTemp(spec.CacheDir, ".initramfs-*")
+	if err != nil {
+		return "", fmt.Errorf("build initramfs: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	modDir := ""
+	if spec.Kernel != nil {
+		modDir = spec.Kernel.ModulesDir
+	}
+	if err := write(ctx, tmp, init, modDir, files); err != nil {
+		return "", fmt.Errorf("build initramfs: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", fmt.Errorf("build initramfs: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("build initramfs: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", fmt.Errorf("build initramfs: %w", err)
+	}
+	return dst, nil
+}
+
+func hashFile(h io.Writer, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(h, f)
+	return err
+}
+
+// write writes the archive: directories, /dev/console, /init, the modules
+// (from modDir) and their load order.
+func write(ctx context.Context, w io.Writer, init []byte, modDir string, files []string) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	c := NewCPIOWriter(bw)
+	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "lib", "lib/modules"} {
+		if err := c.WriteHeader(Entry{Name: d, Mode: os.ModeDir | 0o755}); err != nil {
+			return err
+		}
+	}
+	if err := c.WriteHeader(Entry{Name: "dev/console", Mode: os.ModeDevice | os.ModeCharDevice | 0o600, Major: 5, Minor: 1}); err != nil {
+		return err
+	}
+	if err := c.WriteFile("init", 0o755, init); err != nil {
+		return err
+	}
+	var order strings.Builder
+	for _, rel := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, err := readModule(filepath.Join(modDir, filepath.FromSlash(rel)))
+		if err != nil {
+			return err
+		}
+		name := path.Join(moduleDir, kernel.ModuleName(rel)+".ko")
+		if err := c.WriteFile(strings.TrimPrefix(name, "/"), 0o644, data); err != nil {
+			return err
+		}
+		order.WriteString(name + "\n")
+	}
+	if len(files) > 0 {
+		if err := c.WriteFile(strings.TrimPrefix(LoadOrderPath, "/"), 0o644, []byte(order.String())); err != nil {
+			return err
+		}
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// readModule reads a .ko, decompressing .ko.xz, .ko.zst and .ko.gz, so
+// guestinit can always load with plain finit_module.
+func readModule(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	var r io.Reader
+	switch filepath.Ext(p) {
+	case ".ko":
+		return b, nil
+	case ".xz":
+		r, err = xz.NewReader(bytes.NewReader(b))
+	case ".zst":
+		var d *zstd.Decoder
+		if d, err = zstd.NewReader(bytes.NewReader(b)); err == nil {
+			defer d.Close()
+			r = d
+		}
+	case ".gz":
+		r, err = gzip.NewReader(bytes.NewReader(b))
+	default:
+		return nil, fmt.Errorf("read module %s: unknown suffix", p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", p, err)
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read module %s: %w", p, err)
+	}
+	return out, nil
+}

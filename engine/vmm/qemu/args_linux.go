@@ -1,0 +1,162 @@
+//go:build linux
+
+package qemu
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/vmm"
+)
+
+// Descriptors QEMU inherits (exec.Cmd.ExtraFiles start at 3).
+const (
+	fdQMP     = 3
+	fdConsole = 4
+	fdAgent   = 5 // virtio-serial socket or vhost-vsock device
+)
+
+// launch holds what the command line depends on besides the Config.
+type launch struct {
+	accel Accel
+	vsock bool   // agent over vhost-vsock (fdAgent is /dev/vhost-vsock)
+	cid   uint32 // the guest's vsock CID
+	bios  string // x86 firmware; "": QEMU's default (SeaBIOS)
+}
+
+// qbootPaths are where Debian's qemu-system-data (and a QEMU installed
+// under /usr/local) put qboot, a minimal x86 firmware that only knows how
+// to boot a kernel: it starts the guest kernel hundreds of milliseconds
+// sooner than SeaBIOS under TCG.
+func qbootPaths() []string {
+	return []string{"/usr/share/qemu/qboot.rom", "/usr/local/share/qemu/qboot.rom"}
+}
+
+// findQboot returns the first qboot.rom that exists, or "".
+func findQboot() string {
+	for _, p := range qbootPaths() {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// binary is the qemu-system program for a guest architecture.
+func binary(arch string) (string, error) {
+	switch arch {
+	case "amd64":
+		return "qemu-system-x86_64", nil
+	case "arm64":
+		return "qemu-system-aarch64", nil
+	}
+	return "", fmt.Errorf("no QEMU system emulator for guest architecture %q", arch)
+}
+
+// kernelCmdline is the guest kernel's command line: the console, boot
+// speed options measured under TCG (docs/BENCHMARKS.md), guestinit's
+// root disk and agent transport, then the Config's own.
+func kernelCmdline(cfg vmm.Config, l launch) string {
+	var args []string
+	switch cfg.Arch {
+	case "amd64":
+		args = []string{"console=ttyS0", "8250.nr_uarts=1", "tsc=reliable", "no_timer_check"}
+	case "arm64":
+		args = []string{"console=ttyAMA0"}
+	}
+	// panic=-1: reboot at once on a panic, which -no-reboot turns into
+	// QEMU exiting, so a panicked guest never lingers.
+	args = append(args, "panic=-1", "quiet", "mitigations=off", "cryptomgr.notests", "rcupdate.rcu_expedited=1")
+	args = append(args, vmm.RootParam)
+	if l.vsock {
+		args = append(args, "berth.transport=vsock")
+	} else {
+		args = append(args, "berth.transport=serial")
+	}
+	if cfg.Cmdline != "" {
+		args = append(args, cfg.Cmdline)
+	}
+	return strings.Join(args, " ")
+}
+
+// commandLine builds QEMU's arguments for cfg (already validated). The
+// device model is the smallest that does the job: no firmware beyond the
+// direct kernel boot, no default devices, no option ROMs.
+func commandLine(cfg vmm.Config, l launch) []string {
+	a := []string{
+		"-name", "berth-" + cfg.ID + ",debug-threads=on",
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-m", strconv.Itoa(cfg.MemoryMiB),
+		"-smp", strconv.Itoa(cfg.CPUs),
+		"-accel", string(l.accel),
+	}
+	switch cfg.Arch {
+	case "amd64":
+		a = append(a, "-machine", "q35")
+		if l.bios != "" {
+			a = append(a, "-bios", l.bios)
+		}
+		if l.accel == AccelKVM {
+			a = append(a, "-cpu", "host")
+		} else {
+			// Every feature TCG emulates (SSE4.2, POPCNT, AVX2 ...), not
+			// the default qemu64 model: images built for x86-64-v2
+			// (RHEL 9 and its rebuilds) refuse to start without them.
+			a = append(a, "-cpu", "max")
+		}
+	case "arm64":
+		a = append(a, "-machine", "virt")
+		if l.accel == AccelKVM {
+			a = append(a, "-cpu", "host")
+		} else {
+			// Not "max": its emulated pointer authentication makes the
+			// boot 3-4x slower under TCG.
+			a = append(a, "-cpu", "cortex-a72")
+		}
+	}
+	a = append(a,
+		"-kernel", cfg.Kernel,
+		"-initrd", cfg.Initramfs,
+		"-append", kernelCmdline(cfg, l),
+		"-chardev", "socket,id=qmp,fd="+strconv.Itoa(fdQMP),
+		"-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=con,fd="+strconv.Itoa(fdConsole),
+		"-serial", "chardev:con",
+	)
+	for i, d := range append([]vmm.Disk{cfg.Root}, cfg.Disks...) {
+		drive := "file=" + escape(d.Path) + ",if=none,id=disk" + strconv.Itoa(i) + ",format=raw,cache=writeback,discard=unmap"
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		a = append(a, "-drive", drive, "-device", "virtio-blk-pci,drive=disk"+strconv.Itoa(i))
+	}
+	if l.vsock {
+		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d,vhostfd=%d", l.cid, fdAgent))
+	} else {
+		a = append(a,
+			"-device", "virtio-serial-pci,max_ports=2",
+			"-chardev", "socket,id=agent,fd="+strconv.Itoa(fdAgent),
+			"-device", "virtserialport,chardev=agent,name="+transport.SerialPortName,
+		)
+	}
+	if cfg.Network != nil {
+		a = append(a,
+			"-netdev", "user,id=net0",
+			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+cfg.Network.MAC.String(),
+		)
+	}
+	for i, s := range cfg.Shares {
+		fsdev := "local,id=fs" + strconv.Itoa(i) + ",path=" + escape(s.HostPath) + ",security_model=none"
+		if s.ReadOnly {
+			fsdev += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fsdev, "-device", "virtio-9p-pci,fsdev=fs"+strconv.Itoa(i)+",mount_tag="+escape(s.Tag))
+	}
+	return a
+}
+
+// escape doubles commas, QEMU's escape inside an option value.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

@@ -1,0 +1,217 @@
+//go:build linux
+
+package qemu_test
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/engine/agent"
+	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/kernel/kerneltest"
+	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/engine/vmm/qemu"
+)
+
+const guestinitPkg = "github.com/berthvm/berth/guestinit"
+
+// busybox returns a static busybox for arch: the host's busybox-static on
+// amd64, Debian's busybox-static:arm64 unpacked into the cache for arm64
+// (apt-get download busybox-static:arm64 && dpkg -x).
+func busybox(t testing.TB, arch string) string {
+	t.Helper()
+	if arch == "amd64" {
+		p := kerneltest.LookPath(t, "busybox", "busybox-static")
+		if f, err := elf.Open(p); err == nil {
+			defer f.Close()
+			for _, prog := range f.Progs {
+				if prog.Type == elf.PT_INTERP {
+					kerneltest.Unavailable(t, "%s is dynamically linked (apt-get install busybox-static)", p)
+				}
+			}
+		}
+		return p
+	}
+	dir := filepath.Join(filepath.Dir(kerneltest.CacheDir(t)), "busybox", arch)
+	p := filepath.Join(dir, "bin", "busybox")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	dpkg := kerneltest.LookPath(t, "dpkg", "dpkg")
+	debDir := filepath.Join(filepath.Dir(kerneltest.CacheDir(t)), "deb")
+	debs, _ := filepath.Glob(filepath.Join(debDir, "busybox-static_*_"+arch+".deb"))
+	if len(debs) == 0 {
+		apt := kerneltest.LookPath(t, "apt-get", "apt")
+		os.MkdirAll(debDir, 0o755)
+		cmd := exec.Command(apt, "download", "-q", "busybox-static:"+arch)
+		cmd.Dir = debDir
+		if b, err := cmd.CombinedOutput(); err != nil {
+			kerneltest.Unavailable(t, "apt-get download busybox-static:%s (needs dpkg --add-architecture %s): %v\n%s", arch, arch, err, b)
+		}
+		debs, _ = filepath.Glob(filepath.Join(debDir, "busybox-static_*_"+arch+".deb"))
+	}
+	if len(debs) == 0 {
+		t.Fatalf("apt-get download left no busybox-static .deb in %s", debDir)
+	}
+	os.MkdirAll(filepath.Dir(dir), 0o755)
+	if b, err := exec.Command(dpkg, "-x", debs[0], dir+".new").CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -x: %v\n%s", err, b)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(dir+".new", dir); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// busyboxRootfs makes an ext4 root disk holding a static busybox as
+// /bin/busybox and /bin/sh. Temporary stand-in (mkfs.ext4 -d) until
+// engine/rootfs builds root disks from OCI images.
+func busyboxRootfs(t testing.TB, arch string) string {
+	t.Helper()
+	mkfs := kerneltest.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	bb, err := os.ReadFile(busybox(t, arch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "etc", "run", "root"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("busybox", filepath.Join(dir, "bin", "sh"))
+	os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc", "group"), []byte("root:x:0:\n"), 0o644)
+	img := filepath.Join(t.TempDir(), "rootfs.ext4")
+	if b, err := exec.Command(mkfs, "-q", "-F", "-d", dir, img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, b)
+	}
+	return img
+}
+
+// agentPing is a vmm.PingFunc over the real agent protocol.
+func agentPing(ctx context.Context, d transport.Dialer) error {
+	c, err := agent.Dial(ctx, d)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// agentShutdown is a vmm.ShutdownFunc over the real agent protocol.
+func agentShutdown(ctx context.Context, d transport.Dialer) error {
+	c, err := agent.Dial(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Shutdown(ctx, false)
+}
+
+// bootGuestinit boots the real guestinit for arch with a busybox root
+// disk and returns the running Machine and an agent client.
+func bootGuestinit(t *testing.T, arch, name string, opts ...qemu.Option) (*qemu.Machine, *agent.Client, vmm.Config) {
+	t.Helper()
+	g := newGuest(t, arch, guestinitPkg, nil)
+	g.root = busyboxRootfs(t, arch)
+	cfg := g.config(t, name)
+	cfg.Ping = agentPing
+	cfg.Shutdown = agentShutdown
+	m, err := qemu.New(cfg, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Kill(context.Background()) })
+	c, err := agent.Dial(ctx, m.Dialer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return m, c, cfg
+}
+
+// runEchoOK runs /bin/sh -c 'echo ok; exit 3' in a new container and
+// checks its output and exit code.
+func runEchoOK(t *testing.T, c *agent.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	st, err := c.Run(ctx, &agentpb.CreateProcessRequest{
+		Id:   "main",
+		Args: []string{"/bin/sh", "-c", "echo ok; exit 3"},
+		Env:  []string{"PATH=/bin"},
+	}, agent.Stdio{Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		t.Fatalf("run: %v (stderr %q)", err, errOut.String())
+	}
+	if out.String() != "ok\n" || st.Code != 3 {
+		t.Errorf("sh -c 'echo ok; exit 3' = %q, exit %d (stderr %q); want \"ok\\n\", 3", out.String(), st.Code, errOut.String())
+	}
+}
+
+// logBootTimes logs the host's and guestinit's view of the boot.
+func logBootTimes(t *testing.T, m *qemu.Machine, c *agent.Client) {
+	tl := m.Timeline()
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Errorf("Info: %v", err)
+		return
+	}
+	b := info.GetBoot()
+	t.Logf("host: qemu running +%v, first console byte +%v, agent ready +%v; guest (since kernel start): init %v, modules loaded %v, rootfs mounted %v, agent serving %v",
+		tl.Running.Sub(tl.Launched), tl.FirstOutput.Sub(tl.Launched), tl.AgentReady.Sub(tl.Launched),
+		time.Duration(b.GetInitStartNs()), time.Duration(b.GetModulesLoadedNs()), time.Duration(b.GetRootfsMountedNs()), time.Duration(b.GetAgentServingNs()))
+}
+
+// TestGuestinitRunsCommand boots Debian's amd64 kernel with the real
+// guestinit and a busybox root disk, pings the agent over
+// virtio-serial+yamux, runs a shell command in a container, and powers
+// the VM off through the agent.
+func TestGuestinitRunsCommand(t *testing.T) {
+	m, c, _ := bootGuestinit(t, "amd64", "guestinit", qemu.WithTransport(qemu.TransportSerial))
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	logBootTimes(t, m, c)
+	runEchoOK(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Stop(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if exit, _ := m.Wait(ctx); exit.Reason != vmm.ExitPowerOff {
+		t.Errorf("exit after Stop = %v; want poweroff", exit)
+	}
+}
+
+// TestGuestinitArm64 boots Debian's arm64 kernel (an uncompressed Image)
+// under qemu-system-aarch64 -machine virt with TCG, with guestinit built
+// for arm64 and busybox-static:arm64, and runs a command.
+func TestGuestinitArm64(t *testing.T) {
+	m, c, _ := bootGuestinit(t, "arm64", "guestinit-arm64", qemu.WithAccel(qemu.AccelTCG))
+	logBootTimes(t, m, c)
+	runEchoOK(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Stop(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if exit, _ := m.Wait(ctx); exit.Reason != vmm.ExitPowerOff {
+		t.Errorf("exit after Stop = %v; want poweroff", exit)
+	}
+}

@@ -1,0 +1,130 @@
+package vz
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/Code-Hex/vz/v3"
+
+	"github.com/berthvm/berth/engine/vmm"
+)
+
+// kernelCmdline is the guest kernel's command line under
+// Virtualization.framework: the console is the virtio console (hvc0, live
+// once guestinit has loaded virtio_console when it is a module), the agent
+// is on vsock.
+func kernelCmdline(cfg vmm.Config) string {
+	args := []string{"console=hvc0", "panic=-1", "quiet", "mitigations=off", "cryptomgr.notests", "rcupdate.rcu_expedited=1",
+		vmm.RootParam, "berth.transport=vsock"}
+	if cfg.Cmdline != "" {
+		args = append(args, cfg.Cmdline)
+	}
+	return strings.Join(args, " ")
+}
+
+// buildConfig turns a validated vmm.Config into a Virtualization.framework
+// configuration. console receives what the guest writes on its console;
+// consoleIn is what the guest reads (nothing is ever written to it).
+func buildConfig(cfg vmm.Config, consoleIn, console *os.File) (*vz.VirtualMachineConfiguration, error) {
+	boot, err := vz.NewLinuxBootLoader(cfg.Kernel,
+		vz.WithInitrd(cfg.Initramfs),
+		vz.WithCommandLine(kernelCmdline(cfg)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("boot loader: %w", err)
+	}
+	vc, err := vz.NewVirtualMachineConfiguration(boot, uint(cfg.CPUs), uint64(cfg.MemoryMiB)<<20)
+	if err != nil {
+		return nil, fmt.Errorf("vm configuration: %w", err)
+	}
+
+	// Disks: the root disk first, so the guest sees it as /dev/vda.
+	var disks []vz.StorageDeviceConfiguration
+	for _, d := range append([]vmm.Disk{cfg.Root}, cfg.Disks...) {
+		att, err := vz.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(d.Path, d.ReadOnly,
+			vz.DiskImageCachingModeCached, vz.DiskImageSynchronizationModeFsync)
+		if err != nil {
+			return nil, fmt.Errorf("disk %s: %w", d.Path, err)
+		}
+		blk, err := vz.NewVirtioBlockDeviceConfiguration(att)
+		if err != nil {
+			return nil, fmt.Errorf("disk %s: %w", d.Path, err)
+		}
+		disks = append(disks, blk)
+	}
+	vc.SetStorageDevicesVirtualMachineConfiguration(disks)
+
+	if cfg.Network != nil {
+		nat, err := vz.NewNATNetworkDeviceAttachment()
+		if err != nil {
+			return nil, fmt.Errorf("nat: %w", err)
+		}
+		nic, err := vz.NewVirtioNetworkDeviceConfiguration(nat)
+		if err != nil {
+			return nil, fmt.Errorf("nic: %w", err)
+		}
+		mac, err := vz.NewMACAddress(cfg.Network.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("nic mac %s: %w", cfg.Network.MAC, err)
+		}
+		nic.SetMACAddress(mac)
+		vc.SetNetworkDevicesVirtualMachineConfiguration([]*vz.VirtioNetworkDeviceConfiguration{nic})
+	}
+
+	sock, err := vz.NewVirtioSocketDeviceConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("vsock: %w", err)
+	}
+	vc.SetSocketDevicesVirtualMachineConfiguration([]vz.SocketDeviceConfiguration{sock})
+
+	serial, err := vz.NewFileHandleSerialPortAttachment(consoleIn, console)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	con, err := vz.NewVirtioConsoleDeviceSerialPortConfiguration(serial)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	vc.SetSerialPortsVirtualMachineConfiguration([]*vz.VirtioConsoleDeviceSerialPortConfiguration{con})
+
+	entropy, err := vz.NewVirtioEntropyDeviceConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("entropy: %w", err)
+	}
+	vc.SetEntropyDevicesVirtualMachineConfiguration([]*vz.VirtioEntropyDeviceConfiguration{entropy})
+
+	balloon, err := vz.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
+	if err != nil {
+		return nil, fmt.Errorf("memory balloon: %w", err)
+	}
+	vc.SetMemoryBalloonDevicesVirtualMachineConfiguration([]vz.MemoryBalloonDeviceConfiguration{balloon})
+
+	var shares []vz.DirectorySharingDeviceConfiguration
+	for _, s := range cfg.Shares {
+		dir, err := vz.NewSharedDirectory(s.HostPath, s.ReadOnly)
+		if err != nil {
+			return nil, fmt.Errorf("share %s: %w", s.HostPath, err)
+		}
+		single, err := vz.NewSingleDirectoryShare(dir)
+		if err != nil {
+			return nil, fmt.Errorf("share %s: %w", s.HostPath, err)
+		}
+		fsdev, err := vz.NewVirtioFileSystemDeviceConfiguration(s.Tag)
+		if err != nil {
+			return nil, fmt.Errorf("share %s (tag %q): %w", s.HostPath, s.Tag, err)
+		}
+		fsdev.SetDirectoryShare(single)
+		shares = append(shares, fsdev)
+	}
+	if len(shares) > 0 {
+		vc.SetDirectorySharingDevicesVirtualMachineConfiguration(shares)
+	}
+
+	if ok, err := vc.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid vm configuration: %w", err)
+	} else if !ok {
+		return nil, fmt.Errorf("invalid vm configuration")
+	}
+	return vc, nil
+}
