@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -404,5 +405,52 @@ func TestDockerCLIContainers(t *testing.T) {
 	r = mustOK(t, "docker ps -a", docker(t, home, "ps", "-a", "-q"))
 	if strings.TrimSpace(r.out) != "" {
 		t.Fatalf("containers left: %q", r.out)
+	}
+}
+
+// TestRunFlagsAndEvents: the run flags users reach for take effect in the
+// VM (user, workdir, hostname, env and env-file, entrypoint, cpus,
+// memory, read-only root), and the engine's events stream create, start,
+// die and destroy with the container's labels.
+func TestRunFlagsAndEvents(t *testing.T) {
+	home, ref := imageFixture(t)
+	since := fmt.Sprint(time.Now().Unix())
+	envFile := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(envFile, []byte("# comment\nFROMFILE=yes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `id -u; pwd; hostname; echo "$X $FROMFILE"; grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo; touch /probe 2>/dev/null || echo read-only`
+	r := mustOK(t, "run", berth(t, home, "run", "--rm", "-u", "berth", "-w", "/tmp", "--hostname", "box1", "-e", "X=1", "--env-file", envFile,
+		"--cpus", "1", "-m", "256m", "--read-only", "-l", "suite=flags", "--entrypoint", "sh", ref, "-c", script))
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if len(lines) != 7 {
+		t.Fatalf("output: %q", r.out)
+	}
+	want := []string{"1000", "/tmp", "box1", "1 yes", "1"}
+	for i, w := range want {
+		if lines[i] != w {
+			t.Errorf("line %d = %q, want %q (all: %q)", i, lines[i], w, lines)
+		}
+	}
+	var kb int
+	fmt.Sscanf(strings.TrimPrefix(lines[5], "MemTotal:"), "%d", &kb)
+	if kb < 150<<10 || kb > 256<<10 {
+		t.Errorf("MemTotal %d kB, want a little under 256 MiB", kb)
+	}
+	if lines[6] != "read-only" {
+		t.Errorf("--read-only: %q", lines[6])
+	}
+	// The events of that run, with its label.
+	r = mustOK(t, "docker events", docker(t, home, "events", "--since", since, "--until", fmt.Sprint(time.Now().Unix()+1),
+		"--filter", "label=suite=flags", "--format", "{{.Type}} {{.Action}}"))
+	got := strings.Fields(strings.ReplaceAll(r.out, "\n", " "))
+	var actions []string
+	for i := 0; i+1 < len(got); i += 2 {
+		if got[i] == "container" {
+			actions = append(actions, got[i+1])
+		}
+	}
+	if strings.Join(actions, ",") != "create,start,die,destroy" {
+		t.Fatalf("events: %q", r.out)
 	}
 }

@@ -105,7 +105,7 @@ func (l *vmLauncher) Launch(ctx context.Context, req container.LaunchRequest) (c
 		MemoryMiB:  int(req.MemoryBytes >> 20),
 		Kernel:     bootImage,
 		Initramfs:  initrd,
-		Root:       vmm.Disk{Path: req.Rootfs, ReadOnly: req.ReadOnly},
+		Root:       vmm.Disk{Path: req.Rootfs},
 		Network:    &vmm.Network{},
 		ConsoleLog: req.ConsoleLog,
 		Ping: func(ctx context.Context, d transport.Dialer) error {

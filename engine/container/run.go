@@ -119,7 +119,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	vm, err := m.vms.Launch(bootCtx, LaunchRequest{
-		ID: spec.ID, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"), ReadOnly: hc.ReadonlyRootfs,
+		ID: spec.ID, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
 	})
 	if err != nil {
@@ -161,6 +161,14 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 	if err := ac.ConfigureNetwork(bootCtx, net); err != nil {
 		ac.Close()
 		return fail(fmt.Errorf("configure network: %w", err))
+	}
+	if hc.ReadonlyRootfs {
+		// The disk stays writable for the guest (resolv.conf, hosts and
+		// hostname are written above); the container's root is not.
+		if err := ac.Mount(bootCtx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
+			ac.Close()
+			return fail(fmt.Errorf("make the root filesystem read-only: %w", err))
+		}
 	}
 	var ip string
 	if info, err := ac.Info(bootCtx); err == nil {

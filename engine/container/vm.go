@@ -20,10 +20,9 @@ type LaunchRequest struct {
 	ID string
 	// Dir is the container's directory, for the VM's sockets and pid file.
 	Dir string
-	// Rootfs is the container's ext4 image, attached read-write (read-only
-	// with ReadOnly).
-	Rootfs   string
-	ReadOnly bool
+	// Rootfs is the container's ext4 image, attached read-write (a
+	// read-only container root is a read-only mount inside the guest).
+	Rootfs string
 	// ConsoleLog receives the VM's console.
 	ConsoleLog string
 	// CPUs and MemoryBytes size the VM.
