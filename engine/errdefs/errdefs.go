@@ -16,7 +16,21 @@ package errdefs
 import (
 	"context"
 	"errors"
-	"net/http"
+)
+
+// HTTP status codes, spelled out so that the guest, which links this
+// package, does not link net/http (about 1.4 MiB).
+const (
+	statusOK                  = 200
+	statusBadRequest          = 400
+	statusUnauthorized        = 401
+	statusForbidden           = 403
+	statusNotFound            = 404
+	statusRequestTimeout      = 408
+	statusConflict            = 409
+	statusInternalServerError = 500
+	statusNotImplemented      = 501
+	statusServiceUnavailable  = 503
 )
 
 // The error classes. Test with errors.Is.
@@ -80,23 +94,23 @@ func NotImplemented(err error) error { return wrap(err, ErrNotImplemented) }
 func HTTPStatus(err error) int {
 	switch {
 	case err == nil:
-		return http.StatusOK
+		return statusOK
 	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
+		return statusNotFound
 	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrConflict):
-		return http.StatusConflict
+		return statusConflict
 	case errors.Is(err, ErrInvalidArgument):
-		return http.StatusBadRequest
+		return statusBadRequest
 	case errors.Is(err, ErrUnauthorized):
-		return http.StatusUnauthorized
+		return statusUnauthorized
 	case errors.Is(err, ErrUnavailable):
-		return http.StatusServiceUnavailable
+		return statusServiceUnavailable
 	case errors.Is(err, ErrNotImplemented):
-		return http.StatusNotImplemented
+		return statusNotImplemented
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusRequestTimeout
+		return statusRequestTimeout
 	default:
-		return http.StatusInternalServerError
+		return statusInternalServerError
 	}
 }
 
@@ -104,17 +118,17 @@ func HTTPStatus(err error) int {
 // API errors back into classed errors; nil for codes with no class.
 func FromHTTPStatus(code int) error {
 	switch code {
-	case http.StatusNotFound:
+	case statusNotFound:
 		return ErrNotFound
-	case http.StatusConflict:
+	case statusConflict:
 		return ErrConflict
-	case http.StatusBadRequest:
+	case statusBadRequest:
 		return ErrInvalidArgument
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case statusUnauthorized, statusForbidden:
 		return ErrUnauthorized
-	case http.StatusServiceUnavailable:
+	case statusServiceUnavailable:
 		return ErrUnavailable
-	case http.StatusNotImplemented:
+	case statusNotImplemented:
 		return ErrNotImplemented
 	}
 	return nil
