@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
+	"github.com/docker/go-units"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	"github.com/spf13/cobra"
@@ -89,7 +90,7 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (mobyc
 	}
 	hc.NanoCPUs = int64(f.cpus * 1e9)
 	if f.memory != "" {
-		n, err := parseBytes(f.memory)
+		n, err := units.RAMInBytes(f.memory)
 		if err != nil {
 			return mobycontainer.CreateRequest{}, fmt.Errorf("invalid --memory %q: %w", f.memory, err)
 		}
@@ -135,28 +136,6 @@ func envValue(kv string) []string {
 		return []string{kv + "=" + v}
 	}
 	return nil
-}
-
-// parseBytes reads sizes like 512m, 2g, 1073741824.
-func parseBytes(s string) (int64, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for suf, m := range map[string]int64{"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40} {
-		if strings.HasSuffix(s, suf+"b") {
-			s, mult = strings.TrimSuffix(s, suf+"b"), m
-			break
-		}
-		if strings.HasSuffix(s, suf) {
-			s, mult = strings.TrimSuffix(s, suf), m
-			break
-		}
-	}
-	s = strings.TrimSuffix(s, "b")
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("want a positive size such as 512m or 2g")
-	}
-	return int64(n * float64(mult)), nil
 }
 
 // createContainer creates the container, pulling the image first per

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/api"
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -286,49 +287,12 @@ func shortID(id string) string {
 }
 
 // humanBytes formats a size in decimal units as Docker does.
-func humanBytes(n int64) string {
-	units := []string{"B", "kB", "MB", "GB", "TB"}
-	f := float64(n)
-	i := 0
-	for f >= 1000 && i < len(units)-1 {
-		f /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%dB", n)
-	}
-	return fmt.Sprintf("%.3g%s", f, units[i])
-}
+func humanBytes(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
 
-// ago renders a time the way `docker images` does ("5 minutes ago").
+// ago renders a time the way `docker ps` and `docker images` do.
 func ago(t time.Time) string {
 	if t.IsZero() || t.Unix() <= 0 {
 		return "N/A"
 	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return "Less than a minute ago"
-	case d < time.Hour:
-		return plural(int(d.Minutes()), "minute") + " ago"
-	case d < 48*time.Hour:
-		return plural(int(d.Hours()), "hour") + " ago"
-	case d < 14*24*time.Hour:
-		return plural(int(d.Hours()/24), "day") + " ago"
-	case d < 60*24*time.Hour:
-		return plural(int(d.Hours()/24/7), "week") + " ago"
-	case d < 2*365*24*time.Hour:
-		return plural(int(d.Hours()/24/30), "month") + " ago"
-	}
-	return plural(int(d.Hours()/24/365), "year") + " ago"
-}
-
-func plural(n int, unit string) string {
-	if n == 1 {
-		if unit == "hour" {
-			return "An hour"
-		}
-		return "1 " + unit
-	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return units.HumanDuration(time.Since(t)) + " ago"
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
+	"github.com/docker/go-units"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 )
@@ -322,12 +323,12 @@ func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
 func statusText(st container.State) string {
 	switch st.Status {
 	case mobycontainer.StateRunning:
-		return "Up " + humanDuration(time.Since(st.StartedAt))
+		return "Up " + units.HumanDuration(time.Since(st.StartedAt))
 	case mobycontainer.StateExited:
 		if st.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", st.ExitCode)
 		}
-		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, humanDuration(time.Since(st.FinishedAt)))
+		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	case mobycontainer.StateCreated:
 		return "Created"
 	case mobycontainer.StateRemoving:
@@ -336,38 +337,6 @@ func statusText(st container.State) string {
 		return "Dead"
 	}
 	return string(st.Status)
-}
-
-// humanDuration is Docker's units.HumanDuration.
-func humanDuration(d time.Duration) string {
-	switch s := int(d.Seconds()); {
-	case s < 1:
-		return "Less than a second"
-	case s == 1:
-		return "1 second"
-	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
-	}
-	switch m := int(d.Minutes()); {
-	case m == 1:
-		return "About a minute"
-	case m < 60:
-		return fmt.Sprintf("%d minutes", m)
-	}
-	switch h := int(d.Round(time.Hour).Hours()); {
-	case h == 1:
-		return "About an hour"
-	case h < 48:
-		return fmt.Sprintf("%d hours", h)
-	case h < 24*7*2:
-		return fmt.Sprintf("%d days", h/24)
-	case h < 24*30*2:
-		return fmt.Sprintf("%d weeks", h/24/7)
-	case h < 24*365*2:
-		return fmt.Sprintf("%d months", h/24/30)
-	default:
-		return fmt.Sprintf("%d years", h/24/365)
-	}
 }
 
 // matchContainer applies `docker ps --filter`: label, status, name, id,

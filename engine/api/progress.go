@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/docker/go-units"
 )
 
 // JSONMessage is one line of Docker's streamed JSON progress (pull, load).
@@ -73,7 +75,7 @@ func (p *progressStream) fail(s *Server, r *http.Request, err error) {
 // progressBar draws dockerd's text bar ("[=====>     ]  1.2MB/3.4MB").
 func progressBar(cur, total int64) string {
 	if total <= 0 {
-		return humanSize(cur)
+		return units.HumanSizeWithPrecision(float64(cur), 3)
 	}
 	const width = 50
 	n := int(float64(width) * float64(cur) / float64(total))
@@ -82,20 +84,5 @@ func progressBar(cur, total int64) string {
 	if n < width {
 		bar += ">" + strings.Repeat(" ", width-n-1)
 	}
-	return fmt.Sprintf("[%s] %8s/%s", bar, humanSize(cur), humanSize(total))
-}
-
-// humanSize formats bytes in decimal units, as Docker does.
-func humanSize(n int64) string {
-	units := []string{"B", "kB", "MB", "GB", "TB"}
-	f := float64(n)
-	i := 0
-	for f >= 1000 && i < len(units)-1 {
-		f /= 1000
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%dB", n)
-	}
-	return fmt.Sprintf("%.3g%s", f, units[i])
+	return fmt.Sprintf("[%s] %8s/%s", bar, units.HumanSizeWithPrecision(float64(cur), 3), units.HumanSizeWithPrecision(float64(total), 3))
 }
