@@ -191,3 +191,31 @@ func TestDockerCLIVersion(t *testing.T) {
 		t.Fatalf("docker version did not print Berth's server block:\n%s", s)
 	}
 }
+
+// TestSystemKernel: `berth system kernel` shows the kernel the engine
+// boots; `set` persists a valid choice and refuses bad ones with the
+// reason.
+func TestSystemKernel(t *testing.T) {
+	home := shortHome(t)
+	startDaemon(t, home)
+	r := mustOK(t, "system kernel", berth(t, home, "system", "kernel"))
+	if !strings.HasPrefix(r.out, "Kernel: ") {
+		t.Fatalf("system kernel: %q", r.out)
+	}
+	r = berth(t, home, "system", "kernel", "set", "--path", "/nonexistent/vmlinuz")
+	if r.code == 0 || !strings.Contains(r.err, "/nonexistent/vmlinuz") {
+		t.Fatalf("set of a missing path: %+v", r)
+	}
+	r = berth(t, home, "system", "kernel", "set", "--url", "https://example.invalid/k.deb", "--sha256", "nothex")
+	if r.code == 0 || !strings.Contains(r.err, "64 hex digits") {
+		t.Fatalf("set with a bad sha256: %+v", r)
+	}
+	r = berth(t, home, "system", "kernel", "set", "--url", "https://example.invalid/k.deb", "--sha256", strings.Repeat("ab", 32))
+	if r.code != 0 || !strings.Contains(r.out, "fetched on first use from https://example.invalid/k.deb") {
+		t.Fatalf("set a URL: %+v", r)
+	}
+	b, err := os.ReadFile(filepath.Join(home, "kernel.json"))
+	if err != nil || !strings.Contains(string(b), "example.invalid") {
+		t.Fatalf("kernel.json: %v %s", err, b)
+	}
+}

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/daemon"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/spf13/cobra"
 )
@@ -81,18 +84,76 @@ func newSystemCmd(e *env) *cobra.Command {
 			fmt.Fprintf(w, "Home:\t%s\n", st.Home)
 			fmt.Fprintf(w, "Socket:\t%s\n", st.Socket)
 			fmt.Fprintf(w, "Backend:\t%s on %s/%s\n", st.Backend, st.OS, st.Arch)
-			switch {
-			case st.Kernel.Error != "":
-				fmt.Fprintf(w, "Kernel:\tnone usable: %s\n", st.Kernel.Error)
-			default:
-				fmt.Fprintf(w, "Kernel:\t%s %s (%s, from %s)\n", st.Kernel.Version, st.Kernel.Path, st.Kernel.Arch, st.Kernel.Source)
-			}
+			fmt.Fprintf(w, "Kernel:\t%s\n", kernelLine(st.Kernel))
 			fmt.Fprintf(w, "Containers:\t%d (%d running)\n", st.Containers, st.ContainersRunning)
 			fmt.Fprintf(w, "Images:\t%d\n", st.Images)
 			return nil
 		},
 	})
+	sys.AddCommand(newKernelCmd(e))
 	return sys
+}
+
+// kernelLine is one line about the guest kernel.
+func kernelLine(k engine.KernelInfo) string {
+	if k.Path == "" {
+		return "none usable yet: " + k.Error
+	}
+	return fmt.Sprintf("%s %s (%s, %s, from %s)", k.Version, k.Path, k.Arch, k.Format, k.Source)
+}
+
+func newKernelCmd(e *env) *cobra.Command {
+	show := func(k engine.KernelInfo) {
+		fmt.Fprintf(e.io.Out, "Kernel: %s\n", kernelLine(k))
+		for _, m := range k.Missing {
+			fmt.Fprintf(e.io.Out, "  lacks %s\n", m)
+		}
+	}
+	k := &cobra.Command{
+		Use:   "kernel",
+		Short: "Show the guest kernel every container's VM boots",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			info, err := cl.Kernel(cmd.Context())
+			if err != nil {
+				return err
+			}
+			show(info)
+			return nil
+		},
+	}
+	var path, url, sum string
+	set := &cobra.Command{
+		Use:   "set (--path PATH | --url URL --sha256 HEX)",
+		Short: "Choose the guest kernel: a kernel file or unpacked package directory, or a .deb to download",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			if path != "" {
+				if path, err = filepath.Abs(path); err != nil {
+					return err
+				}
+			}
+			info, err := cl.SetKernel(cmd.Context(), kernel.Choice{Path: path, Source: kernel.Source{URL: url, SHA256: sum}})
+			if err != nil {
+				return err
+			}
+			show(info)
+			return nil
+		},
+	}
+	set.Flags().StringVar(&path, "path", "", "kernel image, or a directory unpacked from a kernel package (boot/vmlinuz-*, lib/modules/VERSION)")
+	set.Flags().StringVar(&url, "url", "", "URL of a Debian linux-image .deb")
+	set.Flags().StringVar(&sum, "sha256", "", "SHA-256 of the .deb at --url")
+	k.AddCommand(set)
+	return k
 }
 
 func newDaemonCmd(e *env) *cobra.Command {

@@ -53,6 +53,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /version", s.version)
 	s.mux.HandleFunc("GET /info", s.info)
 	s.mux.HandleFunc("GET /berth/status", s.status)
+	s.mux.HandleFunc("GET /berth/kernel", s.kernelGet)
+	s.mux.HandleFunc("PUT /berth/kernel", s.kernelSet)
 	s.imageRoutes()
 	s.containerRoutes()
 }

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/moby/moby/api/types/system"
 )
 
@@ -21,9 +23,15 @@ type fakeBackend struct{}
 func (fakeBackend) Images() *image.Store           { return nil }
 func (fakeBackend) Events() *events.Bus            { return events.NewBus() }
 func (fakeBackend) Containers() *container.Manager { return nil }
+func (fakeBackend) Kernel(context.Context) engine.KernelInfo {
+	return engine.KernelInfo{Version: "6.1.0-test"}
+}
+func (fakeBackend) SetKernel(context.Context, kernel.Choice) (engine.KernelInfo, error) {
+	return engine.KernelInfo{}, nil
+}
 
 func (fakeBackend) Status(context.Context) (Status, error) {
-	return Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: KernelStatus{Version: "6.1.0-test"}}, nil
+	return Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: engine.KernelInfo{Version: "6.1.0-test"}}, nil
 }
 
 func do(t *testing.T, method, path string) *httptest.ResponseRecorder {

@@ -2,14 +2,19 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"runtime"
 	"time"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
+	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/system"
 )
@@ -25,6 +30,9 @@ type Backend interface {
 	Events() *events.Bus
 	// Containers is the container manager.
 	Containers() *container.Manager
+	// Kernel describes the guest kernel; SetKernel persists a choice.
+	Kernel(ctx context.Context) engine.KernelInfo
+	SetKernel(ctx context.Context, c kernel.Choice) (engine.KernelInfo, error)
 }
 
 // Status is the answer to GET /berth/status: what `berth system status`
@@ -45,21 +53,11 @@ type Status struct {
 	// "qemu (tcg)", "vz").
 	Backend string `json:"backend"`
 	// Kernel is the guest kernel the engine would boot.
-	Kernel KernelStatus `json:"kernel"`
+	Kernel engine.KernelInfo `json:"kernel"`
 	// Containers and Images count what the engine holds.
 	Containers        int `json:"containers"`
 	ContainersRunning int `json:"containersRunning"`
 	Images            int `json:"images"`
-}
-
-// KernelStatus describes the guest kernel.
-type KernelStatus struct {
-	Path    string `json:"path,omitempty"`
-	Version string `json:"version,omitempty"`
-	Arch    string `json:"arch,omitempty"`
-	Source  string `json:"source,omitempty"`
-	// Error says why no usable kernel was found, and what to do.
-	Error string `json:"error,omitempty"`
 }
 
 // ping answers GET and HEAD /_ping with the headers the docker client reads
@@ -152,4 +150,23 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) kernelGet(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.backend.Kernel(r.Context()))
+}
+
+// kernelSet persists a kernel choice: {"path": ...} or {"url": ..., "sha256": ...}.
+func (s *Server) kernelSet(w http.ResponseWriter, r *http.Request) {
+	var c kernel.Choice
+	if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("set kernel: malformed request body: %w", err)))
+		return
+	}
+	info, err := s.backend.SetKernel(r.Context(), c)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }

@@ -233,6 +233,6 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		Home:              d.home.Dir,
 		Socket:            d.home.Socket(),
 		Backend:           engine.BackendName(),
-		Kernel:            api.KernelStatus{Error: "guest kernel resolution is not wired into the daemon yet"},
+		Kernel:            d.Kernel(ctx),
 	}, nil
 }

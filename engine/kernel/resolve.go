@@ -47,6 +47,25 @@ type Options struct {
 	Progress Progress
 	// GOOS decides the platform defaults; default runtime.GOOS.
 	GOOS string
+	// Offline makes Resolve download nothing: where it would fetch a
+	// kernel that is not in the cache yet, it fails with ErrNotFetched
+	// naming the URL (for status displays).
+	Offline bool
+}
+
+// ErrNotFetched is the class of Resolve's error with Offline when the
+// kernel it would boot has not been downloaded yet.
+var ErrNotFetched = errors.New("kernel not downloaded yet")
+
+// fetch is Fetch, or with Offline the cached tree only.
+func (o Options) fetch(ctx context.Context, src Source, dest string) (*Kernel, error) {
+	if o.Offline {
+		if k, err := Open(dest); err == nil && k.ModulesDir != "" {
+			return k, nil
+		}
+		return nil, fmt.Errorf("%w: it is fetched on first use from %s", ErrNotFetched, src.URL)
+	}
+	return Fetch(ctx, src, dest, o.Progress)
 }
 
 // Resolve finds the active kernel, trying in order:
@@ -102,7 +121,7 @@ func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 			}
 			return check(k, filepath.Join(o.Home, ChoiceFile))
 		default:
-			k, err := Fetch(ctx, c.Source, filepath.Join(o.CacheDir, "sha256-"+prefix(c.SHA256)), o.Progress)
+			k, err := o.fetch(ctx, c.Source, filepath.Join(o.CacheDir, "sha256-"+prefix(c.SHA256)))
 			if err != nil {
 				return nil, fmt.Errorf("kernel chosen in %s: %w", filepath.Join(o.Home, ChoiceFile), err)
 			}
@@ -131,7 +150,7 @@ func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 	if o.CacheDir == "" {
 		return nil, errdefs.NotFound(fmt.Errorf("no kernel for %s: tried $%s (unset), %s; no cache directory to fetch the default into", o.Arch, EnvKernel, strings.Join(tried, ", ")))
 	}
-	k, err := Fetch(ctx, src, filepath.Join(o.CacheDir, "default-"+o.Arch), o.Progress)
+	k, err := o.fetch(ctx, src, filepath.Join(o.CacheDir, "default-"+o.Arch))
 	if err != nil {
 		return nil, fmt.Errorf("default kernel: %w", err)
 	}

@@ -3,6 +3,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,8 +14,10 @@ import (
 	"net/url"
 	"syscall"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/system"
@@ -122,4 +125,22 @@ func decodeError(resp *http.Response) error {
 
 func isNotRunning(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// Kernel describes the guest kernel the daemon boots.
+func (c *Client) Kernel(ctx context.Context) (engine.KernelInfo, error) {
+	var k engine.KernelInfo
+	err := c.do(ctx, http.MethodGet, "/berth/kernel", nil, nil, &k)
+	return k, err
+}
+
+// SetKernel persists a kernel choice in the daemon's home.
+func (c *Client) SetKernel(ctx context.Context, choice kernel.Choice) (engine.KernelInfo, error) {
+	b, err := json.Marshal(choice)
+	if err != nil {
+		return engine.KernelInfo{}, err
+	}
+	var k engine.KernelInfo
+	err = c.do(ctx, http.MethodPut, "/berth/kernel", nil, bytes.NewReader(b), &k)
+	return k, err
 }
