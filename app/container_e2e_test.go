@@ -320,9 +320,25 @@ func TestDaemonKilledMidRun(t *testing.T) {
 	if !strings.Contains(r.out, "engine stopped while the container was running") {
 		t.Fatalf("no reason recorded:\n%s", r.out)
 	}
-	// The container starts again.
+	// The container starts again; its VM killed from outside is reported
+	// as the container's death, with the reason.
 	mustOK(t, "start", berth(t, home, "start", "victim"))
-	mustOK(t, "rm -f", berth(t, home, "rm", "-f", "victim"))
+	st = mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
+	if err := json.Unmarshal([]byte(st.out), &insp); err != nil || insp[0].State.Pid == 0 {
+		t.Fatalf("inspect pid: %v %s", err, st.out)
+	}
+	if err := syscall.Kill(insp[0].State.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r = mustOK(t, "wait", berth(t, home, "wait", "victim"))
+	if strings.TrimSpace(r.out) != "137" {
+		t.Fatalf("wait after the VM was killed: %q", r.out)
+	}
+	r = mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
+	if !strings.Contains(r.out, "the VM stopped") {
+		t.Fatalf("no VM death reason:\n%s", r.out)
+	}
+	mustOK(t, "rm", berth(t, home, "rm", "victim"))
 }
 
 // dockerPTY runs the real docker CLI under a pseudo-terminal.

@@ -320,10 +320,26 @@ func (m *Manager) watch(c *Container, r *running) {
 	var exitCode int
 	var oom bool
 	var reason string
+	vmDied := func() string {
+		reason := "the VM powered off"
+		if err := r.vm.Err(); err != nil {
+			reason = fmt.Sprintf("the VM stopped: %v", err)
+		}
+		if !r.killed {
+			reason += "\nconsole:\n" + r.vm.ConsoleTail(20)
+		}
+		return reason
+	}
 	select {
 	case res := <-waited:
 		if res.err != nil {
 			exitCode, reason = 137, fmt.Sprintf("lost the agent: %v", res.err)
+			// The usual cause: the VM itself is gone.
+			select {
+			case <-r.vm.Done():
+				reason = vmDied()
+			case <-time.After(2 * time.Second):
+			}
 		} else {
 			exitCode, oom = res.st.Code, res.st.OOMKilled
 		}
@@ -346,15 +362,7 @@ func (m *Manager) watch(c *Container, r *running) {
 			<-r.vm.Done()
 		}
 	case <-r.vm.Done():
-		exitCode = 137
-		if err := r.vm.Err(); err != nil {
-			reason = fmt.Sprintf("the VM stopped: %v", err)
-		} else {
-			reason = "the VM powered off"
-		}
-		if !r.killed {
-			reason += "\nconsole:\n" + r.vm.ConsoleTail(20)
-		}
+		exitCode, reason = 137, vmDied()
 	}
 	r.stdio.Close()
 	r.agent.Close()
