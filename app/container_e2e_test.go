@@ -261,6 +261,10 @@ func TestDetachedLifecycle(t *testing.T) {
 	if i := insp[0]; i.ID != id || i.Name != "/ticker" || !i.State.Running || i.Config.Labels["app"] != "tick" || i.NetworkSettings.IPAddress != "10.0.2.15" || i.HostConfig.LogConfig.Type != "json-file" {
 		t.Fatalf("inspect: %+v", insp[0])
 	}
+	r = mustOK(t, "stats", berth(t, home, "stats", "--no-stream", "ticker"))
+	if f := strings.Fields(strings.Split(r.out, "\n")[1]); len(f) < 7 || f[1] != "ticker" || f[len(f)-1] == "0" {
+		t.Fatalf("stats: %q", r.out)
+	}
 	mustOK(t, "stop", berth(t, home, "stop", "ticker"))
 	// logs -f ends when the container stops, after its last words.
 	rest := ""
@@ -458,4 +462,24 @@ func TestRunFlagsAndEvents(t *testing.T) {
 	if strings.Join(actions, ",") != "create,start,die,destroy" {
 		t.Fatalf("events: %q", r.out)
 	}
+}
+
+// TestAttachAndRestart: `berth attach` joins a running tty container's
+// shell and takes its exit code; `berth restart` boots it again.
+func TestAttachAndRestart(t *testing.T) {
+	home, ref := imageFixture(t)
+	mustOK(t, "run -d -t -i", berth(t, home, "run", "-d", "-t", "-i", "--name", "shell", ref, "sh"))
+	s := startPTY(t, home, 24, 80, "attach", "shell")
+	s.send("echo $((3*4))\n")
+	s.expect(0, "12")
+	s.send("exit 2\n")
+	if code := s.wait(); code != 2 {
+		t.Fatalf("attach exit code %d:\n%s", code, s.output())
+	}
+	mustOK(t, "restart", berth(t, home, "restart", "shell"))
+	r := mustOK(t, "ps", berth(t, home, "ps", "--filter", "name=shell", "--filter", "status=running", "-q"))
+	if strings.TrimSpace(r.out) == "" {
+		t.Fatalf("not running after restart")
+	}
+	mustOK(t, "rm -f", berth(t, home, "rm", "-f", "shell"))
 }

@@ -224,6 +224,15 @@ func newRunCmd(e *env) *cobra.Command {
 	return c
 }
 
+// session is how the CLI joins a container's streams.
+type session struct {
+	// cond is the wait condition whose exit code the session returns.
+	cond       string
+	stdin, tty bool
+	// start starts the container once attached (run, start -a).
+	start bool
+}
+
 // runAttached attaches to a created container, starts it and relays its
 // streams until it exits, then exits with its code.
 func (e *env) runAttached(ctx context.Context, cl *client.Client, id string, f *createFlags, t *terminal) error {
@@ -231,31 +240,42 @@ func (e *env) runAttached(ctx context.Context, cl *client.Client, id string, f *
 	if f.rm {
 		cond = "removed"
 	}
-	waitCh, err := cl.ContainerWait(ctx, id, cond)
+	return e.attachSession(ctx, cl, id, session{cond: cond, stdin: f.interactive, tty: f.tty, start: true}, t)
+}
+
+// attachSession asks for the exit code first (so a quick exit is not
+// missed), attaches, puts the terminal in raw mode for an interactive tty,
+// optionally starts the container, follows the window size, relays the
+// streams until the output ends, restores the terminal and returns the
+// container's exit code as an ExitError.
+func (e *env) attachSession(ctx context.Context, cl *client.Client, id string, o session, t *terminal) error {
+	waitCh, err := cl.ContainerWait(ctx, id, o.cond)
 	if err != nil {
 		return err
 	}
-	hj, err := cl.ContainerAttach(ctx, id, f.interactive)
+	hj, err := cl.ContainerAttach(ctx, id, o.stdin)
 	if err != nil {
 		return err
 	}
 	defer hj.Close()
-	if f.tty && f.interactive && t != nil {
+	if o.tty && o.stdin && t != nil {
 		if err := t.raw(); err != nil {
 			return err
 		}
 		defer t.restore()
 	}
-	if err := cl.ContainerStart(ctx, id); err != nil {
-		t.restore()
-		return startError(err)
+	if o.start {
+		if err := cl.ContainerStart(ctx, id); err != nil {
+			t.restore()
+			return startError(err)
+		}
 	}
-	if f.tty {
+	if o.tty {
 		rctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		t.watchResize(rctx, func(r, c uint) { _ = cl.ContainerResize(ctx, id, r, c) })
 	}
-	relay(e.io, hj, f.interactive, f.tty)
+	relay(e.io, hj, o.stdin, o.tty)
 	t.restore()
 	res := <-waitCh
 	if res.Err != nil {
@@ -686,34 +706,8 @@ func newAttachCmd(e *env) *cobra.Command {
 			if insp.State == nil || !insp.State.Running {
 				return fmt.Errorf("cannot attach to a stopped container, start it first")
 			}
-			stdin := !noStdin && insp.Config.OpenStdin
-			tty := insp.Config.Tty
-			t := openTerminal(e.io.In)
-			waitCh, err := cl.ContainerWait(ctx, insp.ID, "not-running")
-			if err != nil {
-				return err
-			}
-			hj, err := cl.ContainerAttach(ctx, insp.ID, stdin)
-			if err != nil {
-				return err
-			}
-			defer hj.Close()
-			if tty && stdin && t != nil {
-				if err := t.raw(); err != nil {
-					return err
-				}
-				defer t.restore()
-				rctx, cancel := context.WithCancel(ctx)
-				defer cancel()
-				t.watchResize(rctx, func(r, c uint) { _ = cl.ContainerResize(ctx, insp.ID, r, c) })
-			}
-			relay(e.io, hj, stdin, tty)
-			t.restore()
-			res := <-waitCh
-			if res.Err != nil {
-				return res.Err
-			}
-			return &ExitError{Code: res.Code}
+			o := session{cond: "not-running", stdin: !noStdin && insp.Config.OpenStdin, tty: insp.Config.Tty}
+			return e.attachSession(ctx, cl, insp.ID, o, openTerminal(e.io.In))
 		},
 	}
 	c.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach stdin")

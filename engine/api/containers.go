@@ -210,16 +210,12 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := c.Snapshot()
 	tty := snap.Spec.Config.Tty
-	conn, in, err := hijack(w, r, tty)
+	conn, in, stdout, stderr, err := hijackStreams(w, r, tty)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer conn.Close()
-	var stdout, stderr io.Writer = conn, conn
-	if !tty {
-		stdout, stderr = newFrameWriters(conn)
-	}
 	opts := container.AttachOptions{}
 	if boolParam(r, "stdout") {
 		opts.Stdout = stdout
@@ -648,17 +644,12 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	tty := e.Config.Tty
-	conn, in, err := hijack(w, r, tty)
+	conn, in, stdout, stderr, err := hijackStreams(w, r, e.Config.Tty)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer conn.Close()
-	var stdout, stderr io.Writer = conn, conn
-	if !tty {
-		stdout, stderr = newFrameWriters(conn)
-	}
 	_, err = m.StartExec(r.Context(), id, agent.Stdio{Stdin: in, Stdout: stdout, Stderr: stderr})
 	if err != nil {
 		// The exit code is recorded; the message goes where the user sees it.

@@ -39,6 +39,21 @@ func hijack(w http.ResponseWriter, r *http.Request, tty bool) (net.Conn, io.Read
 	return conn, in, nil
 }
 
+// hijackStreams hijacks the connection and returns the writers for the
+// process's stdout and stderr on it: the raw connection with a tty, else
+// Docker's multiplexed frames.
+func hijackStreams(w http.ResponseWriter, r *http.Request, tty bool) (conn net.Conn, in io.Reader, stdout, stderr io.Writer, err error) {
+	conn, in, err = hijack(w, r, tty)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	stdout, stderr = conn, conn
+	if !tty {
+		stdout, stderr = newFrameWriters(conn)
+	}
+	return conn, in, stdout, stderr, nil
+}
+
 // frameWriter writes one stream of Docker's multiplexed format: an 8-byte
 // header (stream, 0, 0, 0, big-endian length) before each chunk. Writers
 // for stdout and stderr share one lock so frames never interleave.
