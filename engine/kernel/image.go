@@ -20,8 +20,8 @@ import (
 // BootImage returns the path of an uncompressed image of k that the
 // hypervisors boot directly: the ELF vmlinux inside an x86 bzImage (QEMU
 // boots it through PVH, which saves the seconds the guest would spend
-// decompressing itself under TCG), or the arm64 Image inside Image.gz
-// (Virtualization.framework boots nothing else). Images that already are
+// decompressing itself under TCG), or the arm64 Image inside Image.gz or
+// an EFI zboot image (Virtualization.framework boots nothing else). Images that already are
 // uncompressed are returned as they are. Extracted images are cached in
 // cacheDir under the SHA-256 of the source image, so the work is done once
 // per kernel.
@@ -32,7 +32,7 @@ func (k *Kernel) BootImage(ctx context.Context, cacheDir string) (string, error)
 		return k.Path, nil
 	case FormatBzImage:
 		suffix = "vmlinux"
-	case FormatGzipImage:
+	case FormatGzipImage, FormatZboot:
 		suffix = "Image"
 	default:
 		return "", errdefs.InvalidArgument(fmt.Errorf("prepare boot image of %s: unknown format %q", k, k.Format))
@@ -50,9 +50,12 @@ func (k *Kernel) BootImage(ctx context.Context, cacheDir string) (string, error)
 		return "", err
 	}
 	var out []byte
-	if k.Format == FormatBzImage {
+	switch k.Format {
+	case FormatBzImage:
 		out, err = ExtractVmlinux(src)
-	} else {
+	case FormatZboot:
+		out, err = unzboot(src, -1)
+	default:
 		out, err = gunzip(src)
 	}
 	if err != nil {
@@ -160,4 +163,55 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// unzboot returns the Image inside an EFI zboot image (the header of
+// drivers/firmware/efi/libstub/zboot-header.S: "zimg" at 4, payload
+// offset and size at 8 and 12, compression name at 24), or only its first
+// limit bytes when limit >= 0. gzip and zstd payloads are supported.
+func unzboot(b []byte, limit int) ([]byte, error) {
+	if len(b) < 0x40 || string(b[4:8]) != "zimg" {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("unzboot: not an EFI zboot image"))
+	}
+	off := int(binary.LittleEndian.Uint32(b[8:]))
+	size := int(binary.LittleEndian.Uint32(b[12:]))
+	comp := string(b[24:32])
+	if i := bytes.IndexByte([]byte(comp), 0); i >= 0 {
+		comp = comp[:i]
+	}
+	if off < 0x40 || size <= 0 || off+size > len(b) {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("unzboot: payload [%d,+%d) outside the %d-byte image", off, size, len(b)))
+	}
+	payload := b[off : off+size]
+	var r io.Reader
+	switch comp {
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(payload))
+		if err != nil {
+			return nil, fmt.Errorf("unzboot: %w", err)
+		}
+		zr.Multistream(false)
+		r = zr
+	case "zstd", "zstd22":
+		d, err := zstd.NewReader(bytes.NewReader(payload), zstd.WithDecoderMaxMemory(1<<30))
+		if err != nil {
+			return nil, fmt.Errorf("unzboot: %w", err)
+		}
+		defer d.Close()
+		r = d
+	default:
+		return nil, errdefs.NotImplemented(fmt.Errorf("unzboot: %q compression is not supported (gzip and zstd are)", comp))
+	}
+	if limit >= 0 {
+		out := make([]byte, limit)
+		if _, err := io.ReadFull(r, out); err != nil {
+			return nil, fmt.Errorf("unzboot: %w", err)
+		}
+		return out, nil
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("unzboot: %w", err)
+	}
+	return out, nil
 }

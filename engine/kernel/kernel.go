@@ -2,7 +2,7 @@
 // in its micro-VMs.
 //
 // A kernel is either a single image file (bzImage, ELF vmlinux, arm64
-// Image, gzip'd Image) or a directory unpacked from a distribution kernel
+// Image, gzip'd Image, EFI zboot) or a directory unpacked from a distribution kernel
 // package, laid out as
 //
 //	DIR/boot/vmlinuz-VERSION
@@ -45,6 +45,9 @@ const (
 	FormatImage Format = "Image"
 	// FormatGzipImage is a gzip-compressed arm64 Image (Image.gz).
 	FormatGzipImage Format = "gzip Image"
+	// FormatZboot is an EFI zboot image: a small EFI program carrying a
+	// compressed arm64 Image (CONFIG_EFI_ZBOOT, vmlinuz.efi).
+	FormatZboot Format = "EFI zboot"
 )
 
 // Kernel describes one kernel Berth can boot.
@@ -204,10 +207,21 @@ func detect(path string) (arch string, format Format, err error) {
 			return "", "", errdefs.InvalidArgument(fmt.Errorf("kernel image %s: gzip data that is not an arm64 Image", path))
 		}
 		return "arm64", FormatGzipImage, nil
-	case len(hdr) >= 8 && string(hdr[0:2]) == "MZ" && string(hdr[4:8]) == "zimg":
-		return "", "", errdefs.NotImplemented(fmt.Errorf("kernel image %s: EFI zboot images are not supported yet; use the uncompressed Image", path))
+	case len(hdr) >= 0x40 && string(hdr[0:2]) == "MZ" && string(hdr[4:8]) == "zimg":
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", "", fmt.Errorf("read kernel image %s: %w", path, err)
+		}
+		img, err := unzboot(b, 0x40)
+		if err != nil {
+			return "", "", fmt.Errorf("kernel image %s: %w", path, err)
+		}
+		if binary.LittleEndian.Uint32(img[0x38:]) != arm64Magic {
+			return "", "", errdefs.NotImplemented(fmt.Errorf("kernel image %s: EFI zboot image of something other than an arm64 Image", path))
+		}
+		return "arm64", FormatZboot, nil
 	}
-	return "", "", errdefs.InvalidArgument(fmt.Errorf("kernel image %s: not a bzImage, ELF vmlinux or arm64 Image", path))
+	return "", "", errdefs.InvalidArgument(fmt.Errorf("kernel image %s: not a bzImage, ELF vmlinux, arm64 Image, Image.gz or EFI zboot image", path))
 }
 
 // arm64Magic is "ARM\x64" read little-endian, at offset 0x38 of an arm64

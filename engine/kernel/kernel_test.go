@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -141,6 +142,41 @@ func TestBootImageGzipImage(t *testing.T) {
 	got, _ := os.ReadFile(p)
 	if !bytes.Equal(got, img) {
 		t.Fatal("gunzipped Image differs from the original")
+	}
+}
+
+// TestBootImageZboot wraps Debian's arm64 Image the way CONFIG_EFI_ZBOOT
+// does (header, then the compressed Image) and checks it is unwrapped.
+func TestBootImageZboot(t *testing.T) {
+	k := kerneltest.Debian(t, "arm64")
+	img, err := os.ReadFile(k.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	zw.Write(img)
+	zw.Close()
+	hdr := make([]byte, 0x1000)
+	copy(hdr, "MZ\x00\x00zimg")
+	binary.LittleEndian.PutUint32(hdr[8:], uint32(len(hdr)))
+	binary.LittleEndian.PutUint32(hdr[12:], uint32(gz.Len()))
+	copy(hdr[24:], "gzip\x00")
+	binary.LittleEndian.PutUint32(hdr[0x38:], 0x818223cd) // LINUX_PE_MAGIC
+	p := filepath.Join(t.TempDir(), "vmlinuz.efi")
+	if err := os.WriteFile(p, append(hdr, gz.Bytes()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zk, err := kernel.Open(p)
+	if err != nil || zk.Format != kernel.FormatZboot || zk.Arch != "arm64" {
+		t.Fatalf("Open(zboot) = %v, %v", zk, err)
+	}
+	out, err := zk.BootImage(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, img) {
+		t.Fatal("unwrapped zboot Image differs from the original")
 	}
 }
 
@@ -337,6 +373,20 @@ func TestFetchDebianPackage(t *testing.T) {
 	}
 	if err := k.Check(kernel.GuestConfigs()...); err != nil {
 		t.Error(err)
+	}
+
+	// A kernel.json naming this package resolves to the fetched tree
+	// (CACHE/sha256-PREFIX) without downloading it again.
+	home, cache := t.TempDir(), t.TempDir()
+	if err := os.Symlink(dest, filepath.Join(cache, "sha256-"+sum[:16])); err != nil {
+		t.Fatal(err)
+	}
+	if err := kernel.WriteChoice(home, kernel.Choice{Source: kernel.Source{URL: srv.URL + "/k.deb", SHA256: sum}}); err != nil {
+		t.Fatal(err)
+	}
+	rk, err := kernel.Resolve(context.Background(), kernel.Options{Home: home, CacheDir: cache, Arch: "arm64", GOOS: "darwin", Getenv: func(string) string { return "" }})
+	if err != nil || rk.Version != want.Version || rk.ModulesDir == "" {
+		t.Errorf("Resolve with kernel.json url = %v, %v", rk, err)
 	}
 
 	// A wrong checksum is refused and leaves nothing behind.

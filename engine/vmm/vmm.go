@@ -146,7 +146,9 @@ type Timeline struct {
 	// "running", vz's running state): firmware-free direct kernel entry
 	// follows.
 	Running time.Time
-	// FirstOutput: the first byte arrived on the console.
+	// FirstOutput: the first byte arrived on the console. The kernel is
+	// booted with "quiet", so under QEMU this is guestinit's first log
+	// line: the host's view of "init started".
 	FirstOutput time.Time
 	// AgentReady: Config.Ping first succeeded.
 	AgentReady time.Time

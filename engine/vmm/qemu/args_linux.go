@@ -108,10 +108,12 @@ func commandLine(cfg vmm.Config, l launch) []string {
 			a = append(a, "-cpu", "max")
 		}
 	case "arm64":
-		a = append(a, "-machine", "virt")
 		if l.accel == AccelKVM {
-			a = append(a, "-cpu", "host")
+			// The host's interrupt controller: most arm64 servers have a
+			// GICv3 that cannot present the virt machine's default v2.
+			a = append(a, "-machine", "virt,gic-version=host", "-cpu", "host")
 		} else {
+			a = append(a, "-machine", "virt")
 			// Not "max": its emulated pointer authentication makes the
 			// boot 3-4x slower under TCG.
 			a = append(a, "-cpu", "cortex-a72")

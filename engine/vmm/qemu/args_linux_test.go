@@ -35,9 +35,11 @@ func TestCommandLine(t *testing.T) {
 			"virtio-net-pci,netdev=net0,romfile=,mac=" + vmm.MACFor("c1").String(),
 			"-fsdev local,id=fs0,path=/h,security_model=none,readonly=on", "mount_tag=src",
 			"console=ttyS0", "berth.root=/dev/vda", "berth.transport=serial", "berth.debug=1",
-		}, []string{"-cpu", "vhost-vsock"}},
+		}, []string{"-cpu host", "vhost-vsock", "-bios"}},
+		{"amd64", launch{accel: AccelTCG, bios: "/q/qboot.rom"}, []string{"-bios /q/qboot.rom", "-cpu max"}, nil},
 		{"amd64", launch{accel: AccelKVM, vsock: true, cid: 42}, []string{"-accel kvm", "-cpu host", "vhost-vsock-pci,guest-cid=42,vhostfd=5", "berth.transport=vsock"}, []string{"virtserialport"}},
-		{"arm64", launch{accel: AccelTCG}, []string{"-machine virt", "-cpu cortex-a72", "console=ttyAMA0"}, []string{"ttyS0"}},
+		{"arm64", launch{accel: AccelTCG}, []string{"-machine virt", "-cpu cortex-a72", "console=ttyAMA0"}, []string{"ttyS0", "gic-version"}},
+		{"arm64", launch{accel: AccelKVM}, []string{"-machine virt,gic-version=host", "-cpu host"}, []string{"cortex-a72"}},
 	} {
 		c := cfg
 		c.Arch = tc.arch

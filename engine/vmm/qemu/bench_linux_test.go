@@ -25,6 +25,8 @@ import (
 //	kernel-ms    kernel start → guestinit runs (CLOCK_BOOTTIME)
 //	modules-ms   guestinit start → modules loaded
 //	setup-ms     modules loaded → agent serving (mounts, rootfs, transport)
+//	ping-ms      agent serving → the host's first Ping answered (the
+//	             host's retries, yamux and ttrpc set-up, one round trip)
 //	ready-ms     QEMU started → the host's first agent Ping answered
 //
 // Run with: go test -run '^$' -bench BootToAgent -benchtime 5x ./engine/vmm/qemu/
@@ -79,6 +81,7 @@ func benchBoot(b *testing.B, arch string) {
 		phases["modules-ms"] = append(phases["modules-ms"], ms(time.Duration(bt.GetModulesLoadedNs()-bt.GetInitStartNs())))
 		phases["setup-ms"] = append(phases["setup-ms"], ms(time.Duration(bt.GetAgentServingNs()-bt.GetModulesLoadedNs())))
 		phases["ready-ms"] = append(phases["ready-ms"], ms(tl.AgentReady.Sub(tl.Launched)))
+		phases["ping-ms"] = append(phases["ping-ms"], ms(tl.AgentReady.Sub(kernelStart.Add(time.Duration(bt.GetAgentServingNs())))))
 		c.Close()
 		m.Kill(context.Background())
 		cancel()

@@ -11,6 +11,13 @@
 // port are socketpairs QEMU inherits, so no socket paths (and their length
 // limits or stale files) are involved.
 //
+// Boot speed under TCG (docs/BENCHMARKS.md): the kernel should be the
+// uncompressed vmlinux (kernel.Kernel.BootImage), x86 uses qboot as
+// firmware when it is installed (/usr/share/qemu/qboot.rom) and
+// "-cpu max" (every feature TCG emulates, so x86-64-v2 images run), arm64
+// uses "-cpu cortex-a72" (emulated pointer authentication makes "max"
+// 3-4x slower).
+//
 // QEMU runs in its own process group with Pdeathsig SIGKILL, so it dies
 // with the engine; a pid file in the VM's StateDir lets Sweep kill QEMU
 // processes whose engine is gone.

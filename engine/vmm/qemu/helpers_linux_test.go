@@ -43,7 +43,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// leftoverQEMU lists processes whose command line names a test VM.
+// leftoverQEMU lists QEMU processes this test run started (their command
+// lines name files in its workDir; other runs of these tests on the same
+// machine use other directories) that are still running.
 func leftoverQEMU() []string {
 	var out []string
 	ents, _ := os.ReadDir("/proc")
@@ -53,7 +55,7 @@ func leftoverQEMU() []string {
 			continue
 		}
 		cmd := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, "berth-"+testPrefix) {
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, "berth-"+testPrefix) && strings.Contains(cmd, workDir) {
 			if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
 				continue // a zombie its parent has not reaped yet
 			}

@@ -166,7 +166,10 @@ func (m *Machine) Start(ctx context.Context) (err error) {
 		if err == nil {
 			return
 		}
-		if m.cmd == nil {
+		m.mu.Lock()
+		launched := m.cmd != nil
+		m.mu.Unlock()
+		if !launched {
 			m.finishUnstarted()
 			err = fmt.Errorf("start vm %s: %w", m.cfg.ID, err)
 			return
@@ -193,6 +196,10 @@ func (m *Machine) finishUnstarted() {
 		close(m.states)
 	}
 	m.mu.Unlock()
+	m.closeHostEnds()
+	if m.console != nil {
+		m.console.Close()
+	}
 	close(m.done)
 }
 
@@ -290,13 +297,14 @@ func (m *Machine) launch(ctx context.Context) error {
 		// that are not locked to them, and Sweep covers the rest.)
 		Pdeathsig: syscall.SIGKILL,
 	}
+	launched := time.Now()
 	if err := cmd.Start(); err != nil {
 		m.closeHostEnds()
 		return errdefs.Unavailable(fmt.Errorf("run %s: %w", prog, err))
 	}
-	m.cmd = cmd
 	m.mu.Lock()
-	m.timeline.Launched = time.Now()
+	m.cmd = cmd
+	m.timeline.Launched = launched
 	m.setState(vmm.StateStarting)
 	m.mu.Unlock()
 
@@ -311,7 +319,6 @@ func (m *Machine) launch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.qmp = q
 	var d transport.Dialer
 	if l.vsock {
 		d = transport.VsockDialer{CID: l.cid}
@@ -323,9 +330,17 @@ func (m *Machine) launch(ctx context.Context) error {
 		d = md
 	}
 	m.mu.Lock()
+	m.qmp = q
 	m.dialer = d
 	m.mu.Unlock()
 	return nil
+}
+
+// control returns the QMP client, or nil before it is connected.
+func (m *Machine) control() *qmp {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.qmp
 }
 
 func qemuPackage(arch string) string {
@@ -351,7 +366,7 @@ func (m *Machine) writePidFile() error {
 
 // handshake waits for QEMU to report the VM running.
 func (m *Machine) handshake(ctx context.Context) error {
-	st, err := m.qmp.status(ctx)
+	st, err := m.control().status(ctx)
 	if err != nil {
 		return err
 	}
@@ -512,8 +527,8 @@ func (m *Machine) Stop(ctx context.Context, grace time.Duration) error {
 	var askErr error
 	if m.cfg.Shutdown != nil && m.Dialer() != nil {
 		askErr = m.cfg.Shutdown(gctx, m.Dialer())
-	} else if m.qmp != nil {
-		_, askErr = m.qmp.execute(gctx, "system_powerdown", nil)
+	} else if q := m.control(); q != nil {
+		_, askErr = q.execute(gctx, "system_powerdown", nil)
 	}
 	if askErr == nil {
 		select {
@@ -574,9 +589,9 @@ func (m *Machine) kill(ctx context.Context, detail string) error {
 		m.hard = detail
 	}
 	m.mu.Unlock()
-	if m.qmp != nil {
+	if q := m.control(); q != nil {
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		m.qmp.execute(qctx, "quit", nil)
+		q.execute(qctx, "quit", nil)
 		cancel()
 	}
 	select {

@@ -167,7 +167,10 @@ func (m *Machine) Start(ctx context.Context) (err error) {
 	m.dialer = &vsockDialer{dev: socks[0]}
 	m.mu.Unlock()
 
-	if err := vmm.PingUntil(ctx, m.dialer, m.cfg.Ping, m.done); err != nil {
+	// While the guest boots, bound each dial: vz documents that a connect
+	// to a port nothing listens on "does nothing", and an attempt that
+	// never completes must not hold up the next one.
+	if err := vmm.PingUntil(ctx, bootDialer{m.dialer}, m.cfg.Ping, m.done); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -232,6 +235,9 @@ func (m *Machine) finish(exit vmm.Exit) {
 	close(m.done)
 	if m.consoleW != nil {
 		m.consoleW.Close()
+	}
+	if m.consoleIn != nil {
+		m.consoleIn.Close()
 	}
 	if m.console != nil {
 		m.console.Close()
@@ -368,4 +374,13 @@ func (d *vsockDialer) DialPort(ctx context.Context, port uint32) (net.Conn, erro
 		}()
 		return nil, fmt.Errorf("dial vsock port %d: %w", port, ctx.Err())
 	}
+}
+
+// bootDialer limits each dial to a second while the guest boots.
+type bootDialer struct{ d transport.Dialer }
+
+func (b bootDialer) DialPort(ctx context.Context, port uint32) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return b.d.DialPort(dctx, port)
 }
