@@ -78,6 +78,7 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 	if e.rootfs, err = rootfs.NewCache(h.Path("rootfs")); err != nil {
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
+	sweepOrphanVMs(ctx, h, o.log)
 	vms := o.vms
 	if vms == nil {
 		vms = newVMLauncher(h, o.log)

@@ -20,6 +20,7 @@ import (
 	"github.com/berthvm/berth/engine/initramfs"
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/engine/vmm/backend"
 )
 
 // GuestinitEnv names the environment variable that points at the
@@ -93,7 +94,7 @@ func (l *vmLauncher) Launch(ctx context.Context, req container.LaunchRequest) (c
 	if err != nil {
 		return nil, fmt.Errorf("prepare kernel %s: %w", k.Path, err)
 	}
-	initrd, err := initramfs.Build(ctx, initramfs.Spec{Init: initPath, Kernel: k, CacheDir: filepath.Join(l.cacheDir, "initramfs")})
+	initrd, err := initramfs.Build(ctx, initramfs.Spec{Init: initPath, Kernel: k, Needs: backend.GuestConfigs(), CacheDir: filepath.Join(l.cacheDir, "initramfs")})
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func (l *vmLauncher) Launch(ctx context.Context, req container.LaunchRequest) (c
 			return ac.Shutdown(ctx, false)
 		},
 	}
-	m, err := newMachine(cfg)
+	m, err := backend.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,14 +1,16 @@
 package engine
 
 import (
+	"context"
+	"log/slog"
+
 	"github.com/berthvm/berth/engine/agent/agentpb"
-	"github.com/berthvm/berth/engine/vmm"
-	"github.com/berthvm/berth/engine/vmm/vz"
+	"github.com/berthvm/berth/engine/home"
 )
 
-// newMachine makes a Virtualization.framework VM (type-checked here, not
-// yet run on a Mac).
-func newMachine(cfg vmm.Config) (vmm.Machine, error) { return vz.New(cfg) }
+// sweepOrphanVMs has nothing to do: Virtualization.framework VMs run
+// inside the engine's process and die with it.
+func sweepOrphanVMs(ctx context.Context, h home.Home, log *slog.Logger) {}
 
 // guestNetwork: under vz's NAT the guest gets its address by DHCP, which
 // guestinit does not do yet; the NIC stays unconfigured until the

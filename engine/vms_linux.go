@@ -1,15 +1,27 @@
 package engine
 
 import (
+	"context"
+	"log/slog"
+
+	"github.com/berthvm/berth/engine/home"
 	"runtime"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
-	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/qemu"
 )
 
-// newMachine makes a QEMU micro-VM (KVM when /dev/kvm opens, else TCG).
-func newMachine(cfg vmm.Config) (vmm.Machine, error) { return qemu.New(cfg) }
+// sweepOrphanVMs kills QEMU processes an engine that died left behind
+// (their pid files live in the container directories).
+func sweepOrphanVMs(ctx context.Context, h home.Home, log *slog.Logger) {
+	stale, err := qemu.Sweep(ctx, h.Path("containers", "*", qemu.PidFileName))
+	if err != nil {
+		log.Warn("sweep orphaned VMs", "err", err)
+	}
+	for _, s := range stale {
+		log.Warn("stopped a VM whose engine was gone", "vm", s.ID, "pid", s.PID, "killed", s.Killed)
+	}
+}
 
 // guestNetwork is QEMU user-mode networking's fixed plan: the guest is
 // 10.0.2.15/24 behind the gateway 10.0.2.2, with DNS at 10.0.2.3.
