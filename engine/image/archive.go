@@ -63,13 +63,19 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 			it.tags = append(it.tags, matched)
 		}
 	}
-	// Keep the blobs from being collected while they are written out.
+	// Keep the blobs from being collected while they are written out:
+	// lease them before letting go of s.mu.
 	var hs []v1.Hash
 	for _, it := range items {
 		hs = append(hs, it.rec.Manifest.Digest)
+		if raw, err := s.readBlob(it.rec.Manifest.Digest); err == nil {
+			if m, err := v1.ParseManifest(bytes.NewReader(raw)); err == nil {
+				hs = append(append(hs, m.Config.Digest), descDigests(m.Layers)...)
+			}
+		}
 	}
+	release := s.leaseLocked(hs...)
 	s.mu.Unlock()
-	release := s.lease(hs...)
 	defer release()
 
 	tw := tar.NewWriter(w)
@@ -524,7 +530,8 @@ func addDockerTags(t *importTree, cands []*importCandidate) error {
 			return errdefs.InvalidArgument(err)
 		}
 		for _, e := range entries {
-			if path.Base(e.Config) != m.Config.Digest.Hex && strings.TrimSuffix(path.Base(e.Config), ".json") != m.Config.Digest.Hex {
+			base := strings.TrimPrefix(strings.TrimSuffix(path.Base(e.Config), ".json"), "sha256:")
+			if base != m.Config.Digest.Hex {
 				continue
 			}
 			for _, tag := range e.RepoTags {

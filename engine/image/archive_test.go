@@ -94,6 +94,43 @@ func TestExportImportRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Tags come from manifest.json when index.json carries none (as in
+	// tarballs whose OCI index names only bare tags).
+	noNames := rewriteTarFunc(t, data, "index.json", func(b []byte) []byte {
+		var idx v1.IndexManifest
+		if err := json.Unmarshal(b, &idx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range idx.Manifests {
+			idx.Manifests[i].Annotations = map[string]string{"org.opencontainers.image.ref.name": "1"}
+		}
+		out, _ := json.Marshal(idx)
+		return out
+	})
+	s4 := openTestStore(t)
+	if _, err := s4.Import(ctx, bytes.NewReader(noNames)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s4.Get(ctx, f.ref("test/busybox:1")); err != nil || got.ID != mustConfigName(t, f.single) {
+		t.Errorf("tag from manifest.json: %v, %v", got, err)
+	}
+
+	// A tarball whose layer does not match its digest is refused.
+	layer := layerDigests(t, f.big)[0]
+	bad := rewriteTar(t, data, "blobs/sha256/"+layer.Hex, func(b []byte) { b[len(b)/2] ^= 0xff })
+	s3 := openTestStore(t)
+	_, err = s3.Import(ctx, bytes.NewReader(bad))
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !errors.Is(err, errDigestMismatch) || !strings.Contains(err.Error(), layer.String()) {
+		t.Errorf("Import of a corrupt layer: %v", err)
+	}
+	if s3.hasBlob(layer, -1) {
+		t.Error("corrupt layer stored")
+	}
+	if _, err := s3.Get(ctx, bigID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("image with a corrupt layer recorded: %v", err)
+	}
+	verifyStore(t, s3)
+
 	if err := s.Export(ctx, io.Discard, "nosuch:1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Export unknown: %v", err)
 	}
@@ -313,4 +350,41 @@ func untar(t *testing.T, data []byte, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// rewriteTar returns data with the content of entry changed in place by edit.
+func rewriteTar(t *testing.T, data []byte, entry string, edit func([]byte)) []byte {
+	t.Helper()
+	return rewriteTarFunc(t, data, entry, func(b []byte) []byte { edit(b); return b })
+}
+
+// rewriteTarFunc returns data with the content of entry replaced by edit's.
+func rewriteTarFunc(t *testing.T, data []byte, entry string, edit func([]byte) []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	tr := tar.NewReader(bytes.NewReader(data))
+	found := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		if h.Name == entry {
+			b = edit(b)
+			h.Size = int64(len(b))
+			found = true
+		}
+		tw.WriteHeader(h)
+		tw.Write(b)
+	}
+	tw.Close()
+	if !found {
+		t.Fatalf("no %s in the tarball", entry)
+	}
+	return out.Bytes()
 }

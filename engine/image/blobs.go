@@ -112,9 +112,8 @@ func (k *keyedLock) lock(ctx context.Context, key string) (unlock func(), err er
 }
 
 // blobSource opens the content of a blob from offset onwards. It returns
-// the offset the reader actually starts at (0 when the source cannot seek,
-// e.g. a registry that ignores Range) and the content's total size if it
-// knows it (-1 otherwise).
+// the offset the reader actually starts at: offset, or 0 when the source
+// cannot seek (a registry that ignores Range).
 type blobSource func(ctx context.Context, offset int64) (rc io.ReadCloser, start int64, err error)
 
 // ingest stores the blob desc from src unless it is already stored. The
@@ -161,7 +160,10 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 	if start != have {
 		// The source restarted from the beginning: drop what we had.
 		if start != 0 {
-			return false, fmt.Errorf("blob %s: source resumed at byte %d, wanted %d", desc.Digest, start, have)
+			// Neither where we asked nor the beginning: start over
+			// on the next attempt.
+			keep = false
+			return false, fmt.Errorf("blob %s: %w: the registry resumed at byte %d, not %d", desc.Digest, errTruncated, start, have)
 		}
 		if err := f.Truncate(0); err != nil {
 			return false, fmt.Errorf("blob %s: %w", desc.Digest, err)

@@ -234,3 +234,26 @@ func TestPullDiskFull(t *testing.T) {
 	}
 	verifyStore(t, s)
 }
+
+// TestPullRecoversFromStalePartial: a partial download that a dead process
+// left behind and that is not a prefix of the blob (a torn write) is
+// resumed, fails its digest check, is thrown away, and the blob is fetched
+// afresh.
+func TestPullRecoversFromStalePartial(t *testing.T) {
+	f := sharedFixture(t)
+	ref, proxy, s := bigLayer(t, f)
+	layer := layerDigests(t, f.big)[0]
+	if err := os.WriteFile(s.ingestPath(layer), randomBytes(99, 100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pull(context.Background(), ref); err != nil {
+		t.Fatalf("pull over a stale partial download: %v", err)
+	}
+	if n := proxy.blobGets(layer); n != 2 {
+		t.Errorf("layer fetched %d times, want 2 (a resume, then afresh)", n)
+	}
+	if rs := proxy.rangeHeaders(); len(rs) != 1 || rs[0] != "bytes=100000-" {
+		t.Errorf("Range headers %q, want one resuming at 100000", rs)
+	}
+	verifyStore(t, s)
+}

@@ -565,7 +565,5 @@ func mustConfigName(t testing.TB, img v1.Image) string {
 	return h.String()
 }
 
-var execCommand = exec.Command
-
 // registryProcAttr is set per OS (Pdeathsig on Linux).
 var registryProcAttr *syscall.SysProcAttr

@@ -11,8 +11,21 @@
 //	img, err := s.Image(ctx, res.Image.ID) // a v1.Image for the rootfs builder
 //
 // Image IDs are Docker's: "sha256:" and the hex digest of the image's
-// config blob. References are stored in full ("docker.io/library/alpine:
-// latest") and shown the way the docker CLI shows them ("alpine:latest").
+// config blob. References are stored in full
+// ("docker.io/library/alpine:latest") and shown the way the docker CLI
+// shows them ("alpine:latest").
+//
+// On disk (see blobs.go): oci-layout, index.json (derived, so the
+// directory is an OCI image layout other tools can read),
+// repositories.json (Berth's references, written atomically), blobs/sha256
+// (complete, verified blobs only) and ingest/ (partial downloads, resumed
+// with HTTP Range requests). A blob enters blobs/ only by rename after its
+// size and digest were checked and the file fsynced, so a crash, a
+// cancelled pull or a full disk never leaves a half-written blob visible.
+// One pull at a time writes a given digest; a second pull of the same
+// image waits for it and reuses the blob. Blobs that no image references
+// are deleted when an image is, and by Prune, except those an operation in
+// flight still needs.
 //
 // Every error a user can cause carries an errdefs class (errors.Is with
 // errdefs.ErrNotFound, ErrInvalidArgument, ErrConflict, ErrUnauthorized,
@@ -66,7 +79,6 @@ type Store struct {
 
 type options struct {
 	keychain  authn.Keychain
-	auth      authn.Authenticator
 	transport http.RoundTripper
 	platform  v1.Platform
 	insecure  map[string]bool
@@ -240,6 +252,14 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open image store %s: %w", root, err)
 	}
 	s.db = db
+	if _, err := os.Stat(filepath.Join(root, "index.json")); errors.Is(err, os.ErrNotExist) {
+		s.mu.Lock()
+		err = s.saveLocked()
+		s.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("open image store %s: %w", root, err)
+		}
+	}
 	opened = true
 	return s, nil
 }
@@ -494,7 +514,9 @@ func (s *Store) Get(ctx context.Context, refOrID string) (*Image, error) {
 
 // Image returns the stored image refOrID (as Get resolves it) as a
 // go-containerregistry v1.Image whose Layers read from the store, for the
-// rootfs builder (Layers, then each layer's Uncompressed).
+// rootfs builder (Layers, then each layer's Uncompressed). Its blobs are
+// read lazily: if the image may be removed while they are read, use
+// Checkout.
 func (s *Store) Image(ctx context.Context, refOrID string) (v1.Image, error) {
 	s.mu.Lock()
 	r, _, err := s.lookupLocked(refOrID)
@@ -511,6 +533,40 @@ func (s *Store) Image(ctx context.Context, refOrID string) (v1.Image, error) {
 		return nil, fmt.Errorf("image %s: %w", refOrID, err)
 	}
 	return img, nil
+}
+
+// Checkout is Image with a guarantee: the image's blobs stay in the store
+// until release is called, even if the image is removed meanwhile (they
+// are collected by the next removal or Prune after that). Use it around
+// work that reads the layers, such as building a root filesystem.
+func (s *Store) Checkout(ctx context.Context, refOrID string) (img v1.Image, release func(), err error) {
+	s.mu.Lock()
+	r, _, err := s.lookupLocked(refOrID)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, nil, err
+	}
+	hs := []v1.Hash{r.Manifest.Digest}
+	raw, err := s.readBlob(r.Manifest.Digest)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, nil, fmt.Errorf("image %s: %w", refOrID, err)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		s.mu.Unlock()
+		return nil, nil, fmt.Errorf("image %s: %w", refOrID, err)
+	}
+	hs = append(append(hs, m.Config.Digest), descDigests(m.Layers)...)
+	unlease := s.leaseLocked(hs...)
+	s.mu.Unlock()
+	img, err = layout.Path(s.root).Image(r.Manifest.Digest)
+	if err != nil {
+		unlease()
+		return nil, nil, fmt.Errorf("image %s: %w", refOrID, err)
+	}
+	var once sync.Once
+	return img, func() { once.Do(unlease) }, nil
 }
 
 // noSuchImage is Docker's 404 for an unknown image; docker-py keys on it.
@@ -648,13 +704,11 @@ func (s *Store) Remove(ctx context.Context, refOrID string, opts ...RemoveOption
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s.mu.Lock()
-	r, matched, err := s.lookupLocked(refOrID)
+	r, matched, inUse, err := s.lookupInUse(refOrID)
 	if err != nil {
-		s.mu.Unlock()
 		return nil, err
 	}
-	inUse := s.opt.inUse != nil && s.opt.inUse(r.ID)
+	// s.mu is held from here.
 	var items []DeleteItem
 	untag := func(ref string) {
 		items = append(items, DeleteItem{Untagged: FamiliarName(ref)})
@@ -707,6 +761,34 @@ func (s *Store) Remove(ctx context.Context, refOrID string, opts ...RemoveOption
 	return items, nil
 }
 
+// lookupInUse finds the record refOrID names and asks the in-use hook
+// about it without holding s.mu (the hook may call back into the store or
+// take the container manager's locks). On success it returns with s.mu
+// held and the record unchanged since the hook was asked.
+func (s *Store) lookupInUse(refOrID string) (r *record, matched string, inUse bool, err error) {
+	for range 5 {
+		s.mu.Lock()
+		r, _, err := s.lookupLocked(refOrID)
+		s.mu.Unlock()
+		if err != nil {
+			return nil, "", false, err
+		}
+		id := r.ID
+		inUse := s.opt.inUse != nil && s.opt.inUse(id)
+		s.mu.Lock()
+		r, matched, err = s.lookupLocked(refOrID)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, "", false, err
+		}
+		if r.ID == id {
+			return r, matched, inUse, nil
+		}
+		s.mu.Unlock() // the reference moved meanwhile: ask again
+	}
+	return nil, "", false, errdefs.Conflict(fmt.Errorf("remove %s: the image it names keeps changing; try again", refOrID))
+}
+
 type pruneOptions struct{ all bool }
 
 // PruneOption configures Prune.
@@ -734,10 +816,22 @@ func (s *Store) Prune(ctx context.Context, opts ...PruneOption) (PruneReport, er
 	var rep PruneReport
 	deleted := map[string][]DeleteItem{}
 	var order []string
+	// Ask the in-use hook without holding s.mu (see lookupInUse).
+	s.mu.Lock()
+	var ids []string
+	for _, r := range s.db.Images {
+		ids = append(ids, r.ID)
+	}
+	s.mu.Unlock()
+	inUse := map[string]bool{}
+	for _, id := range ids {
+		inUse[id] = s.opt.inUse != nil && s.opt.inUse(id)
+	}
 	s.mu.Lock()
 	for _, r := range s.sortedLocked() {
-		if (len(r.Tags) > 0 && !o.all) || (s.opt.inUse != nil && s.opt.inUse(r.ID)) {
-			continue
+		used, asked := inUse[r.ID]
+		if (len(r.Tags) > 0 && !o.all) || used || !asked {
+			continue // an image that arrived since is not pruned this time
 		}
 		var items []DeleteItem
 		for _, t := range r.Tags {
@@ -827,10 +921,15 @@ func (s *Store) gcLocked() uint64 {
 // them; the returned function releases the lease.
 func (s *Store) lease(hs ...v1.Hash) (release func()) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leaseLocked(hs...)
+}
+
+// leaseLocked is lease with s.mu held; the release function takes s.mu.
+func (s *Store) leaseLocked(hs ...v1.Hash) (release func()) {
 	for _, h := range hs {
 		s.leases[h]++
 	}
-	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
 		for _, h := range hs {

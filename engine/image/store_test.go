@@ -3,13 +3,16 @@ package image
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/berthvm/berth/engine/errdefs"
 )
@@ -127,9 +130,31 @@ func TestListInspectTag(t *testing.T) {
 	if img, err := s2.Get(ctx, "alpine:mine"); err != nil || img.ID != mustConfigName(t, f.big) {
 		t.Errorf("after reopen: %v, %v", img, err)
 	}
-	// The store is an OCI layout go-containerregistry reads.
-	if _, err := os.Stat(filepath.Join(s.Dir(), "oci-layout")); err != nil {
-		t.Error(err)
+	// The store is an OCI layout go-containerregistry reads, with an
+	// index entry per tag.
+	lp, err := layout.FromPath(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ii, err := lp.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := ii.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, d := range im.Manifests {
+		names[d.Annotations["io.containerd.image.name"]] = true
+		if _, err := lp.Image(d.Digest); err != nil {
+			t.Errorf("layout image %s: %v", d.Digest, err)
+		}
+	}
+	for _, n := range []string{"docker.io/library/alpine:mine", f.ref("test/busybox:1"), f.ref("test/big:1")} {
+		if !names[n] {
+			t.Errorf("index.json lacks %s: %v", n, names)
+		}
 	}
 }
 
@@ -281,6 +306,14 @@ func TestOpenCleansStaleTempFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A new store is already a (empty) valid OCI image layout.
+	if p, err := layout.FromPath(dir); err != nil {
+		t.Error(err)
+	} else if ii, err := p.ImageIndex(); err != nil {
+		t.Error(err)
+	} else if im, err := ii.IndexManifest(); err != nil || len(im.Manifests) != 0 {
+		t.Errorf("new store's index: %+v, %v", im, err)
+	}
 	stale := []string{
 		filepath.Join(s.Dir(), ".repositories.json.tmp-123"),
 		filepath.Join(s.Dir(), blobsDir, ".x.tmp-1"),
@@ -303,5 +336,199 @@ func TestOpenCleansStaleTempFiles(t *testing.T) {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s survived Open: %v", p, err)
 		}
+	}
+}
+
+// TestInUseHookMayCallStore: the in-use hook is asked without the store's
+// lock held, so a hook that reads the store (or takes a container
+// manager's lock while another goroutine in that manager reads the store)
+// does not deadlock.
+func TestInUseHookMayCallStore(t *testing.T) {
+	var s *Store
+	asked := 0
+	s, f := pulledStore(t, WithInUse(func(id string) bool {
+		asked++
+		if _, err := s.Get(context.Background(), id); err != nil {
+			t.Errorf("hook: Get(%s): %v", id, err)
+		}
+		return false
+	}))
+	ctx := context.Background()
+	if _, err := s.Remove(ctx, f.ref("test/busybox:1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag(ctx, f.ref("test/big:1"), "other:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Remove(ctx, f.ref("test/big:1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(ctx, PruneAll()); err != nil {
+		t.Fatal(err)
+	}
+	if asked < 2 {
+		t.Errorf("in-use hook asked %d times", asked)
+	}
+	if imgs, _ := s.List(ctx); len(imgs) != 0 {
+		t.Errorf("images left: %d", len(imgs))
+	}
+}
+
+// TestRemoveDuringPullKeepsSharedLayer removes an image while a pull of
+// another image that shares its busybox layer is under way: the layer
+// the pull counts on stays.
+func TestRemoveDuringPullKeepsSharedLayer(t *testing.T) {
+	f := sharedFixture(t)
+	proxy := newFakeFaultyRegistry(t, f.reg.Host)
+	s := openTestStore(t)
+	ctx := context.Background()
+	if _, err := s.Pull(ctx, proxy.Host+"/test/busybox:1"); err != nil {
+		t.Fatal(err)
+	}
+	variant := map[string]v1.Image{"amd64": f.amd64, "arm64": f.arm64}[hostPlatform.Architecture]
+	if variant == nil {
+		t.Skipf("skipping: the multi-arch test image has no %s variant", hostPlatform.Architecture)
+	}
+	shared := layerDigests(t, f.single)[0]
+	vl := layerDigests(t, variant)
+	if vl[0] != shared {
+		t.Fatalf("test images do not share their busybox layer: %s vs %s", vl[0], shared)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	proxy.setHook(func(d string) {
+		if d == vl[1].String() {
+			close(entered)
+			<-release
+		}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Pull(ctx, proxy.Host+"/test/multi:1")
+		done <- err
+	}()
+	<-entered
+	if _, err := s.Remove(ctx, proxy.Host+"/test/busybox:1"); err != nil {
+		t.Fatal(err)
+	}
+	if !s.hasBlob(shared, -1) {
+		t.Error("shared layer deleted while a pull needed it")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.Image(ctx, proxy.Host+"/test/multi:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validateLayers(img); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestOpenRefusesCorruptDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "images")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.WriteFile(filepath.Join(dir, dbFile), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), dbFile) {
+		t.Errorf("Open over a corrupt %s: %v", dbFile, err)
+	}
+}
+
+// TestConcurrentOperations runs pulls, removes, prunes, lists and exports
+// at once (run it with -race); afterwards the store is whole.
+func TestConcurrentOperations(t *testing.T) {
+	f := sharedFixture(t)
+	s := openTestStore(t)
+	ctx := context.Background()
+	refs := []string{f.ref("test/busybox:1"), f.ref("test/big:1"), f.ref("test/multi:1")}
+	var wg sync.WaitGroup
+	errc := make(chan error, 100)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 4; i++ {
+				ref := refs[(w+i)%len(refs)]
+				if _, err := s.Pull(ctx, ref); err != nil {
+					errc <- err
+					return
+				}
+				switch (w + i) % 4 {
+				case 0:
+					if _, err := s.Remove(ctx, ref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+						errc <- err
+					}
+				case 1:
+					if _, err := s.Prune(ctx); err != nil {
+						errc <- err
+					}
+				case 2:
+					if _, err := s.List(ctx); err != nil {
+						errc <- err
+					}
+				case 3:
+					if err := s.Export(ctx, io.Discard, ref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+						errc <- err
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	for _, ref := range refs {
+		if _, err := s.Pull(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		img, err := s.Image(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validateLayers(img); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+	verifyStore(t, s)
+}
+
+func TestCheckoutKeepsBlobsUntilRelease(t *testing.T) {
+	s, f := pulledStore(t)
+	ctx := context.Background()
+	ref := f.ref("test/busybox:1")
+	img, release, err := s.Checkout(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Remove(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := validateLayers(img); err != nil {
+		t.Errorf("checked-out image unreadable after Remove: %v", err)
+	}
+	release()
+	release() // twice is harmless
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layerDigests(t, f.single) {
+		if s.hasBlob(l, -1) {
+			t.Errorf("layer %s kept after release and Prune", l)
+		}
+	}
+	if _, _, err := s.Checkout(ctx, ref); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Checkout of a removed image: %v", err)
 	}
 }
