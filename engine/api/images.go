@@ -11,10 +11,8 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
-	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	"github.com/moby/moby/api/pkg/authconfig"
 	moby "github.com/moby/moby/api/types/events"
 	mobyimage "github.com/moby/moby/api/types/image"
 	"github.com/opencontainers/go-digest"
@@ -81,18 +79,13 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		opts = append(opts, image.WithPlatform(*plat))
 	}
-	if enc := r.Header.Get("X-Registry-Auth"); enc != "" {
-		ac, err := authconfig.Decode(enc)
-		if err != nil {
-			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("pull %s: X-Registry-Auth: %w", ref, err)))
-			return
-		}
-		if ac.Username != "" || ac.Password != "" || ac.IdentityToken != "" || ac.RegistryToken != "" {
-			opts = append(opts, image.WithAuth(authn.FromConfig(authn.AuthConfig{
-				Username: ac.Username, Password: ac.Password,
-				IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
-			})))
-		}
+	auth, err := image.AuthFromHeader(r.Header.Get("X-Registry-Auth"))
+	if err != nil {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("pull %s: X-Registry-Auth: %w", ref, err)))
+		return
+	}
+	if auth != nil {
+		opts = append(opts, image.WithAuth(auth))
 	}
 	ps := newProgressStream(w)
 	if _, err := image.ParseReference(ref); err != nil {
@@ -116,8 +109,7 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 		announce()
 		m := JSONMessage{Status: string(e.State), ID: e.ID}
 		switch e.State {
-		case image.Waiting:
-			m.Status = "Pulling fs layer"
+		case image.PullingFSLayer, image.Waiting:
 			m.ProgressDetail = &ProgressDetail{}
 		case image.Downloading:
 			// Throttle: dockerd sends a few updates a second per layer.

@@ -139,10 +139,13 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 	if m.rootfs == nil {
 		return nil, errors.New("no root filesystem cache configured")
 	}
-	vimg, err := m.images.Image(ctx, img.ID)
+	// Checkout keeps the image's blobs while the rootfs is built, even if
+	// the image is removed meanwhile.
+	vimg, release, err := m.images.Checkout(ctx, img.ID)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	if _, err := m.rootfs.Ensure(ctx, vimg); err != nil {
 		return nil, fmt.Errorf("build root filesystem: %w", err)
 	}

@@ -69,6 +69,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d := &Daemon{home: h, started: time.Now(), served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
+			if d.Engine != nil {
+				d.Engine.Close()
+			}
 			d.release()
 		}
 	}()
