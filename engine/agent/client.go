@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,9 @@ type Client struct {
 	port   atomic.Uint32
 }
 
-// FirstStdioPort is where NextPort starts counting.
+// FirstStdioPort is the lowest port NextPort hands out. Each Client
+// starts counting at a random point above it, so that two clients of one
+// guest (an engine that reconnected) do not reuse each other's ports.
 const FirstStdioPort uint32 = 0x10000
 
 // Dial connects to the agent on transport.AgentPort through d and checks
@@ -87,7 +90,7 @@ func NewClient(conn net.Conn, d transport.Dialer) *Client {
 	c := &Client{dialer: d, conn: conn, done: make(chan struct{})}
 	c.tc = ttrpc.NewClient(conn, ttrpc.WithOnClose(func() { close(c.done) }))
 	c.api = agentpb.NewAgentClient(c.tc)
-	c.port.Store(FirstStdioPort - 1)
+	c.port.Store(FirstStdioPort + rand.Uint32N(1<<30))
 	return c
 }
 
@@ -99,7 +102,7 @@ func (c *Client) Close() error { return c.tc.Close() }
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // NextPort returns a stdio port number this client has not handed out
-// before (counting up from FirstStdioPort).
+// before.
 func (c *Client) NextPort() uint32 { return c.port.Add(1) }
 
 // fromStatus turns a ttrpc status back into an errdefs-classed error.

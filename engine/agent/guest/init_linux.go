@@ -350,6 +350,10 @@ func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) erro
 	if err != nil {
 		return err
 	}
+	if p.Tty && u.Uid != 0 {
+		// Let the user reopen its terminal by name, as runc does.
+		unix.Fchown(int(files[0].Fd()), int(u.Uid), -1)
+	}
 	env := processEnv(p.Env, u, p.Tty)
 	path, err := lookPath(p.Args[0], envPath(env))
 	if err != nil {

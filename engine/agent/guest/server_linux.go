@@ -60,6 +60,8 @@ type Config struct {
 	// WatchOOM follows /dev/kmsg for OOM kills (Events, WaitProcess's
 	// OOMKilled). Tests on a shared machine leave it off.
 	WatchOOM bool
+	// LogCalls logs every call and its error (berth.debug=1).
+	LogCalls bool
 }
 
 // Server is the guest's agent: the ttrpc service on transport.AgentPort
@@ -166,7 +168,11 @@ func (s *Server) intercept(ctx context.Context, un ttrpc.Unmarshaler, info *ttrp
 	if h := s.hookBeforeHandler.Load(); h != nil {
 		(*h)(info.FullMethod)
 	}
+	start := time.Now()
 	resp, err = m(ctx, un)
+	if s.cfg.LogCalls {
+		s.logger.Printf("call %s: %v (%v)", info.FullMethod, err, time.Since(start).Round(time.Microsecond))
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -2,17 +2,23 @@ package guest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
 )
 
@@ -587,5 +593,172 @@ func TestOOMEvents(t *testing.T) {
 	st, err := e.client.WaitProcess(ctx, "main")
 	if err != nil || !st.OOMKilled || st.Code != 137 {
 		t.Errorf("wait: %+v %v, want 137 and OOMKilled", st, err)
+	}
+}
+
+// TestMountReachesRunningContainer checks the propagation guestinit sets
+// up: the rootfs is a shared mount, each container's mounts are its
+// slaves, so a Mount made while a container runs appears inside it.
+func TestMountReachesRunningContainer(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	if err := unix.Mount(e.rootfs, e.rootfs, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(e.rootfs, unix.MNT_DETACH) })
+	if err := unix.Mount("", e.rootfs, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, e, "sleep", "1000")
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Source: "tmpfs", Fstype: "tmpfs", Target: "/mnt/late", MkdirTarget: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.client.Unmount(ctxT(t), "/mnt/late", true) })
+	out, _, _ := e.run(t, &agentpb.CreateProcessRequest{Id: "see", ContainerId: "main", Args: []string{"grep", "/mnt/late", "/proc/mounts"}}, "")
+	if !strings.Contains(out, "/mnt/late") {
+		t.Errorf("the running container does not see the new mount; its /proc/mounts lines: %q", out)
+	}
+	if err := e.client.Unmount(ctx, "/mnt/late", false); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = e.run(t, &agentpb.CreateProcessRequest{Id: "gone", ContainerId: "main", Args: []string{"grep", "-c", "/mnt/late", "/proc/mounts"}}, "")
+	if strings.TrimSpace(out) != "0" {
+		t.Errorf("after Unmount the container still sees it: %q", out)
+	}
+}
+
+func TestCloseStdinPipe(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	pr, pw := io.Pipe() // never closed by the test: only CloseStdin ends the input
+	defer pw.Close()
+	var out safeBuffer
+	r := &agentpb.CreateProcessRequest{Id: "cat", Args: []string{"cat"}}
+	stdio := agent.Stdio{Stdin: pr, Stdout: &out}
+	e.client.AssignPorts(r, stdio)
+	if err := e.client.CreateProcess(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.client.Attach(ctx, r, stdio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := e.client.StartProcess(ctx, "cat"); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(pw, "partial input")
+	waitFor(t, "cat to echo its input", func() bool { return out.String() == "partial input" })
+	if err := e.client.CloseStdin(ctx, "cat"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.client.WaitProcess(ctx, "cat")
+	if err != nil || st.Code != 0 {
+		t.Errorf("cat after CloseStdin: %+v %v", st, err)
+	}
+}
+
+// TestReadonlyRootfsRemount is how engine/container makes a container's
+// root read-only (docker run --read-only): a bind remount of "/".
+func TestReadonlyRootfsRemount(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	// In the VM the rootfs is a mount of its own; here, make it one.
+	if err := unix.Mount(e.rootfs, e.rootfs, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(e.rootfs, unix.MNT_DETACH) })
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, st := e.run(t, &agentpb.CreateProcessRequest{Id: "w", Args: []string{"sh", "-c", "echo x > /newfile"}}, "")
+	if st.Code == 0 || !strings.Contains(errOut, "Read-only") {
+		t.Errorf("writing to a read-only root: exit %d, stderr %q; want a read-only error", st.Code, errOut)
+	}
+	out, _, st := e.run(t, &agentpb.CreateProcessRequest{Id: "tmp", Args: []string{"sh", "-c", "echo ok > /dev/shm/f && cat /dev/shm/f"}}, "")
+	if st.Code != 0 || out != "ok\n" {
+		t.Errorf("/dev/shm under a read-only root: exit %d, %q", st.Code, out)
+	}
+}
+
+// TestInitForwardsSignals: a signal sent to PID 1 inside the container
+// (kill 1, as docker stop's SIGTERM would arrive) reaches the main
+// process, as with docker run --init.
+func TestInitForwardsSignals(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	startMain(t, e, "sleep", "1000")
+	// kill itself may be ended by the container's end (137): only the
+	// main process's status matters.
+	e.run(t, &agentpb.CreateProcessRequest{Id: "k", ContainerId: "main", Args: []string{"kill", "-TERM", "1"}}, "")
+	mst, err := e.client.WaitProcess(ctx, "main")
+	if err != nil || mst.Code != 143 {
+		t.Errorf("main after kill -TERM 1: %+v %v, want 143", mst, err)
+	}
+}
+
+// TestReapAllCollectsOrphans runs the server as guestinit does (ReapAll)
+// with this process as a child subreaper standing in for PID 1: an
+// orphaned grandchild must not stay a zombie.
+func TestReapAllCollectsOrphans(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat(busyboxPath); err != nil {
+		t.Skipf("skipping: %s is missing (apt-get install busybox-static)", busyboxPath)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	sockDir, _ := os.MkdirTemp("", "ba")
+	defer os.RemoveAll(sockDir)
+	srv, err := NewServer(Config{Rootfs: t.TempDir(), Listener: transport.NewUnix(sockDir), ReapAll: true,
+		Logger: log.New(testWriter{t}, "agent: ", log.Lmicroseconds)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-srv.Serving()
+
+	pid, err := syscall.ForkExec(busyboxPath, []string{"sh", "-c", "sleep 0.2 & exit 0"}, &syscall.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zombies := func() []string {
+		var z []string
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			i := strings.LastIndex(s, ")")
+			f := strings.Fields(s[i+1:])
+			if len(f) > 1 && f[0] == "Z" && f[1] == fmt.Sprint(os.Getpid()) {
+				z = append(z, s[:i+1])
+			}
+		}
+		return z
+	}
+	time.Sleep(600 * time.Millisecond) // the shell and its orphaned sleep have exited
+	waitFor(t, "no zombie children", func() bool { return len(zombies()) == 0 })
+	if err := unix.Kill(pid, 0); err == nil {
+		t.Errorf("the shell (pid %d) still exists", pid)
+	}
+}
+
+func TestTtyBelongsToUser(t *testing.T) {
+	e := newEnv(t)
+	var out safeBuffer
+	st, err := e.client.Run(ctxT(t), &agentpb.CreateProcessRequest{Id: "t", User: "tester", Tty: true,
+		Args: []string{"sh", "-c", "ls -l $(tty); echo reopened > $(tty)"}}, agent.Stdio{Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != 0 || !strings.Contains(out.String(), "tester") || !strings.Contains(out.String(), "reopened") {
+		t.Errorf("tty of a non-root user: exit %d, output %q; want it owned by tester and writable by name", st.Code, out.String())
 	}
 }

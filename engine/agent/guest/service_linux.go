@@ -50,23 +50,32 @@ func (v *service) Info(ctx context.Context, _ *agentpb.InfoRequest) (*agentpb.In
 	}, nil
 }
 
-// interfaceAddresses lists the addresses of every interface but loopback.
+// interfaceAddresses lists the addresses of every interface but loopback,
+// IPv4 first, link-local ones left out.
 func interfaceAddresses() []string {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
 	}
-	var out []string
+	var v4, v6 []string
 	for _, i := range ifs {
 		if i.Flags&net.FlagLoopback != 0 {
 			continue
 		}
 		addrs, _ := i.Addrs()
 		for _, a := range addrs {
-			out = append(out, a.String())
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			if ipn.IP.To4() != nil {
+				v4 = append(v4, a.String())
+			} else {
+				v6 = append(v6, a.String())
+			}
 		}
 	}
-	return out
+	return append(v4, v6...)
 }
 
 func (v *service) Mount(ctx context.Context, r *agentpb.MountRequest) (*agentpb.Empty, error) {

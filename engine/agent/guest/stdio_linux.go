@@ -85,23 +85,26 @@ func (p *process) outputPipe(port uint32) (*os.File, error) {
 	p.keep(r)
 	p.outputs.Add(1)
 	p.s.goSafe("output of "+p.id, func() {
-		defer p.outputs.Done()
 		defer r.Close()
 		c, err := p.accept(port)
 		if err != nil {
+			p.outputs.Done()
 			return
 		}
 		io.Copy(c, r)
 		<-p.exitCh
-		finishOutput(c)
+		finishOutput(c, p.outputs.Done)
 	})
 	return w, nil
 }
 
-// finishOutput half-closes c, waits for the host to close its half, and
-// closes c. Waiting lets every byte reach the host before the socket goes.
-func finishOutput(c net.Conn) {
+// finishOutput half-closes c, calls flushed, waits for the host to close
+// its half, and closes c. Waiting lets every byte reach the host before
+// the socket goes; DeleteProcess ends the wait for a host that never
+// closes.
+func finishOutput(c net.Conn, flushed func()) {
 	transport.CloseWrite(c)
+	flushed()
 	io.Copy(io.Discard, c)
 	c.Close()
 }
@@ -127,19 +130,20 @@ func (p *process) setupTty() ([]*os.File, error) {
 	port := p.req.TtyPort
 	p.outputs.Add(1)
 	p.s.goSafe("tty of "+p.id, func() {
-		defer p.outputs.Done()
 		if port == 0 {
 			io.Copy(io.Discard, m)
+			p.outputs.Done()
 			return
 		}
 		c, err := p.accept(port)
 		if err != nil {
+			p.outputs.Done()
 			return
 		}
 		p.s.goSafe("tty input of "+p.id, func() { io.Copy(m, c) })
 		copyPty(c, m)
 		<-p.exitCh
-		finishOutput(c)
+		finishOutput(c, p.outputs.Done)
 	})
 	return []*os.File{tty, tty, tty}, nil
 }

@@ -46,7 +46,10 @@ func muxConfig(logger *log.Logger) *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.EnableKeepAlive = false
 	cfg.ConnectionWriteTimeout = 60 * time.Second
-	cfg.StreamOpenTimeout = 30 * time.Second
+	// An unanswered stream open must not end the session (yamux closes
+	// the whole session when StreamOpenTimeout passes): a guest still
+	// booting answers late, and DialPort bounds its own wait.
+	cfg.StreamOpenTimeout = 0
 	if logger != nil {
 		cfg.Logger = logger
 		cfg.LogOutput = nil

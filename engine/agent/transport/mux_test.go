@@ -17,7 +17,7 @@ import (
 
 // socketPair returns the two ends of an AF_UNIX stream socketpair, the
 // stand-in for the virtio-serial byte stream.
-func socketPair(t *testing.T) (net.Conn, net.Conn) {
+func socketPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
@@ -36,7 +36,7 @@ func socketPair(t *testing.T) (net.Conn, net.Conn) {
 	return conns[0], conns[1]
 }
 
-func newMuxPair(t *testing.T, pipe bool) (*MuxDialer, *MuxListener) {
+func newMuxPair(t testing.TB, pipe bool) (*MuxDialer, *MuxListener) {
 	t.Helper()
 	var a, b net.Conn
 	if pipe {
