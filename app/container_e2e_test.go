@@ -151,8 +151,9 @@ func TestInteractiveTTY(t *testing.T) {
 	var procs []string
 	for _, line := range strings.Split(psOut, "\r\n") {
 		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] != "PID" && isDigits(f[0]) {
-			procs = append(procs, strings.Join(f[3:], " "))
+		// busybox's ps aux: PID USER COMMAND.
+		if len(f) >= 3 && isDigits(f[0]) {
+			procs = append(procs, strings.Join(f[2:], " "))
 		}
 	}
 	// busybox's sh runs ps in a fork of itself: "{ps} sh".

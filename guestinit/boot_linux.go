@@ -257,6 +257,14 @@ func leaveInitramfs() error {
 	if err := unix.Mount("/dev", newRoot+"/dev", "", unix.MS_MOVE, ""); err != nil {
 		return fmt.Errorf("leave initramfs: move /dev: %w", err)
 	}
+	// Keep this binary reachable by path in the new root (no copy: a bind
+	// mount), for the container inits that start main processes as it.
+	if f, err := os.OpenFile(newRoot+"/init", os.O_CREATE|os.O_RDONLY, 0o500); err == nil {
+		f.Close()
+	}
+	if err := unix.Mount("/init", newRoot+"/init", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("leave initramfs: keep /init: %w", err)
+	}
 	if err := unix.Chdir(newRoot); err != nil {
 		return fmt.Errorf("leave initramfs: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 // createFlags are the flags of run and create.
 type createFlags struct {
 	tty, interactive, detach, rm, readOnly bool
+	init                                   bool
 	name, workdir, user, entrypoint        string
 	hostname, pull                         string
 	env, envFiles, labels                  []string
@@ -42,6 +43,7 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	}
 	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
+	fl.BoolVar(&f.init, "init", false, "run an init as the container's PID 1 that reaps orphans and forwards signals")
 	fl.StringVar(&f.name, "name", "", "name the container")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")
@@ -85,6 +87,9 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (mobyc
 		}
 	}
 	hc := &mobycontainer.HostConfig{AutoRemove: f.rm, ReadonlyRootfs: f.readOnly}
+	if c.Flags().Changed("init") {
+		hc.Init = &f.init
+	}
 	if f.cpus < 0 {
 		return mobycontainer.CreateRequest{}, fmt.Errorf("invalid --cpus %g: must be positive", f.cpus)
 	}

@@ -192,6 +192,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 		User:     cfg.User,
 		Tty:      cfg.Tty,
 		Hostname: cfg.Hostname,
+		Init:     hc.Init != nil && *hc.Init,
 	}
 	if hc.ConsoleSize[0] > 0 && hc.ConsoleSize[1] > 0 {
 		req.Rows, req.Cols = uint32(hc.ConsoleSize[0]), uint32(hc.ConsoleSize[1])

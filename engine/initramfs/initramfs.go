@@ -7,6 +7,7 @@
 //
 //	/init                     guestinit for the guest architecture
 //	/dev/console              character device 5,1
+//	/dev/null                 character device 1,3
 //	/dev /proc /sys /run /tmp empty mount points
 //	/lib/modules/NAME.ko      one file per module, uncompressed
 //	/lib/modules/load.order   the modules' absolute paths, one per line,
@@ -214,6 +215,12 @@ func write(ctx context.Context, w io.Writer, init []byte, modDir string, files [
 		}
 	}
 	if err := c.WriteHeader(Entry{Name: "dev/console", Mode: os.ModeDevice | os.ModeCharDevice | 0o600, Major: 5, Minor: 1}); err != nil {
+		return err
+	}
+	// Go's runtime opens /dev/null for fds 0-2 when the kernel could not
+	// give init a console (console=hvc0 before virtio_console is loaded,
+	// as on Virtualization.framework): without it guestinit dies at once.
+	if err := c.WriteHeader(Entry{Name: "dev/null", Mode: os.ModeDevice | os.ModeCharDevice | 0o666, Major: 1, Minor: 3}); err != nil {
 		return err
 	}
 	if err := c.WriteFile("init", 0o755, init); err != nil {

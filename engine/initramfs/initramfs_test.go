@@ -81,7 +81,7 @@ func TestBuildListsWithCPIO(t *testing.T) {
 				t.Fatal(err)
 			}
 			names := list(t, p, false)
-			for _, want := range []string{"init", "dev/console", "dev", "proc", "sys", "lib/modules/load.order", "lib/modules/ext4.ko", "lib/modules/virtio_blk.ko", "lib/modules/crc32c_generic.ko", "lib/modules/vmw_vsock_virtio_transport.ko", "lib/modules/9p.ko"} {
+			for _, want := range []string{"init", "dev/console", "dev/null", "dev", "proc", "sys", "lib/modules/load.order", "lib/modules/ext4.ko", "lib/modules/virtio_blk.ko", "lib/modules/crc32c_generic.ko", "lib/modules/vmw_vsock_virtio_transport.ko", "lib/modules/9p.ko"} {
 				if !slices.Contains(names, want) {
 					t.Errorf("archive lacks %s; has %v", want, names)
 				}
@@ -93,6 +93,9 @@ func TestBuildListsWithCPIO(t *testing.T) {
 			for _, l := range list(t, p, true) {
 				if strings.HasSuffix(l, " dev/console") && !(strings.HasPrefix(l, "crw-------") && strings.Contains(l, " 5,   1 ")) {
 					t.Errorf("dev/console is not char 5,1 rw-------: %q", l)
+				}
+				if strings.HasSuffix(l, " dev/null") && !(strings.HasPrefix(l, "crw-rw-rw-") && strings.Contains(l, " 1,   3 ")) {
+					t.Errorf("dev/null is not char 1,3 rw-rw-rw-: %q", l)
 				}
 			}
 			if got := extract(t, p, "init"); !bytes.Equal(got, mustRead(t, init)) {

@@ -135,4 +135,3 @@ func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image) string {
 	}
 	return ref
 }
-

@@ -787,6 +787,11 @@ type CreateProcessRequest struct {
 	Rlimits []*Rlimit `protobuf:"bytes,15,rep,name=rlimits,proto3" json:"rlimits,omitempty"`
 	// Hostname of a new container (UTS namespace); empty keeps the guest's.
 	Hostname string `protobuf:"bytes,16,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Init runs a new container's main process under a small init (as
+	// docker run --init does): PID 1 of the container is then berth-init,
+	// which reaps orphans and forwards signals. Without it the main
+	// process is PID 1 itself, as with Docker by default.
+	Init bool `protobuf:"varint,18,opt,name=init,proto3" json:"init,omitempty"`
 	// ShutdownOnExit powers the VM off once this main process has exited,
 	// its output is flushed and its exit reported (WaitProcess or Events).
 	ShutdownOnExit bool `protobuf:"varint,17,opt,name=shutdown_on_exit,json=shutdownOnExit,proto3" json:"shutdown_on_exit,omitempty"`
@@ -934,6 +939,13 @@ func (x *CreateProcessRequest) GetHostname() string {
 		return x.Hostname
 	}
 	return ""
+}
+
+func (x *CreateProcessRequest) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
 }
 
 func (x *CreateProcessRequest) GetShutdownOnExit() bool {
@@ -1775,7 +1787,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x06Rlimit\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x04R\x04soft\x12\x12\n" +
-	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\xec\x03\n" +
+	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\x80\x04\n" +
 	"\x14CreateProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x12\n" +
@@ -1796,7 +1808,8 @@ const file_agent_proto_rawDesc = "" +
 	"stderrPort\x12\x19\n" +
 	"\btty_port\x18\x0e \x01(\rR\attyPort\x120\n" +
 	"\arlimits\x18\x0f \x03(\v2\x16.berth.agent.v1.RlimitR\arlimits\x12\x1a\n" +
-	"\bhostname\x18\x10 \x01(\tR\bhostname\x12(\n" +
+	"\bhostname\x18\x10 \x01(\tR\bhostname\x12\x12\n" +
+	"\x04init\x18\x12 \x01(\bR\x04init\x12(\n" +
 	"\x10shutdown_on_exit\x18\x11 \x01(\bR\x0eshutdownOnExit\"\x17\n" +
 	"\x15CreateProcessResponse\"%\n" +
 	"\x13StartProcessRequest\x12\x0e\n" +

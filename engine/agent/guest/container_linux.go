@@ -77,7 +77,7 @@ func (s *Server) startContainer(ctx context.Context, id, hostname string) (*cont
 
 // handshake sends the init message and waits for the init to be ready.
 func (c *container) handshake(ctx context.Context, hostname string) error {
-	if err := c.ctl.send(&ctlMsg{Op: opInit, Init: &initSpec{Rootfs: c.s.cfg.Rootfs, Hostname: hostname}}); err != nil {
+	if err := c.ctl.send(&ctlMsg{Op: opInit, Init: &initSpec{Rootfs: c.s.cfg.Rootfs, Hostname: hostname, StageExe: c.s.cfg.StageExe}}); err != nil {
 		return err
 	}
 	dl := time.Now().Add(initReadyTimeout)

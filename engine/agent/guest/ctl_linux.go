@@ -42,6 +42,9 @@ const (
 type initSpec struct {
 	Rootfs   string `json:"rootfs"`
 	Hostname string `json:"hostname,omitempty"`
+	// StageExe is the static executable the main process starts as
+	// (Config.StageExe); empty: the init's own.
+	StageExe string `json:"stageExe,omitempty"`
 }
 
 // procSpec is a process for the container init to start. Its stdio
@@ -55,6 +58,8 @@ type procSpec struct {
 	Tty            bool        `json:"tty,omitempty"`
 	Rlimits        []rlimitReq `json:"rlimits,omitempty"`
 	Main           bool        `json:"main,omitempty"`
+	// Init puts a reaping init in front of the main process (Main only).
+	Init bool `json:"init,omitempty"`
 }
 
 type rlimitReq struct {

@@ -7,8 +7,7 @@
 //
 // A process created with no container ID starts a container. guestinit
 // re-executes itself (/proc/self/exe, argv[0] "berth-init") in new mount,
-// PID, UTS and IPC namespaces. That container init (ContainerInit), PID 1
-// of the new PID namespace:
+// PID, UTS and IPC namespaces. That container init (ContainerInit):
 //
 //  1. makes every mount a slave of guestinit's (mounts under the rootfs
 //     made later by the agent's Mount call propagate in);
@@ -18,20 +17,26 @@
 //     /dev/shm and /dev/mqueue of its own;
 //  3. pivot_root(2)s into the rootfs and detaches the old root;
 //  4. sets the hostname;
-//  5. starts the container's processes on guestinit's request — the main
-//     process first, then any exec'd ones, all inside its namespaces —
-//     resolving users in the container's /etc/passwd and /etc/group;
-//  6. reaps every zombie in the namespace, forwards the signals it gets to
-//     the main process (as tini or docker run --init do), and reports each
-//     exit back;
-//  7. when the main process exits, kills what is left in the namespace,
-//     reports their exits, and exits itself.
+//  5. starts the container's processes on guestinit's request, resolving
+//     users in the container's /etc/passwd and /etc/group: the main
+//     process first, as PID 1 of a PID namespace nested in the init's (a
+//     re-execution of guestinit, argv[0] "berth-main", mounts that
+//     namespace's /proc and executes the command; see pidns_linux.go),
+//     then exec'd processes, which join that namespace with setns(2) —
+//     so `ps aux` in the container shows the container's processes only,
+//     as with Docker; with Init (docker run --init) berth-init is PID 1 of
+//     the nested namespace too, reaping orphans and forwarding signals;
+//  6. reaps the processes it started, forwards the signals it gets to the
+//     main process, and reports each exit back;
+//  7. when the main process exits (the kernel then ends the rest of its
+//     namespace), reports the exits of what is left and exits itself.
 //
 // guestinit talks to the container init over a SOCK_SEQPACKET socketpair
 // (fd 3 in the init): JSON messages, with the stdio descriptors attached
 // as SCM_RIGHTS. Because the container init already lives in the
-// namespaces, "exec into a running container" needs no setns(2), which a
-// multi-threaded Go program cannot do for a mount namespace.
+// mount, UTS and IPC namespaces, "exec into a running container" needs
+// no setns(2) of a mount namespace, which a multi-threaded Go program
+// cannot do (joining a PID namespace it can, on one thread).
 //
 // A program that links this package must call RunIfContainerInit first
 // thing in main (and in TestMain).

@@ -3,9 +3,11 @@ package guest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,9 +19,27 @@ import (
 	"github.com/berthvm/berth/engine/agent/transport"
 )
 
+// testStageExe is a static guestinit, which the containers of these tests
+// start their main process as (this test binary may be linked against
+// libc, which the busybox rootfs lacks).
+var testStageExe string
+
 func TestMain(m *testing.M) {
 	RunIfContainerInit()
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "guest-test")
+	if err != nil {
+		panic(err)
+	}
+	testStageExe = filepath.Join(dir, "guestinit")
+	cmd := exec.Command("go", "build", "-o", testStageExe, "../../../guestinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build static guestinit: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // requireRoot skips a test that needs root, except in CI (CI=true), where
@@ -106,6 +126,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{rootfs: rootfs, tr: transport.NewUnix(sockDir)}
 	srv, err := NewServer(Config{
 		Rootfs:   rootfs,
+		StageExe: testStageExe,
 		Listener: e.tr,
 		Logger:   log.New(testWriter{t}, "agent: ", log.Lmicroseconds),
 		Version:  "test",

@@ -32,6 +32,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // once. Call it first in main and in TestMain of packages that start
 // containers.
 func RunIfContainerInit() {
+	if filepath.Base(os.Args[0]) == mainStageArg0 {
+		runMainStage()
+	}
 	if filepath.Base(os.Args[0]) != containerInitArg0 {
 		return
 	}
@@ -84,6 +87,9 @@ func setupContainer(spec *initSpec) error {
 		return fmt.Errorf("bind rootfs %s: %w", root, err)
 	}
 	if err := mountContainerFilesystems(root); err != nil {
+		return err
+	}
+	if err := exposeStage(root, spec.StageExe); err != nil {
 		return err
 	}
 	if err := pivotRoot(root); err != nil {
@@ -386,7 +392,12 @@ func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) erro
 	if err != nil {
 		return err
 	}
-	pid, err := syscall.ForkExec(path, p.Args, attr)
+	var pid int
+	if p.Main {
+		pid, err = spawnMain(path, p.Args, attr, p.Init)
+	} else {
+		pid, err = spawnInContainer(path, p.Args, attr)
+	}
 	restore()
 	if err != nil {
 		return fmt.Errorf("start %s: exec %q: %w", id, p.Args[0], err)

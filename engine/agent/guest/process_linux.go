@@ -255,7 +255,7 @@ func (p *process) startFailed(err error) {
 func procSpecOf(r *agentpb.CreateProcessRequest) *procSpec {
 	ps := &procSpec{
 		Args: r.Args, Env: r.Env, Cwd: r.Cwd, User: r.User,
-		AdditionalGids: r.AdditionalGids, Tty: r.Tty, Main: r.ContainerId == "",
+		AdditionalGids: r.AdditionalGids, Tty: r.Tty, Main: r.ContainerId == "", Init: r.Init && r.ContainerId == "",
 	}
 	for _, rl := range r.Rlimits {
 		ps.Rlimits = append(ps.Rlimits, rlimitReq{Type: rl.Type, Soft: rl.Soft, Hard: rl.Hard})

@@ -62,6 +62,11 @@ type Config struct {
 	WatchOOM bool
 	// LogCalls logs every call and its error (berth.debug=1).
 	LogCalls bool
+	// StageExe is a static executable that calls RunIfContainerInit first
+	// (guestinit): a container's main process starts as it, inside the
+	// container. Default: this program (guestinit is static; a test
+	// binary linked against libc is not, and names a static build here).
+	StageExe string
 }
 
 // Server is the guest's agent: the ttrpc service on transport.AgentPort

@@ -49,7 +49,9 @@ func TestSignalsAndExitCodes(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
 	t.Run("sigterm", func(t *testing.T) {
-		r := &agentpb.CreateProcessRequest{Id: "sleeper", Args: []string{"sleep", "100"}}
+		// Behind the init: as the container's PID 1 itself, sleep would
+		// be shielded from a SIGTERM it does not handle (as with Docker).
+		r := &agentpb.CreateProcessRequest{Id: "sleeper", Args: []string{"sleep", "100"}, Init: true}
 		if err := e.client.CreateProcess(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -63,17 +65,20 @@ func TestSignalsAndExitCodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Code != 143 || st.Signal != 15 {
-			t.Errorf("exit %+v, want code 143 signal 15", st)
+		// Behind an init the code is 128+n, as tini reports it (the init
+		// exits; it cannot die of the signal itself).
+		if st.Code != 143 {
+			t.Errorf("exit %+v, want code 143", st)
 		}
 		if err := e.client.DeleteProcess(ctx, r.Id); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("self-kill", func(t *testing.T) {
-		_, _, st := e.run(t, &agentpb.CreateProcessRequest{Id: "k9", Args: []string{"sh", "-c", "kill -9 $$"}}, "")
-		if st.Code != 137 || st.Signal != 9 {
-			t.Errorf("exit %+v, want code 137 signal 9", st)
+		// A PID 1 cannot kill itself from inside its namespace: use --init.
+		_, _, st := e.run(t, &agentpb.CreateProcessRequest{Id: "k9", Args: []string{"sh", "-c", "kill -9 $$"}, Init: true}, "")
+		if st.Code != 137 {
+			t.Errorf("exit %+v, want code 137", st)
 		}
 	})
 	t.Run("exit-255", func(t *testing.T) {
@@ -188,8 +193,18 @@ func TestTtyCloseStdinSendsEOF(t *testing.T) {
 // runs.
 func startMain(t *testing.T, e *env, args ...string) {
 	t.Helper()
+	startMainWith(t, e, &agentpb.CreateProcessRequest{Id: "main", Args: args, Hostname: "box"})
+}
+
+// startInitMain starts "main" behind the reaping init (--init).
+func startInitMain(t *testing.T, e *env, args ...string) {
+	t.Helper()
+	startMainWith(t, e, &agentpb.CreateProcessRequest{Id: "main", Args: args, Hostname: "box", Init: true})
+}
+
+func startMainWith(t *testing.T, e *env, r *agentpb.CreateProcessRequest) {
+	t.Helper()
 	ctx := ctxT(t)
-	r := &agentpb.CreateProcessRequest{Id: "main", Args: args, Hostname: "box"}
 	if err := e.client.CreateProcess(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +223,12 @@ func TestExecIntoContainerAndPIDNamespace(t *testing.T) {
 		t.Fatalf("ps: exit %d", st.Code)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	// Header, PID 1 (berth-init), sleep, ps: nothing of the test machine.
-	if len(lines) != 4 {
-		t.Errorf("ps in the container shows %d lines, want 4 (header, init, sleep, ps):\n%s", len(lines), out)
+	// Header, PID 1 (the main process, sleep), ps: nothing of the test
+	// machine, and not the container init, which lives a namespace up.
+	if len(lines) != 3 {
+		t.Errorf("ps in the container shows %d lines, want 3 (header, sleep, ps):\n%s", len(lines), out)
 	}
-	for _, want := range []string{"1 berth-init", "sleep", "ps"} {
+	for _, want := range []string{"1 sleep", "ps"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ps output lacks %q:\n%s", want, out)
 		}
@@ -258,7 +274,7 @@ func TestMainExitEndsExecProcesses(t *testing.T) {
 	if _, err := e.client.StartProcess(ctx, "bg"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.SignalProcess(ctx, "main", 15); err != nil {
+	if err := e.client.SignalProcess(ctx, "main", 9); err != nil {
 		t.Fatal(err)
 	}
 	st, err := e.client.WaitProcess(ctx, "bg")
@@ -304,11 +320,14 @@ func TestUsers(t *testing.T) {
 	}
 }
 
+// TestZombiesAreReaped: with --init the container's PID 1 is the
+// reaping init, and orphans never stay zombies. (Without it PID 1 is the
+// main process, whose job that is, as with Docker.)
 func TestZombiesAreReaped(t *testing.T) {
 	e := newEnv(t)
-	startMain(t, e, "sleep", "1000")
+	startInitMain(t, e, "sleep", "1000")
 	// Orphans whose parent shell exits at once: they are re-parented to
-	// the container init, which must reap them.
+	// the container's PID 1, the init, which must reap them.
 	_, _, st := e.run(t, &agentpb.CreateProcessRequest{Id: "orphans", ContainerId: "main",
 		Args: []string{"sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.01 &); done; sleep 0.3"}}, "")
 	if st.Code != 0 {
@@ -687,7 +706,7 @@ func TestReadonlyRootfsRemount(t *testing.T) {
 func TestInitForwardsSignals(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t)
-	startMain(t, e, "sleep", "1000")
+	startInitMain(t, e, "sleep", "1000")
 	// kill itself may be ended by the container's end (137): only the
 	// main process's status matters.
 	e.run(t, &agentpb.CreateProcessRequest{Id: "k", ContainerId: "main", Args: []string{"kill", "-TERM", "1"}}, "")
@@ -760,5 +779,40 @@ func TestTtyBelongsToUser(t *testing.T) {
 	}
 	if st.Code != 0 || !strings.Contains(out.String(), "tester") || !strings.Contains(out.String(), "reopened") {
 		t.Errorf("tty of a non-root user: exit %d, output %q; want it owned by tester and writable by name", st.Code, out.String())
+	}
+}
+
+// TestInitModeShowsInitAsPID1: with --init, ps in the container shows
+// berth-init as PID 1 and the main process under it.
+func TestInitModeShowsInitAsPID1(t *testing.T) {
+	e := newEnv(t)
+	startInitMain(t, e, "sleep", "1000")
+	out, _, st := e.run(t, &agentpb.CreateProcessRequest{Id: "ps", ContainerId: "main", Args: []string{"ps", "-o", "pid,comm"}}, "")
+	if st.Code != 0 || !strings.Contains(out, "1 berth-init") || !strings.Contains(out, "sleep") {
+		t.Fatalf("ps with --init: exit %d:\n%s", st.Code, out)
+	}
+}
+
+// TestMainIgnoresTERMAsPID1: without --init the main process is the
+// container's PID 1, which the kernel shields from signals it does not
+// handle: SIGTERM leaves it running, SIGKILL ends it (docker stop's
+// timeout path).
+func TestMainIgnoresTERMAsPID1(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	startMain(t, e, "sleep", "1000")
+	if err := e.client.SignalProcess(ctx, "main", 15); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if st, err := e.client.WaitProcess(wctx, "main"); err == nil {
+		t.Fatalf("PID 1 without a TERM handler died of SIGTERM: %+v", st)
+	}
+	if err := e.client.SignalProcess(ctx, "main", 9); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.client.WaitProcess(ctx, "main"); err != nil || st.Code != 137 {
+		t.Fatalf("after SIGKILL: %+v %v, want 137", st, err)
 	}
 }
