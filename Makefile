@@ -32,15 +32,18 @@ help:
 # bin/berth and, next to it where the engine looks, the guest's PID 1.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./app
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(GUEST_LDFLAGS)' \
 	  -o $(BIN)/guestinit-linux-$(GOARCH) ./guestinit
+
+GUEST_LDFLAGS := -s -w -X main.version=$(VERSION)
 
 guest:
 	@for a in $(GUEST_ARCHES); do \
 	  echo "guestinit linux/$$a"; \
-	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '-s -w' \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(GUEST_LDFLAGS)' \
 	    -o $(BIN)/guestinit-linux-$$a ./guestinit || exit 1; \
 	done
+	@file $(BIN)/guestinit-linux-* 2>/dev/null || true
 
 kernel:
 ifeq ($(GOOS),linux)
@@ -107,8 +110,12 @@ test: vet fmt-check darwin-check
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./...
 
+# The agent protocol's Go code (committed); needs protoc (Debian:
+# protobuf-compiler) and the two generators, installed at pinned versions.
 generate:
-	$(GO) generate ./engine/agent/...
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install github.com/containerd/ttrpc/cmd/protoc-gen-go-ttrpc@v1.2.10
+	cd engine/agent/agentpb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate .
 
 clean:
 	rm -rf $(BIN) Berth.app
