@@ -26,22 +26,45 @@ func (s *Server) containerRoutes() {
 	s.mux.HandleFunc("GET /containers/json", s.containerList)
 	s.mux.HandleFunc("POST /containers/prune", s.containerPrune)
 	s.mux.HandleFunc("GET /containers/{id}/json", s.containerInspect)
-	s.mux.HandleFunc("POST /containers/{id}/start", s.containerStart)
-	s.mux.HandleFunc("POST /containers/{id}/stop", s.containerStop)
-	s.mux.HandleFunc("POST /containers/{id}/restart", s.containerRestart)
-	s.mux.HandleFunc("POST /containers/{id}/kill", s.containerKill)
+	s.mux.HandleFunc("POST /containers/{id}/start", s.withManager(containerStart))
+	s.mux.HandleFunc("POST /containers/{id}/stop", s.withManager(containerStop))
+	s.mux.HandleFunc("POST /containers/{id}/restart", s.withManager(containerRestart))
+	s.mux.HandleFunc("POST /containers/{id}/kill", s.withManager(containerKill))
 	s.mux.HandleFunc("POST /containers/{id}/wait", s.containerWait)
 	s.mux.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
-	s.mux.HandleFunc("POST /containers/{id}/resize", s.containerResize)
-	s.mux.HandleFunc("POST /containers/{id}/rename", s.containerRename)
+	s.mux.HandleFunc("POST /containers/{id}/resize", s.withManager(containerResize))
+	s.mux.HandleFunc("POST /containers/{id}/rename", s.withManager(containerRename))
 	s.mux.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
 	s.mux.HandleFunc("GET /containers/{id}/stats", s.containerStats)
-	s.mux.HandleFunc("DELETE /containers/{id}", s.containerDelete)
+	s.mux.HandleFunc("DELETE /containers/{id}", s.withManager(containerDelete))
 	s.mux.HandleFunc("POST /containers/{id}/exec", s.execCreate)
 	s.mux.HandleFunc("POST /exec/{id}/start", s.execStart)
-	s.mux.HandleFunc("POST /exec/{id}/resize", s.execResize)
+	s.mux.HandleFunc("POST /exec/{id}/resize", s.withManager(execResize))
 	s.mux.HandleFunc("GET /exec/{id}/json", s.execInspect)
 	s.mux.HandleFunc("GET /events", s.events)
+}
+
+// managerOp is an endpoint that acts on the container manager and answers
+// with a bare status code; ErrNotModified becomes 304.
+type managerOp func(r *http.Request, m *container.Manager) (status int, err error)
+
+// withManager adapts a managerOp to HTTP, answering errors the API's way.
+func (s *Server) withManager(op managerOp) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		m, err := s.containers()
+		status := 0
+		if err == nil {
+			status, err = op(r, m)
+		}
+		switch {
+		case errors.Is(err, container.ErrNotModified):
+			w.WriteHeader(http.StatusNotModified)
+		case err != nil:
+			s.writeError(w, r, err)
+		default:
+			w.WriteHeader(status)
+		}
+	}
 }
 
 func (s *Server) containers() (*container.Manager, error) {
@@ -78,19 +101,8 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, mobycontainer.CreateResponse{ID: c.ID(), Warnings: []string{}})
 }
 
-func (s *Server) containerStart(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err == nil {
-		err = m.Start(r.Context(), r.PathValue("id"))
-	}
-	switch {
-	case errors.Is(err, container.ErrNotModified):
-		w.WriteHeader(http.StatusNotModified)
-	case err != nil:
-		s.writeError(w, r, err)
-	default:
-		w.WriteHeader(http.StatusNoContent)
-	}
+func containerStart(r *http.Request, m *container.Manager) (int, error) {
+	return http.StatusNoContent, m.Start(r.Context(), r.PathValue("id"))
 }
 
 // timeoutParam reads Docker's t= (seconds); -1 when absent.
@@ -109,51 +121,24 @@ func timeoutParam(r *http.Request) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-func (s *Server) containerStop(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	var t time.Duration
-	if err == nil {
-		t, err = timeoutParam(r)
+func containerStop(r *http.Request, m *container.Manager) (int, error) {
+	t, err := timeoutParam(r)
+	if err != nil {
+		return 0, err
 	}
-	if err == nil {
-		err = m.Stop(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"), t)
-	}
-	switch {
-	case errors.Is(err, container.ErrNotModified):
-		w.WriteHeader(http.StatusNotModified)
-	case err != nil:
-		s.writeError(w, r, err)
-	default:
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return http.StatusNoContent, m.Stop(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"), t)
 }
 
-func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	var t time.Duration
-	if err == nil {
-		t, err = timeoutParam(r)
-	}
-	if err == nil {
-		err = m.Restart(r.Context(), r.PathValue("id"), t)
-	}
+func containerRestart(r *http.Request, m *container.Manager) (int, error) {
+	t, err := timeoutParam(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return 0, err
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, m.Restart(r.Context(), r.PathValue("id"), t)
 }
 
-func (s *Server) containerKill(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err == nil {
-		err = m.Kill(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"))
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func containerKill(r *http.Request, m *container.Manager) (int, error) {
+	return http.StatusNoContent, m.Kill(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"))
 }
 
 // containerWait sends its 200 headers at once (the docker CLI waits for
@@ -243,21 +228,12 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	closeWrite(conn)
 }
 
-func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
+func containerResize(r *http.Request, m *container.Manager) (int, error) {
+	h, w, err := sizeParams(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return 0, err
 	}
-	h, w2, err := sizeParams(r)
-	if err == nil {
-		err = m.Resize(r.Context(), r.PathValue("id"), h, w2)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
+	return http.StatusOK, m.Resize(r.Context(), r.PathValue("id"), h, w)
 }
 
 func sizeParams(r *http.Request) (h, w uint32, err error) {
@@ -269,28 +245,12 @@ func sizeParams(r *http.Request) (h, w uint32, err error) {
 	return uint32(hv), uint32(wv), nil
 }
 
-func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err == nil {
-		err = m.Rename(r.PathValue("id"), r.URL.Query().Get("name"))
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func containerRename(r *http.Request, m *container.Manager) (int, error) {
+	return http.StatusNoContent, m.Rename(r.PathValue("id"), r.URL.Query().Get("name"))
 }
 
-func (s *Server) containerDelete(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err == nil {
-		err = m.Remove(r.Context(), r.PathValue("id"), boolParam(r, "force"))
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func containerDelete(r *http.Request, m *container.Manager) (int, error) {
+	return http.StatusNoContent, m.Remove(r.Context(), r.PathValue("id"), boolParam(r, "force"))
 }
 
 func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
@@ -658,21 +618,12 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 	closeWrite(conn)
 }
 
-func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
+func execResize(r *http.Request, m *container.Manager) (int, error) {
+	h, w, err := sizeParams(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return 0, err
 	}
-	h, w2, err := sizeParams(r)
-	if err == nil {
-		err = m.ResizeExec(r.Context(), r.PathValue("id"), h, w2)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
+	return http.StatusOK, m.ResizeExec(r.Context(), r.PathValue("id"), h, w)
 }
 
 func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package ext4
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -543,8 +544,8 @@ func (w *Writer) encodeInode(b []byte, n *node, nl *nodeLayout, tw, xw *seqWrite
 	if n.typ == TypeDir {
 		size = nl.dirBlocks * blockSize
 		links = 2 + nl.subdirs
-		if links >= maxLinks {
-			links = 1
+		if links > maxLinks {
+			links = 1 // dir_nlink: "many"
 		}
 	}
 	le.PutUint32(b[4:], uint32(size))
@@ -758,7 +759,10 @@ func (w *Writer) superblock(l *layout, freeBlocks, freeInodes uint64) ([]byte, e
 	copy(b[120:136], w.opts.label)
 	le.PutUint32(b[224:], journalIno)
 	var seed [16]byte
-	if _, err := rand.Read(seed[:]); err != nil {
+	if w.opts.uuidSet {
+		sum := sha256.Sum256(append([]byte("berth ext4 hash seed"), w.fsUUID[:]...))
+		copy(seed[:], sum[:])
+	} else if _, err := rand.Read(seed[:]); err != nil {
 		return nil, fmt.Errorf("hash seed: %w", err)
 	}
 	copy(b[236:252], seed[:])

@@ -2,6 +2,7 @@ package ext4
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,8 +19,8 @@ func mount(t *testing.T, img string) (dir string, umount func()) {
 	t.Helper()
 	requireRoot(t)
 	dir = t.TempDir()
-	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount -o loop %s: %v\n%s", img, err, out)
+	if err := mountLoop(img, dir, "loop"); err != nil {
+		t.Fatal(err)
 	}
 	done := false
 	umount = func() {
@@ -116,9 +117,26 @@ func TestWriterMountedReadWrite(t *testing.T) {
 	mustDo(t, os.Remove(filepath.Join(root, "extents2000")))
 	mustDo(t, os.WriteFile(filepath.Join(root, "multi"), randBytes(9, 3<<20), 0o644))
 	mustDo(t, os.Symlink("x", filepath.Join(root, "newlink")))
+	// The kernel rewrites our in-inode and block xattrs.
+	for _, f := range []string{"xboth", "xsmall", "xdir"} {
+		full := filepath.Join(root, f)
+		mustDo(t, unix.Lsetxattr(full, "user.added", bytes.Repeat([]byte("k"), 300), 0))
+		mustDo(t, unix.Lsetxattr(full, "user.a", []byte("changed"), 0))
+	}
+	mustDo(t, unix.Lremovexattr(filepath.Join(root, "xboth"), "user.long"))
 	umount()
 	fsck(t, img)
 	root, umount = mount(t, img)
+	buf = make([]byte, 1024)
+	if n, err := unix.Lgetxattr(filepath.Join(root, "xboth"), "security.capability", buf); err != nil || n != 20 {
+		t.Errorf("xboth security.capability after rewrite: %d %v", n, err)
+	}
+	if _, err := unix.Lgetxattr(filepath.Join(root, "xboth"), "user.long", buf); err == nil {
+		t.Error("xboth user.long still there after removal")
+	}
+	if n, err := unix.Lgetxattr(filepath.Join(root, "xsmall"), "user.added", buf); err != nil || n != 300 {
+		t.Errorf("xsmall user.added: %d %v", n, err)
+	}
 	for d := 1; d < 20; d += 2 {
 		b, err := os.ReadFile(filepath.Join(root, fmt.Sprintf("new%02d", d), "199"))
 		if err != nil || !bytes.Equal(b, randBytes(199, 100+199*37)) {
@@ -141,6 +159,7 @@ func TestLargeSparseFileMounted(t *testing.T) {
 	r := ioMulti(&zeroReader{n: 4<<30 + 512<<20}, bytes.NewReader(tail), &zeroReader{n: size - (4<<30 + 512<<20) - int64(len(tail)) - 1}, bytes.NewReader([]byte{'!'}))
 	mustDo(t, w.WriteFile(bg, "/large", Metadata{Mode: 0o644}, r, size))
 	mustDo(t, w.Close(bg))
+	fsck(t, img)
 	root, _ := mount(t, img)
 	f, err := os.Open(filepath.Join(root, "large"))
 	mustDo(t, err)
@@ -157,4 +176,106 @@ func TestLargeSparseFileMounted(t *testing.T) {
 	if last[0] != '!' {
 		t.Errorf("last byte %q", last)
 	}
+}
+
+// TestJournalRecovery copies an image while the kernel has it mounted
+// and dirty (as an unclean VM stop leaves it): the copy needs recovery,
+// and the kernel replays the journal when it mounts it; e2fsck is clean
+// afterwards and the files written before the "crash" are there.
+func TestJournalRecovery(t *testing.T) {
+	requireRoot(t)
+	img := filepath.Join(t.TempDir(), "j.ext4")
+	w, err := Create(img, WithMinFree(32<<20))
+	mustDo(t, err)
+	mustDo(t, w.Close(bg))
+	root, umount := mount(t, img)
+	for i := range 300 {
+		mustDo(t, os.WriteFile(filepath.Join(root, fmt.Sprint(i)), []byte(fmt.Sprint(i)), 0o644))
+	}
+	mustDo(t, os.Mkdir(filepath.Join(root, "dir"), 0o755))
+	unix.Sync()
+	crash := filepath.Join(t.TempDir(), "crash.ext4")
+	if out, err := exec.Command("cp", "--sparse=always", img, crash).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	umount()
+	fsck(t, img)
+
+	const incompatRecover = 0x4
+	incompat := func() uint32 {
+		b := make([]byte, 4)
+		f, err := os.Open(crash)
+		mustDo(t, err)
+		defer f.Close()
+		_, err = f.ReadAt(b, 1024+96)
+		mustDo(t, err)
+		return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	}
+	if incompat()&incompatRecover == 0 {
+		t.Fatal("the copy of a mounted image does not need recovery: nothing was journaled")
+	}
+	root, umount = mount(t, crash)
+	b, err := os.ReadFile(filepath.Join(root, "299"))
+	if err != nil || string(b) != "299" {
+		t.Errorf("299 after recovery: %q %v", b, err)
+	}
+	umount()
+	if incompat()&incompatRecover != 0 {
+		t.Error("still needs recovery after the kernel mounted it")
+	}
+	fsck(t, crash)
+}
+
+// TestFillToFull lets the kernel fill an image whose last block group is
+// a single block until ENOSPC, which exercises every free block and
+// count the writer computed; e2fsck must stay clean.
+func TestFillToFull(t *testing.T) {
+	requireRoot(t)
+	img := filepath.Join(t.TempDir(), "full.ext4")
+	w, err := Create(img, WithSize(128<<20+4096))
+	mustDo(t, err)
+	mustDo(t, w.Close(bg))
+	root, umount := mount(t, img)
+	f, err := os.Create(filepath.Join(root, "fill"))
+	mustDo(t, err)
+	chunk := bytes.Repeat([]byte{0xAB}, 1<<20)
+	var written int64
+	for {
+		n, err := f.Write(chunk)
+		written += int64(n)
+		if err != nil {
+			if !errors.Is(err, unix.ENOSPC) {
+				t.Fatalf("write: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+	if written < 100<<20 {
+		t.Errorf("only %d bytes fit in a 128 MiB image", written)
+	}
+	umount()
+	fsck(t, img)
+	root, umount = mount(t, img)
+	mustDo(t, os.Remove(filepath.Join(root, "fill")))
+	umount()
+	fsck(t, img)
+}
+
+// mountLoop runs mount -o opts img dir, retrying a few times when setting
+// up the loop device fails: util-linux races when several processes (test
+// binaries of other packages) attach loop devices at once.
+func mountLoop(img, dir, opts string) error {
+	var out []byte
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if out, err = exec.Command("mount", "-o", opts, img, dir).CombinedOutput(); err == nil {
+			return nil
+		}
+		if !bytes.Contains(out, []byte("loop")) {
+			break
+		}
+		time.Sleep(time.Duration(200*(attempt+1)) * time.Millisecond)
+	}
+	return fmt.Errorf("mount -o %s %s %s: %v\n%s", opts, img, dir, err, out)
 }

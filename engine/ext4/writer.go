@@ -11,6 +11,21 @@
 // the features filetype, extents, flex_bg, 64bit, large_file, huge_file,
 // dir_nlink, extra_isize, ext_attr, sparse_super2 and has_journal. The Linux
 // kernel mounts them read-write and `e2fsck -fn` accepts them.
+//
+// Layout: block 0 holds the superblock, then room for the group
+// descriptors of the largest size the image may grow to (WithMaxSize);
+// file data follows in the order it was written, then, placed by Close,
+// all block bitmaps, all inode bitmaps, all inode tables (flex_bg lets them
+// sit anywhere), directory blocks, extent tree blocks, xattr blocks and the
+// journal. Inodes are numbered depth-first in name order, so the same
+// sequence of calls gives a byte-identical image when WithUUID and
+// WithTimestamp fix the only other inputs.
+//
+// Not done yet: hashed directories (dir_index; linear directories are
+// valid and the kernel reads them), metadata checksums (metadata_csum),
+// superblock backups (sparse_super2 with none), inline data. Blocks of
+// removed entries are free in the filesystem and punched out of the file
+// on Linux, but the writer does not reuse them for later data.
 package ext4
 
 import (

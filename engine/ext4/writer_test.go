@@ -2,6 +2,7 @@ package ext4
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -390,5 +391,104 @@ func TestLookupACLRoundTrip(t *testing.T) {
 	mustDo(t, err)
 	if !bytes.Equal(info.Xattrs["system.posix_acl_default"], acl) || string(info.Xattrs["user.x"]) != "y" {
 		t.Errorf("xattrs %q", info.Xattrs)
+	}
+}
+
+// TestManySubdirs crosses the 65000 link limit of a directory (dir_nlink:
+// its count becomes 1) and stays just under it in another.
+func TestManySubdirs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode: writes 65,000 directories")
+	}
+	img := filepath.Join(t.TempDir(), "subdirs.ext4")
+	w, err := Create(img, WithMinFree(8<<20))
+	mustDo(t, err)
+	for _, d := range []struct {
+		name string
+		n    int
+	}{{"/over", 64999}, {"/at", 64998}} {
+		mustDo(t, w.Mkdir(bg, d.name, Metadata{Mode: 0o755}))
+		for i := range d.n {
+			mustDo(t, w.Mkdir(bg, fmt.Sprintf("%s/%d", d.name, i), Metadata{Mode: 0o755}))
+		}
+	}
+	mustDo(t, w.Close(bg))
+	fsck(t, img)
+	out := debugfs(t, img, "stat /over", "stat /at")
+	if !strings.Contains(out, "Links: 1 ") || !strings.Contains(out, "Links: 65000 ") {
+		t.Errorf("link counts:\n%s", out)
+	}
+}
+
+// TestRemovedDataIsReleased checks that a removed file's blocks are free
+// in the filesystem and punched out of the image file.
+func TestRemovedDataIsReleased(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "released.ext4")
+	w, err := Create(img, WithMinFree(8<<20))
+	mustDo(t, err)
+	big := randBytes(11, 48<<20)
+	mustDo(t, w.WriteFile(bg, "/big", Metadata{Mode: 0o644}, bytes.NewReader(big), int64(len(big))))
+	mustDo(t, w.WriteFile(bg, "/small", Metadata{Mode: 0o644}, strings.NewReader("small"), 5))
+	mustDo(t, w.Remove(bg, "/big"))
+	mustDo(t, w.Close(bg))
+	fsck(t, img)
+	fi, err := os.Stat(img)
+	mustDo(t, err)
+	if used := diskBlocks(fi) * 512; used > 16<<20 {
+		t.Errorf("image uses %d bytes on disk after its only big file was removed", used)
+	}
+	// The blocks are free in the filesystem too (e2fsck -fn above checked
+	// the bitmaps and counts agree): /big had the first 12,288 data blocks,
+	// /small the next one.
+	first := w.dataStart
+	out := debugfs(t, img, fmt.Sprintf("testb %d %d", first, 12288), fmt.Sprintf("testb %d", first+12288))
+	if n := strings.Count(out, "not in use"); n != 12288 || !strings.Contains(out, fmt.Sprintf("Block %d marked in use", first+12288)) {
+		t.Errorf("%d of /big's blocks free, want 12288; /small's block:\n%.300s", n, out[len(out)-300:])
+	}
+}
+
+func TestReproducible(t *testing.T) {
+	build := func() [32]byte {
+		img := filepath.Join(t.TempDir(), "r.ext4")
+		w, err := Create(img, WithMinFree(4<<20), WithUUID([16]byte{1, 2, 3}), WithTimestamp(time.Unix(1700000000, 0)))
+		mustDo(t, err)
+		mustDo(t, w.Mkdir(bg, "/d", Metadata{Mode: 0o755}))
+		for i := range 100 {
+			p := fmt.Sprintf("/d/%d", i)
+			mustDo(t, w.WriteFile(bg, p, Metadata{Mode: 0o644}, strings.NewReader(p), int64(len(p))))
+		}
+		mustDo(t, w.Symlink(bg, "/l", "d/1", Metadata{}))
+		mustDo(t, w.Close(bg))
+		fsck(t, img)
+		b, err := os.ReadFile(img)
+		mustDo(t, err)
+		return sha256.Sum256(b)
+	}
+	if a, b := build(), build(); a != b {
+		t.Errorf("two builds differ: %x %x", a, b)
+	}
+}
+
+// TestOddSizes covers a last block group of one block, of a few blocks
+// and one block short of full, and group counts around a GDT block.
+func TestOddSizes(t *testing.T) {
+	for _, size := range []int64{
+		8 << 20,
+		128<<20 + 4096,
+		128<<20 + 64<<10,
+		256<<20 - 4096,
+		64*128<<20 + 4096, // 65 groups: descriptors spill into a second block
+	} {
+		img := filepath.Join(t.TempDir(), fmt.Sprintf("%d.ext4", size))
+		w, err := Create(img, WithSize(size))
+		mustDo(t, err)
+		mustDo(t, w.WriteFile(bg, "/f", Metadata{Mode: 0o644}, strings.NewReader("odd"), 3))
+		mustDo(t, w.Close(bg))
+		fsck(t, img)
+		fi, err := os.Stat(img)
+		mustDo(t, err)
+		if fi.Size() != size {
+			t.Errorf("size %d, want %d", fi.Size(), size)
+		}
 	}
 }

@@ -104,8 +104,7 @@ func buildXattrs(m map[string][]byte) ([]xattr, error) {
 		}
 		return a.name < b.name
 	})
-	inl, blk := splitXattrs(xs)
-	if len(blk) > 0 {
+	if _, blk := splitXattrs(xs); len(blk) > 0 {
 		total := 4
 		for _, x := range blk {
 			total += entrySize(x) + valueSize(x)
@@ -114,7 +113,6 @@ func buildXattrs(m map[string][]byte) ([]xattr, error) {
 			return nil, fmt.Errorf("xattrs need %d bytes, more than one block holds", total+blockXattrHeader)
 		}
 	}
-	_ = inl
 	return xs, nil
 }
 

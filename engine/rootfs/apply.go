@@ -83,15 +83,19 @@ func ApplyLayers(ctx context.Context, w *ext4.Writer, layers ...io.Reader) error
 
 // ApplyLayer applies one layer, a tar stream that may be gzip or zstd
 // compressed (detected from its first bytes), on top of what w holds.
-// A malformed tar is an invalid-argument error.
+// A malformed tar or corrupt compressed data is an invalid-argument error;
+// an error reading r is returned as it is.
 func ApplyLayer(ctx context.Context, w *ext4.Writer, r io.Reader) error {
-	tr, closer, err := decompress(r)
+	src := &sourceReader{r: r}
+	tr, closer, err := decompress(src)
 	if err != nil {
 		return err
 	}
 	defer closer()
+	ra := newReadAhead(tr)
+	defer ra.Close() // before closer: the goroutine reads tr
 	a := &applier{w: w, seen: make(map[string]struct{})}
-	t := tar.NewReader(tr)
+	t := tar.NewReader(ra)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -101,12 +105,42 @@ func ApplyLayer(ctx context.Context, w *ext4.Writer, r io.Reader) error {
 			return nil
 		}
 		if err != nil {
+			ra.Close() // src is no longer read: its error can be looked at
+			if src.err != nil {
+				return fmt.Errorf("read layer: %w", src.err)
+			}
 			return errdefs.InvalidArgument(fmt.Errorf("read tar: %w", err))
 		}
-		if err := a.entry(ctx, hdr, t); err != nil {
+		content := &sourceReader{r: t}
+		if err := a.entry(ctx, hdr, content); err != nil {
+			if content.err != nil { // reading the entry's content failed
+				ra.Close()
+				if src.err != nil {
+					return fmt.Errorf("tar entry %q: read layer: %w", hdr.Name, src.err)
+				}
+				if !errors.Is(err, errdefs.ErrInvalidArgument) {
+					err = errdefs.InvalidArgument(err)
+				}
+			}
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 		}
 	}
+}
+
+// sourceReader remembers the first error, other than io.EOF, of a
+// stream: of the layer's own (to tell a failing source from corrupt
+// content) and of an entry's content (to tell a read error from others).
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 func decompress(r io.Reader) (io.Reader, func(), error) {
@@ -229,7 +263,11 @@ func (a *applier) whiteout(ctx context.Context, dir, base string) error {
 	if strings.HasPrefix(base, whiteoutMeta) {
 		return nil // other AUFS metadata (.wh..wh.plnk, ...)
 	}
-	target := path.Join(parent, strings.TrimPrefix(base, whiteoutPrefix))
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if name == "" || name == "." || name == ".." {
+		return nil // names no entry of the directory
+	}
+	target := path.Join(parent, name)
 	if _, ok := a.seen[target]; ok {
 		return nil // created by this layer, not a lower one
 	}

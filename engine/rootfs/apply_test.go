@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
@@ -61,11 +62,11 @@ func unpackTars(t *testing.T, layers ...[]byte) string {
 	return img
 }
 
-// checkImage reads every expected entry back with go-ext4 (through Image)
+// checkImage reads every expected entry back with go-ext4 (through Reader)
 // and debugfs (xattrs) and checks the absent ones are absent.
 func checkImage(t *testing.T, img string, want map[string]exp, absent []string) {
 	t.Helper()
-	im, err := OpenImage(img)
+	im, err := OpenReader(img)
 	mustDo(t, err)
 	defer im.Close()
 	for p, e := range want {
@@ -148,10 +149,10 @@ func TestLayerSemantics(t *testing.T) {
 	}, {
 		name: "whiteout of a missing entry is ignored",
 		layers: [][]ent{
-			{file("f", "x")},
-			{file(".wh.nothing", ""), file("nodir/.wh.x", ""), file(".wh..wh.plnk", "")},
+			{file("f", "x"), dir("d")},
+			{file(".wh.nothing", ""), file("nodir/.wh.x", ""), file(".wh..wh.plnk", ""), file(".wh.", ""), file("d/.wh.", ""), file("d/.wh..", "")},
 		},
-		want:   map[string]exp{"/f": isFile("x")},
+		want:   map[string]exp{"/f": isFile("x"), "/d": isDir()},
 		absent: []string{"/nothing", "/.wh..wh.plnk", "/.wh.nothing"},
 	}, {
 		name: "opaque directory hides lower entries only",
@@ -408,6 +409,31 @@ func TestCompressedLayers(t *testing.T) {
 	err = UnpackLayers(bg, filepath.Join(t.TempDir(), "x.ext4"), []io.Reader{strings.NewReader(strings.Repeat("garbage!", 200))})
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("garbage tar: %v, want invalid argument", err)
+	}
+}
+
+func TestSourceErrorIsNotInvalidArgument(t *testing.T) {
+	netErr := errors.New("connection reset")
+	layer := gzipped(t, mkTar(t, file("a", strings.Repeat("a", 100000)), file("b", "b")))
+	for _, l := range [][]byte{layer, mkTar(t, file("a", strings.Repeat("a", 100000)))} {
+		r := io.MultiReader(bytes.NewReader(l[:len(l)/2]), iotest.ErrReader(netErr))
+		err := UnpackLayers(bg, filepath.Join(t.TempDir(), "x.ext4"), []io.Reader{r})
+		if !errors.Is(err, netErr) || errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("source failing mid-layer: %v; want the source's error, not invalid argument", err)
+		}
+	}
+	// A truncated (not failing) stream and corrupt gzip are bad content.
+	err := UnpackLayers(bg, filepath.Join(t.TempDir(), "x.ext4"), []io.Reader{bytes.NewReader(layer[:len(layer)/2])})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("truncated layer: %v, want invalid argument", err)
+	}
+	corrupt := bytes.Clone(layer)
+	for i := 40; i < len(corrupt)-20; i += 7 {
+		corrupt[i] ^= 0x5a
+	}
+	err = UnpackLayers(bg, filepath.Join(t.TempDir(), "x.ext4"), []io.Reader{bytes.NewReader(corrupt)})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("corrupt gzip: %v, want invalid argument", err)
 	}
 }
 

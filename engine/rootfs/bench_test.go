@@ -10,6 +10,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // benchTar is a real root filesystem as one uncompressed layer: by default
@@ -124,3 +128,55 @@ func benchFlat(b *testing.B, n int) {
 // one directory: their times should differ by about 10x (linear).
 func BenchmarkFlat10k(b *testing.B)  { benchFlat(b, 10_000) }
 func BenchmarkFlat100k(b *testing.B) { benchFlat(b, 100_000) }
+
+// BenchmarkRootfsSideBySide alternates Berth and the tar + mkfs.ext4
+// baseline on the uncompressed layer in every iteration, so both see the
+// same machine load, and reports each one's seconds and their ratio.
+func BenchmarkRootfsSideBySide(b *testing.B) {
+	src := benchTar(b)
+	requireTool(b, "mkfs.ext4")
+	dir := b.TempDir()
+	var berth, base time.Duration
+	for i := 0; b.Loop(); i++ {
+		img := filepath.Join(dir, fmt.Sprintf("berth%d.ext4", i))
+		start := time.Now()
+		f, err := os.Open(src)
+		mustDo(b, err)
+		mustDo(b, UnpackLayers(bg, img, []io.Reader{f}))
+		f.Close()
+		berth += time.Since(start)
+		os.Remove(img)
+
+		tree := filepath.Join(dir, fmt.Sprintf("tree%d", i))
+		img = filepath.Join(dir, fmt.Sprintf("mkfs%d.ext4", i))
+		start = time.Now()
+		mustDo(b, os.Mkdir(tree, 0o755))
+		run(b, "tar", "-xf", src, "-C", tree, "--numeric-owner")
+		run(b, "mkfs.ext4", "-F", "-q", "-d", tree, img, "1500M")
+		base += time.Since(start)
+		os.RemoveAll(tree)
+		os.Remove(img)
+	}
+	b.ReportMetric(berth.Seconds()/float64(b.N), "berth-s/op")
+	b.ReportMetric(base.Seconds()/float64(b.N), "baseline-s/op")
+	b.ReportMetric(berth.Seconds()/base.Seconds(), "ratio")
+}
+
+// BenchmarkRootfsBerthImage is the path the cache takes: a go-
+// containerregistry v1.Image whose one layer is the gzipped rootfs, which
+// ggcr decompresses (compress/gzip) while ApplyImage writes the image.
+func BenchmarkRootfsBerthImage(b *testing.B) {
+	src := benchTarGz(b)
+	layer, err := tarball.LayerFromFile(src)
+	mustDo(b, err)
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	mustDo(b, err)
+	dir := b.TempDir()
+	for i := 0; b.Loop(); i++ {
+		out := filepath.Join(dir, fmt.Sprintf("%d.ext4", i))
+		mustDo(b, Unpack(bg, img, out, 0))
+		b.StopTimer()
+		os.Remove(out)
+		b.StartTimer()
+	}
+}

@@ -65,7 +65,9 @@ func (c *Cache) Has(d v1.Hash) bool {
 
 // Ensure returns the path of img's base image, building it first if it is
 // not in the cache. Concurrent callers for the same image wait for one
-// build. If the caller that started a build is cancelled, the others retry.
+// build, which runs with the context of the caller that started it: if
+// that caller is cancelled the build stops (removing its temporary file)
+// and the others start another.
 func (c *Cache) Ensure(ctx context.Context, img v1.Image) (string, error) {
 	d, err := img.Digest()
 	if err != nil {
@@ -75,6 +77,9 @@ func (c *Cache) Ensure(ctx context.Context, img v1.Image) (string, error) {
 	for {
 		if c.Has(d) {
 			return p, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("rootfs cache: build %s: %w", d, err)
 		}
 		ch := c.group.DoChan(d.String(), func() (any, error) {
 			return nil, c.build(ctx, img, d)

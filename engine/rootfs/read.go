@@ -19,26 +19,29 @@ import (
 	goext4 "github.com/dsoprea/go-ext4"
 )
 
-// Image reads files back out of an ext4 image, using github.com/dsoprea/
+// Reader reads files back out of an ext4 image, using github.com/dsoprea/
 // go-ext4 for the superblock, group descriptors, inodes and directories.
 // That library's DirectoryWalk reads every inode through the first group's
 // descriptor and so breaks once inodes span two block groups, and its
-// extent reader does not know holes: Image looks each inode up through its
-// own group's descriptor and walks extent trees itself.
-type Image struct {
+// extent reader does not know holes and its inode reader refuses inodes
+// without an extent tree (fast symlinks, devices): Reader looks each inode
+// up through its own group's descriptor, decodes it itself and walks
+// extent trees itself, and uses go-ext4's directory browser for
+// directories.
+type Reader struct {
 	f    *os.File
 	name string
 	sb   *goext4.Superblock
 	bgdl *goext4.BlockGroupDescriptorList
 }
 
-// OpenImage opens the ext4 image at p for reading.
-func OpenImage(p string) (*Image, error) {
+// OpenReader opens the ext4 image at p for reading.
+func OpenReader(p string) (*Reader, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("open ext4 %s: %w", p, err)
 	}
-	img, err := openImage(f)
+	img, err := openReader(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open ext4 %s: %w", p, err)
@@ -46,7 +49,7 @@ func OpenImage(p string) (*Image, error) {
 	return img, nil
 }
 
-func openImage(f *os.File) (img *Image, err error) {
+func openReader(f *os.File) (img *Reader, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("not a readable ext4 image: %v", r)
@@ -66,14 +69,14 @@ func openImage(f *os.File) (img *Image, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("read group descriptors: %w", err)
 	}
-	return &Image{f: f, name: f.Name(), sb: sb, bgdl: bgdl}, nil
+	return &Reader{f: f, name: f.Name(), sb: sb, bgdl: bgdl}, nil
 }
 
 // Close closes the image file.
-func (im *Image) Close() error { return im.f.Close() }
+func (im *Reader) Close() error { return im.f.Close() }
 
 // inode reads the raw inode n through its own group's descriptor.
-func (im *Image) inode(n uint32) (id *goext4.InodeData, err error) {
+func (im *Reader) inode(n uint32) (id *goext4.InodeData, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("read inode %d: %v", n, r)
@@ -102,7 +105,7 @@ func inodeSize(id *goext4.InodeData) uint64 {
 
 // readData reads up to limit bytes of an extent-mapped inode's content;
 // holes read as zeros.
-func (im *Image) readData(id *goext4.InodeData, limit int64) ([]byte, error) {
+func (im *Reader) readData(id *goext4.InodeData, limit int64) ([]byte, error) {
 	size := inodeSize(id)
 	if int64(size) > limit {
 		return nil, fmt.Errorf("content of %d bytes larger than the %d byte limit", size, limit)
@@ -161,7 +164,7 @@ func (im *Image) readData(id *goext4.InodeData, limit int64) ([]byte, error) {
 
 // lookupChild finds name in directory dirIno with go-ext4's directory
 // browser.
-func (im *Image) lookupChild(dirIno uint32, name string) (ino uint32, err error) {
+func (im *Reader) lookupChild(dirIno uint32, name string) (ino uint32, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("read directory inode %d: %v", dirIno, r)
@@ -192,7 +195,7 @@ func (im *Image) lookupChild(dirIno uint32, name string) (ino uint32, err error)
 
 // resolve returns the inode p names, following symlinks inside the image
 // (absolute ones from its root, ".." clamped at the root).
-func (im *Image) resolve(p string) (uint32, *goext4.InodeData, error) {
+func (im *Reader) resolve(p string) (uint32, *goext4.InodeData, error) {
 	stack := []uint32{2}
 	queue := strings.Split(p, "/")
 	links := 0
@@ -238,7 +241,7 @@ func (im *Image) resolve(p string) (uint32, *goext4.InodeData, error) {
 	return ino, id, err
 }
 
-func (im *Image) symlinkTarget(id *goext4.InodeData) (string, error) {
+func (im *Reader) symlinkTarget(id *goext4.InodeData) (string, error) {
 	size := inodeSize(id)
 	if id.IFlags&goext4.InodeFlagExtents == 0 && size < 60 {
 		return string(id.IBlock[:size]), nil
@@ -250,7 +253,7 @@ func (im *Image) symlinkTarget(id *goext4.InodeData) (string, error) {
 // ReadFile returns the content of the regular file at p inside the image,
 // following symlinks inside the image. Files larger than limit bytes are
 // refused.
-func (im *Image) ReadFile(p string, limit int64) ([]byte, error) {
+func (im *Reader) ReadFile(p string, limit int64) ([]byte, error) {
 	_, id, err := im.resolve(p)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from ext4 %s: %w", p, im.name, err)
@@ -268,7 +271,7 @@ func (im *Image) ReadFile(p string, limit int64) ([]byte, error) {
 // ReadFile returns the content of the regular file at p inside the ext4
 // image at imagePath (at most 16 MiB).
 func ReadFile(imagePath, p string) ([]byte, error) {
-	im, err := OpenImage(imagePath)
+	im, err := OpenReader(imagePath)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +291,7 @@ func LookupUser(ctx context.Context, imagePath, user string) (uid, gid uint32, g
 	fail := func(err error) (uint32, uint32, []uint32, error) {
 		return 0, 0, nil, fmt.Errorf("look up user %q in %s: %w", user, imagePath, err)
 	}
-	im, err := OpenImage(imagePath)
+	im, err := OpenReader(imagePath)
 	if err != nil {
 		return fail(err)
 	}
@@ -403,7 +406,7 @@ type FileInfo struct {
 
 // Lstat describes the entry at p inside the image; symlinks in the
 // directories leading to it are followed, p itself is not.
-func (im *Image) Lstat(p string) (FileInfo, error) {
+func (im *Reader) Lstat(p string) (FileInfo, error) {
 	ino, id, err := im.lresolve(p)
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("lstat %s in ext4 %s: %w", p, im.name, err)
@@ -441,7 +444,7 @@ func decodeTime(lo, extra uint32) time.Time {
 
 // lresolve resolves p's directory following symlinks and looks its last
 // component up without following it.
-func (im *Image) lresolve(p string) (uint32, *goext4.InodeData, error) {
+func (im *Reader) lresolve(p string) (uint32, *goext4.InodeData, error) {
 	clean := path.Clean("/" + p)
 	if clean == "/" {
 		id, err := im.inode(2)
@@ -464,7 +467,7 @@ func (im *Image) lresolve(p string) (uint32, *goext4.InodeData, error) {
 
 // ReadDir returns the names in the directory p (following symlinks),
 // without "." and "..", in on-disk order.
-func (im *Image) ReadDir(p string) (names []string, err error) {
+func (im *Reader) ReadDir(p string) (names []string, err error) {
 	ino, id, err := im.resolve(p)
 	if err != nil {
 		return nil, fmt.Errorf("readdir %s in ext4 %s: %w", p, im.name, err)

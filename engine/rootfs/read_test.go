@@ -33,12 +33,17 @@ func TestReadAcrossBlockGroups(t *testing.T) {
 		copy(holes[i*4096:], fmt.Sprintf("block %d", i))
 	}
 	mustDo(t, w.WriteFile(bg, "/d/holes", ext4.Metadata{Mode: 0o644}, bytes.NewReader(holes), int64(len(holes))))
+	// A directory whose own inode lies in group 2: go-ext4's DirectoryWalk
+	// reads it through group 0's descriptor and stops there with EOF.
+	mustDo(t, w.Mkdir(bg, "/z", ext4.Metadata{Mode: 0o755}))
+	mustDo(t, w.Mkdir(bg, "/z/sub", ext4.Metadata{Mode: 0o755}))
+	mustDo(t, w.WriteFile(bg, "/z/sub/x", ext4.Metadata{Mode: 0o600}, strings.NewReader("deep"), 4))
 	mustDo(t, w.Mkdir(bg, "/etc", ext4.Metadata{Mode: 0o755}))
 	mustDo(t, w.Symlink(bg, "/etc/link", "../d/f19999", ext4.Metadata{}))
 	mustDo(t, w.Close(bg))
 	fsck(t, img)
 
-	im, err := OpenImage(img)
+	im, err := OpenReader(img)
 	mustDo(t, err)
 	defer im.Close()
 	names, err := im.ReadDir("/d")
@@ -62,6 +67,14 @@ func TestReadAcrossBlockGroups(t *testing.T) {
 	}
 	if len(groups) < 3 {
 		t.Errorf("inodes read from groups %v, want at least 3", groups)
+	}
+	sub, err := im.Lstat("/z/sub")
+	mustDo(t, err)
+	if sub.Ino <= 2*8192 {
+		t.Errorf("/z/sub is inode %d, want one in group 2", sub.Ino)
+	}
+	if b, err := im.ReadFile("/z/sub/x", 100); err != nil || string(b) != "deep" {
+		t.Errorf("/z/sub/x: %q %v", b, err)
 	}
 	b, err := im.ReadFile("/d/holes", 1<<30)
 	mustDo(t, err)

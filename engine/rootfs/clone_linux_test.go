@@ -1,0 +1,63 @@
+package rootfs
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCloneReflink clones a base image on btrfs, where FICLONE works:
+// the clone must share the base's extents (filefrag reports them
+// "shared") and still be an independent, valid image.
+func TestCloneReflink(t *testing.T) {
+	for _, tool := range []string{"mkfs.btrfs", "filefrag"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s not installed (apt-get install btrfs-progs e2fsprogs)", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: loop-mounting a btrfs volume needs root")
+	}
+	vol := filepath.Join(t.TempDir(), "btrfs.img")
+	f, err := os.Create(vol)
+	mustDo(t, err)
+	mustDo(t, f.Truncate(512<<20))
+	f.Close()
+	if out, err := exec.Command("mkfs.btrfs", "-q", vol).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	mnt := t.TempDir()
+	if err := mountLoop(vol, mnt, "loop"); err != nil {
+		t.Skipf("skipping: cannot mount btrfs here: %v", err)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+
+	c, err := NewCache(filepath.Join(mnt, "cache"))
+	mustDo(t, err)
+	img := testImage(t, mkTar(t, dir_("etc"), file("etc/hostname", "reflink\n"), file("data", strings.Repeat("d", 3<<20))))
+	base, err := c.Ensure(bg, img)
+	mustDo(t, err)
+	d, _ := img.Digest()
+	clone := filepath.Join(mnt, "clone.ext4")
+	mustDo(t, c.Clone(bg, d, clone))
+	mustDo(t, exec.Command("sync").Run())
+	out, err := exec.Command("filefrag", "-v", clone).CombinedOutput()
+	mustDo(t, err)
+	if !bytes.Contains(out, []byte("shared")) {
+		t.Errorf("clone shares no extents with its base (FICLONE not used?):\n%s", out)
+	}
+	fsck(t, clone)
+	if b, err := ReadFile(clone, "/etc/hostname"); err != nil || string(b) != "reflink\n" {
+		t.Errorf("clone /etc/hostname: %q %v", b, err)
+	}
+	// Writing to the clone leaves the base as it was.
+	cf, err := os.OpenFile(clone, os.O_WRONLY, 0)
+	mustDo(t, err)
+	_, err = cf.WriteAt(make([]byte, 4096), 1024) // wipe the clone's superblock
+	mustDo(t, err)
+	cf.Close()
+	fsck(t, base)
+}
