@@ -106,9 +106,15 @@ darwin-check:
 
 test: vet fmt-check darwin-check
 	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30s -fuzzminimizetime 5s
 
+# Benchmarks recorded in docs/BENCHMARKS.md. The rootfs ones need a
+# Debian rootfs tarball: engine/rootfs/testdata/make-bench-rootfs.sh (root,
+# debootstrap) writes it to ~/.cache/berth/bench once.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m $$($(GO) list ./... | grep -v engine/rootfs)
+	$(GO) test ./engine/rootfs -run '^$$' -bench 'Berth|Baseline|Flat' -benchtime 3x -count 5 -timeout 40m
+	$(GO) test ./engine/rootfs -run '^$$' -bench SideBySide -benchtime 2x -count 5 -timeout 30m
 
 # The agent protocol's Go code (committed); needs protoc (Debian:
 # protobuf-compiler) and the two generators, installed at pinned versions.
