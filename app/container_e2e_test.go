@@ -244,6 +244,33 @@ func TestDetachedLifecycle(t *testing.T) {
 	if r.code != 5 {
 		t.Fatalf("exec exit code: %+v", r)
 	}
+	r = mustOK(t, "exec -u -w", berth(t, home, "exec", "-u", "berth", "-w", "/tmp", "ticker", "sh", "-c", "id -u; pwd"))
+	if r.out != "1000\n/tmp\n" {
+		t.Fatalf("exec -u -w: %q", r.out)
+	}
+	mustOK(t, "exec -d", berth(t, home, "exec", "-d", "ticker", "touch", "/tmp/detached"))
+	deadline := time.Now().Add(20 * time.Second)
+	for berth(t, home, "exec", "ticker", "test", "-e", "/tmp/detached").code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("exec -d did not run")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r = mustOK(t, "logs --timestamps", berth(t, home, "logs", "--timestamps", "-n", "1", "ticker"))
+	if ts, line, ok := strings.Cut(strings.TrimSpace(r.out), " "); !ok || !strings.HasPrefix(line, "tick ") {
+		t.Fatalf("logs --timestamps: %q", r.out)
+	} else if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+		t.Fatalf("logs --timestamps: %q: %v", r.out, err)
+	}
+	// Values a user can get wrong are refused with the reason.
+	r = berth(t, home, "run", "-m", "lots", ref, "true")
+	if r.code != 125 || !strings.Contains(r.err, "--memory") {
+		t.Fatalf("run -m lots: %+v", r)
+	}
+	r = berth(t, home, "run", "--name", "ticker", ref, "true")
+	if r.code != 125 || !strings.Contains(r.err, `"/ticker" is already in use`) {
+		t.Fatalf("name in use: %+v", r)
+	}
 	r = mustOK(t, "inspect", berth(t, home, "inspect", "ticker"))
 	var insp []struct {
 		ID    string `json:"Id"`

@@ -73,6 +73,27 @@ func TestImagesWithBerthCLI(t *testing.T) {
 	// Found also by a short ID prefix.
 	mustOK(t, "inspect by short ID", berth(t, home, "image", "inspect", insp[0].ID[7:19]))
 
+	// unpack: the image's root filesystem as a standalone ext4 image that
+	// e2fsck accepts and debugfs reads.
+	e2fsck := testenv.RequireTool(t, "/usr/sbin/e2fsck", "e2fsprogs")
+	debugfs := testenv.RequireTool(t, "/usr/sbin/debugfs", "e2fsprogs")
+	ext4File := filepath.Join(t.TempDir(), "root.ext4")
+	r = mustOK(t, "unpack", berth(t, home, "image", "unpack", ref, "-o", ext4File, "--size", "64m"))
+	if out, err := exec.Command(e2fsck, "-fn", ext4File).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck of the unpacked image: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(ext4File); err != nil || fi.Size() != 64<<20 {
+		t.Fatalf("unpacked image size: %v %v", fi, err)
+	}
+	out, err := exec.Command(debugfs, "-R", "cat /etc/passwd", ext4File).Output()
+	if err != nil || !strings.Contains(string(out), "berth:x:1000:1000") {
+		t.Fatalf("debugfs cat /etc/passwd: %v %q", err, out)
+	}
+	r = berth(t, home, "image", "unpack", ref, "-o", ext4File)
+	if r.code == 0 || !strings.Contains(r.err, "exists") {
+		t.Fatalf("unpack over an existing file: %+v", r)
+	}
+
 	mustOK(t, "tag", berth(t, home, "image", "tag", ref, "demo:v1"))
 	r = mustOK(t, "images after tag", berth(t, home, "image", "ls"))
 	if !strings.Contains(r.out, "demo ") || !strings.Contains(r.out, "v1") {

@@ -274,7 +274,42 @@ func newImageCmd(e *env) (*cobra.Command, []*cobra.Command) {
 		c.Flags().StringVarP(&output, "output", "o", "", "file to write (default stdout)")
 		return c
 	}
-	img.AddCommand(pull(), ls("ls", "list"), inspect, rm("rm", "remove"), tag, prune(), load("load", "import"), save("save", "export"))
+	unpack := func() *cobra.Command {
+		var output, size string
+		c := &cobra.Command{
+			Use:   "unpack IMAGE -o FILE.ext4",
+			Short: "Write an image's root filesystem as a standalone ext4 image",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if output == "" {
+					return fmt.Errorf("unpack: -o FILE.ext4 is required")
+				}
+				abs, err := filepath.Abs(output)
+				if err != nil {
+					return err
+				}
+				var n int64
+				if size != "" {
+					if n, err = units.RAMInBytes(size); err != nil {
+						return fmt.Errorf("unpack: invalid --size %q: %w", size, err)
+					}
+				}
+				cl, err := e.client()
+				if err != nil {
+					return err
+				}
+				if err := cl.UnpackImage(cmd.Context(), args[0], abs, n); err != nil {
+					return err
+				}
+				fmt.Fprintln(e.io.Out, abs)
+				return nil
+			},
+		}
+		c.Flags().StringVarP(&output, "output", "o", "", "ext4 image file to write (must not exist)")
+		c.Flags().StringVar(&size, "size", "", "image size (e.g. 2g); default: the content plus free space")
+		return c
+	}
+	img.AddCommand(unpack(), pull(), ls("ls", "list"), inspect, rm("rm", "remove"), tag, prune(), load("load", "import"), save("save", "export"))
 	return img, []*cobra.Command{pull(), ls("images"), rm("rmi"), load("load"), save("save")}
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -600,7 +601,8 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		e.Config.ConsoleSize = *req.ConsoleSize
 	}
 	if req.Detach {
-		go func() { _, _ = m.StartExec(r.Context(), id, agent.Stdio{}) }()
+		// Detached: the exec outlives this request.
+		go func() { _, _ = m.StartExec(context.WithoutCancel(r.Context()), id, agent.Stdio{}) }()
 		w.WriteHeader(http.StatusOK)
 		return
 	}

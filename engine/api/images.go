@@ -25,6 +25,7 @@ func (s *Server) imageRoutes() {
 	s.mux.HandleFunc("POST /images/prune", s.imagePrune)
 	s.mux.HandleFunc("POST /images/load", s.imageLoad)
 	s.mux.HandleFunc("GET /images/get", s.imageSave)
+	s.mux.HandleFunc("POST /berth/images/unpack", s.imageUnpack)
 	// Image names contain slashes (localhost:5000/team/app:1), so the
 	// per-image routes take the rest of the path and split off the verb.
 	s.mux.HandleFunc("GET /images/{rest...}", s.imageGetRoutes)
@@ -409,4 +410,27 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, names []string) 
 	if err := s.backend.Images().Export(r.Context(), w, names...); err != nil {
 		s.log.Error("image save failed mid-stream", "names", names, "err", err)
 	}
+}
+
+// UnpackRequest is the body of POST /berth/images/unpack.
+type UnpackRequest struct {
+	Image  string `json:"image"`
+	Output string `json:"output"`
+	// Size in bytes; 0: content plus free space.
+	Size int64 `json:"size,omitempty"`
+}
+
+// imageUnpack writes an image's root filesystem as a standalone ext4 file
+// on the daemon's machine (`berth image unpack`).
+func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
+	var req UnpackRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("unpack: malformed request body: %w", err)))
+		return
+	}
+	if err := s.backend.Unpack(r.Context(), req.Image, req.Output, req.Size); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

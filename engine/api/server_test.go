@@ -29,6 +29,7 @@ func (fakeBackend) Kernel(context.Context) engine.KernelInfo {
 func (fakeBackend) SetKernel(context.Context, kernel.Choice) (engine.KernelInfo, error) {
 	return engine.KernelInfo{}, nil
 }
+func (fakeBackend) Unpack(context.Context, string, string, int64) error { return nil }
 
 func (fakeBackend) Status(context.Context) (Status, error) {
 	return Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: engine.KernelInfo{Version: "6.1.0-test"}}, nil

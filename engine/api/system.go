@@ -33,6 +33,8 @@ type Backend interface {
 	// Kernel describes the guest kernel; SetKernel persists a choice.
 	Kernel(ctx context.Context) engine.KernelInfo
 	SetKernel(ctx context.Context, c kernel.Choice) (engine.KernelInfo, error)
+	// Unpack writes an image's root filesystem as an ext4 file.
+	Unpack(ctx context.Context, ref, output string, size int64) error
 }
 
 // Status is the answer to GET /berth/status: what `berth system status`

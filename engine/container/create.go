@@ -11,6 +11,7 @@ import (
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/rootfs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
@@ -152,6 +153,18 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 	d, err := v1.NewHash(spec.ImageManifest)
 	if err != nil {
 		return nil, err
+	}
+	base := m.rootfs.Path(d)
+	if u := spec.Config.User; u != "" {
+		// Resolve USER now, reading the image's /etc/passwd and /etc/group
+		// on the host, so a user that does not exist fails the create, as
+		// with Docker, not the start.
+		if _, _, _, err := rootfs.LookupUser(ctx, base, u); err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return nil, errdefs.InvalidArgument(fmt.Errorf("unable to find user %s: no matching entries in passwd file", u))
+			}
+			return nil, fmt.Errorf("resolve user %s: %w", u, err)
+		}
 	}
 	if err := m.rootfs.Clone(ctx, d, filepath.Join(dir, "rootfs.ext4")); err != nil {
 		return nil, err

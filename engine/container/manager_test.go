@@ -129,6 +129,14 @@ func TestCreateAppliesImageDefaultsAndPulls(t *testing.T) {
 			t.Errorf("create %+v: %v, want invalid argument", req.Name, err)
 		}
 	}
+	// A user the image does not have fails the create, with Docker's words.
+	_, err = f.m.Create(ctx, CreateRequest{Config: &mobycontainer.Config{Image: f.ref, User: "nobody-here"}})
+	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "unable to find user nobody-here") {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if _, err := f.m.Create(ctx, CreateRequest{Config: &mobycontainer.Config{Image: f.ref, User: "berth"}}); err != nil {
+		t.Fatalf("known user: %v", err)
+	}
 	// The image is in use now.
 	if !f.m.InUse(s.Spec.ImageID) {
 		t.Fatal("image not reported in use")

@@ -55,8 +55,10 @@ type Daemon struct {
 	lock    *os.File
 	ln      net.Listener
 	srv     *http.Server
-	started time.Time
-	served  chan error
+	// cancelRequests ends the requests in flight at shutdown.
+	cancelRequests context.CancelFunc
+	started        time.Time
+	served         chan error
 }
 
 // Start brings the daemon up (see the package comment for the steps) and
@@ -89,10 +91,15 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.listen(ctx); err != nil {
 		return nil, err
 	}
+	// Requests that stream until told to stop (logs -f, wait, events,
+	// attach) end when the daemon shuts down.
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	d.cancelRequests = cancelRequests
 	d.srv = &http.Server{
 		Handler:           api.NewServer(d, api.WithLogger(d.log)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
 	d.log.Info("Berth daemon serving", "version", version.Version, "home", h.Dir, "socket", h.Socket(), "pid", os.Getpid())
@@ -122,6 +129,7 @@ func (d *Daemon) Logger() *slog.Logger { return d.log }
 // done), removes the socket and releases the home.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.log.Info("Berth daemon shutting down")
+	d.cancelRequests()
 	err := d.srv.Shutdown(ctx)
 	if serr := <-d.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)

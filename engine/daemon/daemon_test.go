@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -135,5 +136,37 @@ func TestRunStopsOnCancel(t *testing.T) {
 	b, err := os.ReadFile(h.LogFile())
 	if err != nil || !strings.Contains(string(b), "Berth daemon stopped") {
 		t.Fatalf("daemon.log: %v %q", err, b)
+	}
+}
+
+// TestShutdownEndsStreamingRequests: a request that streams until told to
+// stop (here GET /events) does not hold the daemon's shutdown.
+func TestShutdownEndsStreamingRequests(t *testing.T) {
+	ctx := context.Background()
+	h := testHome(t)
+	d, err := Start(ctx, Config{Home: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("unix", h.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /v1.47/events HTTP/1.1\r\nHost: berth\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "HTTP/1.1 200" {
+		t.Fatalf("events stream: %q %v", buf, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := d.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown with a stream open: %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("shutdown took %v", el)
 	}
 }

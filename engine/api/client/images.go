@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,4 +134,14 @@ func (c *Client) SaveImages(ctx context.Context, names []string) (io.ReadCloser,
 		return nil, err
 	}
 	return resp.Body, nil
+}
+
+// UnpackImage writes an image's root filesystem as an ext4 file at output
+// (absolute, on the daemon's machine); size 0 sizes it to fit.
+func (c *Client) UnpackImage(ctx context.Context, image, output string, size int64) error {
+	b, err := json.Marshal(api.UnpackRequest{Image: image, Output: output, Size: size})
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, "/berth/images/unpack", nil, bytes.NewReader(b), nil)
 }
