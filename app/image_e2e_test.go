@@ -47,6 +47,17 @@ func TestImagesWithBerthCLI(t *testing.T) {
 	if !strings.Contains(r.out, "Pull complete") || !strings.Contains(r.out, "Status: Downloaded newer image for "+ref) {
 		t.Fatalf("pull output:\n%s", r.out)
 	}
+	// On a terminal the pull draws a bar per layer and ends with the
+	// status lines.
+	mustOK(t, "rmi before tty pull", berth(t, home, "rmi", ref))
+	s := startPTY(t, home, 24, 100, "pull", ref)
+	s.expect(0, "Status: Downloaded newer image for "+ref)
+	if code := s.wait(); code != 0 {
+		t.Fatalf("pull on a tty: exit %d:\n%s", code, s.output())
+	}
+	if out := s.output(); !strings.Contains(out, "Pull complete") || !strings.Contains(out, "/ ") {
+		t.Fatalf("pull on a tty drew no layer bars:\n%q", out)
+	}
 	// A second pull fetches nothing.
 	r = mustOK(t, "pull again", berth(t, home, "pull", ref))
 	if !strings.Contains(r.out, "Image is up to date") {
