@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 // berthBin is the berth binary built once for the end-to-end tests.
@@ -41,20 +42,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// requireTool fails in CI, and skips with the reason elsewhere, when a
-// real tool the test drives is missing.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: .ci/run must install it", name)
-		}
-		t.Skipf("%s is not installed here; CI installs it", name)
-	}
-	return p
 }
 
 func shortHome(t *testing.T) string {
@@ -177,7 +164,7 @@ func TestDaemonStatusAndSecondDaemon(t *testing.T) {
 }
 
 func TestDockerCLIVersion(t *testing.T) {
-	docker := requireTool(t, "docker")
+	docker := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
 	home := shortHome(t)
 	startDaemon(t, home)
 	cmd := exec.Command(docker, "version")

@@ -189,6 +189,27 @@ type exitWithMessage struct {
 
 func (e *exitWithMessage) Error() string { return e.err.Error() }
 
+// createFromArgs builds the create request from the flags and
+// IMAGE [COMMAND] [ARG...] and creates the container (pulling per
+// policy); consoleSize, when set, is the terminal's (rows, cols). Failures
+// are Docker's exit code 125.
+func (e *env) createFromArgs(cmd *cobra.Command, f *createFlags, args []string, consoleSize [2]uint) (*client.Client, string, error) {
+	cl, err := e.client()
+	if err != nil {
+		return nil, "", err
+	}
+	req, err := f.request(cmd, args[0], args[1:])
+	if err != nil {
+		return nil, "", &exitWithMessage{code: 125, err: err}
+	}
+	req.HostConfig.ConsoleSize = consoleSize
+	id, err := e.createContainer(cmd.Context(), cl, f, req)
+	if err != nil {
+		return nil, "", &exitWithMessage{code: 125, err: err}
+	}
+	return cl, id, nil
+}
+
 func newRunCmd(e *env) *cobra.Command {
 	f := &createFlags{}
 	c := &cobra.Command{
@@ -196,33 +217,25 @@ func newRunCmd(e *env) *cobra.Command {
 		Short: "Create and start a container, each in its own micro-VM",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
+			t := openTerminal(e.io.In)
+			var size [2]uint
+			if f.tty && t != nil {
+				if r, c := t.size(); r > 0 {
+					size = [2]uint{r, c}
+				}
+			}
+			cl, id, err := e.createFromArgs(cmd, f, args, size)
 			if err != nil {
 				return err
 			}
-			req, err := f.request(cmd, args[0], args[1:])
-			if err != nil {
-				return &exitWithMessage{code: 125, err: err}
-			}
-			ctx := cmd.Context()
-			t := openTerminal(e.io.In)
-			if f.tty && t != nil {
-				if r, c := t.size(); r > 0 {
-					req.HostConfig.ConsoleSize = [2]uint{r, c}
-				}
-			}
-			id, err := e.createContainer(ctx, cl, f, req)
-			if err != nil {
-				return &exitWithMessage{code: 125, err: err}
-			}
 			if f.detach {
-				if err := cl.ContainerStart(ctx, id); err != nil {
+				if err := cl.ContainerStart(cmd.Context(), id); err != nil {
 					return startError(err)
 				}
 				fmt.Fprintln(e.io.Out, id)
 				return nil
 			}
-			return e.runAttached(ctx, cl, id, f, t)
+			return e.runAttached(cmd.Context(), cl, id, f, t)
 		},
 	}
 	f.register(c, true)
@@ -312,17 +325,9 @@ func newCreateCmd(e *env) *cobra.Command {
 		Short: "Create a container without starting it",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
+			_, id, err := e.createFromArgs(cmd, f, args, [2]uint{})
 			if err != nil {
 				return err
-			}
-			req, err := f.request(cmd, args[0], args[1:])
-			if err != nil {
-				return &exitWithMessage{code: 125, err: err}
-			}
-			id, err := e.createContainer(cmd.Context(), cl, f, req)
-			if err != nil {
-				return &exitWithMessage{code: 125, err: err}
 			}
 			fmt.Fprintln(e.io.Out, id)
 			return nil

@@ -68,6 +68,20 @@ func (s *Server) withManager(op managerOp) http.HandlerFunc {
 	}
 }
 
+// container finds the container the path's {id} names; on failure it
+// answers the error and reports false.
+func (s *Server) container(w http.ResponseWriter, r *http.Request) (*container.Manager, *container.Container, bool) {
+	m, err := s.containers()
+	if err == nil {
+		var c *container.Container
+		if c, err = m.Get(r.PathValue("id")); err == nil {
+			return m, c, true
+		}
+	}
+	s.writeError(w, r, err)
+	return nil, nil, false
+}
+
 func (s *Server) containers() (*container.Manager, error) {
 	m := s.backend.Containers()
 	if m == nil {
@@ -184,14 +198,8 @@ func boolParam(r *http.Request, name string) bool {
 }
 
 func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	c, err := m.Get(r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
+	m, c, ok := s.container(w, r)
+	if !ok {
 		return
 	}
 	snap := c.Snapshot()
@@ -404,14 +412,8 @@ type containerInspectResponse struct {
 }
 
 func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	c, err := m.Get(r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
+	_, c, ok := s.container(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, inspectContainer(c.Snapshot()))
@@ -471,14 +473,8 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 }
 
 func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	c, err := m.Get(r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
+	m, c, ok := s.container(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
