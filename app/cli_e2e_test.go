@@ -88,12 +88,13 @@ func runningDaemon(t *testing.T, home string) *exec.Cmd {
 	return d.(*exec.Cmd)
 }
 
-// startDaemon runs `berth daemon` as a real process and waits until it
-// answers; it is stopped with SIGTERM at cleanup.
-func startDaemon(t *testing.T, home string) *exec.Cmd {
+// startDaemon runs `berth daemon` as a real process (with extra
+// environment) and waits until it answers; it is stopped with SIGTERM at
+// cleanup.
+func startDaemon(t *testing.T, home string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(berthBin, "daemon")
-	cmd.Env = append(os.Environ(), "BERTH_HOME="+home)
+	cmd.Env = append(append(os.Environ(), "BERTH_HOME="+home), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

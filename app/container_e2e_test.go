@@ -511,3 +511,21 @@ func TestAttachAndRestart(t *testing.T) {
 	}
 	mustOK(t, "rm -f", berth(t, home, "rm", "-f", "shell"))
 }
+
+// TestNoKernelIsAClearError: with no usable guest kernel, run fails at
+// once saying how to set one, and the container is kept (exited, with the
+// reason) rather than lost.
+func TestNoKernelIsAClearError(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "nokernel", testenv.BusyboxImage(t, nil))
+	home := shortHome(t)
+	startDaemon(t, home, "BERTH_KERNEL=/nonexistent/vmlinuz")
+	r := berth(t, home, "run", "--name", "nok", ref, "true")
+	if r.code != 125 || !strings.Contains(r.err, "no guest kernel") || !strings.Contains(r.err, "berth system kernel set") {
+		t.Fatalf("run without a kernel: %+v", r)
+	}
+	r = mustOK(t, "ps -a", berth(t, home, "ps", "-a"))
+	if !strings.Contains(r.out, "nok") || !strings.Contains(r.out, "Exited") {
+		t.Fatalf("container lost:\n%s", r.out)
+	}
+}

@@ -55,7 +55,7 @@ func TestImagesWithBerthCLI(t *testing.T) {
 	if code := s.wait(); code != 0 {
 		t.Fatalf("pull on a tty: exit %d:\n%s", code, s.output())
 	}
-	if out := s.output(); !strings.Contains(out, "Pull complete") || !strings.Contains(out, "/ ") {
+	if out := s.output(); !strings.Contains(out, "Pull complete") || !strings.Contains(out, "1.1 MB / 1.1 MB") {
 		t.Fatalf("pull on a tty drew no layer bars:\n%q", out)
 	}
 	// A second pull fetches nothing.

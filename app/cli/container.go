@@ -172,10 +172,12 @@ func (e *env) createContainer(ctx context.Context, cl *client.Client, f *createF
 // command not found, 126 for one that cannot run, else 125.
 func startError(err error) error {
 	msg := err.Error()
+	// The daemon words a command that cannot run as Docker does:
+	// `exec: "CMD": executable file not found in $PATH` / `…: permission denied`.
 	switch {
-	case strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory"):
+	case strings.Contains(msg, "executable file not found"):
 		return &exitWithMessage{code: 127, err: err}
-	case strings.Contains(msg, "permission denied"):
+	case strings.Contains(msg, "exec: ") && strings.Contains(msg, "permission denied"):
 		return &exitWithMessage{code: 126, err: err}
 	}
 	return &exitWithMessage{code: 125, err: err}

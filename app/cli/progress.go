@@ -19,14 +19,15 @@ type pullProgress struct {
 	out io.Writer
 	tty bool
 
-	mu    sync.Mutex
-	p     *mpb.Progress
-	bars  map[string]*mpb.Bar
-	state map[string]string
+	mu     sync.Mutex
+	p      *mpb.Progress
+	bars   map[string]*mpb.Bar
+	state  map[string]string
+	totals map[string]int64 // layer sizes, from the download messages
 }
 
 func newPullProgress(out io.Writer) *pullProgress {
-	pp := &pullProgress{out: out, bars: map[string]*mpb.Bar{}, state: map[string]string{}}
+	pp := &pullProgress{out: out, bars: map[string]*mpb.Bar{}, state: map[string]string{}, totals: map[string]int64{}}
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		pp.tty = true
 		pp.p = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
@@ -69,6 +70,7 @@ func (pp *pullProgress) handle(m api.JSONMessage) {
 	pp.state[m.ID] = m.Status
 	if d := m.ProgressDetail; d != nil {
 		if d.Total > 0 {
+			pp.totals[m.ID] = d.Total
 			bar.SetTotal(d.Total, false)
 		}
 		if d.Current > 0 {
@@ -76,7 +78,13 @@ func (pp *pullProgress) handle(m api.JSONMessage) {
 		}
 	}
 	switch m.Status {
-	case "Pull complete", "Already exists", "Download complete":
+	case "Pull complete", "Already exists":
+		// Final states only: a bar completed earlier would not redraw
+		// its state. The last download message may have been throttled:
+		// fill the bar to the layer's size.
+		if t := pp.totals[m.ID]; t > 0 {
+			bar.SetCurrent(t)
+		}
 		bar.SetTotal(-1, true)
 	}
 }
