@@ -30,7 +30,6 @@ type createFlags struct {
 	env, envFiles, labels                  []string
 	cpus                                   float64
 	memory                                 string
-	entrypointSet                          bool
 }
 
 func (f *createFlags) register(c *cobra.Command, run bool) {

@@ -141,8 +141,7 @@ func (im *Reader) readData(id *goext4.InodeData, limit int64) ([]byte, error) {
 			logical := uint64(binary.LittleEndian.Uint32(e[0:]))
 			length := uint64(binary.LittleEndian.Uint16(e[4:]))
 			if length > 32768 {
-				length -= 32768 // unwritten extent: reads as zeros
-				continue
+				continue // unwritten extent: reads as zeros
 			}
 			phys := uint64(binary.LittleEndian.Uint16(e[6:]))<<32 | uint64(binary.LittleEndian.Uint32(e[8:]))
 			start := logical * bs

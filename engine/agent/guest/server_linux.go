@@ -74,7 +74,6 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	logger *log.Logger
-	start  time.Time
 
 	mu         sync.Mutex
 	procs      map[string]*process

@@ -150,5 +150,3 @@ func (q *qmp) status(ctx context.Context) (string, error) {
 	}
 	return st.Status, nil
 }
-
-func (q *qmp) close() error { return q.conn.Close() }
