@@ -17,13 +17,14 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check app bench kernel generate clean
+.PHONY: help build guest run test vet fmt-check darwin-check app bench kernel generate clean deps
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
 	@echo "make test      vet, gofmt, darwin type-check, go test ./..."
 	@echo "make build     bin/berth for this machine"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
+	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
 	@echo "make app       Berth.app, signed with entitlements.plist (macOS only)"
 	@echo "make bench     benchmarks recorded in docs/BENCHMARKS.md"
@@ -45,6 +46,13 @@ guest:
 	done
 	@file $(BIN)/guestinit-linux-* 2>/dev/null || true
 
+# Debian packages `make run` needs (qemu, busybox-static, ...); sudo when
+# not root.
+deps:
+ifeq ($(GOOS),linux)
+	bash assets/linux/deps.sh run
+endif
+
 kernel:
 ifeq ($(GOOS),linux)
 	bash assets/kernel/fetch-debian-kernel.sh $(GOARCH) $(KERNEL_CACHE)
@@ -60,7 +68,7 @@ ifeq ($(GOOS),darwin)
 	$(MAKE) app
 	open Berth.app
 else
-	$(MAKE) kernel
+	$(MAKE) deps kernel
 	@if $(BIN)/berth system status >/dev/null 2>&1; then \
 	  echo "Berth is already running"; \
 	else \

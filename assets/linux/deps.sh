@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# deps.sh run|test — installs, idempotently, the Debian packages Berth needs
+# on Linux: for `make run` (run) or for `make test` (test). Uses sudo when
+# not root. Nothing is installed that is already there.
+set -euo pipefail
+mode=${1:-run}
+
+# What running Berth needs:
+#   qemu-system-x86 / qemu-system-arm: the micro-VMs (host arch; arm64 is
+#     also the Mac's guest, booted by the tests); qemu-system-data: qboot,
+#     the fast x86 firmware; kmod: depmod for the guest kernel's
+#     modules.dep; busybox-static: the demo image `make run` makes.
+run_pkgs=(qemu-system-data kmod busybox-static ca-certificates make git)
+case "$(dpkg --print-architecture)" in
+  amd64) run_pkgs+=(qemu-system-x86) ;;
+  arm64) run_pkgs+=(qemu-system-arm) ;;
+esac
+# What the tests drive for real, besides:
+#   qemu-system-x86 + qemu-system-arm: amd64 and arm64 guests
+#   docker-registry: a real registry; apache2-utils: htpasswd
+#   e2fsprogs: e2fsck/debugfs check every ext4 image we write
+#   btrfs-progs: a reflink-capable loop filesystem for the FICLONE test
+#   cpio: lists the initramfs; xz-utils: checks our xz reader
+#   qemu-utils; debootstrap: a real Debian rootfs for the ext4 benchmark
+test_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils docker-registry apache2-utils
+           e2fsprogs btrfs-progs cpio xz-utils debootstrap)
+
+pkgs=("${run_pkgs[@]}")
+[ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo=sudo
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
