@@ -456,12 +456,18 @@ func TestRunFlagsAndEvents(t *testing.T) {
 	if err := os.WriteFile(envFile, []byte("# comment\nFROMFILE=yes\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	script := `id -u; pwd; hostname; echo "$X $FROMFILE"; grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo; touch /probe 2>/dev/null || echo read-only`
+	// The last line: the folder-sharing and overlay modules guestinit
+	// loads after its agent serves arrive shortly after the start.
+	script := `id -u; pwd; hostname; echo "$X $FROMFILE"; grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo; touch /probe 2>/dev/null || echo read-only; ` +
+		`for i in $(seq 100); do grep -q '^overlay ' /proc/modules && grep -q '^9p ' /proc/modules && break; sleep 0.1; done; grep -c '^9p \|^overlay ' /proc/modules`
 	r := mustOK(t, "run", berth(t, home, "run", "--rm", "-u", "berth", "-w", "/tmp", "--hostname", "box1", "-e", "X=1", "--env-file", envFile,
 		"--cpus", "1", "-m", "256m", "--read-only", "-l", "suite=flags", "--entrypoint", "sh", ref, "-c", script))
 	lines := strings.Split(strings.TrimSpace(r.out), "\n")
-	if len(lines) != 7 {
+	if len(lines) != 8 {
 		t.Fatalf("output: %q", r.out)
+	}
+	if lines[7] != "2" {
+		t.Errorf("late modules (9p, overlay) not loaded: %q", lines[7])
 	}
 	want := []string{"1000", "/tmp", "box1", "1 yes", "1"}
 	for i, w := range want {

@@ -32,7 +32,9 @@ const rootDir = "/run/berth/rootfs"
 //  3. mounts devtmpfs on /dev and points fds 0-2 at /dev/console if the
 //     kernel could not;
 //  4. loads the kernel modules listed in /lib/modules/load.order
-//     (finit_module, in that order), then deletes them from the initramfs;
+//     (finit_module, in that order), opens those late.order lists (9p,
+//     virtiofs, overlay: not needed to serve) and deletes them all from
+//     the initramfs;
 //  5. reopens its output on /dev/hvc0 when a virtio console appeared;
 //  6. leaves the initramfs: moves /dev onto a fresh tmpfs and chroots
 //     into it, since pivot_root(2), which container inits use, refuses
@@ -47,7 +49,8 @@ const rootDir = "/run/berth/rootfs"
 //  11. opens the agent transport: vsock, or yamux over the virtio-serial
 //     port named berth.agent (berth.transport=serial);
 //  12. serves the agent API on port 1024, reaping every orphan, with
-//     a recover around every handler;
+//     a recover around every handler, and once it serves loads the late
+//     modules (a Mount that needs them waits for them);
 //  13. on the host's Shutdown, after a main process created with
 //     shutdown_on_exit exits, on SIGTERM/SIGINT/SIGPWR, or when a step
 //     above fails: kills every process, syncs, unmounts the rootfs (or
@@ -74,6 +77,7 @@ type booter struct {
 	logger *log.Logger
 	times  guest.BootTimes
 	cfg    bootConfig
+	late   []lateModule // opened at boot, loaded once the agent serves
 }
 
 func (b *booter) run() error {
@@ -196,8 +200,67 @@ func (b *booter) loadModules() map[string]bool {
 		loaded[strings.ReplaceAll(name, "-", "_")] = true
 	}
 	b.logger.Printf("modules: loaded %d of %d in %v", len(loaded), len(entries), time.Since(start).Round(time.Millisecond))
-	os.RemoveAll("/lib/modules") // frees the initramfs copies
+	b.late = openLateModules(b.logger)
+	os.RemoveAll("/lib/modules") // frees the initramfs copies (open late ones stay until loaded)
 	return loaded
+}
+
+// lateModule is a module of late.order, opened before guestinit leaves
+// the initramfs (its files are out of reach by path after that).
+type lateModule struct {
+	name  string
+	f     *os.File
+	entry moduleEntry
+}
+
+// openLateModules opens the modules late.order lists.
+func openLateModules(logger *log.Logger) []lateModule {
+	f, err := os.Open(lateOrderPath)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			logger.Printf("late modules: %v", err)
+		}
+		return nil
+	}
+	entries, err := parseLoadOrder(f)
+	f.Close()
+	if err != nil {
+		logger.Printf("late modules: %v", err)
+		return nil
+	}
+	var out []lateModule
+	for _, e := range entries {
+		mf, err := os.Open(e.Path)
+		if err != nil {
+			logger.Printf("late modules: %v", err)
+			continue
+		}
+		out = append(out, lateModule{name: strings.SplitN(filepath.Base(e.Path), ".ko", 2)[0], f: mf, entry: e})
+	}
+	return out
+}
+
+// loadLateModules loads the late modules in order, once the agent serves,
+// and closes done when they are in (or failed, logged).
+func (b *booter) loadLateModules(srv *guest.Server, done chan<- struct{}) {
+	defer close(done)
+	select {
+	case <-srv.Serving():
+	case <-time.After(30 * time.Second):
+	}
+	start := time.Now()
+	n := 0
+	for _, m := range b.late {
+		err := finitModule(m.f, m.entry)
+		m.f.Close()
+		if err != nil {
+			b.logger.Printf("late modules: %s: %v", m.name, err)
+			continue
+		}
+		n++
+	}
+	b.logger.Printf("late modules: loaded %d of %d in %v", n, len(b.late), time.Since(start).Round(time.Millisecond))
+	b.late = nil
 }
 
 func loadModule(e moduleEntry) error {
@@ -206,11 +269,16 @@ func loadModule(e moduleEntry) error {
 		return err
 	}
 	defer f.Close()
+	return finitModule(f, e)
+}
+
+// finitModule loads the module open in f.
+func finitModule(f *os.File, e moduleEntry) error {
 	flags := 0
 	if !strings.HasSuffix(e.Path, ".ko") {
 		flags = unix.MODULE_INIT_COMPRESSED_FILE // .ko.xz, .ko.zst, .ko.gz
 	}
-	err = unix.FinitModule(int(f.Fd()), e.Params, flags)
+	err := unix.FinitModule(int(f.Fd()), e.Params, flags)
 	if errors.Is(err, unix.EEXIST) {
 		return nil // already loaded or built in
 	}
@@ -431,7 +499,9 @@ func (b *booter) openTransport() (transport.Listener, error) {
 // serve runs the agent until a shutdown is asked for.
 func (b *booter) serve(l transport.Listener) error {
 	stop := make(chan bool, 1)
+	lateDone := make(chan struct{})
 	srv, err := guest.NewServer(guest.Config{
+		LateModules:    lateDone,
 		Rootfs:         rootDir,
 		Listener:       l,
 		Logger:         b.logger,
@@ -460,6 +530,7 @@ func (b *booter) serve(l transport.Listener) error {
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx) }()
+	go b.loadLateModules(srv, lateDone)
 	go func() {
 		<-srv.Serving()
 		b.logger.Printf("agent serving, %v after kernel start", bootClock().Round(time.Millisecond))

@@ -15,6 +15,10 @@ import (
 // dependencies included (crc32c_generic before ext4).
 const loadOrderPath = "/lib/modules/load.order"
 
+// lateOrderPath lists, in the same format, the modules to load once the
+// agent serves (folder sharing and overlay; not needed to boot).
+const lateOrderPath = "/lib/modules/late.order"
+
 // moduleEntry is one line of the load order file.
 type moduleEntry struct {
 	Path   string

@@ -10,9 +10,11 @@
 //	/dev/null                 character device 1,3
 //	/dev /proc /sys /run /tmp empty mount points
 //	/lib/modules/NAME.ko      one file per module, uncompressed
-//	/lib/modules/load.order   the modules' absolute paths, one per line,
-//	                          each after its dependencies: guestinit loads
-//	                          them with finit_module in this order
+//	/lib/modules/load.order   the boot modules' absolute paths, one per
+//	                          line, each after its dependencies: guestinit
+//	                          loads them with finit_module in this order
+//	/lib/modules/late.order   the same for the modules guestinit loads once
+//	                          its agent serves (9p, virtiofs, overlay)
 package initramfs
 
 import (
@@ -35,8 +37,14 @@ import (
 	"github.com/berthvm/berth/engine/kernel"
 )
 
-// LoadOrderPath is where the archive lists its modules in load order.
+// LoadOrderPath is where the archive lists the modules the boot needs,
+// in load order.
 const LoadOrderPath = "/lib/modules/load.order"
+
+// LateOrderPath lists, in the same format, the modules guestinit loads
+// once its agent serves (folder sharing, overlay): they are not on the
+// path to a ready container.
+const LateOrderPath = "/lib/modules/late.order"
 
 // moduleDir is where the modules are placed inside the archive.
 const moduleDir = "/lib/modules"
@@ -44,28 +52,31 @@ const moduleDir = "/lib/modules"
 // featureModules maps the kernel config options the guest needs (see
 // kernel.GuestConfigs) to the modules that provide them, in load order
 // where it matters beyond modules.dep.
-func featureModules() []struct {
+// featureModule maps a config option to the modules that provide it;
+// late ones are not needed to reach a ready agent (folder sharing,
+// overlay), and guestinit loads them after it serves.
+type featureModule struct {
 	option  string
 	modules []string
-} {
-	return []struct {
-		option  string
-		modules []string
-	}{
+	late    bool
+}
+
+func featureModules() []featureModule {
+	return []featureModule{
 		// All of Berth's devices are virtio-pci, on both backends.
-		{"VIRTIO_PCI", []string{"virtio_pci"}},
-		{"VIRTIO_BLK", []string{"virtio_blk"}},
+		{"VIRTIO_PCI", []string{"virtio_pci"}, false},
+		{"VIRTIO_BLK", []string{"virtio_blk"}, false},
 		// ext4 uses crc32c through the crypto API; the soft dependency
 		// is not in modules.dep, and crc32c-intel cannot run on TCG's
 		// CPU model, so the generic implementation goes first.
-		{"EXT4_FS", []string{"crc32c_generic", "ext4"}},
-		{"VIRTIO_CONSOLE", []string{"virtio_console"}},
-		{"VIRTIO_VSOCKETS", []string{"vmw_vsock_virtio_transport"}},
-		{"VIRTIO_NET", []string{"virtio_net"}},
-		{"NET_9P_VIRTIO", []string{"9pnet_virtio"}},
-		{"9P_FS", []string{"9p"}},
-		{"VIRTIO_FS", []string{"virtiofs"}},
-		{"OVERLAY_FS", []string{"overlay"}},
+		{"EXT4_FS", []string{"crc32c_generic", "ext4"}, false},
+		{"VIRTIO_CONSOLE", []string{"virtio_console"}, false},
+		{"VIRTIO_VSOCKETS", []string{"vmw_vsock_virtio_transport"}, false},
+		{"VIRTIO_NET", []string{"virtio_net"}, false},
+		{"NET_9P_VIRTIO", []string{"9pnet_virtio"}, true},
+		{"9P_FS", []string{"9p"}, true},
+		{"VIRTIO_FS", []string{"virtiofs"}, true},
+		{"OVERLAY_FS", []string{"overlay"}, true},
 	}
 }
 
@@ -77,14 +88,21 @@ func featureModules() []struct {
 // with an error naming it. Without a config file, every such module k
 // ships is taken.
 func Modules(k *kernel.Kernel, needs []kernel.ConfigNeed) ([]string, error) {
+	boot, late, err := modulesByPhase(k, needs)
+	return append(boot, late...), err
+}
+
+// modulesByPhase is Modules split into the modules the boot needs and
+// the ones guestinit loads after its agent serves.
+func modulesByPhase(k *kernel.Kernel, needs []kernel.ConfigNeed) (boot, late []string, err error) {
 	if needs == nil {
 		needs = kernel.GuestConfigs()
 	}
 	if err := k.Check(needs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if k.ModulesDir == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	want := map[string]bool{}
 	for _, n := range needs {
@@ -92,9 +110,8 @@ func Modules(k *kernel.Kernel, needs []kernel.ConfigNeed) ([]string, error) {
 	}
 	mods, err := k.ReadModules()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var names []string
 	for _, f := range featureModules() {
 		if !want[f.option] && f.option != "VIRTIO_PCI" {
 			continue
@@ -104,12 +121,17 @@ func Modules(k *kernel.Kernel, needs []kernel.ConfigNeed) ([]string, error) {
 			continue
 		}
 		for _, m := range f.modules {
-			if mods.Has(m) {
-				names = append(names, m)
+			if !mods.Has(m) {
+				continue
+			}
+			if f.late {
+				late = append(late, m)
+			} else {
+				boot = append(boot, m)
 			}
 		}
 	}
-	return names, nil
+	return boot, late, nil
 }
 
 // Spec says what goes into an initramfs.
@@ -137,17 +159,19 @@ func Build(ctx context.Context, spec Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("build initramfs: read init: %w", err)
 	}
-	var files []string // module files relative to the kernel's modules dir
+	// Module files relative to the kernel's modules dir: the boot's, and
+	// the ones loaded after the agent serves (less any the boot has).
+	var files, lateFiles []string
 	h := sha256.New()
 	h.Write(init)
 	if spec.Kernel != nil {
-		names := spec.Modules
+		names, late := spec.Modules, []string(nil)
 		if names == nil {
-			if names, err = Modules(spec.Kernel, spec.Needs); err != nil {
+			if names, late, err = modulesByPhase(spec.Kernel, spec.Needs); err != nil {
 				return "", fmt.Errorf("build initramfs: %w", err)
 			}
 		}
-		if len(names) > 0 {
+		if len(names)+len(late) > 0 {
 			mods, err := spec.Kernel.ReadModules()
 			if err != nil {
 				return "", fmt.Errorf("build initramfs: %w", err)
@@ -155,10 +179,25 @@ func Build(ctx context.Context, spec Spec) (string, error) {
 			if files, err = mods.LoadOrder(names...); err != nil {
 				return "", fmt.Errorf("build initramfs for %s: %w", spec.Kernel, err)
 			}
+			if len(late) > 0 {
+				all, err := mods.LoadOrder(late...)
+				if err != nil {
+					return "", fmt.Errorf("build initramfs for %s: %w", spec.Kernel, err)
+				}
+				inBoot := map[string]bool{}
+				for _, f := range files {
+					inBoot[f] = true
+				}
+				for _, f := range all {
+					if !inBoot[f] {
+						lateFiles = append(lateFiles, f)
+					}
+				}
+			}
 			if err := hashFile(h, spec.Kernel.Path); err != nil {
 				return "", fmt.Errorf("build initramfs: %w", err)
 			}
-			fmt.Fprintf(h, "\x00%s\x00%s", spec.Kernel.ModulesDir, strings.Join(files, "\x00"))
+			fmt.Fprintf(h, "\x00%s\x00%s\x00late\x00%s", spec.Kernel.ModulesDir, strings.Join(files, "\x00"), strings.Join(lateFiles, "\x00"))
 		}
 	}
 	key := hex.EncodeToString(h.Sum(nil)[:16])
@@ -179,7 +218,7 @@ func Build(ctx context.Context, spec Spec) (string, error) {
 	if spec.Kernel != nil {
 		modDir = spec.Kernel.ModulesDir
 	}
-	if err := write(ctx, tmp, init, modDir, files); err != nil {
+	if err := write(ctx, tmp, init, modDir, files, lateFiles); err != nil {
 		return "", fmt.Errorf("build initramfs: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -204,9 +243,9 @@ func hashFile(h io.Writer, p string) error {
 	return err
 }
 
-// write writes the archive: directories, /dev/console, /init, the modules
-// (from modDir) and their load order.
-func write(ctx context.Context, w io.Writer, init []byte, modDir string, files []string) error {
+// write writes the archive: directories, /dev/console, /dev/null, /init,
+// the modules (from modDir) and their load orders (boot and late).
+func write(ctx context.Context, w io.Writer, init []byte, modDir string, files, lateFiles []string) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	c := NewCPIOWriter(bw)
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "lib", "lib/modules"} {
@@ -226,24 +265,29 @@ func write(ctx context.Context, w io.Writer, init []byte, modDir string, files [
 	if err := c.WriteFile("init", 0o755, init); err != nil {
 		return err
 	}
-	var order strings.Builder
-	for _, rel := range files {
-		if err := ctx.Err(); err != nil {
-			return err
+	for _, list := range []struct {
+		files []string
+		order string
+	}{{files, LoadOrderPath}, {lateFiles, LateOrderPath}} {
+		var order strings.Builder
+		for _, rel := range list.files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			data, err := readModule(filepath.Join(modDir, filepath.FromSlash(rel)))
+			if err != nil {
+				return err
+			}
+			name := path.Join(moduleDir, kernel.ModuleName(rel)+".ko")
+			if err := c.WriteFile(strings.TrimPrefix(name, "/"), 0o644, data); err != nil {
+				return err
+			}
+			order.WriteString(name + "\n")
 		}
-		data, err := readModule(filepath.Join(modDir, filepath.FromSlash(rel)))
-		if err != nil {
-			return err
-		}
-		name := path.Join(moduleDir, kernel.ModuleName(rel)+".ko")
-		if err := c.WriteFile(strings.TrimPrefix(name, "/"), 0o644, data); err != nil {
-			return err
-		}
-		order.WriteString(name + "\n")
-	}
-	if len(files) > 0 {
-		if err := c.WriteFile(strings.TrimPrefix(LoadOrderPath, "/"), 0o644, []byte(order.String())); err != nil {
-			return err
+		if len(list.files) > 0 {
+			if err := c.WriteFile(strings.TrimPrefix(list.order, "/"), 0o644, []byte(order.String())); err != nil {
+				return err
+			}
 		}
 	}
 	if err := c.Close(); err != nil {

@@ -101,7 +101,21 @@ func TestBuildListsWithCPIO(t *testing.T) {
 			if got := extract(t, p, "init"); !bytes.Equal(got, mustRead(t, init)) {
 				t.Error("init differs from the guestinit file")
 			}
-			order := strings.Fields(string(extract(t, p, "lib/modules/load.order")))
+			// Boot modules, then the late ones (loaded after the agent
+			// serves): together in dependency order, 9p and friends late.
+			boot := strings.Fields(string(extract(t, p, "lib/modules/load.order")))
+			late := strings.Fields(string(extract(t, p, "lib/modules/late.order")))
+			for _, m := range []string{"9p", "9pnet_virtio", "virtiofs", "overlay"} {
+				if !slices.Contains(late, "/lib/modules/"+m+".ko") || slices.Contains(boot, "/lib/modules/"+m+".ko") {
+					t.Errorf("%s.ko should be in late.order only: boot %v late %v", m, boot, late)
+				}
+			}
+			for _, m := range []string{"ext4", "virtio_blk", "virtio_console"} {
+				if !slices.Contains(boot, "/lib/modules/"+m+".ko") {
+					t.Errorf("%s.ko missing from load.order: %v", m, boot)
+				}
+			}
+			order := append(boot, late...)
 			pos := map[string]int{}
 			for i, m := range order {
 				if !strings.HasPrefix(m, "/lib/modules/") || !strings.HasSuffix(m, ".ko") {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -141,6 +142,7 @@ func (s *Server) mount(r *agentpb.MountRequest) error {
 		return fmt.Errorf("mount on %s: %w", r.Target, err)
 	}
 	defer unix.Close(fd)
+	s.waitLateModules(r.Fstype)
 	flags, data := parseMountOptions(r.Options)
 	src := r.Source
 	if src == "" {
@@ -186,4 +188,27 @@ func (s *Server) unmount(r *agentpb.UnmountRequest) error {
 		return fmt.Errorf("unmount %s: %w", r.Target, err)
 	}
 	return nil
+}
+
+// lateFilesystem reports whether guestinit loads fstype's module after
+// the agent serves.
+func lateFilesystem(fstype string) bool {
+	switch fstype {
+	case "9p", "virtiofs", "overlay":
+		return true
+	}
+	return false
+}
+
+// waitLateModules waits (at most 30 s) for the late modules before a
+// mount of a filesystem they provide.
+func (s *Server) waitLateModules(fstype string) {
+	if s.cfg.LateModules == nil || !lateFilesystem(fstype) {
+		return
+	}
+	select {
+	case <-s.cfg.LateModules:
+	case <-time.After(30 * time.Second):
+		s.logger.Printf("mount %s: late kernel modules still loading after 30s; trying anyway", fstype)
+	}
 }

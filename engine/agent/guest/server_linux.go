@@ -62,6 +62,10 @@ type Config struct {
 	WatchOOM bool
 	// LogCalls logs every call and its error (berth.debug=1).
 	LogCalls bool
+	// LateModules, when set, is closed once the kernel modules guestinit
+	// loads after the agent serves (9p, virtiofs, overlay) are in; a Mount
+	// of those filesystem types waits for it.
+	LateModules <-chan struct{}
 	// StageExe is a static executable that calls RunIfContainerInit first
 	// (guestinit): a container's main process starts as it, inside the
 	// container. Default: this program (guestinit is static; a test

@@ -4,7 +4,7 @@
 // never would.
 //
 // It mounts /dev, /proc and /sys; prints "testinit: start" on the
-// console; loads /lib/modules/load.order with finit_module; mounts
+// console; loads /lib/modules/load.order and late.order with finit_module; mounts
 // /dev/vda (ext4) on /mnt when there is one and prints /mnt/marker;
 // mounts 9p share "share0" on /share when there is one; then serves the
 // agent transport (yamux over the virtio-serial port berth.agent, or
@@ -95,13 +95,17 @@ func waitFor(path string, d time.Duration) {
 	}
 }
 
+// loadModules loads the boot modules and then the late ones (this init
+// mounts a 9p share at once, so it does not defer them as guestinit does).
 func loadModules() int {
-	b, err := os.ReadFile("/lib/modules/load.order")
-	if err != nil {
-		return 0
+	var paths []string
+	for _, order := range []string{"/lib/modules/load.order", "/lib/modules/late.order"} {
+		if b, err := os.ReadFile(order); err == nil {
+			paths = append(paths, strings.Fields(string(b))...)
+		}
 	}
 	n := 0
-	for _, p := range strings.Fields(string(b)) {
+	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
 			log.Printf("module %s: %v", p, err)
