@@ -205,3 +205,45 @@ func TestSaveLoad(t *testing.T) {
 		t.Fatalf("load of a missing file: %+v", r)
 	}
 }
+
+// TestLoginAndPrivatePull: a registry with basic auth refuses anonymous
+// pulls with a clear error; `docker login` through Berth checks the
+// credentials (wrong ones refused); after it the docker CLI's pulls (which
+// carry the credentials) and Berth's own (which read the same Docker
+// config) succeed.
+func TestLoginAndPrivatePull(t *testing.T) {
+	reg := testenv.StartAuthRegistry(t, "berth", "s3cret")
+	img := testenv.BusyboxImage(t, nil)
+	ref := reg.Push(t, "private/busybox", "1", img, "berth", "s3cret")
+	ref2 := reg.Push(t, "private/busybox", "2", img, "berth", "s3cret")
+	home := shortHome(t)
+	dockerConfig := filepath.Join(home, "docker-config")
+	startDaemon(t, home, "DOCKER_CONFIG="+dockerConfig)
+
+	r := berth(t, home, "pull", ref)
+	if r.code == 0 || !strings.Contains(r.err, "pull access denied") {
+		t.Fatalf("anonymous pull of a private image: %+v", r)
+	}
+	login := func(password string) result {
+		bin := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
+		cmd := exec.Command(bin, "login", "-u", "berth", "--password-stdin", reg.Host)
+		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(home, "berth.sock"), "DOCKER_CONFIG="+dockerConfig)
+		cmd.Stdin = strings.NewReader(password + "\n")
+		var o, e strings.Builder
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return result{o.String(), e.String(), code}
+	}
+	if r := login("wrong"); r.code == 0 || !strings.Contains(r.err, "incorrect username or password") {
+		t.Fatalf("docker login with a wrong password: %+v", r)
+	}
+	if r := login("s3cret"); r.code != 0 || !strings.Contains(r.out, "Login Succeeded") {
+		t.Fatalf("docker login: %+v", r)
+	}
+	mustOK(t, "docker pull after login", docker(t, home, "pull", ref))
+	mustOK(t, "berth pull after login", berth(t, home, "pull", ref2))
+}

@@ -11,10 +11,12 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	moby "github.com/moby/moby/api/types/events"
 	mobyimage "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/registry"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -26,6 +28,7 @@ func (s *Server) imageRoutes() {
 	s.mux.HandleFunc("POST /images/load", s.imageLoad)
 	s.mux.HandleFunc("GET /images/get", s.imageSave)
 	s.mux.HandleFunc("POST /berth/images/unpack", s.imageUnpack)
+	s.mux.HandleFunc("POST /auth", s.auth)
 	// Image names contain slashes (localhost:5000/team/app:1), so the
 	// per-image routes take the rest of the path and split off the verb.
 	s.mux.HandleFunc("GET /images/{rest...}", s.imageGetRoutes)
@@ -433,4 +436,20 @@ func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// auth checks registry credentials (docker login). The client stores
+// them; Berth keeps nothing.
+func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
+	var ac registry.AuthConfig
+	if err := json.NewDecoder(r.Body).Decode(&ac); err != nil {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("login: malformed request body: %w", err)))
+		return
+	}
+	auth := authn.FromConfig(authn.AuthConfig{Username: ac.Username, Password: ac.Password, IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken})
+	if err := s.backend.Images().Login(r.Context(), ac.ServerAddress, auth); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, registry.AuthResponse{Status: "Login Succeeded"})
 }

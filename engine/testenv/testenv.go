@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/demoimage"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Paths of the Debian tools the tests drive.
@@ -63,7 +65,20 @@ type Registry struct {
 
 // StartRegistry runs docker-registry on a free loopback port with a
 // temporary storage directory until the test ends.
-func StartRegistry(t testing.TB) *Registry {
+func StartRegistry(t testing.TB) *Registry { return startRegistry(t, "") }
+
+// StartAuthRegistry is StartRegistry with HTTP basic auth: user and
+// password are the only credentials it accepts (htpasswd, bcrypt).
+func StartAuthRegistry(t testing.TB, user, password string) *Registry {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRegistry(t, user+":"+string(hash)+"\n")
+}
+
+func startRegistry(t testing.TB, htpasswd string) *Registry {
 	t.Helper()
 	RequireTool(t, RegistryBin, "docker-registry")
 	dir := t.TempDir()
@@ -75,6 +90,13 @@ func StartRegistry(t testing.TB) *Registry {
 	l.Close()
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: berth-test\n",
 		filepath.Join(dir, "data"), addr)
+	if htpasswd != "" {
+		p := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(p, []byte(htpasswd), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", p)
+	}
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -122,15 +144,20 @@ func BusyboxImage(t testing.TB, extra map[string]string) v1.Image {
 }
 
 // Push writes img to the registry as repo:tag and returns the reference
-// ("127.0.0.1:PORT/repo:tag").
-func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image) string {
+// ("127.0.0.1:PORT/repo:tag"); auth, when given, are the registry's
+// credentials (user, password).
+func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image, auth ...string) string {
 	t.Helper()
 	ref := fmt.Sprintf("%s/%s:%s", r.Host, repo, tag)
 	nr, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(nr, img); err != nil {
+	var opts []remote.Option
+	if len(auth) == 2 {
+		opts = append(opts, remote.WithAuth(&authn.Basic{Username: auth[0], Password: auth[1]}))
+	}
+	if err := remote.Write(nr, img, opts...); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
 	return ref
