@@ -62,12 +62,15 @@ func (m *Manager) CreateExec(ctx context.Context, ref string, cfg ExecConfig) (s
 		return "", errdefs.InvalidArgument(errors.New("exec: no command given"))
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.run == nil {
+		c.mu.Unlock()
 		return "", errdefs.Conflict(fmt.Errorf("container %s is not running", c.spec.ID))
 	}
 	e := &Exec{ID: NewID(), Container: c, Config: cfg, agent: c.run.agent, done: make(chan struct{})}
 	c.execs[e.ID] = e
+	c.mu.Unlock()
+	// The manager's lock is never taken under a container's (Rename
+	// takes them the other way round).
 	m.mu.Lock()
 	if m.execs == nil {
 		m.execs = map[string]*Exec{}

@@ -375,9 +375,13 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 	}
 	c.mu.Lock()
 	running := c.run != nil
-	if c.busy == "removing" {
+	switch c.busy {
+	case "removing":
 		c.mu.Unlock()
 		return errdefs.Conflict(fmt.Errorf("removal of container %s is already in progress", c.spec.ID[:12]))
+	case "starting":
+		c.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("container %s is starting: remove it once it runs (with --force) or has stopped", c.spec.ID[:12]))
 	}
 	c.mu.Unlock()
 	if running {
