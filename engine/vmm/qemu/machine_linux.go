@@ -67,7 +67,6 @@ type Machine struct {
 	closers []io.Closer // host ends of the sockets, closed when QEMU is gone
 
 	mu       sync.Mutex
-	state    vmm.State
 	timeline vmm.Timeline
 	exit     vmm.Exit
 	hard     string // set when the host stops the VM hard: the detail
@@ -75,8 +74,8 @@ type Machine struct {
 	started  bool
 	stderr   strings.Builder
 
-	states chan vmm.State // to the OnState goroutine
-	done   chan struct{}  // closed when QEMU is gone and exit is set
+	states vmm.States
+	done   chan struct{} // closed when QEMU is gone and exit is set
 }
 
 var _ vmm.Machine = (*Machine)(nil)
@@ -94,14 +93,7 @@ func New(cfg vmm.Config, opt ...Option) (*Machine, error) {
 	for _, o := range opt {
 		o(&m.opts)
 	}
-	if cfg.OnState != nil {
-		m.states = make(chan vmm.State, 16)
-		go func() {
-			for s := range m.states {
-				cfg.OnState(s)
-			}
-		}()
-	}
+	m.states = vmm.NewStates(cfg.OnState)
 	return m, nil
 }
 
@@ -112,7 +104,7 @@ func (m *Machine) ShareFilesystem() string { return "9p" }
 func (m *Machine) State() vmm.State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.state
+	return m.states.Current()
 }
 
 // Timeline returns the boot's host-side timestamps.
@@ -131,18 +123,6 @@ func (m *Machine) Dialer() transport.Dialer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.dialer
-}
-
-// setState moves to s unless the Machine is already past it. Call with
-// m.mu held.
-func (m *Machine) setState(s vmm.State) {
-	if s <= m.state {
-		return
-	}
-	m.state = s
-	if m.states != nil {
-		m.states <- s
-	}
 }
 
 // Start launches QEMU and waits until the guest's agent answers.
@@ -191,10 +171,7 @@ func (m *Machine) finishUnstarted() {
 	m.mu.Lock()
 	m.exit = vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: "qemu did not start", At: time.Now()}
 	m.timeline.Stopped = m.exit.At
-	m.setState(vmm.StateStopped)
-	if m.states != nil {
-		close(m.states)
-	}
+	m.states.Set(vmm.StateStopped)
 	m.mu.Unlock()
 	m.closeHostEnds()
 	if m.console != nil {
@@ -305,7 +282,7 @@ func (m *Machine) launch(ctx context.Context) error {
 	m.mu.Lock()
 	m.cmd = cmd
 	m.timeline.Launched = launched
-	m.setState(vmm.StateStarting)
+	m.states.Set(vmm.StateStarting)
 	m.mu.Unlock()
 
 	if err := m.writePidFile(); err != nil {
@@ -394,7 +371,7 @@ func (m *Machine) waitAgent(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	m.timeline.AgentReady = time.Now()
-	m.setState(vmm.StateRunning)
+	m.states.Set(vmm.StateRunning)
 	m.mu.Unlock()
 	return nil
 }
@@ -430,10 +407,7 @@ func (m *Machine) reap() {
 	m.exit = m.exitReason(err)
 	m.exit.At = now
 	m.timeline.Stopped = now
-	m.setState(vmm.StateStopped)
-	if m.states != nil {
-		close(m.states)
-	}
+	m.states.Set(vmm.StateStopped)
 	m.mu.Unlock()
 	m.console.Close()
 	close(m.done)
@@ -561,10 +535,10 @@ func (m *Machine) waitGone(ctx context.Context) error {
 func (m *Machine) beginStop() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd == nil || m.state == vmm.StateStopped {
+	if m.cmd == nil || m.states.Current() == vmm.StateStopped {
 		return false
 	}
-	m.setState(vmm.StateStopping)
+	m.states.Set(vmm.StateStopping)
 	return true
 }
 

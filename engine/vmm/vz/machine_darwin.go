@@ -29,12 +29,11 @@ type Machine struct {
 	dialer    *vsockDialer
 
 	mu       sync.Mutex
-	state    vmm.State
 	timeline vmm.Timeline
 	exit     vmm.Exit
 	hard     string
 	started  bool
-	states   chan vmm.State
+	states   vmm.States
 	done     chan struct{}
 }
 
@@ -51,14 +50,7 @@ func New(cfg vmm.Config) (*Machine, error) {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("vm config: Virtualization.framework runs %s guests only, not %s", runtime.GOARCH, cfg.Arch))
 	}
 	m := &Machine{cfg: cfg, done: make(chan struct{})}
-	if cfg.OnState != nil {
-		m.states = make(chan vmm.State, 16)
-		go func() {
-			for s := range m.states {
-				cfg.OnState(s)
-			}
-		}()
-	}
+	m.states = vmm.NewStates(cfg.OnState)
 	return m, nil
 }
 
@@ -69,7 +61,7 @@ func (m *Machine) ShareFilesystem() string { return "virtiofs" }
 func (m *Machine) State() vmm.State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.state
+	return m.states.Current()
 }
 
 // Timeline returns the boot's host-side timestamps.
@@ -91,16 +83,6 @@ func (m *Machine) Dialer() transport.Dialer {
 		return nil
 	}
 	return m.dialer
-}
-
-func (m *Machine) setState(s vmm.State) {
-	if s <= m.state {
-		return
-	}
-	m.state = s
-	if m.states != nil {
-		m.states <- s
-	}
 }
 
 // Start builds the framework's configuration, starts the VM, and waits
@@ -154,7 +136,7 @@ func (m *Machine) Start(ctx context.Context) (err error) {
 
 	m.mu.Lock()
 	m.timeline.Launched = time.Now()
-	m.setState(vmm.StateStarting)
+	m.states.Set(vmm.StateStarting)
 	m.mu.Unlock()
 	if err := vm.Start(); err != nil {
 		return fmt.Errorf("start: %w", err)
@@ -175,7 +157,7 @@ func (m *Machine) Start(ctx context.Context) (err error) {
 	}
 	m.mu.Lock()
 	m.timeline.AgentReady = time.Now()
-	m.setState(vmm.StateRunning)
+	m.states.Set(vmm.StateRunning)
 	m.mu.Unlock()
 	return nil
 }
@@ -227,10 +209,7 @@ func (m *Machine) finish(exit vmm.Exit) {
 	exit.At = time.Now()
 	m.exit = exit
 	m.timeline.Stopped = exit.At
-	m.setState(vmm.StateStopped)
-	if m.states != nil {
-		close(m.states)
-	}
+	m.states.Set(vmm.StateStopped)
 	m.mu.Unlock()
 	close(m.done)
 	if m.consoleW != nil {
@@ -308,10 +287,10 @@ func (m *Machine) Kill(ctx context.Context) error {
 func (m *Machine) beginStop() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.vm == nil || m.state == vmm.StateStopped {
+	if m.vm == nil || m.states.Current() == vmm.StateStopped {
 		return false
 	}
-	m.setState(vmm.StateStopping)
+	m.states.Set(vmm.StateStopping)
 	return true
 }
 
