@@ -7,28 +7,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 // inCI reports whether tests run in CI, where missing tools or privileges
 // are failures rather than reasons to skip.
 func inCI() bool { return os.Getenv("CI") == "true" }
-
-func requireTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if inCI() {
-			t.Fatalf("%s is required in CI (install e2fsprogs): %v", name, err)
-		}
-		t.Skipf("skipping: %s not installed (e2fsprogs)", name)
-	}
-}
 
 func requireRoot(t testing.TB) {
 	t.Helper()
@@ -38,29 +29,6 @@ func requireRoot(t testing.TB) {
 		}
 		t.Skip("skipping: loop-mounting an image needs root")
 	}
-}
-
-// fsck runs e2fsck -fn on img and fails the test unless it is clean.
-func fsck(t testing.TB, img string) {
-	t.Helper()
-	requireTool(t, "e2fsck")
-	out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("e2fsck -fn %s: %v\n%s", img, err, out)
-	}
-}
-
-// debugfs runs commands against img and returns the output.
-func debugfs(t testing.TB, img string, cmds ...string) string {
-	t.Helper()
-	requireTool(t, "debugfs")
-	cmd := exec.Command("debugfs", "-f", "-", img)
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("debugfs %s: %v\n%s", img, err, out)
-	}
-	return string(out)
 }
 
 // want is what an entry of an image must be.
@@ -108,7 +76,7 @@ func checkDebugfs(t *testing.T, img string, wants map[string]want) {
 		}
 	}
 	stats := map[string]string{}
-	for _, part := range strings.Split(debugfs(t, img, cmds...), "debugfs: ")[1:] {
+	for _, part := range strings.Split(testenv.Debugfs(t, img, cmds...), "debugfs: ")[1:] {
 		cmd, rest, _ := strings.Cut(part, "\n")
 		if p, ok := strings.CutPrefix(cmd, "stat "); ok {
 			stats[p] = rest
@@ -181,7 +149,7 @@ func checkDebugfs(t *testing.T, img string, wants map[string]want) {
 		}
 		for name, v := range w.xattrs {
 			f := filepath.Join(t.TempDir(), "x")
-			debugfs(t, img, fmt.Sprintf("ea_get -f %s %s %s", f, p, name))
+			testenv.Debugfs(t, img, fmt.Sprintf("ea_get -f %s %s %s", f, p, name))
 			b, err := os.ReadFile(f)
 			if err != nil || !bytes.Equal(b, v) {
 				t.Errorf("%s: xattr %s = %q (%v), want %q", p, name, b, err, v)
@@ -192,7 +160,7 @@ func checkDebugfs(t *testing.T, img string, wants map[string]want) {
 
 func debugfsCat(t *testing.T, img, p string) []byte {
 	f := filepath.Join(t.TempDir(), "cat")
-	debugfs(t, img, fmt.Sprintf("dump %s %s", p, f))
+	testenv.Debugfs(t, img, fmt.Sprintf("dump %s %s", p, f))
 	b, _ := os.ReadFile(f)
 	return b
 }

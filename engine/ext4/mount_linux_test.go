@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -125,7 +127,7 @@ func TestWriterMountedReadWrite(t *testing.T) {
 	}
 	mustDo(t, unix.Lremovexattr(filepath.Join(root, "xboth"), "user.long"))
 	umount()
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	root, umount = mount(t, img)
 	buf = make([]byte, 1024)
 	if n, err := unix.Lgetxattr(filepath.Join(root, "xboth"), "security.capability", buf); err != nil || n != 20 {
@@ -144,7 +146,7 @@ func TestWriterMountedReadWrite(t *testing.T) {
 		}
 	}
 	umount()
-	fsck(t, img)
+	testenv.Fsck(t, img)
 }
 
 // TestLargeSparseFileMounted reads a file larger than 4 GiB through the
@@ -159,7 +161,7 @@ func TestLargeSparseFileMounted(t *testing.T) {
 	r := ioMulti(&zeroReader{n: 4<<30 + 512<<20}, bytes.NewReader(tail), &zeroReader{n: size - (4<<30 + 512<<20) - int64(len(tail)) - 1}, bytes.NewReader([]byte{'!'}))
 	mustDo(t, w.WriteFile(bg, "/large", Metadata{Mode: 0o644}, r, size))
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	root, _ := mount(t, img)
 	f, err := os.Open(filepath.Join(root, "large"))
 	mustDo(t, err)
@@ -199,7 +201,7 @@ func TestJournalRecovery(t *testing.T) {
 		t.Fatalf("cp: %v\n%s", err, out)
 	}
 	umount()
-	fsck(t, img)
+	testenv.Fsck(t, img)
 
 	const incompatRecover = 0x4
 	incompat := func() uint32 {
@@ -223,7 +225,7 @@ func TestJournalRecovery(t *testing.T) {
 	if incompat()&incompatRecover != 0 {
 		t.Error("still needs recovery after the kernel mounted it")
 	}
-	fsck(t, crash)
+	testenv.Fsck(t, crash)
 }
 
 // TestFillToFull lets the kernel fill an image whose last block group is
@@ -255,11 +257,11 @@ func TestFillToFull(t *testing.T) {
 		t.Errorf("only %d bytes fit in a 128 MiB image", written)
 	}
 	umount()
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	root, umount = mount(t, img)
 	mustDo(t, os.Remove(filepath.Join(root, "fill")))
 	umount()
-	fsck(t, img)
+	testenv.Fsck(t, img)
 }
 
 // mountLoop runs mount -o opts img dir, retrying a few times when setting

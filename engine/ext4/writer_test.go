@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/berthvm/berth/engine/errdefs"
 )
 
@@ -163,30 +165,30 @@ func buildAll(t *testing.T, free int64) (string, map[string]want) {
 
 func TestWriterEntriesE2fsckAndDebugfs(t *testing.T) {
 	img, wants := buildAll(t, 32<<20)
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	checkDebugfs(t, img, wants)
 
 	// Things debugfs must not find.
 	for _, p := range []string{"/gone", "/wasdir/child", "/replaced/x"} {
-		if out := debugfs(t, img, "stat "+p); !strings.Contains(out, "File not found") && !strings.Contains(out, "not a directory") {
+		if out := testenv.Debugfs(t, img, "stat "+p); !strings.Contains(out, "File not found") && !strings.Contains(out, "not a directory") {
 			t.Errorf("%s: still there:\n%s", p, out)
 		}
 	}
 	// Holes stay holes: the sparse file has 3 data blocks.
-	st := debugfs(t, img, "stat /sparse")
+	st := testenv.Debugfs(t, img, "stat /sparse")
 	if !strings.Contains(st, "Blockcount: 24\n") {
 		t.Errorf("/sparse is not sparse:\n%s", st)
 	}
 	// The 2000-extent file needs a tree of depth 2.
-	if st := debugfs(t, img, "stat /extents2000"); !strings.Contains(st, "Level Entries") && !strings.Contains(st, "(ETB1)") {
+	if st := testenv.Debugfs(t, img, "stat /extents2000"); !strings.Contains(st, "Level Entries") && !strings.Contains(st, "(ETB1)") {
 		t.Errorf("/extents2000: expected a deep extent tree:\n%.2000s", st)
 	}
 	// The ACL is stored in ext4's own format.
-	if out := debugfs(t, img, "ea_list /acl"); !strings.Contains(out, "system.posix_acl_access") {
+	if out := testenv.Debugfs(t, img, "ea_list /acl"); !strings.Contains(out, "system.posix_acl_access") {
 		t.Errorf("/acl: no ACL:\n%s", out)
 	}
 	// lost+found is inode 11, the root inode 2.
-	if out := debugfs(t, img, "stat /lost+found"); !strings.Contains(out, "Inode: 11 ") {
+	if out := testenv.Debugfs(t, img, "stat /lost+found"); !strings.Contains(out, "Inode: 11 ") {
 		t.Errorf("lost+found is not inode 11:\n%s", out)
 	}
 	// The image is sparse.
@@ -207,8 +209,8 @@ func TestLargeSparseFile(t *testing.T) {
 	r := ioMulti(&zeroReader{n: 4<<30 + 512<<20}, bytes.NewReader(tail), &zeroReader{n: size - (4<<30 + 512<<20) - int64(len(tail)) - 1}, bytes.NewReader([]byte{'!'}))
 	mustDo(t, w.WriteFile(bg, "/large", Metadata{Mode: 0o644}, r, size))
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
-	st := debugfs(t, img, "stat /large")
+	testenv.Fsck(t, img)
+	st := testenv.Debugfs(t, img, "stat /large")
 	if !strings.Contains(st, fmt.Sprintf("Size: %d", int64(size))) || !strings.Contains(st, "Blockcount: 16\n") {
 		t.Fatalf("/large:\n%s", st)
 	}
@@ -236,9 +238,9 @@ func TestInodesSpanGroups(t *testing.T) {
 		}
 	}
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	// Inodes of the directory's entries lie in every group.
-	out := debugfs(t, img, "ls -l /d")
+	out := testenv.Debugfs(t, img, "ls -l /d")
 	groups := map[int]bool{}
 	for _, line := range strings.Split(out, "\n") {
 		var ino int
@@ -287,7 +289,7 @@ func TestWriterErrors(t *testing.T) {
 	}
 	// The failed writes left nothing behind; the image is still sound.
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	if err := w.Mkdir(bg, "/after", Metadata{}); err == nil {
 		t.Error("Mkdir after Close succeeded")
 	}
@@ -315,7 +317,7 @@ func TestFixedSize(t *testing.T) {
 	if fi.Size() != 300<<20 {
 		t.Errorf("size %d, want %d", fi.Size(), 300<<20)
 	}
-	fsck(t, p)
+	testenv.Fsck(t, p)
 }
 
 func TestRemoveAndHardlinks(t *testing.T) {
@@ -340,7 +342,7 @@ func TestRemoveAndHardlinks(t *testing.T) {
 	}
 	mustDo(t, w.WriteFile(bg, "/again", Metadata{Mode: 0o644}, bytes.NewReader(data), int64(len(data))))
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	checkDebugfs(t, img, map[string]want{"/again": {typ: TypeRegular, mode: 0o644, size: int64(len(data)), content: data, links: 1}})
 }
 
@@ -375,8 +377,8 @@ func TestMemoryIndependentOfDataSize(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
 		t.Errorf("writing %d bytes allocated %d bytes", size, alloc)
 	}
-	fsck(t, img)
-	if st := debugfs(t, img, "stat /big"); !strings.Contains(st, fmt.Sprintf("Size: %d", size)) {
+	testenv.Fsck(t, img)
+	if st := testenv.Debugfs(t, img, "stat /big"); !strings.Contains(st, fmt.Sprintf("Size: %d", size)) {
 		t.Errorf("/big:\n%s", st)
 	}
 }
@@ -413,8 +415,8 @@ func TestManySubdirs(t *testing.T) {
 		}
 	}
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
-	out := debugfs(t, img, "stat /over", "stat /at")
+	testenv.Fsck(t, img)
+	out := testenv.Debugfs(t, img, "stat /over", "stat /at")
 	if !strings.Contains(out, "Links: 1 ") || !strings.Contains(out, "Links: 65000 ") {
 		t.Errorf("link counts:\n%s", out)
 	}
@@ -431,7 +433,7 @@ func TestRemovedDataIsReleased(t *testing.T) {
 	mustDo(t, w.WriteFile(bg, "/small", Metadata{Mode: 0o644}, strings.NewReader("small"), 5))
 	mustDo(t, w.Remove(bg, "/big"))
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	fi, err := os.Stat(img)
 	mustDo(t, err)
 	if used := diskBlocks(fi) * 512; used > 16<<20 {
@@ -441,7 +443,7 @@ func TestRemovedDataIsReleased(t *testing.T) {
 	// the bitmaps and counts agree): /big had the first 12,288 data blocks,
 	// /small the next one.
 	first := w.dataStart
-	out := debugfs(t, img, fmt.Sprintf("testb %d %d", first, 12288), fmt.Sprintf("testb %d", first+12288))
+	out := testenv.Debugfs(t, img, fmt.Sprintf("testb %d %d", first, 12288), fmt.Sprintf("testb %d", first+12288))
 	if n := strings.Count(out, "not in use"); n != 12288 || !strings.Contains(out, fmt.Sprintf("Block %d marked in use", first+12288)) {
 		t.Errorf("%d of /big's blocks free, want 12288; /small's block:\n%.300s", n, out[len(out)-300:])
 	}
@@ -459,7 +461,7 @@ func TestReproducible(t *testing.T) {
 		}
 		mustDo(t, w.Symlink(bg, "/l", "d/1", Metadata{}))
 		mustDo(t, w.Close(bg))
-		fsck(t, img)
+		testenv.Fsck(t, img)
 		b, err := os.ReadFile(img)
 		mustDo(t, err)
 		return sha256.Sum256(b)
@@ -484,7 +486,7 @@ func TestOddSizes(t *testing.T) {
 		mustDo(t, err)
 		mustDo(t, w.WriteFile(bg, "/f", Metadata{Mode: 0o644}, strings.NewReader("odd"), 3))
 		mustDo(t, w.Close(bg))
-		fsck(t, img)
+		testenv.Fsck(t, img)
 		fi, err := os.Stat(img)
 		mustDo(t, err)
 		if fi.Size() != size {

@@ -13,6 +13,8 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/ext4"
 )
@@ -58,7 +60,7 @@ func unpackTars(t *testing.T, layers ...[]byte) string {
 		rs[i] = bytes.NewReader(l)
 	}
 	mustDo(t, UnpackLayers(bg, img, rs, ext4.WithMinFree(4<<20), ext4.WithMinFreeInodes(256)))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 	return img
 }
 
@@ -104,7 +106,7 @@ func checkImage(t *testing.T, img string, want map[string]exp, absent []string) 
 		}
 		for name, v := range e.xattrs {
 			f := filepath.Join(t.TempDir(), "x")
-			debugfs(t, img, "ea_get -f "+f+" "+p+" "+name)
+			testenv.Debugfs(t, img, "ea_get -f "+f+" "+p+" "+name)
 			if b, err := os.ReadFile(f); err != nil || string(b) != v {
 				t.Errorf("%s: xattr %s = %q (%v), want %q", p, name, b, err, v)
 			}

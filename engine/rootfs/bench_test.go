@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -72,7 +74,7 @@ func BenchmarkRootfsBaseline(b *testing.B) { benchBaseline(b, benchTar(b), "-xf"
 func BenchmarkRootfsBaselineGzip(b *testing.B) { benchBaseline(b, benchTarGz(b), "-xzf") }
 
 func benchBaseline(b *testing.B, src, tarFlags string) {
-	requireTool(b, "mkfs.ext4")
+	testenv.RequireCommand(b, "mkfs.ext4", "e2fsprogs")
 	fi, _ := os.Stat(src)
 	b.SetBytes(fi.Size())
 	dir := b.TempDir()
@@ -134,7 +136,7 @@ func BenchmarkFlat100k(b *testing.B) { benchFlat(b, 100_000) }
 // same machine load, and reports each one's seconds and their ratio.
 func BenchmarkRootfsSideBySide(b *testing.B) {
 	src := benchTar(b)
-	requireTool(b, "mkfs.ext4")
+	testenv.RequireCommand(b, "mkfs.ext4", "e2fsprogs")
 	dir := b.TempDir()
 	var berth, base time.Duration
 	for i := 0; b.Loop(); i++ {

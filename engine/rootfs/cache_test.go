@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/berthvm/berth/engine/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -96,7 +98,7 @@ func TestCacheEnsureCloneRemove(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale temporary file still there: %v", err)
 	}
-	fsck(t, c.Path(d))
+	testenv.Fsck(t, c.Path(d))
 	if _, err := c.Ensure(bg, img); err != nil || builds.Load() != 1 {
 		t.Errorf("second Ensure: %v, %d builds", err, builds.Load())
 	}
@@ -105,7 +107,7 @@ func TestCacheEnsureCloneRemove(t *testing.T) {
 	cdir := t.TempDir()
 	clone := filepath.Join(cdir, "rootfs.ext4")
 	mustDo(t, c.Clone(bg, d, clone))
-	fsck(t, clone)
+	testenv.Fsck(t, clone)
 	b, err := ReadFile(clone, "/etc/hostname")
 	if err != nil || string(b) != "berth\n" {
 		t.Errorf("clone /etc/hostname: %q %v", b, err)
@@ -147,8 +149,8 @@ func TestCachePrune(t *testing.T) {
 	mustDo(t, err)
 	pb, err := c.Ensure(bg, b)
 	mustDo(t, err)
-	fsck(t, pa)
-	fsck(t, pb)
+	testenv.Fsck(t, pa)
+	testenv.Fsck(t, pb)
 	old := filepath.Join(dir, "sha256-"+strings.Repeat("0", 64)+".v0.ext4")
 	mustDo(t, os.WriteFile(old, nil, 0o600))
 	removed, err := c.Prune(bg, func(h v1.Hash) bool { return h == da })
@@ -253,7 +255,7 @@ func TestUnpackImage(t *testing.T) {
 	if fi.Size() != 300<<20 || fi.Mode().Perm() != 0o644 {
 		t.Errorf("image %d bytes, mode %v; want %d, 0644", fi.Size(), fi.Mode(), 300<<20)
 	}
-	fsck(t, out)
+	testenv.Fsck(t, out)
 	uid, gid, _, err := LookupUser(bg, out, "bob")
 	if err != nil || uid != 7 || gid != 8 {
 		t.Errorf("bob: %d:%d %v", uid, gid, err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 // TestCloneReflink clones a base image on btrfs, where FICLONE works:
@@ -49,7 +51,7 @@ func TestCloneReflink(t *testing.T) {
 	if !bytes.Contains(out, []byte("shared")) {
 		t.Errorf("clone shares no extents with its base (FICLONE not used?):\n%s", out)
 	}
-	fsck(t, clone)
+	testenv.Fsck(t, clone)
 	if b, err := ReadFile(clone, "/etc/hostname"); err != nil || string(b) != "reflink\n" {
 		t.Errorf("clone /etc/hostname: %q %v", b, err)
 	}
@@ -59,5 +61,5 @@ func TestCloneReflink(t *testing.T) {
 	_, err = cf.WriteAt(make([]byte, 4096), 1024) // wipe the clone's superblock
 	mustDo(t, err)
 	cf.Close()
-	fsck(t, base)
+	testenv.Fsck(t, base)
 }

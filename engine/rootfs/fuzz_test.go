@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/berthvm/berth/engine/ext4"
 )
 
@@ -18,7 +20,7 @@ import (
 // pass e2fsck. The seeds (below and in testdata/fuzz/FuzzApply) run in
 // every ordinary test run.
 func FuzzApply(f *testing.F) {
-	requireTool(f, "e2fsck")
+	testenv.RequireCommand(f, "e2fsck", "e2fsprogs")
 	base := mkTar(f,
 		dir("etc"), file("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
 		dir("usr"), dir("usr/lib"), symlink("lib", "usr/lib"), file("usr/lib/libc.so", "libc"),
@@ -48,6 +50,6 @@ func FuzzApply(f *testing.F) {
 			}
 			return
 		}
-		fsck(t, img)
+		testenv.Fsck(t, img)
 	})
 }

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,37 +15,6 @@ import (
 var bg = context.Background()
 
 func inCI() bool { return os.Getenv("CI") == "true" }
-
-func requireTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if inCI() {
-			t.Fatalf("%s is required in CI (install e2fsprogs): %v", name, err)
-		}
-		t.Skipf("skipping: %s not installed (e2fsprogs)", name)
-	}
-}
-
-func fsck(t testing.TB, img string) {
-	t.Helper()
-	requireTool(t, "e2fsck")
-	out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("e2fsck -fn %s: %v\n%s", img, err, out)
-	}
-}
-
-func debugfs(t testing.TB, img string, cmds ...string) string {
-	t.Helper()
-	requireTool(t, "debugfs")
-	cmd := exec.Command("debugfs", "-f", "-", img)
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("debugfs %s: %v\n%s", img, err, out)
-	}
-	return string(out)
-}
 
 func mustDo(t testing.TB, err error) {
 	t.Helper()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/berthvm/berth/engine/ext4"
 )
 
@@ -120,7 +122,7 @@ func randomTree(t *testing.T, seed uint64) {
 	}
 	walk("/")
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 
 	im, err := OpenReader(img)
 	mustDo(t, err)

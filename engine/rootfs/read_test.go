@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/ext4"
 )
@@ -41,7 +43,7 @@ func TestReadAcrossBlockGroups(t *testing.T) {
 	mustDo(t, w.Mkdir(bg, "/etc", ext4.Metadata{Mode: 0o755}))
 	mustDo(t, w.Symlink(bg, "/etc/link", "../d/f19999", ext4.Metadata{}))
 	mustDo(t, w.Close(bg))
-	fsck(t, img)
+	testenv.Fsck(t, img)
 
 	im, err := OpenReader(img)
 	mustDo(t, err)

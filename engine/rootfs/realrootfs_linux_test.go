@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +42,7 @@ func TestRealRootfsMounted(t *testing.T) {
 	mustDo(t, err)
 	mustDo(t, UnpackLayers(bg, img, []io.Reader{f}))
 	f.Close()
-	fsck(t, img)
+	testenv.Fsck(t, img)
 
 	type entry struct {
 		hdr *tar.Header

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -161,4 +162,28 @@ func (r *Registry) Push(t testing.TB, repo, tag string, img v1.Image, auth ...st
 		t.Fatalf("push %s: %v", ref, err)
 	}
 	return ref
+}
+
+// Fsck runs `e2fsck -fn` on the ext4 image img and fails the test unless
+// it is clean.
+func Fsck(t testing.TB, img string) {
+	t.Helper()
+	bin := RequireCommand(t, "e2fsck", "e2fsprogs")
+	if out, err := exec.Command(bin, "-fn", img).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck -fn %s: %v\n%s", img, err, out)
+	}
+}
+
+// Debugfs runs debugfs commands (read-only) against the ext4 image img
+// and returns their output.
+func Debugfs(t testing.TB, img string, cmds ...string) string {
+	t.Helper()
+	bin := RequireCommand(t, "debugfs", "e2fsprogs")
+	cmd := exec.Command(bin, "-f", "-", img)
+	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs %s: %v\n%s", img, err, out)
+	}
+	return string(out)
 }
