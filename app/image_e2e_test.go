@@ -86,19 +86,14 @@ func TestImagesWithBerthCLI(t *testing.T) {
 
 	// unpack: the image's root filesystem as a standalone ext4 image that
 	// e2fsck accepts and debugfs reads.
-	e2fsck := testenv.RequireTool(t, "/usr/sbin/e2fsck", "e2fsprogs")
-	debugfs := testenv.RequireTool(t, "/usr/sbin/debugfs", "e2fsprogs")
 	ext4File := filepath.Join(t.TempDir(), "root.ext4")
 	r = mustOK(t, "unpack", berth(t, home, "image", "unpack", ref, "-o", ext4File, "--size", "64m"))
-	if out, err := exec.Command(e2fsck, "-fn", ext4File).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck of the unpacked image: %v\n%s", err, out)
-	}
+	testenv.Fsck(t, ext4File)
 	if fi, err := os.Stat(ext4File); err != nil || fi.Size() != 64<<20 {
 		t.Fatalf("unpacked image size: %v %v", fi, err)
 	}
-	out, err := exec.Command(debugfs, "-R", "cat /etc/passwd", ext4File).Output()
-	if err != nil || !strings.Contains(string(out), "berth:x:1000:1000") {
-		t.Fatalf("debugfs cat /etc/passwd: %v %q", err, out)
+	if out := testenv.Debugfs(t, ext4File, "cat /etc/passwd"); !strings.Contains(out, "berth:x:1000:1000") {
+		t.Fatalf("debugfs cat /etc/passwd: %q", out)
 	}
 	r = berth(t, home, "image", "unpack", ref, "-o", ext4File)
 	if r.code == 0 || !strings.Contains(r.err, "exists") {
