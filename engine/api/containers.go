@@ -97,8 +97,8 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req mobycontainer.CreateRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("create container: malformed request body: %w", err)))
+	if err := decodeBody(r, "create container", &req); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if req.Config == nil {
@@ -558,8 +558,8 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req mobycontainer.ExecCreateRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("exec: malformed request body: %w", err)))
+	if err := decodeBody(r, "exec", &req); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty, AttachStdin: req.AttachStdin}

@@ -427,8 +427,8 @@ type UnpackRequest struct {
 // on the daemon's machine (`berth image unpack`).
 func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
 	var req UnpackRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("unpack: malformed request body: %w", err)))
+	if err := decodeBody(r, "unpack", &req); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if err := s.backend.Unpack(r.Context(), req.Image, req.Output, req.Size); err != nil {
@@ -442,8 +442,8 @@ func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
 // them; Berth keeps nothing.
 func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 	var ac registry.AuthConfig
-	if err := json.NewDecoder(r.Body).Decode(&ac); err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("login: malformed request body: %w", err)))
+	if err := decodeBody(r, "login", &ac); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	auth := authn.FromConfig(authn.AuthConfig{Username: ac.Username, Password: ac.Password, IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken})

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -129,6 +130,18 @@ func compareVersions(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// maxBody bounds the JSON bodies the API reads.
+const maxBody = 4 << 20
+
+// decodeBody reads the request's JSON body into v; a malformed one is an
+// invalid argument naming the operation.
+func decodeBody(r *http.Request, op string, v any) error {
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxBody)).Decode(v); err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("%s: malformed request body: %w", op, err))
+	}
+	return nil
 }
 
 // writeJSON answers status with v as JSON.

@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"runtime"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/kernel"
@@ -161,8 +158,8 @@ func (s *Server) kernelGet(w http.ResponseWriter, r *http.Request) {
 // kernelSet persists a kernel choice: {"path": ...} or {"url": ..., "sha256": ...}.
 func (s *Server) kernelSet(w http.ResponseWriter, r *http.Request) {
 	var c kernel.Choice
-	if err := json.NewDecoder(r.Body).Decode(&c); err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("set kernel: malformed request body: %w", err)))
+	if err := decodeBody(r, "set kernel", &c); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	info, err := s.backend.SetKernel(r.Context(), c)
