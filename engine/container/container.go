@@ -71,10 +71,9 @@ type State struct {
 // start; guest times are from guestinit (CLOCK_BOOTTIME since kernel start).
 type BootTimeline struct {
 	// Host side, offsets from the start request.
-	RootfsReady time.Duration `json:"rootfsReady"`
-	VMStarted   time.Duration `json:"vmStarted"`
-	AgentReady  time.Duration `json:"agentReady"`
-	ProcessUp   time.Duration `json:"processUp"`
+	VMStarted  time.Duration `json:"vmStarted"`
+	AgentReady time.Duration `json:"agentReady"`
+	ProcessUp  time.Duration `json:"processUp"`
 	// Guest side, since the guest kernel started.
 	GuestInitStart     time.Duration `json:"guestInitStart"`
 	GuestModulesLoaded time.Duration `json:"guestModulesLoaded"`

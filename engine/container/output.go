@@ -28,6 +28,18 @@ func (o *output) setLog(l *logFile) {
 	o.mu.Unlock()
 }
 
+// changed returns a channel closed at the log's next write (at once when
+// no run is writing one).
+func (o *output) changed() <-chan struct{} {
+	o.mu.Lock()
+	l := o.log
+	o.mu.Unlock()
+	if l == nil {
+		return closedChan()
+	}
+	return l.changed()
+}
+
 // subscribe adds a client; its done channel is closed when the current or
 // next run's output ends.
 func (o *output) subscribe(stdout, stderr io.Writer) *subscriber {

@@ -217,13 +217,12 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 		ac.Close()
 		return fail(err)
 	}
-	pid, err := ac.StartProcess(bootCtx, mainProcess)
+	_, err = ac.StartProcess(bootCtx, mainProcess)
 	if err != nil {
 		attached.Close()
 		ac.Close()
 		return fail(processError(c, err))
 	}
-	_ = pid
 	tl.ProcessUp = time.Since(t0)
 
 	r := &running{vm: vm, agent: ac, stdio: attached, tty: cfg.Tty}
@@ -579,14 +578,5 @@ func (m *Manager) Logs(ctx context.Context, ref string, opts LogOptions, emit fu
 		defer c.mu.Unlock()
 		return c.run != nil || c.busy == "starting"
 	}
-	changed := func() <-chan struct{} {
-		c.out.mu.Lock()
-		l := c.out.log
-		c.out.mu.Unlock()
-		if l == nil {
-			return closedChan()
-		}
-		return l.changed()
-	}
-	return readLogs(ctx, filepath.Join(c.dir, "container.log"), opts, running, changed, emit)
+	return readLogs(ctx, filepath.Join(c.dir, "container.log"), opts, running, c.out.changed, emit)
 }
