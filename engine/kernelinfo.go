@@ -10,41 +10,26 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/kernel"
 )
 
-// KernelInfo describes the guest kernel the engine boots.
-type KernelInfo struct {
-	Path    string `json:"path,omitempty"`
-	Version string `json:"version,omitempty"`
-	Arch    string `json:"arch,omitempty"`
-	Format  string `json:"format,omitempty"`
-	// Source says where it was found: "$BERTH_KERNEL", "kernel.json",
-	// "kernel cache", "/boot" or "pinned default".
-	Source string `json:"source,omitempty"`
-	// Missing lists the guest features this kernel lacks ("9P_FS: folder
-	// sharing ...").
-	Missing []string `json:"missing,omitempty"`
-	// Error says why there is no usable kernel, and what to do.
-	Error string `json:"error,omitempty"`
-}
-
 // Kernel describes the kernel the engine would boot now. It downloads
 // nothing: a kernel still to be fetched is reported with its URL.
-func (e *Engine) Kernel(ctx context.Context) KernelInfo {
+func (e *Engine) Kernel(ctx context.Context) types.KernelInfo {
 	k, err := kernel.Resolve(ctx, kernel.Options{Home: e.home.Dir, CacheDir: KernelCacheDir(), Offline: true})
 	if err != nil {
 		if errors.Is(err, kernel.ErrNotFetched) {
-			return KernelInfo{Arch: runtime.GOARCH, Source: e.kernelSource(""), Error: err.Error()}
+			return types.KernelInfo{Arch: runtime.GOARCH, Source: e.kernelSource(""), Error: err.Error()}
 		}
-		return KernelInfo{Arch: runtime.GOARCH, Error: fmt.Sprintf("%v (on Linux run `make kernel`; anywhere: `berth system kernel set --path PATH`)", err)}
+		return types.KernelInfo{Arch: runtime.GOARCH, Error: fmt.Sprintf("%v (on Linux run `make kernel`; anywhere: `berth system kernel set --path PATH`)", err)}
 	}
 	return describeKernel(k, e.kernelSource(k.Path))
 }
 
-func describeKernel(k *kernel.Kernel, source string) KernelInfo {
-	info := KernelInfo{Path: k.Path, Version: k.Version, Arch: k.Arch, Format: string(k.Format), Source: source}
+func describeKernel(k *kernel.Kernel, source string) types.KernelInfo {
+	info := types.KernelInfo{Path: k.Path, Version: k.Version, Arch: k.Arch, Format: string(k.Format), Source: source}
 	for _, need := range kernel.GuestConfigs() {
 		if k.Support(need.Option) == kernel.Missing {
 			info.Missing = append(info.Missing, need.Option+": "+need.For)
@@ -79,36 +64,37 @@ var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // or unpacked kernel package directory (checked now: it must open and be
 // for this machine's architecture), or a .deb URL with its SHA-256
 // (downloaded and verified on first use).
-func (e *Engine) SetKernel(ctx context.Context, c kernel.Choice) (KernelInfo, error) {
+func (e *Engine) SetKernel(ctx context.Context, choice types.KernelChoice) (types.KernelInfo, error) {
+	c := kernel.Choice{Path: choice.Path, Source: kernel.Source{URL: choice.URL, SHA256: choice.SHA256}}
 	switch {
 	case c.Path != "" && c.URL != "":
-		return KernelInfo{}, errdefs.InvalidArgument(errors.New("set kernel: give a path or a URL, not both"))
+		return types.KernelInfo{}, errdefs.InvalidArgument(errors.New("set kernel: give a path or a URL, not both"))
 	case c.Path != "":
 		k, err := kernel.Open(c.Path)
 		if err != nil {
-			return KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel %s: %w", c.Path, err))
+			return types.KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel %s: %w", c.Path, err))
 		}
 		if k.Arch != runtime.GOARCH {
-			return KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel %s: it is a %s kernel; this machine's guests are %s", c.Path, k.Arch, runtime.GOARCH))
+			return types.KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel %s: it is a %s kernel; this machine's guests are %s", c.Path, k.Arch, runtime.GOARCH))
 		}
 		abs, err := filepath.Abs(c.Path)
 		if err != nil {
-			return KernelInfo{}, fmt.Errorf("set kernel %s: %w", c.Path, err)
+			return types.KernelInfo{}, fmt.Errorf("set kernel %s: %w", c.Path, err)
 		}
 		c = kernel.Choice{Path: abs}
 	case c.URL != "":
 		c.SHA256 = strings.ToLower(c.SHA256)
 		if !strings.HasPrefix(c.URL, "https://") && !strings.HasPrefix(c.URL, "http://") {
-			return KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel: URL %q is not http(s)", c.URL))
+			return types.KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel: URL %q is not http(s)", c.URL))
 		}
 		if !sha256Hex.MatchString(c.SHA256) {
-			return KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel %s: --sha256 must be 64 hex digits", c.URL))
+			return types.KernelInfo{}, errdefs.InvalidArgument(fmt.Errorf("set kernel %s: --sha256 must be 64 hex digits", c.URL))
 		}
 	default:
-		return KernelInfo{}, errdefs.InvalidArgument(errors.New("set kernel: give --path PATH, or --url URL with --sha256 HEX"))
+		return types.KernelInfo{}, errdefs.InvalidArgument(errors.New("set kernel: give --path PATH, or --url URL with --sha256 HEX"))
 	}
 	if err := kernel.WriteChoice(e.home.Dir, c); err != nil {
-		return KernelInfo{}, err
+		return types.KernelInfo{}, err
 	}
 	return e.Kernel(ctx), nil
 }

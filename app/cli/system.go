@@ -10,10 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/daemon"
-	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/spf13/cobra"
 )
@@ -95,7 +94,7 @@ func newSystemCmd(e *env) *cobra.Command {
 }
 
 // kernelLine is one line about the guest kernel.
-func kernelLine(k engine.KernelInfo) string {
+func kernelLine(k types.KernelInfo) string {
 	if k.Path == "" {
 		return "none usable yet: " + k.Error
 	}
@@ -103,7 +102,7 @@ func kernelLine(k engine.KernelInfo) string {
 }
 
 func newKernelCmd(e *env) *cobra.Command {
-	show := func(k engine.KernelInfo) {
+	show := func(k types.KernelInfo) {
 		fmt.Fprintf(e.io.Out, "Kernel: %s\n", kernelLine(k))
 		for _, m := range k.Missing {
 			fmt.Fprintf(e.io.Out, "  lacks %s\n", m)
@@ -141,7 +140,7 @@ func newKernelCmd(e *env) *cobra.Command {
 					return err
 				}
 			}
-			info, err := cl.SetKernel(cmd.Context(), kernel.Choice{Path: path, Source: kernel.Source{URL: url, SHA256: sum}})
+			info, err := cl.SetKernel(cmd.Context(), types.KernelChoice{Path: path, URL: url, SHA256: sum})
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
@@ -415,18 +416,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, names []string) 
 	}
 }
 
-// UnpackRequest is the body of POST /berth/images/unpack.
-type UnpackRequest struct {
-	Image  string `json:"image"`
-	Output string `json:"output"`
-	// Size in bytes; 0: content plus free space.
-	Size int64 `json:"size,omitempty"`
-}
-
 // imageUnpack writes an image's root filesystem as a standalone ext4 file
 // on the daemon's machine (`berth image unpack`).
 func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
-	var req UnpackRequest
+	var req types.UnpackRequest
 	if err := decodeBody(r, "unpack", &req); err != nil {
 		s.writeError(w, r, err)
 		return

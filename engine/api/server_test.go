@@ -8,11 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthvm/berth/engine"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
-	"github.com/berthvm/berth/engine/kernel"
 	"github.com/moby/moby/api/types/system"
 )
 
@@ -23,16 +22,16 @@ type fakeBackend struct{}
 func (fakeBackend) Images() *image.Store           { return nil }
 func (fakeBackend) Events() *events.Bus            { return events.NewBus() }
 func (fakeBackend) Containers() *container.Manager { return nil }
-func (fakeBackend) Kernel(context.Context) engine.KernelInfo {
-	return engine.KernelInfo{Version: "6.1.0-test"}
+func (fakeBackend) Kernel(context.Context) types.KernelInfo {
+	return types.KernelInfo{Version: "6.1.0-test"}
 }
-func (fakeBackend) SetKernel(context.Context, kernel.Choice) (engine.KernelInfo, error) {
-	return engine.KernelInfo{}, nil
+func (fakeBackend) SetKernel(context.Context, types.KernelChoice) (types.KernelInfo, error) {
+	return types.KernelInfo{}, nil
 }
 func (fakeBackend) Unpack(context.Context, string, string, int64) error { return nil }
 
-func (fakeBackend) Status(context.Context) (Status, error) {
-	return Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: engine.KernelInfo{Version: "6.1.0-test"}}, nil
+func (fakeBackend) Status(context.Context) (types.Status, error) {
+	return types.Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: types.KernelInfo{Version: "6.1.0-test"}}, nil
 }
 
 func do(t *testing.T, method, path string) *httptest.ResponseRecorder {

@@ -7,11 +7,10 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/berthvm/berth/engine"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
-	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/system"
 )
@@ -20,7 +19,7 @@ import (
 // the methods it needs; the daemon implements them all.
 type Backend interface {
 	// Status describes the running engine.
-	Status(ctx context.Context) (Status, error)
+	Status(ctx context.Context) (types.Status, error)
 	// Images is the image store.
 	Images() *image.Store
 	// Events is the engine's event bus.
@@ -28,35 +27,10 @@ type Backend interface {
 	// Containers is the container manager.
 	Containers() *container.Manager
 	// Kernel describes the guest kernel; SetKernel persists a choice.
-	Kernel(ctx context.Context) engine.KernelInfo
-	SetKernel(ctx context.Context, c kernel.Choice) (engine.KernelInfo, error)
+	Kernel(ctx context.Context) types.KernelInfo
+	SetKernel(ctx context.Context, c types.KernelChoice) (types.KernelInfo, error)
 	// Unpack writes an image's root filesystem as an ext4 file.
 	Unpack(ctx context.Context, ref, output string, size int64) error
-}
-
-// Status is the answer to GET /berth/status: what `berth system status`
-// shows.
-type Status struct {
-	Version       string    `json:"version"`
-	Commit        string    `json:"commit,omitempty"`
-	APIVersion    string    `json:"apiVersion"`
-	MinAPIVersion string    `json:"minApiVersion"`
-	GoVersion     string    `json:"goVersion"`
-	OS            string    `json:"os"`
-	Arch          string    `json:"arch"`
-	PID           int       `json:"pid"`
-	StartedAt     time.Time `json:"startedAt"`
-	Home          string    `json:"home"`
-	Socket        string    `json:"socket"`
-	// Backend names the VM backend and its accelerator ("qemu (kvm)",
-	// "qemu (tcg)", "vz").
-	Backend string `json:"backend"`
-	// Kernel is the guest kernel the engine would boot.
-	Kernel engine.KernelInfo `json:"kernel"`
-	// Containers and Images count what the engine holds.
-	Containers        int `json:"containers"`
-	ContainersRunning int `json:"containersRunning"`
-	Images            int `json:"images"`
 }
 
 // ping answers GET and HEAD /_ping with the headers the docker client reads
@@ -157,7 +131,7 @@ func (s *Server) kernelGet(w http.ResponseWriter, r *http.Request) {
 
 // kernelSet persists a kernel choice: {"path": ...} or {"url": ..., "sha256": ...}.
 func (s *Server) kernelSet(w http.ResponseWriter, r *http.Request) {
-	var c kernel.Choice
+	var c types.KernelChoice
 	if err := decodeBody(r, "set kernel", &c); err != nil {
 		s.writeError(w, r, err)
 		return

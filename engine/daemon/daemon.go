@@ -30,6 +30,7 @@ import (
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/version"
@@ -222,13 +223,13 @@ func (d *Daemon) release() {
 }
 
 // Status implements api.Backend.
-func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
+func (d *Daemon) Status(ctx context.Context) (types.Status, error) {
 	imgs, err := d.Images().List(ctx)
 	if err != nil {
-		return api.Status{}, err
+		return types.Status{}, err
 	}
 	total, running := d.Containers().Counts()
-	return api.Status{
+	return types.Status{
 		Images:            len(imgs),
 		Containers:        total,
 		ContainersRunning: running,

@@ -14,10 +14,8 @@ import (
 	"net/url"
 	"syscall"
 
-	"github.com/berthvm/berth/engine"
-	"github.com/berthvm/berth/engine/api"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/common"
 	"github.com/moby/moby/api/types/system"
@@ -53,8 +51,8 @@ func (c *Client) Ping(ctx context.Context) error {
 }
 
 // Status returns the daemon's status.
-func (c *Client) Status(ctx context.Context) (api.Status, error) {
-	var st api.Status
+func (c *Client) Status(ctx context.Context) (types.Status, error) {
+	var st types.Status
 	err := c.do(ctx, http.MethodGet, "/berth/status", nil, nil, &st)
 	return st, err
 }
@@ -128,19 +126,19 @@ func isNotRunning(err error) bool {
 }
 
 // Kernel describes the guest kernel the daemon boots.
-func (c *Client) Kernel(ctx context.Context) (engine.KernelInfo, error) {
-	var k engine.KernelInfo
+func (c *Client) Kernel(ctx context.Context) (types.KernelInfo, error) {
+	var k types.KernelInfo
 	err := c.do(ctx, http.MethodGet, "/berth/kernel", nil, nil, &k)
 	return k, err
 }
 
 // SetKernel persists a kernel choice in the daemon's home.
-func (c *Client) SetKernel(ctx context.Context, choice kernel.Choice) (engine.KernelInfo, error) {
+func (c *Client) SetKernel(ctx context.Context, choice types.KernelChoice) (types.KernelInfo, error) {
 	b, err := json.Marshal(choice)
 	if err != nil {
-		return engine.KernelInfo{}, err
+		return types.KernelInfo{}, err
 	}
-	var k engine.KernelInfo
+	var k types.KernelInfo
 	err = c.do(ctx, http.MethodPut, "/berth/kernel", nil, bytes.NewReader(b), &k)
 	return k, err
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/berthvm/berth/engine/api"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	mobyimage "github.com/moby/moby/api/types/image"
 )
@@ -139,7 +140,7 @@ func (c *Client) SaveImages(ctx context.Context, names []string) (io.ReadCloser,
 // UnpackImage writes an image's root filesystem as an ext4 file at output
 // (absolute, on the daemon's machine); size 0 sizes it to fit.
 func (c *Client) UnpackImage(ctx context.Context, image, output string, size int64) error {
-	b, err := json.Marshal(api.UnpackRequest{Image: image, Output: output, Size: size})
+	b, err := json.Marshal(types.UnpackRequest{Image: image, Output: output, Size: size})
 	if err != nil {
 		return err
 	}

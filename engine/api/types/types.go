@@ -1,0 +1,67 @@
+// Package types holds the wire types of Berth's own API endpoints (those
+// under /berth/), imported by the server (engine/api), the engine that
+// fills them and every client. It is to Berth's extensions what
+// github.com/moby/moby/api/types is to the Docker Engine API: data only,
+// no behaviour, no dependencies beyond the standard library.
+package types
+
+import "time"
+
+// Status is the answer to GET /berth/status: what `berth system status`
+// shows.
+type Status struct {
+	Version       string    `json:"version"`
+	Commit        string    `json:"commit,omitempty"`
+	APIVersion    string    `json:"apiVersion"`
+	MinAPIVersion string    `json:"minApiVersion"`
+	GoVersion     string    `json:"goVersion"`
+	OS            string    `json:"os"`
+	Arch          string    `json:"arch"`
+	PID           int       `json:"pid"`
+	StartedAt     time.Time `json:"startedAt"`
+	Home          string    `json:"home"`
+	Socket        string    `json:"socket"`
+	// Backend names the VM backend and its accelerator ("qemu (kvm)",
+	// "qemu (tcg)", "vz").
+	Backend string `json:"backend"`
+	// Kernel is the guest kernel the engine would boot.
+	Kernel KernelInfo `json:"kernel"`
+	// Containers and Images count what the engine holds.
+	Containers        int `json:"containers"`
+	ContainersRunning int `json:"containersRunning"`
+	Images            int `json:"images"`
+}
+
+// KernelInfo describes the guest kernel the engine boots: the answer to
+// GET and PUT /berth/kernel.
+type KernelInfo struct {
+	Path    string `json:"path,omitempty"`
+	Version string `json:"version,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+	Format  string `json:"format,omitempty"`
+	// Source says where it was found: "$BERTH_KERNEL", "kernel.json",
+	// "kernel cache", "/boot" or "pinned default".
+	Source string `json:"source,omitempty"`
+	// Missing lists the guest features this kernel lacks ("9P_FS: folder
+	// sharing ...").
+	Missing []string `json:"missing,omitempty"`
+	// Error says why there is no usable kernel, and what to do.
+	Error string `json:"error,omitempty"`
+}
+
+// KernelChoice is the body of PUT /berth/kernel: a kernel file or
+// unpacked kernel package directory (Path), or a kernel .deb to fetch
+// (URL with its SHA256).
+type KernelChoice struct {
+	Path   string `json:"path,omitempty"`
+	URL    string `json:"url,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// UnpackRequest is the body of POST /berth/images/unpack.
+type UnpackRequest struct {
+	Image  string `json:"image"`
+	Output string `json:"output"`
+	// Size in bytes; 0: content plus free space.
+	Size int64 `json:"size,omitempty"`
+}
