@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -464,8 +465,18 @@ func (f *fakeExecs) Resize(_ context.Context, id string, rows, cols uint32) erro
 // answer.
 func serve(t *testing.T, b Backend, method, path string, body io.Reader) *httptest.ResponseRecorder {
 	t.Helper()
+	return serveRequest(b, newRequest(method, path, body))
+}
+
+// newRequest is a request as a client sends it to the socket.
+func newRequest(method, path string, body io.Reader) *http.Request {
+	return httptest.NewRequest(method, path, body)
+}
+
+// serveRequest serves r with a Server on b.
+func serveRequest(b Backend, r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	NewServer(b).ServeHTTP(rec, httptest.NewRequest(method, path, body))
+	NewServer(b, WithLogger(slog.New(slog.DiscardHandler))).ServeHTTP(rec, r)
 	return rec
 }
 
@@ -480,3 +491,8 @@ func errorMessage(t *testing.T, rec *httptest.ResponseRecorder) string {
 }
 
 var _ http.Handler = (*Server)(nil)
+
+// fakeExec is a created exec session "exec1" of echo in container "web".
+func fakeExec() *container.ExecState {
+	return &container.ExecState{ID: "exec1", ContainerID: strings.Repeat("77", 32), Config: container.ExecConfig{Cmd: []string{"echo", "hi"}}}
+}
