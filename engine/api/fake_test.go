@@ -476,7 +476,7 @@ func newRequest(method, path string, body io.Reader) *http.Request {
 // serveRequest serves r with a Server on b.
 func serveRequest(b Backend, r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	NewServer(b, WithLogger(slog.New(slog.DiscardHandler))).ServeHTTP(rec, r)
+	NewServer(b, WithLogger(discardLogger())).ServeHTTP(rec, r)
 	return rec
 }
 
@@ -496,3 +496,5 @@ var _ http.Handler = (*Server)(nil)
 func fakeExec() *container.ExecState {
 	return &container.ExecState{ID: "exec1", ContainerID: strings.Repeat("77", 32), Config: container.ExecConfig{Cmd: []string{"echo", "hi"}}}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
