@@ -373,6 +373,8 @@ func (f filters) matchImage(img *image.Image) bool {
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
 
 // imageLoad imports a `docker save` or OCI layout tarball (docker load).
+// Its body is a raw stream, not JSON, so maxBody does not apply: the store
+// extracts it to disk as it arrives and never holds it in memory.
 func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
 	imgs, err := s.backend.Images().Import(r.Context(), r.Body)
 	if err != nil {

@@ -5,8 +5,16 @@
 //
 // Docker paths are served both bare and under a version prefix
 // (/v1.44/... to /v1.47/...); a version outside that range gets 400 with
-// Docker's wording. Every error body is {"message": "..."} and its status
-// comes from the error's errdefs class.
+// Docker's wording. Routing works on the escaped path and never redirects;
+// a path served for other methods gets 405 with Allow. Every JSON body
+// goes through one bounded decoder (413 over 4 MiB, 400 when malformed or
+// followed by anything). Every error body is {"message": "..."} and its
+// status comes from the error's errdefs class.
+//
+// The server consumes the engine through narrow interfaces defined here
+// (Backend: System, Images, Containers, Execs, Events) that return values,
+// never the engine's managers; engine/daemon adapts the engine to them,
+// and the tests serve fakes.
 package api
 
 import (
