@@ -556,6 +556,10 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if req.Privileged {
+		s.writeError(w, r, errdefs.InvalidArgument(errors.New("exec: --privileged is not supported yet by Berth ("+whyVM+")")))
+		return
+	}
 	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty, AttachStdin: req.AttachStdin}
 	if req.ConsoleSize != nil {
 		cfg.ConsoleSize = *req.ConsoleSize

@@ -267,6 +267,7 @@ func TestExecEndpoints(t *testing.T) {
 		{"POST", "/containers/job/exec", `{"Cmd":["ls"]}`, 409, "is not running"},
 		{"POST", "/containers/nope/exec", `{"Cmd":["ls"]}`, 404, "No such container: nope"},
 		{"POST", "/containers/web/exec", `{}`, 400, "no command given"},
+		{"POST", "/containers/web/exec", `{"Cmd":["ls"],"Privileged":true}`, 400, "exec: --privileged is not supported yet by Berth"},
 		{"GET", "/exec/exec1/json", "", 200, ""},
 		{"GET", "/exec/nope/json", "", 404, "No such exec instance: nope"},
 		{"POST", "/exec/nope/start", `{"Detach":true}`, 404, "No such exec instance: nope"},

@@ -111,47 +111,53 @@ var refused = []unsupported{
 	}},
 }
 
+// ignored is a resource control the engine does not apply.
+type ignored struct {
+	flag  string
+	asked func(*mobycontainer.HostConfig) bool
+}
+
 // warned are the resource controls a container's VM does not apply:
 // Docker answers such a request with a warning when the host lacks the
 // control, and so does Berth. --cpus and --memory size the VM.
-var warned = []unsupported{
-	{"--cpu-shares", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.CPUShares != 0 }},
-	{"--cpu-period/--cpu-quota", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+var warned = []ignored{
+	{"--cpu-shares", func(h *mobycontainer.HostConfig) bool { return h.CPUShares != 0 }},
+	{"--cpu-period/--cpu-quota", func(h *mobycontainer.HostConfig) bool {
 		return h.CPUPeriod != 0 || h.CPUQuota != 0
 	}},
-	{"--cpu-rt-period/--cpu-rt-runtime", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--cpu-rt-period/--cpu-rt-runtime", func(h *mobycontainer.HostConfig) bool {
 		return h.CPURealtimePeriod != 0 || h.CPURealtimeRuntime != 0
 	}},
-	{"--cpuset-cpus/--cpuset-mems", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--cpuset-cpus/--cpuset-mems", func(h *mobycontainer.HostConfig) bool {
 		return h.CpusetCpus != "" || h.CpusetMems != ""
 	}},
-	{"--cgroup-parent", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--cgroup-parent", func(h *mobycontainer.HostConfig) bool {
 		return h.CgroupParent != "" || h.Cgroup != ""
 	}},
-	{"--blkio-weight", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--blkio-weight", func(h *mobycontainer.HostConfig) bool {
 		return h.BlkioWeight != 0 || len(h.BlkioWeightDevice) > 0
 	}},
-	{"--device-read-bps/--device-write-bps/--device-read-iops/--device-write-iops", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--device-read-bps/--device-write-bps/--device-read-iops/--device-write-iops", func(h *mobycontainer.HostConfig) bool {
 		return len(h.BlkioDeviceReadBps)+len(h.BlkioDeviceWriteBps)+len(h.BlkioDeviceReadIOps)+len(h.BlkioDeviceWriteIOps) > 0
 	}},
-	{"--memory-reservation", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.MemoryReservation != 0 }},
-	{"--memory-swap", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--memory-reservation", func(h *mobycontainer.HostConfig) bool { return h.MemoryReservation != 0 }},
+	{"--memory-swap", func(h *mobycontainer.HostConfig) bool {
 		return h.MemorySwap != 0 && h.MemorySwap != h.Memory
 	}},
-	{"--memory-swappiness", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--memory-swappiness", func(h *mobycontainer.HostConfig) bool {
 		return h.MemorySwappiness != nil && *h.MemorySwappiness != -1
 	}},
-	{"--oom-kill-disable", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--oom-kill-disable", func(h *mobycontainer.HostConfig) bool {
 		return h.OomKillDisable != nil && *h.OomKillDisable
 	}},
-	{"--oom-score-adj", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.OomScoreAdj != 0 }},
-	{"--pids-limit", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--oom-score-adj", func(h *mobycontainer.HostConfig) bool { return h.OomScoreAdj != 0 }},
+	{"--pids-limit", func(h *mobycontainer.HostConfig) bool {
 		return h.PidsLimit != nil && *h.PidsLimit > 0
 	}},
-	{"--cpu-count/--cpu-percent/--io-maxiops/--io-maxbandwidth", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+	{"--cpu-count/--cpu-percent/--io-maxiops/--io-maxbandwidth", func(h *mobycontainer.HostConfig) bool {
 		return h.CPUCount != 0 || h.CPUPercent != 0 || h.IOMaximumIOps != 0 || h.IOMaximumBandwidth != 0
 	}},
-	{"umask", "", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.Umask != nil }},
+	{"umask", func(h *mobycontainer.HostConfig) bool { return h.Umask != nil }},
 }
 
 // message says that u is not supported yet, why, and what to do.
@@ -188,7 +194,7 @@ func checkSupported(req mobycontainer.CreateRequest) (warnings []string, err err
 	}
 	warnings = []string{}
 	for _, u := range warned {
-		if u.asked(cfg, hc) {
+		if u.asked(hc) {
 			warnings = append(warnings, u.flag+" is not supported by Berth: each container runs in its own VM, sized by --cpus and --memory. The setting is discarded.")
 		}
 	}
