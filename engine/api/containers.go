@@ -241,7 +241,12 @@ func (s *Server) containerRename(r *http.Request) (int, error) {
 	return http.StatusNoContent, s.backend.Containers().Rename(r.PathValue("id"), r.URL.Query().Get("name"))
 }
 
+// containerDelete removes a container (docker rm). v=1 (remove its
+// anonymous volumes) has nothing to do: Berth gives containers none.
 func (s *Server) containerDelete(r *http.Request) (int, error) {
+	if boolParam(r, "link") {
+		return 0, errdefs.InvalidArgument(errors.New("rm --link is not supported yet by Berth (" + whyNetwork + ")"))
+	}
 	return http.StatusNoContent, s.backend.Containers().Remove(r.Context(), r.PathValue("id"), boolParam(r, "force"))
 }
 

@@ -115,6 +115,8 @@ func TestContainerLifecycle(t *testing.T) {
 		{"DELETE", "/containers/web?force=0", 409, "force remove"},
 		{"DELETE", "/containers/web?force=1", 204, ""},
 		{"DELETE", "/containers/job", 204, ""},
+		{"DELETE", "/containers/job?v=1", 204, ""},
+		{"DELETE", "/containers/job?link=1", 400, "rm --link is not supported yet"},
 		{"DELETE", "/containers/nope", 404, "No such container: nope"},
 		{"GET", "/containers/web/stats", 200, ""},
 		{"GET", "/containers/nope/stats", 404, "No such container: nope"},
