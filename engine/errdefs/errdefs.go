@@ -48,6 +48,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrUnauthorized: credentials are missing or were refused.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrPermissionDenied: the caller is known but may not do this (a
+	// command the container may not execute, EACCES/EPERM).
+	ErrPermissionDenied = errors.New("permission denied")
 	// ErrNotImplemented: the operation exists in the API but not (yet) in Berth
 	// or not on this platform.
 	ErrNotImplemented = errors.New("not implemented")
@@ -86,11 +89,28 @@ func Unavailable(err error) error { return wrap(err, ErrUnavailable) }
 // Unauthorized marks err as ErrUnauthorized.
 func Unauthorized(err error) error { return wrap(err, ErrUnauthorized) }
 
+// PermissionDenied marks err as ErrPermissionDenied.
+func PermissionDenied(err error) error { return wrap(err, ErrPermissionDenied) }
+
+// Classes returns every error class of this package, for code that maps
+// them (HTTP, gRPC) and for tests that prove a mapping covers them all.
+func Classes() []error {
+	return []error{
+		ErrNotFound, ErrAlreadyExists, ErrInvalidArgument, ErrConflict,
+		ErrUnavailable, ErrUnauthorized, ErrPermissionDenied, ErrNotImplemented,
+	}
+}
+
 // NotImplemented marks err as ErrNotImplemented.
 func NotImplemented(err error) error { return wrap(err, ErrNotImplemented) }
 
 // HTTPStatus maps an error to the status code the Docker Engine API uses for
-// its class; unclassified errors are 500.
+// its class; unclassified errors are 500. An error of several classes gets
+// the first in this order: not found, already exists or conflict, invalid
+// argument, unauthorized, permission denied (403, Docker's "forbidden"),
+// unavailable, not implemented. (Docker answers a command the container
+// may not execute with 400: wrap the permission-denied error in
+// InvalidArgument for that.)
 func HTTPStatus(err error) int {
 	switch {
 	case err == nil:
@@ -103,6 +123,8 @@ func HTTPStatus(err error) int {
 		return statusBadRequest
 	case errors.Is(err, ErrUnauthorized):
 		return statusUnauthorized
+	case errors.Is(err, ErrPermissionDenied):
+		return statusForbidden
 	case errors.Is(err, ErrUnavailable):
 		return statusServiceUnavailable
 	case errors.Is(err, ErrNotImplemented):
@@ -124,8 +146,10 @@ func FromHTTPStatus(code int) error {
 		return ErrConflict
 	case statusBadRequest:
 		return ErrInvalidArgument
-	case statusUnauthorized, statusForbidden:
+	case statusUnauthorized:
 		return ErrUnauthorized
+	case statusForbidden:
+		return ErrPermissionDenied
 	case statusServiceUnavailable:
 		return ErrUnavailable
 	case statusNotImplemented:

@@ -19,8 +19,12 @@ func TestClassesKeepMessageAndMapToStatus(t *testing.T) {
 		{Conflict(base), ErrConflict, 409},
 		{InvalidArgument(base), ErrInvalidArgument, 400},
 		{Unauthorized(base), ErrUnauthorized, 401},
+		{PermissionDenied(base), ErrPermissionDenied, 403},
 		{Unavailable(base), ErrUnavailable, 503},
 		{NotImplemented(base), ErrNotImplemented, 501},
+	}
+	if len(cases) != len(Classes()) {
+		t.Errorf("%d cases for %d classes: a class has no HTTP status test", len(cases), len(Classes()))
 	}
 	for _, c := range cases {
 		wrapped := fmt.Errorf("pull: %w", c.err)
@@ -45,5 +49,17 @@ func TestClassesKeepMessageAndMapToStatus(t *testing.T) {
 	}
 	if WithClass(base, nil) != base || !errors.Is(WithClass(base, ErrConflict), ErrConflict) {
 		t.Error("WithClass")
+	}
+}
+
+// TestDockerStartErrorIsBadRequest: a command the container may not run
+// is permission denied wrapped as invalid argument; Docker answers 400.
+func TestDockerStartErrorIsBadRequest(t *testing.T) {
+	err := InvalidArgument(fmt.Errorf("exec: %q: %w", "/etc", PermissionDenied(errors.New("permission denied"))))
+	if got := HTTPStatus(err); got != 400 {
+		t.Errorf("status %d, want 400", got)
+	}
+	if !errors.Is(err, ErrPermissionDenied) {
+		t.Error("the permission-denied class is lost")
 	}
 }

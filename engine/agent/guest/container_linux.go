@@ -2,7 +2,6 @@ package guest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -95,7 +94,7 @@ func (c *container) handshake(ctx context.Context, hostname string) error {
 	case opReady:
 		return nil
 	case opError:
-		return fmt.Errorf("container init: %s", m.Err)
+		return fmt.Errorf("container init: %w", m.err())
 	}
 	return fmt.Errorf("container init answered %q", m.Op)
 }
@@ -133,7 +132,7 @@ func (c *container) initGone() {
 		c.mu.Lock()
 		c.gone = true
 		for id, ch := range c.waiters {
-			ch <- &ctlMsg{Op: opError, ID: id, Err: fmt.Sprintf("start %s: container %s is not running (its init exited)", id, c.id), ErrClass: "conflict"}
+			ch <- errorMsg(id, errdefs.Conflict(fmt.Errorf("start %s: container %s is not running (its init exited)", id, c.id)))
 		}
 		c.waiters = map[string]chan *ctlMsg{}
 		c.mu.Unlock()
@@ -165,16 +164,7 @@ func (c *container) start(ctx context.Context, id string, spec *procSpec, stdio 
 		if m.Op == opStarted {
 			return m.Pid, nil
 		}
-		err := errors.New(m.Err)
-		switch m.ErrClass {
-		case "notfound":
-			err = errdefs.NotFound(err)
-		case "invalid":
-			err = errdefs.InvalidArgument(err)
-		case "conflict":
-			err = errdefs.Conflict(err)
-		}
-		return 0, err
+		return 0, m.err()
 	case <-ctx.Done():
 		return 0, fmt.Errorf("start %s: %w", id, ctx.Err())
 	}

@@ -67,7 +67,7 @@ func containerInit(logger *log.Logger) error {
 		return fmt.Errorf("read init message: got %q", m.Op)
 	}
 	if err := setupContainer(m.Init); err != nil {
-		ctl.send(&ctlMsg{Op: opError, Err: err.Error()})
+		ctl.send(errorMsg("", err))
 		return err
 	}
 	sv := &initServer{ctl: ctl, logger: logger, procs: map[int]string{}}
@@ -303,7 +303,7 @@ func (s *initServer) requests() {
 			s.signal(m)
 		default:
 			closeAll(files)
-			s.ctl.send(&ctlMsg{Op: opError, ID: m.ID, Err: fmt.Sprintf("unknown control operation %q", m.Op)})
+			s.ctl.send(errorMsg(m.ID, errdefs.InvalidArgument(fmt.Errorf("unknown control operation %q", m.Op))))
 		}
 	}
 }
@@ -330,16 +330,7 @@ func (s *initServer) start(m *ctlMsg, files []*os.File) {
 	defer closeAll(files)
 	err := s.startProcess(m.ID, m.Proc, files)
 	if err != nil {
-		class := ""
-		switch {
-		case errors.Is(err, errdefs.ErrNotFound):
-			class = "notfound"
-		case errors.Is(err, errdefs.ErrInvalidArgument):
-			class = "invalid"
-		case errors.Is(err, errdefs.ErrConflict):
-			class = "conflict"
-		}
-		s.ctl.send(&ctlMsg{Op: opError, ID: m.ID, Err: err.Error(), ErrClass: class})
+		s.ctl.send(errorMsg(m.ID, err))
 	}
 }
 
@@ -445,11 +436,12 @@ func envPath(env []string) string {
 
 // lookPath finds the executable file for name in path, the way the
 // container's shell would. A missing binary is errdefs.ErrNotFound (the
-// host reports exit 127, as Docker does).
+// host reports exit 127, as Docker does); a path that names something not
+// executable is errdefs.ErrPermissionDenied (exit 126).
 func lookPath(name, path string) (string, error) {
 	if strings.Contains(name, "/") {
 		if err := isExecutable(name); err != nil {
-			return "", errdefs.NotFound(fmt.Errorf("exec: %q: %w", name, err))
+			return "", fmt.Errorf("exec: %q: %w", name, err)
 		}
 		return name, nil
 	}
@@ -465,21 +457,34 @@ func lookPath(name, path string) (string, error) {
 	return "", errdefs.NotFound(fmt.Errorf("exec: %q: executable file not found in $PATH", name))
 }
 
+// isExecutable reports, as a classified error, why p cannot be executed.
 func isExecutable(p string) error {
 	st, err := os.Stat(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errors.New("no such file or directory")
-		}
-		return err
-	}
-	if st.IsDir() {
-		return errors.New("is a directory")
-	}
-	if st.Mode()&0o111 == 0 {
-		return errors.New("permission denied")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return errdefs.NotFound(errors.New("no such file or directory"))
+	case err != nil:
+		return classifyExec(err)
+	case st.IsDir():
+		return errdefs.PermissionDenied(errors.New("is a directory"))
+	case st.Mode()&0o111 == 0:
+		return errdefs.PermissionDenied(errors.New("permission denied"))
 	}
 	return nil
+}
+
+// classifyExec gives a failed execve(2) its class, as runc and Docker
+// read it: ENOENT (no such file, or no such interpreter) is not found
+// (exit 127); EACCES, EPERM and EISDIR are permission denied (exit 126).
+// Other errors keep no class.
+func classifyExec(err error) error {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return errdefs.NotFound(err)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM), errors.Is(err, unix.EISDIR):
+		return errdefs.PermissionDenied(err)
+	}
+	return err
 }
 
 var rlimitTypes = map[string]int{

@@ -816,3 +816,60 @@ func TestMainIgnoresTERMAsPID1(t *testing.T) {
 		t.Fatalf("after SIGKILL: %+v %v, want 137", st, err)
 	}
 }
+
+// TestExecFailureClasses: a command that cannot be executed fails its
+// start with a class, not a text to match: missing (or a missing
+// interpreter) is not found, exit 127; not executable, a directory, or
+// on a noexec mount is permission denied, exit 126. Both the main
+// process (started through the stage) and an exec'd one.
+func TestExecFailureClasses(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	if err := os.WriteFile(filepath.Join(e.rootfs, "bin/badinterp"), []byte("#!/no/such/interpreter\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Source: "tmpfs", Fstype: "tmpfs", Target: "/mnt", Options: []string{"noexec"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.client.Unmount(ctxT(t), "/mnt", true) })
+	bb, err := os.ReadFile(filepath.Join(e.rootfs, "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.rootfs, "mnt/true"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, e, "sleep", "1000")
+	cases := []struct {
+		args  []string
+		class error
+		code  int
+	}{
+		{[]string{"/etc/passwd"}, errdefs.ErrPermissionDenied, 126},
+		{[]string{"/bin"}, errdefs.ErrPermissionDenied, 126},
+		{[]string{"/mnt/true"}, errdefs.ErrPermissionDenied, 126},
+		{[]string{"/bin/badinterp"}, errdefs.ErrNotFound, 127},
+		{[]string{"/no/such/file"}, errdefs.ErrNotFound, 127},
+	}
+	for i, c := range cases {
+		for _, container := range []string{"", "main"} {
+			id := fmt.Sprintf("p%d%s", i, container)
+			err := e.client.CreateProcess(ctx, &agentpb.CreateProcessRequest{Id: id, ContainerId: container, Args: c.args})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.client.StartProcess(ctx, id)
+			if !errors.Is(err, c.class) {
+				t.Errorf("%v (container %q): start error %v, want %v", c.args, container, err, c.class)
+			}
+			for _, other := range []error{errdefs.ErrNotFound, errdefs.ErrPermissionDenied} {
+				if other != c.class && errors.Is(err, other) {
+					t.Errorf("%v (container %q): %v is also %v", c.args, container, err, other)
+				}
+			}
+			if st, err := e.client.WaitProcess(ctx, id); err != nil || st.Code != c.code {
+				t.Errorf("%v (container %q): wait %+v %v, want exit %d", c.args, container, st, err, c.code)
+			}
+		}
+	}
+}
