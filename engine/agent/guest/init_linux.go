@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/user"
 )
 
 // containerInitArg0 is argv[0] of a container init; ps in the container
@@ -343,13 +344,13 @@ func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) erro
 	if len(files) != 3 {
 		return errdefs.InvalidArgument(fmt.Errorf("start %s: got %d stdio descriptors, want 3", id, len(files)))
 	}
-	u, err := resolveUser(p.User, "/etc/passwd", "/etc/group", p.AdditionalGids)
+	u, err := resolveUser(p.User, user.PasswdPath, user.GroupPath, p.AdditionalGids)
 	if err != nil {
 		return err
 	}
-	if p.Tty && u.Uid != 0 {
+	if p.Tty && u.UID != 0 {
 		// Let the user reopen its terminal by name, as runc does.
-		unix.Fchown(int(files[0].Fd()), int(u.Uid), -1)
+		unix.Fchown(int(files[0].Fd()), int(u.UID), -1)
 	}
 	env := processEnv(p.Env, u, p.Tty)
 	path, err := lookPath(p.Args[0], envPath(env))
@@ -368,7 +369,7 @@ func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) erro
 		Env:   env,
 		Files: []uintptr{files[0].Fd(), files[1].Fd(), files[2].Fd()},
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: u.Uid, Gid: u.Gid, Groups: u.Groups},
+			Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups},
 			Setsid:     true,
 			Setctty:    p.Tty,
 			Ctty:       0,
@@ -403,7 +404,7 @@ func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) erro
 
 // processEnv completes env as Docker does: PATH, HOME and, with a tty,
 // TERM when absent.
-func processEnv(env []string, u *execUser, tty bool) []string {
+func processEnv(env []string, u user.Exec, tty bool) []string {
 	has := func(k string) bool {
 		for _, e := range env {
 			if strings.HasPrefix(e, k+"=") {
