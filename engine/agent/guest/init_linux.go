@@ -104,47 +104,72 @@ func setupContainer(spec *initSpec) error {
 	return nil
 }
 
+// containerMount is one filesystem a container init mounts at target, a
+// path relative to the rootfs.
 type containerMount struct {
 	target, fstype, source string
 	flags                  uintptr
 	data                   string
 }
 
-// mountContainerFilesystems mounts /proc, /sys and /dev inside root.
-func mountContainerFilesystems(root string) error {
+// containerMounts are the filesystems every container gets, in order:
+// proc, sysfs (read-only), a tmpfs /dev, the guest's /dev/pts, and /dev/shm
+// and /dev/mqueue of its own.
+func containerMounts() []containerMount {
 	const nsd = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	mounts := []containerMount{
+	return []containerMount{
 		{target: "proc", fstype: "proc", source: "proc", flags: nsd},
 		{target: "sys", fstype: "sysfs", source: "sysfs", flags: nsd | unix.MS_RDONLY},
 		{target: "dev", fstype: "tmpfs", source: "tmpfs", flags: unix.MS_NOSUID | unix.MS_STRICTATIME, data: "mode=755,size=65536k"},
-	}
-	for _, m := range mounts {
-		if err := mountIn(root, m); err != nil {
-			return err
-		}
-	}
-	if err := populateDev(filepath.Join(root, "dev")); err != nil {
-		return err
-	}
-	more := []containerMount{
 		{target: "dev/pts", source: "/dev/pts", flags: unix.MS_BIND},
 		{target: "dev/shm", fstype: "tmpfs", source: "shm", flags: nsd, data: "mode=1777,size=65536k"},
 		{target: "dev/mqueue", fstype: "mqueue", source: "mqueue", flags: nsd},
 	}
-	for _, m := range more {
-		if err := mountIn(root, m); err != nil {
-			return err
+}
+
+// makeMountPoints creates, in the rootfs itself, the directories the
+// container mounts go on (those not inside another container mount), so
+// that a container starts on an image that lacks them even once the
+// rootfs is read-only (docker run --read-only), as runc does.
+func makeMountPoints(root string) error {
+	for _, m := range containerMounts() {
+		if strings.Contains(m.target, "/") {
+			continue // inside the /dev tmpfs
+		}
+		if err := mkdirInRoot(root, m.target); err != nil {
+			return fmt.Errorf("create mount point /%s in the rootfs: %w", m.target, err)
 		}
 	}
 	return nil
 }
 
-func mountIn(root string, m containerMount) error {
-	target := filepath.Join(root, m.target)
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return fmt.Errorf("mount %s in the container: %w", m.target, err)
+// mountContainerFilesystems mounts containerMounts inside root and fills
+// /dev.
+func mountContainerFilesystems(root string) error {
+	for _, m := range containerMounts() {
+		if err := mountIn(root, m); err != nil {
+			return err
+		}
 	}
-	if err := unix.Mount(m.source, target, m.fstype, m.flags, m.data); err != nil {
+	dev, err := resolveInRoot(root, "dev")
+	if err != nil {
+		return fmt.Errorf("find /dev in the container: %w", err)
+	}
+	return populateDev(dev)
+}
+
+// mountIn mounts m inside root, creating its mount point; symlinks on the
+// way resolve inside root.
+func mountIn(root string, m containerMount) error {
+	if err := mkdirInRoot(root, m.target); err != nil {
+		return fmt.Errorf("create mount point /%s in the container: %w", m.target, err)
+	}
+	fd, err := openInRoot(root, m.target)
+	if err != nil {
+		return fmt.Errorf("open mount point /%s in the container: %w", m.target, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount(m.source, fdPath(fd), m.fstype, m.flags, m.data); err != nil {
 		return fmt.Errorf("mount %s on /%s in the container: %w", m.source, m.target, err)
 	}
 	return nil

@@ -57,7 +57,11 @@ func exposeStage(root, exe string) error {
 			return fmt.Errorf("find own executable: %w", err)
 		}
 	}
-	target := filepath.Join(root, stageExe)
+	dev, err := resolveInRoot(root, filepath.Dir(stageExe)[1:])
+	if err != nil {
+		return fmt.Errorf("prepare %s: %w", stageExe, err)
+	}
+	target := filepath.Join(dev, filepath.Base(stageExe))
 	f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o500)
 	if err != nil {
 		return fmt.Errorf("prepare %s: %w", stageExe, err)

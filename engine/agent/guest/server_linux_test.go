@@ -700,6 +700,40 @@ func TestReadonlyRootfsRemount(t *testing.T) {
 	}
 }
 
+// TestReadonlyRootfsWithoutMountPoints: an image with no /proc, /sys or
+// /dev still runs with a read-only root (docker run --read-only): the
+// mount points are made before the root becomes read-only, and the
+// container gets its proc, sysfs and /dev as usual.
+func TestReadonlyRootfsWithoutMountPoints(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	for _, d := range []string{"proc", "sys", "dev"} {
+		if err := os.Remove(filepath.Join(e.rootfs, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount(e.rootfs, e.rootfs, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(e.rootfs, unix.MNT_DETACH) })
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(e.rootfs, "late"), 0o755); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("the rootfs is not read-only: mkdir gave %v", err)
+	}
+	startMain(t, e, "sleep", "1000")
+	script := "cat /proc/1/comm; ls /sys/kernel >/dev/null && echo sys; ls /dev/null /dev/pts/ptmx /dev/shm /dev/mqueue; echo x > /newfile"
+	out, errOut, st := e.run(t, &agentpb.CreateProcessRequest{Id: "check", ContainerId: "main", Args: []string{"sh", "-c", script}}, "")
+	want := "sleep\nsys\n/dev/null\n/dev/pts/ptmx\n\n/dev/mqueue:\n\n/dev/shm:\n"
+	if out != want {
+		t.Errorf("in the container: %q, want %q (stderr %q)", out, want, errOut)
+	}
+	if st.Code == 0 || !strings.Contains(errOut, "Read-only") {
+		t.Errorf("writing to the read-only root: exit %d, stderr %q", st.Code, errOut)
+	}
+}
+
 // TestInitForwardsSignals: a signal sent to PID 1 inside the container
 // (kill 1, as docker stop's SIGTERM would arrive) reaches the main
 // process, as with docker run --init.
