@@ -33,8 +33,11 @@ var mountFlags = map[string]struct {
 	"slave": {true, unix.MS_SLAVE}, "rslave": {true, unix.MS_SLAVE | unix.MS_REC},
 }
 
-// parseMountOptions splits -o options into flags and filesystem data.
-func parseMountOptions(opts []string) (uintptr, string) {
+// ParseMountOptions splits mount(8) -o options (each element may hold
+// several, comma-separated) into mount(2) flags and filesystem data:
+// "ro,noatime,discard" is MS_RDONLY|MS_NOATIME and "discard". guestinit
+// reads berth.rootflags with it too.
+func ParseMountOptions(opts ...string) (uintptr, string) {
 	var flags uintptr
 	var data []string
 	for _, o := range opts {
@@ -149,7 +152,7 @@ func (s *Server) mount(r *agentpb.MountRequest) error {
 			return fmt.Errorf("mount on %s: create target: %w", r.Target, err)
 		}
 	}
-	flags, data := parseMountOptions(r.Options)
+	flags, data := ParseMountOptions(r.Options...)
 	if rel == "." && flags&unix.MS_RDONLY != 0 {
 		// The rootfs is becoming read-only: create the mount points
 		// containers need while it can still be written.
