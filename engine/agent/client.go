@@ -162,8 +162,9 @@ func (c *Client) CreateProcess(ctx context.Context, r *agentpb.CreateProcessRequ
 }
 
 // StartProcess starts a created process and returns its pid inside the
-// container. A missing binary is errdefs.ErrNotFound: report exit 127, as
-// Docker does.
+// container. A missing binary is errdefs.ErrNotFound (report exit 127, as
+// Docker does), one that cannot be executed errdefs.ErrPermissionDenied
+// (exit 126).
 func (c *Client) StartProcess(ctx context.Context, id string) (int, error) {
 	r, err := c.api.StartProcess(ctx, &agentpb.StartProcessRequest{Id: id})
 	if err != nil {
