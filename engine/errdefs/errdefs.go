@@ -104,36 +104,73 @@ func Classes() []error {
 // NotImplemented marks err as ErrNotImplemented.
 func NotImplemented(err error) error { return wrap(err, ErrNotImplemented) }
 
-// HTTPStatus maps an error to the status code the Docker Engine API uses for
-// its class; unclassified errors are 500. An error of several classes gets
-// the first in this order: not found, already exists or conflict, invalid
-// argument, unauthorized, permission denied (403, Docker's "forbidden"),
-// unavailable, not implemented. (Docker answers a command the container
-// may not execute with 400: wrap the permission-denied error in
-// InvalidArgument for that.)
-func HTTPStatus(err error) int {
-	switch {
-	case err == nil:
-		return statusOK
-	case errors.Is(err, ErrNotFound):
-		return statusNotFound
-	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrConflict):
-		return statusConflict
-	case errors.Is(err, ErrInvalidArgument):
-		return statusBadRequest
-	case errors.Is(err, ErrUnauthorized):
-		return statusUnauthorized
-	case errors.Is(err, ErrPermissionDenied):
-		return statusForbidden
-	case errors.Is(err, ErrUnavailable):
-		return statusServiceUnavailable
-	case errors.Is(err, ErrNotImplemented):
-		return statusNotImplemented
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return statusRequestTimeout
-	default:
-		return statusInternalServerError
+// Class returns err's class: one of Classes, context.Canceled or
+// context.DeadlineExceeded, or nil for an unclassified error. An error
+// that carries several classes has the one attached last, outermost in
+// its chain — as with moby's errdefs — so that a layer can reclassify
+// what it wraps: InvalidArgument(fmt.Errorf("exec: %w", notFoundErr)) is
+// invalid argument (Docker's 400 for a missing command), while
+// errors.Is(err, ErrNotFound) still holds for code that looks deeper.
+func Class(err error) error {
+	for err != nil {
+		if isClass(err) {
+			return err
+		}
+		switch e := err.(type) {
+		case *classed:
+			return e.class
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				if c := Class(inner); c != nil {
+					return c
+				}
+			}
+			return nil
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return nil
+		}
 	}
+	return nil
+}
+
+func isClass(err error) bool {
+	switch err {
+	case ErrNotFound, ErrAlreadyExists, ErrInvalidArgument, ErrConflict, ErrUnavailable,
+		ErrUnauthorized, ErrPermissionDenied, ErrNotImplemented, context.Canceled, context.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// HTTPStatus maps an error to the status code the Docker Engine API uses
+// for its Class: 404, 409 (already exists, conflict), 400, 401, 403
+// (permission denied: Docker's "forbidden"), 503, 501, 408 (cancelled or
+// timed out); unclassified errors are 500.
+func HTTPStatus(err error) int {
+	if err == nil {
+		return statusOK
+	}
+	switch Class(err) {
+	case ErrNotFound:
+		return statusNotFound
+	case ErrAlreadyExists, ErrConflict:
+		return statusConflict
+	case ErrInvalidArgument:
+		return statusBadRequest
+	case ErrUnauthorized:
+		return statusUnauthorized
+	case ErrPermissionDenied:
+		return statusForbidden
+	case ErrUnavailable:
+		return statusServiceUnavailable
+	case ErrNotImplemented:
+		return statusNotImplemented
+	case context.Canceled, context.DeadlineExceeded:
+		return statusRequestTimeout
+	}
+	return statusInternalServerError
 }
 
 // FromHTTPStatus returns the class for a status code, for clients that turn

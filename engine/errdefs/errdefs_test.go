@@ -52,14 +52,36 @@ func TestClassesKeepMessageAndMapToStatus(t *testing.T) {
 	}
 }
 
-// TestDockerStartErrorIsBadRequest: a command the container may not run
-// is permission denied wrapped as invalid argument; Docker answers 400.
-func TestDockerStartErrorIsBadRequest(t *testing.T) {
-	err := InvalidArgument(fmt.Errorf("exec: %q: %w", "/etc", PermissionDenied(errors.New("permission denied"))))
-	if got := HTTPStatus(err); got != 400 {
-		t.Errorf("status %d, want 400", got)
+// TestOutermostClassWins: a layer that wraps a classed error in another
+// class reclassifies it (Docker answers a command missing at start with
+// 400, not 404); errors.Is still sees both.
+func TestOutermostClassWins(t *testing.T) {
+	notFound := NotFound(errors.New(`exec: "x": executable file not found in $PATH`))
+	start := InvalidArgument(fmt.Errorf("exec: %q: %w", "x", notFound))
+	cases := []struct {
+		err    error
+		class  error
+		status int
+	}{
+		{start, ErrInvalidArgument, 400},
+		{fmt.Errorf("start c1: %w", start), ErrInvalidArgument, 400},
+		{notFound, ErrNotFound, 404},
+		{InvalidArgument(fmt.Errorf("x: %w", PermissionDenied(errors.New("permission denied")))), ErrInvalidArgument, 400},
+		{Unavailable(fmt.Errorf("dial agent: %w", context.DeadlineExceeded)), ErrUnavailable, 503},
+		{fmt.Errorf("wait: %w", context.Canceled), context.Canceled, 408},
+		{fmt.Errorf("lookup: %w", ErrNotFound), ErrNotFound, 404},
+		{errors.Join(errors.New("plain"), Conflict(errors.New("busy")), NotFound(errors.New("gone"))), ErrConflict, 409},
+		{errors.New("plain"), nil, 500},
 	}
-	if !errors.Is(err, ErrPermissionDenied) {
-		t.Error("the permission-denied class is lost")
+	for _, c := range cases {
+		if got := Class(c.err); got != c.class {
+			t.Errorf("Class(%q) = %v, want %v", c.err, got, c.class)
+		}
+		if got := HTTPStatus(c.err); got != c.status {
+			t.Errorf("HTTPStatus(%q) = %d, want %d", c.err, got, c.status)
+		}
+	}
+	if !errors.Is(start, ErrNotFound) || !errors.Is(start, ErrInvalidArgument) {
+		t.Error("errors.Is must still see every class in the chain")
 	}
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // classCodes pairs each errdefs class (and context's two errors) with its
-// code. Order matters for an error of several classes: the first wins.
+// code.
 var classCodes = []struct {
 	class error
 	code  codes.Code
@@ -34,14 +34,16 @@ var classCodes = []struct {
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
 
-// Code returns the gRPC code for err's class: codes.OK for nil,
-// codes.Unknown for an unclassified error.
+// Code returns the gRPC code for err's class (errdefs.Class: the
+// outermost one): codes.OK for nil, codes.Unknown for an unclassified
+// error.
 func Code(err error) codes.Code {
 	if err == nil {
 		return codes.OK
 	}
+	class := errdefs.Class(err)
 	for _, c := range classCodes {
-		if errors.Is(err, c.class) {
+		if c.class == class {
 			return c.code
 		}
 	}
