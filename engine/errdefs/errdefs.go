@@ -10,7 +10,10 @@
 //	...
 //	if errors.Is(err, errdefs.ErrNotFound) { ... }
 //
-// The message of the wrapped error is left exactly as it was.
+// The message of the wrapped error is left exactly as it was. A layer may
+// wrap a classed error in another class to reclassify it; Class returns
+// the outermost, which decides the HTTP status (HTTPStatus) and the gRPC
+// code on the agent's connection (package errgrpc).
 package errdefs
 
 import (
