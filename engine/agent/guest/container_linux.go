@@ -3,6 +3,7 @@ package guest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"syscall"
@@ -187,14 +188,15 @@ func (s *Server) containerGone(c *container) {
 	if s.containers[c.id] == c {
 		delete(s.containers, c.id)
 	}
-	var left []string
-	for id, p := range s.procs {
-		if p.ctr == c {
-			left = append(left, id)
-		}
-	}
+	procs := make(map[string]*process, len(s.procs))
+	maps.Copy(procs, s.procs)
 	s.mu.Unlock()
-	for _, id := range left {
-		s.processExited(id, 128+int(unix.SIGKILL), int(unix.SIGKILL))
+	for id, p := range procs {
+		p.mu.Lock() // p.ctr is p's, set under p.mu
+		in := p.ctr == c
+		p.mu.Unlock()
+		if in {
+			s.processExited(id, 128+int(unix.SIGKILL), int(unix.SIGKILL))
+		}
 	}
 }
