@@ -7,7 +7,7 @@
 //
 // A process created with no container ID starts a container. guestinit
 // re-executes itself (/proc/self/exe, argv[0] "berth-init") in new mount,
-// PID, UTS and IPC namespaces. That container init (ContainerInit):
+// PID, UTS and IPC namespaces. That container init (containerInit):
 //
 //  1. makes every mount a slave of guestinit's (mounts under the rootfs
 //     made later by the agent's Mount call propagate in);
