@@ -79,8 +79,9 @@ func hideStage() {
 	os.Remove(stageExe)
 }
 
-// mainStageErrFd is the descriptor the main stage reports a failure on;
-// it is close-on-exec, so EOF means the command is running.
+// mainStageErrFd is the descriptor the main stage reports a failure on
+// (an opError ctlMsg in JSON: message and class); it is close-on-exec,
+// so EOF means the command is running.
 const mainStageErrFd = 3
 
 // spawnMain starts the container's main process as PID 1 of a new PID
