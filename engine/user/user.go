@@ -20,9 +20,10 @@
 //     skipped unless it is the one the value names, which is then an
 //     error naming the file and line.
 //
-// Every failure is errdefs.ErrInvalidArgument (the USER value is wrong
-// for this image), worded as runc words it: "unable to find user app:
-// no matching entries in passwd file".
+// A value the files cannot satisfy is errdefs.ErrInvalidArgument (the
+// USER value is wrong for this image), worded as runc words it: "unable
+// to find user app: no matching entries in passwd file". A failure to
+// read a file is returned wrapped, unclassified.
 package user
 
 import (
