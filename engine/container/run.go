@@ -276,7 +276,7 @@ func processError(c *Container, err error) error {
 	case errors.Is(err, errdefs.ErrNotFound):
 		c.state.ExitCode = 127
 		return errdefs.InvalidArgument(fmt.Errorf("exec: %q: executable file not found in $PATH: %w", c.spec.Path, err))
-	case strings.Contains(err.Error(), "permission denied"):
+	case errors.Is(err, errdefs.ErrPermissionDenied):
 		c.state.ExitCode = 126
 		return errdefs.InvalidArgument(fmt.Errorf("exec: %q: permission denied: %w", c.spec.Path, err))
 	}
