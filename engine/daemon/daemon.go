@@ -244,7 +244,7 @@ func (d *Daemon) Status(ctx context.Context) (types.Status, error) {
 		StartedAt:         d.started,
 		Home:              d.home.Dir,
 		Socket:            d.home.Socket(),
-		Backend:           engine.BackendName(),
+		Backend:           d.Engine.Backend(),
 		Kernel:            d.Kernel(ctx),
 	}, nil
 }

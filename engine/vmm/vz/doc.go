@@ -13,3 +13,6 @@
 // ./app/darwincheck) but has never run here: no claim is made that it
 // works until it has been run on a Mac.
 package vz
+
+// Name is the backend's name in status displays.
+const Name = "vz"
