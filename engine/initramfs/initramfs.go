@@ -48,9 +48,6 @@ const LateOrderPath = "/lib/modules/late.order"
 // moduleDir is where the modules are placed inside the archive.
 const moduleDir = "/lib/modules"
 
-// featureModules maps the kernel config options the guest needs (see
-// kernel.GuestConfigs) to the modules that provide them, in load order
-// where it matters beyond modules.dep.
 // featureModule maps a config option to the modules that provide it;
 // late ones are not needed to reach a ready agent (folder sharing,
 // overlay), and guestinit loads them after it serves.
@@ -60,6 +57,9 @@ type featureModule struct {
 	late    bool
 }
 
+// featureModules maps the kernel config options the guest needs (see
+// kernel.GuestConfigs) to the modules that provide them, in load order
+// where it matters beyond modules.dep.
 func featureModules() []featureModule {
 	return []featureModule{
 		// All of Berth's devices are virtio-pci, on both backends.

@@ -9,8 +9,8 @@
 //	DIR/boot/config-VERSION            (optional: tells built-in from module)
 //	DIR/lib/modules/VERSION/modules.dep
 //
-// which is what assets/kernel/fetch-debian-kernel.sh (Linux) and
-// [FetchDeb] (the pinned default, macOS) leave behind. [Resolve] picks the
+// which is what assets/kernel/fetch-debian-kernel.sh (Linux) and [Fetch]
+// (a kernel package, such as the pinned default) leave behind. [Resolve] picks the
 // active kernel; [Open] describes one; [Kernel.BootImage] turns it into the
 // uncompressed image the hypervisors boot fastest (Virtualization.framework
 // accepts nothing else on arm64).
