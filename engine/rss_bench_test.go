@@ -38,6 +38,10 @@ func BenchmarkEngineRSS(b *testing.B) {
 	if err := tarball.Write(name.MustParseReference("bench:latest"), img, &tar); err != nil {
 		b.Fatal(err)
 	}
+	// Each iteration is one engine's life on a fresh home; the worst is
+	// reported. (In-process engines share the test binary's heap, so one
+	// iteration per process gives the cleanest number: -benchtime 1x.)
+	var maxRSS, maxAnon float64
 	for i := 0; i < b.N; i++ {
 		dir, err := os.MkdirTemp("", "berth-rss")
 		if err != nil {
@@ -45,9 +49,10 @@ func BenchmarkEngineRSS(b *testing.B) {
 		}
 		rss, anon := engineRSS(b, filepath.Join(dir, "h"), tar.Bytes())
 		os.RemoveAll(dir)
-		b.ReportMetric(rss, "rss-MiB")
-		b.ReportMetric(anon, "anon-MiB")
+		maxRSS, maxAnon = max(maxRSS, rss), max(maxAnon, anon)
 	}
+	b.ReportMetric(maxRSS, "rss-MiB")
+	b.ReportMetric(maxAnon, "anon-MiB")
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -197,6 +197,12 @@ func (d *driver) HardStop(ctx context.Context) error {
 			return nil
 		default:
 		}
+		// A VM that never ran (its start failed) reports no state
+		// change to wait for: it is gone already.
+		if st := vm.State(); st == vz.VirtualMachineStateStopped || st == vz.VirtualMachineStateError {
+			d.finish(vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: "the VM did not run: " + err.Error()})
+			return nil
+		}
 		return err
 	}
 	return nil
