@@ -320,13 +320,18 @@ func (m *VM) waitGone(ctx context.Context) error {
 }
 
 // hardStop records why the host stops the VM hard, asks the driver to,
-// and waits until it is gone.
+// and waits until it is gone. A VM that ended by itself keeps the
+// driver's account of why.
 func (m *VM) hardStop(ctx context.Context, detail string) error {
 	m.mu.Lock()
 	select {
 	case <-m.done:
 		m.mu.Unlock()
 		return nil
+	case <-m.drv.Exited():
+		m.mu.Unlock()
+		_, err := m.Wait(ctx)
+		return err
 	default:
 	}
 	if m.hard == "" {

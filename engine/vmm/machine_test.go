@@ -248,7 +248,12 @@ func TestVMStartFailure(t *testing.T) {
 				t.Errorf("Start error lacks %q:\n%v", want, err)
 			}
 		}
-		waitExit(t, m)
+		if exit := waitExit(t, m); exit.Reason != vmm.ExitHypervisorError || !strings.Contains(exit.Detail, "Invalid SMP") {
+			t.Errorf("exit = %v, want the hypervisor's error", exit)
+		}
+		if _, hard := f.counts(); hard != 0 {
+			t.Errorf("the host stopped hard a hypervisor that had ended")
+		}
 	})
 	t.Run("agent never answers", func(t *testing.T) {
 		f := newFake()
