@@ -1,19 +1,24 @@
-// Package engine assembles Berth's engine from its parts — the image
-// store, the event bus and (as they land) root filesystems, micro-VMs and
-// containers — on one Berth home. The daemon serves an Engine over the API
-// socket; the menu-bar app hosts one in-process.
+// Package engine assembles Berth's engine from its parts on one Berth
+// home: the image store (engine/image), the base root filesystems
+// (engine/rootfs), the event bus (engine/events), the containers
+// (engine/container) and the micro-VMs they run in (engine/launcher over
+// engine/vmm). The daemon serves an Engine over the API socket; the
+// menu-bar app hosts one in-process.
 package engine
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/engine/rootfs"
+	"github.com/berthvm/berth/engine/vmm/backend"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	moby "github.com/moby/moby/api/types/events"
 )
@@ -26,34 +31,31 @@ type Engine struct {
 	images     *image.Store
 	rootfs     *rootfs.Cache
 	containers *container.Manager
+
+	// ctx is cancelled by Close; wg counts the goroutines the engine
+	// started itself, which Close waits for.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	prune  chan struct{} // a base rootfs prune is due
 }
 
 // Option configures New.
 type Option func(*options)
 
 type options struct {
-	log       *slog.Logger
-	imageOpts []image.Option
-	vms       container.VMLauncher
+	log *slog.Logger
 }
-
-// WithVMLauncher sets how container VMs are booted (default: the
-// platform's backend with the resolved kernel and guestinit).
-func WithVMLauncher(l container.VMLauncher) Option { return func(o *options) { o.vms = l } }
 
 // WithLogger sets the engine's logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithImageOptions passes options to the image store (a keychain, insecure
-// registries, a transport).
-func WithImageOptions(opts ...image.Option) Option {
-	return func(o *options) { o.imageOpts = append(o.imageOpts, opts...) }
-}
-
 // New opens the engine's state under h: it creates the home if needed,
-// opens the image store (h/images), the base rootfs cache (h/rootfs) and
-// the containers (h/containers), and recovers containers a dead engine
-// left running.
+// opens the image store (h/images) and the base rootfs cache (h/rootfs),
+// stops the VMs a dead engine left running (engine/launcher), opens the
+// containers (h/containers, marking those that were running as exited),
+// and starts the engine's one background worker (pruning base root
+// filesystems of removed images), which Close stops.
 func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 	o := options{log: slog.Default()}
 	for _, opt := range opts {
@@ -62,39 +64,61 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 	if err := h.Ensure(); err != nil {
 		return nil, err
 	}
-	e := &Engine{home: h, log: o.log, events: events.NewBus()}
-	imgOpts := append([]image.Option{
+	e := &Engine{home: h, log: o.log, events: events.NewBus(), prune: make(chan struct{}, 1)}
+	st, err := image.Open(h.Path("images"),
 		image.WithRemoveHook(func(id string) {
 			e.events.Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionDelete, Actor: moby.Actor{ID: id}})
-			go e.pruneBaseImages()
+			e.requestPrune()
 		}),
 		image.WithInUse(func(id string) bool { return e.containers != nil && e.containers.InUse(id) }),
-	}, o.imageOpts...)
-	st, err := image.Open(h.Path("images"), imgOpts...)
+	)
 	if err != nil {
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
 	e.images = st
 	if e.rootfs, err = rootfs.NewCache(h.Path("rootfs")); err != nil {
+		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
-	sweepOrphanVMs(ctx, h, o.log)
-	vms := o.vms
-	if vms == nil {
-		vms = newVMLauncher(h, o.log)
-	}
+	vms := launcher.New(h, o.log)
+	vms.SweepOrphans(ctx, h.Path("containers"))
 	e.containers, err = container.NewManager(ctx, container.Config{
 		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Log: o.log,
 	})
 	if err != nil {
+		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.wg.Add(1)
+	go e.pruner()
 	return e, nil
 }
 
+// requestPrune asks the pruner for a pass; requests made while one is
+// pending fold into it.
+func (e *Engine) requestPrune() {
+	select {
+	case e.prune <- struct{}{}:
+	default:
+	}
+}
+
+// pruner runs base rootfs prunes as they are requested, until Close.
+func (e *Engine) pruner() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.prune:
+			e.pruneBaseImages(e.ctx)
+		}
+	}
+}
+
 // pruneBaseImages drops base root filesystems whose image is gone.
-func (e *Engine) pruneBaseImages() {
-	ctx := context.Background()
+func (e *Engine) pruneBaseImages(ctx context.Context) {
 	imgs, err := e.images.List(ctx)
 	if err != nil {
 		return
@@ -103,10 +127,15 @@ func (e *Engine) pruneBaseImages() {
 	for _, img := range imgs {
 		keep[img.Manifest.Digest.String()] = true
 	}
-	if _, err := e.rootfs.Prune(ctx, func(d v1.Hash) bool { return keep[d.String()] }); err != nil {
+	if _, err := e.rootfs.Prune(ctx, func(d v1.Hash) bool { return keep[d.String()] }); err != nil && ctx.Err() == nil {
 		e.log.Warn("prune base root filesystems", "err", err)
 	}
 }
+
+// Backend names the VM backend and the accelerator containers run under
+// ("qemu (kvm)", "qemu (tcg)", "vz"): the backend's own decision, the
+// one its VMs get.
+func (e *Engine) Backend() string { return backend.Describe() }
 
 // Containers is the container manager.
 func (e *Engine) Containers() *container.Manager { return e.containers }
@@ -123,6 +152,11 @@ func (e *Engine) Images() *image.Store { return e.images }
 // Events is the event bus.
 func (e *Engine) Events() *events.Bus { return e.events }
 
-// Close releases what New opened (the image store's lock). Running
-// containers are not stopped: the daemon's VMs die with its process.
-func (e *Engine) Close() error { return e.images.Close() }
+// Close stops the engine's background work, waits for it to end, and
+// releases what New opened (the image store's lock). Running containers
+// are not stopped: the daemon's VMs die with its process.
+func (e *Engine) Close() error {
+	e.cancel()
+	e.wg.Wait()
+	return e.images.Close()
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -13,49 +12,27 @@ import (
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/engine/launcher"
 )
 
 // Kernel describes the kernel the engine would boot now. It downloads
 // nothing: a kernel still to be fetched is reported with its URL.
 func (e *Engine) Kernel(ctx context.Context) types.KernelInfo {
-	k, err := kernel.Resolve(ctx, kernel.Options{Home: e.home.Dir, CacheDir: KernelCacheDir(), Offline: true})
+	k, err := kernel.Resolve(ctx, kernel.Options{Home: e.home.Dir, CacheDir: launcher.KernelCacheDir(), Offline: true})
 	if err != nil {
-		if errors.Is(err, kernel.ErrNotFetched) {
-			return types.KernelInfo{Arch: runtime.GOARCH, Source: e.kernelSource(""), Error: err.Error()}
+		var nf *kernel.NotFetchedError
+		if errors.As(err, &nf) {
+			return types.KernelInfo{Arch: runtime.GOARCH, Source: string(nf.Origin), Error: err.Error()}
 		}
 		return types.KernelInfo{Arch: runtime.GOARCH, Error: fmt.Sprintf("%v (on Linux run `make kernel`; anywhere: `berth system kernel set --path PATH`)", err)}
 	}
-	return describeKernel(k, e.kernelSource(k.Path))
-}
-
-func describeKernel(k *kernel.Kernel, source string) types.KernelInfo {
-	info := types.KernelInfo{Path: k.Path, Version: k.Version, Arch: k.Arch, Format: string(k.Format), Source: source}
+	info := types.KernelInfo{Path: k.Path, Version: k.Version, Arch: k.Arch, Format: string(k.Format), Source: string(k.Origin)}
 	for _, need := range kernel.GuestConfigs() {
 		if k.Support(need.Option) == kernel.Missing {
 			info.Missing = append(info.Missing, need.Option+": "+need.For)
 		}
 	}
 	return info
-}
-
-// kernelSource names where Resolve found the kernel at path.
-func (e *Engine) kernelSource(path string) string {
-	switch {
-	case os.Getenv(kernel.EnvKernel) != "":
-		return "$" + kernel.EnvKernel
-	}
-	if c, err := kernel.ReadChoice(e.home.Dir); err == nil && c != nil {
-		return kernel.ChoiceFile
-	}
-	switch {
-	case path == "":
-		return "pinned default"
-	case strings.HasPrefix(path, KernelCacheDir()):
-		return "kernel cache"
-	case strings.HasPrefix(path, "/boot/"):
-		return "/boot"
-	}
-	return "pinned default"
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/berthvm/berth/engine"
+	"github.com/berthvm/berth/engine/launcher"
 )
 
 // TestMain builds guestinit for the host arch and points the engine at
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build guestinit: %v\n%s", err, b)
 		os.Exit(1)
 	}
-	os.Setenv(engine.GuestinitEnv, out)
+	os.Setenv(launcher.GuestinitEnv, out)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

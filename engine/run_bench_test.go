@@ -83,5 +83,5 @@ func BenchmarkRunRmTrue(b *testing.B) {
 	b.ReportMetric(ms(teardowns), "teardown-ms")
 	b.ReportMetric(ms(totals), "median-total-ms")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("backend %s", engine.BackendName())
+	b.Logf("backend %s", eng.Backend())
 }

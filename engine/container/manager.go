@@ -126,7 +126,8 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		c := m.newContainer(dir, spec, state)
 		switch c.state.Status {
 		case mobycontainer.StateRunning, mobycontainer.StateRestarting, mobycontainer.StatePaused:
-			reapOrphan(c.state.Pid, dir, m.log)
+			// Its VM is gone: it died with the engine, or the engine's
+			// launcher stopped it before opening the manager.
 			c.state.Status = mobycontainer.StateExited
 			c.state.ExitCode = 137
 			c.state.Error = "Berth's engine stopped while the container was running; its VM was stopped"

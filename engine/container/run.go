@@ -138,10 +138,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 	}
 	tl.AgentReady = time.Since(t0)
 	_ = ac.SetTime(bootCtx, time.Now())
-	net := vm.Network()
-	if net == nil {
-		net = &agentpb.ConfigureNetworkRequest{}
-	}
+	net := networkRequest(vm.Network())
 	net.Hostname = spec.Config.Hostname
 	for _, d := range hc.DNS {
 		net.DnsServers = append(net.DnsServers, d.String())

@@ -5,11 +5,13 @@ import (
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/vmm"
 )
 
 // VMLauncher boots one container's micro-VM. The engine's implementation
-// picks the backend (QEMU on Linux, Virtualization.framework on macOS),
-// the kernel and the initramfs; the container package never knows which.
+// (engine/launcher) picks the backend (QEMU on Linux,
+// Virtualization.framework on macOS), the kernel and the initramfs; the
+// container package never knows which.
 type VMLauncher interface {
 	Launch(ctx context.Context, req LaunchRequest) (VM, error)
 }
@@ -34,9 +36,9 @@ type LaunchRequest struct {
 type VM interface {
 	// Dialer reaches ports the guest listens on (the agent, stdio).
 	Dialer() transport.Dialer
-	// Network is the static network configuration for the guest's NIC
-	// under this backend; nil when the guest has no NIC.
-	Network() *agentpb.ConfigureNetworkRequest
+	// Network is the backend's address plan for the guest's NIC; nil
+	// when the guest has no NIC or configures none itself.
+	Network() *vmm.GuestNetwork
 	// Pid is the process running the VM (QEMU's, or the engine's own when
 	// the VM runs in-process).
 	Pid() int
@@ -50,4 +52,25 @@ type VM interface {
 	Kill() error
 	// ConsoleTail returns the last lines of the console log, for errors.
 	ConsoleTail(n int) string
+}
+
+// networkRequest is the agent's network configuration for a backend's
+// address plan (nil: an unconfigured NIC); the container's own settings
+// (hostname, DNS, hosts) are added by the caller.
+func networkRequest(n *vmm.GuestNetwork) *agentpb.ConfigureNetworkRequest {
+	req := &agentpb.ConfigureNetworkRequest{}
+	if n == nil {
+		return req
+	}
+	if n.Address.IsValid() {
+		req.Address = n.Address.String()
+	}
+	if n.Gateway.IsValid() {
+		req.Gateway = n.Gateway.String()
+	}
+	req.Mtu = uint32(n.MTU)
+	for _, d := range n.DNS {
+		req.DnsServers = append(req.DnsServers, d.String())
+	}
+	return req
 }

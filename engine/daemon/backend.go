@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/container"
@@ -62,7 +61,7 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 		StartedAt:         d.started,
 		Home:              d.home.Dir,
 		Socket:            d.home.Socket(),
-		Backend:           engine.BackendName(),
+		Backend:           d.Engine.Backend(),
 		Kernel:            d.Engine.Kernel(ctx),
 	}, nil
 }

@@ -19,7 +19,6 @@ package initramfs
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -49,9 +48,6 @@ const LateOrderPath = "/lib/modules/late.order"
 // moduleDir is where the modules are placed inside the archive.
 const moduleDir = "/lib/modules"
 
-// featureModules maps the kernel config options the guest needs (see
-// kernel.GuestConfigs) to the modules that provide them, in load order
-// where it matters beyond modules.dep.
 // featureModule maps a config option to the modules that provide it;
 // late ones are not needed to reach a ready agent (folder sharing,
 // overlay), and guestinit loads them after it serves.
@@ -61,6 +57,9 @@ type featureModule struct {
 	late    bool
 }
 
+// featureModules maps the kernel config options the guest needs (see
+// kernel.GuestConfigs) to the modules that provide them, in load order
+// where it matters beyond modules.dep.
 func featureModules() []featureModule {
 	return []featureModule{
 		// All of Berth's devices are virtio-pci, on both backends.
@@ -149,13 +148,21 @@ type Spec struct {
 	Modules []string
 	// CacheDir is where built archives are kept, by content.
 	CacheDir string
+	// Digest identifies Init and the kernel image by content; nil:
+	// kernel.FileDigest, which reads them each time.
+	Digest kernel.DigestFunc
 }
 
 // Build returns the path of the initramfs for spec, building it into
 // CacheDir unless an archive for the same guestinit, kernel and module
-// list is there already.
+// list is there already. It streams guestinit and the modules into the
+// archive; only one decompressed module is held in memory at a time.
 func Build(ctx context.Context, spec Spec) (string, error) {
-	init, err := os.ReadFile(spec.Init)
+	digest := spec.Digest
+	if digest == nil {
+		digest = kernel.FileDigest
+	}
+	initSum, err := digest(spec.Init)
 	if err != nil {
 		return "", fmt.Errorf("build initramfs: read init: %w", err)
 	}
@@ -163,40 +170,17 @@ func Build(ctx context.Context, spec Spec) (string, error) {
 	// the ones loaded after the agent serves (less any the boot has).
 	var files, lateFiles []string
 	h := sha256.New()
-	h.Write(init)
+	h.Write(initSum[:])
 	if spec.Kernel != nil {
-		names, late := spec.Modules, []string(nil)
-		if names == nil {
-			if names, late, err = modulesByPhase(spec.Kernel, spec.Needs); err != nil {
-				return "", fmt.Errorf("build initramfs: %w", err)
-			}
+		if files, lateFiles, err = moduleFiles(spec); err != nil {
+			return "", fmt.Errorf("build initramfs: %w", err)
 		}
-		if len(names)+len(late) > 0 {
-			mods, err := spec.Kernel.ReadModules()
+		if len(files)+len(lateFiles) > 0 {
+			ksum, err := digest(spec.Kernel.Path)
 			if err != nil {
 				return "", fmt.Errorf("build initramfs: %w", err)
 			}
-			if files, err = mods.LoadOrder(names...); err != nil {
-				return "", fmt.Errorf("build initramfs for %s: %w", spec.Kernel, err)
-			}
-			if len(late) > 0 {
-				all, err := mods.LoadOrder(late...)
-				if err != nil {
-					return "", fmt.Errorf("build initramfs for %s: %w", spec.Kernel, err)
-				}
-				inBoot := map[string]bool{}
-				for _, f := range files {
-					inBoot[f] = true
-				}
-				for _, f := range all {
-					if !inBoot[f] {
-						lateFiles = append(lateFiles, f)
-					}
-				}
-			}
-			if err := hashFile(h, spec.Kernel.Path); err != nil {
-				return "", fmt.Errorf("build initramfs: %w", err)
-			}
+			h.Write(ksum[:])
 			fmt.Fprintf(h, "\x00%s\x00%s\x00late\x00%s", spec.Kernel.ModulesDir, strings.Join(files, "\x00"), strings.Join(lateFiles, "\x00"))
 		}
 	}
@@ -205,47 +189,84 @@ func Build(ctx context.Context, spec Spec) (string, error) {
 	if _, err := os.Stat(dst); err == nil {
 		return dst, nil
 	}
-	if err := os.MkdirAll(spec.CacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("build initramfs: %w", err)
-	}
-	tmp, err := os.CreateTemp(spec.CacheDir, ".initramfs-*")
-	if err != nil {
-		return "", fmt.Errorf("build initramfs: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
 	modDir := ""
 	if spec.Kernel != nil {
 		modDir = spec.Kernel.ModulesDir
 	}
-	if err := write(ctx, tmp, init, modDir, files, lateFiles); err != nil {
-		return "", fmt.Errorf("build initramfs: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("build initramfs: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("build initramfs: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
+	if err := writeAtomic(dst, func(w io.Writer) error { return write(ctx, w, spec.Init, modDir, files, lateFiles) }); err != nil {
 		return "", fmt.Errorf("build initramfs: %w", err)
 	}
 	return dst, nil
 }
 
-func hashFile(h io.Writer, p string) error {
-	f, err := os.Open(p)
+// moduleFiles returns the module files (relative to the kernel's modules
+// directory) the boot loads, in load order, and the ones loaded once the
+// agent serves, less any the boot has.
+func moduleFiles(spec Spec) (files, lateFiles []string, err error) {
+	names, late := spec.Modules, []string(nil)
+	if names == nil {
+		if names, late, err = modulesByPhase(spec.Kernel, spec.Needs); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(names)+len(late) == 0 {
+		return nil, nil, nil
+	}
+	mods, err := spec.Kernel.ReadModules()
+	if err != nil {
+		return nil, nil, err
+	}
+	if files, err = mods.LoadOrder(names...); err != nil {
+		return nil, nil, fmt.Errorf("for %s: %w", spec.Kernel, err)
+	}
+	if len(late) == 0 {
+		return files, nil, nil
+	}
+	all, err := mods.LoadOrder(late...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("for %s: %w", spec.Kernel, err)
+	}
+	inBoot := map[string]bool{}
+	for _, f := range files {
+		inBoot[f] = true
+	}
+	for _, f := range all {
+		if !inBoot[f] {
+			lateFiles = append(lateFiles, f)
+		}
+	}
+	return files, lateFiles, nil
+}
+
+// writeAtomic writes dst through a synced temporary file in its
+// directory, so an interrupted build leaves no archive that looks whole.
+func writeAtomic(dst string, write func(io.Writer) error) error {
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".initramfs-*")
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	_, err = io.Copy(h, f)
-	return err
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
 }
 
-// write writes the archive: directories, /dev/console, /dev/null, /init,
-// the modules (from modDir) and their load orders (boot and late).
-func write(ctx context.Context, w io.Writer, init []byte, modDir string, files, lateFiles []string) error {
+// write writes the archive: directories, /dev/console, /dev/null, /init
+// (streamed from the file init), the modules (from modDir) and their load
+// orders (boot and late).
+func write(ctx context.Context, w io.Writer, init, modDir string, files, lateFiles []string) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	c := NewCPIOWriter(bw)
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "lib", "lib/modules"} {
@@ -262,7 +283,7 @@ func write(ctx context.Context, w io.Writer, init []byte, modDir string, files, 
 	if err := c.WriteHeader(Entry{Name: "dev/null", Mode: os.ModeDevice | os.ModeCharDevice | 0o666, Major: 1, Minor: 3}); err != nil {
 		return err
 	}
-	if err := c.WriteFile("init", 0o755, init); err != nil {
+	if err := writeFileFrom(c, "init", 0o755, init); err != nil {
 		return err
 	}
 	for _, list := range []struct {
@@ -274,12 +295,8 @@ func write(ctx context.Context, w io.Writer, init []byte, modDir string, files, 
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			data, err := readModule(filepath.Join(modDir, filepath.FromSlash(rel)))
-			if err != nil {
-				return err
-			}
 			name := path.Join(moduleDir, kernel.ModuleName(rel)+".ko")
-			if err := c.WriteFile(strings.TrimPrefix(name, "/"), 0o644, data); err != nil {
+			if err := writeModule(c, strings.TrimPrefix(name, "/"), filepath.Join(modDir, filepath.FromSlash(rel))); err != nil {
 				return err
 			}
 			order.WriteString(name + "\n")
@@ -296,36 +313,56 @@ func write(ctx context.Context, w io.Writer, init []byte, modDir string, files, 
 	return bw.Flush()
 }
 
-// readModule reads a .ko, decompressing .ko.xz, .ko.zst and .ko.gz, so
-// guestinit can always load with plain finit_module.
-func readModule(p string) ([]byte, error) {
-	b, err := os.ReadFile(p)
+// writeFileFrom streams the regular file at src into the archive as
+// name.
+func writeFileFrom(c *CPIOWriter, name string, perm os.FileMode, src string) error {
+	f, err := os.Open(src)
 	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
+		return fmt.Errorf("read %s: %w", src, err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", src, err)
+	}
+	return c.WriteFrom(name, perm, fi.Size(), f)
+}
+
+// writeModule adds the module file p as name, decompressing .ko.xz,
+// .ko.zst and .ko.gz so guestinit can always load with plain
+// finit_module. A plain .ko streams; a compressed one is decompressed
+// into memory first (the archive needs its size before its bytes), one
+// module of a few hundred KiB at a time.
+func writeModule(c *CPIOWriter, name, p string) error {
+	if filepath.Ext(p) == ".ko" {
+		return writeFileFrom(c, name, 0o644, p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("read module: %w", err)
+	}
+	defer f.Close()
 	var r io.Reader
 	switch filepath.Ext(p) {
-	case ".ko":
-		return b, nil
 	case ".xz":
-		r, err = xz.NewReader(bytes.NewReader(b))
+		r, err = xz.NewReader(bufio.NewReader(f))
 	case ".zst":
 		var d *zstd.Decoder
-		if d, err = zstd.NewReader(bytes.NewReader(b)); err == nil {
+		if d, err = zstd.NewReader(f, zstd.WithDecoderConcurrency(1)); err == nil {
 			defer d.Close()
 			r = d
 		}
 	case ".gz":
-		r, err = gzip.NewReader(bytes.NewReader(b))
+		r, err = gzip.NewReader(f)
 	default:
-		return nil, fmt.Errorf("read module %s: unknown suffix", p)
+		return fmt.Errorf("read module %s: unknown suffix", p)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read module %s: %w", p, err)
+		return fmt.Errorf("read module %s: %w", p, err)
 	}
-	out, err := io.ReadAll(r)
+	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, fmt.Errorf("read module %s: %w", p, err)
+		return fmt.Errorf("read module %s: %w", p, err)
 	}
-	return out, nil
+	return c.WriteFile(name, 0o644, data)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,15 +18,52 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 )
 
+// DigestFunc returns the SHA-256 of the file at path. FileDigest reads the
+// file; a caller that boots many VMs passes one that remembers (see
+// engine/launcher).
+type DigestFunc func(path string) ([sha256.Size]byte, error)
+
+// FileDigest is the SHA-256 of the file at path, read as a stream.
+func FileDigest(path string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, fmt.Errorf("hash %s: %w", path, err)
+	}
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// BootOption adjusts BootImage.
+type BootOption func(*bootOptions)
+
+type bootOptions struct {
+	digest DigestFunc
+}
+
+// WithDigest makes BootImage identify the kernel by digest instead of
+// hashing it on every call (default FileDigest).
+func WithDigest(f DigestFunc) BootOption { return func(o *bootOptions) { o.digest = f } }
+
 // BootImage returns the path of an uncompressed image of k that the
 // hypervisors boot directly: the ELF vmlinux inside an x86 bzImage (QEMU
 // boots it through PVH, which saves the seconds the guest would spend
 // decompressing itself under TCG), or the arm64 Image inside Image.gz or
-// an EFI zboot image (Virtualization.framework boots nothing else). Images that already are
-// uncompressed are returned as they are. Extracted images are cached in
-// cacheDir under the SHA-256 of the source image, so the work is done once
-// per kernel.
-func (k *Kernel) BootImage(ctx context.Context, cacheDir string) (string, error) {
+// an EFI zboot image (Virtualization.framework boots nothing else).
+// Images that already are uncompressed are returned as they are.
+// Extracted images are cached in cacheDir under the SHA-256 of the source
+// image, so the work is done once per kernel; the extraction streams from
+// the kernel file to the cache file, holding neither in memory.
+func (k *Kernel) BootImage(ctx context.Context, cacheDir string, opts ...BootOption) (string, error) {
+	o := bootOptions{digest: FileDigest}
+	for _, f := range opts {
+		f(&o)
+	}
 	var suffix string
 	switch k.Format {
 	case FormatELF, FormatImage:
@@ -37,112 +75,186 @@ func (k *Kernel) BootImage(ctx context.Context, cacheDir string) (string, error)
 	default:
 		return "", errdefs.InvalidArgument(fmt.Errorf("prepare boot image of %s: unknown format %q", k, k.Format))
 	}
-	src, err := os.ReadFile(k.Path)
+	sum, err := o.digest(k.Path)
 	if err != nil {
 		return "", fmt.Errorf("prepare boot image: %w", err)
 	}
-	sum := sha256.Sum256(src)
 	dst := filepath.Join(cacheDir, hex.EncodeToString(sum[:16])+"-"+suffix)
 	if fileExists(dst) {
 		return dst, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	var out []byte
-	switch k.Format {
-	case FormatBzImage:
-		out, err = ExtractVmlinux(src)
-	case FormatZboot:
-		out, err = unzboot(src, -1)
-	default:
-		out, err = gunzip(src)
-	}
+	f, err := os.Open(k.Path)
 	if err != nil {
-		return "", fmt.Errorf("prepare boot image of %s: %w", k, err)
+		return "", fmt.Errorf("prepare boot image: %w", err)
 	}
-	if err := writeFileAtomic(dst, out); err != nil {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("prepare boot image: %w", err)
+	}
+	err = writeFileAtomicFrom(dst, func(w io.Writer) error {
+		return extractBootImage(ctxWriter{ctx, w}, f, fi.Size(), k.Format)
+	})
+	if err != nil {
 		return "", fmt.Errorf("prepare boot image of %s: %w", k, err)
 	}
 	return dst, nil
 }
 
-// ExtractVmlinux returns the ELF vmlinux compressed inside an x86 bzImage.
-// The setup header (boot protocol 2.08+) gives the payload's offset and
-// length; the payload is xz (with the x86 BCJ filter, as Debian builds
-// it), gzip or zstd, followed by the uncompressed size as 4 little-endian
-// bytes.
-func ExtractVmlinux(bz []byte) ([]byte, error) {
-	if len(bz) < 0x250 || string(bz[0x202:0x206]) != "HdrS" {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("extract vmlinux: not a bzImage"))
+// extractBootImage writes the uncompressed image inside the size-byte
+// kernel image src of format to w.
+func extractBootImage(w io.Writer, src io.ReaderAt, size int64, format Format) error {
+	switch format {
+	case FormatBzImage:
+		_, err := ExtractVmlinux(w, src, size)
+		return err
+	case FormatZboot:
+		r, done, err := unzboot(src, size)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if _, err := io.Copy(w, r); err != nil {
+			return fmt.Errorf("unzboot: %w", err)
+		}
+		return nil
+	default:
+		zr, err := gzip.NewReader(io.NewSectionReader(src, 0, size))
+		if err != nil {
+			return fmt.Errorf("gunzip: %w", err)
+		}
+		zr.Multistream(false)
+		if _, err := io.Copy(w, zr); err != nil {
+			return fmt.Errorf("gunzip: %w", err)
+		}
+		return nil
 	}
-	if proto := binary.LittleEndian.Uint16(bz[0x206:]); proto < 0x208 {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("extract vmlinux: boot protocol %#x has no payload fields (need 2.08)", proto))
+}
+
+// ExtractVmlinux writes the ELF vmlinux compressed inside an x86 bzImage
+// (size bytes readable from bz) to w and returns its length. The setup
+// header (boot protocol 2.08+) gives the payload's offset and length; the
+// payload is xz (with the x86 BCJ filter, as Debian builds it), gzip or
+// zstd, followed by the uncompressed size as 4 little-endian bytes. It
+// streams: memory use is the decompressor's window, not the image.
+func ExtractVmlinux(w io.Writer, bz io.ReaderAt, size int64) (int64, error) {
+	hdr := make([]byte, 0x250)
+	if n, _ := bz.ReadAt(hdr, 0); n < len(hdr) || string(hdr[0x202:0x206]) != "HdrS" {
+		return 0, errdefs.InvalidArgument(fmt.Errorf("extract vmlinux: not a bzImage"))
 	}
-	setupSects := int(bz[0x1f1])
+	if proto := binary.LittleEndian.Uint16(hdr[0x206:]); proto < 0x208 {
+		return 0, errdefs.InvalidArgument(fmt.Errorf("extract vmlinux: boot protocol %#x has no payload fields (need 2.08)", proto))
+	}
+	setupSects := int64(hdr[0x1f1])
 	if setupSects == 0 {
 		setupSects = 4
 	}
-	start := (setupSects+1)*512 + int(binary.LittleEndian.Uint32(bz[0x248:]))
-	n := int(binary.LittleEndian.Uint32(bz[0x24c:]))
-	if n < 8 || start+n > len(bz) {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("extract vmlinux: payload [%d,+%d) outside the %d-byte image", start, n, len(bz)))
+	start := (setupSects+1)*512 + int64(binary.LittleEndian.Uint32(hdr[0x248:]))
+	n := int64(binary.LittleEndian.Uint32(hdr[0x24c:]))
+	if n < 8 || start+n > size {
+		return 0, errdefs.InvalidArgument(fmt.Errorf("extract vmlinux: payload [%d,+%d) outside the %d-byte image", start, n, size))
 	}
-	payload := bz[start : start+n-4]
-	size := int(binary.LittleEndian.Uint32(bz[start+n-4:]))
-	var out []byte
-	var err error
+	var tail [4]byte
+	if _, err := bz.ReadAt(tail[:], start+n-4); err != nil {
+		return 0, fmt.Errorf("extract vmlinux: %w", err)
+	}
+	want := int64(binary.LittleEndian.Uint32(tail[:]))
+	payload := io.NewSectionReader(bz, start, n-4)
+	r, done, err := payloadReader(payload)
+	if err != nil {
+		return 0, fmt.Errorf("extract vmlinux: %w", err)
+	}
+	defer done()
+	cw := &elfCheck{w: w}
+	if _, err := io.Copy(cw, r); err != nil {
+		return cw.n, fmt.Errorf("extract vmlinux: %w", err)
+	}
+	if cw.n != want {
+		return cw.n, fmt.Errorf("extract vmlinux: got %d bytes, the image says %d", cw.n, want)
+	}
+	if !bytes.Equal(cw.magic[:], []byte("\x7fELF")) {
+		return cw.n, fmt.Errorf("extract vmlinux: payload is not an ELF file")
+	}
+	return cw.n, nil
+}
+
+// payloadReader reads the bzImage payload p through its decompressor
+// (chosen by magic); done releases it.
+func payloadReader(p *io.SectionReader) (io.Reader, func(), error) {
+	magic := make([]byte, 6)
+	n, _ := p.ReadAt(magic, 0)
+	magic = magic[:n]
 	switch {
-	case bytes.HasPrefix(payload, xzMagic):
-		out, err = unxzKernel(payload, size)
-	case bytes.HasPrefix(payload, []byte{0x1f, 0x8b}):
-		out, err = gunzip(payload)
-	case bytes.HasPrefix(payload, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		out, err = unzstd(payload)
-	default:
-		return nil, errdefs.NotImplemented(fmt.Errorf("extract vmlinux: payload compression with magic % x is not supported (xz, gzip and zstd are)", payload[:min(6, len(payload))]))
+	case bytes.HasPrefix(magic, xzMagic):
+		r, err := unxzKernel(p)
+		return r, func() {}, err
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gunzip: %w", err)
+		}
+		zr.Multistream(false)
+		return zr, func() {}, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := newZstd(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		return d, d.Close, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("extract vmlinux: %w", err)
-	}
-	if len(out) != size {
-		return nil, fmt.Errorf("extract vmlinux: got %d bytes, the image says %d", len(out), size)
-	}
-	if !bytes.HasPrefix(out, []byte("\x7fELF")) {
-		return nil, fmt.Errorf("extract vmlinux: payload is not an ELF file")
-	}
-	return out, nil
+	return nil, nil, errdefs.NotImplemented(fmt.Errorf("payload compression with magic % x is not supported (xz, gzip and zstd are)", magic))
 }
 
-func gunzip(b []byte) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("gunzip: %w", err)
-	}
-	zr.Multistream(false)
-	out, err := io.ReadAll(zr)
-	if err != nil {
-		return nil, fmt.Errorf("gunzip: %w", err)
-	}
-	return out, nil
-}
-
-func unzstd(b []byte) ([]byte, error) {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(1<<30))
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	out, err := d.DecodeAll(b, nil)
+func newZstd(r io.Reader) (*zstd.Decoder, error) {
+	d, err := zstd.NewReader(r, zstd.WithDecoderMaxMemory(1<<30), zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return nil, fmt.Errorf("unzstd: %w", err)
 	}
-	return out, nil
+	return d, nil
+}
+
+// elfCheck passes bytes on, counting them and keeping the first four.
+type elfCheck struct {
+	w     io.Writer
+	n     int64
+	magic [4]byte
+}
+
+func (c *elfCheck) Write(b []byte) (int, error) {
+	if c.n < 4 {
+		copy(c.magic[c.n:], b)
+	}
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// ctxWriter fails writes once ctx has ended, so a long extraction stops
+// when its caller gives up.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(b)
 }
 
 // writeFileAtomic writes b to path through a temporary file in the same
 // directory, so readers never see a partial file.
 func writeFileAtomic(path string, b []byte) error {
+	return writeFileAtomicFrom(path, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeFileAtomicFrom is writeFileAtomic with the content written by
+// write.
+func writeFileAtomicFrom(path string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -151,7 +263,7 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		return err
 	}
@@ -165,53 +277,39 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(f.Name(), path)
 }
 
-// unzboot returns the Image inside an EFI zboot image (the header of
-// drivers/firmware/efi/libstub/zboot-header.S: "zimg" at 4, payload
-// offset and size at 8 and 12, compression name at 24), or only its first
-// limit bytes when limit >= 0. gzip and zstd payloads are supported.
-func unzboot(b []byte, limit int) ([]byte, error) {
-	if len(b) < 0x40 || string(b[4:8]) != "zimg" {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("unzboot: not an EFI zboot image"))
+// unzboot returns a reader of the Image inside an EFI zboot image of size
+// bytes (the header of drivers/firmware/efi/libstub/zboot-header.S: "zimg"
+// at 4, payload offset and size at 8 and 12, compression name at 24);
+// done releases it. gzip and zstd payloads are supported.
+func unzboot(src io.ReaderAt, size int64) (r io.Reader, done func(), err error) {
+	b := make([]byte, 0x40)
+	if n, _ := src.ReadAt(b, 0); n < len(b) || string(b[4:8]) != "zimg" {
+		return nil, nil, errdefs.InvalidArgument(errors.New("unzboot: not an EFI zboot image"))
 	}
-	off := int(binary.LittleEndian.Uint32(b[8:]))
-	size := int(binary.LittleEndian.Uint32(b[12:]))
+	off := int64(binary.LittleEndian.Uint32(b[8:]))
+	n := int64(binary.LittleEndian.Uint32(b[12:]))
 	comp := string(b[24:32])
 	if i := bytes.IndexByte([]byte(comp), 0); i >= 0 {
 		comp = comp[:i]
 	}
-	if off < 0x40 || size <= 0 || off+size > len(b) {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("unzboot: payload [%d,+%d) outside the %d-byte image", off, size, len(b)))
+	if off < 0x40 || n <= 0 || off+n > size {
+		return nil, nil, errdefs.InvalidArgument(fmt.Errorf("unzboot: payload [%d,+%d) outside the %d-byte image", off, n, size))
 	}
-	payload := b[off : off+size]
-	var r io.Reader
+	payload := io.NewSectionReader(src, off, n)
 	switch comp {
 	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(payload))
+		zr, err := gzip.NewReader(payload)
 		if err != nil {
-			return nil, fmt.Errorf("unzboot: %w", err)
+			return nil, nil, fmt.Errorf("unzboot: %w", err)
 		}
 		zr.Multistream(false)
-		r = zr
+		return zr, func() {}, nil
 	case "zstd", "zstd22":
-		d, err := zstd.NewReader(bytes.NewReader(payload), zstd.WithDecoderMaxMemory(1<<30))
+		d, err := newZstd(payload)
 		if err != nil {
-			return nil, fmt.Errorf("unzboot: %w", err)
+			return nil, nil, fmt.Errorf("unzboot: %w", err)
 		}
-		defer d.Close()
-		r = d
-	default:
-		return nil, errdefs.NotImplemented(fmt.Errorf("unzboot: %q compression is not supported (gzip and zstd are)", comp))
+		return d, d.Close, nil
 	}
-	if limit >= 0 {
-		out := make([]byte, limit)
-		if _, err := io.ReadFull(r, out); err != nil {
-			return nil, fmt.Errorf("unzboot: %w", err)
-		}
-		return out, nil
-	}
-	out, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("unzboot: %w", err)
-	}
-	return out, nil
+	return nil, nil, errdefs.NotImplemented(fmt.Errorf("unzboot: %q compression is not supported (gzip and zstd are)", comp))
 }

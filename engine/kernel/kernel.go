@@ -9,8 +9,8 @@
 //	DIR/boot/config-VERSION            (optional: tells built-in from module)
 //	DIR/lib/modules/VERSION/modules.dep
 //
-// which is what assets/kernel/fetch-debian-kernel.sh (Linux) and
-// [FetchDeb] (the pinned default, macOS) leave behind. [Resolve] picks the
+// which is what assets/kernel/fetch-debian-kernel.sh (Linux) and [Fetch]
+// (a kernel package, such as the pinned default) leave behind. [Resolve] picks the
 // active kernel; [Open] describes one; [Kernel.BootImage] turns it into the
 // uncompressed image the hypervisors boot fastest (Virtualization.framework
 // accepts nothing else on arm64).
@@ -69,6 +69,8 @@ type Kernel struct {
 	// Config holds the CONFIG_ options read from ConfigPath (values "y",
 	// "m", strings, numbers); nil when there is no config file.
 	Config map[string]string
+	// Origin is where Resolve found the kernel; "" from Open.
+	Origin Origin
 }
 
 // Open describes the kernel at path: a kernel image file, or a directory
@@ -208,13 +210,18 @@ func detect(path string) (arch string, format Format, err error) {
 		}
 		return "arm64", FormatGzipImage, nil
 	case len(hdr) >= 0x40 && string(hdr[0:2]) == "MZ" && string(hdr[4:8]) == "zimg":
-		b, err := os.ReadFile(path)
+		fi, err := f.Stat()
 		if err != nil {
 			return "", "", fmt.Errorf("read kernel image %s: %w", path, err)
 		}
-		img, err := unzboot(b, 0x40)
+		r, done, err := unzboot(f, fi.Size())
 		if err != nil {
 			return "", "", fmt.Errorf("kernel image %s: %w", path, err)
+		}
+		defer done()
+		img := make([]byte, 0x40)
+		if _, err := io.ReadFull(r, img); err != nil {
+			return "", "", fmt.Errorf("kernel image %s: unzboot: %w", path, err)
 		}
 		if binary.LittleEndian.Uint32(img[0x38:]) != arm64Magic {
 			return "", "", errdefs.NotImplemented(fmt.Errorf("kernel image %s: EFI zboot image of something other than an arm64 Image", path))

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/kernel/kerneltest"
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 func TestOpenDebianTrees(t *testing.T) {
@@ -68,25 +70,30 @@ func TestCheckNamesMissingConfig(t *testing.T) {
 
 func TestExtractVmlinux(t *testing.T) {
 	k := kerneltest.Debian(t, "amd64")
+	// Cross-check with xz(1), which implements the BCJ filter
+	// independently; CI installs it.
+	xzPath := testenv.RequireCommand(t, "xz", "xz-utils")
 	bz, err := os.ReadFile(k.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmlinux, err := kernel.ExtractVmlinux(bz)
+	var out bytes.Buffer
+	n, err := kernel.ExtractVmlinux(&out, bytes.NewReader(bz), int64(len(bz)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Compare with xz(1), which implements the BCJ filter independently.
-	if xzPath, err := exec.LookPath("xz"); err == nil {
-		payload := payloadOf(t, bz)
-		cmd := exec.Command(xzPath, "-dc", "--single-stream")
-		cmd.Stdin = bytes.NewReader(payload)
-		want, _ := cmd.Output() // xz complains about the trailing size
-		if len(want) == 0 || !bytes.Equal(vmlinux, want[:min(len(want), len(vmlinux))]) || len(want) != len(vmlinux) {
-			t.Fatalf("ExtractVmlinux differs from xz -d (%d vs %d bytes)", len(vmlinux), len(want))
-		}
-	} else {
-		t.Log("xz not installed; checked the ELF magic and size only")
+	vmlinux := out.Bytes()
+	if n != int64(len(vmlinux)) || !bytes.HasPrefix(vmlinux, []byte("\x7fELF")) {
+		t.Fatalf("ExtractVmlinux wrote %d bytes, says %d", len(vmlinux), n)
+	}
+	cmd := exec.Command(xzPath, "-dc", "--single-stream")
+	cmd.Stdin = bytes.NewReader(payloadOf(t, bz))
+	want, _ := cmd.Output() // xz complains about the trailing size
+	if len(want) != len(vmlinux) || !bytes.Equal(vmlinux, want) {
+		t.Fatalf("ExtractVmlinux differs from xz -d (%d vs %d bytes)", len(vmlinux), len(want))
+	}
+	if _, err := kernel.ExtractVmlinux(io.Discard, bytes.NewReader(bz[:len(bz)/2]), int64(len(bz)/2)); err == nil {
+		t.Error("ExtractVmlinux of a truncated bzImage succeeded")
 	}
 	dir := t.TempDir()
 	p, err := k.BootImage(context.Background(), dir)
@@ -413,8 +420,8 @@ func TestResolveOrder(t *testing.T) {
 	ctx := context.Background()
 
 	k, err := kernel.Resolve(ctx, opts)
-	if err != nil || k.Path != amd.Path {
-		t.Fatalf("Resolve from the cache = %v, %v; want %s", k, err, amd.Path)
+	if err != nil || k.Path != amd.Path || k.Origin != kernel.OriginCache {
+		t.Fatalf("Resolve from the cache = %v (%q), %v; want %s", k, k.Origin, err, amd.Path)
 	}
 	// kernel.json beats the cache.
 	other := filepath.Join(t.TempDir(), "vmlinuz")
@@ -423,12 +430,12 @@ func TestResolveOrder(t *testing.T) {
 	if err := kernel.WriteChoice(home, kernel.Choice{Path: other}); err != nil {
 		t.Fatal(err)
 	}
-	if k, err = kernel.Resolve(ctx, opts); err != nil || k.Path != other {
+	if k, err = kernel.Resolve(ctx, opts); err != nil || k.Path != other || k.Origin != kernel.OriginChoice {
 		t.Fatalf("Resolve with kernel.json = %v, %v; want %s", k, err, other)
 	}
 	// $BERTH_KERNEL beats kernel.json.
 	env[kernel.EnvKernel] = filepath.Dir(filepath.Dir(amd.Path))
-	if k, err = kernel.Resolve(ctx, opts); err != nil || k.Path != amd.Path || k.ModulesDir == "" {
+	if k, err = kernel.Resolve(ctx, opts); err != nil || k.Path != amd.Path || k.ModulesDir == "" || k.Origin != kernel.OriginEnv {
 		t.Fatalf("Resolve with $BERTH_KERNEL = %v, %v", k, err)
 	}
 	// A kernel of the wrong architecture is refused.
@@ -438,5 +445,26 @@ func TestResolveOrder(t *testing.T) {
 	}
 	if src, err := kernel.DefaultSource("arm64"); err != nil || !strings.HasSuffix(src.URL, "_arm64.deb") || len(src.SHA256) != 64 {
 		t.Fatalf("DefaultSource(arm64) = %+v, %v", src, err)
+	}
+}
+
+// TestResolveOriginOfDefault: the pinned default, fetched into the kernel
+// cache (CACHE/default-ARCH), is reported as the pinned default, not as
+// the kernel cache; offline and not fetched yet, the error says so too.
+func TestResolveOriginOfDefault(t *testing.T) {
+	amd := kerneltest.Debian(t, "amd64")
+	cache := t.TempDir()
+	opts := kernel.Options{CacheDir: cache, Arch: "amd64", GOOS: "darwin", Offline: true, Getenv: func(string) string { return "" }}
+	_, err := kernel.Resolve(context.Background(), opts)
+	var nf *kernel.NotFetchedError
+	if !errors.Is(err, kernel.ErrNotFetched) || !errors.As(err, &nf) || nf.Origin != kernel.OriginDefault || nf.URL == "" {
+		t.Fatalf("Resolve offline without the default = %v", err)
+	}
+	if err := os.Symlink(filepath.Dir(filepath.Dir(amd.Path)), filepath.Join(cache, "default-amd64")); err != nil {
+		t.Fatal(err)
+	}
+	k, err := kernel.Resolve(context.Background(), opts)
+	if err != nil || k.Origin != kernel.OriginDefault {
+		t.Fatalf("Resolve with the default fetched = %v (origin %q), %v", k, k.Origin, err)
 	}
 }

@@ -54,16 +54,51 @@ type Options struct {
 }
 
 // ErrNotFetched is the class of Resolve's error with Offline when the
-// kernel it would boot has not been downloaded yet.
+// kernel it would boot has not been downloaded yet; the error is a
+// *NotFetchedError.
 var ErrNotFetched = errors.New("kernel not downloaded yet")
 
+// NotFetchedError is Resolve's error with Offline when the kernel it
+// would boot is still to be downloaded.
+type NotFetchedError struct {
+	// Origin is the step of Resolve that chose the kernel.
+	Origin Origin
+	// URL is where it will be fetched from.
+	URL string
+}
+
+func (e *NotFetchedError) Error() string {
+	return fmt.Sprintf("%v: it is fetched on first use from %s", ErrNotFetched, e.URL)
+}
+
+// Is makes errors.Is(err, ErrNotFetched) hold.
+func (e *NotFetchedError) Is(target error) bool { return target == ErrNotFetched }
+
+// Origin says which step of Resolve found a kernel. Its values are the
+// words `berth system kernel` shows.
+type Origin string
+
+// The origins of a resolved kernel, in Resolve's order.
+const (
+	// OriginEnv: $BERTH_KERNEL.
+	OriginEnv Origin = "$" + EnvKernel
+	// OriginChoice: the choice persisted in HOME/kernel.json.
+	OriginChoice Origin = ChoiceFile
+	// OriginCache: the Debian kernel tree in CACHE/ARCH.
+	OriginCache Origin = "kernel cache"
+	// OriginHost: the host's own /boot/vmlinuz-VERSION.
+	OriginHost Origin = "/boot"
+	// OriginDefault: the pinned default package.
+	OriginDefault Origin = "pinned default"
+)
+
 // fetch is Fetch, or with Offline the cached tree only.
-func (o Options) fetch(ctx context.Context, src Source, dest string) (*Kernel, error) {
+func (o Options) fetch(ctx context.Context, src Source, dest string, origin Origin) (*Kernel, error) {
 	if o.Offline {
 		if k, err := Open(dest); err == nil && k.ModulesDir != "" {
 			return k, nil
 		}
-		return nil, fmt.Errorf("%w: it is fetched on first use from %s", ErrNotFetched, src.URL)
+		return nil, &NotFetchedError{Origin: origin, URL: src.URL}
 	}
 	return Fetch(ctx, src, dest, o.Progress)
 }
@@ -82,7 +117,8 @@ func (o Options) fetch(ctx context.Context, src Source, dest string) (*Kernel, e
 //     nothing.
 //
 // A kernel for another architecture than ARCH is an error. The error when
-// nothing is found lists every place tried.
+// nothing is found lists every place tried. The kernel's Origin names the
+// step that found it.
 func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 	if o.Arch == "" {
 		o.Arch = runtime.GOARCH
@@ -93,10 +129,11 @@ func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 	if o.GOOS == "" {
 		o.GOOS = runtime.GOOS
 	}
-	check := func(k *Kernel, from string) (*Kernel, error) {
+	check := func(k *Kernel, origin Origin, from string) (*Kernel, error) {
 		if k.Arch != o.Arch {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("kernel from %s is %s, the guest needs %s: %s", from, k.Arch, o.Arch, k))
 		}
+		k.Origin = origin
 		return k, nil
 	}
 	if p := o.Getenv(EnvKernel); p != "" {
@@ -104,7 +141,7 @@ func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kernel from $%s: %w", EnvKernel, err)
 		}
-		return check(k, "$"+EnvKernel)
+		return check(k, OriginEnv, "$"+EnvKernel)
 	}
 	var tried []string
 	if o.Home != "" {
@@ -119,25 +156,26 @@ func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 			if err != nil {
 				return nil, fmt.Errorf("kernel chosen in %s: %w", filepath.Join(o.Home, ChoiceFile), err)
 			}
-			return check(k, filepath.Join(o.Home, ChoiceFile))
+			return check(k, OriginChoice, filepath.Join(o.Home, ChoiceFile))
 		default:
-			k, err := o.fetch(ctx, c.Source, filepath.Join(o.CacheDir, "sha256-"+prefix(c.SHA256)))
+			k, err := o.fetch(ctx, c.Source, filepath.Join(o.CacheDir, "sha256-"+prefix(c.SHA256)), OriginChoice)
 			if err != nil {
 				return nil, fmt.Errorf("kernel chosen in %s: %w", filepath.Join(o.Home, ChoiceFile), err)
 			}
-			return check(k, c.URL)
+			return check(k, OriginChoice, c.URL)
 		}
 	}
 	if o.GOOS == "linux" {
 		if o.CacheDir != "" {
 			dir := filepath.Join(o.CacheDir, o.Arch)
 			if k, err := Open(dir); err == nil && k.ModulesDir != "" {
-				return check(k, dir)
+				return check(k, OriginCache, dir)
 			}
 			tried = append(tried, dir+" (no boot/vmlinuz-* with lib/modules; run assets/kernel/fetch-debian-kernel.sh "+o.Arch+")")
 		}
 		if o.Arch == runtime.GOARCH {
 			if k, err := hostKernel(); err == nil {
+				k.Origin = OriginHost
 				return k, nil
 			}
 			tried = append(tried, "/boot/vmlinuz-* (none with its /lib/modules/VERSION)")
@@ -150,11 +188,11 @@ func Resolve(ctx context.Context, o Options) (*Kernel, error) {
 	if o.CacheDir == "" {
 		return nil, errdefs.NotFound(fmt.Errorf("no kernel for %s: tried $%s (unset), %s; no cache directory to fetch the default into", o.Arch, EnvKernel, strings.Join(tried, ", ")))
 	}
-	k, err := o.fetch(ctx, src, filepath.Join(o.CacheDir, "default-"+o.Arch))
+	k, err := o.fetch(ctx, src, filepath.Join(o.CacheDir, "default-"+o.Arch), OriginDefault)
 	if err != nil {
 		return nil, fmt.Errorf("default kernel: %w", err)
 	}
-	return check(k, src.URL)
+	return check(k, OriginDefault, src.URL)
 }
 
 func prefix(s string) string {

@@ -99,13 +99,15 @@ func (c *ConsoleLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// CopyFrom copies r into the log until r ends; it returns when r does.
-func (c *ConsoleLog) CopyFrom(r io.Reader) {
+// CopyConsole copies a hypervisor's console stream r into w (the
+// console log a Driver is started with) until r ends. A failed write
+// loses output but never stalls the guest's console.
+func CopyConsole(w io.Writer, r io.Reader) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			c.Write(buf[:n])
+			w.Write(buf[:n])
 		}
 		if err != nil {
 			return

@@ -5,6 +5,21 @@
 // engine/vmm/backend picks the one for the running OS. The engine never
 // sees which backend it has.
 //
+// # Primitives and policy
+//
+// A backend provides only the primitives of its hypervisor, as a Driver:
+// start the VM (a process, a framework VM) with its console, a Dialer to
+// the guest, press the power button, stop hard, report that the VM is
+// gone and how the hypervisor saw the end. Everything else is policy and
+// lives once, in VM (NewVM), for every backend: the states and their
+// order, waiting for the agent at boot, a graceful stop through the
+// guest (Config.Shutdown) or the power button, the grace period and the
+// hard stop after it, Wait, the exit reason (a hard stop the host asked
+// for, a panic line on the console), the boot timeline, and the error of
+// a failed start (the hypervisor's own message and the console's tail).
+// A new backend (or a new way to run one) writes a Driver and gets the
+// rest.
+//
 // A Machine boots a Linux kernel directly (no firmware, no bootloader)
 // with an initramfs whose /init is guestinit. The guest's first virtio-blk
 // disk (/dev/vda) is the container's root disk. The host reaches the
@@ -18,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"time"
 
@@ -61,6 +77,27 @@ type Machine interface {
 	// shares (Config.Shares) with: "9p" (virtio-9p, QEMU) or "virtiofs"
 	// (Virtualization.framework).
 	ShareFilesystem() string
+	// Backend names the backend and the accelerator the VM runs under:
+	// "qemu (kvm)", "qemu (tcg)", "vz".
+	Backend() string
+	// GuestNetwork is the address plan the guest configures on its NIC
+	// under this backend; nil when the VM has no NIC or the backend's
+	// network hands out addresses itself.
+	GuestNetwork() *GuestNetwork
+}
+
+// GuestNetwork is a backend's address plan for the guest's NIC: the
+// static configuration the guest applies (through its agent) before the
+// container runs.
+type GuestNetwork struct {
+	// Address is the guest's address and prefix (10.0.2.15/24).
+	Address netip.Prefix
+	// Gateway is the default route's next hop.
+	Gateway netip.Addr
+	// MTU is the NIC's MTU; 0: the kernel's default.
+	MTU int
+	// DNS are the resolvers the guest uses.
+	DNS []netip.Addr
 }
 
 // State is where a Machine is in its life.
@@ -177,8 +214,8 @@ type Share struct {
 }
 
 // Network is the VM's NIC: virtio-net behind the hypervisor's user-mode
-// NAT (QEMU -netdev user: guest 10.0.2.15/24, gateway 10.0.2.2; vz: NAT
-// with DHCP).
+// NAT (QEMU -netdev user, vz's NAT); the backend's GuestNetwork says how
+// the guest configures it.
 type Network struct {
 	// MAC is the NIC's address; empty: MACFor(Config.ID).
 	MAC net.HardwareAddr

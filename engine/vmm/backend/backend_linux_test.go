@@ -28,3 +28,22 @@ func TestNewPicksQEMUOnLinux(t *testing.T) {
 		t.Error("New accepted an empty config")
 	}
 }
+
+// TestDescribeIsWhatVMsRunUnder: the accelerator a status display reports
+// is the one a new VM gets, BERTH_QEMU_ACCEL included.
+func TestDescribeIsWhatVMsRunUnder(t *testing.T) {
+	for _, accel := range []string{"tcg", "kvm"} {
+		t.Setenv("BERTH_QEMU_ACCEL", accel)
+		m, err := backend.New(vmm.Config{ID: "b2", StateDir: t.TempDir(), Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "qemu (" + accel + ")"
+		if got := backend.Describe(); got != want {
+			t.Errorf("BERTH_QEMU_ACCEL=%s: Describe() = %q, want %q", accel, got, want)
+		}
+		if got := m.Backend(); got != want {
+			t.Errorf("BERTH_QEMU_ACCEL=%s: the VM runs under %q, want %q", accel, got, want)
+		}
+	}
+}

@@ -19,13 +19,24 @@ import (
 // agent, power off. (Compiled, not run: it needs a guestinit binary and a
 // root disk; engine/vmm/qemu's tests run the same steps.)
 func ExampleNew() {
-	ctx := context.Background()
-	k, err := kernel.Resolve(ctx, kernel.Options{CacheDir: "/var/cache/berth/kernel"})
-	if err != nil {
+	if err := bootDemo(context.Background()); err != nil {
 		log.Fatal(err)
 	}
-	img, _ := k.BootImage(ctx, "/var/cache/berth/boot")
-	initrd, _ := initramfs.Build(ctx, initramfs.Spec{Init: "bin/guestinit-linux-amd64", Kernel: k, Needs: backend.GuestConfigs(), CacheDir: "/var/cache/berth/initramfs"})
+}
+
+func bootDemo(ctx context.Context) error {
+	k, err := kernel.Resolve(ctx, kernel.Options{CacheDir: "/var/cache/berth/kernel"})
+	if err != nil {
+		return err
+	}
+	img, err := k.BootImage(ctx, "/var/cache/berth/boot")
+	if err != nil {
+		return err
+	}
+	initrd, err := initramfs.Build(ctx, initramfs.Spec{Init: "bin/guestinit-linux-amd64", Kernel: k, Needs: backend.GuestConfigs(), CacheDir: "/var/cache/berth/initramfs"})
+	if err != nil {
+		return err
+	}
 	m, err := backend.New(vmm.Config{
 		ID: "demo", StateDir: "/run/berth/demo", Kernel: img, Initramfs: initrd,
 		Root: vmm.Disk{Path: "/var/lib/berth/demo/rootfs.ext4"},
@@ -39,15 +50,29 @@ func ExampleNew() {
 		},
 	})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	if err := m.Start(ctx); err != nil { // returns once the agent answers
-		log.Fatal(err)
+		return err
 	}
-	c, _ := agent.Dial(ctx, m.Dialer())
-	info, _ := c.Info(ctx)
+	defer m.Kill(ctx) // a no-op once the VM powered off
+	c, err := agent.Dial(ctx, m.Dialer())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
 	fmt.Println(info.GetKernelRelease(), m.Timeline().AgentReady.Sub(m.Timeline().Launched))
-	m.Stop(ctx, 10*time.Second)
-	exit, _ := m.Wait(ctx)
+	if err := m.Stop(ctx, 10*time.Second); err != nil {
+		return err
+	}
+	exit, err := m.Wait(ctx)
+	if err != nil {
+		return err
+	}
 	fmt.Println(exit.Reason) // poweroff
+	return nil
 }

@@ -1,13 +1,15 @@
 package backend
 
 import (
+	"context"
+
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/vz"
 )
 
 // Name is the backend New uses on this OS.
-const Name = "vz"
+const Name = vz.Name
 
 // New returns a Machine for cfg on this OS's backend:
 // Virtualization.framework.
@@ -19,7 +21,14 @@ func New(cfg vmm.Config) (vmm.Machine, error) {
 	return m, nil
 }
 
+// Describe names the backend: "vz".
+func Describe() string { return vz.Name }
+
 // GuestConfigs are the kernel features a guest uses under this backend;
 // pass them to initramfs.Build (Spec.Needs) so the initramfs carries only
 // the modules the guest will load.
 func GuestConfigs() []kernel.ConfigNeed { return vz.GuestConfigs() }
+
+// SweepOrphans has nothing to do: Virtualization.framework VMs run
+// inside the engine's process and die with it.
+func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) { return nil, nil }

@@ -1,6 +1,10 @@
 package backend
 
 import (
+	"context"
+	"path/filepath"
+	"runtime"
+
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/qemu"
@@ -21,7 +25,25 @@ func New(cfg vmm.Config) (vmm.Machine, error) {
 	return m, nil
 }
 
+// Describe names the backend and the accelerator New's VMs run under
+// here, "qemu (kvm)" or "qemu (tcg)": the decision New makes, with
+// BERTH_QEMU_ACCEL.
+func Describe() string { return qemu.Describe(qemu.HostAccel(runtime.GOARCH)) }
+
 // GuestConfigs are the kernel features a guest uses under this backend;
 // pass them to initramfs.Build (Spec.Needs) so the initramfs carries only
 // the modules the guest will load.
 func GuestConfigs() []kernel.ConfigNeed { return qemu.GuestConfigs() }
+
+// SweepOrphans stops the QEMU processes an engine that is gone left
+// running, for the VMs whose Config.StateDir matches stateDirs (a
+// filepath.Glob pattern): each is identified by the pid and start time in
+// its pid file, so a recycled pid is never killed.
+func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) {
+	stale, err := qemu.Sweep(ctx, filepath.Join(stateDirs, qemu.PidFileName))
+	out := make([]Orphan, 0, len(stale))
+	for _, s := range stale {
+		out = append(out, Orphan{ID: s.ID, PID: s.PID, Killed: s.Killed})
+	}
+	return out, err
+}

@@ -2,6 +2,11 @@
 // qemu-system-x86_64 (q35) or qemu-system-aarch64 (virt) process started
 // from PATH, with KVM when it works and TCG otherwise.
 //
+// The package provides a vmm.Driver — start QEMU, press its power button
+// over QMP, kill it, say how it ended (QMP's shutdown reason, its exit
+// status, its stderr) — and Machine runs it under vmm.VM's lifecycle
+// policy, shared with every backend.
+//
 // The VM gets only what a container needs: a directly booted kernel and
 // initramfs (no firmware menus, no option ROMs: -nodefaults), virtio-blk
 // disks, a virtio-net NIC behind QEMU's user-mode NAT, virtio-9p shares,

@@ -72,8 +72,8 @@ func busybox(t testing.TB, arch string) string {
 }
 
 // busyboxRootfs makes an ext4 root disk holding a static busybox as
-// /bin/busybox and /bin/sh. Temporary stand-in (mkfs.ext4 -d) until
-// engine/rootfs builds root disks from OCI images.
+// /bin/busybox and /bin/sh, with mkfs.ext4 -d: this package's tests boot
+// VMs without images (engine/rootfs builds container root disks).
 func busyboxRootfs(t testing.TB, arch string) string {
 	t.Helper()
 	mkfs := kerneltest.LookPath(t, "mkfs.ext4", "e2fsprogs")

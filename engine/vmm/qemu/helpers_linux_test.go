@@ -118,8 +118,8 @@ func newGuest(t testing.TB, arch, initPkg string, rootFiles map[string]string) g
 }
 
 // makeRootfs makes an ext4 root disk from files (path → contents) with
-// mkfs.ext4 -d. Temporary stand-in until engine/rootfs builds images from
-// OCI layers.
+// mkfs.ext4 -d: this package's tests boot VMs without images
+// (engine/rootfs builds container root disks).
 func makeRootfs(t testing.TB, files map[string]string) string {
 	t.Helper()
 	mkfs := kerneltest.LookPath(t, "mkfs.ext4", "e2fsprogs")

@@ -62,6 +62,18 @@ func KVMUsable(arch string) (bool, string) {
 	return true, ""
 }
 
+// HostAccel is the accelerator a Machine for a guest of arch gets here
+// without WithAccel: $BERTH_QEMU_ACCEL (kvm or tcg) when set, else KVM
+// when KVMUsable, else TCG. New decides with it, so what a status
+// display reports is what VMs run under.
+func HostAccel(arch string) Accel {
+	a, _ := resolveAccel(AccelAuto, arch)
+	return a
+}
+
+// Describe names the backend with an accelerator: "qemu (kvm)".
+func Describe(a Accel) string { return "qemu (" + string(a) + ")" }
+
 // resolveAccel turns AccelAuto into a concrete choice.
 func resolveAccel(a Accel, arch string) (Accel, string) {
 	if a != AccelAuto {

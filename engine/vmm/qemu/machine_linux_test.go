@@ -297,3 +297,29 @@ func TestStopWithoutHook(t *testing.T) {
 		t.Errorf("Kill after Stop: %v", err)
 	}
 }
+
+// TestStartRefusedShowsQEMUMessage: when QEMU refuses the configuration
+// (more vCPUs than the machine type allows), Start's error carries
+// QEMU's own message, not only the QMP connection it closed.
+func TestStartRefusedShowsQEMUMessage(t *testing.T) {
+	g := newGuest(t, "amd64", testinit, nil)
+	cfg := g.config(t, "toomanycpus")
+	cfg.CPUs = 1000
+	m, err := qemu.New(cfg, qemu.WithTransport(qemu.TransportSerial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	err = m.Start(ctx)
+	if err == nil {
+		m.Kill(ctx)
+		t.Fatal("Start succeeded with 1000 vCPUs")
+	}
+	if !strings.Contains(err.Error(), "CPUs") || !strings.Contains(err.Error(), "1000") {
+		t.Errorf("Start error lacks QEMU's message about the vCPUs:\n%v", err)
+	}
+	if exit, _ := m.Wait(ctx); exit.Reason == vmm.ExitPowerOff {
+		t.Errorf("exit = %v", exit)
+	}
+}

@@ -38,81 +38,125 @@ func buildConfig(cfg vmm.Config, consoleIn, console *os.File) (*vz.VirtualMachin
 	if err != nil {
 		return nil, fmt.Errorf("vm configuration: %w", err)
 	}
+	for _, add := range []func(*vz.VirtualMachineConfiguration, vmm.Config) error{
+		addDisks, addNetwork, addVsock, addEntropy, addBalloon, addShares,
+	} {
+		if err := add(vc, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := addConsole(vc, consoleIn, console); err != nil {
+		return nil, err
+	}
+	if ok, err := vc.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid vm configuration: %w", err)
+	} else if !ok {
+		return nil, fmt.Errorf("invalid vm configuration")
+	}
+	return vc, nil
+}
 
-	// Disks: the root disk first, so the guest sees it as /dev/vda.
+// addDisks attaches the disks, the root disk first, so the guest sees it
+// as /dev/vda.
+func addDisks(vc *vz.VirtualMachineConfiguration, cfg vmm.Config) error {
 	var disks []vz.StorageDeviceConfiguration
 	for _, d := range append([]vmm.Disk{cfg.Root}, cfg.Disks...) {
 		att, err := vz.NewDiskImageStorageDeviceAttachmentWithCacheAndSync(d.Path, d.ReadOnly,
 			vz.DiskImageCachingModeCached, vz.DiskImageSynchronizationModeFsync)
 		if err != nil {
-			return nil, fmt.Errorf("disk %s: %w", d.Path, err)
+			return fmt.Errorf("disk %s: %w", d.Path, err)
 		}
 		blk, err := vz.NewVirtioBlockDeviceConfiguration(att)
 		if err != nil {
-			return nil, fmt.Errorf("disk %s: %w", d.Path, err)
+			return fmt.Errorf("disk %s: %w", d.Path, err)
 		}
 		disks = append(disks, blk)
 	}
 	vc.SetStorageDevicesVirtualMachineConfiguration(disks)
+	return nil
+}
 
-	if cfg.Network != nil {
-		nat, err := vz.NewNATNetworkDeviceAttachment()
-		if err != nil {
-			return nil, fmt.Errorf("nat: %w", err)
-		}
-		nic, err := vz.NewVirtioNetworkDeviceConfiguration(nat)
-		if err != nil {
-			return nil, fmt.Errorf("nic: %w", err)
-		}
-		mac, err := vz.NewMACAddress(cfg.Network.MAC)
-		if err != nil {
-			return nil, fmt.Errorf("nic mac %s: %w", cfg.Network.MAC, err)
-		}
-		nic.SetMACAddress(mac)
-		vc.SetNetworkDevicesVirtualMachineConfiguration([]*vz.VirtioNetworkDeviceConfiguration{nic})
+// addNetwork gives the VM a virtio-net NIC behind the framework's NAT.
+func addNetwork(vc *vz.VirtualMachineConfiguration, cfg vmm.Config) error {
+	if cfg.Network == nil {
+		return nil
 	}
+	nat, err := vz.NewNATNetworkDeviceAttachment()
+	if err != nil {
+		return fmt.Errorf("nat: %w", err)
+	}
+	nic, err := vz.NewVirtioNetworkDeviceConfiguration(nat)
+	if err != nil {
+		return fmt.Errorf("nic: %w", err)
+	}
+	mac, err := vz.NewMACAddress(cfg.Network.MAC)
+	if err != nil {
+		return fmt.Errorf("nic mac %s: %w", cfg.Network.MAC, err)
+	}
+	nic.SetMACAddress(mac)
+	vc.SetNetworkDevicesVirtualMachineConfiguration([]*vz.VirtioNetworkDeviceConfiguration{nic})
+	return nil
+}
 
+// addVsock gives the VM the virtio-vsock device the agent listens on.
+func addVsock(vc *vz.VirtualMachineConfiguration, _ vmm.Config) error {
 	sock, err := vz.NewVirtioSocketDeviceConfiguration()
 	if err != nil {
-		return nil, fmt.Errorf("vsock: %w", err)
+		return fmt.Errorf("vsock: %w", err)
 	}
 	vc.SetSocketDevicesVirtualMachineConfiguration([]vz.SocketDeviceConfiguration{sock})
+	return nil
+}
 
+// addConsole gives the VM a virtio console on the two pipe ends.
+func addConsole(vc *vz.VirtualMachineConfiguration, consoleIn, console *os.File) error {
 	serial, err := vz.NewFileHandleSerialPortAttachment(consoleIn, console)
 	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+		return fmt.Errorf("console: %w", err)
 	}
 	con, err := vz.NewVirtioConsoleDeviceSerialPortConfiguration(serial)
 	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
+		return fmt.Errorf("console: %w", err)
 	}
 	vc.SetSerialPortsVirtualMachineConfiguration([]*vz.VirtioConsoleDeviceSerialPortConfiguration{con})
+	return nil
+}
 
+// addEntropy gives the guest an entropy device.
+func addEntropy(vc *vz.VirtualMachineConfiguration, _ vmm.Config) error {
 	entropy, err := vz.NewVirtioEntropyDeviceConfiguration()
 	if err != nil {
-		return nil, fmt.Errorf("entropy: %w", err)
+		return fmt.Errorf("entropy: %w", err)
 	}
 	vc.SetEntropyDevicesVirtualMachineConfiguration([]*vz.VirtioEntropyDeviceConfiguration{entropy})
+	return nil
+}
 
+// addBalloon gives the VM a traditional memory balloon.
+func addBalloon(vc *vz.VirtualMachineConfiguration, _ vmm.Config) error {
 	balloon, err := vz.NewVirtioTraditionalMemoryBalloonDeviceConfiguration()
 	if err != nil {
-		return nil, fmt.Errorf("memory balloon: %w", err)
+		return fmt.Errorf("memory balloon: %w", err)
 	}
 	vc.SetMemoryBalloonDevicesVirtualMachineConfiguration([]vz.MemoryBalloonDeviceConfiguration{balloon})
+	return nil
+}
 
+// addShares gives the guest each boot-time share as a virtio-fs device.
+func addShares(vc *vz.VirtualMachineConfiguration, cfg vmm.Config) error {
 	var shares []vz.DirectorySharingDeviceConfiguration
 	for _, s := range cfg.Shares {
 		dir, err := vz.NewSharedDirectory(s.HostPath, s.ReadOnly)
 		if err != nil {
-			return nil, fmt.Errorf("share %s: %w", s.HostPath, err)
+			return fmt.Errorf("share %s: %w", s.HostPath, err)
 		}
 		single, err := vz.NewSingleDirectoryShare(dir)
 		if err != nil {
-			return nil, fmt.Errorf("share %s: %w", s.HostPath, err)
+			return fmt.Errorf("share %s: %w", s.HostPath, err)
 		}
 		fsdev, err := vz.NewVirtioFileSystemDeviceConfiguration(s.Tag)
 		if err != nil {
-			return nil, fmt.Errorf("share %s (tag %q): %w", s.HostPath, s.Tag, err)
+			return fmt.Errorf("share %s (tag %q): %w", s.HostPath, s.Tag, err)
 		}
 		fsdev.SetDirectoryShare(single)
 		shares = append(shares, fsdev)
@@ -120,11 +164,5 @@ func buildConfig(cfg vmm.Config, consoleIn, console *os.File) (*vz.VirtualMachin
 	if len(shares) > 0 {
 		vc.SetDirectorySharingDevicesVirtualMachineConfiguration(shares)
 	}
-
-	if ok, err := vc.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid vm configuration: %w", err)
-	} else if !ok {
-		return nil, fmt.Errorf("invalid vm configuration")
-	}
-	return vc, nil
+	return nil
 }

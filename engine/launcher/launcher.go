@@ -1,0 +1,143 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/berthvm/berth/engine/agent"
+	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/container"
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/initramfs"
+	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/engine/vmm/backend"
+)
+
+// Launcher boots container VMs on this platform's backend. It is safe
+// for concurrent use.
+type Launcher struct {
+	home     home.Home
+	log      *slog.Logger
+	cacheDir string
+	digests  *digests
+}
+
+var _ container.VMLauncher = (*Launcher)(nil)
+
+// New returns the Launcher for the engine on h: boot files are kept in
+// h/cache.
+func New(h home.Home, log *slog.Logger) *Launcher {
+	return &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests()}
+}
+
+// KernelCacheDir is where kernels are fetched and unpacked
+// (~/.cache/berth/kernel, where `make kernel` leaves Debian's).
+func KernelCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "berth", "kernel")
+	}
+	return filepath.Join(os.TempDir(), "berth-kernel")
+}
+
+// SweepOrphans stops the VMs an engine that died left running for the
+// containers in dir (each container's directory is its VM's state
+// directory) and logs each.
+func (l *Launcher) SweepOrphans(ctx context.Context, dir string) {
+	stale, err := backend.SweepOrphans(ctx, filepath.Join(dir, "*"))
+	if err != nil {
+		l.log.Warn("sweep orphaned VMs", "err", err)
+	}
+	for _, s := range stale {
+		l.log.Warn("stopped a VM whose engine was gone", "vm", s.ID, "pid", s.PID, "killed", s.Killed)
+	}
+}
+
+// Launch boots one container's VM (the steps are in the package doc).
+func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (container.VM, error) {
+	boot, err := l.bootFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := vmm.Config{
+		ID:         req.ID,
+		StateDir:   req.Dir,
+		Arch:       boot.arch,
+		CPUs:       req.CPUs,
+		MemoryMiB:  int(req.MemoryBytes >> 20),
+		Kernel:     boot.kernel,
+		Initramfs:  boot.initramfs,
+		Root:       vmm.Disk{Path: req.Rootfs},
+		Network:    &vmm.Network{},
+		ConsoleLog: req.ConsoleLog,
+		Ping:       pingAgent,
+		Shutdown:   shutdownAgent,
+	}
+	m, err := backend.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		return nil, err
+	}
+	return newMachineVM(m, req.ConsoleLog), nil
+}
+
+// boot is what a VM boots: files and their architecture.
+type boot struct {
+	arch      string
+	kernel    string // the uncompressed boot image
+	initramfs string
+}
+
+// bootFiles resolves the kernel and guestinit and returns the boot image
+// and the initramfs for them, made once per content in the cache.
+func (l *Launcher) bootFiles(ctx context.Context) (boot, error) {
+	k, err := kernel.Resolve(ctx, kernel.Options{Home: l.home.Dir, CacheDir: KernelCacheDir()})
+	if err != nil {
+		return boot{}, errdefs.Unavailable(fmt.Errorf("no guest kernel: %w (on Linux run `make kernel`, or `berth system kernel set --path PATH`)", err))
+	}
+	init, err := FindGuestinit(k.Arch)
+	if err != nil {
+		return boot{}, err
+	}
+	img, err := k.BootImage(ctx, filepath.Join(l.cacheDir, "kernel"), kernel.WithDigest(l.digests.sum))
+	if err != nil {
+		return boot{}, fmt.Errorf("prepare kernel %s: %w", k.Path, err)
+	}
+	ird, err := initramfs.Build(ctx, initramfs.Spec{
+		Init: init, Kernel: k, Needs: backend.GuestConfigs(),
+		CacheDir: filepath.Join(l.cacheDir, "initramfs"), Digest: l.digests.sum,
+	})
+	if err != nil {
+		return boot{}, err
+	}
+	return boot{arch: k.Arch, kernel: img, initramfs: ird}, nil
+}
+
+// pingAgent is the VM's Config.Ping: one connection, one Ping call
+// (vmm retries).
+func pingAgent(ctx context.Context, d transport.Dialer) error {
+	return withAgent(ctx, d, func(ac *agent.Client) error { return ac.Ping(ctx) })
+}
+
+// shutdownAgent is the VM's Config.Shutdown: the agent powers the guest
+// off.
+func shutdownAgent(ctx context.Context, d transport.Dialer) error {
+	return withAgent(ctx, d, func(ac *agent.Client) error { return ac.Shutdown(ctx, false) })
+}
+
+// withAgent calls f with a client on one connection to the agent.
+func withAgent(ctx context.Context, d transport.Dialer, f func(*agent.Client) error) error {
+	c, err := d.DialPort(ctx, transport.AgentPort)
+	if err != nil {
+		return err
+	}
+	ac := agent.NewClient(c, d)
+	defer ac.Close()
+	return f(ac)
+}
