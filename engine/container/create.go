@@ -59,7 +59,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if req.HostConfig == nil {
 		req.HostConfig = &mobycontainer.HostConfig{}
 	}
-	if err := validate(req); err != nil {
+	if err := validate(req, m.limits); err != nil {
 		return nil, err
 	}
 	ref := req.Config.Image
@@ -169,7 +169,7 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 	if err := m.rootfs.Clone(ctx, d, filepath.Join(dir, "rootfs.ext4")); err != nil {
 		return nil, err
 	}
-	c := m.newContainer(dir, spec, State{Status: mobycontainer.StateCreated})
+	c := newContainer(dir, spec, State{Status: mobycontainer.StateCreated})
 	if err := writeJSONAtomic(filepath.Join(dir, "config.json"), spec); err != nil {
 		return nil, err
 	}
@@ -204,17 +204,14 @@ func (m *Manager) resolveImage(ctx context.Context, ref string, req CreateReques
 	return res.Image, nil
 }
 
-// validate checks the values a user can get wrong.
-func validate(req CreateRequest) error {
+// validate checks the values a user can get wrong, the resources against
+// the host's limits.
+func validate(req CreateRequest, host HostLimits) error {
 	if req.Name != "" && !ValidName(req.Name) {
 		return errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name))
 	}
-	hc := req.HostConfig
-	if hc.Memory != 0 && hc.Memory < minMemory {
-		return errdefs.InvalidArgument(fmt.Errorf("invalid memory %d bytes: a container's VM needs at least %d MiB", hc.Memory, minMemory>>20))
-	}
-	if hc.NanoCPUs < 0 {
-		return errdefs.InvalidArgument(fmt.Errorf("invalid --cpus: %g must be positive", float64(hc.NanoCPUs)/1e9))
+	if err := validateResources(req.HostConfig, host); err != nil {
+		return err
 	}
 	switch req.Pull {
 	case "", PullMissing, PullAlways, PullNever:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,13 +21,22 @@ import (
 )
 
 // Manager owns every container of one Berth home.
+//
+// Locks: Manager.mu guards byID, names and execs; each Container's mu
+// guards that container's mutable fields (see Container); each Exec's mu
+// its own. They are taken in that order (a Manager's before a
+// Container's before an Exec's), never the other way round; the output's
+// and the log file's locks are leaves.
 type Manager struct {
-	dir    string
-	images *image.Store
-	rootfs *rootfs.Cache
-	events *events.Bus
-	log    *slog.Logger
-	vms    VMLauncher
+	// Set by NewManager, never changed.
+	dir      string
+	images   *image.Store
+	rootfs   *rootfs.Cache
+	events   *events.Bus
+	log      *slog.Logger
+	vms      VMLauncher
+	limits   HostLimits
+	timeouts timeouts
 
 	mu    sync.Mutex
 	byID  map[string]*Container
@@ -51,37 +59,45 @@ type Config struct {
 	VMs VMLauncher
 	// Log is the engine's logger.
 	Log *slog.Logger
+	// Limits is what the host can give a container's VM; Create refuses
+	// more. The zero value means this host's (DetectHostLimits).
+	Limits HostLimits
 }
 
 // Container is one container: its spec, its state, and while it runs
 // its VM.
+//
+// Who may touch what:
+//   - dir, out and removed are set by newContainer and never replaced
+//     (out has its own lock; removed is closed once, by removeStopped).
+//   - spec never changes after create but for spec.Name (Rename): its ID,
+//     Config and HostConfig may be read without a lock, its Name only
+//     under mu or the Manager's mu (Rename holds both to change it).
+//   - mu guards state, run, exited, busy, execs and stdin, and the killed
+//     flag of the current run (running's other fields are fixed before it
+//     is published in run).
 type Container struct {
-	m   *Manager
-	dir string
-
-	mu      sync.Mutex
-	spec    Spec
-	state   State
-	run     *running      // non-nil while a VM is up
-	exited  chan struct{} // closed when the current run ends
+	dir     string
+	out     *output       // fans the main process's output to the log and attached clients
 	removed chan struct{} // closed when the container is removed
+
+	mu     sync.Mutex
+	spec   Spec
+	state  State
+	run    *running      // non-nil while a VM is up
+	exited chan struct{} // closed when the current run ends
 	// busy names a lifecycle operation in progress ("starting", "removing").
 	busy  string
 	execs map[string]*Exec
-	// out fans the main process's output to the log and attached clients;
-	// stdin is the pipe attached clients write the process's input into,
+	// stdin is what attached clients write the process's input into,
 	// renewed for every run.
-	out    *output
-	stdinR *io.PipeReader
-	stdinW *io.PipeWriter
+	stdin *inputPipe
 }
 
 // newContainer returns the in-memory container for a spec and state.
-func (m *Manager) newContainer(dir string, spec Spec, state State) *Container {
-	c := &Container{m: m, dir: dir, spec: spec, state: state, exited: closedChan(),
-		removed: make(chan struct{}), execs: map[string]*Exec{}, out: newOutput()}
-	c.stdinR, c.stdinW = io.Pipe()
-	return c
+func newContainer(dir string, spec Spec, state State) *Container {
+	return &Container{dir: dir, spec: spec, state: state, exited: closedChan(),
+		removed: make(chan struct{}), execs: map[string]*Exec{}, out: newOutput(), stdin: newInputPipe()}
 }
 
 // NewManager loads every container under cfg.Dir. A container recorded as
@@ -95,9 +111,16 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Events == nil {
 		cfg.Events = events.NewBus()
 	}
+	if cfg.Limits == (HostLimits{}) {
+		var err error
+		if cfg.Limits, err = DetectHostLimits(); err != nil {
+			cfg.Log.Warn("cannot tell the host's memory: container sizes are checked against its CPUs only", "err", err)
+		}
+	}
 	m := &Manager{
 		dir: cfg.Dir, images: cfg.Images, rootfs: cfg.Rootfs, events: cfg.Events, log: cfg.Log, vms: cfg.VMs,
-		byID: map[string]*Container{}, names: map[string]string{},
+		limits: cfg.Limits, timeouts: defaultTimeouts,
+		byID: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{},
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open containers %s: %w", cfg.Dir, err)
@@ -123,7 +146,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		if err := readJSON(filepath.Join(dir, "state.json"), &state); err != nil {
 			state = State{Status: mobycontainer.StateCreated}
 		}
-		c := m.newContainer(dir, spec, state)
+		c := newContainer(dir, spec, state)
 		switch c.state.Status {
 		case mobycontainer.StateRunning, mobycontainer.StateRestarting, mobycontainer.StatePaused:
 			reapOrphan(c.state.Pid, dir, m.log)
@@ -374,7 +397,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 		return err
 	}
 	c.mu.Lock()
-	running := c.run != nil
+	running, name := c.run != nil, c.spec.Name
 	switch c.busy {
 	case "removing":
 		c.mu.Unlock()
@@ -386,7 +409,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 	c.mu.Unlock()
 	if running {
 		if !force {
-			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.spec.Name))
+			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+name))
 		}
 		if err := m.Kill(ctx, c.spec.ID, "SIGKILL"); err != nil && !errors.Is(err, errdefs.ErrConflict) {
 			return fmt.Errorf("remove container %s: %w", c.spec.ID[:12], err)
@@ -433,6 +456,9 @@ func (m *Manager) removeStopped(c *Container) error {
 	}
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionDestroy, nil)
+	c.mu.Lock()
+	c.stdin.Close() // a client attached to a container that never ran
+	c.mu.Unlock()
 	close(c.removed)
 	return nil
 }
