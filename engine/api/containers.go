@@ -562,7 +562,8 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty, AttachStdin: req.AttachStdin}
+	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty,
+		AttachStdin: req.AttachStdin, AttachStdout: req.AttachStdout, AttachStderr: req.AttachStderr}
 	if req.ConsoleSize != nil {
 		cfg.ConsoleSize = *req.ConsoleSize
 	}
@@ -594,7 +595,7 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ConsoleSize != nil {
-		e.Config.ConsoleSize = *req.ConsoleSize
+		e.SetConsoleSize(*req.ConsoleSize)
 	}
 	if req.Detach {
 		// Detached: the exec outlives this request.
@@ -642,7 +643,7 @@ func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, mobycontainer.ExecInspectResponse{
 		ID: st.ID, Running: st.Running, ExitCode: st.ExitCode, ContainerID: st.ContainerID, Pid: st.Pid,
-		OpenStdin: st.Config.AttachStdin, OpenStdout: true, OpenStderr: true, CanRemove: !st.Running && st.ExitCode != nil,
+		OpenStdin: st.Config.AttachStdin, OpenStdout: st.Config.AttachStdout, OpenStderr: st.Config.AttachStderr, CanRemove: !st.Running && st.ExitCode != nil,
 		ProcessConfig: &mobycontainer.ExecProcessConfig{Tty: st.Config.Tty, Entrypoint: st.Config.Cmd[0], Arguments: args, User: st.Config.User},
 	})
 }
