@@ -67,7 +67,6 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if err != nil {
 		return nil, err
 	}
-	name := strings.TrimPrefix(req.Name, "/")
 	id := NewID()
 	spec := Spec{
 		ID:            id,
@@ -94,28 +93,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	}
 
 	// Reserve the name before the slow part.
-	m.mu.Lock()
-	if name == "" {
-		for {
-			name = RandomName()
-			if _, taken := m.names[name]; !taken {
-				break
-			}
-		}
-	} else if other, taken := m.names[name]; taken {
-		m.mu.Unlock()
-		return nil, errdefs.Conflict(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+name, other))
+	name, release, err := m.reserveName(strings.TrimPrefix(req.Name, "/"), id)
+	if err != nil {
+		return nil, err
 	}
-	m.names[name] = id
-	m.mu.Unlock()
 	spec.Name = name
-	release := func() {
-		m.mu.Lock()
-		if m.names[name] == id {
-			delete(m.names, name)
-		}
-		m.mu.Unlock()
-	}
 
 	dir := filepath.Join(m.dir, id)
 	c, err := m.materialize(ctx, dir, spec, img)
@@ -129,6 +111,33 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionCreate, nil)
 	return c, nil
+}
+
+// reserveName takes name (empty: a random free one) for container id, and
+// returns the name and a release that frees it again (for a create that
+// fails). A name in use is Docker's conflict.
+func (m *Manager) reserveName(name, id string) (string, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if name == "" {
+		for {
+			name = RandomName()
+			if _, taken := m.names[name]; !taken {
+				break
+			}
+		}
+	} else if other, taken := m.names[name]; taken {
+		return "", nil, errdefs.Conflict(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+name, other))
+	}
+	m.names[name] = id
+	release := func() {
+		m.mu.Lock()
+		if m.names[name] == id {
+			delete(m.names, name)
+		}
+		m.mu.Unlock()
+	}
+	return name, release, nil
 }
 
 // materialize writes the container's directory: rootfs clone, config and

@@ -181,18 +181,25 @@ func closedChan() chan struct{} {
 // Docker does.
 func (m *Manager) publish(c *Container, action mobyevents.Action, extra map[string]string) {
 	c.mu.Lock()
+	ev := c.eventLocked(action, extra)
+	c.mu.Unlock()
+	m.events.Publish(ev)
+}
+
+// eventLocked is the container event for action; the caller holds c.mu.
+// (The bus's lock is a leaf: publishing under c.mu is allowed, and keeps
+// an event in order with the state change it reports.)
+func (c *Container) eventLocked(action mobyevents.Action, extra map[string]string) events.Message {
 	attrs := map[string]string{"name": c.spec.Name, "image": c.spec.Image}
 	if c.spec.Config != nil {
 		for k, v := range c.spec.Config.Labels {
 			attrs[k] = v
 		}
 	}
-	id := c.spec.ID
-	c.mu.Unlock()
 	for k, v := range extra {
 		attrs[k] = v
 	}
-	m.events.Publish(events.Message{Type: mobyevents.ContainerEventType, Action: action, Actor: mobyevents.Actor{ID: id, Attributes: attrs}})
+	return events.Message{Type: mobyevents.ContainerEventType, Action: action, Actor: mobyevents.Actor{ID: c.spec.ID, Attributes: attrs}}
 }
 
 // Get finds a container by full ID, unique ID prefix or name (with or
@@ -432,9 +439,13 @@ func (c *Container) exitedChan() <-chan struct{} {
 // removeStopped deletes a container that does not run.
 func (m *Manager) removeStopped(c *Container) error {
 	c.mu.Lock()
-	if c.busy == "removing" {
+	switch c.busy {
+	case "removing":
 		c.mu.Unlock()
 		return nil
+	case "starting":
+		c.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("container %s is starting again: not removed", c.spec.ID[:12]))
 	}
 	c.busy = "removing"
 	c.state.Status = mobycontainer.StateRemoving

@@ -151,8 +151,10 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 }
 
 // startFailed records a failed start as an exit (with the command's exit
-// code when the command was at fault) and ends the run it began.
+// code when the command was at fault) the way recordExit records a run's,
+// and removes an --rm container.
 func (m *Manager) startFailed(c *Container, err error) {
+	c.out.finish() // while busy still says starting
 	code := startFailedCode
 	var ce *exitCodeError
 	if errors.As(err, &ce) {
@@ -166,11 +168,10 @@ func (m *Manager) startFailed(c *Container, err error) {
 	c.state.FinishedAt = time.Now().UTC()
 	c.state.Pid = 0
 	_ = c.saveStateLocked()
+	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(code)}))
 	close(c.exited)
 	autoRemove := c.spec.HostConfig.AutoRemove
 	c.mu.Unlock()
-	c.out.finish()
-	m.publish(c, mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(code)})
 	if autoRemove {
 		if err := m.removeStopped(c); err != nil {
 			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)

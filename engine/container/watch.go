@@ -103,10 +103,14 @@ func (r *running) vmStopReason() string {
 	return reason + "\nconsole:\n" + r.vm.ConsoleTail(20)
 }
 
-// recordExit ends run r of c: it records the exit, ends the run's execs,
-// renews stdin for the next run, ends attached clients, publishes die and
-// removes an --rm container.
+// recordExit ends run r of c. It ends attached clients and the log while
+// the run is still published (so no start can begin a new one meanwhile;
+// a slow client may hold the output's lock, never c's); then, in one hold
+// of c's lock, it records the exit, renews stdin for the next run
+// (clients still writing get an error), publishes die and wakes waiters;
+// then it forgets the run's execs and removes an --rm container.
 func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
+	c.out.finish()
 	c.mu.Lock()
 	c.run = nil
 	c.state.Status = mobycontainer.StateExited
@@ -121,16 +125,13 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	_ = c.saveStateLocked()
 	execs := c.execs
 	c.execs = map[string]*Exec{}
-	// A fresh stdin for the next run; clients still writing get EOF.
 	c.stdin.Close()
 	c.stdin = newInputPipe()
+	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(ex.code)}))
+	close(c.exited)
 	autoRemove := c.spec.HostConfig.AutoRemove
-	exited := c.exited
 	c.mu.Unlock()
 	m.forgetExecs(execs)
-	c.out.finish()
-	m.publish(c, mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(ex.code)})
-	close(exited)
 	if autoRemove {
 		if err := m.removeStopped(c); err != nil {
 			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)
