@@ -367,6 +367,11 @@ func (g *fakeGuest) WaitProcess(ctx context.Context, r *agentpb.WaitProcessReque
 	}
 	select {
 	case <-p.exited:
+		select {
+		case <-g.dead: // the process ended with its VM: no one reports it
+			return nil, status.Error(codes.Unavailable, "guest gone")
+		default:
+		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.status, nil

@@ -107,8 +107,9 @@ func (r *running) vmStopReason() string {
 // the run is still published (so no start can begin a new one meanwhile;
 // a slow client may hold the output's lock, never c's); then, in one hold
 // of c's lock, it records the exit, renews stdin for the next run
-// (clients still writing get an error), publishes die and wakes waiters;
-// then it forgets the run's execs and removes an --rm container.
+// (clients still writing get an error) and publishes die; then it
+// forgets the run's execs (the Manager's lock is never taken under c's),
+// wakes waiters and removes an --rm container.
 func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	c.out.finish()
 	c.mu.Lock()
@@ -128,10 +129,11 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	c.stdin.Close()
 	c.stdin = newInputPipe()
 	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(ex.code)}))
-	close(c.exited)
+	exited := c.exited
 	autoRemove := c.spec.HostConfig.AutoRemove
 	c.mu.Unlock()
 	m.forgetExecs(execs)
+	close(exited)
 	if autoRemove {
 		if err := m.removeStopped(c); err != nil {
 			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)
