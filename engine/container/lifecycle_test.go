@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -660,4 +661,58 @@ func TestConcurrentLifecycle(t *testing.T) {
 			t.Fatalf("round %d: %+v", round, st)
 		}
 	}
+}
+
+// TestNoGoroutineOutlivesItsRun: once a run is over (and the requests
+// that touched it are gone), nothing the container package or the agent
+// client started is still running.
+func TestNoGoroutineOutlivesItsRun(t *testing.T) {
+	l := newLifecycle(t)
+	ctx := context.Background()
+	c := l.add(t, "x", []string{"sleep"}, func(s *Spec) { s.Config.OpenStdin = true })
+	// A client that types into a container nobody reads yet, then leaves.
+	actx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	pr, pw := io.Pipe()
+	go pw.Write([]byte("input"))
+	_ = l.m.Attach(actx, "x", AttachOptions{Stdin: pr, Stdout: io.Discard})
+	pw.Close() // the request's connection closes
+	noGoroutinesLeft(t, "after an attach whose client left")
+	if err := l.m.Start(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := l.m.CreateExec(ctx, "x", ExecConfig{Cmd: []string{"both"}, AttachStdout: true})
+	if _, err := l.m.StartExec(ctx, id, agent.Stdio{Stdout: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.m.Stats(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.m.Stop(ctx, "x", "", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l.waitExit(t, c)
+	noGoroutinesLeft(t, "after the run")
+}
+
+// noGoroutinesLeft fails t if, within a few seconds, goroutines of the
+// container package (but the test's own) or of the agent client are
+// still running.
+func noGoroutinesLeft(t *testing.T, when string) {
+	t.Helper()
+	var leaked []string
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		leaked = leaked[:0]
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "berth/engine/container.") && !strings.Contains(g, "_test.go") ||
+				strings.Contains(g, "berth/engine/agent.") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return
+		}
+	}
+	t.Fatalf("%d goroutines left %s:\n%s", len(leaked), when, strings.Join(leaked, "\n\n"))
 }
