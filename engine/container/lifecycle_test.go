@@ -716,3 +716,51 @@ func noGoroutinesLeft(t *testing.T, when string) {
 	}
 	t.Fatalf("%d goroutines left %s:\n%s", len(leaked), when, strings.Join(leaked, "\n\n"))
 }
+
+// TestWaitNextExit: a next-exit wait begun before the start (as docker
+// run does) returns the exit code of the run that start begins, also
+// when the start fails; a removal ends it.
+func TestWaitNextExit(t *testing.T) {
+	l := newLifecycle(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		cmd  []string
+		boot fakeBoot
+		code int
+	}{
+		{[]string{"exit", "7"}, bootOK, 7},
+		{[]string{"exit", "0"}, bootDies, 128},
+	} {
+		l.vms.mu.Lock()
+		l.vms.boot = tc.boot
+		l.vms.mu.Unlock()
+		c := l.add(t, tc.cmd[0]+tc.cmd[1], tc.cmd, nil)
+		got := make(chan int, 1)
+		go func() {
+			code, err := l.m.Wait(ctx, c.ID(), WaitNextExit)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- code
+		}()
+		time.Sleep(20 * time.Millisecond) // the wait is in before the start
+		_ = l.m.Start(ctx, c.ID())
+		if code := <-got; code != tc.code {
+			t.Fatalf("%v: next-exit returned %d, want %d", tc.cmd, code, tc.code)
+		}
+	}
+	c := l.add(t, "gone", []string{"echo"}, nil)
+	got := make(chan error, 1)
+	go func() {
+		_, err := l.m.Wait(ctx, c.ID(), WaitNextExit)
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if err := l.m.Remove(ctx, "gone", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("next-exit of a removed container: %v", err)
+	}
+}

@@ -73,9 +73,9 @@ type Config struct {
 //   - spec never changes after create but for spec.Name (Rename): its ID,
 //     Config and HostConfig may be read without a lock, its Name only
 //     under mu or the Manager's mu (Rename holds both to change it).
-//   - mu guards state, run, exited, busy, execs and stdin, and the killed
-//     flag of the current run (running's other fields are fixed before it
-//     is published in run).
+//   - mu guards state, run, exited, nextStart, busy, execs and stdin, and
+//     the killed flag of the current run (running's other fields are fixed
+//     before it is published in run).
 type Container struct {
 	dir     string
 	out     *output       // fans the main process's output to the log and attached clients
@@ -86,6 +86,8 @@ type Container struct {
 	state  State
 	run    *running      // non-nil while a VM is up
 	exited chan struct{} // closed when the current run ends
+	// nextStart is closed (and renewed) when a start begins.
+	nextStart chan struct{}
 	// busy names a lifecycle operation in progress ("starting", "removing").
 	busy  string
 	execs map[string]*Exec
@@ -96,7 +98,7 @@ type Container struct {
 
 // newContainer returns the in-memory container for a spec and state.
 func newContainer(dir string, spec Spec, state State) *Container {
-	return &Container{dir: dir, spec: spec, state: state, exited: closedChan(),
+	return &Container{dir: dir, spec: spec, state: state, exited: closedChan(), nextStart: make(chan struct{}),
 		removed: make(chan struct{}), execs: map[string]*Exec{}, out: newOutput(), stdin: newInputPipe()}
 }
 
@@ -348,13 +350,8 @@ func (m *Manager) Wait(ctx context.Context, ref string, cond WaitCondition) (int
 	case WaitRemoved:
 		ch = c.removed
 	case WaitNextExit:
-		if c.run == nil {
-			// Not running: wait for the next run to end. A start replaces
-			// c.exited; poll for it.
-			c.mu.Unlock()
-			return m.waitNextExit(ctx, c)
-		}
-		ch = c.exited
+		c.mu.Unlock()
+		return m.waitNextExit(ctx, c)
 	default:
 		ch = c.exited
 	}
@@ -369,16 +366,17 @@ func (m *Manager) Wait(ctx context.Context, ref string, cond WaitCondition) (int
 	return c.state.ExitCode, nil
 }
 
+// waitNextExit waits for the end of the run that is starting or running,
+// or else of the next one to start.
 func (m *Manager) waitNextExit(ctx context.Context, c *Container) (int, error) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
 	for {
 		c.mu.Lock()
-		ch, running := c.exited, c.run != nil
+		exited, next := c.exited, c.nextStart
+		current := c.run != nil || c.busy == "starting"
 		c.mu.Unlock()
-		if running {
+		if current {
 			select {
-			case <-ch:
+			case <-exited:
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				return c.state.ExitCode, nil
@@ -387,7 +385,7 @@ func (m *Manager) waitNextExit(ctx context.Context, c *Container) (int, error) {
 			}
 		}
 		select {
-		case <-t.C:
+		case <-next:
 		case <-c.removed:
 			return 0, errdefs.NotFound(fmt.Errorf("No such container: %s", c.spec.ID))
 		case <-ctx.Done():

@@ -126,6 +126,8 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	c.busy = "starting"
 	spec := c.spec
 	c.exited = make(chan struct{})
+	close(c.nextStart)
+	c.nextStart = make(chan struct{})
 	c.mu.Unlock()
 
 	r, err := m.start(ctx, c, spec)
