@@ -193,7 +193,8 @@ func isDigits(s string) bool {
 }
 
 // TestPipedStdinAndMissingCommand: non-tty -i carries piped input and its
-// EOF; a command the image lacks fails with exit code 127, like Docker.
+// EOF; a command the image lacks fails with exit code 127, one it cannot
+// execute with 126, like Docker.
 func TestPipedStdinAndMissingCommand(t *testing.T) {
 	home, ref := imageFixture(t)
 	cmd := exec.Command(berthBin, "run", "-i", "--rm", ref, "sh", "-c", "cat; echo END")
@@ -206,6 +207,11 @@ func TestPipedStdinAndMissingCommand(t *testing.T) {
 	r := berth(t, home, "run", "--rm", ref, "nosuchcommand")
 	if r.code != 127 || !strings.Contains(r.err, "nosuchcommand") || !strings.Contains(r.err, "executable file not found") {
 		t.Fatalf("missing command: %+v", r)
+	}
+	// One that cannot be executed (a directory) is 126, as with Docker.
+	r = berth(t, home, "run", "--rm", ref, "/etc")
+	if r.code != 126 || !strings.Contains(r.err, `exec: "/etc": permission denied`) {
+		t.Fatalf("command that is a directory: %+v", r)
 	}
 }
 

@@ -397,7 +397,7 @@ func (b *booter) mountRootfs() error {
 		if err := waitForPath(b.cfg.Root, 10*time.Second); err != nil {
 			return fmt.Errorf("rootfs: %w (is its driver, virtio_blk, built in or in load.order?)", err)
 		}
-		flags, data := mountFlagsOf(b.cfg.RootFlags)
+		flags, data := guest.ParseMountOptions(b.cfg.RootFlags)
 		if err := unix.Mount(b.cfg.Root, rootDir, b.cfg.RootFSType, flags, data); err != nil {
 			return fmt.Errorf("rootfs: mount %s (%s) on %s: %w", b.cfg.Root, b.cfg.RootFSType, rootDir, err)
 		}
@@ -413,30 +413,6 @@ func (b *booter) mountRootfs() error {
 		}
 	}
 	return nil
-}
-
-// mountFlagsOf splits berth.rootflags into flags and data for mount(2).
-func mountFlagsOf(opts string) (uintptr, string) {
-	var flags uintptr
-	var data []string
-	for _, o := range strings.Split(opts, ",") {
-		switch o {
-		case "":
-		case "ro":
-			flags |= unix.MS_RDONLY
-		case "noatime":
-			flags |= unix.MS_NOATIME
-		case "relatime":
-			flags |= unix.MS_RELATIME
-		case "nodev":
-			flags |= unix.MS_NODEV
-		case "nosuid":
-			flags |= unix.MS_NOSUID
-		default:
-			data = append(data, o)
-		}
-	}
-	return flags, strings.Join(data, ",")
 }
 
 func waitForPath(p string, timeout time.Duration) error {

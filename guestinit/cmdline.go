@@ -9,7 +9,7 @@ import (
 // bootConfig is guestinit's part of the kernel command line.
 type bootConfig struct {
 	// Root is the rootfs block device (berth.root=/dev/vda); empty means
-	// no rootfs disk (the agent then roots containers at RootDir, an
+	// no rootfs disk (the agent then roots containers at rootDir, an
 	// empty tmpfs directory).
 	Root string
 	// RootFSType is its filesystem (berth.rootfstype=ext4).

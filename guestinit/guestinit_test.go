@@ -58,13 +58,6 @@ crc32c_generic.ko
 	}
 }
 
-func TestMountFlagsOf(t *testing.T) {
-	flags, data := mountFlagsOf("ro,noatime,discard,commit=30")
-	if flags == 0 || data != "discard,commit=30" {
-		t.Errorf("mountFlagsOf = %#x %q", flags, data)
-	}
-}
-
 func TestUnescapeMount(t *testing.T) {
 	if got := unescapeMount(`/run/berth/rootfs/my\040dir`); got != "/run/berth/rootfs/my dir" {
 		t.Errorf("unescapeMount = %q", got)

@@ -26,12 +26,11 @@ import (
 	"time"
 
 	"github.com/containerd/ttrpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/errdefs/errgrpc"
 )
 
 // Client talks to one guest's agent. It is safe for concurrent use.
@@ -105,35 +104,13 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // before.
 func (c *Client) NextPort() uint32 { return c.port.Add(1) }
 
-// fromStatus turns a ttrpc status back into an errdefs-classed error.
+// fromStatus turns a ttrpc status back into an errdefs-classed error
+// naming the call.
 func fromStatus(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return fmt.Errorf("agent %s: %w", op, err)
-	}
-	e := fmt.Errorf("agent %s: %s", op, st.Message())
-	switch st.Code() {
-	case codes.NotFound:
-		return errdefs.NotFound(e)
-	case codes.InvalidArgument:
-		return errdefs.InvalidArgument(e)
-	case codes.AlreadyExists:
-		return errdefs.AlreadyExists(e)
-	case codes.FailedPrecondition:
-		return errdefs.Conflict(e)
-	case codes.Unavailable:
-		return errdefs.Unavailable(e)
-	case codes.Unimplemented:
-		return errdefs.NotImplemented(e)
-	case codes.Canceled:
-		return fmt.Errorf("%w: %w", e, context.Canceled)
-	case codes.DeadlineExceeded:
-		return fmt.Errorf("%w: %w", e, context.DeadlineExceeded)
-	}
-	return e
+	return fmt.Errorf("agent %s: %w", op, errgrpc.ToNative(err))
 }
 
 // Ping checks that the agent answers.
@@ -185,8 +162,9 @@ func (c *Client) CreateProcess(ctx context.Context, r *agentpb.CreateProcessRequ
 }
 
 // StartProcess starts a created process and returns its pid inside the
-// container. A missing binary is errdefs.ErrNotFound: report exit 127, as
-// Docker does.
+// container. A missing binary is errdefs.ErrNotFound (report exit 127, as
+// Docker does), one that cannot be executed errdefs.ErrPermissionDenied
+// (exit 126).
 func (c *Client) StartProcess(ctx context.Context, id string) (int, error) {
 	r, err := c.api.StartProcess(ctx, &agentpb.StartProcessRequest{Id: id})
 	if err != nil {

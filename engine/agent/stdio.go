@@ -151,7 +151,8 @@ func (a *Attached) Close() error {
 // Run creates the process r (assigning stdio ports for stdio), attaches
 // its stdio, starts it, waits for it and its output, and deletes it. A
 // start failure is returned as the error; the exit code a shell would
-// show is then 127 for errdefs.ErrNotFound (missing binary) or 126.
+// show is then 127 for errdefs.ErrNotFound (missing binary), else 126
+// (errdefs.ErrPermissionDenied: not executable).
 func (c *Client) Run(ctx context.Context, r *agentpb.CreateProcessRequest, stdio Stdio) (ExitStatus, error) {
 	c.AssignPorts(r, stdio)
 	if err := c.CreateProcess(ctx, r); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/netip"
 	"sort"
@@ -27,36 +28,32 @@ func (s *Server) containerRoutes() {
 	s.mux.HandleFunc("GET /containers/json", s.containerList)
 	s.mux.HandleFunc("POST /containers/prune", s.containerPrune)
 	s.mux.HandleFunc("GET /containers/{id}/json", s.containerInspect)
-	s.mux.HandleFunc("POST /containers/{id}/start", s.withManager(containerStart))
-	s.mux.HandleFunc("POST /containers/{id}/stop", s.withManager(containerStop))
-	s.mux.HandleFunc("POST /containers/{id}/restart", s.withManager(containerRestart))
-	s.mux.HandleFunc("POST /containers/{id}/kill", s.withManager(containerKill))
+	s.mux.HandleFunc("POST /containers/{id}/start", s.statusOnly(s.containerStart))
+	s.mux.HandleFunc("POST /containers/{id}/stop", s.statusOnly(s.containerStop))
+	s.mux.HandleFunc("POST /containers/{id}/restart", s.statusOnly(s.containerRestart))
+	s.mux.HandleFunc("POST /containers/{id}/kill", s.statusOnly(s.containerKill))
 	s.mux.HandleFunc("POST /containers/{id}/wait", s.containerWait)
 	s.mux.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
-	s.mux.HandleFunc("POST /containers/{id}/resize", s.withManager(containerResize))
-	s.mux.HandleFunc("POST /containers/{id}/rename", s.withManager(containerRename))
+	s.mux.HandleFunc("POST /containers/{id}/resize", s.statusOnly(s.containerResize))
+	s.mux.HandleFunc("POST /containers/{id}/rename", s.statusOnly(s.containerRename))
 	s.mux.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
 	s.mux.HandleFunc("GET /containers/{id}/stats", s.containerStats)
-	s.mux.HandleFunc("DELETE /containers/{id}", s.withManager(containerDelete))
+	s.mux.HandleFunc("DELETE /containers/{id}", s.statusOnly(s.containerDelete))
 	s.mux.HandleFunc("POST /containers/{id}/exec", s.execCreate)
 	s.mux.HandleFunc("POST /exec/{id}/start", s.execStart)
-	s.mux.HandleFunc("POST /exec/{id}/resize", s.withManager(execResize))
+	s.mux.HandleFunc("POST /exec/{id}/resize", s.statusOnly(s.execResize))
 	s.mux.HandleFunc("GET /exec/{id}/json", s.execInspect)
 	s.mux.HandleFunc("GET /events", s.events)
 }
 
-// managerOp is an endpoint that acts on the container manager and answers
-// with a bare status code; ErrNotModified becomes 304.
-type managerOp func(r *http.Request, m *container.Manager) (status int, err error)
+// statusOp is an endpoint that answers with a bare status code;
+// container.ErrNotModified becomes 304.
+type statusOp func(r *http.Request) (status int, err error)
 
-// withManager adapts a managerOp to HTTP, answering errors the API's way.
-func (s *Server) withManager(op managerOp) http.HandlerFunc {
+// statusOnly adapts a statusOp to HTTP, answering errors the API's way.
+func (s *Server) statusOnly(op statusOp) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		m, err := s.containers()
-		status := 0
-		if err == nil {
-			status, err = op(r, m)
-		}
+		status, err := op(r)
 		switch {
 		case errors.Is(err, container.ErrNotModified):
 			w.WriteHeader(http.StatusNotModified)
@@ -68,36 +65,19 @@ func (s *Server) withManager(op managerOp) http.HandlerFunc {
 	}
 }
 
-// container finds the container the path's {id} names; on failure it
-// answers the error and reports false.
-func (s *Server) container(w http.ResponseWriter, r *http.Request) (*container.Manager, *container.Container, bool) {
-	m, err := s.containers()
-	if err == nil {
-		var c *container.Container
-		if c, err = m.Get(r.PathValue("id")); err == nil {
-			return m, c, true
-		}
+// boolParam reads a boolean query parameter as dockerd does: empty, "0",
+// "no", "false" and "none" are false, anything else true.
+func boolParam(r *http.Request, name string) bool {
+	switch strings.ToLower(strings.TrimSpace(r.URL.Query().Get(name))) {
+	case "", "0", "no", "false", "none":
+		return false
 	}
-	s.writeError(w, r, err)
-	return nil, nil, false
-}
-
-func (s *Server) containers() (*container.Manager, error) {
-	m := s.backend.Containers()
-	if m == nil {
-		return nil, errdefs.Unavailable(errors.New("containers are not available: the engine has no container manager"))
-	}
-	return m, nil
+	return true
 }
 
 func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var req mobycontainer.CreateRequest
-	if err := decodeBody(r, "create container", &req); err != nil {
+	if err := decodeBody(w, r, "create container", &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -105,19 +85,24 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errdefs.InvalidArgument(errors.New("create container: config is required")))
 		return
 	}
+	warnings, err := checkSupported(req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	// Docker's create never pulls: the client pulls on "No such image".
-	c, err := m.Create(r.Context(), container.CreateRequest{
+	id, err := s.backend.Containers().Create(r.Context(), container.CreateRequest{
 		Name: r.URL.Query().Get("name"), Config: req.Config, HostConfig: req.HostConfig, Pull: container.PullNever,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, mobycontainer.CreateResponse{ID: c.ID(), Warnings: []string{}})
+	writeJSON(w, http.StatusCreated, mobycontainer.CreateResponse{ID: id, Warnings: warnings})
 }
 
-func containerStart(r *http.Request, m *container.Manager) (int, error) {
-	return http.StatusNoContent, m.Start(r.Context(), r.PathValue("id"))
+func (s *Server) containerStart(r *http.Request) (int, error) {
+	return http.StatusNoContent, s.backend.Containers().Start(r.Context(), r.PathValue("id"))
 }
 
 // timeoutParam reads Docker's t= (seconds); -1 when absent.
@@ -128,7 +113,7 @@ func timeoutParam(r *http.Request) (time.Duration, error) {
 	}
 	n, err := strconv.Atoi(t)
 	if err != nil {
-		return 0, errdefs.InvalidArgument(fmt.Errorf("invalid timeout %q: %w", t, err))
+		return 0, errdefs.InvalidArgument(fmt.Errorf("invalid timeout %q: a number of seconds", t))
 	}
 	if n < 0 {
 		return 365 * 24 * time.Hour, nil // -1: wait forever
@@ -136,47 +121,50 @@ func timeoutParam(r *http.Request) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-func containerStop(r *http.Request, m *container.Manager) (int, error) {
+func (s *Server) containerStop(r *http.Request) (int, error) {
 	t, err := timeoutParam(r)
 	if err != nil {
 		return 0, err
 	}
-	return http.StatusNoContent, m.Stop(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"), t)
+	return http.StatusNoContent, s.backend.Containers().Stop(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"), t)
 }
 
-func containerRestart(r *http.Request, m *container.Manager) (int, error) {
+func (s *Server) containerRestart(r *http.Request) (int, error) {
 	t, err := timeoutParam(r)
 	if err != nil {
 		return 0, err
 	}
-	return http.StatusNoContent, m.Restart(r.Context(), r.PathValue("id"), t)
+	return http.StatusNoContent, s.backend.Containers().Restart(r.Context(), r.PathValue("id"), t)
 }
 
-func containerKill(r *http.Request, m *container.Manager) (int, error) {
-	return http.StatusNoContent, m.Kill(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"))
+func (s *Server) containerKill(r *http.Request) (int, error) {
+	return http.StatusNoContent, s.backend.Containers().Kill(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal"))
+}
+
+// waitCondition reads wait's condition= (default not-running).
+func waitCondition(r *http.Request) (container.WaitCondition, error) {
+	cond := container.WaitCondition(r.URL.Query().Get("condition"))
+	switch cond {
+	case "":
+		return container.WaitNotRunning, nil
+	case container.WaitNotRunning, container.WaitNextExit, container.WaitRemoved:
+		return cond, nil
+	}
+	return "", errdefs.InvalidArgument(fmt.Errorf("invalid wait condition %q: use not-running, next-exit or removed", cond))
 }
 
 // containerWait sends its 200 headers at once (the docker CLI waits for
 // them before it starts the container), then the exit code when the
 // condition is met.
 func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
+	cs := s.backend.Containers()
+	id := r.PathValue("id")
+	cond, err := waitCondition(r)
+	if err == nil {
+		_, err = cs.Inspect(id)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
-		return
-	}
-	id := r.PathValue("id")
-	if _, err := m.Get(id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	cond := container.WaitCondition(r.URL.Query().Get("condition"))
-	switch cond {
-	case "":
-		cond = container.WaitNotRunning
-	case container.WaitNotRunning, container.WaitNextExit, container.WaitRemoved:
-	default:
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("invalid wait condition %q: use not-running, next-exit or removed", cond)))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -184,7 +172,7 @@ func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	code, err := m.Wait(r.Context(), id, cond)
+	code, err := cs.Wait(r.Context(), id, cond)
 	resp := mobycontainer.WaitResponse{StatusCode: int64(code)}
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		resp.Error = &mobycontainer.WaitExitError{Message: err.Error()}
@@ -192,19 +180,14 @@ func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-func boolParam(r *http.Request, name string) bool {
-	v, _ := strconv.ParseBool(r.URL.Query().Get(name))
-	return v
-}
-
 func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
-	m, c, ok := s.container(w, r)
-	if !ok {
+	cs := s.backend.Containers()
+	sn, err := cs.Inspect(r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	snap := c.Snapshot()
-	tty := snap.Spec.Config.Tty
-	conn, in, stdout, stderr, err := hijackStreams(w, r, tty)
+	conn, in, stdout, stderr, err := hijackStreams(w, r, sn.Spec.Config.Tty)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -221,7 +204,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		opts.Stdin = in
 	}
 	if boolParam(r, "logs") {
-		_ = m.Logs(r.Context(), snap.Spec.ID, container.LogOptions{Stdout: opts.Stdout != nil, Stderr: opts.Stderr != nil, Tail: -1}, func(e container.LogEntry) error {
+		_ = cs.Logs(r.Context(), sn.Spec.ID, container.LogOptions{Stdout: opts.Stdout != nil, Stderr: opts.Stderr != nil, Tail: -1}, func(e container.LogEntry) error {
 			if e.Stream == "stderr" {
 				_, err := stderr.Write([]byte(e.Log))
 				return err
@@ -233,16 +216,16 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if !boolParam(r, "stream") {
 		return
 	}
-	_ = m.Attach(r.Context(), snap.Spec.ID, opts)
+	_ = cs.Attach(r.Context(), sn.Spec.ID, opts)
 	closeWrite(conn)
 }
 
-func containerResize(r *http.Request, m *container.Manager) (int, error) {
+func (s *Server) containerResize(r *http.Request) (int, error) {
 	h, w, err := sizeParams(r)
 	if err != nil {
 		return 0, err
 	}
-	return http.StatusOK, m.Resize(r.Context(), r.PathValue("id"), h, w)
+	return http.StatusOK, s.backend.Containers().Resize(r.Context(), r.PathValue("id"), h, w)
 }
 
 func sizeParams(r *http.Request) (h, w uint32, err error) {
@@ -254,26 +237,26 @@ func sizeParams(r *http.Request) (h, w uint32, err error) {
 	return uint32(hv), uint32(wv), nil
 }
 
-func containerRename(r *http.Request, m *container.Manager) (int, error) {
-	return http.StatusNoContent, m.Rename(r.PathValue("id"), r.URL.Query().Get("name"))
+func (s *Server) containerRename(r *http.Request) (int, error) {
+	return http.StatusNoContent, s.backend.Containers().Rename(r.PathValue("id"), r.URL.Query().Get("name"))
 }
 
-func containerDelete(r *http.Request, m *container.Manager) (int, error) {
-	return http.StatusNoContent, m.Remove(r.Context(), r.PathValue("id"), boolParam(r, "force"))
+// containerDelete removes a container (docker rm). v=1 (remove its
+// anonymous volumes) has nothing to do: Berth gives containers none.
+func (s *Server) containerDelete(r *http.Request) (int, error) {
+	if boolParam(r, "link") {
+		return 0, errdefs.InvalidArgument(errors.New("rm --link is not supported yet by Berth (" + whyNetwork + ")"))
+	}
+	return http.StatusNoContent, s.backend.Containers().Remove(r.Context(), r.PathValue("id"), boolParam(r, "force"))
 }
 
 func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	f, err := parseFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	ids, err := m.Prune(r.Context(), func(sn container.Snapshot) bool { return !f.matchLabels(sn.Spec.Config.Labels) })
+	ids, err := s.backend.Containers().Prune(r.Context(), func(sn container.Snapshot) bool { return !f.matchLabels(sn.Spec.Config.Labels) })
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -342,44 +325,53 @@ func (f filters) matchContainer(sn container.Snapshot) bool {
 }
 
 func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	f, err := parseFilters(r.URL.Query().Get("filters"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil {
+			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("invalid limit %q: a number of containers", v)))
+			return
+		}
+	}
 	all := boolParam(r, "all") || len(f["status"]) > 0
-	snaps := m.List(all, f.matchContainer)
-	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && len(snaps) > n {
-		snaps = snaps[:n]
+	snaps := s.backend.Containers().List(all, f.matchContainer)
+	if limit > 0 && len(snaps) > limit {
+		snaps = snaps[:limit]
 	}
 	out := make([]mobycontainer.Summary, 0, len(snaps))
 	for _, sn := range snaps {
-		sum := mobycontainer.Summary{
-			ID:      sn.Spec.ID,
-			Names:   []string{"/" + sn.Spec.Name},
-			Image:   sn.Spec.Image,
-			ImageID: sn.Spec.ImageID,
-			Command: sn.Command(),
-			Created: sn.Spec.Created.Unix(),
-			Ports:   []mobycontainer.PortSummary{},
-			Labels:  sn.Spec.Config.Labels,
-			State:   sn.State.Status,
-			Status:  statusText(sn.State),
-			Mounts:  []mobycontainer.MountPoint{},
-		}
-		if sum.Labels == nil {
-			sum.Labels = map[string]string{}
-		}
-		sum.HostConfig.NetworkMode = string(sn.Spec.HostConfig.NetworkMode)
-		sum.NetworkSettings = &mobycontainer.NetworkSettingsSummary{Networks: endpoints(sn)}
-		out = append(out, sum)
+		out = append(out, summarize(sn))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// summarize is a container as `docker ps` lists it.
+func summarize(sn container.Snapshot) mobycontainer.Summary {
+	sum := mobycontainer.Summary{
+		ID:      sn.Spec.ID,
+		Names:   []string{"/" + sn.Spec.Name},
+		Image:   sn.Spec.Image,
+		ImageID: sn.Spec.ImageID,
+		Command: sn.Command(),
+		Created: sn.Spec.Created.Unix(),
+		Ports:   []mobycontainer.PortSummary{},
+		Labels:  sn.Spec.Config.Labels,
+		State:   sn.State.Status,
+		Status:  statusText(sn.State),
+		Mounts:  []mobycontainer.MountPoint{},
+	}
+	if sum.Labels == nil {
+		sum.Labels = map[string]string{}
+	}
+	if sn.Spec.HostConfig != nil {
+		sum.HostConfig.NetworkMode = string(sn.Spec.HostConfig.NetworkMode)
+	}
+	sum.NetworkSettings = &mobycontainer.NetworkSettingsSummary{Networks: endpoints(sn)}
+	return sum
 }
 
 func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
@@ -412,11 +404,12 @@ type containerInspectResponse struct {
 }
 
 func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
-	_, c, ok := s.container(w, r)
-	if !ok {
+	sn, err := s.backend.Containers().Inspect(r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, inspectContainer(c.Snapshot()))
+	writeJSON(w, http.StatusOK, inspectContainer(sn))
 }
 
 func inspectContainer(sn container.Snapshot) containerInspectResponse {
@@ -472,40 +465,56 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 	return resp
 }
 
-func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
-	m, c, ok := s.container(w, r)
-	if !ok {
-		return
-	}
+// logOptions reads GET /containers/{id}/logs's query.
+func logOptions(r *http.Request) (container.LogOptions, error) {
 	q := r.URL.Query()
 	opts := container.LogOptions{Stdout: boolParam(r, "stdout"), Stderr: boolParam(r, "stderr"), Follow: boolParam(r, "follow"), Tail: -1}
 	if !opts.Stdout && !opts.Stderr {
-		s.writeError(w, r, errdefs.InvalidArgument(errors.New("you must choose at least one stream")))
-		return
+		return opts, errdefs.InvalidArgument(errors.New("you must choose at least one stream"))
 	}
 	if t := q.Get("tail"); t != "" && t != "all" {
 		n, err := strconv.Atoi(t)
 		if err != nil {
-			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("invalid tail %q: a number of lines or \"all\"", t)))
-			return
+			return opts, errdefs.InvalidArgument(fmt.Errorf("invalid tail %q: a number of lines or \"all\"", t))
 		}
 		opts.Tail = n
 	}
-	for _, p := range []struct {
-		name string
-		t    *time.Time
-	}{{"since", &opts.Since}, {"until", &opts.Until}} {
-		if v := q.Get(p.name); v != "" && v != "0" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("invalid %s %q: a Unix timestamp", p.name, v)))
-				return
-			}
-			*p.t = time.Unix(0, int64(f*1e9))
-		}
+	var err error
+	if opts.Since, err = unixParam(r, "since"); err != nil {
+		return opts, err
+	}
+	opts.Until, err = unixParam(r, "until")
+	return opts, err
+}
+
+// unixParam reads a Unix timestamp (seconds, with a fraction) from the
+// query; absent or "0" is the zero time.
+func unixParam(r *http.Request, name string) (time.Time, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" || v == "0" {
+		return time.Time{}, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return time.Time{}, errdefs.InvalidArgument(fmt.Errorf("invalid %s %q: a Unix timestamp", name, v))
+	}
+	return time.Unix(0, int64(f*1e9)), nil
+}
+
+func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
+	cs := s.backend.Containers()
+	sn, err := cs.Inspect(r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	opts, err := logOptions(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	timestamps := boolParam(r, "timestamps")
-	tty := c.Snapshot().Spec.Config.Tty
+	tty := sn.Spec.Config.Tty
 	ctype := "application/vnd.docker.multiplexed-stream"
 	if tty {
 		ctype = "application/vnd.docker.raw-stream"
@@ -520,7 +529,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	if !tty {
 		stdout, stderr = newFrameWriters(w)
 	}
-	_ = m.Logs(r.Context(), c.ID(), opts, func(e container.LogEntry) error {
+	_ = cs.Logs(r.Context(), sn.Spec.ID, opts, func(e container.LogEntry) error {
 		line := e.Log
 		if timestamps {
 			line = e.Time.UTC().Format(time.RFC3339Nano) + " " + line
@@ -538,12 +547,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) containerStats(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	st, err := m.Stats(r.Context(), r.PathValue("id"))
+	st, err := s.backend.Containers().Stats(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -552,14 +556,13 @@ func (s *Server) containerStats(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
+	var req mobycontainer.ExecCreateRequest
+	if err := decodeBody(w, r, "exec", &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var req mobycontainer.ExecCreateRequest
-	if err := decodeBody(r, "exec", &req); err != nil {
-		s.writeError(w, r, err)
+	if req.Privileged {
+		s.writeError(w, r, errdefs.InvalidArgument(errors.New("exec: --privileged is not supported yet by Berth ("+whyVM+")")))
 		return
 	}
 	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty,
@@ -567,7 +570,7 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 	if req.ConsoleSize != nil {
 		cfg.ConsoleSize = *req.ConsoleSize
 	}
-	id, err := m.CreateExec(r.Context(), r.PathValue("id"), cfg)
+	id, err := s.backend.Execs().Create(r.Context(), r.PathValue("id"), cfg)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -576,91 +579,84 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var req mobycontainer.ExecStartRequest
-	if r.ContentLength != 0 {
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("exec start: malformed request body: %w", err)))
-			return
-		}
+	if err := decodeOptionalBody(w, r, "exec start", &req); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
+	execs := s.backend.Execs()
 	id := r.PathValue("id")
-	e, err := m.GetExec(id)
+	st, err := execs.Inspect(id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.ConsoleSize != nil {
-		e.SetConsoleSize(*req.ConsoleSize)
-	}
+	opts := ExecStart{ConsoleSize: req.ConsoleSize}
 	if req.Detach {
 		// Detached: the exec outlives this request.
-		go func() { _, _ = m.StartExec(context.WithoutCancel(r.Context()), id, agent.Stdio{}) }()
+		go func() { _, _ = execs.Start(context.WithoutCancel(r.Context()), id, opts) }()
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	conn, in, stdout, stderr, err := hijackStreams(w, r, e.Config.Tty)
+	conn, in, stdout, stderr, err := hijackStreams(w, r, st.Config.Tty)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer conn.Close()
-	_, err = m.StartExec(r.Context(), id, agent.Stdio{Stdin: in, Stdout: stdout, Stderr: stderr})
-	if err != nil {
+	opts.Stdio = agent.Stdio{Stdin: in, Stdout: stdout, Stderr: stderr}
+	if _, err := execs.Start(r.Context(), id, opts); err != nil {
 		// The exit code is recorded; the message goes where the user sees it.
 		fmt.Fprintf(stderr, "%v\n", err)
 	}
 	closeWrite(conn)
 }
 
-func execResize(r *http.Request, m *container.Manager) (int, error) {
+func (s *Server) execResize(r *http.Request) (int, error) {
 	h, w, err := sizeParams(r)
 	if err != nil {
 		return 0, err
 	}
-	return http.StatusOK, m.ResizeExec(r.Context(), r.PathValue("id"), h, w)
+	return http.StatusOK, s.backend.Execs().Resize(r.Context(), r.PathValue("id"), h, w)
 }
 
 func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
-	m, err := s.containers()
+	st, err := s.backend.Execs().Inspect(r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	e, err := m.GetExec(r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	st := e.State()
-	args := []string{}
-	if len(st.Config.Cmd) > 1 {
-		args = st.Config.Cmd[1:]
+	pc := &mobycontainer.ExecProcessConfig{Tty: st.Config.Tty, Arguments: []string{}, User: st.Config.User}
+	if len(st.Config.Cmd) > 0 {
+		pc.Entrypoint, pc.Arguments = st.Config.Cmd[0], nonNil(st.Config.Cmd[1:])
 	}
 	writeJSON(w, http.StatusOK, mobycontainer.ExecInspectResponse{
 		ID: st.ID, Running: st.Running, ExitCode: st.ExitCode, ContainerID: st.ContainerID, Pid: st.Pid,
 		OpenStdin: st.Config.AttachStdin, OpenStdout: st.Config.AttachStdout, OpenStderr: st.Config.AttachStderr, CanRemove: !st.Running && st.ExitCode != nil,
-		ProcessConfig: &mobycontainer.ExecProcessConfig{Tty: st.Config.Tty, Entrypoint: st.Config.Cmd[0], Arguments: args, User: st.Config.User},
+		ProcessConfig: pc,
 	})
 }
 
-// events streams engine events as Docker's GET /events does.
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+// eventsQuery is GET /events's query: which events, from when, until
+// when (zero: no bound).
+type eventsQuery struct {
+	accept       func(events.Message) bool
+	since, until time.Time
+}
+
+// parseEventsQuery reads filters (type, event, container, image, label),
+// since and until (Unix seconds or RFC 3339).
+func parseEventsQuery(r *http.Request) (eventsQuery, error) {
 	q := r.URL.Query()
 	f, err := parseFilters(q.Get("filters"))
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return eventsQuery{}, err
 	}
 	parseTime := func(v string) (time.Time, error) {
 		if v == "" {
 			return time.Time{}, nil
 		}
-		if x, err := strconv.ParseFloat(v, 64); err == nil {
+		if x, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(x) && !math.IsInf(x, 0) {
 			return time.Unix(0, int64(x*1e9)), nil
 		}
 		return time.Parse(time.RFC3339Nano, v)
@@ -668,31 +664,43 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	since, err1 := parseTime(q.Get("since"))
 	until, err2 := parseTime(q.Get("until"))
 	if err := errors.Join(err1, err2); err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("events: invalid since/until: %w", err)))
+		return eventsQuery{}, errdefs.InvalidArgument(fmt.Errorf("events: invalid since/until: %w", err))
+	}
+	return eventsQuery{accept: f.matchEvent, since: since, until: until}, nil
+}
+
+// matchEvent applies `docker events --filter`.
+func (f filters) matchEvent(m events.Message) bool {
+	if v := f["type"]; len(v) > 0 && !v[string(m.Type)] {
+		return false
+	}
+	if v := f["event"]; len(v) > 0 && !v[string(m.Action)] {
+		return false
+	}
+	if v := f["container"]; len(v) > 0 && !v[m.Actor.ID] && !v[m.Actor.Attributes["name"]] {
+		return false
+	}
+	if v := f["image"]; len(v) > 0 && !v[m.Actor.Attributes["image"]] && !v[m.Actor.ID] {
+		return false
+	}
+	return f.matchLabels(m.Actor.Attributes)
+}
+
+// events streams engine events as Docker's GET /events does: the recorded
+// ones since the start, then new ones until the end or the client leaves.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	eq, err := parseEventsQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	accept := func(m events.Message) bool {
-		if v := f["type"]; len(v) > 0 && !v[string(m.Type)] {
-			return false
-		}
-		if v := f["event"]; len(v) > 0 && !v[string(m.Action)] {
-			return false
-		}
-		if v := f["container"]; len(v) > 0 && !v[m.Actor.ID] && !v[m.Actor.Attributes["name"]] {
-			return false
-		}
-		if v := f["image"]; len(v) > 0 && !v[m.Actor.Attributes["image"]] && !v[m.Actor.ID] {
-			return false
-		}
-		return f.matchLabels(m.Actor.Attributes)
-	}
 	ctx := r.Context()
-	if !until.IsZero() {
+	if !eq.until.IsZero() {
 		var cancel func()
-		ctx, cancel = contextUntil(ctx, until)
+		ctx, cancel = context.WithDeadline(ctx, eq.until)
 		defer cancel()
 	}
-	past, ch := s.backend.Events().Subscribe(ctx, since, accept)
+	past, ch := s.backend.Events().Subscribe(ctx, eq.since, eq.accept)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
@@ -705,7 +713,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		flusher.Flush()
 	}
 	for m := range ch {
-		if !until.IsZero() && m.TimeNano > until.UnixNano() {
+		if !eq.until.IsZero() && m.TimeNano > eq.until.UnixNano() {
 			return
 		}
 		if err := enc.Encode(m); err != nil {

@@ -2,10 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berthvm/berth/engine/api/types"
@@ -61,56 +62,76 @@ func (s *Server) imagePostRoutes(w http.ResponseWriter, r *http.Request) {
 
 // imageCreate pulls fromImage[:tag], streaming Docker's JSON progress.
 func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	from := q.Get("fromImage")
-	if from == "" {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("image create: only pulls are supported (fromImage is required; use POST /images/load to import a tarball)")))
-		return
-	}
-	ref := from
-	if tag := q.Get("tag"); tag != "" {
-		if strings.HasPrefix(tag, "sha256:") {
-			ref += "@" + tag
-		} else {
-			ref += ":" + tag
-		}
-	}
-	var opts []image.PullOption
-	if p := q.Get("platform"); p != "" {
-		plat, err := v1.ParsePlatform(p)
-		if err != nil {
-			s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("pull %s: invalid platform %q: %w", ref, p, err)))
-			return
-		}
-		opts = append(opts, image.WithPlatform(*plat))
-	}
-	auth, err := image.AuthFromHeader(r.Header.Get("X-Registry-Auth"))
+	req, err := pullRequest(r)
 	if err != nil {
-		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("pull %s: X-Registry-Auth: %w", ref, err)))
+		s.writeError(w, r, err)
 		return
-	}
-	if auth != nil {
-		opts = append(opts, image.WithAuth(auth))
 	}
 	ps := newProgressStream(w)
-	if _, err := image.ParseReference(ref); err != nil {
+	if _, err := image.ParseReference(req.Ref); err != nil {
 		ps.fail(s, r, err)
 		return
 	}
 	// dockerd's first line names the tag (or digest) being pulled.
 	ident := "latest"
-	if i := strings.LastIndexAny(ref, ":@"); i > strings.LastIndex(ref, "/") {
-		ident = ref[i+1:]
+	if i := strings.LastIndexAny(req.Ref, ":@"); i > strings.LastIndex(req.Ref, "/") {
+		ident = req.Ref[i+1:]
 	}
-	announced := false
-	announce := func() {
-		if !announced {
-			announced = true
-			ps.send(JSONMessage{Status: "Pulling from " + repoPath(ref), ID: ident})
+	announce := sync.OnceFunc(func() {
+		ps.send(JSONMessage{Status: "Pulling from " + repoPath(req.Ref), ID: ident})
+	})
+	req.Progress = pullProgress(ps, announce)
+	res, err := s.backend.Images().Pull(r.Context(), req)
+	if err != nil {
+		ps.fail(s, r, err)
+		return
+	}
+	announce()
+	ps.send(JSONMessage{Status: "Digest: " + res.Digest.String()})
+	if res.Updated {
+		ps.send(JSONMessage{Status: "Status: Downloaded newer image for " + res.Ref})
+	} else {
+		ps.send(JSONMessage{Status: "Status: Image is up to date for " + res.Ref})
+	}
+	s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionPull, Actor: moby.Actor{ID: res.Ref, Attributes: map[string]string{"name": res.Ref}}})
+}
+
+// pullRequest reads POST /images/create's query (fromImage, tag,
+// platform) and X-Registry-Auth header.
+func pullRequest(r *http.Request) (PullRequest, error) {
+	q := r.URL.Query()
+	from := q.Get("fromImage")
+	if from == "" {
+		return PullRequest{}, errdefs.InvalidArgument(errors.New("image create: only pulls are supported (fromImage is required; use POST /images/load to import a tarball)"))
+	}
+	req := PullRequest{Ref: from}
+	if tag := q.Get("tag"); tag != "" {
+		if strings.HasPrefix(tag, "sha256:") {
+			req.Ref += "@" + tag
+		} else {
+			req.Ref += ":" + tag
 		}
 	}
+	if p := q.Get("platform"); p != "" {
+		plat, err := v1.ParsePlatform(p)
+		if err != nil {
+			return PullRequest{}, errdefs.InvalidArgument(fmt.Errorf("pull %s: invalid platform %q: %w", req.Ref, p, err))
+		}
+		req.Platform = plat
+	}
+	auth, err := image.AuthFromHeader(r.Header.Get("X-Registry-Auth"))
+	if err != nil {
+		return PullRequest{}, errdefs.InvalidArgument(fmt.Errorf("pull %s: X-Registry-Auth: %w", req.Ref, err))
+	}
+	req.Auth = auth
+	return req, nil
+}
+
+// pullProgress turns the store's pull events into dockerd's progress
+// lines, announcing the pull before the first.
+func pullProgress(ps *progressStream, announce func()) func(image.Event) {
 	lastDownload := map[string]time.Time{}
-	opts = append(opts, image.WithProgress(func(e image.Event) {
+	return func(e image.Event) {
 		announce()
 		m := JSONMessage{Status: string(e.State), ID: e.ID}
 		switch e.State {
@@ -130,20 +151,7 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		ps.send(m)
-	}))
-	res, err := s.backend.Images().Pull(r.Context(), ref, opts...)
-	if err != nil {
-		ps.fail(s, r, err)
-		return
 	}
-	announce()
-	ps.send(JSONMessage{Status: "Digest: " + res.Digest.String()})
-	if res.Updated {
-		ps.send(JSONMessage{Status: "Status: Downloaded newer image for " + res.Ref})
-	} else {
-		ps.send(JSONMessage{Status: "Status: Image is up to date for " + res.Ref})
-	}
-	s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionPull, Actor: moby.Actor{ID: res.Ref, Attributes: map[string]string{"name": res.Ref}}})
 }
 
 // repoPath is the repository path dockerd prints ("library/alpine").
@@ -258,11 +266,7 @@ func (s *Server) imageTag(w http.ResponseWriter, r *http.Request, name string) {
 
 func (s *Server) imageDelete(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("rest")
-	var opts []image.RemoveOption
-	if force, _ := strconv.ParseBool(r.URL.Query().Get("force")); force {
-		opts = append(opts, image.Force())
-	}
-	items, err := s.backend.Images().Remove(r.Context(), name, opts...)
+	items, err := s.backend.Images().Remove(r.Context(), name, boolParam(r, "force"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -283,11 +287,9 @@ func (s *Server) imagePrune(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var opts []image.PruneOption
-	if v, ok := f["dangling"]; ok && (v["false"] || v["0"]) {
-		opts = append(opts, image.PruneAll())
-	}
-	rep, err := s.backend.Images().Prune(r.Context(), opts...)
+	v, ok := f["dangling"]
+	all := ok && (v["false"] || v["0"])
+	rep, err := s.backend.Images().Prune(r.Context(), all)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -371,6 +373,8 @@ func (f filters) matchImage(img *image.Image) bool {
 func digestOf(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
 
 // imageLoad imports a `docker save` or OCI layout tarball (docker load).
+// Its body is a raw stream, not JSON, so maxBody does not apply: the store
+// extracts it to disk as it arrives and never holds it in memory.
 func (s *Server) imageLoad(w http.ResponseWriter, r *http.Request) {
 	imgs, err := s.backend.Images().Import(r.Context(), r.Body)
 	if err != nil {
@@ -420,7 +424,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, names []string) 
 // on the daemon's machine (`berth image unpack`).
 func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
 	var req types.UnpackRequest
-	if err := decodeBody(r, "unpack", &req); err != nil {
+	if err := decodeBody(w, r, "unpack", &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -435,7 +439,7 @@ func (s *Server) imageUnpack(w http.ResponseWriter, r *http.Request) {
 // them; Berth keeps nothing.
 func (s *Server) auth(w http.ResponseWriter, r *http.Request) {
 	var ac registry.AuthConfig
-	if err := decodeBody(r, "login", &ac); err != nil {
+	if err := decodeBody(w, r, "login", &ac); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

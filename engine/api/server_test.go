@@ -1,44 +1,18 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/berthvm/berth/engine/api/types"
-	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/events"
-	"github.com/berthvm/berth/engine/image"
 	"github.com/moby/moby/api/types/system"
 )
 
-// fakeBackend is a stand-in for the engine, so the HTTP layer is tested
-// alone; the daemon's tests serve the real one.
-type fakeBackend struct{}
-
-func (fakeBackend) Images() *image.Store           { return nil }
-func (fakeBackend) Events() *events.Bus            { return events.NewBus() }
-func (fakeBackend) Containers() *container.Manager { return nil }
-func (fakeBackend) Kernel(context.Context) types.KernelInfo {
-	return types.KernelInfo{Version: "6.1.0-test"}
-}
-func (fakeBackend) SetKernel(context.Context, types.KernelChoice) (types.KernelInfo, error) {
-	return types.KernelInfo{}, nil
-}
-func (fakeBackend) Unpack(context.Context, string, string, int64) error { return nil }
-
-func (fakeBackend) Status(context.Context) (types.Status, error) {
-	return types.Status{Version: "9.9.9", Arch: "arm64", OS: "darwin", Backend: "vz", Kernel: types.KernelInfo{Version: "6.1.0-test"}}, nil
-}
-
 func do(t *testing.T, method, path string) *httptest.ResponseRecorder {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	NewServer(fakeBackend{}).ServeHTTP(rec, httptest.NewRequest(method, path, nil))
-	return rec
+	return serve(t, newFakeBackend(), method, path, nil)
 }
 
 func TestPingHeaders(t *testing.T) {

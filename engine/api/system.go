@@ -1,37 +1,15 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"runtime"
 	"time"
 
 	"github.com/berthvm/berth/engine/api/types"
-	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/events"
-	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/system"
 )
-
-// Backend is the engine as the API sees it. Each group of endpoints adds
-// the methods it needs; the daemon implements them all.
-type Backend interface {
-	// Status describes the running engine.
-	Status(ctx context.Context) (types.Status, error)
-	// Images is the image store.
-	Images() *image.Store
-	// Events is the engine's event bus.
-	Events() *events.Bus
-	// Containers is the container manager.
-	Containers() *container.Manager
-	// Kernel describes the guest kernel; SetKernel persists a choice.
-	Kernel(ctx context.Context) types.KernelInfo
-	SetKernel(ctx context.Context, c types.KernelChoice) (types.KernelInfo, error)
-	// Unpack writes an image's root filesystem as an ext4 file.
-	Unpack(ctx context.Context, ref, output string, size int64) error
-}
 
 // ping answers GET and HEAD /_ping with the headers the docker client reads
 // to negotiate its API version.
@@ -132,7 +110,7 @@ func (s *Server) kernelGet(w http.ResponseWriter, r *http.Request) {
 // kernelSet persists a kernel choice: {"path": ...} or {"url": ..., "sha256": ...}.
 func (s *Server) kernelSet(w http.ResponseWriter, r *http.Request) {
 	var c types.KernelChoice
-	if err := decodeBody(r, "set kernel", &c); err != nil {
+	if err := decodeBody(w, r, "set kernel", &c); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -169,8 +169,8 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 		// on the host, so a user that does not exist fails the create, as
 		// with Docker, not the start.
 		if _, _, _, err := rootfs.LookupUser(ctx, base, u); err != nil {
-			if errors.Is(err, errdefs.ErrNotFound) {
-				return nil, errdefs.InvalidArgument(fmt.Errorf("unable to find user %s: no matching entries in passwd file", u))
+			if errors.Is(err, errdefs.ErrInvalidArgument) {
+				return nil, err // runc's text: unable to find user X: no matching entries in passwd file
 			}
 			return nil, fmt.Errorf("resolve user %s: %w", u, err)
 		}

@@ -359,7 +359,7 @@ func processError(path string, err error) error {
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
 		return &exitCodeError{127, errdefs.InvalidArgument(fmt.Errorf("exec: %q: executable file not found in $PATH: %w", path, err))}
-	case strings.Contains(err.Error(), "permission denied"):
+	case errors.Is(err, errdefs.ErrPermissionDenied):
 		return &exitCodeError{126, errdefs.InvalidArgument(fmt.Errorf("exec: %q: permission denied: %w", path, err))}
 	}
 	return err

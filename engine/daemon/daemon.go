@@ -23,14 +23,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api"
-	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/version"
@@ -97,7 +95,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	d.cancelRequests = cancelRequests
 	d.srv = &http.Server{
-		Handler:           api.NewServer(d, api.WithLogger(d.log)),
+		Handler:           api.NewServer(backend{d}, api.WithLogger(d.log)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -220,31 +218,4 @@ func (d *Daemon) release() {
 		d.logFile.Close()
 		d.logFile = nil
 	}
-}
-
-// Status implements api.Backend.
-func (d *Daemon) Status(ctx context.Context) (types.Status, error) {
-	imgs, err := d.Images().List(ctx)
-	if err != nil {
-		return types.Status{}, err
-	}
-	total, running := d.Containers().Counts()
-	return types.Status{
-		Images:            len(imgs),
-		Containers:        total,
-		ContainersRunning: running,
-		Version:           version.Version,
-		Commit:            version.Commit,
-		APIVersion:        version.APIVersion,
-		MinAPIVersion:     version.MinAPIVersion,
-		GoVersion:         runtime.Version(),
-		OS:                runtime.GOOS,
-		Arch:              runtime.GOARCH,
-		PID:               os.Getpid(),
-		StartedAt:         d.started,
-		Home:              d.home.Dir,
-		Socket:            d.home.Socket(),
-		Backend:           engine.BackendName(),
-		Kernel:            d.Kernel(ctx),
-	}, nil
 }

@@ -10,7 +10,10 @@
 //	...
 //	if errors.Is(err, errdefs.ErrNotFound) { ... }
 //
-// The message of the wrapped error is left exactly as it was.
+// The message of the wrapped error is left exactly as it was. A layer may
+// wrap a classed error in another class to reclassify it; Class returns
+// the outermost, which decides the HTTP status (HTTPStatus) and the gRPC
+// code on the agent's connection (package errgrpc).
 package errdefs
 
 import (
@@ -48,6 +51,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrUnauthorized: credentials are missing or were refused.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrPermissionDenied: the caller is known but may not do this (a
+	// command the container may not execute, EACCES/EPERM).
+	ErrPermissionDenied = errors.New("permission denied")
 	// ErrNotImplemented: the operation exists in the API but not (yet) in Berth
 	// or not on this platform.
 	ErrNotImplemented = errors.New("not implemented")
@@ -86,32 +92,88 @@ func Unavailable(err error) error { return wrap(err, ErrUnavailable) }
 // Unauthorized marks err as ErrUnauthorized.
 func Unauthorized(err error) error { return wrap(err, ErrUnauthorized) }
 
+// PermissionDenied marks err as ErrPermissionDenied.
+func PermissionDenied(err error) error { return wrap(err, ErrPermissionDenied) }
+
+// Classes returns every error class of this package, for code that maps
+// them (HTTP, gRPC) and for tests that prove a mapping covers them all.
+func Classes() []error {
+	return []error{
+		ErrNotFound, ErrAlreadyExists, ErrInvalidArgument, ErrConflict,
+		ErrUnavailable, ErrUnauthorized, ErrPermissionDenied, ErrNotImplemented,
+	}
+}
+
 // NotImplemented marks err as ErrNotImplemented.
 func NotImplemented(err error) error { return wrap(err, ErrNotImplemented) }
 
-// HTTPStatus maps an error to the status code the Docker Engine API uses for
-// its class; unclassified errors are 500.
-func HTTPStatus(err error) int {
-	switch {
-	case err == nil:
-		return statusOK
-	case errors.Is(err, ErrNotFound):
-		return statusNotFound
-	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrConflict):
-		return statusConflict
-	case errors.Is(err, ErrInvalidArgument):
-		return statusBadRequest
-	case errors.Is(err, ErrUnauthorized):
-		return statusUnauthorized
-	case errors.Is(err, ErrUnavailable):
-		return statusServiceUnavailable
-	case errors.Is(err, ErrNotImplemented):
-		return statusNotImplemented
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return statusRequestTimeout
-	default:
-		return statusInternalServerError
+// Class returns err's class: one of Classes, context.Canceled or
+// context.DeadlineExceeded, or nil for an unclassified error. An error
+// that carries several classes has the one attached last, outermost in
+// its chain — as with moby's errdefs — so that a layer can reclassify
+// what it wraps: InvalidArgument(fmt.Errorf("exec: %w", notFoundErr)) is
+// invalid argument (Docker's 400 for a missing command), while
+// errors.Is(err, ErrNotFound) still holds for code that looks deeper.
+func Class(err error) error {
+	for err != nil {
+		if isClass(err) {
+			return err
+		}
+		switch e := err.(type) {
+		case *classed:
+			return e.class
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				if c := Class(inner); c != nil {
+					return c
+				}
+			}
+			return nil
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return nil
+		}
 	}
+	return nil
+}
+
+func isClass(err error) bool {
+	switch err {
+	case ErrNotFound, ErrAlreadyExists, ErrInvalidArgument, ErrConflict, ErrUnavailable,
+		ErrUnauthorized, ErrPermissionDenied, ErrNotImplemented, context.Canceled, context.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// HTTPStatus maps an error to the status code the Docker Engine API uses
+// for its Class: 404, 409 (already exists, conflict), 400, 401, 403
+// (permission denied: Docker's "forbidden"), 503, 501, 408 (cancelled or
+// timed out); unclassified errors are 500.
+func HTTPStatus(err error) int {
+	if err == nil {
+		return statusOK
+	}
+	switch Class(err) {
+	case ErrNotFound:
+		return statusNotFound
+	case ErrAlreadyExists, ErrConflict:
+		return statusConflict
+	case ErrInvalidArgument:
+		return statusBadRequest
+	case ErrUnauthorized:
+		return statusUnauthorized
+	case ErrPermissionDenied:
+		return statusForbidden
+	case ErrUnavailable:
+		return statusServiceUnavailable
+	case ErrNotImplemented:
+		return statusNotImplemented
+	case context.Canceled, context.DeadlineExceeded:
+		return statusRequestTimeout
+	}
+	return statusInternalServerError
 }
 
 // FromHTTPStatus returns the class for a status code, for clients that turn
@@ -124,8 +186,10 @@ func FromHTTPStatus(code int) error {
 		return ErrConflict
 	case statusBadRequest:
 		return ErrInvalidArgument
-	case statusUnauthorized, statusForbidden:
+	case statusUnauthorized:
 		return ErrUnauthorized
+	case statusForbidden:
+		return ErrPermissionDenied
 	case statusServiceUnavailable:
 		return ErrUnavailable
 	case statusNotImplemented:

@@ -1,7 +1,6 @@
 package rootfs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -11,11 +10,11 @@ import (
 	"os"
 	"path"
 
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/user"
 	goext4 "github.com/dsoprea/go-ext4"
 )
 
@@ -278,114 +277,52 @@ func ReadFile(imagePath, p string) ([]byte, error) {
 	return im.ReadFile(p, 16<<20)
 }
 
-// LookupUser resolves a Dockerfile USER value ("name", "uid", "name:group",
-// "uid:gid") against /etc/passwd and /etc/group in the image, as runc
-// does: a numeric user missing from /etc/passwd gets gid 0; groups are the
-// supplementary groups /etc/group lists the user in. A name that is not in
-// /etc/passwd is a not-found error.
-func LookupUser(ctx context.Context, imagePath, user string) (uid, gid uint32, groups []uint32, err error) {
+// LookupUser resolves a Dockerfile USER value ("name", "uid",
+// "name:group", "uid:gid") against /etc/passwd and /etc/group in the
+// image with package user — the code the guest resolves it with when the
+// process starts, so a value accepted here is accepted there. groups are
+// the supplementary groups (gid first). A user or group the files lack,
+// or a malformed line it names, is errdefs.ErrInvalidArgument with runc's
+// text ("unable to find user app: no matching entries in passwd file"),
+// which names nothing of the host; failures to read the image name it.
+func LookupUser(ctx context.Context, imagePath, spec string) (uid, gid uint32, groups []uint32, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, nil, err
 	}
 	fail := func(err error) (uint32, uint32, []uint32, error) {
-		return 0, 0, nil, fmt.Errorf("look up user %q in %s: %w", user, imagePath, err)
+		return 0, 0, nil, fmt.Errorf("look up user %q in %s: %w", spec, imagePath, err)
 	}
 	im, err := OpenReader(imagePath)
 	if err != nil {
 		return fail(err)
 	}
 	defer im.Close()
-	userPart, groupPart, hasGroup := strings.Cut(user, ":")
-	passwd, perr := im.ReadFile("/etc/passwd", 16<<20)
-	if perr != nil && !errors.Is(perr, errdefs.ErrNotFound) {
-		return fail(perr)
+	passwd, err := im.readIfExists(user.PasswdPath)
+	if err != nil {
+		return fail(err)
 	}
-	name := ""
-	if n, nerr := strconv.ParseUint(userPart, 10, 32); nerr == nil {
-		uid = uint32(n)
-		for _, f := range colonRecords(passwd, 7) {
-			if f[2] == userPart {
-				name = f[0]
-				g, _ := strconv.ParseUint(f[3], 10, 32)
-				gid = uint32(g)
-				break
-			}
-		}
-	} else {
-		found := false
-		for _, f := range colonRecords(passwd, 7) {
-			if f[0] == userPart {
-				u, err1 := strconv.ParseUint(f[2], 10, 32)
-				g, err2 := strconv.ParseUint(f[3], 10, 32)
-				if err1 != nil || err2 != nil {
-					return fail(errdefs.InvalidArgument(fmt.Errorf("bad /etc/passwd line for %s", userPart)))
-				}
-				uid, gid, name, found = uint32(u), uint32(g), f[0], true
-				break
-			}
-		}
-		if !found {
-			return fail(errdefs.NotFound(fmt.Errorf("no user %q in /etc/passwd", userPart)))
-		}
+	group, err := im.readIfExists(user.GroupPath)
+	if err != nil {
+		return fail(err)
 	}
-	group, gerr := im.ReadFile("/etc/group", 16<<20)
-	if gerr != nil && !errors.Is(gerr, errdefs.ErrNotFound) {
-		return fail(gerr)
+	u, err := user.Resolve(spec, passwd, group, nil)
+	if err != nil {
+		return 0, 0, nil, err
 	}
-	records := colonRecords(group, 4)
-	if hasGroup {
-		if n, nerr := strconv.ParseUint(groupPart, 10, 32); nerr == nil {
-			gid = uint32(n)
-		} else {
-			found := false
-			for _, f := range records {
-				if f[0] == groupPart {
-					g, err := strconv.ParseUint(f[2], 10, 32)
-					if err != nil {
-						return fail(errdefs.InvalidArgument(fmt.Errorf("bad /etc/group line for %s", groupPart)))
-					}
-					gid, found = uint32(g), true
-					break
-				}
-			}
-			if !found {
-				return fail(errdefs.NotFound(fmt.Errorf("no group %q in /etc/group", groupPart)))
-			}
-		}
-	}
-	if name != "" {
-		for _, f := range records {
-			for _, m := range strings.Split(f[3], ",") {
-				if m == name {
-					if g, err := strconv.ParseUint(f[2], 10, 32); err == nil && uint32(g) != gid {
-						groups = append(groups, uint32(g))
-					}
-					break
-				}
-			}
-		}
-	}
-	return uid, gid, groups, nil
+	return u.UID, u.GID, u.Groups, nil
 }
 
-// colonRecords splits /etc/passwd-style content into records of at least
-// n fields, skipping comments and short lines.
-func colonRecords(b []byte, n int) [][]string {
-	var out [][]string
-	s := bufio.NewScanner(bytes.NewReader(b))
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		line := strings.TrimSpace(s.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) < n {
-			continue
-		}
-		out = append(out, f)
+// readIfExists returns the content of the file at p (at most 16 MiB) as a
+// reader; nil, no error, when the image has no such file.
+func (im *Reader) readIfExists(p string) (io.Reader, error) {
+	b, err := im.ReadFile(p, 16<<20)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, nil
 	}
-	return out
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(b), nil
 }
 
 // FileInfo describes an entry of an ext4 image.

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/engine/user"
+	"github.com/berthvm/berth/engine/user/usertest"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/ext4"
@@ -95,57 +95,37 @@ func TestReadAcrossBlockGroups(t *testing.T) {
 	}
 }
 
+// TestLookupUser: the host, reading the files out of an ext4 image (here
+// /etc/passwd is a symlink inside it), answers the shared table as the
+// guest does (engine/agent/guest runs the same table).
 func TestLookupUser(t *testing.T) {
-	passwd := "root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001::/home/app:/bin/sh\nnobody:x:65534:65534::/:/sbin/nologin\n"
-	group := "root:x:0:\nwheel:x:10:app,other\napp:x:1001:\nusers:x:100:other,app\nstaff:x:50:root\n"
-	img := unpackTars(t, mkTar(t,
-		dir("etc"), file("etc/passwd.real", passwd), symlink("etc/passwd", "passwd.real"), file("etc/group", group),
-	))
-	cases := []struct {
-		user   string
-		uid    uint32
-		gid    uint32
-		groups []uint32
-		err    error
-	}{
-		{user: "root", uid: 0, gid: 0, groups: []uint32{50}},
-		{user: "app", uid: 1000, gid: 1001, groups: []uint32{10, 100}},
-		{user: "1000", uid: 1000, gid: 1001, groups: []uint32{10, 100}},
-		{user: "4242", uid: 4242, gid: 0},
-		{user: "app:wheel", uid: 1000, gid: 10, groups: []uint32{100}},
-		{user: "app:77", uid: 1000, gid: 77, groups: []uint32{10, 100}},
-		{user: "ghost", err: errdefs.ErrNotFound},
-		{user: "app:ghosts", err: errdefs.ErrNotFound},
+	fixtures, cases := usertest.Table(t)
+	images := map[string]string{}
+	for name, f := range fixtures {
+		ents := []ent{dir("etc")}
+		if f.Passwd != nil {
+			ents = append(ents, file("etc/passwd.real", *f.Passwd), symlink("etc/passwd", "passwd.real"))
+		}
+		if f.Group != nil {
+			ents = append(ents, file("etc/group", *f.Group))
+		}
+		images[name] = unpackTars(t, mkTar(t, ents...))
 	}
 	for _, c := range cases {
-		uid, gid, groups, err := LookupUser(bg, img, c.user)
-		if c.err != nil {
-			if !errors.Is(err, c.err) {
-				t.Errorf("%s: error %v, want %v", c.user, err, c.err)
-			}
-			continue
+		if len(c.Extra) > 0 {
+			continue // extra gids (--group-add) are the guest's alone
 		}
-		if err != nil {
-			t.Errorf("%s: %v", c.user, err)
-			continue
+		uid, gid, groups, err := LookupUser(bg, images[c.Fixture], c.Spec)
+		if c.Want.Error != "" && err != nil && strings.Contains(err.Error(), images[c.Fixture]) {
+			t.Errorf("%s: %q names the image path", c.Spec, err)
 		}
-		slices.Sort(groups)
-		slices.Sort(c.groups)
-		if uid != c.uid || gid != c.gid || !slices.Equal(groups, c.groups) {
-			t.Errorf("%s: %d:%d %v, want %d:%d %v", c.user, uid, gid, groups, c.uid, c.gid, c.groups)
-		}
+		// The host has no use for home: take the table's.
+		usertest.Check(t, c, user.Exec{UID: uid, GID: gid, Groups: groups, Home: c.Want.Home}, err)
 	}
-
-	// No /etc/passwd at all: numeric users still work.
-	bare := unpackTars(t, mkTar(t, file("x", "x")))
-	if uid, gid, _, err := LookupUser(bg, bare, "123:456"); err != nil || uid != 123 || gid != 456 {
-		t.Errorf("123:456 without /etc/passwd: %d:%d %v", uid, gid, err)
-	}
-	if _, _, _, err := LookupUser(bg, bare, "app"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Errorf("app without /etc/passwd: %v", err)
+	if _, _, _, err := LookupUser(bg, filepath.Join(t.TempDir(), "none.ext4"), "app"); err == nil || errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("LookupUser in a missing image: %v, want an unclassified open error", err)
 	}
 	if _, err := ReadFile(filepath.Join(t.TempDir(), "none.ext4"), "/etc/passwd"); err == nil {
 		t.Error("ReadFile of a missing image succeeded")
 	}
-	var _ io.Reader
 }

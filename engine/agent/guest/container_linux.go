@@ -2,8 +2,8 @@ package guest
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"syscall"
@@ -95,7 +95,7 @@ func (c *container) handshake(ctx context.Context, hostname string) error {
 	case opReady:
 		return nil
 	case opError:
-		return fmt.Errorf("container init: %s", m.Err)
+		return fmt.Errorf("container init: %w", m.err())
 	}
 	return fmt.Errorf("container init answered %q", m.Op)
 }
@@ -133,7 +133,7 @@ func (c *container) initGone() {
 		c.mu.Lock()
 		c.gone = true
 		for id, ch := range c.waiters {
-			ch <- &ctlMsg{Op: opError, ID: id, Err: fmt.Sprintf("start %s: container %s is not running (its init exited)", id, c.id), ErrClass: "conflict"}
+			ch <- errorMsg(id, errdefs.Conflict(fmt.Errorf("start %s: container %s is not running (its init exited)", id, c.id)))
 		}
 		c.waiters = map[string]chan *ctlMsg{}
 		c.mu.Unlock()
@@ -165,16 +165,7 @@ func (c *container) start(ctx context.Context, id string, spec *procSpec, stdio 
 		if m.Op == opStarted {
 			return m.Pid, nil
 		}
-		err := errors.New(m.Err)
-		switch m.ErrClass {
-		case "notfound":
-			err = errdefs.NotFound(err)
-		case "invalid":
-			err = errdefs.InvalidArgument(err)
-		case "conflict":
-			err = errdefs.Conflict(err)
-		}
-		return 0, err
+		return 0, m.err()
 	case <-ctx.Done():
 		return 0, fmt.Errorf("start %s: %w", id, ctx.Err())
 	}
@@ -197,14 +188,15 @@ func (s *Server) containerGone(c *container) {
 	if s.containers[c.id] == c {
 		delete(s.containers, c.id)
 	}
-	var left []string
-	for id, p := range s.procs {
-		if p.ctr == c {
-			left = append(left, id)
-		}
-	}
+	procs := make(map[string]*process, len(s.procs))
+	maps.Copy(procs, s.procs)
 	s.mu.Unlock()
-	for _, id := range left {
-		s.processExited(id, 128+int(unix.SIGKILL), int(unix.SIGKILL))
+	for id, p := range procs {
+		p.mu.Lock() // p.ctr is p's, set under p.mu
+		in := p.ctr == c
+		p.mu.Unlock()
+		if in {
+			s.processExited(id, 128+int(unix.SIGKILL), int(unix.SIGKILL))
+		}
 	}
 }

@@ -2,12 +2,16 @@ package guest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+
+	"github.com/berthvm/berth/engine/errdefs/errgrpc"
 )
 
 // ctlMsg is one message between guestinit and a container init.
@@ -22,7 +26,19 @@ type ctlMsg struct {
 	Pid      int    `json:"pid,omitempty"`  // opStarted
 	ExitCode int    `json:"code,omitempty"` // opExit
 	Err      string `json:"err,omitempty"`  // opError
-	ErrClass string `json:"class,omitempty"`
+	// ErrCode is Err's errdefs class as a gRPC code (errgrpc.Code).
+	ErrCode codes.Code `json:"errcode,omitempty"`
+}
+
+// errorMsg is the opError answer for process id failing with err: its
+// message and class.
+func errorMsg(id string, err error) *ctlMsg {
+	return &ctlMsg{Op: opError, ID: id, Err: err.Error(), ErrCode: errgrpc.Code(err)}
+}
+
+// err is an opError message's error, with its class.
+func (m *ctlMsg) err() error {
+	return errgrpc.WithCode(m.ErrCode, errors.New(m.Err))
 }
 
 // Control operations. guestinit sends opInit, opStart and opSignal; the

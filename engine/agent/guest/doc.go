@@ -7,14 +7,16 @@
 //
 // A process created with no container ID starts a container. guestinit
 // re-executes itself (/proc/self/exe, argv[0] "berth-init") in new mount,
-// PID, UTS and IPC namespaces. That container init (ContainerInit):
+// PID, UTS and IPC namespaces. That container init (containerInit):
 //
 //  1. makes every mount a slave of guestinit's (mounts under the rootfs
 //     made later by the agent's Mount call propagate in);
 //  2. bind-mounts the rootfs onto itself and mounts proc, sysfs (read-only),
 //     a tmpfs /dev with the usual nodes bound from the guest's /dev,
 //     /dev/pts bound from the guest (the agent allocates ptys there),
-//     /dev/shm and /dev/mqueue of its own;
+//     /dev/shm and /dev/mqueue of its own (containerMounts), each on a
+//     mount point resolved inside the rootfs; a Mount call that makes the
+//     rootfs read-only first creates the mount points the image lacks;
 //  3. pivot_root(2)s into the rootfs and detaches the old root;
 //  4. sets the hostname;
 //  5. starts the container's processes on guestinit's request, resolving

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -23,9 +22,6 @@ const containerInitArg0 = "berth-init"
 
 // ctlFd is the control socket's descriptor in the container init.
 const ctlFd = 3
-
-// defaultPath is PATH when the process's environment sets none (Docker's).
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // RunIfContainerInit runs the container init and exits when this process
 // was started as one (argv[0] is "berth-init"); otherwise it returns at
@@ -67,7 +63,7 @@ func containerInit(logger *log.Logger) error {
 		return fmt.Errorf("read init message: got %q", m.Op)
 	}
 	if err := setupContainer(m.Init); err != nil {
-		ctl.send(&ctlMsg{Op: opError, Err: err.Error()})
+		ctl.send(errorMsg("", err))
 		return err
 	}
 	sv := &initServer{ctl: ctl, logger: logger, procs: map[int]string{}}
@@ -75,119 +71,6 @@ func containerInit(logger *log.Logger) error {
 		return err
 	}
 	return sv.serve()
-}
-
-// setupContainer does steps 1-4 of the package comment.
-func setupContainer(spec *initSpec) error {
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make mounts slaves: %w", err)
-	}
-	root := spec.Rootfs
-	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind rootfs %s: %w", root, err)
-	}
-	if err := mountContainerFilesystems(root); err != nil {
-		return err
-	}
-	if err := exposeStage(root, spec.StageExe); err != nil {
-		return err
-	}
-	if err := pivotRoot(root); err != nil {
-		return err
-	}
-	if spec.Hostname != "" {
-		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
-			return fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
-		}
-	}
-	return nil
-}
-
-type containerMount struct {
-	target, fstype, source string
-	flags                  uintptr
-	data                   string
-}
-
-// mountContainerFilesystems mounts /proc, /sys and /dev inside root.
-func mountContainerFilesystems(root string) error {
-	const nsd = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	mounts := []containerMount{
-		{target: "proc", fstype: "proc", source: "proc", flags: nsd},
-		{target: "sys", fstype: "sysfs", source: "sysfs", flags: nsd | unix.MS_RDONLY},
-		{target: "dev", fstype: "tmpfs", source: "tmpfs", flags: unix.MS_NOSUID | unix.MS_STRICTATIME, data: "mode=755,size=65536k"},
-	}
-	for _, m := range mounts {
-		if err := mountIn(root, m); err != nil {
-			return err
-		}
-	}
-	if err := populateDev(filepath.Join(root, "dev")); err != nil {
-		return err
-	}
-	more := []containerMount{
-		{target: "dev/pts", source: "/dev/pts", flags: unix.MS_BIND},
-		{target: "dev/shm", fstype: "tmpfs", source: "shm", flags: nsd, data: "mode=1777,size=65536k"},
-		{target: "dev/mqueue", fstype: "mqueue", source: "mqueue", flags: nsd},
-	}
-	for _, m := range more {
-		if err := mountIn(root, m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func mountIn(root string, m containerMount) error {
-	target := filepath.Join(root, m.target)
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return fmt.Errorf("mount %s in the container: %w", m.target, err)
-	}
-	if err := unix.Mount(m.source, target, m.fstype, m.flags, m.data); err != nil {
-		return fmt.Errorf("mount %s on /%s in the container: %w", m.source, m.target, err)
-	}
-	return nil
-}
-
-// populateDev fills the container's /dev tmpfs: device nodes bound from
-// the guest's /dev, and the usual symlinks.
-func populateDev(dev string) error {
-	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		p := filepath.Join(dev, n)
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o666)
-		if err != nil {
-			return fmt.Errorf("create /dev/%s in the container: %w", n, err)
-		}
-		f.Close()
-		if err := unix.Mount("/dev/"+n, p, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind /dev/%s into the container: %w", n, err)
-		}
-	}
-	links := [][2]string{
-		{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
-		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"},
-	}
-	for _, l := range links {
-		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
-			return fmt.Errorf("link /dev/%s in the container: %w", l[1], err)
-		}
-	}
-	return nil
-}
-
-// pivotRoot makes root the root of this mount namespace and detaches the
-// old root (runc's pivot_root(".", ".") way, which needs no directory).
-func pivotRoot(root string) error {
-	if err := unix.Chdir(root); err != nil {
-		return fmt.Errorf("enter rootfs %s: %w", root, err)
-	}
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root into %s: %w", root, err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach old root: %w", err)
-	}
-	return unix.Chdir("/")
 }
 
 // initServer is the container init's request loop and reaper.
@@ -303,7 +186,7 @@ func (s *initServer) requests() {
 			s.signal(m)
 		default:
 			closeAll(files)
-			s.ctl.send(&ctlMsg{Op: opError, ID: m.ID, Err: fmt.Sprintf("unknown control operation %q", m.Op)})
+			s.ctl.send(errorMsg(m.ID, errdefs.InvalidArgument(fmt.Errorf("unknown control operation %q", m.Op))))
 		}
 	}
 }
@@ -330,58 +213,16 @@ func (s *initServer) start(m *ctlMsg, files []*os.File) {
 	defer closeAll(files)
 	err := s.startProcess(m.ID, m.Proc, files)
 	if err != nil {
-		class := ""
-		switch {
-		case errors.Is(err, errdefs.ErrNotFound):
-			class = "notfound"
-		case errors.Is(err, errdefs.ErrInvalidArgument):
-			class = "invalid"
-		case errors.Is(err, errdefs.ErrConflict):
-			class = "conflict"
-		}
-		s.ctl.send(&ctlMsg{Op: opError, ID: m.ID, Err: err.Error(), ErrClass: class})
+		s.ctl.send(errorMsg(m.ID, err))
 	}
 }
 
 // startProcess starts the process and sends opStarted. Both happen under
 // s.mu, so that the reaper reports its exit only after that.
 func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) error {
-	if p == nil || len(p.Args) == 0 {
-		return errdefs.InvalidArgument(fmt.Errorf("start %s: no command", id))
-	}
-	if len(files) != 3 {
-		return errdefs.InvalidArgument(fmt.Errorf("start %s: got %d stdio descriptors, want 3", id, len(files)))
-	}
-	u, err := resolveUser(p.User, "/etc/passwd", "/etc/group", p.AdditionalGids)
+	path, attr, err := prepareExec(id, p, files)
 	if err != nil {
 		return err
-	}
-	if p.Tty && u.Uid != 0 {
-		// Let the user reopen its terminal by name, as runc does.
-		unix.Fchown(int(files[0].Fd()), int(u.Uid), -1)
-	}
-	env := processEnv(p.Env, u, p.Tty)
-	path, err := lookPath(p.Args[0], envPath(env))
-	if err != nil {
-		return err
-	}
-	cwd := p.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	if st, err := os.Stat(cwd); err != nil || !st.IsDir() {
-		return errdefs.InvalidArgument(fmt.Errorf("start %s: working directory %q is not a directory in the container", id, cwd))
-	}
-	attr := &syscall.ProcAttr{
-		Dir:   cwd,
-		Env:   env,
-		Files: []uintptr{files[0].Fd(), files[1].Fd(), files[2].Fd()},
-		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: u.Uid, Gid: u.Gid, Groups: u.Groups},
-			Setsid:     true,
-			Setctty:    p.Tty,
-			Ctty:       0,
-		},
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -408,111 +249,4 @@ func (s *initServer) startProcess(id string, p *procSpec, files []*os.File) erro
 	}
 	s.ctl.send(&ctlMsg{Op: opStarted, ID: id, Pid: pid})
 	return nil
-}
-
-// processEnv completes env as Docker does: PATH, HOME and, with a tty,
-// TERM when absent.
-func processEnv(env []string, u *execUser, tty bool) []string {
-	has := func(k string) bool {
-		for _, e := range env {
-			if strings.HasPrefix(e, k+"=") {
-				return true
-			}
-		}
-		return false
-	}
-	out := append([]string(nil), env...)
-	if !has("PATH") {
-		out = append(out, "PATH="+defaultPath)
-	}
-	if !has("HOME") {
-		out = append(out, "HOME="+u.Home)
-	}
-	if tty && !has("TERM") {
-		out = append(out, "TERM=xterm")
-	}
-	return out
-}
-
-func envPath(env []string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
-			return v
-		}
-	}
-	return defaultPath
-}
-
-// lookPath finds the executable file for name in path, the way the
-// container's shell would. A missing binary is errdefs.ErrNotFound (the
-// host reports exit 127, as Docker does).
-func lookPath(name, path string) (string, error) {
-	if strings.Contains(name, "/") {
-		if err := isExecutable(name); err != nil {
-			return "", errdefs.NotFound(fmt.Errorf("exec: %q: %w", name, err))
-		}
-		return name, nil
-	}
-	for _, dir := range filepath.SplitList(path) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, name)
-		if isExecutable(p) == nil {
-			return p, nil
-		}
-	}
-	return "", errdefs.NotFound(fmt.Errorf("exec: %q: executable file not found in $PATH", name))
-}
-
-func isExecutable(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errors.New("no such file or directory")
-		}
-		return err
-	}
-	if st.IsDir() {
-		return errors.New("is a directory")
-	}
-	if st.Mode()&0o111 == 0 {
-		return errors.New("permission denied")
-	}
-	return nil
-}
-
-var rlimitTypes = map[string]int{
-	"as": unix.RLIMIT_AS, "core": unix.RLIMIT_CORE, "cpu": unix.RLIMIT_CPU,
-	"data": unix.RLIMIT_DATA, "fsize": unix.RLIMIT_FSIZE, "locks": unix.RLIMIT_LOCKS,
-	"memlock": unix.RLIMIT_MEMLOCK, "msgqueue": unix.RLIMIT_MSGQUEUE, "nice": unix.RLIMIT_NICE,
-	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "rss": unix.RLIMIT_RSS,
-	"rtprio": unix.RLIMIT_RTPRIO, "rttime": unix.RLIMIT_RTTIME, "sigpending": unix.RLIMIT_SIGPENDING,
-	"stack": unix.RLIMIT_STACK,
-}
-
-// applyRlimits sets rlimits on the init itself, so that the next fork
-// inherits them (ForkExec has no per-child rlimits), and returns the
-// function that puts the old ones back. The caller holds s.mu.
-func applyRlimits(rls []rlimitReq) (func(), error) {
-	var undo []func()
-	restore := func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	for _, r := range rls {
-		res, ok := rlimitTypes[strings.TrimPrefix(strings.ToLower(r.Type), "rlimit_")]
-		if !ok {
-			restore()
-			return nil, errdefs.InvalidArgument(fmt.Errorf("unknown rlimit type %q", r.Type))
-		}
-		var old unix.Rlimit
-		if err := unix.Prlimit(0, res, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}, &old); err != nil {
-			restore()
-			return nil, errdefs.InvalidArgument(fmt.Errorf("set rlimit %s=%d:%d: %w", r.Type, r.Soft, r.Hard, err))
-		}
-		undo = append(undo, func() { unix.Prlimit(0, res, &old, nil) })
-	}
-	return restore, nil
 }

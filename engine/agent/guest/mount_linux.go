@@ -33,8 +33,11 @@ var mountFlags = map[string]struct {
 	"slave": {true, unix.MS_SLAVE}, "rslave": {true, unix.MS_SLAVE | unix.MS_REC},
 }
 
-// parseMountOptions splits -o options into flags and filesystem data.
-func parseMountOptions(opts []string) (uintptr, string) {
+// ParseMountOptions splits mount(8) -o options (each element may hold
+// several, comma-separated) into mount(2) flags and filesystem data:
+// "ro,noatime,discard" is MS_RDONLY|MS_NOATIME and "discard". guestinit
+// reads berth.rootflags with it too.
+func ParseMountOptions(opts ...string) (uintptr, string) {
 	var flags uintptr
 	var data []string
 	for _, o := range opts {
@@ -86,6 +89,21 @@ func openInRoot(root, rel string) (int, error) {
 	})
 }
 
+// resolveInRoot returns the path, free of symlinks, that rel names
+// inside root (symlinks resolved inside root), for code that must then
+// use paths.
+func resolveInRoot(root, rel string) (string, error) {
+	fd, err := openInRoot(root, rel)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	return os.Readlink(fdPath(fd))
+}
+
+// fdPath is the /proc path of descriptor fd, for calls that take a path.
+func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
 // mkdirInRoot creates rel and its parents inside root, resolving each
 // existing component inside root.
 func mkdirInRoot(root, rel string) error {
@@ -134,6 +152,14 @@ func (s *Server) mount(r *agentpb.MountRequest) error {
 			return fmt.Errorf("mount on %s: create target: %w", r.Target, err)
 		}
 	}
+	flags, data := ParseMountOptions(r.Options...)
+	if rel == "." && flags&unix.MS_RDONLY != 0 {
+		// The rootfs is becoming read-only: create the mount points
+		// containers need while it can still be written.
+		if err := makeMountPoints(s.cfg.Rootfs); err != nil {
+			return fmt.Errorf("mount on %s: %w", r.Target, err)
+		}
+	}
 	fd, err := openInRoot(s.cfg.Rootfs, rel)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -143,12 +169,11 @@ func (s *Server) mount(r *agentpb.MountRequest) error {
 	}
 	defer unix.Close(fd)
 	s.waitLateModules(r.Fstype)
-	flags, data := parseMountOptions(r.Options)
 	src := r.Source
 	if src == "" {
 		src = r.Fstype
 	}
-	if err := unix.Mount(src, fmt.Sprintf("/proc/self/fd/%d", fd), r.Fstype, flags, data); err != nil {
+	if err := unix.Mount(src, fdPath(fd), r.Fstype, flags, data); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", src, r.Fstype, r.Target, err)
 	}
 	return nil
@@ -172,7 +197,7 @@ func (s *Server) unmount(r *agentpb.UnmountRequest) error {
 	}
 	// Unmount by the resolved path: umount2 on /proc/self/fd would act on
 	// the magic link, not the mount.
-	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	path, err := os.Readlink(fdPath(fd))
 	unix.Close(fd)
 	if err != nil {
 		return fmt.Errorf("unmount %s: %w", r.Target, err)

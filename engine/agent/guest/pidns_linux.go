@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,7 +57,11 @@ func exposeStage(root, exe string) error {
 			return fmt.Errorf("find own executable: %w", err)
 		}
 	}
-	target := filepath.Join(root, stageExe)
+	dev, err := resolveInRoot(root, filepath.Dir(stageExe)[1:])
+	if err != nil {
+		return fmt.Errorf("prepare %s: %w", stageExe, err)
+	}
+	target := filepath.Join(dev, filepath.Base(stageExe))
 	f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o500)
 	if err != nil {
 		return fmt.Errorf("prepare %s: %w", stageExe, err)
@@ -74,8 +79,9 @@ func hideStage() {
 	os.Remove(stageExe)
 }
 
-// mainStageErrFd is the descriptor the main stage reports a failure on;
-// it is close-on-exec, so EOF means the command is running.
+// mainStageErrFd is the descriptor the main stage reports a failure on
+// (an opError ctlMsg in JSON: message and class); it is close-on-exec,
+// so EOF means the command is running.
 const mainStageErrFd = 3
 
 // spawnMain starts the container's main process as PID 1 of a new PID
@@ -109,12 +115,16 @@ func spawnMain(path string, args []string, attr *syscall.ProcAttr, withInit bool
 	errW.Close()
 	hideStage()
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("start the main process's stage %s: %w", stageExe, err)
 	}
 	msg, _ := io.ReadAll(errR)
 	if len(msg) > 0 {
 		// The stage exits; the reaper collects it without a report.
-		return 0, errors.New(string(msg))
+		var m ctlMsg
+		if err := json.Unmarshal(msg, &m); err != nil {
+			return 0, fmt.Errorf("main process stage: unreadable failure report %q", msg)
+		}
+		return 0, m.err()
 	}
 	return pid, nil
 }
@@ -143,7 +153,7 @@ func spawnInContainer(path string, args []string, attr *syscall.ProcAttr) (int, 
 			return
 		}
 		pid, err := syscall.ForkExec(path, args, attr)
-		ch <- result{pid, err}
+		ch <- result{pid, classifyExec(err)}
 	}()
 	r := <-ch
 	return r.pid, r.err
@@ -158,7 +168,7 @@ func spawnInContainer(path string, args []string, attr *syscall.ProcAttr) (int, 
 func runMainStage() {
 	errf := os.NewFile(mainStageErrFd, "stage-errors")
 	fail := func(err error) {
-		errf.WriteString(err.Error())
+		json.NewEncoder(errf).Encode(errorMsg("", err))
 		os.Exit(127)
 	}
 	a := os.Args
@@ -189,7 +199,7 @@ func runMainStage() {
 		fail(fmt.Errorf("set uid %d: %w", uid, err))
 	}
 	err := syscall.Exec(path, args, os.Environ())
-	fail(fmt.Errorf("exec %q: %w", path, err))
+	fail(classifyExec(fmt.Errorf("exec %q: %w", path, err)))
 }
 
 // reapingInit is the container's PID 1 with --init: it starts the
@@ -211,7 +221,7 @@ func reapingInit(path string, args []string, uid, gid int, groups []int, fail fu
 	}
 	child, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: sys})
 	if err != nil {
-		fail(fmt.Errorf("exec %q: %w", path, err))
+		fail(classifyExec(fmt.Errorf("exec %q: %w", path, err)))
 	}
 	unix.Close(mainStageErrFd) // started: EOF tells the container init
 	for sig := range sigs {

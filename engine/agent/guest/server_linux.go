@@ -20,6 +20,7 @@ import (
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/errdefs/errgrpc"
 )
 
 // BootTimes are guestinit's CLOCK_BOOTTIME readings for the steps of its
@@ -182,36 +183,9 @@ func (s *Server) intercept(ctx context.Context, un ttrpc.Unmarshaler, info *ttrp
 		s.logger.Printf("call %s: %v (%v)", info.FullMethod, err, time.Since(start).Round(time.Microsecond))
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, errgrpc.ToGRPC(err)
 	}
 	return resp, nil
-}
-
-// toStatus maps errdefs classes to gRPC codes (the client maps back).
-func toStatus(err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	code := codes.Unknown
-	switch {
-	case errors.Is(err, errdefs.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, errdefs.ErrInvalidArgument):
-		code = codes.InvalidArgument
-	case errors.Is(err, errdefs.ErrAlreadyExists):
-		code = codes.AlreadyExists
-	case errors.Is(err, errdefs.ErrConflict):
-		code = codes.FailedPrecondition
-	case errors.Is(err, errdefs.ErrUnavailable):
-		code = codes.Unavailable
-	case errors.Is(err, errdefs.ErrNotImplemented):
-		code = codes.Unimplemented
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	}
-	return status.Error(code, err.Error())
 }
 
 // goSafe runs fn in a goroutine that logs a panic instead of crashing.

@@ -700,6 +700,40 @@ func TestReadonlyRootfsRemount(t *testing.T) {
 	}
 }
 
+// TestReadonlyRootfsWithoutMountPoints: an image with no /proc, /sys or
+// /dev still runs with a read-only root (docker run --read-only): the
+// mount points are made before the root becomes read-only, and the
+// container gets its proc, sysfs and /dev as usual.
+func TestReadonlyRootfsWithoutMountPoints(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	for _, d := range []string{"proc", "sys", "dev"} {
+		if err := os.Remove(filepath.Join(e.rootfs, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount(e.rootfs, e.rootfs, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(e.rootfs, unix.MNT_DETACH) })
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(e.rootfs, "late"), 0o755); !errors.Is(err, unix.EROFS) {
+		t.Fatalf("the rootfs is not read-only: mkdir gave %v", err)
+	}
+	startMain(t, e, "sleep", "1000")
+	script := "cat /proc/1/comm; ls /sys/kernel >/dev/null && echo sys; ls /dev/null /dev/pts/ptmx /dev/shm /dev/mqueue; echo x > /newfile"
+	out, errOut, st := e.run(t, &agentpb.CreateProcessRequest{Id: "check", ContainerId: "main", Args: []string{"sh", "-c", script}}, "")
+	want := "sleep\nsys\n/dev/null\n/dev/pts/ptmx\n\n/dev/mqueue:\n\n/dev/shm:\n"
+	if out != want {
+		t.Errorf("in the container: %q, want %q (stderr %q)", out, want, errOut)
+	}
+	if st.Code == 0 || !strings.Contains(errOut, "Read-only") {
+		t.Errorf("writing to the read-only root: exit %d, stderr %q", st.Code, errOut)
+	}
+}
+
 // TestInitForwardsSignals: a signal sent to PID 1 inside the container
 // (kill 1, as docker stop's SIGTERM would arrive) reaches the main
 // process, as with docker run --init.
@@ -814,5 +848,62 @@ func TestMainIgnoresTERMAsPID1(t *testing.T) {
 	}
 	if st, err := e.client.WaitProcess(ctx, "main"); err != nil || st.Code != 137 {
 		t.Fatalf("after SIGKILL: %+v %v, want 137", st, err)
+	}
+}
+
+// TestExecFailureClasses: a command that cannot be executed fails its
+// start with a class, not a text to match: missing (or a missing
+// interpreter) is not found, exit 127; not executable, a directory, or
+// on a noexec mount is permission denied, exit 126. Both the main
+// process (started through the stage) and an exec'd one.
+func TestExecFailureClasses(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	if err := os.WriteFile(filepath.Join(e.rootfs, "bin/badinterp"), []byte("#!/no/such/interpreter\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Source: "tmpfs", Fstype: "tmpfs", Target: "/mnt", Options: []string{"noexec"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.client.Unmount(ctxT(t), "/mnt", true) })
+	bb, err := os.ReadFile(filepath.Join(e.rootfs, "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.rootfs, "mnt/true"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, e, "sleep", "1000")
+	cases := []struct {
+		args  []string
+		class error
+		code  int
+	}{
+		{[]string{"/etc/passwd"}, errdefs.ErrPermissionDenied, 126},
+		{[]string{"/bin"}, errdefs.ErrPermissionDenied, 126},
+		{[]string{"/mnt/true"}, errdefs.ErrPermissionDenied, 126},
+		{[]string{"/bin/badinterp"}, errdefs.ErrNotFound, 127},
+		{[]string{"/no/such/file"}, errdefs.ErrNotFound, 127},
+	}
+	for i, c := range cases {
+		for _, container := range []string{"", "main"} {
+			id := fmt.Sprintf("p%d%s", i, container)
+			err := e.client.CreateProcess(ctx, &agentpb.CreateProcessRequest{Id: id, ContainerId: container, Args: c.args})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = e.client.StartProcess(ctx, id)
+			if !errors.Is(err, c.class) {
+				t.Errorf("%v (container %q): start error %v, want %v", c.args, container, err, c.class)
+			}
+			for _, other := range []error{errdefs.ErrNotFound, errdefs.ErrPermissionDenied} {
+				if other != c.class && errors.Is(err, other) {
+					t.Errorf("%v (container %q): %v is also %v", c.args, container, err, other)
+				}
+			}
+			if st, err := e.client.WaitProcess(ctx, id); err != nil || st.Code != c.code {
+				t.Errorf("%v (container %q): wait %+v %v, want exit %d", c.args, container, st, err, c.code)
+			}
+		}
 	}
 }
