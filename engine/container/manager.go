@@ -25,8 +25,9 @@ import (
 // Locks: Manager.mu guards byID, names and execs; each Container's mu
 // guards that container's mutable fields (see Container); each Exec's mu
 // its own. They are taken in that order (a Manager's before a
-// Container's before an Exec's), never the other way round; the output's
-// and the log file's locks are leaves.
+// Container's before an Exec's), never the other way round; the output's,
+// the log file's and the event bus's locks are leaves (nothing is taken
+// under them), so they may be taken under any of these.
 type Manager struct {
 	// Set by NewManager, never changed.
 	dir      string
