@@ -25,9 +25,9 @@ import (
 // Locks: Manager.mu guards byID, names and execs; each Container's mu
 // guards that container's mutable fields (see Container); each Exec's mu
 // its own. They are taken in that order (a Manager's before a
-// Container's before an Exec's), never the other way round; the output's,
-// the log file's and the event bus's locks are leaves (nothing is taken
-// under them), so they may be taken under any of these.
+// Container's before an Exec's), never the other way round. The output's
+// lock (and under it the log file's) and the event bus's come after all
+// of these and take none of them.
 type Manager struct {
 	// Set by NewManager, never changed.
 	dir      string
