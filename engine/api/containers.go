@@ -565,7 +565,8 @@ func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errdefs.InvalidArgument(errors.New("exec: --privileged is not supported yet by Berth ("+whyVM+")")))
 		return
 	}
-	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty, AttachStdin: req.AttachStdin}
+	cfg := container.ExecConfig{Cmd: req.Cmd, Env: req.Env, WorkingDir: req.WorkingDir, User: req.User, Tty: req.Tty,
+		AttachStdin: req.AttachStdin, AttachStdout: req.AttachStdout, AttachStderr: req.AttachStderr}
 	if req.ConsoleSize != nil {
 		cfg.ConsoleSize = *req.ConsoleSize
 	}
@@ -631,7 +632,7 @@ func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, mobycontainer.ExecInspectResponse{
 		ID: st.ID, Running: st.Running, ExitCode: st.ExitCode, ContainerID: st.ContainerID, Pid: st.Pid,
-		OpenStdin: st.Config.AttachStdin, OpenStdout: true, OpenStderr: true, CanRemove: !st.Running && st.ExitCode != nil,
+		OpenStdin: st.Config.AttachStdin, OpenStdout: st.Config.AttachStdout, OpenStderr: st.Config.AttachStderr, CanRemove: !st.Running && st.ExitCode != nil,
 		ProcessConfig: pc,
 	})
 }

@@ -290,6 +290,18 @@ func TestExecEndpoints(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &ins); err != nil || ins.ProcessConfig.Entrypoint != "echo" || ins.ProcessConfig.Arguments[0] != "hi" || ins.ContainerID != webID || ins.Running {
 		t.Errorf("exec inspect: %s", rec.Body)
 	}
+	// The streams an exec attaches are the ones it was created with
+	// (docker-py's exec_run(stdout=False)), and inspect says so.
+	rec = serve(t, b, "POST", "/containers/web/exec", strings.NewReader(`{"Cmd":["ls"],"AttachStdout":false,"AttachStderr":true}`))
+	var created mobycontainer.ExecCreateResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &created); err != nil || rec.Code != 201 {
+		t.Fatalf("exec create: %d %s", rec.Code, rec.Body)
+	}
+	ins = mobycontainer.ExecInspectResponse{}
+	rec = serve(t, b, "GET", "/exec/"+created.ID+"/json", nil)
+	if err := json.Unmarshal(rec.Body.Bytes(), &ins); err != nil || ins.OpenStdout || !ins.OpenStderr || ins.OpenStdin {
+		t.Errorf("exec created with stdout detached: %s", rec.Body)
+	}
 	// Detached: answered at once, started in the background.
 	rec = serve(t, b, "POST", "/exec/exec1/start", strings.NewReader(`{"Detach":true,"ConsoleSize":[30,100]}`))
 	if rec.Code != 200 {

@@ -59,7 +59,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if req.HostConfig == nil {
 		req.HostConfig = &mobycontainer.HostConfig{}
 	}
-	if err := validate(req); err != nil {
+	if err := validate(req, m.limits); err != nil {
 		return nil, err
 	}
 	ref := req.Config.Image
@@ -67,7 +67,6 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if err != nil {
 		return nil, err
 	}
-	name := strings.TrimPrefix(req.Name, "/")
 	id := NewID()
 	spec := Spec{
 		ID:            id,
@@ -94,28 +93,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	}
 
 	// Reserve the name before the slow part.
-	m.mu.Lock()
-	if name == "" {
-		for {
-			name = RandomName()
-			if _, taken := m.names[name]; !taken {
-				break
-			}
-		}
-	} else if other, taken := m.names[name]; taken {
-		m.mu.Unlock()
-		return nil, errdefs.Conflict(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+name, other))
+	name, release, err := m.reserveName(strings.TrimPrefix(req.Name, "/"), id)
+	if err != nil {
+		return nil, err
 	}
-	m.names[name] = id
-	m.mu.Unlock()
 	spec.Name = name
-	release := func() {
-		m.mu.Lock()
-		if m.names[name] == id {
-			delete(m.names, name)
-		}
-		m.mu.Unlock()
-	}
 
 	dir := filepath.Join(m.dir, id)
 	c, err := m.materialize(ctx, dir, spec, img)
@@ -129,6 +111,33 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionCreate, nil)
 	return c, nil
+}
+
+// reserveName takes name (empty: a random free one) for container id, and
+// returns the name and a release that frees it again (for a create that
+// fails). A name in use is Docker's conflict.
+func (m *Manager) reserveName(name, id string) (string, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if name == "" {
+		for {
+			name = RandomName()
+			if _, taken := m.names[name]; !taken {
+				break
+			}
+		}
+	} else if other, taken := m.names[name]; taken {
+		return "", nil, errdefs.Conflict(fmt.Errorf("Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+name, other))
+	}
+	m.names[name] = id
+	release := func() {
+		m.mu.Lock()
+		if m.names[name] == id {
+			delete(m.names, name)
+		}
+		m.mu.Unlock()
+	}
+	return name, release, nil
 }
 
 // materialize writes the container's directory: rootfs clone, config and
@@ -169,7 +178,7 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 	if err := m.rootfs.Clone(ctx, d, filepath.Join(dir, "rootfs.ext4")); err != nil {
 		return nil, err
 	}
-	c := m.newContainer(dir, spec, State{Status: mobycontainer.StateCreated})
+	c := newContainer(dir, spec, State{Status: mobycontainer.StateCreated})
 	if err := writeJSONAtomic(filepath.Join(dir, "config.json"), spec); err != nil {
 		return nil, err
 	}
@@ -204,17 +213,14 @@ func (m *Manager) resolveImage(ctx context.Context, ref string, req CreateReques
 	return res.Image, nil
 }
 
-// validate checks the values a user can get wrong.
-func validate(req CreateRequest) error {
+// validate checks the values a user can get wrong, the resources against
+// the host's limits.
+func validate(req CreateRequest, host HostLimits) error {
 	if req.Name != "" && !ValidName(req.Name) {
 		return errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name))
 	}
-	hc := req.HostConfig
-	if hc.Memory != 0 && hc.Memory < minMemory {
-		return errdefs.InvalidArgument(fmt.Errorf("invalid memory %d bytes: a container's VM needs at least %d MiB", hc.Memory, minMemory>>20))
-	}
-	if hc.NanoCPUs < 0 {
-		return errdefs.InvalidArgument(fmt.Errorf("invalid --cpus: %g must be positive", float64(hc.NanoCPUs)/1e9))
+	if err := validateResources(req.HostConfig, host); err != nil {
+		return err
 	}
 	switch req.Pull {
 	case "", PullMissing, PullAlways, PullNever:

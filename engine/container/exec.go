@@ -22,23 +22,30 @@ type ExecConfig struct {
 	// AttachStdin gives the process the client's input; without it the
 	// process reads EOF.
 	AttachStdin bool
+	// AttachStdout and AttachStderr send the process's output to the
+	// client; without them it is discarded. With a tty, the terminal's
+	// output is stdout.
+	AttachStdout, AttachStderr bool
 	// ConsoleSize is the initial terminal size (rows, cols).
 	ConsoleSize [2]uint
 }
 
 // Exec is one exec session: created, then started once.
+//
+// ID, Container and Config are fixed at create (read them without a
+// lock); mu guards the rest, and the console size that SetConsoleSize
+// changes before the start.
 type Exec struct {
 	ID        string
 	Container *Container
 	Config    ExecConfig
+	agent     *agent.Client
 
-	mu       sync.Mutex
-	running  bool
-	started  bool
-	exitCode *int
-	pid      int
-	agent    *agent.Client
-	done     chan struct{}
+	mu          sync.Mutex
+	consoleSize [2]uint
+	running     bool
+	started     bool
+	exitCode    *int
 }
 
 // ExecState is what InspectExec reports.
@@ -48,7 +55,9 @@ type ExecState struct {
 	Config      ExecConfig
 	Running     bool
 	ExitCode    *int
-	Pid         int
+	// Pid is the exec's pid in the container; 0 while the guest does not
+	// report it.
+	Pid int
 }
 
 // CreateExec prepares cfg to run in the running container ref and returns
@@ -66,18 +75,41 @@ func (m *Manager) CreateExec(ctx context.Context, ref string, cfg ExecConfig) (s
 		c.mu.Unlock()
 		return "", errdefs.Conflict(fmt.Errorf("container %s is not running", c.spec.ID))
 	}
-	e := &Exec{ID: NewID(), Container: c, Config: cfg, agent: c.run.agent, done: make(chan struct{})}
+	e := &Exec{ID: NewID(), Container: c, Config: cfg, agent: c.run.agent, consoleSize: cfg.ConsoleSize}
 	c.execs[e.ID] = e
 	c.mu.Unlock()
-	// The manager's lock is never taken under a container's (Rename
-	// takes them the other way round).
+	// The manager's lock is never taken under a container's.
 	m.mu.Lock()
-	if m.execs == nil {
-		m.execs = map[string]*Exec{}
-	}
 	m.execs[e.ID] = e
 	m.mu.Unlock()
 	return e.ID, nil
+}
+
+// forgetExecs drops the execs of a run that ended, marking those still
+// running as killed (137).
+func (m *Manager) forgetExecs(execs map[string]*Exec) {
+	for _, e := range execs {
+		e.mu.Lock()
+		if e.running {
+			e.running = false
+			code := 137
+			e.exitCode = &code
+		}
+		e.mu.Unlock()
+	}
+	m.mu.Lock()
+	for id := range execs {
+		delete(m.execs, id)
+	}
+	m.mu.Unlock()
+}
+
+// SetConsoleSize sets the terminal size (rows, cols) the exec starts
+// with, replacing the one it was created with.
+func (e *Exec) SetConsoleSize(size [2]uint) {
+	e.mu.Lock()
+	e.consoleSize = size
+	e.mu.Unlock()
 }
 
 // GetExec finds an exec session by ID.
@@ -94,11 +126,17 @@ func (m *Manager) GetExec(id string) (*Exec, error) {
 func (e *Exec) State() ExecState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return ExecState{ID: e.ID, ContainerID: e.Container.spec.ID, Config: e.Config, Running: e.running, ExitCode: e.exitCode, Pid: e.pid}
+	cfg := e.Config
+	cfg.ConsoleSize = e.consoleSize
+	return ExecState{ID: e.ID, ContainerID: e.Container.spec.ID, Config: cfg, Running: e.running, ExitCode: e.exitCode}
 }
 
-// StartExec runs the exec with stdio until it exits and its output is
-// drained, and returns its exit code. The exit code is recorded before
+// StartExec runs the exec until it exits and its output is drained, and
+// returns its exit code. Only the streams the exec was created to attach
+// (AttachStdin, AttachStdout, AttachStderr) are connected to stdio; the
+// others are /dev/null in the guest. ctx bounds the exec's stdio and the
+// wait for it: a detached exec (docker exec -d) is given a context that
+// outlives its request, and ends when its process or container does. The exit code is recorded before
 // StartExec returns, so a client that inspects after its stream closed
 // sees it. A missing command is exit code 127 and an error.
 func (m *Manager) StartExec(ctx context.Context, id string, stdio agent.Stdio) (int, error) {
@@ -113,6 +151,7 @@ func (m *Manager) StartExec(ctx context.Context, id string, stdio agent.Stdio) (
 	}
 	e.started = true
 	e.running = true
+	size := e.consoleSize
 	e.mu.Unlock()
 	c := e.Container
 	m.publish(c, mobyevents.Action("exec_start: "+e.Config.Cmd[0]), map[string]string{"execID": e.ID})
@@ -125,8 +164,8 @@ func (m *Manager) StartExec(ctx context.Context, id string, stdio agent.Stdio) (
 		Cwd:         e.Config.WorkingDir,
 		User:        e.Config.User,
 		Tty:         e.Config.Tty,
-		Rows:        uint32(e.Config.ConsoleSize[0]),
-		Cols:        uint32(e.Config.ConsoleSize[1]),
+		Rows:        uint32(size[0]),
+		Cols:        uint32(size[1]),
 	}
 	if req.Cwd == "" {
 		req.Cwd = c.spec.Config.WorkingDir
@@ -136,6 +175,12 @@ func (m *Manager) StartExec(ctx context.Context, id string, stdio agent.Stdio) (
 	}
 	if !e.Config.AttachStdin {
 		stdio.Stdin = nil
+	}
+	if !e.Config.AttachStdout {
+		stdio.Stdout = nil
+	}
+	if !e.Config.AttachStderr {
+		stdio.Stderr = nil
 	}
 	st, err := e.agent.Run(ctx, req, stdio)
 	code := st.Code
@@ -152,7 +197,6 @@ func (m *Manager) StartExec(ctx context.Context, id string, stdio agent.Stdio) (
 	e.running = false
 	e.exitCode = &code
 	e.mu.Unlock()
-	close(e.done)
 	m.publish(c, mobyevents.Action("exec_die"), map[string]string{"execID": e.ID, "exitCode": fmt.Sprint(code)})
 	return code, err
 }
@@ -167,24 +211,4 @@ func (m *Manager) ResizeExec(ctx context.Context, id string, rows, cols uint32) 
 		return nil
 	}
 	return e.agent.ResizePty(ctx, e.ID, rows, cols)
-}
-
-// containerStopped ends an exec whose container stopped; the caller holds
-// the container's lock.
-func (e *Exec) containerStopped() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.running {
-		e.running = false
-		code := 137
-		e.exitCode = &code
-	}
-	if e.Container.m != nil {
-		m := e.Container.m
-		go func() {
-			m.mu.Lock()
-			delete(m.execs, e.ID)
-			m.mu.Unlock()
-		}()
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,13 +21,23 @@ import (
 )
 
 // Manager owns every container of one Berth home.
+//
+// Locks: Manager.mu guards byID, names and execs; each Container's mu
+// guards that container's mutable fields (see Container); each Exec's mu
+// its own. They are taken in that order (a Manager's before a
+// Container's before an Exec's), never the other way round. The output's
+// lock (and under it the log file's) and the event bus's come after all
+// of these and take none of them.
 type Manager struct {
-	dir    string
-	images *image.Store
-	rootfs *rootfs.Cache
-	events *events.Bus
-	log    *slog.Logger
-	vms    VMLauncher
+	// Set by NewManager, never changed.
+	dir      string
+	images   *image.Store
+	rootfs   *rootfs.Cache
+	events   *events.Bus
+	log      *slog.Logger
+	vms      VMLauncher
+	limits   HostLimits
+	timeouts timeouts
 
 	mu    sync.Mutex
 	byID  map[string]*Container
@@ -51,37 +60,47 @@ type Config struct {
 	VMs VMLauncher
 	// Log is the engine's logger.
 	Log *slog.Logger
+	// Limits is what the host can give a container's VM; Create refuses
+	// more. The zero value means this host's (DetectHostLimits).
+	Limits HostLimits
 }
 
 // Container is one container: its spec, its state, and while it runs
 // its VM.
+//
+// Who may touch what:
+//   - dir, out and removed are set by newContainer and never replaced
+//     (out has its own lock; removed is closed once, by removeStopped).
+//   - spec never changes after create but for spec.Name (Rename): its ID,
+//     Config and HostConfig may be read without a lock, its Name only
+//     under mu or the Manager's mu (Rename holds both to change it).
+//   - mu guards state, run, exited, nextStart, busy, execs and stdin, and
+//     the killed flag of the current run (running's other fields are fixed
+//     before it is published in run).
 type Container struct {
-	m   *Manager
-	dir string
-
-	mu      sync.Mutex
-	spec    Spec
-	state   State
-	run     *running      // non-nil while a VM is up
-	exited  chan struct{} // closed when the current run ends
+	dir     string
+	out     *output       // fans the main process's output to the log and attached clients
 	removed chan struct{} // closed when the container is removed
+
+	mu     sync.Mutex
+	spec   Spec
+	state  State
+	run    *running      // non-nil while a VM is up
+	exited chan struct{} // closed when the current run ends
+	// nextStart is closed (and renewed) when a start begins.
+	nextStart chan struct{}
 	// busy names a lifecycle operation in progress ("starting", "removing").
 	busy  string
 	execs map[string]*Exec
-	// out fans the main process's output to the log and attached clients;
-	// stdin is the pipe attached clients write the process's input into,
+	// stdin is what attached clients write the process's input into,
 	// renewed for every run.
-	out    *output
-	stdinR *io.PipeReader
-	stdinW *io.PipeWriter
+	stdin *inputPipe
 }
 
 // newContainer returns the in-memory container for a spec and state.
-func (m *Manager) newContainer(dir string, spec Spec, state State) *Container {
-	c := &Container{m: m, dir: dir, spec: spec, state: state, exited: closedChan(),
-		removed: make(chan struct{}), execs: map[string]*Exec{}, out: newOutput()}
-	c.stdinR, c.stdinW = io.Pipe()
-	return c
+func newContainer(dir string, spec Spec, state State) *Container {
+	return &Container{dir: dir, spec: spec, state: state, exited: closedChan(), nextStart: make(chan struct{}),
+		removed: make(chan struct{}), execs: map[string]*Exec{}, out: newOutput(), stdin: newInputPipe()}
 }
 
 // NewManager loads every container under cfg.Dir. A container recorded as
@@ -95,9 +114,16 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Events == nil {
 		cfg.Events = events.NewBus()
 	}
+	if cfg.Limits == (HostLimits{}) {
+		var err error
+		if cfg.Limits, err = DetectHostLimits(); err != nil {
+			cfg.Log.Warn("cannot tell the host's memory: container sizes are checked against its CPUs only", "err", err)
+		}
+	}
 	m := &Manager{
 		dir: cfg.Dir, images: cfg.Images, rootfs: cfg.Rootfs, events: cfg.Events, log: cfg.Log, vms: cfg.VMs,
-		byID: map[string]*Container{}, names: map[string]string{},
+		limits: cfg.Limits, timeouts: defaultTimeouts,
+		byID: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{},
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open containers %s: %w", cfg.Dir, err)
@@ -123,7 +149,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		if err := readJSON(filepath.Join(dir, "state.json"), &state); err != nil {
 			state = State{Status: mobycontainer.StateCreated}
 		}
-		c := m.newContainer(dir, spec, state)
+		c := newContainer(dir, spec, state)
 		switch c.state.Status {
 		case mobycontainer.StateRunning, mobycontainer.StateRestarting, mobycontainer.StatePaused:
 			// Its VM is gone: it died with the engine, or the engine's
@@ -159,18 +185,25 @@ func closedChan() chan struct{} {
 // Docker does.
 func (m *Manager) publish(c *Container, action mobyevents.Action, extra map[string]string) {
 	c.mu.Lock()
+	ev := c.eventLocked(action, extra)
+	c.mu.Unlock()
+	m.events.Publish(ev)
+}
+
+// eventLocked is the container event for action; the caller holds c.mu.
+// (The bus's lock is a leaf: publishing under c.mu is allowed, and keeps
+// an event in order with the state change it reports.)
+func (c *Container) eventLocked(action mobyevents.Action, extra map[string]string) events.Message {
 	attrs := map[string]string{"name": c.spec.Name, "image": c.spec.Image}
 	if c.spec.Config != nil {
 		for k, v := range c.spec.Config.Labels {
 			attrs[k] = v
 		}
 	}
-	id := c.spec.ID
-	c.mu.Unlock()
 	for k, v := range extra {
 		attrs[k] = v
 	}
-	m.events.Publish(events.Message{Type: mobyevents.ContainerEventType, Action: action, Actor: mobyevents.Actor{ID: id, Attributes: attrs}})
+	return events.Message{Type: mobyevents.ContainerEventType, Action: action, Actor: mobyevents.Actor{ID: c.spec.ID, Attributes: attrs}}
 }
 
 // Get finds a container by full ID, unique ID prefix or name (with or
@@ -319,13 +352,8 @@ func (m *Manager) Wait(ctx context.Context, ref string, cond WaitCondition) (int
 	case WaitRemoved:
 		ch = c.removed
 	case WaitNextExit:
-		if c.run == nil {
-			// Not running: wait for the next run to end. A start replaces
-			// c.exited; poll for it.
-			c.mu.Unlock()
-			return m.waitNextExit(ctx, c)
-		}
-		ch = c.exited
+		c.mu.Unlock()
+		return m.waitNextExit(ctx, c)
 	default:
 		ch = c.exited
 	}
@@ -340,16 +368,17 @@ func (m *Manager) Wait(ctx context.Context, ref string, cond WaitCondition) (int
 	return c.state.ExitCode, nil
 }
 
+// waitNextExit waits for the end of the run that is starting or running,
+// or else of the next one to start.
 func (m *Manager) waitNextExit(ctx context.Context, c *Container) (int, error) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
 	for {
 		c.mu.Lock()
-		ch, running := c.exited, c.run != nil
+		exited, next := c.exited, c.nextStart
+		current := c.run != nil || c.busy == "starting"
 		c.mu.Unlock()
-		if running {
+		if current {
 			select {
-			case <-ch:
+			case <-exited:
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				return c.state.ExitCode, nil
@@ -358,7 +387,7 @@ func (m *Manager) waitNextExit(ctx context.Context, c *Container) (int, error) {
 			}
 		}
 		select {
-		case <-t.C:
+		case <-next:
 		case <-c.removed:
 			return 0, errdefs.NotFound(fmt.Errorf("No such container: %s", c.spec.ID))
 		case <-ctx.Done():
@@ -375,7 +404,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 		return err
 	}
 	c.mu.Lock()
-	running := c.run != nil
+	running, name := c.run != nil, c.spec.Name
 	switch c.busy {
 	case "removing":
 		c.mu.Unlock()
@@ -387,7 +416,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 	c.mu.Unlock()
 	if running {
 		if !force {
-			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.spec.Name))
+			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+name))
 		}
 		if err := m.Kill(ctx, c.spec.ID, "SIGKILL"); err != nil && !errors.Is(err, errdefs.ErrConflict) {
 			return fmt.Errorf("remove container %s: %w", c.spec.ID[:12], err)
@@ -410,9 +439,13 @@ func (c *Container) exitedChan() <-chan struct{} {
 // removeStopped deletes a container that does not run.
 func (m *Manager) removeStopped(c *Container) error {
 	c.mu.Lock()
-	if c.busy == "removing" {
+	switch c.busy {
+	case "removing":
 		c.mu.Unlock()
 		return nil
+	case "starting":
+		c.mu.Unlock()
+		return errdefs.Conflict(fmt.Errorf("container %s is starting again: not removed", c.spec.ID[:12]))
 	}
 	c.busy = "removing"
 	c.state.Status = mobycontainer.StateRemoving
@@ -434,6 +467,9 @@ func (m *Manager) removeStopped(c *Container) error {
 	}
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionDestroy, nil)
+	c.mu.Lock()
+	c.stdin.Close() // a client attached to a container that never ran
+	c.mu.Unlock()
 	close(c.removed)
 	return nil
 }

@@ -26,10 +26,14 @@ func TestProcessError(t *testing.T) {
 		{other, 0, other.Error(), 500},
 	}
 	for _, c := range cases {
-		ctr := &Container{spec: Spec{Path: "nope"}}
-		err := processError(ctr, c.err)
-		if ctr.state.ExitCode != c.code {
-			t.Errorf("%v: exit code %d, want %d", c.err, ctr.state.ExitCode, c.code)
+		err := processError("nope", c.err)
+		code := 0
+		var ce *exitCodeError
+		if errors.As(err, &ce) {
+			code = ce.code
+		}
+		if code != c.code {
+			t.Errorf("%v: exit code %d, want %d", c.err, code, c.code)
 		}
 		if !strings.HasPrefix(err.Error(), c.text) || !errors.Is(err, c.err) {
 			t.Errorf("%v: error %q, want it to start with %q and wrap the cause", c.err, err, c.text)

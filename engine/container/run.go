@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,35 +18,93 @@ import (
 // mainProcess is the guest's ID of a container's main process.
 const mainProcess = "main"
 
-// Timeouts of a run.
-const (
-	// bootTimeout bounds VM start to a ready agent (TCG is slow).
-	bootTimeout = 60 * time.Second
-	// powerOffTimeout is how long the guest gets to power off cleanly
-	// after its main process exited, before the VM is killed.
-	powerOffTimeout = 10 * time.Second
-)
+// timeouts bounds the waits of a run. Every Manager uses defaultTimeouts;
+// the package's tests shorten them.
+type timeouts struct {
+	// boot bounds VM start to a ready agent (TCG is slow).
+	boot time.Duration
+	// lostAgent is how long a run whose agent went away waits for the VM
+	// to stop by itself before giving it up as lost.
+	lostAgent time.Duration
+	// drain is how long the output may take to arrive after the main
+	// process exited.
+	drain time.Duration
+	// powerOff is how long the guest gets to power off cleanly after its
+	// main process exited, before the VM is killed.
+	powerOff time.Duration
+	// kill is how long Stop waits for the process after SIGKILL before it
+	// kills the VM.
+	kill time.Duration
+}
 
-// running is a container's VM while it is up.
+var defaultTimeouts = timeouts{
+	boot:      60 * time.Second,
+	lostAgent: 2 * time.Second,
+	drain:     5 * time.Second,
+	powerOff:  10 * time.Second,
+	kill:      5 * time.Second,
+}
+
+// running is a container's VM while it is up. Every field but killed is
+// set before the value is published in Container.run and never changes
+// after; killed is guarded by the container's mu.
 type running struct {
-	vm     VM
-	agent  *agent.Client
-	stdio  *agent.Attached
-	tty    bool
-	killed bool // the engine killed the process (stop/kill)
+	vm    VM
+	agent *agent.Client
+	stdio *agent.Attached
+	tty   bool
+	// ip is the guest's address and boot the start's timeline, as the
+	// state of this run reports them.
+	ip   string
+	boot *BootTimeline
+
+	// killed says the engine ended the process (stop, or kill with
+	// SIGKILL): the exit is then not an error of the container's.
+	killed bool
+}
+
+// abort undoes a start that failed half-way: it closes what was opened
+// and kills the VM, and returns once the VM is gone.
+func (r *running) abort() {
+	if r.stdio != nil {
+		r.stdio.Close()
+	}
+	if r.agent != nil {
+		r.agent.Close()
+	}
+	_ = r.vm.Kill()
+	<-r.vm.Done()
 }
 
 // ErrNotModified says the container already was in the asked state
 // (Docker answers 304 for start of a running and stop of a stopped one).
 var ErrNotModified = errors.New("container already in that state")
 
+// exitCodeError is a start failure with the exit code Docker reports for
+// it (127: command not found, 126: command cannot run).
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
+
+// startFailedCode is the exit code of a start that failed for a reason
+// other than the command (Docker's 128).
+const startFailedCode = 128
+
 // Start boots the container's VM and starts its main process:
 //   - launches the micro-VM with the container's rootfs clone;
 //   - dials the agent (guestinit) and waits for it to answer;
-//   - configures the guest's network, hostname, DNS and hosts;
+//   - configures the guest's network, hostname, DNS and hosts, and makes
+//     the root read-only when asked;
 //   - creates the main process (user, env, workdir, tty) with its stdio
 //     wired to the container's log and attached clients;
 //   - starts it, and watches it until it exits, then powers the VM off.
+//
+// ctx bounds the start only: the run it begins outlives it, and ends when
+// the process or the VM does (or Stop or Kill end it).
 //
 // A command missing in the image fails the start with exit code 127, as
 // with Docker; a VM that fails to boot fails it with the console's tail.
@@ -69,77 +126,117 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	c.busy = "starting"
 	spec := c.spec
 	c.exited = make(chan struct{})
+	close(c.nextStart)
+	c.nextStart = make(chan struct{})
 	c.mu.Unlock()
 
-	err = m.start(ctx, c, spec)
-	c.mu.Lock()
-	c.busy = ""
+	r, err := m.start(ctx, c, spec)
 	if err != nil {
-		c.state.Status = mobycontainer.StateExited
-		c.state.Error = err.Error()
-		if c.state.ExitCode == 0 {
-			c.state.ExitCode = 128
-		}
-		c.state.FinishedAt = time.Now().UTC()
-		_ = c.saveStateLocked()
-		close(c.exited)
-		autoRemove := spec.HostConfig.AutoRemove
-		c.mu.Unlock()
-		c.out.finish()
-		m.publish(c, mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(c.state.ExitCode)})
-		if autoRemove {
-			_ = m.removeStopped(c)
-		}
+		m.startFailed(c, err)
 		return fmt.Errorf("start container %s: %w", spec.ID[:12], err)
 	}
+	c.mu.Lock()
+	c.busy = ""
+	c.run = r
+	c.state = State{
+		Status:    mobycontainer.StateRunning,
+		Pid:       r.vm.Pid(),
+		StartedAt: time.Now().UTC(),
+		IPAddress: r.ip,
+		Boot:      r.boot,
+	}
+	_ = c.saveStateLocked()
 	c.mu.Unlock()
+	m.publish(c, mobyevents.ActionStart, nil)
+	go m.watch(c, r)
 	return nil
 }
 
-func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error) {
+// startFailed records a failed start as an exit (with the command's exit
+// code when the command was at fault) the way recordExit records a run's,
+// and removes an --rm container.
+func (m *Manager) startFailed(c *Container, err error) {
+	c.out.finish() // while busy still says starting
+	code := startFailedCode
+	var ce *exitCodeError
+	if errors.As(err, &ce) {
+		code = ce.code
+	}
+	c.mu.Lock()
+	c.busy = ""
+	c.state.Status = mobycontainer.StateExited
+	c.state.Error = err.Error()
+	c.state.ExitCode = code
+	c.state.FinishedAt = time.Now().UTC()
+	c.state.Pid = 0
+	_ = c.saveStateLocked()
+	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(code)}))
+	close(c.exited)
+	autoRemove := c.spec.HostConfig.AutoRemove
+	c.mu.Unlock()
+	if autoRemove {
+		if err := m.removeStopped(c); err != nil {
+			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)
+		}
+	}
+}
+
+// start does Start's steps and returns the run, its main process
+// started. Whatever fails after the VM is up goes through one cleanup
+// (running.abort).
+func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running, error) {
 	if m.vms == nil {
-		return errdefs.Unavailable(errors.New("this engine has no VM backend configured"))
+		return nil, errdefs.Unavailable(errors.New("this engine has no VM backend configured"))
 	}
 	t0 := time.Now()
-	tl := &BootTimeline{}
 	log, err := openLogFile(filepath.Join(c.dir, "container.log"), 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.out.setLog(log)
-	hc := spec.HostConfig
-	cpus := DefaultCPUs
-	if hc.NanoCPUs > 0 {
-		cpus = int((hc.NanoCPUs + 1e9 - 1) / 1e9)
-	}
-	mem := uint64(DefaultMemory)
-	if hc.Memory > 0 {
-		mem = uint64(hc.Memory)
-	}
-	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
+	bootCtx, cancel := context.WithTimeout(ctx, m.timeouts.boot)
 	defer cancel()
+	cpus, mem := vmSize(spec.HostConfig)
 	vm, err := m.vms.Launch(bootCtx, LaunchRequest{
 		ID: spec.ID, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
 	})
 	if err != nil {
-		return fmt.Errorf("boot VM: %w", err)
+		return nil, fmt.Errorf("boot VM: %w", err)
 	}
-	tl.VMStarted = time.Since(t0)
-	tl.Backend = vm.Backend()
-	fail := func(err error) error {
-		_ = vm.Kill()
-		<-vm.Done()
+	r := &running{vm: vm, tty: spec.Config.Tty, boot: &BootTimeline{VMStarted: time.Since(t0), Backend: vm.Backend()}}
+	if err := bringUp(bootCtx, c, spec, r, t0); err != nil {
+		r.abort()
+		return nil, err
+	}
+	return r, nil
+}
+
+// bringUp takes r's booted VM to a started main process, filling in r's
+// agent, stdio, address and boot phases (since t0).
+func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.Time) error {
+	var err error
+	if r.agent, err = dialAgent(ctx, r.vm); err != nil {
+		return fmt.Errorf("VM did not come up: %w\nconsole:\n%s", err, r.vm.ConsoleTail(20))
+	}
+	r.boot.AgentReady = time.Since(t0)
+	_ = r.agent.SetTime(ctx, time.Now())
+	if err := configureGuest(ctx, r.agent, r.vm, spec.Config, spec.HostConfig); err != nil {
 		return err
 	}
-	ac, err := dialAgent(bootCtx, vm)
-	if err != nil {
-		return fail(fmt.Errorf("VM did not come up: %w\nconsole:\n%s", err, vm.ConsoleTail(20)))
+	r.ip = guestInfo(ctx, r.agent, r.boot)
+	if r.stdio, err = startMain(ctx, c, r.agent, spec); err != nil {
+		return err
 	}
-	tl.AgentReady = time.Since(t0)
-	_ = ac.SetTime(bootCtx, time.Now())
+	r.boot.ProcessUp = time.Since(t0)
+	return nil
+}
+
+// configureGuest gives the guest its network, hostname, DNS and hosts,
+// and makes the container's root read-only when asked.
+func configureGuest(ctx context.Context, ac *agent.Client, vm VM, cfg *mobycontainer.Config, hc *mobycontainer.HostConfig) error {
 	net := networkRequest(vm.Network())
-	net.Hostname = spec.Config.Hostname
+	net.Hostname = cfg.Hostname
 	for _, d := range hc.DNS {
 		net.DnsServers = append(net.DnsServers, d.String())
 	}
@@ -155,32 +252,42 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 			net.Hosts = append(net.Hosts, &agentpb.HostEntry{Ip: ip, Names: []string{name}})
 		}
 	}
-	if err := ac.ConfigureNetwork(bootCtx, net); err != nil {
-		ac.Close()
-		return fail(fmt.Errorf("configure network: %w", err))
+	if err := ac.ConfigureNetwork(ctx, net); err != nil {
+		return fmt.Errorf("configure network: %w", err)
 	}
 	if hc.ReadonlyRootfs {
 		// The disk stays writable for the guest (resolv.conf, hosts and
 		// hostname are written above); the container's root is not.
-		if err := ac.Mount(bootCtx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
-			ac.Close()
-			return fail(fmt.Errorf("make the root filesystem read-only: %w", err))
+		if err := ac.Mount(ctx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
+			return fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
 	}
-	var ip string
-	if info, err := ac.Info(bootCtx); err == nil {
-		if len(info.Addresses) > 0 {
-			ip, _, _ = strings.Cut(info.Addresses[0], "/")
-		}
-		if b := info.Boot; b != nil {
-			tl.GuestInitStart = time.Duration(b.InitStartNs)
-			tl.GuestModulesLoaded = time.Duration(b.ModulesLoadedNs)
-			tl.GuestRootfsMounted = time.Duration(b.RootfsMountedNs)
-			tl.GuestAgentServing = time.Duration(b.AgentServingNs)
-		}
-	}
+	return nil
+}
 
-	cfg := spec.Config
+// guestInfo asks the guest for its address and boot times (recorded in
+// tl); a guest that cannot say is not an error.
+func guestInfo(ctx context.Context, ac *agent.Client, tl *BootTimeline) (ip string) {
+	info, err := ac.Info(ctx)
+	if err != nil {
+		return ""
+	}
+	if len(info.Addresses) > 0 {
+		ip, _, _ = strings.Cut(info.Addresses[0], "/")
+	}
+	if b := info.Boot; b != nil {
+		tl.GuestInitStart = time.Duration(b.InitStartNs)
+		tl.GuestModulesLoaded = time.Duration(b.ModulesLoadedNs)
+		tl.GuestRootfsMounted = time.Duration(b.RootfsMountedNs)
+		tl.GuestAgentServing = time.Duration(b.AgentServingNs)
+	}
+	return ip
+}
+
+// startMain creates the container's main process with its stdio wired to
+// the container's output and input, attaches, and starts it.
+func startMain(ctx context.Context, c *Container, ac *agent.Client, spec Spec) (*agent.Attached, error) {
+	cfg, hc := spec.Config, spec.HostConfig
 	req := &agentpb.CreateProcessRequest{
 		Id:       mainProcess,
 		Args:     append([]string{spec.Path}, spec.Args...),
@@ -198,45 +305,24 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (err error
 		req.Rlimits = append(req.Rlimits, &agentpb.Rlimit{Type: u.Name, Soft: uint64(u.Soft), Hard: uint64(u.Hard)})
 	}
 	stdio := agent.Stdio{Stdout: streamWriter{c.out, "stdout"}, Stderr: streamWriter{c.out, "stderr"}}
-	c.mu.Lock()
-	stdinR := c.stdinR
-	c.mu.Unlock()
 	if cfg.OpenStdin {
-		stdio.Stdin = stdinR
+		c.mu.Lock()
+		stdio.Stdin = c.stdin
+		c.mu.Unlock()
 	}
 	ac.AssignPorts(req, stdio)
-	if err := ac.CreateProcess(bootCtx, req); err != nil {
-		ac.Close()
-		return fail(processError(c, err))
+	if err := ac.CreateProcess(ctx, req); err != nil {
+		return nil, processError(spec.Path, err)
 	}
-	attached, err := ac.Attach(bootCtx, req, stdio)
+	attached, err := ac.Attach(ctx, req, stdio)
 	if err != nil {
-		ac.Close()
-		return fail(err)
+		return nil, err
 	}
-	_, err = ac.StartProcess(bootCtx, mainProcess)
-	if err != nil {
+	if _, err := ac.StartProcess(ctx, mainProcess); err != nil {
 		attached.Close()
-		ac.Close()
-		return fail(processError(c, err))
+		return nil, processError(spec.Path, err)
 	}
-	tl.ProcessUp = time.Since(t0)
-
-	r := &running{vm: vm, agent: ac, stdio: attached, tty: cfg.Tty}
-	c.mu.Lock()
-	c.run = r
-	c.state = State{
-		Status:    mobycontainer.StateRunning,
-		Pid:       vm.Pid(),
-		StartedAt: time.Now().UTC(),
-		IPAddress: ip,
-		Boot:      tl,
-	}
-	_ = c.saveStateLocked()
-	c.mu.Unlock()
-	m.publish(c, mobyevents.ActionStart, nil)
-	go m.watch(c, r)
-	return nil
+	return attached, nil
 }
 
 // dialAgent connects to the guest's agent, giving up early when the VM
@@ -266,16 +352,12 @@ func dialAgent(ctx context.Context, vm VM) (*agent.Client, error) {
 // processError turns a failure to create or start the main process into
 // Docker's: a missing command is exit code 127 with "executable file not
 // found in $PATH", one that cannot run is 126.
-func processError(c *Container, err error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func processError(path string, err error) error {
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
-		c.state.ExitCode = 127
-		return errdefs.InvalidArgument(fmt.Errorf("exec: %q: executable file not found in $PATH: %w", c.spec.Path, err))
+		return &exitCodeError{127, errdefs.InvalidArgument(fmt.Errorf("exec: %q: executable file not found in $PATH: %w", path, err))}
 	case errors.Is(err, errdefs.ErrPermissionDenied):
-		c.state.ExitCode = 126
-		return errdefs.InvalidArgument(fmt.Errorf("exec: %q: permission denied: %w", c.spec.Path, err))
+		return &exitCodeError{126, errdefs.InvalidArgument(fmt.Errorf("exec: %q: permission denied: %w", path, err))}
 	}
 	return err
 }
@@ -299,281 +381,4 @@ func withDefaultEnv(env []string, hostname string, tty bool) []string {
 		out = append(out, "TERM=xterm")
 	}
 	return out
-}
-
-// watch waits for the main process (or the VM) to end, records the exit,
-// powers the VM off and removes an --rm container.
-func (m *Manager) watch(c *Container, r *running) {
-	ctx := context.Background()
-	type result struct {
-		st  agent.ExitStatus
-		err error
-	}
-	waited := make(chan result, 1)
-	go func() {
-		st, err := r.agent.WaitProcess(ctx, mainProcess)
-		waited <- result{st, err}
-	}()
-	var exitCode int
-	var oom bool
-	var reason string
-	vmDied := func() string {
-		reason := "the VM powered off"
-		if err := r.vm.Err(); err != nil {
-			reason = fmt.Sprintf("the VM stopped: %v", err)
-		}
-		if !r.killed {
-			reason += "\nconsole:\n" + r.vm.ConsoleTail(20)
-		}
-		return reason
-	}
-	select {
-	case res := <-waited:
-		if res.err != nil {
-			exitCode, reason = 137, fmt.Sprintf("lost the agent: %v", res.err)
-			// The usual cause: the VM itself is gone.
-			select {
-			case <-r.vm.Done():
-				reason = vmDied()
-			case <-time.After(2 * time.Second):
-			}
-		} else {
-			exitCode, oom = res.st.Code, res.st.OOMKilled
-		}
-		// All output is in once the guest closes the streams.
-		outDone := make(chan struct{})
-		go func() { r.stdio.Wait(); close(outDone) }()
-		select {
-		case <-outDone:
-		case <-r.vm.Done():
-		case <-time.After(5 * time.Second):
-		}
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = r.agent.Shutdown(sctx, false)
-		cancel()
-		select {
-		case <-r.vm.Done():
-		case <-time.After(powerOffTimeout):
-			m.log.Warn("VM did not power off; killing it", "container", c.spec.ID[:12])
-			_ = r.vm.Kill()
-			<-r.vm.Done()
-		}
-	case <-r.vm.Done():
-		exitCode, reason = 137, vmDied()
-	}
-	r.stdio.Close()
-	r.agent.Close()
-
-	c.mu.Lock()
-	c.run = nil
-	c.state.Status = mobycontainer.StateExited
-	c.state.ExitCode = exitCode
-	c.state.OOMKilled = oom
-	if !r.killed {
-		c.state.Error = reason
-	}
-	c.state.FinishedAt = time.Now().UTC()
-	c.state.Pid = 0
-	_ = c.saveStateLocked()
-	for id, e := range c.execs {
-		e.containerStopped()
-		delete(c.execs, id)
-	}
-	// A fresh stdin for the next run; clients still writing get EOF.
-	c.stdinW.CloseWithError(io.EOF)
-	c.stdinR, c.stdinW = io.Pipe()
-	autoRemove := c.spec.HostConfig.AutoRemove
-	exited := c.exited
-	c.mu.Unlock()
-	c.out.finish()
-	m.publish(c, mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(exitCode)})
-	close(exited)
-	if autoRemove {
-		if err := m.removeStopped(c); err != nil {
-			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)
-		}
-	}
-}
-
-// Stop sends the stop signal (the container's StopSignal, else SIGTERM,
-// or sig when given), waits up to timeout for the process to exit, then
-// kills it and, failing that, the VM. A container that is not running is
-// ErrNotModified.
-func (m *Manager) Stop(ctx context.Context, ref string, sig string, timeout time.Duration) error {
-	c, err := m.Get(ref)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	r := c.run
-	if sig == "" {
-		sig = c.spec.Config.StopSignal
-	}
-	if timeout < 0 && c.spec.Config.StopTimeout != nil {
-		timeout = time.Duration(*c.spec.Config.StopTimeout) * time.Second
-	}
-	exited := c.exited
-	c.mu.Unlock()
-	if r == nil {
-		return ErrNotModified
-	}
-	if sig == "" {
-		sig = "SIGTERM"
-	}
-	if timeout < 0 {
-		timeout = 10 * time.Second
-	}
-	n, err := agent.SignalNumber(sig)
-	if err != nil {
-		return errdefs.InvalidArgument(fmt.Errorf("stop container %s: %w", c.spec.ID[:12], err))
-	}
-	c.mu.Lock()
-	r.killed = true
-	c.mu.Unlock()
-	if err := r.agent.SignalProcess(ctx, mainProcess, n); err == nil {
-		select {
-		case <-exited:
-			m.publish(c, mobyevents.ActionStop, nil)
-			return nil
-		case <-time.After(timeout):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	_ = r.agent.SignalProcess(ctx, mainProcess, 9)
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		_ = r.vm.Kill()
-		select {
-		case <-exited:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	m.publish(c, mobyevents.ActionStop, nil)
-	return nil
-}
-
-// Kill delivers sig (default SIGKILL) to the main process. A container that
-// is not running is a conflict, as with Docker.
-func (m *Manager) Kill(ctx context.Context, ref string, sig string) error {
-	c, err := m.Get(ref)
-	if err != nil {
-		return err
-	}
-	if sig == "" {
-		sig = "SIGKILL"
-	}
-	n, err := agent.SignalNumber(sig)
-	if err != nil {
-		return errdefs.InvalidArgument(fmt.Errorf("kill container %s: %w", c.spec.ID[:12], err))
-	}
-	c.mu.Lock()
-	r := c.run
-	if r != nil && n == 9 {
-		r.killed = true
-	}
-	c.mu.Unlock()
-	if r == nil {
-		return errdefs.Conflict(fmt.Errorf("cannot kill container: %s: container %s is not running", ref, c.spec.ID))
-	}
-	if err := r.agent.SignalProcess(ctx, mainProcess, n); err != nil {
-		if n == 9 {
-			return r.vm.Kill()
-		}
-		return fmt.Errorf("kill container %s: %w", c.spec.ID[:12], err)
-	}
-	m.publish(c, mobyevents.ActionKill, map[string]string{"signal": fmt.Sprint(n)})
-	return nil
-}
-
-// Restart stops the container (if running) and starts it again.
-func (m *Manager) Restart(ctx context.Context, ref string, timeout time.Duration) error {
-	if err := m.Stop(ctx, ref, "", timeout); err != nil && !errors.Is(err, ErrNotModified) {
-		return err
-	}
-	if err := m.Start(ctx, ref); err != nil && !errors.Is(err, ErrNotModified) {
-		return err
-	}
-	c, err := m.Get(ref)
-	if err == nil {
-		m.publish(c, mobyevents.ActionRestart, nil)
-	}
-	return nil
-}
-
-// Resize sets the terminal size of the main process.
-func (m *Manager) Resize(ctx context.Context, ref string, rows, cols uint32) error {
-	c, err := m.Get(ref)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	r := c.run
-	c.mu.Unlock()
-	if r == nil {
-		return errdefs.Conflict(fmt.Errorf("cannot resize container %s: it is not running", c.spec.ID[:12]))
-	}
-	if !r.tty {
-		return nil
-	}
-	return r.agent.ResizePty(ctx, mainProcess, rows, cols)
-}
-
-// AttachOptions says which streams an attached client takes.
-type AttachOptions struct {
-	// Stdin is copied into the process's input (when the container was
-	// created with OpenStdin).
-	Stdin io.Reader
-	// Stdout and Stderr receive the output; with a tty, Stdout gets the
-	// terminal's.
-	Stdout, Stderr io.Writer
-}
-
-// Attach connects a client to the container's main process until the
-// current (or, for a created container, the next) run ends, or ctx is
-// done. With StdinOnce, the client's EOF closes the process's input.
-func (m *Manager) Attach(ctx context.Context, ref string, opts AttachOptions) error {
-	c, err := m.Get(ref)
-	if err != nil {
-		return err
-	}
-	sub := c.out.subscribe(opts.Stdout, opts.Stderr)
-	defer c.out.unsubscribe(sub)
-	c.mu.Lock()
-	stdinW := c.stdinW
-	openStdin, once := c.spec.Config.OpenStdin, c.spec.Config.StdinOnce
-	c.mu.Unlock()
-	if opts.Stdin != nil && openStdin {
-		go func() {
-			_, err := io.Copy(stdinW, opts.Stdin)
-			if err == nil && once {
-				stdinW.Close()
-			}
-		}()
-	}
-	select {
-	case <-sub.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Logs sends the container's log entries that opts select to emit; with
-// Follow it keeps sending until the container stops or ctx is done.
-func (m *Manager) Logs(ctx context.Context, ref string, opts LogOptions, emit func(LogEntry) error) error {
-	c, err := m.Get(ref)
-	if err != nil {
-		return err
-	}
-	running := func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.run != nil || c.busy == "starting"
-	}
-	return readLogs(ctx, filepath.Join(c.dir, "container.log"), opts, running, c.out.changed, emit)
 }

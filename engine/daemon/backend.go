@@ -209,7 +209,7 @@ func (e execs) Start(ctx context.Context, id string, opts api.ExecStart) (int, e
 		if err != nil {
 			return 0, err
 		}
-		x.Config.ConsoleSize = *opts.ConsoleSize
+		x.SetConsoleSize(*opts.ConsoleSize)
 	}
 	return e.m.StartExec(ctx, id, opts.Stdio)
 }
