@@ -93,13 +93,13 @@ func TestCommandTreeWithoutDaemon(t *testing.T) {
 		{"kill -s", []string{"kill", "-s", "HUP", "x"}, 1, notRunning},
 		{"load -q -i", []string{"load", "-q", "-i", file}, 1, notRunning},
 		{"exec --env-file", []string{"exec", "--env-file", file, "-e", "B=2", "c", "true"}, 1, notRunning},
-		{"run with docker's create flags", []string{"run", "--platform", "linux/arm64", "--stop-signal", "SIGINT", "--stop-timeout", "3",
+		{"run with docker's create flags", []string{"run", "-h", "box", "--stop-signal", "SIGINT", "--stop-timeout", "3",
 			"-q", "--label-file", file, "--env-file", file, "--rm", "img", "true"}, 125, notRunning},
 
 		// Flags used wrong.
 		{"rm --all with names", []string{"rm", "--all", "x"}, 1, "berth: --all removes every container: name none, or leave out --all\n"},
 		{"rm without names", []string{"rm"}, 1, "berth: \"berth rm\" requires at least 1 container, or --all\n"},
-		{"bad platform", []string{"create", "--platform", "arm64", "img"}, 125, "berth: invalid --platform \"arm64\": want os/arch[/variant], e.g. linux/arm64\n"},
+		{"bad platform", []string{"pull", "--platform", "arm64", "img"}, 1, "berth: invalid --platform \"arm64\": want os/arch[/variant], e.g. linux/arm64\n"},
 		{"missing label file", []string{"create", "--label-file", "/nonexistent/labels", "img"}, 125, "berth: read label file /nonexistent/labels: open /nonexistent/labels: no such file or directory\n"},
 	}
 	for _, tt := range tests {

@@ -23,7 +23,7 @@ type createFlags struct {
 	tty, interactive, detach, rm, readOnly bool
 	init, quiet                            bool
 	name, workdir, user, entrypoint        string
-	hostname, pull, cidfile, platform      string
+	hostname, pull, cidfile                string
 	stopSignal                             string
 	stopTimeout                            int
 	env, envFiles, labels, labelFiles      []string
@@ -47,10 +47,11 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
-	fl.StringVar(&f.hostname, "hostname", "", "container host name")
+	// -h is the host name, as in docker's run and create; help is --help.
+	fl.StringVarP(&f.hostname, "hostname", "h", "", "container host name")
+	fl.Bool("help", false, "help for "+c.Name())
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
 	fl.StringVar(&f.cidfile, "cidfile", "", "write the container ID to this file (refused if it exists)")
-	fl.StringVar(&f.platform, "platform", "", "platform of the image (os/arch[/variant])")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal that stops the container (default SIGTERM)")
 	fl.IntVar(&f.stopTimeout, "stop-timeout", 0, "seconds stop waits before killing the container")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable (KEY=VALUE, or KEY to pass the local value)")
@@ -94,15 +95,7 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 	default:
 		return docker.ContainerCreateOptions{}, fmt.Errorf("invalid --pull %q: use missing, always or never", f.pull)
 	}
-	opts := docker.ContainerCreateOptions{Name: f.name, Config: cfg, HostConfig: hc}
-	if f.platform != "" {
-		p, err := parsePlatform(f.platform)
-		if err != nil {
-			return docker.ContainerCreateOptions{}, err
-		}
-		opts.Platform = &p
-	}
-	return opts, nil
+	return docker.ContainerCreateOptions{Name: f.name, Config: cfg, HostConfig: hc}, nil
 }
 
 // hostConfig is the part of the request about the container's VM.
@@ -201,11 +194,7 @@ func (e *env) createContainer(ctx context.Context, cl *client.Client, f *createF
 			out = io.Discard
 		}
 		pp := newPullProgress(out)
-		popts, err := pullOptions(f.platform)
-		if err != nil {
-			return err
-		}
-		err = pullImage(ctx, cl, opts.Config.Image, popts, func(m jsonstream.Message) { pp.handle(m) })
+		err := pullImage(ctx, cl, opts.Config.Image, docker.ImagePullOptions{}, func(m jsonstream.Message) { pp.handle(m) })
 		pp.done()
 		return err
 	}
