@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,12 +247,44 @@ func TestWithDaemon(t *testing.T) {
 	if r = mustOK(t, berth(t, h, "ps", "-n", "2", "-q")); strings.Count(r.out, "\n") != 2 {
 		t.Fatalf("ps -n 2: %q", r.out)
 	}
+	checkFormats(t, h, two)
 	r = mustOK(t, berth(t, h, "delete", "--all"))
 	if got := strings.Fields(r.out); len(got) != 2 || !slices.Contains(got, "one") || !slices.Contains(got, "two") {
 		t.Fatalf("delete --all printed %q, want one and two", r.out)
 	}
 	if r = mustOK(t, berth(t, h, "ps", "-a", "-q")); r.out != "" {
 		t.Fatalf("containers left after delete --all: %q", r.out)
+	}
+}
+
+// checkFormats: ps and images take docker's --format (json, a template,
+// a table of a template), and a field they lack is an error.
+func checkFormats(t *testing.T, h, twoID string) {
+	t.Helper()
+	r := mustOK(t, berth(t, h, "ps", "-a", "--format", "{{.Names}} {{.State}} {{.Image}}"))
+	if lines := strings.Split(strings.TrimSpace(r.out), "\n"); len(lines) != 2 || !slices.Contains(lines, "two created cli-test/busybox:1") {
+		t.Fatalf("ps --format template: %q", r.out)
+	}
+	r = mustOK(t, berth(t, h, "ps", "-a", "--no-trunc", "--format", "json", "--filter", "name=two"))
+	var row map[string]string
+	if err := json.Unmarshal([]byte(r.out), &row); err != nil || row["ID"] != twoID || row["Names"] != "two" || row["Command"] != `"true"` {
+		t.Fatalf("ps --format json: %v %q", err, r.out)
+	}
+	r = mustOK(t, berth(t, h, "ps", "-a", "--filter", "name=two", "--format", `table {{.Names}}\t{{.Status}}`))
+	if r.out != "NAMES   STATUS\ntwo     Created\n" {
+		t.Fatalf("ps --format table: %q", r.out)
+	}
+	r = mustOK(t, berth(t, h, "images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"))
+	if !strings.HasPrefix(r.out, "cli-test/busybox:1 ") || !strings.HasSuffix(r.out, "MB\n") || strings.Count(r.out, "\n") != 1 {
+		t.Fatalf("images --format: %q", r.out)
+	}
+	r = berth(t, h, "images", "--format", "{{.Names}}")
+	if r.code != 1 || !strings.Contains(r.err, `map has no entry for key "Names"`) {
+		t.Fatalf("images --format of a field images lacks: %+v", r)
+	}
+	r = mustOK(t, berth(t, h, "images"))
+	if !strings.HasPrefix(r.out, "REPOSITORY         TAG   IMAGE ID       CREATED       SIZE\ncli-test/busybox   1     ") {
+		t.Fatalf("images: %q", r.out)
 	}
 }
 

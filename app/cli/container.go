@@ -22,6 +22,7 @@ type lsFlags struct {
 	all, quiet, noTrunc, latest bool
 	last                        int
 	filters                     []string
+	format                      string
 }
 
 func newLsCmd(e *env) *cobra.Command {
@@ -51,7 +52,7 @@ func newLsCmd(e *env) *cobra.Command {
 				}
 				return nil
 			}
-			return printContainers(e.io.Out, res.Items, f.noTrunc)
+			return printContainers(e.io.Out, res.Items, f.format, f.noTrunc)
 		},
 	}
 	fl := c.Flags()
@@ -61,6 +62,7 @@ func newLsCmd(e *env) *cobra.Command {
 	fl.StringArrayVarP(&f.filters, "filter", "f", nil, "filter (label=KEY[=VALUE], status=STATE, name=NAME, id=ID, ancestor=IMAGE)")
 	fl.IntVarP(&f.last, "last", "n", -1, "show the n last created containers (all states)")
 	fl.BoolVarP(&f.latest, "latest", "l", false, "show the latest created container (all states)")
+	fl.StringVar(&f.format, "format", "", "docker's format: table, table TEMPLATE, json or a Go TEMPLATE of .ID .Image .Command .CreatedAt .RunningFor .State .Status .Names .Labels .Networks .IP")
 	return c
 }
 
@@ -81,27 +83,19 @@ func (f *lsFlags) options() (docker.ContainerListOptions, error) {
 	return opts, nil
 }
 
-// printContainers is ls's table.
-func printContainers(out io.Writer, list []mobycontainer.Summary, noTrunc bool) error {
-	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(w, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tIP\tNAMES")
-	for _, s := range list {
-		cmdline := s.Command
-		if !noTrunc && len(cmdline) > 20 {
-			cmdline = cmdline[:19] + "…"
-		}
-		ip := ""
-		if s.NetworkSettings != nil {
-			for _, ep := range s.NetworkSettings.Networks {
-				if ep != nil && ep.IPAddress.IsValid() {
-					ip = ep.IPAddress.String()
-				}
-			}
-		}
-		fmt.Fprintf(w, "%s\t%s\t%q\t%s\t%s\t%s\t%s\n", trunc(s.ID, !noTrunc), s.Image, cmdline,
-			ago(time.Unix(s.Created, 0)), s.Status, ip, strings.TrimPrefix(strings.Join(s.Names, ","), "/"))
+// psTable is ls's own table, as a docker --format.
+const psTable = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.IP}}\t{{.Names}}"
+
+// printContainers prints the list with a --format ("" for ls's table).
+func printContainers(out io.Writer, list []mobycontainer.Summary, format string, noTrunc bool) error {
+	if isDefaultFormat(format) {
+		format = psTable
 	}
-	return w.Flush()
+	rows := make([]map[string]string, 0, len(list))
+	for _, s := range list {
+		rows = append(rows, containerRow(s, noTrunc))
+	}
+	return printFormat(out, format, rows, containerHeaders)
 }
 
 func trunc(id string, short bool) string {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
@@ -123,6 +122,7 @@ func eachMessage(msgs func(yield func(jsonstream.Message, error) bool), fn func(
 func newImagesCmd(e *env, use string, aliases ...string) *cobra.Command {
 	var quiet, noTrunc, all bool
 	var filters []string
+	var format string
 	c := &cobra.Command{
 		Use:     use,
 		Aliases: aliases,
@@ -142,37 +142,32 @@ func newImagesCmd(e *env, use string, aliases ...string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id := func(s string) string { return shortID(s) }
-			if noTrunc {
-				id = func(s string) string { return s }
-			}
 			if quiet {
 				for _, im := range res.Items {
-					fmt.Fprintln(e.io.Out, id(im.ID))
+					fmt.Fprintln(e.io.Out, imageRows(im, noTrunc)[0]["ID"])
 				}
 				return nil
 			}
-			w := tabwriter.NewWriter(e.io.Out, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(w, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-			for _, im := range res.Items {
-				tags := im.RepoTags
-				if len(tags) == 0 {
-					tags = []string{"<none>:<none>"}
-				}
-				for _, t := range tags {
-					i := strings.LastIndex(t, ":")
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t[:i], t[i+1:], id(im.ID), ago(time.Unix(im.Created, 0)), humanBytes(im.Size))
-				}
+			if isDefaultFormat(format) {
+				format = imagesTable
 			}
-			return w.Flush()
+			var rows []map[string]string
+			for _, im := range res.Items {
+				rows = append(rows, imageRows(im, noTrunc)...)
+			}
+			return printFormat(e.io.Out, format, rows, imageHeaders)
 		},
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	c.Flags().BoolVar(&noTrunc, "no-trunc", false, "show full image IDs")
 	c.Flags().BoolVarP(&all, "all", "a", false, "show all images (Berth keeps no intermediate images: the same list)")
 	c.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter (reference=PATTERN, dangling=true|false, label=KEY[=VALUE])")
+	c.Flags().StringVar(&format, "format", "", "docker's format: table, table TEMPLATE, json or a Go TEMPLATE of .ID .Repository .Tag .Digest .CreatedSince .CreatedAt .Size .Labels")
 	return c
 }
+
+// imagesTable is images's own table, as a docker --format.
+const imagesTable = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 
 func newImageInspectCmd(e *env) *cobra.Command {
 	return &cobra.Command{
