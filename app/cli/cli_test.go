@@ -295,3 +295,26 @@ func mustOK(t *testing.T, r result) result {
 	}
 	return r
 }
+
+// TestPullQuietAndDigests: docker's pull -q prints only the full
+// reference pulled; images --digests adds the repository's digest.
+func TestPullQuietAndDigests(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "q", testenv.BusyboxImage(t, nil))
+	h := shortHome(t)
+	startDaemon(t, h)
+	r := mustOK(t, berth(t, h, "pull", "-q", ref))
+	if r.out != ref+"\n" || r.err != "" {
+		t.Fatalf("pull -q: %+v", r)
+	}
+	r = mustOK(t, berth(t, h, "images", "--digests"))
+	lines := strings.Split(r.out, "\n")
+	header, row := strings.Fields(lines[0]), strings.Fields(lines[1])
+	if len(header) < 4 || header[2] != "DIGEST" || len(row) < 4 || row[0] != reg.Host+"/test/busybox" || row[1] != "q" || !strings.HasPrefix(row[2], "sha256:") {
+		t.Fatalf("images --digests:\n%s", r.out)
+	}
+	r = berth(t, h, "pull", "-q", reg.Host+"/test/missing:1")
+	if r.code != 1 || r.out != "" || !strings.Contains(r.err, "test/missing") {
+		t.Fatalf("pull -q of a missing image: %+v", r)
+	}
+}

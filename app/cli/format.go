@@ -131,10 +131,6 @@ func imageRows(im mobyimage.Summary, noTrunc bool) []map[string]string {
 	if noTrunc {
 		id = im.ID
 	}
-	digest := "<none>"
-	if len(im.RepoDigests) > 0 {
-		_, digest, _ = strings.Cut(im.RepoDigests[0], "@")
-	}
 	tags := im.RepoTags
 	if len(tags) == 0 {
 		tags = []string{"<none>:<none>"}
@@ -143,12 +139,23 @@ func imageRows(im mobyimage.Summary, noTrunc bool) []map[string]string {
 	for _, t := range tags {
 		i := strings.LastIndex(t, ":")
 		rows = append(rows, map[string]string{
-			"ID": id, "Repository": t[:i], "Tag": t[i+1:], "Digest": digest,
+			"ID": id, "Repository": t[:i], "Tag": t[i+1:], "Digest": repoDigest(im.RepoDigests, t[:i]),
 			"CreatedSince": ago(time.Unix(im.Created, 0)), "CreatedAt": time.Unix(im.Created, 0).String(),
 			"Size": humanBytes(im.Size), "Labels": joinLabels(im.Labels),
 		})
 	}
 	return rows
+}
+
+// repoDigest is the digest of repo among an image's repo@digest
+// references, or "<none>".
+func repoDigest(repoDigests []string, repo string) string {
+	for _, rd := range repoDigests {
+		if r, d, ok := strings.Cut(rd, "@"); ok && r == repo {
+			return d
+		}
+	}
+	return "<none>"
 }
 
 // joinLabels is docker's label column: k=v pairs, sorted, comma-separated.

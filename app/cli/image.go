@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
+	"github.com/distribution/reference"
 	"github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/types/jsonstream"
@@ -33,19 +34,23 @@ func newImageCmd(e *env) *cobra.Command {
 
 func newPullCmd(e *env, use string) *cobra.Command {
 	var platform string
+	var quiet bool
 	c := &cobra.Command{
-		Use:   use + " REFERENCE",
+		Use:   use + " [flags] REFERENCE",
 		Short: "Pull an image from a registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := pullOptions(platform)
+			if err != nil {
+				return err
+			}
 			cl, err := e.client()
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			opts, err := pullOptions(platform)
-			if err != nil {
-				return err
+			if quiet {
+				return e.pullQuiet(cmd.Context(), cl, args[0], opts)
 			}
 			pp := newPullProgress(e.io.Out)
 			var last string
@@ -66,7 +71,22 @@ func newPullCmd(e *env, use string) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&platform, "platform", "", "platform to pull (os/arch[/variant]; default: this machine's linux/ARCH)")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image's full reference once pulled")
 	return c
+}
+
+// pullQuiet is docker's pull -q: no progress, then the full reference
+// pulled ("docker.io/library/alpine:latest").
+func (e *env) pullQuiet(ctx context.Context, cl *client.Client, ref string, opts docker.ImagePullOptions) error {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return err
+	}
+	if err := pullImage(ctx, cl, ref, opts, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.io.Out, reference.TagNameOnly(named).String())
+	return nil
 }
 
 // pullOptions are Docker's pull options for a --platform value ("" for
@@ -120,7 +140,7 @@ func eachMessage(msgs func(yield func(jsonstream.Message, error) bool), fn func(
 }
 
 func newImagesCmd(e *env, use string, aliases ...string) *cobra.Command {
-	var quiet, noTrunc, all bool
+	var quiet, noTrunc, all, digests bool
 	var filters []string
 	var format string
 	c := &cobra.Command{
@@ -150,6 +170,9 @@ func newImagesCmd(e *env, use string, aliases ...string) *cobra.Command {
 			}
 			if isDefaultFormat(format) {
 				format = imagesTable
+				if digests {
+					format = imagesDigestsTable
+				}
 			}
 			var rows []map[string]string
 			for _, im := range res.Items {
@@ -160,6 +183,7 @@ func newImagesCmd(e *env, use string, aliases ...string) *cobra.Command {
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "only show image IDs")
 	c.Flags().BoolVar(&noTrunc, "no-trunc", false, "show full image IDs")
+	c.Flags().BoolVar(&digests, "digests", false, "show digests")
 	c.Flags().BoolVarP(&all, "all", "a", false, "show all images (Berth keeps no intermediate images: the same list)")
 	c.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter (reference=PATTERN, dangling=true|false, label=KEY[=VALUE])")
 	c.Flags().StringVar(&format, "format", "", "docker's format: table, table TEMPLATE, json or a Go TEMPLATE of .ID .Repository .Tag .Digest .CreatedSince .CreatedAt .Size .Labels")
@@ -167,7 +191,10 @@ func newImagesCmd(e *env, use string, aliases ...string) *cobra.Command {
 }
 
 // imagesTable is images's own table, as a docker --format.
-const imagesTable = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+const (
+	imagesTable        = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+	imagesDigestsTable = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+)
 
 func newImageInspectCmd(e *env) *cobra.Command {
 	return &cobra.Command{
