@@ -14,6 +14,7 @@ import (
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/version"
 	docker "github.com/moby/moby/client"
 )
 
@@ -73,6 +74,14 @@ func TestStartServesPrivateSocket(t *testing.T) {
 	}
 	if st.PID != os.Getpid() || st.Home != h.Dir {
 		t.Fatalf("status %+v", st)
+	}
+	// Docker's client negotiates down to the daemon's API version.
+	c := newClient(t, h)
+	if _, err := c.ContainerList(ctx, docker.ContainerListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ClientVersion(); got != version.APIVersion {
+		t.Fatalf("negotiated API version %s, want the daemon's %s", got, version.APIVersion)
 	}
 	if err := d.Shutdown(ctx); err != nil {
 		t.Fatal(err)
