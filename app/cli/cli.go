@@ -70,6 +70,7 @@ func NewRoot(stdio IO) *cobra.Command {
 	root.SetOut(stdio.Out)
 	root.SetErr(stdio.Err)
 	root.SetFlagErrorFunc(flagError)
+	root.SetHelpCommand(newHelpCmd())
 	root.PersistentFlags().StringVar(&e.homeFlag, "home", "", "Berth home directory (default $BERTH_HOME or ~/.berth)")
 	root.AddCommand(
 		newVersionCmd(e),
@@ -106,6 +107,25 @@ func noSubcommand(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	return &unknownCommandError{name: args[0], parent: cmd.CommandPath(), suggestions: suggestions(cmd, args[0])}
+}
+
+// newHelpCmd is `berth help [COMMAND...]`: the command's help, or the
+// unknown-command error for a topic that names none.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return noSubcommand(cmd, rest)
+			}
+			return cmd.Help()
+		},
+	}
 }
 
 // flagError reports a flag cobra could not parse, unless the command is

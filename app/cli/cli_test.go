@@ -68,6 +68,7 @@ func TestCommandTreeWithoutDaemon(t *testing.T) {
 		{"mistyped top-level", []string{"imgaes"}, 1, "berth: unknown command \"imgaes\" for \"berth\"\n\nDid you mean this?\n\timages\n\nRun 'berth --help' for usage.\n"},
 		{"unknown kernel subcommand", []string{"system", "kernel", "sett"}, 1, "berth: unknown command \"sett\" for \"berth system kernel\"\n\nDid you mean this?\n\tset\n\nRun 'berth system kernel --help' for usage.\n"},
 		{"unknown flag", []string{"image", "prune", "--bogus"}, 1, "berth: unknown flag: --bogus\n"},
+		{"help on an unknown topic", []string{"help", "image", "frob"}, 1, "berth: unknown command \"frob\" for \"berth image\"\nRun 'berth image --help' for usage.\n"},
 
 		// Apple container's verbs.
 		{"delete", []string{"delete", "x"}, 1, notRunning},
@@ -117,7 +118,7 @@ func TestCommandTreeWithoutDaemon(t *testing.T) {
 // help and succeeds, as docker's do.
 func TestGroupAloneShowsHelp(t *testing.T) {
 	h := shortHome(t)
-	for _, args := range [][]string{{}, {"image"}, {"system"}} {
+	for _, args := range [][]string{{}, {"image"}, {"system"}, {"help"}, {"help", "image"}} {
 		r := berth(t, h, args...)
 		if r.code != 0 || !strings.Contains(r.out, "Available Commands:") || r.err != "" {
 			t.Errorf("berth %v: %+v", args, r)
