@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/testenv"
+	mobyclient "github.com/moby/moby/client"
 )
 
 // berthBin is the berth binary built once for the end-to-end tests.
@@ -112,9 +113,16 @@ func startDaemon(t *testing.T, home string, env ...string) *exec.Cmd {
 			t.Errorf("daemon did not stop on SIGTERM; log:\n%s", stderr.String())
 		}
 	})
-	c := client.New(filepath.Join(home, "berth.sock"))
+	c, err := client.New(filepath.Join(home, "berth.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	deadline := time.Now().Add(15 * time.Second)
-	for c.Ping(context.Background()) != nil {
+	for {
+		if _, err := c.Ping(context.Background(), mobyclient.PingOptions{}); err == nil {
+			break
+		}
 		select {
 		case err := <-exited:
 			t.Fatalf("daemon exited: %v\n%s", err, stderr.String())

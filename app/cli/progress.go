@@ -6,7 +6,7 @@ import (
 	"os"
 	"sync"
 
-	"github.com/berthvm/berth/engine/api"
+	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -36,7 +36,7 @@ func newPullProgress(out io.Writer) *pullProgress {
 }
 
 // handle takes one progress message.
-func (pp *pullProgress) handle(m api.JSONMessage) {
+func (pp *pullProgress) handle(m jsonstream.Message) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if m.ID == "" || pp.isHeader(m) {
@@ -53,8 +53,8 @@ func (pp *pullProgress) handle(m api.JSONMessage) {
 	bar, ok := pp.bars[m.ID]
 	if !ok {
 		var total int64
-		if m.ProgressDetail != nil {
-			total = m.ProgressDetail.Total
+		if m.Progress != nil {
+			total = m.Progress.Total
 		}
 		id := m.ID
 		bar = pp.p.AddBar(total,
@@ -68,7 +68,7 @@ func (pp *pullProgress) handle(m api.JSONMessage) {
 		pp.bars[m.ID] = bar
 	}
 	pp.state[m.ID] = m.Status
-	if d := m.ProgressDetail; d != nil {
+	if d := m.Progress; d != nil {
 		if d.Total > 0 {
 			pp.totals[m.ID] = d.Total
 			bar.SetTotal(d.Total, false)
@@ -91,7 +91,7 @@ func (pp *pullProgress) handle(m api.JSONMessage) {
 
 // isHeader tells the per-pull lines that carry an ID ("Pulling from
 // library/alpine" with the tag as ID) from layer lines.
-func (pp *pullProgress) isHeader(m api.JSONMessage) bool {
+func (pp *pullProgress) isHeader(m jsonstream.Message) bool {
 	return len(m.Status) > 13 && m.Status[:13] == "Pulling from "
 }
 

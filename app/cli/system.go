@@ -14,6 +14,7 @@ import (
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/version"
+	docker "github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +31,8 @@ func newVersionCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, err := c.Version(cmd.Context())
+			defer c.Close()
+			v, err := c.ServerVersion(cmd.Context(), docker.ServerVersionOptions{})
 			if errors.Is(err, client.ErrNotRunning) {
 				fmt.Fprintf(out, "\nServer: not running (start it with `berth daemon` or open Berth.app)\n")
 				return nil
@@ -39,18 +41,31 @@ func newVersionCmd(e *env) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(out, "\nServer: %s\n Version:     %s\n API version: %s (minimum %s)\n Go version:  %s\n OS/Arch:     %s/%s\n",
-				v.Platform.Name, v.Version, v.APIVersion, v.MinAPIVersion, v.GoVersion, v.Os, v.Arch)
+				v.Platform.Name, v.Version, v.APIVersion, v.MinAPIVersion, componentDetail(v, "GoVersion"), v.Os, v.Arch)
 			return nil
 		},
 	}
 }
 
-func newSystemCmd(e *env) *cobra.Command {
-	sys := &cobra.Command{
-		Use:   "system",
-		Short: "Manage and inspect the Berth engine",
+// componentDetail is a detail of the server's components (the Go
+// version, which Docker's version answer carries only there).
+func componentDetail(v docker.ServerVersionResult, key string) string {
+	for _, c := range v.Components {
+		if d, ok := c.Details[key]; ok {
+			return d
+		}
 	}
-	sys.AddCommand(&cobra.Command{
+	return ""
+}
+
+func newSystemCmd(e *env) *cobra.Command {
+	sys := newGroupCmd("system", "Manage and inspect the Berth engine")
+	sys.AddCommand(newStatusCmd(e), newKernelCmd(e), newVersionCmd(e))
+	return sys
+}
+
+func newStatusCmd(e *env) *cobra.Command {
+	return &cobra.Command{
 		Use:   "status",
 		Short: "Show whether the daemon runs, its versions, home, backend and kernel",
 		Args:  cobra.NoArgs,
@@ -63,6 +78,7 @@ func newSystemCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer c.Close()
 			st, err := c.Status(cmd.Context())
 			w := tabwriter.NewWriter(e.io.Out, 0, 4, 2, ' ', 0)
 			defer w.Flush()
@@ -88,9 +104,7 @@ func newSystemCmd(e *env) *cobra.Command {
 			fmt.Fprintf(w, "Images:\t%d\n", st.Images)
 			return nil
 		},
-	})
-	sys.AddCommand(newKernelCmd(e))
-	return sys
+	}
 }
 
 // kernelLine is one line about the guest kernel.
@@ -111,12 +125,13 @@ func newKernelCmd(e *env) *cobra.Command {
 	k := &cobra.Command{
 		Use:   "kernel",
 		Short: "Show the guest kernel every container's VM boots",
-		Args:  cobra.NoArgs,
+		Args:  noSubcommand,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := e.client()
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			info, err := cl.Kernel(cmd.Context())
 			if err != nil {
 				return err
@@ -135,6 +150,7 @@ func newKernelCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer cl.Close()
 			if path != "" {
 				if path, err = filepath.Abs(path); err != nil {
 					return err

@@ -14,7 +14,26 @@ import (
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/version"
+	docker "github.com/moby/moby/client"
 )
+
+// newClient is a client of the daemon on h's socket.
+func newClient(t *testing.T, h home.Home) *client.Client {
+	t.Helper()
+	c, err := client.New(h.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// answers reports whether the daemon answers a ping.
+func answers(c *client.Client) bool {
+	_, err := c.Ping(context.Background(), docker.PingOptions{})
+	return err == nil
+}
 
 func testHome(t *testing.T) home.Home {
 	t.Helper()
@@ -49,12 +68,20 @@ func TestStartServesPrivateSocket(t *testing.T) {
 	if hi.Mode().Perm() != 0o700 {
 		t.Fatalf("home mode %v, want 0700", hi.Mode().Perm())
 	}
-	st, err := client.New(h.Socket()).Status(ctx)
+	st, err := newClient(t, h).Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.PID != os.Getpid() || st.Home != h.Dir {
 		t.Fatalf("status %+v", st)
+	}
+	// Docker's client negotiates down to the daemon's API version.
+	c := newClient(t, h)
+	if _, err := c.ContainerList(ctx, docker.ContainerListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ClientVersion(); got != version.APIVersion {
+		t.Fatalf("negotiated API version %s, want the daemon's %s", got, version.APIVersion)
 	}
 	if err := d.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -62,7 +89,7 @@ func TestStartServesPrivateSocket(t *testing.T) {
 	if _, err := os.Stat(h.Socket()); !os.IsNotExist(err) {
 		t.Fatalf("socket left after shutdown: %v", err)
 	}
-	_, err = client.New(h.Socket()).Status(ctx)
+	_, err = newClient(t, h).Status(ctx)
 	if !errors.Is(err, client.ErrNotRunning) || !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("after shutdown: %v, want not running", err)
 	}
@@ -80,7 +107,7 @@ func TestSecondDaemonRefusedFirstKeepsServing(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "another Berth daemon") {
 		t.Fatalf("second daemon: %v", err)
 	}
-	if err := client.New(h.Socket()).Ping(ctx); err != nil {
+	if _, err := newClient(t, h).Ping(ctx, docker.PingOptions{}); err != nil {
 		t.Fatalf("first daemon stopped answering: %v", err)
 	}
 }
@@ -106,7 +133,7 @@ func TestStaleSocketRemoved(t *testing.T) {
 		t.Fatalf("start over a stale socket: %v", err)
 	}
 	defer d.Shutdown(ctx)
-	if err := client.New(h.Socket()).Ping(ctx); err != nil {
+	if _, err := newClient(t, h).Ping(ctx, docker.PingOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -116,9 +143,9 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, Config{Home: h}) }()
-	c := client.New(h.Socket())
+	c := newClient(t, h)
 	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()) != nil {
+	for !answers(c) {
 		if time.Now().After(deadline) {
 			t.Fatal("daemon never answered")
 		}

@@ -1,5 +1,14 @@
-// Package client is the Go client of Berth's API socket, used by the berth
-// CLI. It speaks the same HTTP API the docker CLI does.
+// Package client is the Go client of a Berth daemon's API socket.
+//
+// A Client is Docker's own client (github.com/moby/moby/client) bound to
+// the daemon's unix socket, negotiating the API version with it on the
+// first request, for everything the Docker Engine API covers; its few
+// methods of its own speak Berth's extensions under /berth/ (status,
+// kernel, unpack), whose wire types live in engine/api/types.
+//
+// When no daemon answers on the socket, every call (Docker's and Berth's)
+// fails with an error that is ErrNotRunning and errdefs.ErrUnavailable;
+// NotRunning finds it in a Docker client error to print its message.
 package client
 
 import (
@@ -11,68 +20,146 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"syscall"
 
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/version"
 	"github.com/moby/moby/api/types/common"
-	"github.com/moby/moby/api/types/system"
+	docker "github.com/moby/moby/client"
 )
 
 // ErrNotRunning is the class of errors for "no daemon answers on the
-// socket"; it is also errdefs.ErrUnavailable.
+// socket"; such errors are also errdefs.ErrUnavailable.
 var ErrNotRunning = errors.New("Berth is not running: start it with `berth daemon` or open Berth.app")
 
-// Client talks to one Berth daemon over its unix socket.
+// NotRunningError says that no daemon answers on Socket.
+type NotRunningError struct{ Socket string }
+
+func (e *NotRunningError) Error() string {
+	return fmt.Sprintf("%v (no daemon at %s)", ErrNotRunning, e.Socket)
+}
+
+// Is makes the error match ErrNotRunning and errdefs.ErrUnavailable.
+func (e *NotRunningError) Is(target error) bool {
+	return target == ErrNotRunning || target == errdefs.ErrUnavailable
+}
+
+// NotRunning returns the NotRunningError in err's chain, or nil. Docker's
+// client wraps a failed connection in words of its own ("error during
+// connect: …"); a CLI prints this instead.
+func NotRunning(err error) *NotRunningError {
+	var nr *NotRunningError
+	if errors.As(err, &nr) {
+		return nr
+	}
+	return nil
+}
+
+// Client talks to one Berth daemon over its unix socket: the embedded
+// Docker client for the Docker Engine API, and its own methods for
+// Berth's endpoints.
 type Client struct {
+	*docker.Client
 	socket string
 	http   *http.Client
 }
 
-// New returns a client for the daemon listening on socket.
-func New(socket string) *Client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		},
-		DisableCompression: true,
+// New returns a client for the daemon listening on socket. It connects
+// lazily: New fails only for a socket path Docker's client cannot use.
+func New(socket string) (*Client, error) {
+	dial := dialer(socket)
+	dc, err := docker.New(docker.WithHost("unix://"+socket), docker.WithDialContext(dial))
+	if err != nil {
+		return nil, fmt.Errorf("API client for %s: %w", socket, err)
 	}
-	return &Client{socket: socket, http: &http.Client{Transport: tr}}
+	return &Client{
+		Client: dc,
+		socket: socket,
+		http:   &http.Client{Transport: &http.Transport{DialContext: dial}},
+	}, nil
+}
+
+// dialer connects to socket whatever address a request names; a socket
+// that is absent or refuses is a NotRunningError.
+func dialer(socket string) func(ctx context.Context, _, _ string) (net.Conn, error) {
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, &NotRunningError{Socket: socket}
+		}
+		return c, err
+	}
 }
 
 // Socket is the socket path the client dials.
 func (c *Client) Socket() string { return c.socket }
 
-// Ping checks that the daemon answers.
-func (c *Client) Ping(ctx context.Context) error {
-	return c.do(ctx, http.MethodGet, "/_ping", nil, nil, nil)
+// Close releases the client's idle connections.
+func (c *Client) Close() error {
+	c.http.CloseIdleConnections()
+	return c.Client.Close()
 }
 
-// Status returns the daemon's status.
+// Status returns the daemon's status (GET /berth/status).
 func (c *Client) Status(ctx context.Context) (types.Status, error) {
 	var st types.Status
-	err := c.do(ctx, http.MethodGet, "/berth/status", nil, nil, &st)
+	err := c.do(ctx, http.MethodGet, "/berth/status", nil, &st)
 	return st, err
 }
 
-// Version returns the daemon's Docker-style version block.
-func (c *Client) Version(ctx context.Context) (system.VersionResponse, error) {
-	var v system.VersionResponse
-	err := c.do(ctx, http.MethodGet, "/v"+version.APIVersion+"/version", nil, nil, &v)
-	return v, err
+// Kernel describes the guest kernel the daemon boots (GET /berth/kernel).
+func (c *Client) Kernel(ctx context.Context) (types.KernelInfo, error) {
+	var k types.KernelInfo
+	err := c.do(ctx, http.MethodGet, "/berth/kernel", nil, &k)
+	return k, err
 }
 
-// do sends one request and decodes a JSON answer into out (when not nil).
-// Error answers become errors of the matching errdefs class carrying the
-// server's message.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body io.Reader, out any) error {
-	resp, err := c.send(ctx, method, path, query, body)
+// SetKernel persists a kernel choice in the daemon's home (PUT
+// /berth/kernel) and returns the kernel it now boots.
+func (c *Client) SetKernel(ctx context.Context, choice types.KernelChoice) (types.KernelInfo, error) {
+	var k types.KernelInfo
+	err := c.do(ctx, http.MethodPut, "/berth/kernel", choice, &k)
+	return k, err
+}
+
+// UnpackImage writes an image's root filesystem as an ext4 file at output
+// (absolute, on the daemon's machine); size 0 sizes it to fit (POST
+// /berth/images/unpack).
+func (c *Client) UnpackImage(ctx context.Context, image, output string, size int64) error {
+	return c.do(ctx, http.MethodPost, "/berth/images/unpack", types.UnpackRequest{Image: image, Output: output, Size: size}, nil)
+}
+
+// do sends one request to a Berth endpoint with in (when not nil) as its
+// JSON body and decodes a JSON answer into out (when not nil). An error
+// answer becomes an error of the matching errdefs class carrying the
+// daemon's message.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://berth"+path, body)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if nr := NotRunning(err); nr != nil {
+		return errdefs.Unavailable(nr)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return decodeError(resp)
+	}
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
@@ -83,31 +170,8 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return nil
 }
 
-// send sends one request and returns a successful response whose body the
-// caller must close.
-func (c *Client) send(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, error) {
-	u := url.URL{Scheme: "http", Host: "berth", Path: path, RawQuery: query.Encode()}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if isNotRunning(err) {
-			return nil, errdefs.Unavailable(fmt.Errorf("%w (no daemon at %s)", ErrNotRunning, c.socket))
-		}
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode >= 400 {
-		defer resp.Body.Close()
-		return nil, decodeError(resp)
-	}
-	return resp, nil
-}
-
+// decodeError turns an error answer into an error of the class its status
+// names, with the daemon's message.
 func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var e common.ErrorResponse
@@ -119,26 +183,4 @@ func decodeError(resp *http.Response) error {
 		msg = resp.Status
 	}
 	return errdefs.WithClass(errors.New(msg), errdefs.FromHTTPStatus(resp.StatusCode))
-}
-
-func isNotRunning(err error) bool {
-	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
-}
-
-// Kernel describes the guest kernel the daemon boots.
-func (c *Client) Kernel(ctx context.Context) (types.KernelInfo, error) {
-	var k types.KernelInfo
-	err := c.do(ctx, http.MethodGet, "/berth/kernel", nil, nil, &k)
-	return k, err
-}
-
-// SetKernel persists a kernel choice in the daemon's home.
-func (c *Client) SetKernel(ctx context.Context, choice types.KernelChoice) (types.KernelInfo, error) {
-	b, err := json.Marshal(choice)
-	if err != nil {
-		return types.KernelInfo{}, err
-	}
-	var k types.KernelInfo
-	err = c.do(ctx, http.MethodPut, "/berth/kernel", nil, bytes.NewReader(b), &k)
-	return k, err
 }
