@@ -917,6 +917,14 @@ func (s *Store) gcLocked() uint64 {
 	return freed
 }
 
+// collectGarbage deletes every blob no image references and no
+// operation in flight needs.
+func (s *Store) collectGarbage() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gcLocked()
+}
+
 // lease marks blobs as needed by an operation in flight so that GC keeps
 // them; the returned function releases the lease.
 func (s *Store) lease(hs ...v1.Hash) (release func()) {
