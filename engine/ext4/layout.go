@@ -756,7 +756,6 @@ func (w *Writer) superblock(l *layout, freeBlocks, freeInodes uint64) ([]byte, e
 	le.PutUint32(b[96:], incompatFiletype|incompatExtents|incompat64bit|incompatFlexBG)
 	le.PutUint32(b[100:], roCompatSparseSuper|roCompatLargeFile|roCompatHugeFile|roCompatDirNlink|roCompatExtraIsize)
 	copy(b[104:120], w.fsUUID[:])
-	copy(b[120:136], w.opts.label)
 	le.PutUint32(b[224:], journalIno)
 	var seed [16]byte
 	if w.opts.uuidSet {

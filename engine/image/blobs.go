@@ -131,7 +131,7 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 		return true, nil
 	}
 	part := s.ingestPath(desc.Digest)
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, diskErr(err, s.root))
 	}
