@@ -89,73 +89,107 @@ func (w *Writer) finish(ctx context.Context) error {
 // plan numbers the inodes and decides the size and the layout.
 func (w *Writer) plan(ctx context.Context) (*layout, error) {
 	l := &layout{lay: make(map[*node]*nodeLayout)}
-	lf := w.root.children["lost+found"]
-	w.root.ino, lf.ino = rootIno, lostFoundIno
+	if err := w.numberInodes(ctx, l); err != nil {
+		return nil, err
+	}
+	meta := l.countFixedMetadata()
+	if err := w.chooseSize(l, meta.total()); err != nil {
+		return nil, err
+	}
+	l.place(w.next, meta)
+	return l, nil
+}
+
+// numberInodes walks the tree depth-first in name order and gives every
+// node its inode number (root 2, lost+found 11, the others from 12 on) and
+// its nodeLayout with the directory's sorted names and block count.
+func (w *Writer) numberInodes(ctx context.Context, l *layout) error {
+	lostFound := w.root.children["lost+found"]
+	w.root.ino, lostFound.ino = rootIno, lostFoundIno
 	l.lay[w.root] = &nodeLayout{parent: w.root}
 	next := uint32(lostFoundIno + 1)
 	stack := []*node{w.root}
 	visited := 0
 	for len(stack) > 0 {
-		d := stack[len(stack)-1]
+		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if visited++; visited%4096 == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		dl := l.lay[d]
-		dl.names = make([]string, 0, len(d.children))
-		for name := range d.children {
+		dl := l.lay[dir]
+		dl.names = make([]string, 0, len(dir.children))
+		for name := range dir.children {
 			dl.names = append(dl.names, name)
 		}
 		sort.Strings(dl.names)
 		dl.dirBlocks = countDirBlocks(dl.names)
 		for i := len(dl.names) - 1; i >= 0; i-- {
-			c := d.children[dl.names[i]]
-			if c.typ == TypeDir {
+			child := dir.children[dl.names[i]]
+			if child.typ == TypeDir {
 				dl.subdirs++
 			}
-			if _, seen := l.lay[c]; seen {
-				continue
+			if _, seen := l.lay[child]; seen {
+				continue // a hard link to a node already numbered
 			}
-			l.lay[c] = &nodeLayout{parent: d}
-			if c != lf {
-				c.ino = next
+			l.lay[child] = &nodeLayout{parent: dir}
+			if child != lostFound {
+				child.ino = next
 				next++
 			}
-			if c.typ == TypeDir {
-				stack = append(stack, c)
+			if child.typ == TypeDir {
+				stack = append(stack, child)
 			}
 		}
 	}
 	if next-1 > uint32(1<<32-1)-1 {
-		return nil, errdefs.InvalidArgument(errors.New("too many inodes"))
+		return errdefs.InvalidArgument(errors.New("too many inodes"))
 	}
 	l.maxIno = next - 1
 	l.byIno = make([]*node, l.maxIno+1)
 	for n := range l.lay {
 		l.byIno[n.ino] = n
 	}
+	return nil
+}
 
-	// Metadata whose size does not depend on the filesystem size.
-	var dirBlocks, treeBlocks, xaBlocks uint64
+// metadataBlocks counts the metadata blocks whose number does not depend
+// on the filesystem's size.
+type metadataBlocks struct {
+	dir, extentTree, xattr uint64
+}
+
+func (m metadataBlocks) total() uint64 { return m.dir + m.extentTree + m.xattr }
+
+// countFixedMetadata counts the directory, extent tree and xattr blocks
+// of every node, recording each node's extent tree size.
+func (l *layout) countFixedMetadata() metadataBlocks {
+	var m metadataBlocks
 	for _, n := range l.byIno {
 		if n == nil {
 			continue
 		}
 		nl := l.lay[n]
-		dirBlocks += nl.dirBlocks
+		m.dir += nl.dirBlocks
 		nl.treeBlocks = treeBlockCount(extentCount(n, nl))
-		treeBlocks += nl.treeBlocks
+		m.extentTree += nl.treeBlocks
 		if _, blk := splitXattrs(n.xattrs); len(blk) > 0 {
-			xaBlocks++
+			m.xattr++
 		}
 	}
-	fixed := dirBlocks + treeBlocks + xaBlocks
+	return m
+}
+
+// chooseSize sets the filesystem's size in blocks, its groups, inodes per
+// group and journal size: WithSize's size when given (an error when the
+// content does not fit), otherwise the content plus the free space and
+// free inodes asked for. Sizes feed back into each other (more blocks,
+// more groups, more inode tables), so it iterates until they agree.
+func (w *Writer) chooseSize(l *layout, fixedMeta uint64) error {
 	dataEnd := w.next
 	maxGroups := (w.dataStart - 1) * (blockSize / descSize)
 	used := uint64(l.maxIno)
-
 	minFree := w.opts.minFree
 	if minFree < 0 {
 		minFree = 1<<30 + int64(dataEnd-w.dataStart)*blockSize/2
@@ -165,55 +199,59 @@ func (w *Writer) plan(ctx context.Context) (*layout, error) {
 		freeInodes = 16384 + used/2
 	}
 	fixedSize := w.opts.size > 0
-	T := uint64(w.opts.size) / blockSize
+	total := uint64(w.opts.size) / blockSize
 	if !fixedSize {
-		T = dataEnd + fixed + uint64(minFree)/blockSize
+		total = dataEnd + fixedMeta + uint64(minFree)/blockSize
 	}
 	for iter := 0; ; iter++ {
 		if iter > 64 {
-			return nil, errors.New("size computation does not converge")
+			return errors.New("size computation does not converge")
 		}
-		G := ceilDiv(T, blocksPerGroup)
-		inodes := max(T*blockSize/inodeRatio, used+freeInodes)
+		groups := ceilDiv(total, blocksPerGroup)
+		inodes := max(total*blockSize/inodeRatio, used+freeInodes)
 		if fixedSize {
-			inodes = max(T*blockSize/inodeRatio, used)
+			inodes = max(total*blockSize/inodeRatio, used)
 		}
-		ipg := (ceilDiv(inodes, G) + 15) &^ 15
-		if ipg > blocksPerGroup {
+		inodesPerGroup := (ceilDiv(inodes, groups) + 15) &^ 15
+		if inodesPerGroup > blocksPerGroup {
 			if fixedSize {
-				return nil, errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for %d inodes", w.opts.size, used))
+				return errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for %d inodes", w.opts.size, used))
 			}
-			T = ceilDiv(inodes, blocksPerGroup) * blocksPerGroup
+			total = ceilDiv(inodes, blocksPerGroup) * blocksPerGroup
 			continue
 		}
-		J := journalBlocks(T)
-		meta := 2*G + G*ipg*inodeSize/blockSize + fixed + J
-		need := dataEnd + meta
-		if G > maxGroups {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("image of %d bytes larger than the maximum size %d the writer was made for", T*blockSize, w.opts.maxSize))
+		journal := journalBlocks(total)
+		need := dataEnd + 2*groups + groups*inodesPerGroup*inodeSize/blockSize + fixedMeta + journal
+		if groups > maxGroups {
+			return errdefs.InvalidArgument(fmt.Errorf("image of %d bytes larger than the maximum size %d the writer was made for", total*blockSize, w.opts.maxSize))
 		}
 		if fixedSize {
-			if need > T {
-				return nil, errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for the content: it needs at least %d bytes", w.opts.size, need*blockSize))
+			if need > total {
+				return errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for the content: it needs at least %d bytes", w.opts.size, need*blockSize))
 			}
-		} else if want := need + uint64(minFree)/blockSize; want > T {
-			T = want
+		} else if want := need + uint64(minFree)/blockSize; want > total {
+			total = want
 			continue
 		}
-		l.blocks, l.groups, l.ipg, l.jBlocks = T, G, ipg, J
-		break
+		l.blocks, l.groups, l.ipg, l.jBlocks = total, groups, inodesPerGroup, journal
+		return nil
 	}
+}
+
+// place lays the metadata out after the data, which ends at block
+// dataEnd: block bitmaps, inode bitmaps, inode tables, then directory
+// blocks, extent trees and xattr blocks in inode order, then the journal.
+func (l *layout) place(dataEnd uint64, meta metadataBlocks) {
 	l.gdtBlocks = ceilDiv(l.groups*descSize, blockSize)
 	l.bbStart = dataEnd
 	l.ibStart = l.bbStart + l.groups
 	l.itStart = l.ibStart + l.groups
 	l.dirStart = l.itStart + l.groups*l.ipg*inodeSize/blockSize
-	l.treeStart = l.dirStart + dirBlocks
-	l.xaStart = l.treeStart + treeBlocks
-	l.jStart = l.xaStart + xaBlocks
+	l.treeStart = l.dirStart + meta.dir
+	l.xaStart = l.treeStart + meta.extentTree
+	l.jStart = l.xaStart + meta.xattr
 	l.metaEnd = l.jStart + l.jBlocks
 
-	// Place directory blocks, extent trees and xattr blocks in inode order.
 	dirCur, treeCur, xaCur := l.dirStart, l.treeStart, l.xaStart
 	for _, n := range l.byIno {
 		if n == nil {
@@ -231,7 +269,6 @@ func (w *Writer) plan(ctx context.Context) (*layout, error) {
 			xaCur++
 		}
 	}
-	return l, nil
 }
 
 func extentCount(n *node, nl *nodeLayout) int {
@@ -294,7 +331,11 @@ func countDirBlocks(names []string) uint64 {
 	return blocks
 }
 
-// seqWriter batches sequential writes of metadata.
+// seqWriterMax is the most metadata a seqWriter batches into one write.
+const seqWriterMax = 4 << 20
+
+// seqWriter batches sequential writes of metadata; its buffer grows up to
+// seqWriterMax, so a small image costs a small buffer.
 type seqWriter struct {
 	f   *os.File
 	off int64
@@ -303,16 +344,16 @@ type seqWriter struct {
 }
 
 func newSeqWriter(f *os.File, block uint64) *seqWriter {
-	return &seqWriter{f: f, off: int64(block) * blockSize, buf: make([]byte, 0, 4<<20)}
+	return &seqWriter{f: f, off: int64(block) * blockSize}
 }
 
 // next returns the next n zeroed bytes to fill.
 func (s *seqWriter) next(n int) []byte {
-	if len(s.buf)+n > cap(s.buf) {
+	if len(s.buf)+n > seqWriterMax {
 		s.flush()
 	}
 	start := len(s.buf)
-	s.buf = s.buf[:start+n]
+	s.buf = growBuffer(s.buf, n, seqWriterMax)[:start+n]
 	b := s.buf[start:]
 	clear(b)
 	return b

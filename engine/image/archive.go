@@ -41,27 +41,66 @@ type dockerSaveEntry struct {
 // as one tarball in the format of docker save (manifest.json) that is at
 // the same time an OCI image layout (oci-layout, index.json, blobs/), as
 // dockerd 25 and later write it. An image named by a tag is saved with
-// that tag; one named by ID or digest without a tag.
+// that tag; one named by ID or digest without a tag. The images' blobs
+// stay in the store until Export returns, even if the images are removed
+// meanwhile; ctx stops it between blobs and inside each.
 func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) error {
 	if len(refsOrIDs) == 0 {
 		return errdefs.InvalidArgument(errors.New("save: no image named"))
 	}
-	type item struct {
-		rec  record
-		tags []string // canonical
+	items, release, err := s.exportItems(refsOrIDs)
+	if err != nil {
+		return err
 	}
-	var items []*item
-	byID := map[string]*item{}
+	defer release()
+
+	ew := &exportWriter{s: s, tw: tar.NewWriter(w), written: map[v1.Hash]bool{}}
+	var entries []dockerSaveEntry
+	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
+	for _, it := range items {
+		e, descs, err := ew.writeImage(ctx, it)
+		if err != nil {
+			return fmt.Errorf("save %s: %w", it.rec.ID, err)
+		}
+		entries = append(entries, e)
+		idx.Manifests = append(idx.Manifests, descs...)
+	}
+	if err := ew.finish(entries, idx); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	for _, it := range items {
+		if len(it.tags) == 0 {
+			s.notify(Change{Action: ActionSave, ID: it.rec.ID})
+		}
+		for _, t := range it.tags {
+			s.notify(Change{Action: ActionSave, ID: it.rec.ID, Ref: FamiliarName(t)})
+		}
+	}
+	return nil
+}
+
+// exportItem is one image Export writes, with the tags it is saved under
+// (canonical; those it was named by).
+type exportItem struct {
+	rec  record
+	tags []string
+}
+
+// exportItems resolves the images refsOrIDs name, in order and each once,
+// and leases their blobs so that no removal collects them while they are
+// written out; release ends the lease.
+func (s *Store) exportItems(refsOrIDs []string) (items []*exportItem, release func(), err error) {
+	byID := map[string]*exportItem{}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, arg := range refsOrIDs {
 		r, matched, err := s.lookupLocked(arg)
 		if err != nil {
-			s.mu.Unlock()
-			return err
+			return nil, nil, err
 		}
 		it := byID[r.ID]
 		if it == nil {
-			it = &item{rec: *r}
+			it = &exportItem{rec: *r}
 			byID[r.ID] = it
 			items = append(items, it)
 		}
@@ -69,8 +108,6 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 			it.tags = append(it.tags, matched)
 		}
 	}
-	// Keep the blobs from being collected while they are written out:
-	// lease them before letting go of s.mu.
 	var hs []v1.Hash
 	for _, it := range items {
 		hs = append(hs, it.rec.Manifest.Digest)
@@ -80,77 +117,90 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 			}
 		}
 	}
-	release := s.leaseLocked(hs...)
-	s.mu.Unlock()
-	defer release()
+	return items, s.leaseLocked(hs...), nil
+}
 
-	tw := tar.NewWriter(w)
-	written := map[v1.Hash]bool{}
-	addFile := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
+// exportWriter writes the tarball of Export: each blob once, then the
+// layout's and docker save's index files.
+type exportWriter struct {
+	s       *Store
+	tw      *tar.Writer
+	written map[v1.Hash]bool
+}
+
+// writeImage writes the blobs of one image and returns its manifest.json
+// entry and its index.json descriptors (one per tag, or one untagged).
+func (ew *exportWriter) writeImage(ctx context.Context, it *exportItem) (dockerSaveEntry, []v1.Descriptor, error) {
+	raw, err := ew.s.readBlob(it.rec.Manifest.Digest)
+	if err != nil {
+		return dockerSaveEntry{}, nil, err
 	}
-	addBlob := func(h v1.Hash) error {
-		if written[h] {
-			return nil
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return dockerSaveEntry{}, nil, err
+	}
+	for _, h := range append([]v1.Hash{it.rec.Manifest.Digest, m.Config.Digest}, descDigests(m.Layers)...) {
+		if err := ew.addBlob(ctx, h); err != nil {
+			return dockerSaveEntry{}, nil, err
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		f, err := os.Open(s.blobPath(h))
-		if err != nil {
-			return fmt.Errorf("blob %s: %w", h, err)
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + h.Hex, Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, f); err != nil {
-			return err
-		}
-		written[h] = true
+	}
+	e := dockerSaveEntry{Config: "blobs/sha256/" + m.Config.Digest.Hex, RepoTags: []string{}}
+	for _, l := range m.Layers {
+		e.Layers = append(e.Layers, "blobs/sha256/"+l.Digest.Hex)
+	}
+	if len(it.tags) == 0 {
+		return e, []v1.Descriptor{it.rec.Manifest}, nil
+	}
+	var descs []v1.Descriptor
+	for _, t := range it.tags {
+		e.RepoTags = append(e.RepoTags, FamiliarName(t))
+		d := it.rec.Manifest
+		_, tag := splitRepo(t)
+		d.Annotations = map[string]string{"io.containerd.image.name": t, "org.opencontainers.image.ref.name": tag}
+		descs = append(descs, d)
+	}
+	return e, descs, nil
+}
+
+// addBlob writes the stored blob h as blobs/sha256/<hex>, unless written.
+func (ew *exportWriter) addBlob(ctx context.Context, h v1.Hash) error {
+	if ew.written[h] {
 		return nil
 	}
-	var entries []dockerSaveEntry
-	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
-	for _, it := range items {
-		raw, err := s.readBlob(it.rec.Manifest.Digest)
-		if err != nil {
-			return fmt.Errorf("save %s: %w", it.rec.ID, err)
-		}
-		m, err := v1.ParseManifest(bytes.NewReader(raw))
-		if err != nil {
-			return fmt.Errorf("save %s: %w", it.rec.ID, err)
-		}
-		e := dockerSaveEntry{Config: "blobs/sha256/" + m.Config.Digest.Hex, RepoTags: []string{}}
-		for _, h := range append([]v1.Hash{it.rec.Manifest.Digest, m.Config.Digest}, descDigests(m.Layers)...) {
-			if err := addBlob(h); err != nil {
-				return fmt.Errorf("save %s: %w", it.rec.ID, err)
-			}
-		}
-		for _, l := range m.Layers {
-			e.Layers = append(e.Layers, "blobs/sha256/"+l.Digest.Hex)
-		}
-		d := it.rec.Manifest
-		if len(it.tags) == 0 {
-			idx.Manifests = append(idx.Manifests, d)
-		}
-		for _, t := range it.tags {
-			e.RepoTags = append(e.RepoTags, FamiliarName(t))
-			d := d
-			_, tag := splitRepo(t)
-			d.Annotations = map[string]string{"io.containerd.image.name": t, "org.opencontainers.image.ref.name": tag}
-			idx.Manifests = append(idx.Manifests, d)
-		}
-		entries = append(entries, e)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
+	f, err := os.Open(ew.s.blobPath(h))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	if err := ew.tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + h.Hex, Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	if _, err := ctxio.Copy(ctx, ew.tw, f); err != nil {
+		return err
+	}
+	ew.written[h] = true
+	return nil
+}
+
+// addFile writes a small file of the tarball.
+func (ew *exportWriter) addFile(name string, data []byte) error {
+	if err := ew.tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	_, err := ew.tw.Write(data)
+	return err
+}
+
+// finish writes oci-layout, index.json and manifest.json and closes the
+// tarball.
+func (ew *exportWriter) finish(entries []dockerSaveEntry, idx v1.IndexManifest) error {
 	mj, err := json.Marshal(entries)
 	if err != nil {
 		return err
@@ -163,22 +213,11 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 		name string
 		data []byte
 	}{{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)}, {"index.json", ij}, {"manifest.json", mj}} {
-		if err := addFile(f.name, f.data); err != nil {
-			return fmt.Errorf("save: %w", err)
+		if err := ew.addFile(f.name, f.data); err != nil {
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	for _, it := range items {
-		if len(it.tags) == 0 {
-			s.notify(Change{Action: ActionSave, ID: it.rec.ID})
-		}
-		for _, t := range it.tags {
-			s.notify(Change{Action: ActionSave, ID: it.rec.ID, Ref: FamiliarName(t)})
-		}
-	}
-	return nil
+	return ew.tw.Close()
 }
 
 func descDigests(ds []v1.Descriptor) []v1.Hash {
