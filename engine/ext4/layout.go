@@ -389,7 +389,45 @@ func fileTypeCode(t FileType) uint8 {
 }
 
 func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
-	// Directories.
+	if err := w.writeDirectories(ctx, l); err != nil {
+		return fmt.Errorf("write directories: %w", err)
+	}
+	dirsPerGroup, err := w.writeInodes(ctx, l)
+	if err != nil {
+		return fmt.Errorf("write inodes: %w", err)
+	}
+	freeBlocks, totalFreeBlocks, err := w.writeBlockBitmaps(l)
+	if err != nil {
+		return fmt.Errorf("write block bitmaps: %w", err)
+	}
+	freeInodes, err := w.writeInodeBitmaps(l)
+	if err != nil {
+		return fmt.Errorf("write inode bitmaps: %w", err)
+	}
+	if err := w.writeGroupDescriptors(l, freeBlocks, freeInodes, dirsPerGroup); err != nil {
+		return fmt.Errorf("write group descriptors: %w", err)
+	}
+	if _, err := w.f.WriteAt(w.journalSuperblock(l), int64(l.jStart)*blockSize); err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	sb, err := w.superblock(l, totalFreeBlocks, l.groups*l.ipg-uint64(l.maxIno))
+	if err != nil {
+		return err
+	}
+	if _, err := w.f.WriteAt(sb, 1024); err != nil {
+		return fmt.Errorf("write superblock: %w", err)
+	}
+	if err := w.f.Truncate(int64(l.blocks) * blockSize); err != nil {
+		return fmt.Errorf("set size: %w", err)
+	}
+	if err := w.punchFreed(); err != nil {
+		return fmt.Errorf("punch holes: %w", err)
+	}
+	return nil
+}
+
+// writeDirectories writes the blocks of every directory, in inode order.
+func (w *Writer) writeDirectories(ctx context.Context, l *layout) error {
 	dw := newSeqWriter(w.f, l.dirStart)
 	for i, n := range l.byIno {
 		if n == nil || n.typ != TypeDir {
@@ -402,21 +440,23 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 		}
 		writeDir(dw, n, l.lay[n])
 	}
-	if err := dw.flush(); err != nil {
-		return fmt.Errorf("write directories: %w", err)
-	}
+	return dw.flush()
+}
 
-	// Inode table, extent trees, xattr blocks.
+// writeInodes writes the inode table, and the extent tree and xattr
+// blocks the inodes point to. It returns how many directories each group
+// holds.
+func (w *Writer) writeInodes(ctx context.Context, l *layout) (dirsPerGroup []uint64, err error) {
 	it := newSeqWriter(w.f, l.itStart)
 	tw := newSeqWriter(w.f, l.treeStart)
 	xw := newSeqWriter(w.f, l.xaStart)
-	dirsPerGroup := make([]uint64, l.groups)
+	dirsPerGroup = make([]uint64, l.groups)
 	for ino := uint32(1); ino <= l.maxIno; ino++ {
 		b := it.next(inodeSize)
 		n := l.byIno[ino]
 		if ino%4096 == 0 {
 			if err := ctx.Err(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		switch {
@@ -433,11 +473,16 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 	}
 	for _, s := range []*seqWriter{it, tw, xw} {
 		if err := s.flush(); err != nil {
-			return fmt.Errorf("write inodes: %w", err)
+			return nil, err
 		}
 	}
+	return dirsPerGroup, nil
+}
 
-	// Block bitmap.
+// writeBlockBitmaps marks the superblock, group descriptors, file data
+// and metadata in use, and returns the free blocks of each group and in
+// all.
+func (w *Writer) writeBlockBitmaps(l *layout) (freeBlocks []uint64, total uint64, err error) {
 	bm := make([]byte, l.groups*blockSize)
 	setBits(bm, 0, 1+l.gdtBlocks)
 	for _, n := range l.byIno {
@@ -450,20 +495,23 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 	}
 	setBits(bm, l.bbStart, l.metaEnd-l.bbStart)
 	setBits(bm, l.blocks, l.groups*blocksPerGroup-l.blocks) // padding
-	freeBlocks := make([]uint64, l.groups)
-	var totalFreeBlocks uint64
+	freeBlocks = make([]uint64, l.groups)
 	for g := range l.groups {
 		used := popcount(bm[g*blockSize : (g+1)*blockSize])
 		freeBlocks[g] = blocksPerGroup - used
-		totalFreeBlocks += freeBlocks[g]
+		total += freeBlocks[g]
 	}
 	if _, err := w.f.WriteAt(bm, int64(l.bbStart)*blockSize); err != nil {
-		return fmt.Errorf("write block bitmaps: %w", err)
+		return nil, 0, err
 	}
+	return freeBlocks, total, nil
+}
 
-	// Inode bitmaps.
+// writeInodeBitmaps marks inodes 1 to maxIno in use and returns the free
+// inodes of each group.
+func (w *Writer) writeInodeBitmaps(l *layout) (freeInodes []uint64, err error) {
 	ib := make([]byte, l.groups*blockSize)
-	freeInodes := make([]uint64, l.groups)
+	freeInodes = make([]uint64, l.groups)
 	for g := range l.groups {
 		grp := ib[g*blockSize : (g+1)*blockSize]
 		first := g * l.ipg // inode first+1 is bit 0
@@ -476,10 +524,14 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 		freeInodes[g] = l.ipg - usedHere
 	}
 	if _, err := w.f.WriteAt(ib, int64(l.ibStart)*blockSize); err != nil {
-		return fmt.Errorf("write inode bitmaps: %w", err)
+		return nil, err
 	}
+	return freeInodes, nil
+}
 
-	// Group descriptors.
+// writeGroupDescriptors writes one descriptor per group, after the
+// superblock's block.
+func (w *Writer) writeGroupDescriptors(l *layout, freeBlocks, freeInodes, dirs []uint64) error {
 	gdt := make([]byte, l.gdtBlocks*blockSize)
 	for g := range l.groups {
 		d := gdt[g*descSize:]
@@ -488,32 +540,10 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 		put64split(d[8:], d[40:], l.itStart+g*l.ipg*inodeSize/blockSize)
 		put32split16(d[12:], d[44:], uint32(freeBlocks[g]))
 		put32split16(d[14:], d[46:], uint32(freeInodes[g]))
-		put32split16(d[16:], d[48:], uint32(dirsPerGroup[g]))
+		put32split16(d[16:], d[48:], uint32(dirs[g]))
 	}
-	if _, err := w.f.WriteAt(gdt, blockSize); err != nil {
-		return fmt.Errorf("write group descriptors: %w", err)
-	}
-
-	// Journal superblock.
-	if _, err := w.f.WriteAt(w.journalSuperblock(l), int64(l.jStart)*blockSize); err != nil {
-		return fmt.Errorf("write journal: %w", err)
-	}
-
-	// Superblock.
-	sb, err := w.superblock(l, totalFreeBlocks, l.groups*l.ipg-uint64(l.maxIno))
-	if err != nil {
-		return err
-	}
-	if _, err := w.f.WriteAt(sb, 1024); err != nil {
-		return fmt.Errorf("write superblock: %w", err)
-	}
-	if err := w.f.Truncate(int64(l.blocks) * blockSize); err != nil {
-		return fmt.Errorf("set size: %w", err)
-	}
-	if err := w.punchFreed(); err != nil {
-		return fmt.Errorf("punch holes: %w", err)
-	}
-	return nil
+	_, err := w.f.WriteAt(gdt, blockSize)
+	return err
 }
 
 func (w *Writer) punchFreed() error {

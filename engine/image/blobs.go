@@ -176,33 +176,12 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 		resumed = false
 	}
 
-	w := io.MultiWriter(f, h)
-	buf := make([]byte, 128<<10)
-	limit := desc.Size - have + 1 // one byte more than needed detects an overlong body
-	r := io.LimitReader(rc, limit)
-	for {
-		if err := ctx.Err(); err != nil {
-			return false, err
+	have, err = s.receive(ctx, io.MultiWriter(f, h), rc, have, desc, progress)
+	if err != nil {
+		if isENOSPC(err) {
+			keep = false
 		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				if isENOSPC(werr) {
-					keep = false
-				}
-				return false, fmt.Errorf("blob %s: %w", desc.Digest, diskErr(werr, s.root))
-			}
-			have += int64(n)
-			if progress != nil {
-				progress(min(have, desc.Size))
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return false, fmt.Errorf("blob %s: read after %d of %d bytes: %w", desc.Digest, have, desc.Size, rerr)
-		}
+		return false, err
 	}
 	if have < desc.Size {
 		return false, fmt.Errorf("blob %s: %w: got %d of %d bytes", desc.Digest, errTruncated, have, desc.Size)
@@ -230,6 +209,36 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 	keep = true // renamed away; nothing to remove
 	syncDir(filepath.Join(s.root, blobsDir))
 	return false, nil
+}
+
+// receive copies the blob's bytes from rc to w, which already holds
+// have of them, reading at most one byte more than the blob's size (so an
+// overlong body shows), and calls progress as they come. It returns the
+// bytes held; ctx stops it between reads.
+func (s *Store) receive(ctx context.Context, w io.Writer, rc io.Reader, have int64, desc v1.Descriptor, progress func(int64)) (int64, error) {
+	buf := make([]byte, 128<<10)
+	r := io.LimitReader(rc, desc.Size-have+1)
+	for {
+		if err := ctx.Err(); err != nil {
+			return have, err
+		}
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return have, fmt.Errorf("blob %s: %w", desc.Digest, diskErr(werr, s.root))
+			}
+			have += int64(n)
+			if progress != nil {
+				progress(min(have, desc.Size))
+			}
+		}
+		if rerr == io.EOF {
+			return have, nil
+		}
+		if rerr != nil {
+			return have, fmt.Errorf("blob %s: read after %d of %d bytes: %w", desc.Digest, have, desc.Size, rerr)
+		}
+	}
 }
 
 // resumeFrom hashes the partial download already in f and leaves f

@@ -144,33 +144,9 @@ func (p *puller) pull(ctx context.Context) (*PullResult, error) {
 		remote.WithTransport(p.rt),
 		remote.WithRetryBackoff(remote.Backoff{Duration: p.s.opt.backoff, Factor: 2, Jitter: 0.1, Steps: p.s.opt.attempts}),
 	}
-	top, err := remote.Get(p.ref, ropts...)
+	top, mdesc, raw, err := p.resolveManifest(ropts)
 	if err != nil {
 		return nil, err
-	}
-	var mdesc v1.Descriptor
-	var raw []byte
-	switch {
-	case top.MediaType.IsIndex():
-		child, err := p.pickPlatform(top)
-		if err != nil {
-			return nil, err
-		}
-		d, err := remote.Get(p.ref.Context().Digest(child.Digest.String()), ropts...)
-		if err != nil {
-			return nil, err
-		}
-		mdesc, raw = child, d.Manifest
-		mdesc.MediaType = d.MediaType
-	case top.MediaType.IsImage():
-		mdesc, raw = top.Descriptor, top.Manifest
-	default:
-		return nil, errdefs.NotImplemented(fmt.Errorf("unsupported manifest media type %q", top.MediaType))
-	}
-	mdesc.Size = int64(len(raw))
-	mdesc.Annotations = nil
-	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != mdesc.Digest {
-		return nil, fmt.Errorf("manifest %s: %w: content hashes to %s", mdesc.Digest, errDigestMismatch, h)
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
@@ -227,6 +203,40 @@ func (p *puller) pull(ctx context.Context) (*PullResult, error) {
 	}
 	p.s.notify(Change{Action: ActionPull, ID: img.ID, Ref: FamiliarName(p.canon)})
 	return &PullResult{Image: img, Ref: FamiliarName(p.canon), Digest: top.Digest, Updated: changed || downloaded}, nil
+}
+
+// resolveManifest fetches what the reference names (top: an index or a
+// manifest) and the manifest for the wanted platform: its descriptor
+// (size and media type as fetched) and its bytes, verified against its
+// digest.
+func (p *puller) resolveManifest(ropts []remote.Option) (top *remote.Descriptor, mdesc v1.Descriptor, raw []byte, err error) {
+	top, err = remote.Get(p.ref, ropts...)
+	if err != nil {
+		return nil, mdesc, nil, err
+	}
+	switch {
+	case top.MediaType.IsIndex():
+		child, err := p.pickPlatform(top)
+		if err != nil {
+			return nil, mdesc, nil, err
+		}
+		d, err := remote.Get(p.ref.Context().Digest(child.Digest.String()), ropts...)
+		if err != nil {
+			return nil, mdesc, nil, err
+		}
+		mdesc, raw = child, d.Manifest
+		mdesc.MediaType = d.MediaType
+	case top.MediaType.IsImage():
+		mdesc, raw = top.Descriptor, top.Manifest
+	default:
+		return nil, mdesc, nil, errdefs.NotImplemented(fmt.Errorf("unsupported manifest media type %q", top.MediaType))
+	}
+	mdesc.Size = int64(len(raw))
+	mdesc.Annotations = nil
+	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != mdesc.Digest {
+		return nil, mdesc, nil, fmt.Errorf("manifest %s: %w: content hashes to %s", mdesc.Digest, errDigestMismatch, h)
+	}
+	return top, mdesc, raw, nil
 }
 
 // pickPlatform chooses the entry of an index for the wanted platform.
