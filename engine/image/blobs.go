@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/berthvm/berth/engine/ctxio"
 )
 
 // The on-disk layout of a store directory:
@@ -144,7 +146,7 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 	}()
 
 	h := sha256.New()
-	have, err := resumeFrom(f, h, desc.Size)
+	have, err := resumeFrom(ctx, f, h, desc.Size)
 	if err != nil {
 		return false, fmt.Errorf("blob %s: read partial download: %w", desc.Digest, err)
 	}
@@ -241,9 +243,10 @@ func (s *Store) receive(ctx context.Context, w io.Writer, rc io.Reader, have int
 	}
 }
 
-// resumeFrom hashes the partial download already in f and leaves f
-// positioned after it. A partial file longer than the blob is emptied.
-func resumeFrom(f *os.File, h hash.Hash, size int64) (int64, error) {
+// resumeFrom hashes the partial download already in f (stopping when ctx
+// ends) and leaves f positioned after it. A partial file longer than the
+// blob is emptied.
+func resumeFrom(ctx context.Context, f *os.File, h hash.Hash, size int64) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, err
@@ -255,7 +258,7 @@ func resumeFrom(f *os.File, h hash.Hash, size int64) (int64, error) {
 		_, err := f.Seek(0, io.SeekStart)
 		return 0, err
 	}
-	return io.CopyN(h, f, fi.Size())
+	return io.CopyN(h, ctxio.NewReader(ctx, f), fi.Size())
 }
 
 // putBlob stores a blob whose content is in memory (manifests, configs).
