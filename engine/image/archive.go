@@ -247,9 +247,31 @@ func (t *importTree) open(name string) (*os.File, error) {
 		p = path.Clean(path.Join(path.Dir(p), target))
 	}
 	if p == ".." || strings.HasPrefix(p, "../") || path.IsAbs(p) {
-		return nil, fmt.Errorf("%s: points outside the tarball", name)
+		return nil, errdefs.InvalidArgument(fmt.Errorf("%q points outside the archive", name))
 	}
-	return os.Open(filepath.Join(t.dir, filepath.FromSlash(p)))
+	f, err := os.Open(filepath.Join(t.dir, filepath.FromSlash(p)))
+	if err != nil {
+		return nil, archiveMemberErr(name, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errdefs.InvalidArgument(fmt.Errorf("%q is not a file of the archive", name))
+	}
+	return f, nil
+}
+
+// archiveMemberErr describes a failure to open the member name of an
+// extracted archive without the path of the extraction directory, which
+// is the store's business.
+func archiveMemberErr(name string, err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return errdefs.InvalidArgument(fmt.Errorf("%q is not in the archive", name))
+	}
+	var perr *os.PathError
+	if errors.As(err, &perr) {
+		err = perr.Err
+	}
+	return fmt.Errorf("archive member %q: %w", name, err)
 }
 
 func (t *importTree) read(name string) ([]byte, error) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -309,5 +310,29 @@ func TestHashingHonoursCancellation(t *testing.T) {
 	cancel()
 	if _, err := layerFileDescriptor(ctx, tree, "layer.tar", v1.Hash{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("layerFileDescriptor with a cancelled context = %v; want context.Canceled", err)
+	}
+}
+
+func TestImportMissingMembersNameThemNotTheStore(t *testing.T) {
+	_, data := dockerSaveTar(t, "example.com/app:1")
+	for _, missing := range []string{"nosuch.json", "../../etc/passwd", "/etc/passwd", "blobs"} {
+		broken := rewriteTarFunc(t, data, "manifest.json", func(b []byte) []byte {
+			var m []dockerSaveEntry
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			m[0].Config = missing
+			out, _ := json.Marshal(m)
+			return out
+		})
+		s := openTestStore(t)
+		_, err := s.Import(context.Background(), bytes.NewReader(broken))
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), missing) {
+			t.Errorf("Import with config %q = %v; want InvalidArgument naming it", missing, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), ".import-") || strings.Contains(err.Error(), s.Dir())) {
+			t.Errorf("error exposes an internal path: %v", err)
+		}
+		assertEmptyStore(t, s)
 	}
 }
