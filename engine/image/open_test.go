@@ -26,6 +26,12 @@ func TestOpenSweepsWhatAKilledProcessLeft(t *testing.T) {
 	if _, err := s.Import(ctx, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
+	blobs, _ := os.ReadDir(filepath.Join(dir, blobsDir))
+	for _, e := range blobs {
+		if fi, err := e.Info(); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("blob %s: %v, %v; want mode 0600", e.Name(), fi, err)
+		}
+	}
 	s.Close()
 
 	orphan := []byte("a layer whose load was killed before its image was recorded")

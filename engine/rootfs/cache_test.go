@@ -120,6 +120,9 @@ func TestCacheEnsureCloneRemove(t *testing.T) {
 	if src.Size() != dst.Size() {
 		t.Errorf("clone size %d, base %d", dst.Size(), src.Size())
 	}
+	if src.Mode().Perm() != 0o600 || dst.Mode().Perm() != 0o600 {
+		t.Errorf("base image mode %v, clone %v; want both 0600 (a root filesystem is its owner's only)", src.Mode(), dst.Mode())
+	}
 	if used := dst.Sys().(*syscall.Stat_t).Blocks * 512; used > 64<<20 {
 		t.Errorf("clone of a %d byte image uses %d bytes: holes not kept", dst.Size(), used)
 	}
