@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/zstd"
@@ -332,6 +334,29 @@ func TestImportMissingMembersNameThemNotTheStore(t *testing.T) {
 		}
 		if err != nil && (strings.Contains(err.Error(), ".import-") || strings.Contains(err.Error(), s.Dir())) {
 			t.Errorf("error exposes an internal path: %v", err)
+		}
+		assertEmptyStore(t, s)
+	}
+}
+
+func TestImportRefusesBadReferencesInAnOCIIndex(t *testing.T) {
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"../../etc/passwd:1", "a//b:1", "example.com/UPPER:1"} {
+		dir := t.TempDir()
+		p, err := layout.Write(dir, empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"io.containerd.image.name": bad})); err != nil {
+			t.Fatal(err)
+		}
+		s := openTestStore(t)
+		_, err = s.Import(context.Background(), bytes.NewReader(tarDir(t, dir)))
+		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), bad) {
+			t.Errorf("Import of an OCI layout naming %q = %v; want InvalidArgument naming it", bad, err)
 		}
 		assertEmptyStore(t, s)
 	}
