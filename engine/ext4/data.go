@@ -57,9 +57,7 @@ func (w *Writer) appendBlock(n *node, logical uint32, b []byte) error {
 			return err
 		}
 	}
-	if w.buf == nil {
-		w.buf = make([]byte, 0, w.opts.bufferBytes)
-	}
+	w.buf = growBuffer(w.buf, len(b), w.opts.bufferBytes)
 	w.buf = append(w.buf, b...)
 	w.next++
 	if k := len(n.extents); k > 0 {
@@ -86,4 +84,18 @@ func (w *Writer) flush() error {
 	w.buf = w.buf[:0]
 	w.bufStart = w.next
 	return nil
+}
+
+// growBuffer returns buf with room for n more bytes, at most limit in
+// all. A buffer starts at 64 KiB and doubles, so an image of a few files
+// needs no buffer of the full limit, and one of gigabytes allocates about
+// twice the limit in all.
+func growBuffer(buf []byte, n, limit int) []byte {
+	if len(buf)+n <= cap(buf) {
+		return buf
+	}
+	c := min(max(2*cap(buf), 64<<10, len(buf)+n), max(limit, len(buf)+n))
+	nb := make([]byte, len(buf), c)
+	copy(nb, buf)
+	return nb
 }

@@ -17,20 +17,6 @@ import (
 	"github.com/berthvm/berth/engine/testenv"
 )
 
-// inCI reports whether tests run in CI, where missing tools or privileges
-// are failures rather than reasons to skip.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if inCI() {
-			t.Fatal("this test loop-mounts images and must run as root in CI")
-		}
-		t.Skip("skipping: loop-mounting an image needs root")
-	}
-}
-
 // want is what an entry of an image must be.
 type want struct {
 	typ      FileType

@@ -89,73 +89,107 @@ func (w *Writer) finish(ctx context.Context) error {
 // plan numbers the inodes and decides the size and the layout.
 func (w *Writer) plan(ctx context.Context) (*layout, error) {
 	l := &layout{lay: make(map[*node]*nodeLayout)}
-	lf := w.root.children["lost+found"]
-	w.root.ino, lf.ino = rootIno, lostFoundIno
+	if err := w.numberInodes(ctx, l); err != nil {
+		return nil, err
+	}
+	meta := l.countFixedMetadata()
+	if err := w.chooseSize(l, meta.total()); err != nil {
+		return nil, err
+	}
+	l.place(w.next, meta)
+	return l, nil
+}
+
+// numberInodes walks the tree depth-first in name order and gives every
+// node its inode number (root 2, lost+found 11, the others from 12 on) and
+// its nodeLayout with the directory's sorted names and block count.
+func (w *Writer) numberInodes(ctx context.Context, l *layout) error {
+	lostFound := w.root.children["lost+found"]
+	w.root.ino, lostFound.ino = rootIno, lostFoundIno
 	l.lay[w.root] = &nodeLayout{parent: w.root}
 	next := uint32(lostFoundIno + 1)
 	stack := []*node{w.root}
 	visited := 0
 	for len(stack) > 0 {
-		d := stack[len(stack)-1]
+		dir := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if visited++; visited%4096 == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		dl := l.lay[d]
-		dl.names = make([]string, 0, len(d.children))
-		for name := range d.children {
+		dl := l.lay[dir]
+		dl.names = make([]string, 0, len(dir.children))
+		for name := range dir.children {
 			dl.names = append(dl.names, name)
 		}
 		sort.Strings(dl.names)
 		dl.dirBlocks = countDirBlocks(dl.names)
 		for i := len(dl.names) - 1; i >= 0; i-- {
-			c := d.children[dl.names[i]]
-			if c.typ == TypeDir {
+			child := dir.children[dl.names[i]]
+			if child.typ == TypeDir {
 				dl.subdirs++
 			}
-			if _, seen := l.lay[c]; seen {
-				continue
+			if _, seen := l.lay[child]; seen {
+				continue // a hard link to a node already numbered
 			}
-			l.lay[c] = &nodeLayout{parent: d}
-			if c != lf {
-				c.ino = next
+			l.lay[child] = &nodeLayout{parent: dir}
+			if child != lostFound {
+				child.ino = next
 				next++
 			}
-			if c.typ == TypeDir {
-				stack = append(stack, c)
+			if child.typ == TypeDir {
+				stack = append(stack, child)
 			}
 		}
 	}
 	if next-1 > uint32(1<<32-1)-1 {
-		return nil, errdefs.InvalidArgument(errors.New("too many inodes"))
+		return errdefs.InvalidArgument(errors.New("too many inodes"))
 	}
 	l.maxIno = next - 1
 	l.byIno = make([]*node, l.maxIno+1)
 	for n := range l.lay {
 		l.byIno[n.ino] = n
 	}
+	return nil
+}
 
-	// Metadata whose size does not depend on the filesystem size.
-	var dirBlocks, treeBlocks, xaBlocks uint64
+// metadataBlocks counts the metadata blocks whose number does not depend
+// on the filesystem's size.
+type metadataBlocks struct {
+	dir, extentTree, xattr uint64
+}
+
+func (m metadataBlocks) total() uint64 { return m.dir + m.extentTree + m.xattr }
+
+// countFixedMetadata counts the directory, extent tree and xattr blocks
+// of every node, recording each node's extent tree size.
+func (l *layout) countFixedMetadata() metadataBlocks {
+	var m metadataBlocks
 	for _, n := range l.byIno {
 		if n == nil {
 			continue
 		}
 		nl := l.lay[n]
-		dirBlocks += nl.dirBlocks
+		m.dir += nl.dirBlocks
 		nl.treeBlocks = treeBlockCount(extentCount(n, nl))
-		treeBlocks += nl.treeBlocks
+		m.extentTree += nl.treeBlocks
 		if _, blk := splitXattrs(n.xattrs); len(blk) > 0 {
-			xaBlocks++
+			m.xattr++
 		}
 	}
-	fixed := dirBlocks + treeBlocks + xaBlocks
+	return m
+}
+
+// chooseSize sets the filesystem's size in blocks, its groups, inodes per
+// group and journal size: WithSize's size when given (an error when the
+// content does not fit), otherwise the content plus the free space and
+// free inodes asked for. Sizes feed back into each other (more blocks,
+// more groups, more inode tables), so it iterates until they agree.
+func (w *Writer) chooseSize(l *layout, fixedMeta uint64) error {
 	dataEnd := w.next
 	maxGroups := (w.dataStart - 1) * (blockSize / descSize)
 	used := uint64(l.maxIno)
-
 	minFree := w.opts.minFree
 	if minFree < 0 {
 		minFree = 1<<30 + int64(dataEnd-w.dataStart)*blockSize/2
@@ -165,55 +199,59 @@ func (w *Writer) plan(ctx context.Context) (*layout, error) {
 		freeInodes = 16384 + used/2
 	}
 	fixedSize := w.opts.size > 0
-	T := uint64(w.opts.size) / blockSize
+	total := uint64(w.opts.size) / blockSize
 	if !fixedSize {
-		T = dataEnd + fixed + uint64(minFree)/blockSize
+		total = dataEnd + fixedMeta + uint64(minFree)/blockSize
 	}
 	for iter := 0; ; iter++ {
 		if iter > 64 {
-			return nil, errors.New("size computation does not converge")
+			return errors.New("size computation does not converge")
 		}
-		G := ceilDiv(T, blocksPerGroup)
-		inodes := max(T*blockSize/inodeRatio, used+freeInodes)
+		groups := ceilDiv(total, blocksPerGroup)
+		inodes := max(total*blockSize/inodeRatio, used+freeInodes)
 		if fixedSize {
-			inodes = max(T*blockSize/inodeRatio, used)
+			inodes = max(total*blockSize/inodeRatio, used)
 		}
-		ipg := (ceilDiv(inodes, G) + 15) &^ 15
-		if ipg > blocksPerGroup {
+		inodesPerGroup := (ceilDiv(inodes, groups) + 15) &^ 15
+		if inodesPerGroup > blocksPerGroup {
 			if fixedSize {
-				return nil, errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for %d inodes", w.opts.size, used))
+				return errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for %d inodes", w.opts.size, used))
 			}
-			T = ceilDiv(inodes, blocksPerGroup) * blocksPerGroup
+			total = ceilDiv(inodes, blocksPerGroup) * blocksPerGroup
 			continue
 		}
-		J := journalBlocks(T)
-		meta := 2*G + G*ipg*inodeSize/blockSize + fixed + J
-		need := dataEnd + meta
-		if G > maxGroups {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("image of %d bytes larger than the maximum size %d the writer was made for", T*blockSize, w.opts.maxSize))
+		journal := journalBlocks(total)
+		need := dataEnd + 2*groups + groups*inodesPerGroup*inodeSize/blockSize + fixedMeta + journal
+		if groups > maxGroups {
+			return errdefs.InvalidArgument(fmt.Errorf("image of %d bytes larger than the maximum size %d the writer was made for", total*blockSize, w.opts.maxSize))
 		}
 		if fixedSize {
-			if need > T {
-				return nil, errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for the content: it needs at least %d bytes", w.opts.size, need*blockSize))
+			if need > total {
+				return errdefs.InvalidArgument(fmt.Errorf("size %d bytes too small for the content: it needs at least %d bytes", w.opts.size, need*blockSize))
 			}
-		} else if want := need + uint64(minFree)/blockSize; want > T {
-			T = want
+		} else if want := need + uint64(minFree)/blockSize; want > total {
+			total = want
 			continue
 		}
-		l.blocks, l.groups, l.ipg, l.jBlocks = T, G, ipg, J
-		break
+		l.blocks, l.groups, l.ipg, l.jBlocks = total, groups, inodesPerGroup, journal
+		return nil
 	}
+}
+
+// place lays the metadata out after the data, which ends at block
+// dataEnd: block bitmaps, inode bitmaps, inode tables, then directory
+// blocks, extent trees and xattr blocks in inode order, then the journal.
+func (l *layout) place(dataEnd uint64, meta metadataBlocks) {
 	l.gdtBlocks = ceilDiv(l.groups*descSize, blockSize)
 	l.bbStart = dataEnd
 	l.ibStart = l.bbStart + l.groups
 	l.itStart = l.ibStart + l.groups
 	l.dirStart = l.itStart + l.groups*l.ipg*inodeSize/blockSize
-	l.treeStart = l.dirStart + dirBlocks
-	l.xaStart = l.treeStart + treeBlocks
-	l.jStart = l.xaStart + xaBlocks
+	l.treeStart = l.dirStart + meta.dir
+	l.xaStart = l.treeStart + meta.extentTree
+	l.jStart = l.xaStart + meta.xattr
 	l.metaEnd = l.jStart + l.jBlocks
 
-	// Place directory blocks, extent trees and xattr blocks in inode order.
 	dirCur, treeCur, xaCur := l.dirStart, l.treeStart, l.xaStart
 	for _, n := range l.byIno {
 		if n == nil {
@@ -231,7 +269,6 @@ func (w *Writer) plan(ctx context.Context) (*layout, error) {
 			xaCur++
 		}
 	}
-	return l, nil
 }
 
 func extentCount(n *node, nl *nodeLayout) int {
@@ -294,7 +331,11 @@ func countDirBlocks(names []string) uint64 {
 	return blocks
 }
 
-// seqWriter batches sequential writes of metadata.
+// seqWriterMax is the most metadata a seqWriter batches into one write.
+const seqWriterMax = 4 << 20
+
+// seqWriter batches sequential writes of metadata; its buffer grows up to
+// seqWriterMax, so a small image costs a small buffer.
 type seqWriter struct {
 	f   *os.File
 	off int64
@@ -303,16 +344,16 @@ type seqWriter struct {
 }
 
 func newSeqWriter(f *os.File, block uint64) *seqWriter {
-	return &seqWriter{f: f, off: int64(block) * blockSize, buf: make([]byte, 0, 4<<20)}
+	return &seqWriter{f: f, off: int64(block) * blockSize}
 }
 
 // next returns the next n zeroed bytes to fill.
 func (s *seqWriter) next(n int) []byte {
-	if len(s.buf)+n > cap(s.buf) {
+	if len(s.buf)+n > seqWriterMax {
 		s.flush()
 	}
 	start := len(s.buf)
-	s.buf = s.buf[:start+n]
+	s.buf = growBuffer(s.buf, n, seqWriterMax)[:start+n]
 	b := s.buf[start:]
 	clear(b)
 	return b
@@ -348,7 +389,45 @@ func fileTypeCode(t FileType) uint8 {
 }
 
 func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
-	// Directories.
+	if err := w.writeDirectories(ctx, l); err != nil {
+		return fmt.Errorf("write directories: %w", err)
+	}
+	dirsPerGroup, err := w.writeInodes(ctx, l)
+	if err != nil {
+		return fmt.Errorf("write inodes: %w", err)
+	}
+	freeBlocks, totalFreeBlocks, err := w.writeBlockBitmaps(l)
+	if err != nil {
+		return fmt.Errorf("write block bitmaps: %w", err)
+	}
+	freeInodes, err := w.writeInodeBitmaps(l)
+	if err != nil {
+		return fmt.Errorf("write inode bitmaps: %w", err)
+	}
+	if err := w.writeGroupDescriptors(l, freeBlocks, freeInodes, dirsPerGroup); err != nil {
+		return fmt.Errorf("write group descriptors: %w", err)
+	}
+	if _, err := w.f.WriteAt(w.journalSuperblock(l), int64(l.jStart)*blockSize); err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	sb, err := w.superblock(l, totalFreeBlocks, l.groups*l.ipg-uint64(l.maxIno))
+	if err != nil {
+		return err
+	}
+	if _, err := w.f.WriteAt(sb, 1024); err != nil {
+		return fmt.Errorf("write superblock: %w", err)
+	}
+	if err := w.f.Truncate(int64(l.blocks) * blockSize); err != nil {
+		return fmt.Errorf("set size: %w", err)
+	}
+	if err := w.punchFreed(); err != nil {
+		return fmt.Errorf("punch holes: %w", err)
+	}
+	return nil
+}
+
+// writeDirectories writes the blocks of every directory, in inode order.
+func (w *Writer) writeDirectories(ctx context.Context, l *layout) error {
 	dw := newSeqWriter(w.f, l.dirStart)
 	for i, n := range l.byIno {
 		if n == nil || n.typ != TypeDir {
@@ -361,21 +440,23 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 		}
 		writeDir(dw, n, l.lay[n])
 	}
-	if err := dw.flush(); err != nil {
-		return fmt.Errorf("write directories: %w", err)
-	}
+	return dw.flush()
+}
 
-	// Inode table, extent trees, xattr blocks.
+// writeInodes writes the inode table, and the extent tree and xattr
+// blocks the inodes point to. It returns how many directories each group
+// holds.
+func (w *Writer) writeInodes(ctx context.Context, l *layout) (dirsPerGroup []uint64, err error) {
 	it := newSeqWriter(w.f, l.itStart)
 	tw := newSeqWriter(w.f, l.treeStart)
 	xw := newSeqWriter(w.f, l.xaStart)
-	dirsPerGroup := make([]uint64, l.groups)
+	dirsPerGroup = make([]uint64, l.groups)
 	for ino := uint32(1); ino <= l.maxIno; ino++ {
 		b := it.next(inodeSize)
 		n := l.byIno[ino]
 		if ino%4096 == 0 {
 			if err := ctx.Err(); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		switch {
@@ -392,11 +473,16 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 	}
 	for _, s := range []*seqWriter{it, tw, xw} {
 		if err := s.flush(); err != nil {
-			return fmt.Errorf("write inodes: %w", err)
+			return nil, err
 		}
 	}
+	return dirsPerGroup, nil
+}
 
-	// Block bitmap.
+// writeBlockBitmaps marks the superblock, group descriptors, file data
+// and metadata in use, and returns the free blocks of each group and in
+// all.
+func (w *Writer) writeBlockBitmaps(l *layout) (freeBlocks []uint64, total uint64, err error) {
 	bm := make([]byte, l.groups*blockSize)
 	setBits(bm, 0, 1+l.gdtBlocks)
 	for _, n := range l.byIno {
@@ -409,20 +495,23 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 	}
 	setBits(bm, l.bbStart, l.metaEnd-l.bbStart)
 	setBits(bm, l.blocks, l.groups*blocksPerGroup-l.blocks) // padding
-	freeBlocks := make([]uint64, l.groups)
-	var totalFreeBlocks uint64
+	freeBlocks = make([]uint64, l.groups)
 	for g := range l.groups {
 		used := popcount(bm[g*blockSize : (g+1)*blockSize])
 		freeBlocks[g] = blocksPerGroup - used
-		totalFreeBlocks += freeBlocks[g]
+		total += freeBlocks[g]
 	}
 	if _, err := w.f.WriteAt(bm, int64(l.bbStart)*blockSize); err != nil {
-		return fmt.Errorf("write block bitmaps: %w", err)
+		return nil, 0, err
 	}
+	return freeBlocks, total, nil
+}
 
-	// Inode bitmaps.
+// writeInodeBitmaps marks inodes 1 to maxIno in use and returns the free
+// inodes of each group.
+func (w *Writer) writeInodeBitmaps(l *layout) (freeInodes []uint64, err error) {
 	ib := make([]byte, l.groups*blockSize)
-	freeInodes := make([]uint64, l.groups)
+	freeInodes = make([]uint64, l.groups)
 	for g := range l.groups {
 		grp := ib[g*blockSize : (g+1)*blockSize]
 		first := g * l.ipg // inode first+1 is bit 0
@@ -435,10 +524,14 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 		freeInodes[g] = l.ipg - usedHere
 	}
 	if _, err := w.f.WriteAt(ib, int64(l.ibStart)*blockSize); err != nil {
-		return fmt.Errorf("write inode bitmaps: %w", err)
+		return nil, err
 	}
+	return freeInodes, nil
+}
 
-	// Group descriptors.
+// writeGroupDescriptors writes one descriptor per group, after the
+// superblock's block.
+func (w *Writer) writeGroupDescriptors(l *layout, freeBlocks, freeInodes, dirs []uint64) error {
 	gdt := make([]byte, l.gdtBlocks*blockSize)
 	for g := range l.groups {
 		d := gdt[g*descSize:]
@@ -447,32 +540,10 @@ func (w *Writer) writeMeta(ctx context.Context, l *layout) error {
 		put64split(d[8:], d[40:], l.itStart+g*l.ipg*inodeSize/blockSize)
 		put32split16(d[12:], d[44:], uint32(freeBlocks[g]))
 		put32split16(d[14:], d[46:], uint32(freeInodes[g]))
-		put32split16(d[16:], d[48:], uint32(dirsPerGroup[g]))
+		put32split16(d[16:], d[48:], uint32(dirs[g]))
 	}
-	if _, err := w.f.WriteAt(gdt, blockSize); err != nil {
-		return fmt.Errorf("write group descriptors: %w", err)
-	}
-
-	// Journal superblock.
-	if _, err := w.f.WriteAt(w.journalSuperblock(l), int64(l.jStart)*blockSize); err != nil {
-		return fmt.Errorf("write journal: %w", err)
-	}
-
-	// Superblock.
-	sb, err := w.superblock(l, totalFreeBlocks, l.groups*l.ipg-uint64(l.maxIno))
-	if err != nil {
-		return err
-	}
-	if _, err := w.f.WriteAt(sb, 1024); err != nil {
-		return fmt.Errorf("write superblock: %w", err)
-	}
-	if err := w.f.Truncate(int64(l.blocks) * blockSize); err != nil {
-		return fmt.Errorf("set size: %w", err)
-	}
-	if err := w.punchFreed(); err != nil {
-		return fmt.Errorf("punch holes: %w", err)
-	}
-	return nil
+	_, err := w.f.WriteAt(gdt, blockSize)
+	return err
 }
 
 func (w *Writer) punchFreed() error {
@@ -756,7 +827,6 @@ func (w *Writer) superblock(l *layout, freeBlocks, freeInodes uint64) ([]byte, e
 	le.PutUint32(b[96:], incompatFiletype|incompatExtents|incompat64bit|incompatFlexBG)
 	le.PutUint32(b[100:], roCompatSparseSuper|roCompatLargeFile|roCompatHugeFile|roCompatDirNlink|roCompatExtraIsize)
 	copy(b[104:120], w.fsUUID[:])
-	copy(b[120:136], w.opts.label)
 	le.PutUint32(b[224:], journalIno)
 	var seed [16]byte
 	if w.opts.uuidSet {

@@ -19,7 +19,7 @@ import (
 // the image is unmounted when the test ends (or earlier by umount).
 func mount(t *testing.T, img string) (dir string, umount func()) {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t, "loop-mounting an image")
 	dir = t.TempDir()
 	if err := mountLoop(img, dir, "loop"); err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func checkMounted(t *testing.T, root string, wants map[string]want) {
 }
 
 func TestWriterMountedReadWrite(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "loop-mounting an image")
 	img, wants := buildAll(t, 128<<20)
 	root, umount := mount(t, img)
 	checkMounted(t, root, wants)
@@ -152,7 +152,7 @@ func TestWriterMountedReadWrite(t *testing.T) {
 // TestLargeSparseFileMounted reads a file larger than 4 GiB through the
 // kernel.
 func TestLargeSparseFileMounted(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "loop-mounting an image")
 	img := filepath.Join(t.TempDir(), "large.ext4")
 	w, err := Create(img, WithMinFree(16<<20))
 	mustDo(t, err)
@@ -185,7 +185,7 @@ func TestLargeSparseFileMounted(t *testing.T) {
 // and the kernel replays the journal when it mounts it; e2fsck is clean
 // afterwards and the files written before the "crash" are there.
 func TestJournalRecovery(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "loop-mounting an image")
 	img := filepath.Join(t.TempDir(), "j.ext4")
 	w, err := Create(img, WithMinFree(32<<20))
 	mustDo(t, err)
@@ -232,7 +232,7 @@ func TestJournalRecovery(t *testing.T) {
 // a single block until ENOSPC, which exercises every free block and
 // count the writer computed; e2fsck must stay clean.
 func TestFillToFull(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "loop-mounting an image")
 	img := filepath.Join(t.TempDir(), "full.ext4")
 	w, err := Create(img, WithSize(128<<20+4096))
 	mustDo(t, err)

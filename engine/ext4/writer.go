@@ -13,7 +13,8 @@
 // kernel mounts them read-write and `e2fsck -fn` accepts them.
 //
 // Layout: block 0 holds the superblock, then room for the group
-// descriptors of the largest size the image may grow to (WithMaxSize);
+// descriptors of the largest size the image may grow to (1 TiB, or the
+// WithSize given when larger);
 // file data follows in the order it was written, then, placed by Close,
 // all block bitmaps, all inode bitmaps, all inode tables (flex_bg lets them
 // sit anywhere), directory blocks, extent tree blocks, xattr blocks and the
@@ -164,7 +165,6 @@ type options struct {
 	now         time.Time
 	uuid        [16]byte
 	uuidSet     bool
-	label       string
 	bufferBytes int
 }
 
@@ -184,21 +184,12 @@ func WithMinFree(bytes int64) Option { return func(o *options) { o.minFree = byt
 // image also has one inode per 16 KiB of its size.
 func WithMinFreeInodes(n uint32) Option { return func(o *options) { o.minInodes = n } }
 
-// WithMaxSize sets the largest size, in bytes, the image may ever be given
-// (by WithSize or by growing it later): space for the group descriptors of
-// that size is kept after the superblock. The default is 1 TiB, which
-// costs 512 KiB.
-func WithMaxSize(bytes int64) Option { return func(o *options) { o.maxSize = bytes } }
-
 // WithTimestamp sets the time written into the superblock and given to
 // entries whose Metadata has no Mtime. The default is the time of NewWriter.
 func WithTimestamp(t time.Time) Option { return func(o *options) { o.now = t } }
 
 // WithUUID sets the filesystem UUID. The default is random.
 func WithUUID(u [16]byte) Option { return func(o *options) { o.uuid = u; o.uuidSet = true } }
-
-// WithLabel sets the volume label (at most 16 bytes).
-func WithLabel(l string) Option { return func(o *options) { o.label = l } }
 
 // Writer builds one ext4 image. Its methods must not be called concurrently.
 type Writer struct {
@@ -265,15 +256,15 @@ func Create(path string, opts ...Option) (*Writer, error) {
 // NewWriter returns a Writer that writes an image into f, which must be
 // empty and open for reading and writing. Close does not close f.
 func NewWriter(f *os.File, opts ...Option) (*Writer, error) {
+	// maxSize is the largest size the image may ever be given (by WithSize
+	// or by growing it later): space for the group descriptors of that
+	// size, 512 KiB for 1 TiB, is kept after the superblock.
 	o := options{maxSize: 1 << 40, minFree: -1, bufferBytes: 8 << 20}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.now.IsZero() {
 		o.now = time.Now()
-	}
-	if len(o.label) > 16 {
-		return nil, errdefs.InvalidArgument(fmt.Errorf("create ext4 %s: label %q longer than 16 bytes", f.Name(), o.label))
 	}
 	if o.size > o.maxSize {
 		o.maxSize = o.size

@@ -54,10 +54,37 @@ func Resolve(flag string) (Home, error) {
 	return h, nil
 }
 
-// Ensure creates the home (mode 0700) if it does not exist.
+// Ensure creates the home (mode 0700) if it does not exist, and tightens
+// an existing one that other users could read or write to 0700: it holds
+// images, root filesystems and the API socket, none of which is theirs.
 func (h Home) Ensure() error {
-	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
-		return fmt.Errorf("create Berth home %s: %w", h.Dir, err)
+	if err := MkdirPrivate(h.Dir); err != nil {
+		return fmt.Errorf("Berth home: %w", err)
+	}
+	return nil
+}
+
+// MkdirPrivate makes dir (and its missing parents) a directory only its
+// owner can use: created with mode 0700, or, when it exists with any
+// group or other permission bit, changed to 0700. A path that is not a
+// directory, or one whose mode cannot be changed, is an error that says
+// so.
+func MkdirPrivate(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return errdefs.InvalidArgument(fmt.Errorf("create %s: it exists and is not a directory", dir))
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("%s has mode %04o, usable by other users, and cannot be restricted to 0700: %w", dir, fi.Mode().Perm(), err)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package image
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -15,12 +17,16 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 
+	"github.com/berthvm/berth/engine/ctxio"
 	"github.com/berthvm/berth/engine/errdefs"
 )
 
@@ -35,27 +41,66 @@ type dockerSaveEntry struct {
 // as one tarball in the format of docker save (manifest.json) that is at
 // the same time an OCI image layout (oci-layout, index.json, blobs/), as
 // dockerd 25 and later write it. An image named by a tag is saved with
-// that tag; one named by ID or digest without a tag.
+// that tag; one named by ID or digest without a tag. The images' blobs
+// stay in the store until Export returns, even if the images are removed
+// meanwhile; ctx stops it between blobs and inside each.
 func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) error {
 	if len(refsOrIDs) == 0 {
 		return errdefs.InvalidArgument(errors.New("save: no image named"))
 	}
-	type item struct {
-		rec  record
-		tags []string // canonical
+	items, release, err := s.exportItems(refsOrIDs)
+	if err != nil {
+		return err
 	}
-	var items []*item
-	byID := map[string]*item{}
+	defer release()
+
+	ew := &exportWriter{s: s, tw: tar.NewWriter(w), written: map[v1.Hash]bool{}}
+	var entries []dockerSaveEntry
+	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
+	for _, it := range items {
+		e, descs, err := ew.writeImage(ctx, it)
+		if err != nil {
+			return fmt.Errorf("save %s: %w", it.rec.ID, err)
+		}
+		entries = append(entries, e)
+		idx.Manifests = append(idx.Manifests, descs...)
+	}
+	if err := ew.finish(entries, idx); err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	for _, it := range items {
+		if len(it.tags) == 0 {
+			s.notify(Change{Action: ActionSave, ID: it.rec.ID})
+		}
+		for _, t := range it.tags {
+			s.notify(Change{Action: ActionSave, ID: it.rec.ID, Ref: FamiliarName(t)})
+		}
+	}
+	return nil
+}
+
+// exportItem is one image Export writes, with the tags it is saved under
+// (canonical; those it was named by).
+type exportItem struct {
+	rec  record
+	tags []string
+}
+
+// exportItems resolves the images refsOrIDs name, in order and each once,
+// and leases their blobs so that no removal collects them while they are
+// written out; release ends the lease.
+func (s *Store) exportItems(refsOrIDs []string) (items []*exportItem, release func(), err error) {
+	byID := map[string]*exportItem{}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, arg := range refsOrIDs {
 		r, matched, err := s.lookupLocked(arg)
 		if err != nil {
-			s.mu.Unlock()
-			return err
+			return nil, nil, err
 		}
 		it := byID[r.ID]
 		if it == nil {
-			it = &item{rec: *r}
+			it = &exportItem{rec: *r}
 			byID[r.ID] = it
 			items = append(items, it)
 		}
@@ -63,8 +108,6 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 			it.tags = append(it.tags, matched)
 		}
 	}
-	// Keep the blobs from being collected while they are written out:
-	// lease them before letting go of s.mu.
 	var hs []v1.Hash
 	for _, it := range items {
 		hs = append(hs, it.rec.Manifest.Digest)
@@ -74,77 +117,90 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 			}
 		}
 	}
-	release := s.leaseLocked(hs...)
-	s.mu.Unlock()
-	defer release()
+	return items, s.leaseLocked(hs...), nil
+}
 
-	tw := tar.NewWriter(w)
-	written := map[v1.Hash]bool{}
-	addFile := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
+// exportWriter writes the tarball of Export: each blob once, then the
+// layout's and docker save's index files.
+type exportWriter struct {
+	s       *Store
+	tw      *tar.Writer
+	written map[v1.Hash]bool
+}
+
+// writeImage writes the blobs of one image and returns its manifest.json
+// entry and its index.json descriptors (one per tag, or one untagged).
+func (ew *exportWriter) writeImage(ctx context.Context, it *exportItem) (dockerSaveEntry, []v1.Descriptor, error) {
+	raw, err := ew.s.readBlob(it.rec.Manifest.Digest)
+	if err != nil {
+		return dockerSaveEntry{}, nil, err
 	}
-	addBlob := func(h v1.Hash) error {
-		if written[h] {
-			return nil
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return dockerSaveEntry{}, nil, err
+	}
+	for _, h := range append([]v1.Hash{it.rec.Manifest.Digest, m.Config.Digest}, descDigests(m.Layers)...) {
+		if err := ew.addBlob(ctx, h); err != nil {
+			return dockerSaveEntry{}, nil, err
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		f, err := os.Open(s.blobPath(h))
-		if err != nil {
-			return fmt.Errorf("blob %s: %w", h, err)
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + h.Hex, Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		if _, err := io.Copy(tw, f); err != nil {
-			return err
-		}
-		written[h] = true
+	}
+	e := dockerSaveEntry{Config: "blobs/sha256/" + m.Config.Digest.Hex, RepoTags: []string{}}
+	for _, l := range m.Layers {
+		e.Layers = append(e.Layers, "blobs/sha256/"+l.Digest.Hex)
+	}
+	if len(it.tags) == 0 {
+		return e, []v1.Descriptor{it.rec.Manifest}, nil
+	}
+	var descs []v1.Descriptor
+	for _, t := range it.tags {
+		e.RepoTags = append(e.RepoTags, FamiliarName(t))
+		d := it.rec.Manifest
+		_, tag := splitRepo(t)
+		d.Annotations = map[string]string{"io.containerd.image.name": t, "org.opencontainers.image.ref.name": tag}
+		descs = append(descs, d)
+	}
+	return e, descs, nil
+}
+
+// addBlob writes the stored blob h as blobs/sha256/<hex>, unless written.
+func (ew *exportWriter) addBlob(ctx context.Context, h v1.Hash) error {
+	if ew.written[h] {
 		return nil
 	}
-	var entries []dockerSaveEntry
-	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
-	for _, it := range items {
-		raw, err := s.readBlob(it.rec.Manifest.Digest)
-		if err != nil {
-			return fmt.Errorf("save %s: %w", it.rec.ID, err)
-		}
-		m, err := v1.ParseManifest(bytes.NewReader(raw))
-		if err != nil {
-			return fmt.Errorf("save %s: %w", it.rec.ID, err)
-		}
-		e := dockerSaveEntry{Config: "blobs/sha256/" + m.Config.Digest.Hex, RepoTags: []string{}}
-		for _, h := range append([]v1.Hash{it.rec.Manifest.Digest, m.Config.Digest}, descDigests(m.Layers)...) {
-			if err := addBlob(h); err != nil {
-				return fmt.Errorf("save %s: %w", it.rec.ID, err)
-			}
-		}
-		for _, l := range m.Layers {
-			e.Layers = append(e.Layers, "blobs/sha256/"+l.Digest.Hex)
-		}
-		d := it.rec.Manifest
-		if len(it.tags) == 0 {
-			idx.Manifests = append(idx.Manifests, d)
-		}
-		for _, t := range it.tags {
-			e.RepoTags = append(e.RepoTags, FamiliarName(t))
-			d := d
-			_, tag := splitRepo(t)
-			d.Annotations = map[string]string{"io.containerd.image.name": t, "org.opencontainers.image.ref.name": tag}
-			idx.Manifests = append(idx.Manifests, d)
-		}
-		entries = append(entries, e)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
+	f, err := os.Open(ew.s.blobPath(h))
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	if err := ew.tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + h.Hex, Mode: 0o644, Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	if _, err := ctxio.Copy(ctx, ew.tw, f); err != nil {
+		return err
+	}
+	ew.written[h] = true
+	return nil
+}
+
+// addFile writes a small file of the tarball.
+func (ew *exportWriter) addFile(name string, data []byte) error {
+	if err := ew.tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}); err != nil {
+		return err
+	}
+	_, err := ew.tw.Write(data)
+	return err
+}
+
+// finish writes oci-layout, index.json and manifest.json and closes the
+// tarball.
+func (ew *exportWriter) finish(entries []dockerSaveEntry, idx v1.IndexManifest) error {
 	mj, err := json.Marshal(entries)
 	if err != nil {
 		return err
@@ -157,22 +213,11 @@ func (s *Store) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) er
 		name string
 		data []byte
 	}{{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)}, {"index.json", ij}, {"manifest.json", mj}} {
-		if err := addFile(f.name, f.data); err != nil {
-			return fmt.Errorf("save: %w", err)
+		if err := ew.addFile(f.name, f.data); err != nil {
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	for _, it := range items {
-		if len(it.tags) == 0 {
-			s.notify(Change{Action: ActionSave, ID: it.rec.ID})
-		}
-		for _, t := range it.tags {
-			s.notify(Change{Action: ActionSave, ID: it.rec.ID, Ref: FamiliarName(t)})
-		}
-	}
-	return nil
+	return ew.tw.Close()
 }
 
 func descDigests(ds []v1.Descriptor) []v1.Hash {
@@ -202,9 +247,31 @@ func (t *importTree) open(name string) (*os.File, error) {
 		p = path.Clean(path.Join(path.Dir(p), target))
 	}
 	if p == ".." || strings.HasPrefix(p, "../") || path.IsAbs(p) {
-		return nil, fmt.Errorf("%s: points outside the tarball", name)
+		return nil, errdefs.InvalidArgument(fmt.Errorf("%q points outside the archive", name))
 	}
-	return os.Open(filepath.Join(t.dir, filepath.FromSlash(p)))
+	f, err := os.Open(filepath.Join(t.dir, filepath.FromSlash(p)))
+	if err != nil {
+		return nil, archiveMemberErr(name, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errdefs.InvalidArgument(fmt.Errorf("%q is not a file of the archive", name))
+	}
+	return f, nil
+}
+
+// archiveMemberErr describes a failure to open the member name of an
+// extracted archive without the path of the extraction directory, which
+// is the store's business.
+func archiveMemberErr(name string, err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return errdefs.InvalidArgument(fmt.Errorf("%q is not in the archive", name))
+	}
+	var perr *os.PathError
+	if errors.As(err, &perr) {
+		err = perr.Err
+	}
+	return fmt.Errorf("archive member %q: %w", name, err)
 }
 
 func (t *importTree) read(name string) ([]byte, error) {
@@ -224,30 +291,96 @@ func (t *importTree) exists(name string) bool {
 	return err == nil
 }
 
-// extract unpacks r into a fresh directory under the store (same file
-// system as blobs/); only regular files are written.
+// decompress returns r's content, decompressed when it starts with the
+// magic number of gzip, bzip2, xz or zstd, as docker load accepts them;
+// anything else is returned as it is (a plain tar). close releases the
+// decompressor.
+func decompress(r io.Reader) (out io.Reader, close func(), err error) {
+	br := bufio.NewReader(r)
+	magic, _ := br.Peek(6)
+	nop := func() {}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, errdefs.InvalidArgument(fmt.Errorf("read gzip-compressed archive: %w", err))
+		}
+		return zr, func() { zr.Close() }, nil
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return bzip2.NewReader(br), nop, nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}):
+		xr, err := xz.NewReader(br)
+		if err != nil {
+			return nil, nil, errdefs.InvalidArgument(fmt.Errorf("read xz-compressed archive: %w", err))
+		}
+		return xr, nop, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, nil, errdefs.InvalidArgument(fmt.Errorf("read zstd-compressed archive: %w", err))
+		}
+		return zr, zr.Close, nil
+	}
+	return br, nop, nil
+}
+
+// memberName returns the clean relative name of a tar member, or an
+// errdefs.ErrInvalidArgument naming it when it is absolute or climbs out
+// of the archive ("../x", "a/../../x"): docker load refuses such archives.
+func memberName(name string) (string, error) {
+	n := path.Clean(strings.TrimPrefix(name, "./"))
+	if path.IsAbs(name) || n == ".." || strings.HasPrefix(n, "../") {
+		return "", errdefs.InvalidArgument(fmt.Errorf("archive member %q is outside the archive (absolute or climbing out with ..): archive refused", name))
+	}
+	return n, nil
+}
+
+// extract unpacks r (a tar, or one compressed with gzip, bzip2, xz or
+// zstd) into a fresh directory under the store (same file system as
+// blobs/); only regular files are written, symlinks and hard links are
+// remembered. A member outside the archive, or one that clashes with
+// another (a file where a directory is needed), refuses the whole archive
+// with an errdefs.ErrInvalidArgument that names the member; nothing of it
+// stays on disk.
 func (s *Store) extract(ctx context.Context, r io.Reader) (*importTree, error) {
 	dir, err := os.MkdirTemp(filepath.Join(s.root, ingestDir), ".import-")
 	if err != nil {
-		return nil, err
+		return nil, diskErr(err, s.root)
 	}
 	t := &importTree{dir: dir, links: map[string]string{}}
-	tr := tar.NewReader(r)
+	if err := s.extractInto(ctx, t, r); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return t, nil
+}
+
+func (s *Store) extractInto(ctx context.Context, t *importTree, r io.Reader) error {
+	plain, closeDecompressor, err := decompress(ctxio.NewReader(ctx, r))
+	if err != nil {
+		return err
+	}
+	defer closeDecompressor()
+	tr := tar.NewReader(plain)
 	for {
 		if err := ctx.Err(); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
+			return err
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
-			return t, nil
+			return nil
 		}
 		if err != nil {
-			os.RemoveAll(dir)
-			return nil, errdefs.InvalidArgument(fmt.Errorf("read tarball: %w", err))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return errdefs.InvalidArgument(fmt.Errorf("read archive: %w", err))
 		}
-		n := path.Clean(strings.TrimPrefix(h.Name, "./"))
-		if n == "." || n == ".." || strings.HasPrefix(n, "../") || path.IsAbs(n) {
+		n, err := memberName(h.Name)
+		if err != nil {
+			return err
+		}
+		if n == "." {
 			continue
 		}
 		switch h.Typeflag {
@@ -258,29 +391,48 @@ func (s *Store) extract(ctx context.Context, r io.Reader) (*importTree, error) {
 			}
 			t.links[n] = target
 		case tar.TypeReg:
-			p := filepath.Join(dir, filepath.FromSlash(n))
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				os.RemoveAll(dir)
-				return nil, err
-			}
-			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-			if err != nil {
-				os.RemoveAll(dir)
-				return nil, err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				os.RemoveAll(dir)
-				if isENOSPC(err) {
-					return nil, diskErr(err, s.root)
-				}
-				return nil, errdefs.InvalidArgument(fmt.Errorf("read tarball: %s: %w", n, err))
+			if err := s.extractFile(ctx, t.dir, n, tr); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// extractFile writes the regular member n of the archive under dir. Its
+// errors name the member, never dir: dir is the store's business.
+func (s *Store) extractFile(ctx context.Context, dir, n string, r io.Reader) error {
+	p := filepath.Join(dir, filepath.FromSlash(n))
+	memberErr := func(err error) error {
+		var perr *os.PathError
+		if errors.As(err, &perr) {
+			err = perr.Err // the path is the store's, not the user's
+		}
+		switch {
+		case isENOSPC(err):
+			return diskErr(err, s.root)
+		case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.EEXIST):
+			return errdefs.InvalidArgument(fmt.Errorf("archive member %q clashes with an earlier member (a file and a directory of the same name): %w", n, err))
+		}
+		return errdefs.InvalidArgument(fmt.Errorf("archive member %q: %w", n, err))
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return memberErr(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return memberErr(err)
+	}
+	_, err = ctxio.Copy(ctx, f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return memberErr(err)
+	}
+	return nil
 }
 
 // importCandidate is one image found in a tarball.
@@ -300,7 +452,15 @@ type importCandidate struct {
 // manifest.json's RepoTags or from the index's io.containerd.image.name
 // (or a full-reference org.opencontainers.image.ref.name) annotations; a
 // multi-arch index resolves to the store's default platform. It returns
-// the images loaded.
+// the images loaded, each with RepoTags set to the tags the archive gave
+// it (not those it already had in the store), so that the caller reports
+// only what was loaded.
+//
+// An archive with a member outside it (absolute, or climbing out with
+// ..), a malformed member, or a reference outside the registry grammar is
+// refused with an errdefs.ErrInvalidArgument that names it, and the store
+// is left unchanged. The archive may be compressed with gzip, bzip2, xz or
+// zstd. Reading, hashing and verifying stop when ctx ends.
 func (s *Store) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 	t, err := s.extract(ctx, r)
 	if err != nil {
@@ -315,7 +475,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 			err = addDockerTags(t, cands)
 		}
 	case t.exists("manifest.json"):
-		cands, err = dockerSaveCandidates(t)
+		cands, err = dockerSaveCandidates(ctx, t)
 	default:
 		err = errdefs.InvalidArgument(errors.New("not a docker save or OCI layout tarball (no manifest.json, no index.json)"))
 	}
@@ -326,10 +486,17 @@ func (s *Store) Import(ctx context.Context, r io.Reader) ([]*Image, error) {
 	for _, c := range cands {
 		img, err := s.importOne(ctx, t, c)
 		if err != nil {
+			s.collectGarbage() // blobs of this image that no image took
 			return out, fmt.Errorf("load: %w", err)
 		}
+		// Report what the archive loaded: its tags, not the others the
+		// image may already have had in the store.
+		img.RepoTags = nil
+		for _, t := range c.tags {
+			img.RepoTags = append(img.RepoTags, FamiliarName(t))
+		}
 		out = append(out, img)
-		if len(img.RepoTags) == 0 {
+		if len(c.tags) == 0 {
 			s.notify(Change{Action: ActionLoad, ID: img.ID})
 		}
 		for _, t := range c.tags {
@@ -407,7 +574,7 @@ func (s *Store) ingestFile(ctx context.Context, t *importTree, file string, d v1
 		return errdefs.InvalidArgument(fmt.Errorf("blob %s missing from the tarball: %w", d.Digest, err))
 	}
 	defer f.Close()
-	h, n, err := v1.SHA256(f)
+	h, n, err := v1.SHA256(ctxio.NewReader(ctx, f))
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d.Digest, err)
 	}
@@ -447,7 +614,11 @@ func (s *Store) ociCandidates(t *importTree) ([]*importCandidate, error) {
 			byDigest[md.Digest] = c
 			out = append(out, c)
 		}
-		if tag := annotationRef(d.Annotations); tag != "" && !slices.Contains(c.tags, tag) {
+		tag, err := annotationRef(d.Annotations)
+		if err != nil {
+			return nil, err
+		}
+		if tag != "" && !slices.Contains(c.tags, tag) {
 			c.tags = append(c.tags, tag)
 		}
 	}
@@ -502,19 +673,22 @@ func resolveLayoutManifest(t *importTree, d v1.Descriptor, platform v1.Platform)
 }
 
 // annotationRef returns the canonical tag an index entry names, or "".
-func annotationRef(a map[string]string) string {
+// A name that is not a valid reference refuses the archive.
+func annotationRef(a map[string]string) (string, error) {
 	for _, k := range []string{"io.containerd.image.name", "org.opencontainers.image.ref.name"} {
 		v := a[k]
 		if v == "" || (!strings.Contains(v, ":") && !strings.Contains(v, "/")) {
 			continue // a bare tag like "latest" names no repository
 		}
-		if r, err := ParseReference(v); err == nil {
-			if _, ok := r.(name.Tag); ok {
-				return canonical(r)
-			}
+		r, err := ParseReference(v)
+		if err != nil {
+			return "", fmt.Errorf("index.json annotation %s: %w", k, err)
+		}
+		if _, ok := r.(name.Tag); ok {
+			return canonical(r), nil
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // addDockerTags adds manifest.json's RepoTags to OCI candidates with the
@@ -535,10 +709,12 @@ func addDockerTags(t *importTree, cands []*importCandidate) error {
 				continue
 			}
 			for _, tag := range e.RepoTags {
-				if r, err := ParseReference(tag); err == nil {
-					if ct := canonical(r); !slices.Contains(c.tags, ct) {
-						c.tags = append(c.tags, ct)
-					}
+				r, err := ParseReference(tag)
+				if err != nil {
+					return fmt.Errorf("manifest.json RepoTags: %w", err)
+				}
+				if ct := canonical(r); !slices.Contains(c.tags, ct) {
+					c.tags = append(c.tags, ct)
 				}
 			}
 		}
@@ -561,7 +737,7 @@ func readDockerManifest(t *importTree) ([]dockerSaveEntry, error) {
 // dockerSaveCandidates builds a manifest for each entry of a docker save
 // tarball without an OCI layout: the config as it is, and each layer file
 // as it is (gzip or plain tar), checked against the config's diff IDs.
-func dockerSaveCandidates(t *importTree) ([]*importCandidate, error) {
+func dockerSaveCandidates(ctx context.Context, t *importTree) ([]*importCandidate, error) {
 	entries, err := readDockerManifest(t)
 	if err != nil {
 		return nil, err
@@ -587,7 +763,7 @@ func dockerSaveCandidates(t *importTree) ([]*importCandidate, error) {
 			Config:        v1.Descriptor{MediaType: types.OCIConfigJSON, Digest: cfgDigest, Size: int64(len(cfgRaw))},
 		}
 		for i, l := range e.Layers {
-			d, err := layerFileDescriptor(t, l, cfg.RootFS.DiffIDs[i])
+			d, err := layerFileDescriptor(ctx, t, l, cfg.RootFS.DiffIDs[i])
 			if err != nil {
 				return nil, err
 			}
@@ -603,7 +779,7 @@ func dockerSaveCandidates(t *importTree) ([]*importCandidate, error) {
 		for _, tag := range e.RepoTags {
 			r, err := ParseReference(tag)
 			if err != nil {
-				return nil, fmt.Errorf("RepoTags: %w", err)
+				return nil, fmt.Errorf("manifest.json RepoTags: %w", err)
 			}
 			c.tags = append(c.tags, canonical(r))
 		}
@@ -615,15 +791,15 @@ func dockerSaveCandidates(t *importTree) ([]*importCandidate, error) {
 
 // layerFileDescriptor hashes a layer file of a docker save tarball, and
 // its uncompressed content, which must match diffID.
-func layerFileDescriptor(t *importTree, file string, diffID v1.Hash) (v1.Descriptor, error) {
+func layerFileDescriptor(ctx context.Context, t *importTree, file string, diffID v1.Hash) (v1.Descriptor, error) {
 	f, err := t.open(file)
 	if err != nil {
 		return v1.Descriptor{}, errdefs.InvalidArgument(fmt.Errorf("layer %s: %w", file, err))
 	}
 	defer f.Close()
-	digest, size, err := v1.SHA256(f)
+	digest, size, err := v1.SHA256(ctxio.NewReader(ctx, f))
 	if err != nil {
-		return v1.Descriptor{}, err
+		return v1.Descriptor{}, fmt.Errorf("layer %s: %w", file, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return v1.Descriptor{}, err
@@ -638,7 +814,10 @@ func layerFileDescriptor(t *importTree, file string, diffID v1.Hash) (v1.Descrip
 		if err != nil {
 			return v1.Descriptor{}, errdefs.InvalidArgument(fmt.Errorf("layer %s: %w", file, err))
 		}
-		if uncompressed, _, err = v1.SHA256(zr); err != nil {
+		if uncompressed, _, err = v1.SHA256(ctxio.NewReader(ctx, zr)); err != nil {
+			if ctx.Err() != nil {
+				return v1.Descriptor{}, ctx.Err()
+			}
 			return v1.Descriptor{}, errdefs.InvalidArgument(fmt.Errorf("layer %s: %w", file, err))
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 // fakeTokenServer is a fake of a registry token service (what auth.docker.io
@@ -145,13 +146,9 @@ func (f *fakeTokenServer) serve(w http.ResponseWriter, r *http.Request) {
 // with credentials go through the bearer-token dance.
 func TestPullTokenAuth(t *testing.T) {
 	tokens, bundle, l := newFakeTokenServer(t, map[string]string{"berth": "s3cret"})
-	reg := startRegistryWithAuth(t, fmt.Sprintf(`auth:
-  token:
-    realm: %s
-    service: berth-test-registry
-    issuer: berth-test-issuer
-    rootcertbundle: %s
-`, tokens.URL, bundle))
+	reg := testenv.StartTokenRegistry(t, testenv.TokenAuth{
+		Realm: tokens.URL, Service: "berth-test-registry", Issuer: "berth-test-issuer", RootCertBundle: bundle,
+	})
 	tokens.serveWithRegistry(t, l, reg.Host)
 	creds := &authn.Basic{Username: "berth", Password: "s3cret"}
 	ref := l.Addr().String() + "/private/tok:1"

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/berthvm/berth/engine/ctxio"
 )
 
 // The on-disk layout of a store directory:
@@ -131,7 +133,7 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 		return true, nil
 	}
 	part := s.ingestPath(desc.Digest)
-	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("blob %s: %w", desc.Digest, diskErr(err, s.root))
 	}
@@ -144,7 +146,7 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 	}()
 
 	h := sha256.New()
-	have, err := resumeFrom(f, h, desc.Size)
+	have, err := resumeFrom(ctx, f, h, desc.Size)
 	if err != nil {
 		return false, fmt.Errorf("blob %s: read partial download: %w", desc.Digest, err)
 	}
@@ -176,33 +178,12 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 		resumed = false
 	}
 
-	w := io.MultiWriter(f, h)
-	buf := make([]byte, 128<<10)
-	limit := desc.Size - have + 1 // one byte more than needed detects an overlong body
-	r := io.LimitReader(rc, limit)
-	for {
-		if err := ctx.Err(); err != nil {
-			return false, err
+	have, err = s.receive(ctx, io.MultiWriter(f, h), rc, have, desc, progress)
+	if err != nil {
+		if isENOSPC(err) {
+			keep = false
 		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				if isENOSPC(werr) {
-					keep = false
-				}
-				return false, fmt.Errorf("blob %s: %w", desc.Digest, diskErr(werr, s.root))
-			}
-			have += int64(n)
-			if progress != nil {
-				progress(min(have, desc.Size))
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return false, fmt.Errorf("blob %s: read after %d of %d bytes: %w", desc.Digest, have, desc.Size, rerr)
-		}
+		return false, err
 	}
 	if have < desc.Size {
 		return false, fmt.Errorf("blob %s: %w: got %d of %d bytes", desc.Digest, errTruncated, have, desc.Size)
@@ -232,9 +213,40 @@ func (s *Store) ingest(ctx context.Context, desc v1.Descriptor, src blobSource, 
 	return false, nil
 }
 
-// resumeFrom hashes the partial download already in f and leaves f
-// positioned after it. A partial file longer than the blob is emptied.
-func resumeFrom(f *os.File, h hash.Hash, size int64) (int64, error) {
+// receive copies the blob's bytes from rc to w, which already holds
+// have of them, reading at most one byte more than the blob's size (so an
+// overlong body shows), and calls progress as they come. It returns the
+// bytes held; ctx stops it between reads.
+func (s *Store) receive(ctx context.Context, w io.Writer, rc io.Reader, have int64, desc v1.Descriptor, progress func(int64)) (int64, error) {
+	buf := make([]byte, 128<<10)
+	r := io.LimitReader(rc, desc.Size-have+1)
+	for {
+		if err := ctx.Err(); err != nil {
+			return have, err
+		}
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return have, fmt.Errorf("blob %s: %w", desc.Digest, diskErr(werr, s.root))
+			}
+			have += int64(n)
+			if progress != nil {
+				progress(min(have, desc.Size))
+			}
+		}
+		if rerr == io.EOF {
+			return have, nil
+		}
+		if rerr != nil {
+			return have, fmt.Errorf("blob %s: read after %d of %d bytes: %w", desc.Digest, have, desc.Size, rerr)
+		}
+	}
+}
+
+// resumeFrom hashes the partial download already in f (stopping when ctx
+// ends) and leaves f positioned after it. A partial file longer than the
+// blob is emptied.
+func resumeFrom(ctx context.Context, f *os.File, h hash.Hash, size int64) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, err
@@ -246,7 +258,7 @@ func resumeFrom(f *os.File, h hash.Hash, size int64) (int64, error) {
 		_, err := f.Seek(0, io.SeekStart)
 		return 0, err
 	}
-	return io.CopyN(h, f, fi.Size())
+	return io.CopyN(h, ctxio.NewReader(ctx, f), fi.Size())
 }
 
 // putBlob stores a blob whose content is in memory (manifests, configs).

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 // The tests in this file put fakeFaultyRegistry (a fake front that fails
@@ -214,7 +215,7 @@ func TestPullManifest500ThenSuccess(t *testing.T) {
 // write with ENOSPC: the pull fails saying so and leaves nothing behind.
 func TestPullDiskFull(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("skipping: no /dev/full on this system to simulate a full disk")
+		testenv.Unavailable(t, "no /dev/full on this system to simulate a full disk")
 	}
 	f := sharedFixture(t)
 	ref, _, s := bigLayer(t, f)

@@ -15,7 +15,7 @@ import (
 // lockDir takes an exclusive flock on path, so that one process (one
 // Store) at a time owns the store; the kernel drops it if the process dies.
 func lockDir(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}

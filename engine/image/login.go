@@ -26,15 +26,14 @@ func (s *Store) Login(ctx context.Context, server string, auth authn.Authenticat
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		hostname = h
 	}
-	insecure := s.opt.insecure[host]
-	if insecure || isLoopbackHost(hostname) {
+	if isLoopbackHost(hostname) {
 		opts = append(opts, name.Insecure)
 	}
 	reg, err := name.NewRegistry(host, opts...)
 	if err != nil {
 		return errdefs.InvalidArgument(fmt.Errorf("login: invalid registry %q: %w", server, err))
 	}
-	rt := schemeGuard{inner: s.opt.transport, allowPlain: insecure}
+	rt := schemeGuard{inner: s.opt.transport}
 	tr, err := transport.NewWithContext(ctx, reg, auth, rt, []string{reg.Scope(transport.PullScope)})
 	if err != nil {
 		return loginError(reg, err)

@@ -31,7 +31,6 @@ type pullOptions struct {
 	platform *v1.Platform
 	progress func(Event)
 	auth     authn.Authenticator
-	insecure bool
 }
 
 // PullOption configures one Pull.
@@ -48,9 +47,6 @@ func WithProgress(f func(Event)) PullOption { return func(o *pullOptions) { o.pr
 // WithAuth sets the credentials for this pull (for example those of the
 // X-Registry-Auth header), instead of asking the store's keychain.
 func WithAuth(a authn.Authenticator) PullOption { return func(o *pullOptions) { o.auth = a } }
-
-// Insecure lets this pull reach the registry over plain HTTP.
-func Insecure() PullOption { return func(o *pullOptions) { o.insecure = true } }
 
 // PullResult says what Pull stored.
 type PullResult struct {
@@ -92,12 +88,6 @@ func (s *Store) Pull(ctx context.Context, ref string, opts ...PullOption) (*Pull
 	r, err := ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
-	}
-	if o.insecure || s.opt.insecure[r.Context().RegistryStr()] {
-		o.insecure = true
-		if r, err = name.ParseReference(ref, name.WithDefaultRegistry(hubRegistry), name.Insecure); err != nil {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("pull %s: %w", ref, err))
-		}
 	}
 	p := &puller{s: s, o: o, ref: r, canon: canonical(r), explicitPlatform: o.platform != nil}
 	if p.o.platform == nil {
@@ -147,40 +137,16 @@ func (p *puller) pull(ctx context.Context) (*PullResult, error) {
 		}
 		p.auth = a
 	}
-	p.rt = schemeGuard{inner: p.s.opt.transport, allowPlain: p.o.insecure}
+	p.rt = schemeGuard{inner: p.s.opt.transport}
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(p.auth),
 		remote.WithTransport(p.rt),
 		remote.WithRetryBackoff(remote.Backoff{Duration: p.s.opt.backoff, Factor: 2, Jitter: 0.1, Steps: p.s.opt.attempts}),
 	}
-	top, err := remote.Get(p.ref, ropts...)
+	top, mdesc, raw, err := p.resolveManifest(ropts)
 	if err != nil {
 		return nil, err
-	}
-	var mdesc v1.Descriptor
-	var raw []byte
-	switch {
-	case top.MediaType.IsIndex():
-		child, err := p.pickPlatform(top)
-		if err != nil {
-			return nil, err
-		}
-		d, err := remote.Get(p.ref.Context().Digest(child.Digest.String()), ropts...)
-		if err != nil {
-			return nil, err
-		}
-		mdesc, raw = child, d.Manifest
-		mdesc.MediaType = d.MediaType
-	case top.MediaType.IsImage():
-		mdesc, raw = top.Descriptor, top.Manifest
-	default:
-		return nil, errdefs.NotImplemented(fmt.Errorf("unsupported manifest media type %q", top.MediaType))
-	}
-	mdesc.Size = int64(len(raw))
-	mdesc.Annotations = nil
-	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != mdesc.Digest {
-		return nil, fmt.Errorf("manifest %s: %w: content hashes to %s", mdesc.Digest, errDigestMismatch, h)
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
@@ -237,6 +203,40 @@ func (p *puller) pull(ctx context.Context) (*PullResult, error) {
 	}
 	p.s.notify(Change{Action: ActionPull, ID: img.ID, Ref: FamiliarName(p.canon)})
 	return &PullResult{Image: img, Ref: FamiliarName(p.canon), Digest: top.Digest, Updated: changed || downloaded}, nil
+}
+
+// resolveManifest fetches what the reference names (top: an index or a
+// manifest) and the manifest for the wanted platform: its descriptor
+// (size and media type as fetched) and its bytes, verified against its
+// digest.
+func (p *puller) resolveManifest(ropts []remote.Option) (top *remote.Descriptor, mdesc v1.Descriptor, raw []byte, err error) {
+	top, err = remote.Get(p.ref, ropts...)
+	if err != nil {
+		return nil, mdesc, nil, err
+	}
+	switch {
+	case top.MediaType.IsIndex():
+		child, err := p.pickPlatform(top)
+		if err != nil {
+			return nil, mdesc, nil, err
+		}
+		d, err := remote.Get(p.ref.Context().Digest(child.Digest.String()), ropts...)
+		if err != nil {
+			return nil, mdesc, nil, err
+		}
+		mdesc, raw = child, d.Manifest
+		mdesc.MediaType = d.MediaType
+	case top.MediaType.IsImage():
+		mdesc, raw = top.Descriptor, top.Manifest
+	default:
+		return nil, mdesc, nil, errdefs.NotImplemented(fmt.Errorf("unsupported manifest media type %q", top.MediaType))
+	}
+	mdesc.Size = int64(len(raw))
+	mdesc.Annotations = nil
+	if h, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || h != mdesc.Digest {
+		return nil, mdesc, nil, fmt.Errorf("manifest %s: %w: content hashes to %s", mdesc.Digest, errDigestMismatch, h)
+	}
+	return top, mdesc, raw, nil
 }
 
 // pickPlatform chooses the entry of an index for the wanted platform.
@@ -469,8 +469,7 @@ func retryable(err error) bool {
 	if errors.Is(err, errResumedMismatch) {
 		return true
 	}
-	if errors.Is(err, errDigestMismatch) || isENOSPC(err) || isTLSErr(err) ||
-		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+	if errors.Is(err, errDigestMismatch) || isENOSPC(err) || isTLSErr(err) || isSchemeMismatch(err) {
 		return false
 	}
 	if errors.Is(err, errTruncated) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
@@ -492,6 +491,15 @@ func isTLSErr(err error) bool {
 	var he x509.HostnameError
 	var tv *tls.CertificateVerificationError
 	return errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &he) || errors.As(err, &tv)
+}
+
+// isSchemeMismatch reports whether err is a plain-HTTP answer to an HTTPS
+// request: http.ErrSchemeMismatch, or the TLS record error net/http makes
+// it from when the error did not pass through an http.Client.
+func isSchemeMismatch(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.Is(err, http.ErrSchemeMismatch) ||
+		(errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/")
 }
 
 // isNetErr reports whether err comes from the network (dial, DNS, a
@@ -536,29 +544,24 @@ func classify(err error, ref name.Reference) error {
 	if isTLSErr(err) {
 		return errdefs.Unavailable(fmt.Errorf("registry %s: TLS certificate not trusted: %w", host, err))
 	}
-	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-		return errdefs.Unavailable(fmt.Errorf("registry %s speaks plain HTTP, not HTTPS; Berth uses plain HTTP only for loopback registries and those marked insecure: %w", host, err))
+	if isSchemeMismatch(err) {
+		return errdefs.Unavailable(fmt.Errorf("registry %s speaks plain HTTP, not HTTPS; Berth uses plain HTTP only for loopback registries: %w", host, err))
 	}
 	if isNetErr(err) {
-		return errdefs.Unavailable(fmt.Errorf("registry %s unreachable: %w", host, err))
-	}
-	if strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host") {
 		return errdefs.Unavailable(fmt.Errorf("registry %s unreachable: %w", host, err))
 	}
 	return err
 }
 
-// schemeGuard lets plain HTTP through only to loopback registries or when
-// the pull is insecure; otherwise it upgrades the request to HTTPS.
-// (go-containerregistry would speak plain HTTP to RFC 1918 and .local
-// hosts too; dockerd does not.)
+// schemeGuard lets plain HTTP through only to loopback registries;
+// otherwise it upgrades the request to HTTPS. (go-containerregistry would
+// speak plain HTTP to RFC 1918 and .local hosts too; dockerd does not.)
 type schemeGuard struct {
-	inner      http.RoundTripper
-	allowPlain bool
+	inner http.RoundTripper
 }
 
 func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme == "http" && !g.allowPlain && !isLoopbackHost(req.URL.Hostname()) {
+	if req.URL.Scheme == "http" && !isLoopbackHost(req.URL.Hostname()) {
 		req = req.Clone(req.Context())
 		req.URL.Scheme = "https"
 	}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/testenv"
 )
 
 // eventLog collects progress events.
@@ -292,12 +292,7 @@ func TestPullErrors(t *testing.T) {
 }
 
 func TestPullAuth(t *testing.T) {
-	// The htpasswd line apache2-utils' "htpasswd -Bbn berth s3cret" prints.
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := startRegistry(t, "berth:"+string(hash)+"\n")
+	reg := testenv.StartAuthRegistry(t, "berth", "s3cret")
 	creds := &authn.Basic{Username: "berth", Password: "s3cret"}
 	ref := reg.Host + "/private/busybox:1"
 	push(t, ref, testImage(t, hostPlatform, 5, 16<<10, false), creds)

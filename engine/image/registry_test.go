@@ -11,15 +11,14 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/testenv"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,112 +28,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// This file holds the test fixtures: a real registry (Debian's
-// docker-registry, distribution 2.8) on a loopback port, test images built
-// from Debian's busybox-static plus synthetic layers, and a fake faulty
-// front for the registry used where the real one cannot fail on demand.
-
-const (
-	registryBin = "/usr/bin/docker-registry"
-	busyboxBin  = "/bin/busybox"
-)
-
-// requireTool skips the test when path is missing, or fails it under CI
-// (CI=true), where the tool must be installed.
-func requireTool(t testing.TB, path, pkg string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing (apt-get install %s): %v", path, pkg, err)
-		}
-		t.Skipf("skipping: %s missing (apt-get install %s)", path, pkg)
-	}
-}
-
-// testRegistry is a running docker-registry.
-type testRegistry struct {
-	Host string // 127.0.0.1:port
-}
-
-// startRegistry starts docker-registry on a free loopback port with a
-// temporary storage directory; htpasswd, if not empty, is the content of
-// an htpasswd file that turns on basic auth.
-func startRegistry(t testing.TB, htpasswd string) *testRegistry {
-	t.Helper()
-	auth := ""
-	if htpasswd != "" {
-		p := filepath.Join(t.TempDir(), "htpasswd")
-		if err := os.WriteFile(p, []byte(htpasswd), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", p)
-	}
-	return startRegistryWithAuth(t, auth)
-}
-
-// startRegistryWithAuth starts docker-registry with auth, a YAML "auth:"
-// block (or "" for none).
-func startRegistryWithAuth(t testing.TB, auth string) *testRegistry {
-	t.Helper()
-	requireTool(t, registryBin, "docker-registry")
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  secret: berth-test-secret
-%s`, filepath.Join(dir, "data"), addr, auth)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command(registryBin, "serve", cfgPath)
-	cmd.SysProcAttr = registryProcAttr
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return &testRegistry{Host: addr}
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("docker-registry exited: %s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// This file holds the test fixtures: a real registry (testenv's: Debian's
+// docker-registry on a loopback port), test images built from Debian's
+// busybox-static plus synthetic layers, and a fake faulty front for the
+// registry used where the real one cannot fail on demand.
 
 // tarLayer builds an uncompressed layer tar from name → content; a
 // content starting with "->" is a symlink to the rest.
@@ -193,8 +90,8 @@ func testImage(t testing.TB, p v1.Platform, seed int64, size int, withBusybox bo
 	t.Helper()
 	var layers []v1.Layer
 	if withBusybox {
-		requireTool(t, busyboxBin, "busybox-static")
-		bb, err := os.ReadFile(busyboxBin)
+		testenv.RequireTool(t, testenv.BusyboxBin, "busybox-static")
+		bb, err := os.ReadFile(testenv.BusyboxBin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +137,7 @@ func otherArch() v1.Platform {
 
 // fixture is the shared registry with the test images pushed into it.
 type fixture struct {
-	reg    *testRegistry
+	reg    *testenv.Registry
 	single v1.Image // REG/test/busybox:1, host platform
 	big    v1.Image // REG/test/big:1, host platform, one 4 MiB layer
 	index  v1.ImageIndex
@@ -270,8 +167,8 @@ func TestMain(m *testing.M) {
 // images into it.
 func sharedFixture(t testing.TB) *fixture {
 	t.Helper()
-	requireTool(t, registryBin, "docker-registry")
-	requireTool(t, busyboxBin, "busybox-static")
+	testenv.RequireTool(t, testenv.RegistryBin, "docker-registry")
+	testenv.RequireTool(t, testenv.BusyboxBin, "busybox-static")
 	fixtureOnce.Do(func() {
 		ft := fixtureTB
 		func() {
@@ -291,7 +188,7 @@ func sharedFixture(t testing.TB) *fixture {
 }
 
 func buildFixture(t *fixtureT) *fixture {
-	f := &fixture{reg: startRegistry(t, "")}
+	f := &fixture{reg: testenv.StartRegistry(t)}
 	f.single = testImage(t, hostPlatform, 1, 64<<10, true)
 	f.big = testImage(t, hostPlatform, 2, 4<<20, false)
 	f.amd64 = testImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, 3, 32<<10, true)
@@ -564,6 +461,3 @@ func mustConfigName(t testing.TB, img v1.Image) string {
 	}
 	return h.String()
 }
-
-// registryProcAttr is set per OS (Pdeathsig on Linux).
-var registryProcAttr *syscall.SysProcAttr

@@ -55,6 +55,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/home"
 )
 
 const (
@@ -79,15 +80,14 @@ type Store struct {
 
 type options struct {
 	keychain  authn.Keychain
-	transport http.RoundTripper
-	platform  v1.Platform
-	insecure  map[string]bool
+	transport http.RoundTripper // a clone of remote.DefaultTransport
+	platform  v1.Platform       // what a multi-arch image resolves to: linux/<host arch>
 	inUse     func(id string) bool
 	onRemove  []func(id string)
 	onChange  []func(Change)
 	attempts  int
 	backoff   time.Duration
-	jobs      int
+	jobs      int // layers one pull downloads at once (3, as dockerd)
 }
 
 // Option configures a Store at Open.
@@ -97,25 +97,6 @@ type Option func(*options)
 // default is authn.DefaultKeychain (~/.docker/config.json, $DOCKER_CONFIG,
 // and the credential helpers it names).
 func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
-
-// WithTransport sets the HTTP transport registries are reached through
-// (default: a clone of remote.DefaultTransport).
-func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.transport = t } }
-
-// WithDefaultPlatform sets the platform a multi-arch image resolves to
-// when Pull is not given one (default linux/<host arch>).
-func WithDefaultPlatform(p v1.Platform) Option { return func(o *options) { o.platform = p } }
-
-// WithInsecureRegistries lets the named registries ("host:port") be
-// reached over plain HTTP. Loopback registries (localhost, 127.0.0.0/8,
-// ::1) always may; every other registry is reached over HTTPS.
-func WithInsecureRegistries(hosts ...string) Option {
-	return func(o *options) {
-		for _, h := range hosts {
-			o.insecure[h] = true
-		}
-	}
-}
 
 // WithInUse sets the hook Remove and Prune ask whether a container uses
 // the image id ("sha256:…"); an image in use is not deleted.
@@ -196,22 +177,24 @@ func WithRetry(attempts int, initialDelay time.Duration) Option {
 	return func(o *options) { o.attempts, o.backoff = max(attempts, 1), initialDelay }
 }
 
-// WithConcurrentDownloads sets how many layers one pull downloads at once
-// (default 3, as dockerd).
-func WithConcurrentDownloads(n int) Option { return func(o *options) { o.jobs = max(n, 1) } }
-
-// Open opens the image store in dir, creating it if needed. It creates
-// the OCI layout skeleton (oci-layout, blobs/sha256, ingest), takes an
-// exclusive lock on dir/lock (a second Open of the same directory, in this
-// process or another, is errdefs.ErrConflict until Close), loads the
-// reference database, and removes leftovers of writes that a dead process
-// never finished (temporary files, partial downloads older than a day;
-// younger ones are kept to resume).
+// Open opens the image store in dir, creating it if needed. It:
+//
+//   - creates the OCI layout skeleton (oci-layout, blobs/sha256, ingest)
+//     with directories only the owner can use (0700; an existing store
+//     with looser modes is tightened);
+//   - takes an exclusive lock on dir/lock (a second Open of the same
+//     directory, in this process or another, is errdefs.ErrConflict until
+//     Close), so everything in dir is this Store's;
+//   - loads the reference database;
+//   - removes what a process killed mid-write left: temporary files of
+//     atomic writes, extracted archives of an unfinished load, partial
+//     downloads older than a day (younger ones are kept to resume), and
+//     blobs no image references (stored by a load or pull that never
+//     recorded its image).
 func Open(dir string, opts ...Option) (*Store, error) {
 	o := options{
 		keychain: authn.DefaultKeychain,
 		platform: v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		insecure: map[string]bool{},
 		attempts: 5,
 		backoff:  500 * time.Millisecond,
 		jobs:     3,
@@ -219,17 +202,15 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.transport == nil {
-		o.transport = remote.DefaultTransport.(*http.Transport).Clone()
-	}
+	o.transport = remote.DefaultTransport.(*http.Transport).Clone()
 	root, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open image store %s: %w", dir, err)
 	}
 	s := &Store{root: root, opt: o, leases: map[v1.Hash]int{}}
-	for _, d := range []string{blobsDir, ingestDir} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return nil, fmt.Errorf("open image store %s: %w", root, err)
+	for _, d := range []string{".", "blobs", blobsDir, ingestDir} {
+		if err := home.MkdirPrivate(filepath.Join(root, d)); err != nil {
+			return nil, fmt.Errorf("open image store: %w", err)
 		}
 	}
 	if s.lock, err = lockDir(filepath.Join(root, "lock")); err != nil {
@@ -252,6 +233,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open image store %s: %w", root, err)
 	}
 	s.db = db
+	s.collectGarbage() // blobs of a load or pull that a dead process never recorded
 	if _, err := os.Stat(filepath.Join(root, "index.json")); errors.Is(err, os.ErrNotExist) {
 		s.mu.Lock()
 		err = s.saveLocked()
@@ -915,6 +897,14 @@ func (s *Store) gcLocked() uint64 {
 		}
 	}
 	return freed
+}
+
+// collectGarbage deletes every blob no image references and no
+// operation in flight needs.
+func (s *Store) collectGarbage() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gcLocked()
 }
 
 // lease marks blobs as needed by an operation in flight so that GC keeps

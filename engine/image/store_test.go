@@ -39,9 +39,20 @@ func TestParseReferenceAndFamiliarName(t *testing.T) {
 			t.Errorf("FamiliarName(%q) = %q, want %q", tc.in, f, tc.familiar)
 		}
 	}
-	for _, bad := range []string{"", "UPPER", "a:b:c", "x@sha256:123"} {
-		if _, err := ParseReference(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	for _, bad := range []string{"", "UPPER", "a:b:c", "x@sha256:123", "..", "../../etc/passwd", "a//b", "a/../b",
+		"./a", "/a", "a/", "a..b", "a_-b", "-a", "a-", "localhost:5000//x", "x:" + strings.Repeat("t", 129), strings.Repeat("a/", 128) + "a"} {
+		_, err := ParseReference(bad)
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("ParseReference(%q) = %v; want InvalidArgument", bad, err)
+			continue
+		}
+		if bad != "" && !strings.Contains(err.Error(), bad) {
+			t.Errorf("ParseReference(%q) = %v; want the error to name the reference", bad, err)
+		}
+	}
+	for _, good := range []string{"a__b/c-d/e.f:1.0_x", "a---b", "[::1]:5000/x", "my.registry-1.io:443/x/y", "x:" + strings.Repeat("t", 128)} {
+		if _, err := ParseReference(good); err != nil {
+			t.Errorf("ParseReference(%q) = %v; want it accepted", good, err)
 		}
 	}
 }

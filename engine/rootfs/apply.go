@@ -387,7 +387,7 @@ func unpack(ctx context.Context, outPath string, opts []ext4.Option, apply func(
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	tmp, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
 	if err != nil {
 		return fmt.Errorf("unpack %s: %w", outPath, err)
 	}
@@ -410,7 +410,7 @@ func unpack(ctx context.Context, outPath string, opts []ext4.Option, apply func(
 	if err := w.Close(ctx); err != nil {
 		return fmt.Errorf("unpack %s: %w", outPath, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(0o600); err != nil {
 		return fmt.Errorf("unpack %s: %w", outPath, err)
 	}
 	if err := tmp.Sync(); err != nil {

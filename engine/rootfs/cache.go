@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/ext4"
+	"github.com/berthvm/berth/engine/home"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/singleflight"
 )
@@ -34,17 +34,56 @@ type CacheOption func(*Cache)
 // by default they are sized to their content plus free space.
 func WithImageSize(bytes int64) CacheOption { return func(c *Cache) { c.size = bytes } }
 
-// NewCache returns a cache that keeps its images in dir, creating dir
-// (mode 0700) if needed.
+// NewCache returns a cache that keeps its images in dir. It creates dir
+// with mode 0700 if needed (tightening an existing dir that other users
+// could use), and removes the temporary images of builds that a killed
+// process left: those whose build lock nobody holds.
 func NewCache(dir string, opts ...CacheOption) (*Cache, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("rootfs cache %s: %w", dir, err)
+	if err := home.MkdirPrivate(dir); err != nil {
+		return nil, fmt.Errorf("rootfs cache: %w", err)
 	}
 	c := &Cache{dir: dir}
 	for _, o := range opts {
 		o(c)
 	}
+	if err := c.removeAbandonedBuilds(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// tempMarker separates an image's name from the random suffix of the
+// temporary file it is built in ("." + name + ".tmp-" + random).
+const tempMarker = ".tmp-"
+
+// removeAbandonedBuilds deletes every temporary image in the cache whose
+// build lock (the image's name + ".lock") is free: a build in progress, in
+// this process or another, holds it for as long as its temporary file
+// exists, so a free lock proves the builder is dead.
+func (c *Cache) removeAbandonedBuilds() error {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("rootfs cache %s: %w", c.dir, err)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel() // take free locks only; never wait for a live build
+	for _, e := range entries {
+		name := e.Name()
+		i := strings.Index(name, tempMarker)
+		if !strings.HasPrefix(name, ".") || i < 0 || !e.Type().IsRegular() {
+			continue
+		}
+		unlock, err := lockFile(done, filepath.Join(c.dir, name[1:i]+".lock"))
+		if err != nil {
+			continue // building now, or the lock cannot be taken: keep it
+		}
+		err = os.Remove(filepath.Join(c.dir, name))
+		unlock()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("rootfs cache: remove abandoned build %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 const imageSuffix = ".ext4"
@@ -110,7 +149,7 @@ func (c *Cache) build(ctx context.Context, img v1.Image, d v1.Hash) error {
 		return nil // built by another process while we waited
 	}
 	// Temporary files left by a crashed build of this image.
-	stale, _ := filepath.Glob(filepath.Join(c.dir, "."+baseName(d)+".tmp-*"))
+	stale, _ := filepath.Glob(filepath.Join(c.dir, "."+baseName(d)+tempMarker+"*"))
 	for _, s := range stale {
 		os.Remove(s)
 	}
@@ -151,9 +190,12 @@ func (c *Cache) Remove(d v1.Hash) error {
 }
 
 // Prune deletes every base image whose digest keep rejects, images made by
-// other versions of the ext4 writer, and temporary files older than a day.
-// It returns the digests of the images it removed.
+// other versions of the ext4 writer, and the temporary files of builds
+// nobody is running. It returns the digests of the images it removed.
 func (c *Cache) Prune(ctx context.Context, keep func(v1.Hash) bool) ([]v1.Hash, error) {
+	if err := c.removeAbandonedBuilds(); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir(c.dir)
 	if err != nil {
 		return nil, fmt.Errorf("rootfs cache: prune %s: %w", c.dir, err)
@@ -165,12 +207,6 @@ func (c *Cache) Prune(ctx context.Context, keep func(v1.Hash) bool) ([]v1.Hash, 
 		}
 		name := e.Name()
 		full := filepath.Join(c.dir, name)
-		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
-				os.Remove(full)
-			}
-			continue
-		}
 		if !strings.HasSuffix(name, imageSuffix) {
 			continue
 		}

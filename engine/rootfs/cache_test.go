@@ -120,6 +120,9 @@ func TestCacheEnsureCloneRemove(t *testing.T) {
 	if src.Size() != dst.Size() {
 		t.Errorf("clone size %d, base %d", dst.Size(), src.Size())
 	}
+	if src.Mode().Perm() != 0o600 || dst.Mode().Perm() != 0o600 {
+		t.Errorf("base image mode %v, clone %v; want both 0600 (a root filesystem is its owner's only)", src.Mode(), dst.Mode())
+	}
 	if used := dst.Sys().(*syscall.Stat_t).Blocks * 512; used > 64<<20 {
 		t.Errorf("clone of a %d byte image uses %d bytes: holes not kept", dst.Size(), used)
 	}
@@ -188,6 +191,56 @@ func TestCacheCancelledBuild(t *testing.T) {
 	}
 }
 
+// TestNewCacheRemovesAbandonedBuilds leaves what a daemon SIGKILLed in
+// the middle of two builds leaves (the temporary images, their unlocked
+// lock files) next to a build still running in another process (its lock
+// held), and opens the cache.
+func TestNewCacheRemovesAbandonedBuilds(t *testing.T) {
+	dir := t.TempDir()
+	mustDo(t, os.Chmod(dir, 0o755))
+	dead := []string{
+		"." + baseName(v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("a", 64)}) + ".tmp-123",
+		"." + baseName(v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("b", 64)}) + ".tmp-456",
+	}
+	for i, n := range dead {
+		mustDo(t, os.WriteFile(filepath.Join(dir, n), []byte("half an image"), 0o644))
+		if i == 0 {
+			mustDo(t, os.WriteFile(filepath.Join(dir, strings.TrimPrefix(n[:strings.Index(n, tempMarker)], "."))+".lock", nil, 0o600))
+		}
+	}
+	liveBase := baseName(v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("c", 64)})
+	live := filepath.Join(dir, "."+liveBase+".tmp-789")
+	mustDo(t, os.WriteFile(live, []byte("being built"), 0o600))
+	unlock, err := lockFile(bg, filepath.Join(dir, liveBase+".lock"))
+	mustDo(t, err)
+	defer unlock()
+	other := filepath.Join(dir, "notes.tmp-1") // not a name the cache makes
+	mustDo(t, os.WriteFile(other, nil, 0o600))
+
+	c, err := NewCache(dir)
+	mustDo(t, err)
+	for _, n := range dead {
+		if _, err := os.Stat(filepath.Join(dir, n)); !os.IsNotExist(err) {
+			t.Errorf("abandoned build %s survived NewCache: %v", n, err)
+		}
+	}
+	for _, p := range []string{live, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed by NewCache: %v", filepath.Base(p), err)
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("cache dir %v, %v; want mode 0700", fi, err)
+	}
+	unlock()
+	if _, err := c.Prune(bg, func(v1.Hash) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(live); !os.IsNotExist(err) {
+		t.Errorf("build abandoned after NewCache survived Prune: %v", err)
+	}
+}
+
 // TestLockFileExcludes checks the cross-process build lock: a second
 // holder (another open file description, as another process has) waits.
 func TestLockFileExcludes(t *testing.T) {
@@ -252,8 +305,8 @@ func TestUnpackImage(t *testing.T) {
 	mustDo(t, Unpack(bg, img, out, 300<<20))
 	fi, err := os.Stat(out)
 	mustDo(t, err)
-	if fi.Size() != 300<<20 || fi.Mode().Perm() != 0o644 {
-		t.Errorf("image %d bytes, mode %v; want %d, 0644", fi.Size(), fi.Mode(), 300<<20)
+	if fi.Size() != 300<<20 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("image %d bytes, mode %v; want %d, 0600", fi.Size(), fi.Mode(), 300<<20)
 	}
 	testenv.Fsck(t, out)
 	uid, gid, _, err := LookupUser(bg, out, "bob")

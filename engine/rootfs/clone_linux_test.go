@@ -15,25 +15,20 @@ import (
 // the clone must share the base's extents (filefrag reports them
 // "shared") and still be an independent, valid image.
 func TestCloneReflink(t *testing.T) {
-	for _, tool := range []string{"mkfs.btrfs", "filefrag"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s not installed (apt-get install btrfs-progs e2fsprogs)", tool)
-		}
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: loop-mounting a btrfs volume needs root")
-	}
+	mkfs := testenv.RequireCommand(t, "mkfs.btrfs", "btrfs-progs")
+	filefrag := testenv.RequireCommand(t, "filefrag", "e2fsprogs")
+	testenv.RequireRoot(t, "loop-mounting a btrfs volume")
 	vol := filepath.Join(t.TempDir(), "btrfs.img")
 	f, err := os.Create(vol)
 	mustDo(t, err)
 	mustDo(t, f.Truncate(512<<20))
 	f.Close()
-	if out, err := exec.Command("mkfs.btrfs", "-q", vol).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mkfs, "-q", vol).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
 	}
 	mnt := t.TempDir()
 	if err := mountLoop(vol, mnt, "loop"); err != nil {
-		t.Skipf("skipping: cannot mount btrfs here: %v", err)
+		testenv.Unavailable(t, "cannot mount a btrfs volume (btrfs module?): %v", err)
 	}
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 
@@ -46,7 +41,7 @@ func TestCloneReflink(t *testing.T) {
 	clone := filepath.Join(mnt, "clone.ext4")
 	mustDo(t, c.Clone(bg, d, clone))
 	mustDo(t, exec.Command("sync").Run())
-	out, err := exec.Command("filefrag", "-v", clone).CombinedOutput()
+	out, err := exec.Command(filefrag, "-v", clone).CombinedOutput()
 	mustDo(t, err)
 	if !bytes.Contains(out, []byte("shared")) {
 		t.Errorf("clone shares no extents with its base (FICLONE not used?):\n%s", out)

@@ -15,7 +15,7 @@ func cloneFile(ctx context.Context, src, dst string) error {
 		return err
 	}
 	defer s.Close()
-	d, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	d, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 )
 
 var bg = context.Background()
-
-func inCI() bool { return os.Getenv("CI") == "true" }
 
 func mustDo(t testing.TB, err error) {
 	t.Helper()

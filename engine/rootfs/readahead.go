@@ -33,7 +33,7 @@ func newReadAhead(src io.Reader) *readAhead {
 		done: make(chan struct{}),
 	}
 	for range readAheadChunks + 1 {
-		ra.free <- make([]byte, readAheadChunk)
+		ra.free <- nil // allocated on first use: a small layer needs one
 	}
 	go ra.run(src)
 	return ra
@@ -48,6 +48,9 @@ func (ra *readAhead) run(src io.Reader) {
 		case b = <-ra.free:
 		case <-ra.stop:
 			return
+		}
+		if b == nil {
+			b = make([]byte, readAheadChunk)
 		}
 		n, err := io.ReadFull(src, b[:cap(b)])
 		if n > 0 {

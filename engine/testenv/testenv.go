@@ -31,16 +31,29 @@ const (
 	BusyboxBin  = "/bin/busybox"
 )
 
+// InCI reports whether the tests run in CI (CI=true), where what a test
+// needs is installed and granted, so that its absence is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable is the one rule for a test whose prerequisite is missing:
+// it fails the test in CI (where .ci/run must provide it) and skips it
+// elsewhere, saying why either way.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	why := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("%s (CI must provide it)", why)
+	}
+	t.Skipf("skipping: %s", why)
+}
+
 // RequireTool returns path when it exists; otherwise it fails the test
 // under CI (CI=true: .ci/run must have installed it) and skips it
 // elsewhere, naming the Debian package.
 func RequireTool(t testing.TB, path, pkg string) string {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing (apt-get install %s): %v", path, pkg, err)
-		}
-		t.Skipf("skipping: %s missing (apt-get install %s)", path, pkg)
+		Unavailable(t, "%s missing (apt-get install %s): %v", path, pkg, err)
 	}
 	return path
 }
@@ -50,12 +63,18 @@ func RequireCommand(t testing.TB, cmd, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(cmd)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not on PATH (install %s)", cmd, pkg)
-		}
-		t.Skipf("skipping: %s not on PATH (install %s)", cmd, pkg)
+		Unavailable(t, "%s not on PATH (install %s)", cmd, pkg)
 	}
 	return p
+}
+
+// RequireRoot fails the test in CI and skips it elsewhere unless it runs
+// as root; why says what needs root ("loop-mounting an image").
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "%s needs root", why)
+	}
 }
 
 // Registry is a running docker-registry.
@@ -65,7 +84,8 @@ type Registry struct {
 }
 
 // StartRegistry runs docker-registry on a free loopback port with a
-// temporary storage directory until the test ends.
+// temporary storage directory until the test ends (or the test binary
+// dies, on Linux).
 func StartRegistry(t testing.TB) *Registry { return startRegistry(t, "") }
 
 // StartAuthRegistry is StartRegistry with HTTP basic auth: user and
@@ -76,10 +96,30 @@ func StartAuthRegistry(t testing.TB, user, password string) *Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startRegistry(t, user+":"+string(hash)+"\n")
+	p := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(p, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startRegistry(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", p))
 }
 
-func startRegistry(t testing.TB, htpasswd string) *Registry {
+// TokenAuth is the token authentication of a registry (as Docker Hub
+// works): clients get a bearer token from Realm, signed by a key whose
+// certificate is in RootCertBundle.
+type TokenAuth struct {
+	Realm, Service, Issuer, RootCertBundle string
+}
+
+// StartTokenRegistry is StartRegistry with token authentication.
+func StartTokenRegistry(t testing.TB, a TokenAuth) *Registry {
+	t.Helper()
+	return startRegistry(t, fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n",
+		a.Realm, a.Service, a.Issuer, a.RootCertBundle))
+}
+
+// startRegistry starts docker-registry; auth is its configuration's
+// "auth:" block, or "" for none.
+func startRegistry(t testing.TB, auth string) *Registry {
 	t.Helper()
 	RequireTool(t, RegistryBin, "docker-registry")
 	dir := t.TempDir()
@@ -91,19 +131,14 @@ func startRegistry(t testing.TB, htpasswd string) *Registry {
 	l.Close()
 	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: berth-test\n",
 		filepath.Join(dir, "data"), addr)
-	if htpasswd != "" {
-		p := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(p, []byte(htpasswd), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n", p)
-	}
+	cfg += auth
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
 	cmd := exec.Command(RegistryBin, "serve", cfgPath)
+	cmd.SysProcAttr = dieWithParent()
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

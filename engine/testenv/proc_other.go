@@ -1,0 +1,9 @@
+//go:build !linux
+
+package testenv
+
+import "syscall"
+
+// dieWithParent has no portable equivalent of Linux's Pdeathsig; the
+// test's cleanup kills the child.
+func dieWithParent() *syscall.SysProcAttr { return nil }
