@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 	mobyclient "github.com/moby/moby/client"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/home"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"go.uber.org/goleak"

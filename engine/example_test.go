@@ -10,7 +10,7 @@ import (
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/demoimage"
+	"github.com/berthvm/berth/internal/demoimage"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"

@@ -13,7 +13,7 @@ import (
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/home"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
 

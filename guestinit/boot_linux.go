@@ -17,7 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/berthvm/berth/engine/agent/guest"
+	"github.com/berthvm/berth/internal/guest"
 	"github.com/berthvm/berth/engine/agent/transport"
 )
 

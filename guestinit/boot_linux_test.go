@@ -8,18 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/internal/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (mounts); CI runs as root")
-	}
-	t.Skip("skipping: needs root to mount")
+	testenv.RequireRoot(t, "mounting")
 }
 
 func mounted(t *testing.T, dir string) []string {

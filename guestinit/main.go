@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/berthvm/berth/engine/agent/guest"
+	"github.com/berthvm/berth/internal/guest"
 )
 
 // version is set at build time with -ldflags '-X main.version=...'.

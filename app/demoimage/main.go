@@ -11,7 +11,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/berthvm/berth/engine/demoimage"
+	"github.com/berthvm/berth/internal/demoimage"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )

@@ -20,10 +20,11 @@ esac
 #   docker-registry: a real registry; apache2-utils: htpasswd
 #   e2fsprogs: e2fsck/debugfs check every ext4 image we write
 #   btrfs-progs: a reflink-capable loop filesystem for the FICLONE test
-#   cpio: lists the initramfs; xz-utils: checks our xz reader
+#   cpio: lists the initramfs; xz-utils: checks our xz reader; bzip2:
+#     a bzip2-compressed archive for image load
 #   qemu-utils; debootstrap: a real Debian rootfs for the ext4 benchmark
 test_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils docker-registry apache2-utils
-           e2fsprogs btrfs-progs cpio xz-utils debootstrap)
+           e2fsprogs btrfs-progs cpio xz-utils bzip2 debootstrap)
 
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")

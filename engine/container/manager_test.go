@@ -15,7 +15,7 @@ import (
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/rootfs"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // want is what an entry of an image must be.

@@ -26,7 +26,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"github.com/berthvm/berth/engine/ctxio"
+	"github.com/berthvm/berth/internal/ctxio"
 	"github.com/berthvm/berth/engine/errdefs"
 )
 

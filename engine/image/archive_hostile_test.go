@@ -25,7 +25,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // dockerSaveTar returns a docker save tarball (go-containerregistry's

@@ -28,7 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // fakeTokenServer is a fake of a registry token service (what auth.docker.io

@@ -16,7 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/berthvm/berth/engine/ctxio"
+	"github.com/berthvm/berth/internal/ctxio"
 )
 
 // The on-disk layout of a store directory:

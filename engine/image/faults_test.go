@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // The tests in this file put fakeFaultyRegistry (a fake front that fails

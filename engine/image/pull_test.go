@@ -16,7 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // eventLog collects progress events.

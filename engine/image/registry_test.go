@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"

@@ -10,15 +10,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/internal/testenv"
+
 	"github.com/berthvm/berth/engine/initramfs"
 	"github.com/berthvm/berth/engine/kernel"
-	"github.com/berthvm/berth/engine/kernel/kerneltest"
+	"github.com/berthvm/berth/internal/kerneltest"
 )
 
 // list runs Debian's cpio -t (and -tv) over the archive.
 func list(t *testing.T, archive string, verbose bool) []string {
 	t.Helper()
-	cpio := kerneltest.LookPath(t, "cpio", "cpio")
+	cpio := testenv.RequireCommand(t, "cpio", "cpio")
 	flags := "-t"
 	if verbose {
 		flags = "-tv"
@@ -42,7 +44,7 @@ func list(t *testing.T, archive string, verbose bool) []string {
 // extract unpacks one member with cpio -i and returns its contents.
 func extract(t *testing.T, archive, member string) []byte {
 	t.Helper()
-	cpio := kerneltest.LookPath(t, "cpio", "cpio")
+	cpio := testenv.RequireCommand(t, "cpio", "cpio")
 	dir := t.TempDir()
 	f, err := os.Open(archive)
 	if err != nil {

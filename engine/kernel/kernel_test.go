@@ -21,8 +21,8 @@ import (
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/kernel"
-	"github.com/berthvm/berth/engine/kernel/kerneltest"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/kerneltest"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 func TestOpenDebianTrees(t *testing.T) {
@@ -318,14 +318,14 @@ func debianDeb(t *testing.T) string {
 	if m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*_arm64.deb")); len(m) > 0 {
 		return m[0]
 	}
-	apt := kerneltest.LookPath(t, "apt-get", "apt")
+	apt := testenv.RequireCommand(t, "apt-get", "apt")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(apt, "download", "-q", pkg+":arm64")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		kerneltest.Unavailable(t, "apt-get download %s:arm64: %v\n%s", pkg, err, out)
+		testenv.Unavailable(t, "apt-get download %s:arm64: %v\n%s", pkg, err, out)
 	}
 	m, _ := filepath.Glob(filepath.Join(dir, pkg+"_*_arm64.deb"))
 	if len(m) == 0 {

@@ -13,7 +13,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/ext4"

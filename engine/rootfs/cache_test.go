@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"

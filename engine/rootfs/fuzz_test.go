@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/ext4"
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // FuzzApply feeds arbitrary bytes as a layer on top of a small base

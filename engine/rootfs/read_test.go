@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthvm/berth/engine/testenv"
 	"github.com/berthvm/berth/engine/user"
-	"github.com/berthvm/berth/engine/user/usertest"
+	"github.com/berthvm/berth/internal/testenv"
+	"github.com/berthvm/berth/internal/usertest"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/ext4"
@@ -97,7 +97,7 @@ func TestReadAcrossBlockGroups(t *testing.T) {
 
 // TestLookupUser: the host, reading the files out of an ext4 image (here
 // /etc/passwd is a symlink inside it), answers the shared table as the
-// guest does (engine/agent/guest runs the same table).
+// guest does (internal/guest runs the same table).
 func TestLookupUser(t *testing.T) {
 	fixtures, cases := usertest.Table(t)
 	images := map[string]string{}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine/testenv"
+	"github.com/berthvm/berth/internal/testenv"
 
 	"golang.org/x/sys/unix"
 )

@@ -9,7 +9,7 @@ import (
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/user"
-	"github.com/berthvm/berth/engine/user/usertest"
+	"github.com/berthvm/berth/internal/usertest"
 )
 
 func reader(s *string) io.Reader {

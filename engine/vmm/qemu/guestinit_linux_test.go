@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/internal/testenv"
+
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
-	"github.com/berthvm/berth/engine/kernel/kerneltest"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/qemu"
+	"github.com/berthvm/berth/internal/kerneltest"
 )
 
 const guestinitPkg = "github.com/berthvm/berth/guestinit"
@@ -28,12 +30,12 @@ const guestinitPkg = "github.com/berthvm/berth/guestinit"
 func busybox(t testing.TB, arch string) string {
 	t.Helper()
 	if arch == "amd64" {
-		p := kerneltest.LookPath(t, "busybox", "busybox-static")
+		p := testenv.RequireCommand(t, "busybox", "busybox-static")
 		if f, err := elf.Open(p); err == nil {
 			defer f.Close()
 			for _, prog := range f.Progs {
 				if prog.Type == elf.PT_INTERP {
-					kerneltest.Unavailable(t, "%s is dynamically linked (apt-get install busybox-static)", p)
+					testenv.Unavailable(t, "%s is dynamically linked (apt-get install busybox-static)", p)
 				}
 			}
 		}
@@ -44,16 +46,16 @@ func busybox(t testing.TB, arch string) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	dpkg := kerneltest.LookPath(t, "dpkg", "dpkg")
+	dpkg := testenv.RequireCommand(t, "dpkg", "dpkg")
 	debDir := filepath.Join(filepath.Dir(kerneltest.CacheDir(t)), "deb")
 	debs, _ := filepath.Glob(filepath.Join(debDir, "busybox-static_*_"+arch+".deb"))
 	if len(debs) == 0 {
-		apt := kerneltest.LookPath(t, "apt-get", "apt")
+		apt := testenv.RequireCommand(t, "apt-get", "apt")
 		os.MkdirAll(debDir, 0o755)
 		cmd := exec.Command(apt, "download", "-q", "busybox-static:"+arch)
 		cmd.Dir = debDir
 		if b, err := cmd.CombinedOutput(); err != nil {
-			kerneltest.Unavailable(t, "apt-get download busybox-static:%s (needs dpkg --add-architecture %s): %v\n%s", arch, arch, err, b)
+			testenv.Unavailable(t, "apt-get download busybox-static:%s (needs dpkg --add-architecture %s): %v\n%s", arch, arch, err, b)
 		}
 		debs, _ = filepath.Glob(filepath.Join(debDir, "busybox-static_*_"+arch+".deb"))
 	}
@@ -76,7 +78,7 @@ func busybox(t testing.TB, arch string) string {
 // VMs without images (engine/rootfs builds container root disks).
 func busyboxRootfs(t testing.TB, arch string) string {
 	t.Helper()
-	mkfs := kerneltest.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	mkfs := testenv.RequireCommand(t, "mkfs.ext4", "e2fsprogs")
 	bb, err := os.ReadFile(busybox(t, arch))
 	if err != nil {
 		t.Fatal(err)

@@ -12,9 +12,8 @@ import (
 
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
-	"github.com/berthvm/berth/engine/kernel/kerneltest"
-	"github.com/berthvm/berth/engine/testenv"
 	"github.com/berthvm/berth/engine/vmm/qemu"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // TestGuestinitReadOnlyRootWithoutMountPoints boots the real guestinit on
@@ -24,7 +23,7 @@ import (
 func TestGuestinitReadOnlyRootWithoutMountPoints(t *testing.T) {
 	g := newGuest(t, "amd64", guestinitPkg, nil)
 	g.root = busyboxRootfs(t, "amd64")
-	debugfs := kerneltest.LookPath(t, "debugfs", "e2fsprogs")
+	debugfs := testenv.RequireCommand(t, "debugfs", "e2fsprogs")
 	for _, d := range []string{"proc", "sys", "dev"} {
 		if b, err := exec.Command(debugfs, "-w", "-R", "rmdir "+d, g.root).CombinedOutput(); err != nil || bytes.Contains(b, []byte("rmdir:")) {
 			t.Fatalf("debugfs rmdir %s: %v\n%s", d, err, b)

@@ -15,11 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/internal/testenv"
+
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/initramfs"
-	"github.com/berthvm/berth/engine/kernel/kerneltest"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/qemu"
+	"github.com/berthvm/berth/internal/kerneltest"
 )
 
 // testPrefix starts every test VM's ID, so TestMain can find leftovers.
@@ -101,7 +103,7 @@ type guest struct {
 // disk holding the files in rootFiles.
 func newGuest(t testing.TB, arch, initPkg string, rootFiles map[string]string) guest {
 	t.Helper()
-	kerneltest.LookPath(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch], map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
+	testenv.RequireCommand(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch], map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
 	k := kerneltest.Debian(t, arch)
 	ctx := context.Background()
 	cache := filepath.Join(kerneltest.CacheDir(t), "test-cache")
@@ -122,7 +124,7 @@ func newGuest(t testing.TB, arch, initPkg string, rootFiles map[string]string) g
 // (engine/rootfs builds container root disks).
 func makeRootfs(t testing.TB, files map[string]string) string {
 	t.Helper()
-	mkfs := kerneltest.LookPath(t, "mkfs.ext4", "e2fsprogs")
+	mkfs := testenv.RequireCommand(t, "mkfs.ext4", "e2fsprogs")
 	dir := t.TempDir()
 	for p, c := range files {
 		full := filepath.Join(dir, p)

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/berthvm/berth/engine/user/usertest"
+	"github.com/berthvm/berth/internal/usertest"
 )
 
 // TestResolveUserTable: the guest reads the container's files and answers

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/internal/testenv"
+
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -42,17 +44,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// requireRoot skips a test that needs root, except in CI (CI=true), where
-// the machine runs tests as root and a skip would hide a failure.
+// requireRoot: the guest's tests make namespaces, mounts and pivot_root.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (namespaces, mounts, pivot_root); CI runs as root")
-	}
-	t.Skip("skipping: needs root for namespaces, mounts and pivot_root")
+	testenv.RequireRoot(t, "namespaces, mounts and pivot_root")
 }
 
 const busyboxPath = "/bin/busybox"
@@ -65,12 +60,7 @@ var applets = []string{"sh", "ps", "cat", "echo", "sleep", "id", "stty", "hostna
 // "extra" (2000).
 func newRootfs(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(busyboxPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: apt-get install busybox-static", busyboxPath)
-		}
-		t.Skipf("skipping: %s is missing (apt-get install busybox-static)", busyboxPath)
-	}
+	testenv.RequireTool(t, busyboxPath, "busybox-static")
 	dir := t.TempDir()
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "home/tester", "mnt"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {

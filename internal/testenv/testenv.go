@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine/demoimage"
+	"github.com/berthvm/berth/internal/demoimage"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
