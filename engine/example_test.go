@@ -10,8 +10,8 @@ import (
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/internal/demoimage"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/internal/demoimage"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	mobycontainer "github.com/moby/moby/api/types/container"

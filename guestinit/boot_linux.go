@@ -17,8 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/berthvm/berth/internal/guest"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/internal/guest"
 )
 
 // rootDir is where the rootfs disk is mounted; containers are rooted there.

@@ -26,8 +26,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
-	"github.com/berthvm/berth/internal/ctxio"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/internal/ctxio"
 )
 
 // dockerSaveEntry is one entry of a docker save tarball's manifest.json.
