@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	testStageExe = filepath.Join(dir, "guestinit")
-	cmd := exec.Command("go", "build", "-o", testStageExe, "../../../guestinit")
+	cmd := exec.Command("go", "build", "-o", testStageExe, "../../guestinit")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build static guestinit: %v\n%s", err, out)
