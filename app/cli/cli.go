@@ -60,6 +60,19 @@ func (e *env) client() (*client.Client, error) {
 	return client.New(h.Socket())
 }
 
+// withClient is a command's RunE whose body needs a client of the daemon:
+// it opens one before fn runs and closes it after.
+func (e *env) withClient(fn func(cmd *cobra.Command, args []string, cl *client.Client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cl, err := e.client()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return fn(cmd, args, cl)
+	}
+}
+
 // NewRoot builds the berth command tree.
 func NewRoot(stdio IO) *cobra.Command {
 	e := &env{io: stdio}

@@ -110,12 +110,7 @@ func newInspectCmd(e *env) *cobra.Command {
 		Use:   "inspect CONTAINER...",
 		Short: "Show containers' details as JSON",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			var out []json.RawMessage
 			for _, a := range args {
 				res, err := cl.ContainerInspect(cmd.Context(), a, docker.ContainerInspectOptions{})
@@ -130,7 +125,7 @@ func newInspectCmd(e *env) *cobra.Command {
 			}
 			_, err = fmt.Fprintln(e.io.Out, string(b))
 			return err
-		},
+		}),
 	}
 }
 
@@ -140,12 +135,7 @@ func newLogsCmd(e *env) *cobra.Command {
 		Use:   "logs [flags] CONTAINER",
 		Short: "Show a container's output",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			insp, err := cl.ContainerInspect(cmd.Context(), args[0], docker.ContainerInspectOptions{})
 			if err != nil {
 				return err
@@ -165,7 +155,7 @@ func newLogsCmd(e *env) *cobra.Command {
 				return nil
 			}
 			return err
-		},
+		}),
 	}
 	fl := c.Flags()
 	fl.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new output")
@@ -182,12 +172,7 @@ func newAttachCmd(e *env) *cobra.Command {
 		Use:   "attach [flags] CONTAINER",
 		Short: "Attach to a running container's input and output",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			ctx := cmd.Context()
 			res, err := cl.ContainerInspect(ctx, args[0], docker.ContainerInspectOptions{})
 			if err != nil {
@@ -199,7 +184,7 @@ func newAttachCmd(e *env) *cobra.Command {
 			}
 			o := session{cond: mobycontainer.WaitConditionNotRunning, stdin: !noStdin && insp.Config.OpenStdin, tty: insp.Config.Tty}
 			return e.attachSession(ctx, cl, insp.ID, o, openTerminal(e.io.In))
-		},
+		}),
 	}
 	c.Flags().BoolVar(&noStdin, "no-stdin", false, "do not attach stdin")
 	return c
@@ -211,12 +196,7 @@ func newStatsCmd(e *env) *cobra.Command {
 		Use:   "stats [flags] CONTAINER...",
 		Short: "Show containers' CPU, memory and process counts",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			for {
 				if err := printStats(cmd.Context(), e.io.Out, cl, args); err != nil {
 					return err
@@ -230,7 +210,7 @@ func newStatsCmd(e *env) *cobra.Command {
 				case <-time.After(time.Second):
 				}
 			}
-		},
+		}),
 	}
 	c.Flags().BoolVar(&noStream, "no-stream", false, "print one sample and exit")
 	return c

@@ -21,14 +21,9 @@ func newExecCmd(e *env) *cobra.Command {
 		Use:   "exec [flags] CONTAINER COMMAND [ARG...]",
 		Short: "Run a command in a running container",
 		Args:  cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			return e.exec(cmd.Context(), cl, f, args[0], args[1:])
-		},
+		}),
 	}
 	fl := c.Flags()
 	fl.SetInterspersed(false)

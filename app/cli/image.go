@@ -201,12 +201,7 @@ func newImageInspectCmd(e *env) *cobra.Command {
 		Use:   "inspect IMAGE...",
 		Short: "Show an image's details as JSON",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			var out []any
 			for _, a := range args {
 				res, err := cl.ImageInspect(cmd.Context(), a)
@@ -218,7 +213,7 @@ func newImageInspectCmd(e *env) *cobra.Command {
 			enc := json.NewEncoder(e.io.Out)
 			enc.SetIndent("", "    ")
 			return enc.Encode(out)
-		},
+		}),
 	}
 }
 
@@ -229,12 +224,7 @@ func newRmiCmd(e *env, use string, aliases ...string) *cobra.Command {
 		Aliases: aliases,
 		Short:   "Remove images (refused for an image a container uses, unless --force)",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			var errs []error
 			for _, a := range args {
 				res, err := cl.ImageRemove(cmd.Context(), a, docker.ImageRemoveOptions{Force: force, PruneChildren: !noPrune})
@@ -252,7 +242,7 @@ func newRmiCmd(e *env, use string, aliases ...string) *cobra.Command {
 				}
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "remove even if a container uses it, and every tag of an image named by ID")
 	c.Flags().BoolVar(&noPrune, "no-prune", false, "do not delete untagged parents (Berth's images have none)")
@@ -264,15 +254,10 @@ func newTagCmd(e *env) *cobra.Command {
 		Use:   "tag SOURCE TARGET",
 		Short: "Give an image another reference",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			_, err = cl.ImageTag(cmd.Context(), docker.ImageTagOptions{Source: args[0], Target: args[1]})
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
+			_, err := cl.ImageTag(cmd.Context(), docker.ImageTagOptions{Source: args[0], Target: args[1]})
 			return err
-		},
+		}),
 	}
 }
 
@@ -282,12 +267,7 @@ func newImagePruneCmd(e *env) *cobra.Command {
 		Use:   "prune [flags]",
 		Short: "Remove dangling images (all unused ones with --all) and unreferenced blobs",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, _ []string, cl *client.Client) error {
 			f := docker.Filters{}
 			if all {
 				f = f.Add("dangling", "false")
@@ -306,7 +286,7 @@ func newImagePruneCmd(e *env) *cobra.Command {
 			}
 			fmt.Fprintf(e.io.Out, "Total reclaimed space: %s\n", humanBytes(int64(res.Report.SpaceReclaimed)))
 			return nil
-		},
+		}),
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "remove all images no container uses, not only dangling ones")
 	forceFlag(c, &force)
@@ -327,12 +307,7 @@ func newLoadCmd(e *env, use string, aliases ...string) *cobra.Command {
 		Aliases: aliases,
 		Short:   "Load images from a docker save or OCI layout tarball (no network needed)",
 		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			if len(args) == 1 {
 				input = args[0]
 			}
@@ -353,7 +328,7 @@ func newLoadCmd(e *env, use string, aliases ...string) *cobra.Command {
 			return eachMessage(jsonMessages(res), func(m jsonstream.Message) {
 				fmt.Fprint(e.io.Out, m.Stream)
 			})
-		},
+		}),
 	}
 	c.Flags().StringVarP(&input, "input", "i", "", "tarball to read (default stdin)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "suppress progress output (berth prints none; the loaded images are still listed)")
@@ -384,12 +359,7 @@ func newSaveCmd(e *env, use string, aliases ...string) *cobra.Command {
 		Aliases: aliases,
 		Short:   "Save images to a docker save tarball",
 		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			rc, err := cl.ImageSave(cmd.Context(), args)
 			if err != nil {
 				return err
@@ -403,7 +373,7 @@ func newSaveCmd(e *env, use string, aliases ...string) *cobra.Command {
 			}
 			_, err = io.Copy(e.io.Out, rc)
 			return err
-		},
+		}),
 	}
 	c.Flags().StringVarP(&output, "output", "o", "", "file to write (default stdout)")
 	return c

@@ -222,12 +222,7 @@ func newWaitCmd(e *env) *cobra.Command {
 		Use:   "wait CONTAINER...",
 		Short: "Wait for containers to stop and print their exit codes",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
 			for _, id := range args {
 				exit, err := waitExit(cmd.Context(), cl, id, mobycontainer.WaitConditionNotRunning)
 				if err != nil {
@@ -240,7 +235,7 @@ func newWaitCmd(e *env) *cobra.Command {
 				fmt.Fprintln(e.io.Out, code)
 			}
 			return nil
-		},
+		}),
 	}
 }
 

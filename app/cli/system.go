@@ -126,35 +126,27 @@ func newKernelCmd(e *env) *cobra.Command {
 		Use:   "kernel",
 		Short: "Show the guest kernel every container's VM boots",
 		Args:  noSubcommand,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, _ []string, cl *client.Client) error {
 			info, err := cl.Kernel(cmd.Context())
 			if err != nil {
 				return err
 			}
 			show(info)
 			return nil
-		},
+		}),
 	}
 	var path, url, sum string
 	set := &cobra.Command{
 		Use:   "set (--path PATH | --url URL --sha256 HEX)",
 		Short: "Choose the guest kernel: a kernel file or unpacked package directory, or a .deb to download",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+		RunE: e.withClient(func(cmd *cobra.Command, _ []string, cl *client.Client) error {
 			if path != "" {
-				if path, err = filepath.Abs(path); err != nil {
+				abs, err := filepath.Abs(path)
+				if err != nil {
 					return err
 				}
+				path = abs
 			}
 			info, err := cl.SetKernel(cmd.Context(), types.KernelChoice{Path: path, URL: url, SHA256: sum})
 			if err != nil {
@@ -162,7 +154,7 @@ func newKernelCmd(e *env) *cobra.Command {
 			}
 			show(info)
 			return nil
-		},
+		}),
 	}
 	set.Flags().StringVar(&path, "path", "", "kernel image, or a directory unpacked from a kernel package (boot/vmlinuz-*, lib/modules/VERSION)")
 	set.Flags().StringVar(&url, "url", "", "URL of a Debian linux-image .deb")
