@@ -38,15 +38,15 @@ type driver struct {
 	closers  []io.Closer // host ends of the sockets, closed when QEMU is gone
 	shutdown string      // the reason of QMP's SHUTDOWN event
 	stderr   strings.Builder
-	exit     vmm.Exit
-	done     chan struct{} // closed when QEMU is gone and exit is set
+
+	*vmm.Ending // Exited and Exit: closed once QEMU is gone and released
 }
 
 var _ vmm.Driver = (*driver)(nil)
 
 func newDriver(cfg vmm.Config, o options) *driver {
 	accel, _ := resolveAccel(o.accel, cfg.Arch)
-	return &driver{cfg: cfg, opts: o, accel: accel, done: make(chan struct{})}
+	return &driver{cfg: cfg, opts: o, accel: accel, Ending: vmm.NewEnding()}
 }
 
 // ShareFilesystem is "9p": boot-time shares are virtio-9p devices.
@@ -68,16 +68,6 @@ func (d *driver) GuestNetwork() *vmm.GuestNetwork {
 		MTU:     1500,
 		DNS:     []netip.Addr{netip.MustParseAddr("10.0.2.3")},
 	}
-}
-
-// Exited is closed once QEMU is gone.
-func (d *driver) Exited() <-chan struct{} { return d.done }
-
-// Exit is how QEMU ended; valid once Exited is closed.
-func (d *driver) Exit() vmm.Exit {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.exit
 }
 
 // Dialer returns the agent transport; nil before Start.
@@ -283,10 +273,7 @@ func (d *driver) connect(ctx context.Context, ch channels, vsock bool) error {
 
 // finishUnstarted ends a driver whose QEMU never ran.
 func (d *driver) finishUnstarted(err error) {
-	d.mu.Lock()
-	d.exit = vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: "qemu did not start: " + err.Error(), At: time.Now()}
-	d.mu.Unlock()
-	close(d.done)
+	d.Finish(vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: "qemu did not start: " + err.Error()}, nil)
 }
 
 func qemuPackage(arch string) string {
@@ -348,10 +335,10 @@ func (d *driver) reap() {
 	}
 	os.Remove(filepath.Join(d.cfg.StateDir, PidFileName))
 	d.mu.Lock()
-	d.exit = d.exitReason(err)
-	d.exit.At = now
+	exit := d.exitReason(err)
 	d.mu.Unlock()
-	close(d.done)
+	exit.At = now
+	d.Finish(exit, nil)
 }
 
 // exitReason classifies QEMU's end. Call with d.mu held.
@@ -407,7 +394,7 @@ func (d *driver) RequestStop(ctx context.Context) error {
 // has not exited within a second.
 func (d *driver) HardStop(ctx context.Context) error {
 	select {
-	case <-d.done:
+	case <-d.Exited():
 		return nil
 	default:
 	}
@@ -417,7 +404,7 @@ func (d *driver) HardStop(ctx context.Context) error {
 		cancel()
 	}
 	select {
-	case <-d.done:
+	case <-d.Exited():
 		return nil
 	case <-time.After(time.Second):
 	}

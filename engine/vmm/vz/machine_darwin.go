@@ -36,7 +36,7 @@ func New(cfg vmm.Config) (*Machine, error) {
 	if cfg.Arch != runtime.GOARCH {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("vm config: Virtualization.framework runs %s guests only, not %s", runtime.GOARCH, cfg.Arch))
 	}
-	return &Machine{VM: vmm.NewVM(cfg, &driver{cfg: cfg, done: make(chan struct{})})}, nil
+	return &Machine{VM: vmm.NewVM(cfg, &driver{cfg: cfg, Ending: vmm.NewEnding()})}, nil
 }
 
 // driver is the vmm.Driver of one Virtualization.framework VM.
@@ -49,8 +49,8 @@ type driver struct {
 	consoleIn *os.File // the guest's console input; never written
 	consoleW  *os.File // the framework writes the guest's output here
 	inW       *os.File // kept open so the guest's console input never reads EOF
-	exit      vmm.Exit
-	done      chan struct{}
+
+	*vmm.Ending // Exited and Exit
 }
 
 var _ vmm.Driver = (*driver)(nil)
@@ -65,16 +65,6 @@ func (d *driver) Backend() string { return Name }
 // address by DHCP, which guestinit does not do yet, so the NIC stays
 // unconfigured until the networking work lands.
 func (d *driver) GuestNetwork() *vmm.GuestNetwork { return nil }
-
-// Exited is closed once the framework reports the VM stopped or failed.
-func (d *driver) Exited() <-chan struct{} { return d.done }
-
-// Exit is how the VM ended; valid once Exited is closed.
-func (d *driver) Exit() vmm.Exit {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.exit
-}
 
 // Dialer returns the vsock transport; nil before Start.
 func (d *driver) Dialer() transport.Dialer {
@@ -153,22 +143,14 @@ func (d *driver) watch(states <-chan vz.VirtualMachineState) {
 
 // finish records the end once and releases the console pipes.
 func (d *driver) finish(exit vmm.Exit) {
-	d.mu.Lock()
-	select {
-	case <-d.done:
-		d.mu.Unlock()
-		return
-	default:
-	}
 	exit.At = time.Now()
-	d.exit = exit
-	d.mu.Unlock()
-	for _, f := range []*os.File{d.consoleW, d.consoleIn, d.inW} {
-		if f != nil {
-			f.Close()
+	d.Finish(exit, func() {
+		for _, f := range []*os.File{d.consoleW, d.consoleIn, d.inW} {
+			if f != nil {
+				f.Close()
+			}
 		}
-	}
-	close(d.done)
+	})
 }
 
 // RequestStop asks the guest to stop (the framework's power button).
@@ -193,7 +175,7 @@ func (d *driver) HardStop(ctx context.Context) error {
 	}
 	if err := vm.Stop(); err != nil {
 		select {
-		case <-d.done:
+		case <-d.Exited():
 			return nil
 		default:
 		}
