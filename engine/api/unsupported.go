@@ -211,7 +211,7 @@ func checkEndpoints(nc *network.NetworkingConfig) string {
 		switch name {
 		case "default", "bridge":
 		default:
-			return "--network " + name + " is not supported yet by Berth (" + whyNetwork + ")"
+			return unsupported{flag: "--network " + name, why: whyNetwork}.message()
 		}
 		if ep == nil {
 			continue

@@ -2,18 +2,14 @@ package daemon
 
 import (
 	"context"
-	"io"
 	"os"
 	"runtime"
-	"time"
 
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/version"
-	"github.com/google/go-containerregistry/pkg/authn"
-	mobycontainer "github.com/moby/moby/api/types/container"
 )
 
 // backend adapts the engine to the API's narrow interfaces. It is the one
@@ -66,8 +62,10 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 	}, nil
 }
 
-// imageStore is the image store as api.Images.
-type imageStore struct{ s *image.Store }
+// imageStore is the image store as api.Images: the store's own methods
+// where their signatures already match, plain parameters turned into
+// its options where they do not.
+type imageStore struct{ *image.Store }
 
 func (i imageStore) Pull(ctx context.Context, req api.PullRequest) (*image.PullResult, error) {
 	var opts []image.PullOption
@@ -80,17 +78,7 @@ func (i imageStore) Pull(ctx context.Context, req api.PullRequest) (*image.PullR
 	if req.Progress != nil {
 		opts = append(opts, image.WithProgress(req.Progress))
 	}
-	return i.s.Pull(ctx, req.Ref, opts...)
-}
-
-func (i imageStore) List(ctx context.Context) ([]*image.Image, error) { return i.s.List(ctx) }
-
-func (i imageStore) Get(ctx context.Context, refOrID string) (*image.Image, error) {
-	return i.s.Get(ctx, refOrID)
-}
-
-func (i imageStore) Tag(ctx context.Context, source, target string) error {
-	return i.s.Tag(ctx, source, target)
+	return i.Store.Pull(ctx, req.Ref, opts...)
 }
 
 func (i imageStore) Remove(ctx context.Context, refOrID string, force bool) ([]image.DeleteItem, error) {
@@ -98,7 +86,7 @@ func (i imageStore) Remove(ctx context.Context, refOrID string, force bool) ([]i
 	if force {
 		opts = append(opts, image.Force())
 	}
-	return i.s.Remove(ctx, refOrID, opts...)
+	return i.Store.Remove(ctx, refOrID, opts...)
 }
 
 func (i imageStore) Prune(ctx context.Context, all bool) (image.PruneReport, error) {
@@ -106,26 +94,15 @@ func (i imageStore) Prune(ctx context.Context, all bool) (image.PruneReport, err
 	if all {
 		opts = append(opts, image.PruneAll())
 	}
-	return i.s.Prune(ctx, opts...)
+	return i.Store.Prune(ctx, opts...)
 }
 
-func (i imageStore) Import(ctx context.Context, r io.Reader) ([]*image.Image, error) {
-	return i.s.Import(ctx, r)
-}
-
-func (i imageStore) Export(ctx context.Context, w io.Writer, refsOrIDs ...string) error {
-	return i.s.Export(ctx, w, refsOrIDs...)
-}
-
-func (i imageStore) Login(ctx context.Context, server string, auth authn.Authenticator) error {
-	return i.s.Login(ctx, server, auth)
-}
-
-// containers is the container manager as api.Containers.
-type containers struct{ m *container.Manager }
+// containers is the container manager as api.Containers: the manager's
+// own methods where their signatures already match.
+type containers struct{ *container.Manager }
 
 func (c containers) Create(ctx context.Context, req container.CreateRequest) (string, error) {
-	ct, err := c.m.Create(ctx, req)
+	ct, err := c.Manager.Create(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -133,59 +110,11 @@ func (c containers) Create(ctx context.Context, req container.CreateRequest) (st
 }
 
 func (c containers) Inspect(ref string) (container.Snapshot, error) {
-	ct, err := c.m.Get(ref)
+	ct, err := c.Manager.Get(ref)
 	if err != nil {
 		return container.Snapshot{}, err
 	}
 	return ct.Snapshot(), nil
-}
-
-func (c containers) List(all bool, keep func(container.Snapshot) bool) []container.Snapshot {
-	return c.m.List(all, keep)
-}
-
-func (c containers) Start(ctx context.Context, ref string) error { return c.m.Start(ctx, ref) }
-
-func (c containers) Stop(ctx context.Context, ref, signal string, timeout time.Duration) error {
-	return c.m.Stop(ctx, ref, signal, timeout)
-}
-
-func (c containers) Restart(ctx context.Context, ref string, timeout time.Duration) error {
-	return c.m.Restart(ctx, ref, timeout)
-}
-
-func (c containers) Kill(ctx context.Context, ref, signal string) error {
-	return c.m.Kill(ctx, ref, signal)
-}
-
-func (c containers) Wait(ctx context.Context, ref string, cond container.WaitCondition) (int, error) {
-	return c.m.Wait(ctx, ref, cond)
-}
-
-func (c containers) Resize(ctx context.Context, ref string, rows, cols uint32) error {
-	return c.m.Resize(ctx, ref, rows, cols)
-}
-
-func (c containers) Rename(ref, name string) error { return c.m.Rename(ref, name) }
-
-func (c containers) Remove(ctx context.Context, ref string, force bool) error {
-	return c.m.Remove(ctx, ref, force)
-}
-
-func (c containers) Prune(ctx context.Context, keep func(container.Snapshot) bool) ([]string, error) {
-	return c.m.Prune(ctx, keep)
-}
-
-func (c containers) Attach(ctx context.Context, ref string, opts container.AttachOptions) error {
-	return c.m.Attach(ctx, ref, opts)
-}
-
-func (c containers) Logs(ctx context.Context, ref string, opts container.LogOptions, emit func(container.LogEntry) error) error {
-	return c.m.Logs(ctx, ref, opts, emit)
-}
-
-func (c containers) Stats(ctx context.Context, ref string) (mobycontainer.StatsResponse, error) {
-	return c.m.Stats(ctx, ref)
 }
 
 // execs is the container manager's exec sessions as api.Execs.
