@@ -84,7 +84,7 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 	if err := m.Start(ctx); err != nil {
 		return nil, err
 	}
-	return newMachineVM(m, req.ConsoleLog), nil
+	return newMachineVM(m), nil
 }
 
 // boot is what a VM boots: files and their architecture.

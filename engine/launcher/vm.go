@@ -3,9 +3,7 @@ package launcher
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -15,9 +13,8 @@ import (
 
 // machineVM adapts a started vmm.Machine to what a container drives.
 type machineVM struct {
-	m          vmm.Machine
-	consoleLog string
-	done       chan struct{}
+	m    vmm.Machine
+	done chan struct{}
 
 	mu  sync.Mutex
 	err error
@@ -27,8 +24,8 @@ var _ container.VM = (*machineVM)(nil)
 
 // newMachineVM adapts m and follows it until it ends: Err is nil for a
 // power-off and says why otherwise.
-func newMachineVM(m vmm.Machine, consoleLog string) *machineVM {
-	v := &machineVM{m: m, consoleLog: consoleLog, done: make(chan struct{})}
+func newMachineVM(m vmm.Machine) *machineVM {
+	v := &machineVM{m: m, done: make(chan struct{})}
 	go func() {
 		exit, err := m.Wait(context.Background())
 		v.mu.Lock()
@@ -69,21 +66,5 @@ func (v *machineVM) Err() error {
 
 func (v *machineVM) Kill() error { return v.m.Kill(context.Background()) }
 
-// ConsoleTail returns the last n lines of the console log.
-func (v *machineVM) ConsoleTail(n int) string {
-	f, err := os.Open(v.consoleLog)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	const max = 64 << 10
-	if fi, err := f.Stat(); err == nil && fi.Size() > max {
-		f.Seek(fi.Size()-max, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// ConsoleTail returns the last n lines of the VM's console.
+func (v *machineVM) ConsoleTail(n int) string { return v.m.ConsoleTail(n) }

@@ -120,6 +120,22 @@ func (m *VM) Timeline() Timeline {
 	return t
 }
 
+// ConsoleTail returns the last n lines of this VM's console output, from
+// the tail its console log keeps in memory.
+func (m *VM) ConsoleTail(n int) string {
+	m.mu.Lock()
+	c := m.console
+	m.mu.Unlock()
+	if c == nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(c.Tail(consoleTail), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Dialer returns the agent transport; nil before Start.
 func (m *VM) Dialer() transport.Dialer {
 	m.mu.Lock()

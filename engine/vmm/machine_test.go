@@ -22,14 +22,14 @@ type fakeDriver struct {
 	obeysPower bool   // RequestStop or the Shutdown hook powers the VM off
 	console    string // written to the console at Start
 
+	*vmm.Ending
+
 	mu        sync.Mutex
-	exit      vmm.Exit
-	done      chan struct{}
 	hardStops int
 	requests  int
 }
 
-func newFake() *fakeDriver { return &fakeDriver{done: make(chan struct{})} }
+func newFake() *fakeDriver { return &fakeDriver{Ending: vmm.NewEnding()} }
 
 func (f *fakeDriver) Start(ctx context.Context, console io.Writer) error {
 	io.WriteString(console, f.console)
@@ -62,14 +62,6 @@ func (f *fakeDriver) HardStop(ctx context.Context) error {
 	return nil
 }
 
-func (f *fakeDriver) Exited() <-chan struct{} { return f.done }
-
-func (f *fakeDriver) Exit() vmm.Exit {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.exit
-}
-
 func (f *fakeDriver) ShareFilesystem() string { return "fakefs" }
 
 func (f *fakeDriver) Backend() string { return "fake" }
@@ -77,17 +69,7 @@ func (f *fakeDriver) Backend() string { return "fake" }
 func (f *fakeDriver) GuestNetwork() *vmm.GuestNetwork { return nil }
 
 // end makes the fake VM gone (once).
-func (f *fakeDriver) end(e vmm.Exit) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	select {
-	case <-f.done:
-		return
-	default:
-	}
-	f.exit = e
-	close(f.done)
-}
+func (f *fakeDriver) end(e vmm.Exit) { f.Finish(e, nil) }
 
 func (f *fakeDriver) counts() (requests, hardStops int) {
 	f.mu.Lock()
@@ -280,4 +262,18 @@ func TestVMStartFailure(t *testing.T) {
 		}
 		m.Kill(context.Background())
 	})
+}
+
+// TestConsoleTail: a VM's console tail is its last n lines.
+func TestConsoleTail(t *testing.T) {
+	f := newFake()
+	f.console = "one\ntwo\nthree\nfour\n"
+	m := startFake(t, f, fakeConfig())
+	defer m.Kill(context.Background())
+	if got := m.ConsoleTail(2); got != "three\nfour" {
+		t.Errorf("ConsoleTail(2) = %q, want %q", got, "three\nfour")
+	}
+	if got := m.ConsoleTail(10); got != "one\ntwo\nthree\nfour" {
+		t.Errorf("ConsoleTail(10) = %q", got)
+	}
 }

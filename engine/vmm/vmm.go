@@ -73,6 +73,9 @@ type Machine interface {
 	State() State
 	// Timeline holds the host-side timestamps of the boot.
 	Timeline() Timeline
+	// ConsoleTail returns the last n lines of the guest's console, for
+	// error messages.
+	ConsoleTail(n int) string
 	// ShareFilesystem is the filesystem type the guest mounts boot-time
 	// shares (Config.Shares) with: "9p" (virtio-9p, QEMU) or "virtiofs"
 	// (Virtualization.framework).
