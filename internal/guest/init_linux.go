@@ -124,19 +124,7 @@ func (s *initServer) forward(sig syscall.Signal) {
 // and, once the main process is gone, kills and reaps the rest. It reports
 // true when the init should exit.
 func (s *initServer) reap() bool {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			s.mu.Lock()
-			done := s.done
-			s.mu.Unlock()
-			// ECHILD with the main process gone: nothing is left.
-			return done && errors.Is(err, unix.ECHILD)
-		}
+	_, err := reapExited(func(pid int, ws unix.WaitStatus) bool {
 		s.mu.Lock()
 		id, known := s.procs[pid]
 		delete(s.procs, pid)
@@ -152,6 +140,32 @@ func (s *initServer) reap() bool {
 		if isMain {
 			// The container ends with its main process: end the rest.
 			unix.Kill(-1, unix.SIGKILL)
+		}
+		return false
+	})
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	// ECHILD with the main process gone: nothing is left.
+	return done && errors.Is(err, unix.ECHILD)
+}
+
+// reapExited collects, without blocking, every child that has exited,
+// calling exited for each until it returns true (stopped). Otherwise it
+// returns once no exited child is left, with wait4's answer then: nil
+// while children still run, ECHILD when there are none.
+func reapExited(exited func(pid int, ws unix.WaitStatus) bool) (stopped bool, err error) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return false, err
+		}
+		if exited(pid, ws) {
+			return true, nil
 		}
 	}
 }

@@ -231,16 +231,15 @@ func reapingInit(path string, args []string, uid, gid int, groups []int, fail fu
 		}
 		switch ss {
 		case unix.SIGCHLD:
-			for {
-				var ws unix.WaitStatus
-				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-				if err != nil || pid <= 0 {
-					break
+			code := 0
+			if stopped, _ := reapExited(func(pid int, ws unix.WaitStatus) bool {
+				if pid != child {
+					return false
 				}
-				if pid == child {
-					code, _ := exitCode(ws)
-					return code
-				}
+				code, _ = exitCode(ws)
+				return true
+			}); stopped {
+				return code
 			}
 		case unix.SIGURG, unix.SIGPIPE:
 		default:

@@ -226,17 +226,11 @@ func (s *Server) reapLoop(ctx context.Context) {
 
 func (s *Server) reapOnce() {
 	if s.cfg.ReapAll {
-		for {
-			var ws unix.WaitStatus
-			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if err != nil || pid <= 0 {
-				return
-			}
+		reapExited(func(pid int, ws unix.WaitStatus) bool {
 			s.initExited(pid, ws)
-		}
+			return false
+		})
+		return
 	}
 	s.mu.Lock()
 	pids := make([]int, 0, len(s.inits))
