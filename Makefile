@@ -17,11 +17,11 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check app bench kernel generate clean deps
+.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app bench kernel generate clean deps
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
-	@echo "make test      vet, gofmt, darwin type-check, go test ./..."
+	@echo "make test      vet, gofmt, darwin type-check and CLI-only link, go test ./..."
 	@echo "make build     bin/berth for this machine"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
@@ -112,11 +112,19 @@ fmt-check:
 darwin-check:
 	$(GO) run ./app/darwincheck ./app/... ./engine/... ./internal/...
 
+# A real compile and link for macOS of everything but the cgo glue (vz,
+# darwinkit): the CLI-only berth a plain CGO_ENABLED=0 build makes.
+darwin-build:
+	@for a in arm64 amd64; do \
+	  echo "darwin/$$a CGO_ENABLED=0 ./app (CLI only)"; \
+	  GOOS=darwin GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -o /dev/null ./app || exit 1; \
+	done
+
 # The race detector runs on every package, the VM ones included: QEMU is
 # its own process, so -race slows only the engine's side of a boot, and
 # the whole suite stays well inside CI's budget on 2 cores (docs/
 # BENCHMARKS.md, "Test suite"). Then the two fuzz targets, bounded.
-test: vet fmt-check darwin-check
+test: vet fmt-check darwin-check darwin-build
 	$(GO) test -race -count=1 -timeout 50m ./...
 	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30s -fuzzminimizetime 5s
 	$(GO) test ./engine/api -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime 20s -fuzzminimizetime 5s
