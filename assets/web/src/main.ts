@@ -172,7 +172,7 @@ class TerminalPage {
         this.end(
           opened
             ? "The connection to Berth was lost."
-            : "Berth refused this terminal's link: it was already used or has expired. Open a new window with `berth shell CONTAINER --web`.",
+            : "This terminal's link was already used or has expired. Open a new one with `berth shell CONTAINER --web`.",
           undefined,
         );
       },
@@ -232,7 +232,7 @@ class TerminalPage {
     this.term.write("\x1b[?25l"); // no cursor: nothing reads input now
     this.conn?.close();
     this.reconnectToken = reconnect;
-    this.bannerText.textContent = message;
+    showMessage(this.bannerText, message);
     this.reconnectButton.hidden = reconnect === undefined;
     this.banner.hidden = false;
     if (reconnect !== undefined) this.reconnectButton.focus();
@@ -300,6 +300,18 @@ class TerminalPage {
       },
     });
   }
+}
+
+/** showMessage puts message in el as text, `quoted` parts as code. */
+function showMessage(el: HTMLElement, message: string): void {
+  el.replaceChildren(
+    ...message.split("`").map((part, i) => {
+      if (i % 2 === 0) return document.createTextNode(part);
+      const code = document.createElement("code");
+      code.textContent = part;
+      return code;
+    }),
+  );
 }
 
 function main(): void {

@@ -11,6 +11,8 @@
 // Checks, in order (each failure exits 1 with a message that names it):
 //  1. the page opens the session: hello titles the window "NAME — STATE";
 //  2. typing `echo $((6*7))` and Enter prints 42 in the terminal's buffer;
+//     selecting it copies it to the clipboard, and Ctrl-Shift-V pastes a
+//     command that runs once;
 //  3. resizing the viewport changes the pty's size (`stty size` in the
 //     shell equals the terminal's rows and columns, and differs from before);
 //  4. screenshots of the live shell in light and in dark appearance, the
@@ -68,6 +70,7 @@ async function main() {
     // emulated scale of 2 (the DOM renderer does).
     deviceScaleFactor: 1,
     colorScheme: "light",
+    permissions: ["clipboard-read", "clipboard-write"],
   });
   const summary = { timings: {}, screenshots: {} };
   const page = context.pages()[0] ?? (await context.newPage());
@@ -100,7 +103,7 @@ const hook = (page) => page.evaluate(() => {
 });
 
 /** lines returns the terminal's last n lines of text. */
-const lines = (page, n) => page.evaluate((n) => window.berthTerminal.text(n).split("\n"), n);
+const lines = (page, n) => page.evaluate((n) => window.berthTerminal.text(n ?? undefined).split("\n"), n ?? null);
 
 /**
  * waitLine waits until some line of the last n passes test; returns the
@@ -163,6 +166,26 @@ async function run(page, summary) {
   await page.keyboard.press("Enter");
   await waitLine(page, (l) => l === "42", "42, the output of `echo $((6*7))`");
   summary.timings.echo_ms = since(t0);
+
+  // 2b. Copy on select (double-click 42), paste with Ctrl-Shift-V.
+  await page.evaluate(() => navigator.clipboard.writeText("nothing yet"));
+  const all = (await lines(page)).map((l) => l);
+  const h = await hook(page);
+  const row = all.lastIndexOf("42") - Math.max(0, all.length - h.rows);
+  check(row >= 0 && row < h.rows, `42 is not on the screen (row ${row})`);
+  const box = await page.locator(".xterm-screen").boundingBox();
+  await page.mouse.dblclick(box.x + (box.width / h.cols) * 0.8, box.y + (box.height / h.rows) * (row + 0.5));
+  await page.waitForFunction(async () => (await navigator.clipboard.readText()) === "42", null, { timeout: 3000 })
+    .catch(async () => {
+      throw new Error(`selecting 42 did not copy it (clipboard: ${JSON.stringify(await page.evaluate(() => navigator.clipboard.readText()))})`);
+    });
+  await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((6*7))"));
+  await page.keyboard.press("Control+Shift+V");
+  await page.keyboard.press("Enter");
+  await waitLine(page, (l) => l === "pasted-42", "pasted-42, the output of the pasted command")
+    .catch(async (err) => {
+      throw new Error(`${err.message}; the last lines: ${JSON.stringify(await lines(page, 4))}`);
+    });
 
   // 3. Resize the viewport: the pty follows.
   const before = (await command(page, "stty size")).join(" ").trim();
