@@ -13,6 +13,7 @@
 //  2. typing `echo $((6*7))` and Enter prints 42 in the terminal's buffer;
 //     selecting it copies it to the clipboard, and Ctrl-Shift-V pastes a
 //     command that runs once;
+//     the keystroke-to-echo round trip is timed over 100 keys;
 //  3. resizing the viewport changes the pty's size (`stty size` in the
 //     shell equals the terminal's rows and columns, and differs from before);
 //  4. screenshots of the live shell in light and in dark appearance, the
@@ -187,6 +188,26 @@ async function run(page, summary) {
       throw new Error(`${err.message}; the last lines: ${JSON.stringify(await lines(page, 4))}`);
     });
 
+  // 2c. Keystroke to echo: the time from a key press until the shell's
+  // echo of it has reached the page, over 100 keys (then ^U clears them).
+  const keyMs = [];
+  for (let i = 0; i < 100; i++) {
+    const r = (await hook(page)).received;
+    const s = performance.now();
+    await page.keyboard.press("x");
+    await page.waitForFunction((r) => window.berthTerminal.received > r, r, { polling: 1, timeout: 5000 })
+      .catch(() => { throw new Error(`no echo of key ${i + 1} within 5 s`); });
+    keyMs.push(performance.now() - s);
+  }
+  await page.keyboard.press("Control+U");
+  keyMs.sort((a, b) => a - b);
+  summary.key_echo_ms = {
+    n: keyMs.length,
+    median: Number(keyMs[50].toFixed(1)),
+    p90: Number(keyMs[90].toFixed(1)),
+    max: Number(keyMs[99].toFixed(1)),
+  };
+
   // 3. Resize the viewport: the pty follows.
   const before = (await command(page, "stty size")).join(" ").trim();
   check(before === `${h0.rows} ${h0.cols}`, `stty size says ${JSON.stringify(before)} before the resize; the terminal is ${h0.rows} ${h0.cols}`);
@@ -288,8 +309,13 @@ async function run(page, summary) {
   }
 
   // 7. exit 3 → the banner with 3 and Reconnect; Reconnect → a new shell.
-  await page.keyboard.type("clear");
+  // Clear the screen (any sh has printf; not every image has clear).
+  await page.keyboard.type("printf '\\033[H\\033[2J'");
   await page.keyboard.press("Enter");
+  await page.waitForFunction(() => {
+    const t = window.berthTerminal;
+    return t.text(t.rows).split("\n").filter((l) => l.trim() !== "").length <= 1;
+  }, null, { timeout: 5000 }).catch(() => { throw new Error("the screen did not clear"); });
   t0 = performance.now();
   await page.keyboard.type("exit 3");
   await page.keyboard.press("Enter");
