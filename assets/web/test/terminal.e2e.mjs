@@ -53,6 +53,7 @@ const since = (t0) => Math.round(performance.now() - t0);
 
 async function main() {
   await mkdir(out, { recursive: true });
+  await rm(join(out, "terminal-failure.png"), { force: true });
   const profile = await mkdtemp(join(tmpdir(), "berth-e2e-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
