@@ -223,3 +223,48 @@ func TestStdinFeedOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestTtyUnreadInputAtExit: a tty process exits with much of the host's
+// input unread; the guest closes the stream anyway, and the host still
+// gets all the output and no error (a socket reports that close as a
+// reset, after the last byte).
+func TestTtyUnreadInputAtExit(t *testing.T) {
+	e := newEnv(t)
+	var out bytes.Buffer
+	st, err := e.client.Run(ctxT(t), &agentpb.CreateProcessRequest{Id: "tty", Args: []string{"sh", "-c", "stty raw -echo; seq 1 3000; exit 2"}, Tty: true},
+		agent.Stdio{Stdin: bytes.NewReader(bytes.Repeat([]byte("x"), 4<<20)), Stdout: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for i := 1; i <= 3000; i++ {
+		fmt.Fprintf(&want, "%d\n", i) // raw: no \r added
+	}
+	// Input typed before stty took effect may be echoed, even amid the
+	// output: only digits and newlines are the process's.
+	got := strings.ReplaceAll(out.String(), "x", "")
+	if st.Code != 2 || !strings.HasSuffix(got, want.String()) {
+		t.Errorf("exit %+v, %d bytes out, ends %q; want exit 2 and 1..3000", st, out.Len(), got[max(0, len(got)-40):])
+	}
+}
+
+// failingWriter fails every write.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, io.ErrShortWrite }
+
+// TestOutputWriterFails: when the host's writer fails, the rest of the
+// output is drained (the process never blocks on it) and Run reports the
+// failure.
+func TestOutputWriterFails(t *testing.T) {
+	e := newEnv(t)
+	var errb bytes.Buffer
+	st, err := e.client.Run(ctxT(t), &agentpb.CreateProcessRequest{Id: "seq", Args: []string{"sh", "-c", "seq 1 100000; echo done >&2"}},
+		agent.Stdio{Stdout: failingWriter{}, Stderr: &errb})
+	if err == nil || !strings.Contains(err.Error(), "write output") {
+		t.Errorf("Run = %v; want the output's write error", err)
+	}
+	if st.Code != 0 || errb.String() != "done\n" {
+		t.Errorf("exit %+v, stderr %q; want the process to finish (0, done)", st, errb.String())
+	}
+}
