@@ -5,6 +5,21 @@
 // Attach dials. The transport (vsock, or yamux over virtio-serial) is the
 // VMM's choice; this package only sees a transport.Dialer.
 //
+// # End of stdio streams
+//
+// No stdio connection is ever half-closed, on any transport: vz's vsock
+// connections cannot half-close (a CloseWrite there would close both
+// directions and lose a tty's output). Stdin's EOF is carried in-band by
+// the protocol, as containerd's CloseIO: at stdin's EOF Attach calls
+// CloseStdin with the number of bytes it wrote to the stdin stream, and
+// the guest delivers exactly that many bytes to the process before it
+// closes the process's stdin, whichever of the stream and the call
+// reaches it first. A tty's input is not ended at the client's EOF, as
+// in Docker. An output stream ends when the guest closes its connection
+// (fully), which it does after the process exited and the stream's last
+// byte was written: the host reads every byte, then the end, and finds
+// the exit status final.
+//
 // A container's main process, from a VMM's Dialer:
 //
 //	c, err := agent.Dial(ctx, dialer)
@@ -208,9 +223,18 @@ func (c *Client) ResizePty(ctx context.Context, id string, rows, cols uint32) er
 	return fromStatus("resize pty of "+id, err)
 }
 
-// CloseStdin ends the process's input (EOF; ^D on a tty).
+// CloseStdin ends the process's input now: EOF on a pipe, the terminal's
+// EOF character (^D) on a tty. Attach already does it at a pipe's EOF,
+// after the bytes it wrote; a caller of CloseStdin makes sure the input
+// it wrote has been taken first (the guest may not have read it yet).
 func (c *Client) CloseStdin(ctx context.Context, id string) error {
-	_, err := c.api.CloseStdin(ctx, &agentpb.CloseStdinRequest{Id: id})
+	return c.closeStdin(ctx, id, 0)
+}
+
+// closeStdin ends the process's input once the guest has delivered n
+// bytes of its stdin stream to it (see agentpb.CloseStdinRequest).
+func (c *Client) closeStdin(ctx context.Context, id string, n uint64) error {
+	_, err := c.api.CloseStdin(ctx, &agentpb.CloseStdinRequest{Id: id, StdinBytes: n})
 	return fromStatus("close stdin of "+id, err)
 }
 

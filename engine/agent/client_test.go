@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/agent/transport/transporttest"
 	"github.com/berthvm/berth/engine/errdefs"
 )
 
@@ -102,53 +105,136 @@ func TestDialGivesUpWithContext(t *testing.T) {
 	}
 }
 
-// TestAttachHalfClose checks the stdio helper against a guest-side echo:
-// stdin's EOF reaches the guest as a half-close, and the output is
-// complete when Wait returns.
-func TestAttachHalfClose(t *testing.T) {
-	tr := transport.NewUnix(shortDir(t))
-	serveFake(t, tr)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// syncWriter serializes writes to w with mu.
+type syncWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (s syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+// stdinAgent is a fake guest for Attach: it records CloseStdin's byte
+// count; fakeAgent answers the rest.
+type stdinAgent struct {
+	fakeAgent
+	closes chan *agentpb.CloseStdinRequest
+}
+
+func (a stdinAgent) CloseStdin(_ context.Context, r *agentpb.CloseStdinRequest) (*agentpb.Empty, error) {
+	a.closes <- r
+	return &agentpb.Empty{}, nil
+}
+
+// TestAttachStdinEOFInBand checks the stdio helper against a fake guest
+// over a transport without half-close: stdin's EOF comes as CloseStdin
+// carrying the count of bytes written, the stdin connection stays open
+// (no half-close, no close), and the output is complete when Wait
+// returns after the guest closes the stream.
+func TestAttachStdinEOFInBand(t *testing.T) {
+	u := transport.NewUnix(shortDir(t))
+	tr := transporttest.NewNoHalfClose(u)
+	agentL, err := tr.ListenPort(transport.AgentPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closes := make(chan *agentpb.CloseStdinRequest, 1)
+	agentpb.RegisterAgentService(s, stdinAgent{closes: closes})
+	go s.Serve(context.Background(), agentL)
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := Dial(ctx, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	input := strings.Repeat("hello over stdio ", 10000)
 	r := &agentpb.CreateProcessRequest{Id: "echo"}
 	var out bytes.Buffer
-	stdio := Stdio{Stdin: strings.NewReader("hello over stdio"), Stdout: &out}
+	stdio := Stdio{Stdin: strings.NewReader(input), Stdout: &out}
 	c.AssignPorts(r, stdio)
 	if r.StdinPort == 0 || r.StdoutPort == 0 || r.StderrPort != 0 || r.StdinPort == r.StdoutPort {
 		t.Fatalf("ports %d/%d/%d", r.StdinPort, r.StdoutPort, r.StderrPort)
 	}
-	// The guest side: copy stdin to stdout once stdin ends.
+	// The guest side: read stdin up to CloseStdin's count, check that
+	// the connection is still open, then echo and close stdout.
 	inL, _ := tr.ListenPort(r.StdinPort)
 	outL, _ := tr.ListenPort(r.StdoutPort)
+	guest := make(chan error, 1)
 	go func() {
-		in, err := inL.Accept()
-		if err != nil {
-			return
-		}
-		o, err := outL.Accept()
-		if err != nil {
-			return
-		}
-		b, _ := io.ReadAll(in) // returns at the host's half-close
-		o.Write(b)
-		o.Close()
-		in.Close()
+		guest <- func() error {
+			in, err := inL.Accept()
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			o, err := outL.Accept()
+			if err != nil {
+				return err
+			}
+			defer o.Close()
+			// Read stdin as it comes (the host's writes may need it).
+			var mu sync.Mutex
+			var got bytes.Buffer
+			var ended error
+			go func() {
+				_, err := io.Copy(syncWriter{&mu, &got}, in)
+				mu.Lock()
+				ended = fmt.Errorf("the stdin connection ended (%v)", err)
+				mu.Unlock()
+			}()
+			var cl *agentpb.CloseStdinRequest
+			select {
+			case cl = <-closes:
+			case <-ctx.Done():
+				return errors.New("no CloseStdin")
+			}
+			if cl.Id != "echo" || cl.StdinBytes != uint64(len(input)) {
+				return fmt.Errorf("CloseStdin %+v, want id echo and %d bytes", cl, len(input))
+			}
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				mu.Lock()
+				n := got.Len()
+				mu.Unlock()
+				if n == len(input) {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("read %d of the %d counted stdin bytes", n, len(input))
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // a half-close or close would show now
+			mu.Lock()
+			b, err := bytes.Clone(got.Bytes()), ended
+			mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("after CloseStdin: %w; want it open until Close", err)
+			}
+			o.Write(b)
+			return nil
+		}()
 	}()
 	a, err := c.Attach(ctx, r, stdio)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	if err := <-guest; err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if out.String() != "hello over stdio" {
-		t.Errorf("stdout = %q", out.String())
+	if out.String() != input {
+		t.Errorf("stdout: %d bytes, want %d", out.Len(), len(input))
 	}
 }
 

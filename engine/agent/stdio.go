@@ -2,13 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
-	"github.com/berthvm/berth/engine/agent/transport"
 )
 
 // Stdio is what a process's stdio is copied from and to. A nil Stdin
@@ -40,7 +41,17 @@ func (c *Client) AssignPorts(r *agentpb.CreateProcessRequest, stdio Stdio) {
 }
 
 // Attached is a process's stdio, connected and being copied.
+//
+// No stdio connection is ever half-closed, on any transport (vz's vsock
+// connections cannot be): stdin's EOF is carried in-band by CloseStdin,
+// with the count of bytes written before it, and an output stream ends
+// when the guest closes its connection, after the process exited and the
+// stream's last byte was written.
 type Attached struct {
+	c       *Client
+	id      string
+	ctx     context.Context // for CloseStdin; cancelled by Close
+	cancel  context.CancelFunc
 	conns   []net.Conn
 	outputs sync.WaitGroup
 	mu      sync.Mutex
@@ -48,12 +59,18 @@ type Attached struct {
 }
 
 // Attach dials the stdio ports of the created process r and copies
-// between them and stdio: input until stdin's EOF, then a half-close so
-// the process reads EOF; output until the guest's EOF (which comes after
-// the process exited). Call it after CreateProcess and before or after
-// StartProcess; output waits in the guest until it is attached.
+// between them and stdio. Input is copied until stdin's EOF; then, for a
+// pipe, Attach calls CloseStdin with the number of bytes written, and the
+// guest ends the process's input once it has delivered them all. With a
+// tty, as in Docker, stdin's EOF only stops the copy: the process's input
+// stays open (its output goes on), and a caller that wants the terminal's
+// EOF calls Client.CloseStdin (^D). Output is copied until the guest
+// closes the stream (after the process exited). Call Attach after
+// CreateProcess and before or after StartProcess; output waits in the
+// guest until it is attached.
 func (c *Client) Attach(ctx context.Context, r *agentpb.CreateProcessRequest, stdio Stdio) (*Attached, error) {
-	a := &Attached{}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &Attached{c: c, id: r.Id, ctx: actx, cancel: cancel}
 	dial := func(port uint32) (net.Conn, error) {
 		conn, err := c.dialer.DialPort(ctx, port)
 		if err != nil {
@@ -74,8 +91,8 @@ func (c *Client) Attach(ctx context.Context, r *agentpb.CreateProcessRequest, st
 		if err != nil {
 			return fail(err)
 		}
-		a.input(conn, stdio.Stdin)
-		a.output(conn, stdio.Stdout)
+		a.input(conn, stdio.Stdin, true)
+		a.output(conn, stdio.Stdout, true)
 		return a, nil
 	}
 	if r.StdinPort != 0 {
@@ -83,7 +100,7 @@ func (c *Client) Attach(ctx context.Context, r *agentpb.CreateProcessRequest, st
 		if err != nil {
 			return fail(err)
 		}
-		a.input(conn, stdio.Stdin)
+		a.input(conn, stdio.Stdin, false)
 	}
 	for _, o := range []struct {
 		port uint32
@@ -96,39 +113,87 @@ func (c *Client) Attach(ctx context.Context, r *agentpb.CreateProcessRequest, st
 		if err != nil {
 			return fail(err)
 		}
-		a.output(conn, o.w)
+		a.output(conn, o.w, false)
 	}
 	return a, nil
 }
 
-func (a *Attached) input(conn net.Conn, in io.Reader) {
-	if in == nil {
-		transport.CloseWrite(conn)
-		return
-	}
+// input copies in to conn until in ends (or conn fails), then, for a
+// pipe, sends the EOF in-band: CloseStdin with the count of bytes
+// written, so that the guest delivers each of them before the EOF
+// however the two connections interleave. The connection stays open
+// until Close. A tty's input is never ended on in's EOF (see Attach).
+func (a *Attached) input(conn net.Conn, in io.Reader, tty bool) {
 	go func() {
-		io.Copy(conn, in)
-		transport.CloseWrite(conn)
+		var n int64
+		if in != nil {
+			// A failed write means the guest closed the stream: the
+			// process is gone, and its stdin with it.
+			n, _ = io.Copy(conn, in)
+		}
+		if tty {
+			return
+		}
+		// An error here means the process or the guest is gone (or
+		// Close was called): its input has ended either way.
+		_ = a.c.closeStdin(a.ctx, a.id, uint64(n))
 	}()
 }
 
-func (a *Attached) output(conn net.Conn, w io.Writer) {
+// output copies conn to w until the guest closes the stream. A write to
+// w that fails is recorded, and the rest of the stream is read and
+// dropped, so the process never blocks on an output nobody takes.
+func (a *Attached) output(conn net.Conn, w io.Writer, tty bool) {
 	if w == nil {
 		w = io.Discard
 	}
 	a.outputs.Add(1)
 	go func() {
 		defer a.outputs.Done()
-		_, err := io.Copy(w, conn)
-		if err != nil {
-			a.mu.Lock()
-			if a.err == nil {
-				a.err = err
-			}
-			a.mu.Unlock()
+		defer conn.Close()
+		err := copyOutput(w, conn)
+		if tty && errors.Is(err, syscall.ECONNRESET) {
+			// The guest closed the tty stream with some of our input
+			// unread (the process had exited): a socket then reports a
+			// reset, but only after every byte the guest wrote.
+			err = nil
 		}
-		transport.CloseWrite(conn)
+		if err != nil {
+			a.setErr(err)
+		}
 	}()
+}
+
+// copyOutput copies conn to w until conn ends; io.EOF is no error. After
+// a failed write it drops the rest and returns the write's error.
+func copyOutput(w io.Writer, conn net.Conn) error {
+	buf := make([]byte, 32<<10)
+	var werr error
+	for {
+		n, err := conn.Read(buf)
+		if n > 0 && werr == nil {
+			if _, werr = w.Write(buf[:n]); werr != nil {
+				werr = fmt.Errorf("write output: %w", werr)
+			}
+		}
+		if err == io.EOF {
+			return werr
+		}
+		if err != nil {
+			if werr != nil {
+				return werr
+			}
+			return err
+		}
+	}
+}
+
+func (a *Attached) setErr(err error) {
+	a.mu.Lock()
+	if a.err == nil {
+		a.err = err
+	}
+	a.mu.Unlock()
 }
 
 // Wait blocks until every output stream has reached EOF and returns the
@@ -140,8 +205,10 @@ func (a *Attached) Wait() error {
 	return a.err
 }
 
-// Close closes every stdio connection.
+// Close closes every stdio connection and abandons a CloseStdin in
+// flight.
 func (a *Attached) Close() error {
+	a.cancel()
 	for _, c := range a.conns {
 		c.Close()
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/agent/transport/transporttest"
 	"github.com/berthvm/berth/engine/vmm"
 )
 
@@ -61,7 +62,7 @@ func (l *fakeLauncher) Launch(ctx context.Context, req LaunchRequest) (VM, error
 	l.requests = append(l.requests, req)
 	l.mu.Unlock()
 	vm := &fakeVM{done: make(chan struct{})}
-	vm.guest = &fakeGuest{vm: vm, tr: transport.NewUnix(dir), procs: map[string]*fakeProc{}, dead: make(chan struct{})}
+	vm.guest = &fakeGuest{vm: vm, tr: transporttest.NewNoHalfClose(transport.NewUnix(dir)), procs: map[string]*fakeProc{}, dead: make(chan struct{})}
 	switch boot {
 	case bootOK:
 		if err := vm.guest.serve(); err != nil {
@@ -156,7 +157,7 @@ type fakeGuest struct {
 	agentpb.AgentService // calls the container package never makes panic
 
 	vm  *fakeVM
-	tr  *transport.Unix
+	tr  transporttest.NoHalfClose // unix sockets without half-close, as vz
 	srv *ttrpc.Server
 
 	mu      sync.Mutex
@@ -260,7 +261,7 @@ func (g *fakeGuest) Shutdown(context.Context, *agentpb.ShutdownRequest) (*agentp
 }
 
 func (g *fakeGuest) CreateProcess(_ context.Context, r *agentpb.CreateProcessRequest) (*agentpb.CreateProcessResponse, error) {
-	p := &fakeProc{req: r, conns: map[uint32]chan net.Conn{}, signals: make(chan int32, 8), exited: make(chan struct{})}
+	p := &fakeProc{req: r, conns: map[uint32]chan net.Conn{}, signals: make(chan int32, 8), exited: make(chan struct{}), stdin: &fakeStdin{}}
 	ports := []uint32{r.StdinPort, r.StdoutPort, r.StderrPort}
 	if r.Tty {
 		ports = []uint32{r.TtyPort}
@@ -330,7 +331,7 @@ func (g *fakeGuest) StartProcess(ctx context.Context, r *agentpb.StartProcessReq
 			port uint32
 			set  func(net.Conn)
 		}{
-			{p.req.StdinPort, func(c net.Conn) { fio.stdin = c }},
+			{p.req.StdinPort, func(c net.Conn) { p.stdin.attach(c); fio.stdin = p.stdin }},
 			{p.req.StdoutPort, func(c net.Conn) { fio.stdout = c }},
 			{p.req.StderrPort, func(c net.Conn) { fio.stderr = c }},
 		} {
@@ -403,6 +404,17 @@ func (g *fakeGuest) SignalProcess(_ context.Context, r *agentpb.SignalProcessReq
 	return &agentpb.Empty{}, nil
 }
 
+// CloseStdin ends the process's stdin after the counted bytes, as the
+// guest does; it may come before the start.
+func (g *fakeGuest) CloseStdin(_ context.Context, r *agentpb.CloseStdinRequest) (*agentpb.Empty, error) {
+	p, err := g.proc(r.Id)
+	if err != nil {
+		return nil, err
+	}
+	p.stdin.closeAfter(r.StdinBytes)
+	return &agentpb.Empty{}, nil
+}
+
 func (g *fakeGuest) ResizePty(context.Context, *agentpb.ResizePtyRequest) (*agentpb.Empty, error) {
 	return &agentpb.Empty{}, nil
 }
@@ -423,6 +435,8 @@ type fakeProc struct {
 	listeners []net.Listener
 	signals   chan int32
 	exited    chan struct{}
+
+	stdin *fakeStdin // a pipe's stdin, ended in-band by CloseStdin
 
 	mu       sync.Mutex
 	open     []net.Conn
@@ -446,6 +460,62 @@ func (p *fakeProc) closeStdio() {
 	}
 	for _, l := range p.listeners {
 		l.Close()
+	}
+}
+
+// fakeStdin is a fake process's piped stdin: the stdin connection, read
+// until CloseStdin's count of bytes, then EOF (the host never
+// half-closes). A CloseStdin interrupts a read blocked on the connection
+// with a deadline.
+type fakeStdin struct {
+	mu      sync.Mutex
+	c       net.Conn
+	read    uint64
+	limit   uint64
+	closing bool
+}
+
+func (s *fakeStdin) attach(c net.Conn) {
+	s.mu.Lock()
+	s.c = c
+	if s.closing {
+		c.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+}
+
+func (s *fakeStdin) closeAfter(n uint64) {
+	s.mu.Lock()
+	s.closing, s.limit = true, n
+	if s.c != nil {
+		s.c.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+}
+
+func (s *fakeStdin) Read(b []byte) (int, error) {
+	for {
+		s.mu.Lock()
+		c := s.c
+		if s.closing {
+			if s.read >= s.limit {
+				s.mu.Unlock()
+				return 0, io.EOF
+			}
+			b = b[:min(uint64(len(b)), s.limit-s.read)]
+			c.SetReadDeadline(time.Time{}) // the counted bytes are on their way
+		}
+		s.mu.Unlock()
+		n, err := c.Read(b)
+		s.mu.Lock()
+		s.read += uint64(n)
+		s.mu.Unlock()
+		if n > 0 {
+			return n, nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, err
+		}
 	}
 }
 

@@ -40,6 +40,18 @@
 // no setns(2) of a mount namespace, which a multi-threaded Go program
 // cannot do (joining a PID namespace it can, on one thread).
 //
+// # Stdio
+//
+// Each process's stdio rides connections of its own (the ports named in
+// CreateProcess), and neither side ever half-closes one: vz's vsock
+// connections cannot. Stdin's EOF is in-band: CloseStdin names how many
+// bytes of the stdin stream precede it, and the process's stdin feed
+// (stdinFeed, one goroutine doing every write to the process) delivers
+// that many before it closes the pipe (or types ^D on a tty), whichever
+// of the stream and the call arrives first. An output stream's end is a
+// full close of its connection, after the process exited and the
+// stream's last byte was written.
+//
 // A program that links this package must call RunIfContainerInit first
 // thing in main (and in TestMain).
 package guest

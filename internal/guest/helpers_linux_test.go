@@ -19,6 +19,7 @@ import (
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/agent/transport/transporttest"
 )
 
 // testStageExe is a static guestinit, which the containers of these tests
@@ -53,7 +54,7 @@ func requireRoot(t *testing.T) {
 const busyboxPath = "/bin/busybox"
 
 var applets = []string{"sh", "ps", "cat", "echo", "sleep", "id", "stty", "hostname", "grep",
-	"ls", "kill", "tty", "wc", "sed", "true", "false", "env", "pwd", "mount", "head", "tr"}
+	"ls", "kill", "tty", "wc", "sed", "true", "false", "env", "pwd", "mount", "head", "tr", "timeout", "seq"}
 
 // newRootfs makes a throwaway container rootfs from busybox-static, with a
 // test user "tester" (1000) in group "tester" (1000) and member of
@@ -96,14 +97,17 @@ type env struct {
 	srv    *Server
 	client *agent.Client
 	rootfs string
-	tr     *transport.Unix
+	// tr is the test transport without half-close (as vz's vsock), over
+	// unix sockets: no stdio test may depend on a half-close.
+	tr transporttest.NoHalfClose
 
 	mu        sync.Mutex
 	shutdowns []bool
 }
 
 // newEnv starts an agent server on a fresh busybox rootfs, reached over
-// the unix-socket transport, and a client dialed to it.
+// the unix-socket transport with half-close taken away
+// (transporttest.NoHalfClose), and a client dialed to it.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	requireRoot(t)
@@ -113,7 +117,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	e := &env{rootfs: rootfs, tr: transport.NewUnix(sockDir)}
+	e := &env{rootfs: rootfs, tr: transporttest.NewNoHalfClose(transport.NewUnix(sockDir))}
 	srv, err := NewServer(Config{
 		Rootfs:   rootfs,
 		StageExe: testStageExe,

@@ -41,8 +41,7 @@ type process struct {
 	conns     []net.Conn
 	closers   []io.Closer // parent ends of stdio: pty master, pipes
 	ptyMaster *os.File
-	stdinW    *os.File
-	stdinOnce sync.Once
+	stdin     *stdinFeed // delivers stdin and applies CloseStdin in order
 
 	exitCh    chan struct{}
 	exitCode  int
@@ -92,7 +91,7 @@ func (s *Server) createProcess(req *agentpb.CreateProcessRequest) error {
 			return errdefs.AlreadyExists(fmt.Errorf("create process %s: stdio port %d is held by process %s", req.Id, port, other))
 		}
 	}
-	p := &process{s: s, id: req.Id, req: req, listeners: map[uint32]net.Listener{}, exitCh: make(chan struct{}), reported: make(chan struct{})}
+	p := &process{s: s, id: req.Id, req: req, listeners: map[uint32]net.Listener{}, exitCh: make(chan struct{}), reported: make(chan struct{}), stdin: newStdinFeed()}
 	s.procs[req.Id] = p
 	for _, port := range ports {
 		s.ports[port] = req.Id
@@ -378,25 +377,10 @@ func (p *process) resize(rows, cols uint32) error {
 	return nil
 }
 
-// closeStdin ends the process's input: EOF on a pipe, ^D on a tty.
-func (p *process) closeStdin() error {
-	p.mu.Lock()
-	m, w, state := p.ptyMaster, p.stdinW, p.state
-	p.mu.Unlock()
-	if state == stateCreated {
-		return errdefs.Conflict(fmt.Errorf("close stdin of %s: process is not started", p.id))
-	}
-	if m != nil {
-		if _, err := m.Write([]byte{4}); err != nil && state == stateRunning {
-			return fmt.Errorf("close stdin of %s: %w", p.id, err)
-		}
-		return nil
-	}
-	if w != nil {
-		p.stdinOnce.Do(func() { w.Close() })
-	}
-	return nil
-}
+// closeStdin ends the process's input once n bytes of its stdin stream
+// have been delivered: EOF on a pipe, ^D on a tty (see stdinFeed). It
+// returns at once; before the start it is applied when the input starts.
+func (p *process) closeStdin(n uint64) { p.stdin.closeAfter(n) }
 
 func (p *process) delete() error {
 	p.mu.Lock()

@@ -36,7 +36,7 @@ func TestRunStdoutStderrExitCode(t *testing.T) {
 	}
 }
 
-func TestStdinHalfClose(t *testing.T) {
+func TestStdinPastPipeBuffer(t *testing.T) {
 	e := newEnv(t)
 	payload := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB, past any pipe buffer
 	out, _, st := e.run(t, &agentpb.CreateProcessRequest{Id: "cat", Args: []string{"cat"}}, payload)

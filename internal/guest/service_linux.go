@@ -131,7 +131,8 @@ func (v *service) CloseStdin(ctx context.Context, r *agentpb.CloseStdinRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return empty, p.closeStdin()
+	p.closeStdin(r.StdinBytes)
+	return empty, nil
 }
 
 func (v *service) DeleteProcess(ctx context.Context, r *agentpb.DeleteProcessRequest) (*agentpb.Empty, error) {

@@ -7,8 +7,6 @@ import (
 	"os"
 
 	"github.com/creack/pty"
-
-	"github.com/berthvm/berth/engine/agent/transport"
 )
 
 // setupStdio makes the process's stdio — a pty, or pipes, or /dev/null
@@ -46,7 +44,8 @@ func (p *process) keep(c io.Closer) {
 }
 
 // inputPipe returns the child's stdin: /dev/null, or a pipe fed from the
-// connection on port until the host half-closes it (or CloseStdin).
+// connection on port by p.stdin, which closes it at the host's CloseStdin
+// (after the bytes written before it), or when the connection ends.
 func (p *process) inputPipe(port uint32) (*os.File, error) {
 	if port == 0 {
 		return os.Open(os.DevNull)
@@ -55,25 +54,24 @@ func (p *process) inputPipe(port uint32) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stdin pipe: %w", err)
 	}
-	p.mu.Lock()
-	p.stdinW = w
-	p.mu.Unlock()
 	p.keep(w)
 	p.s.goSafe("stdin of "+p.id, func() {
-		defer p.stdinOnce.Do(func() { w.Close() })
+		sink := feedSink{w: w, eof: func() { w.Close() }, once: true}
 		c, err := p.accept(port)
 		if err != nil {
+			w.Close()
 			return
 		}
-		io.Copy(w, c)
+		p.stdin.run(c, sink, p.exitCh)
 	})
 	return r, nil
 }
 
 // outputPipe returns the child's stdout or stderr: /dev/null, or a pipe
-// copied to the connection on port. The connection is half-closed only
-// after the pipe's EOF and the process's exit, so that the host, on EOF,
-// finds the exit status final.
+// copied to the connection on port. The connection is closed (fully: no
+// transport needs a half-close) only after the pipe's EOF and the
+// process's exit, so that the host, reading to the end, has every byte
+// and finds the exit status final.
 func (p *process) outputPipe(port uint32) (*os.File, error) {
 	if port == 0 {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -98,15 +96,13 @@ func (p *process) outputPipe(port uint32) (*os.File, error) {
 	return w, nil
 }
 
-// finishOutput half-closes c, calls flushed, waits for the host to close
-// its half, and closes c. Waiting lets every byte reach the host before
-// the socket goes; DeleteProcess ends the wait for a host that never
-// closes.
+// finishOutput ends an output stream whose last byte was written: it
+// closes c and calls flushed. A close keeps the order of the bytes
+// before it on every transport (vsock, yamux, unix sockets): the host
+// reads them all, then the end.
 func finishOutput(c net.Conn, flushed func()) {
-	transport.CloseWrite(c)
-	flushed()
-	io.Copy(io.Discard, c)
 	c.Close()
+	flushed()
 }
 
 // setupTty opens a pty sized as asked, copies between its master and the
@@ -128,9 +124,13 @@ func (p *process) setupTty() ([]*os.File, error) {
 	p.mu.Unlock()
 	p.keep(m)
 	port := p.req.TtyPort
+	// CloseStdin types the terminal's EOF character, after the input
+	// written before it; the terminal takes more input afterwards.
+	sink := feedSink{w: m, eof: func() { m.Write([]byte{4}) }}
 	p.outputs.Add(1)
 	p.s.goSafe("tty of "+p.id, func() {
 		if port == 0 {
+			p.s.goSafe("tty input of "+p.id, func() { p.stdin.run(nil, sink, p.exitCh) })
 			io.Copy(io.Discard, m)
 			p.outputs.Done()
 			return
@@ -140,7 +140,7 @@ func (p *process) setupTty() ([]*os.File, error) {
 			p.outputs.Done()
 			return
 		}
-		p.s.goSafe("tty input of "+p.id, func() { io.Copy(m, c) })
+		p.s.goSafe("tty input of "+p.id, func() { p.stdin.run(c, sink, p.exitCh) })
 		copyPty(c, m)
 		<-p.exitCh
 		finishOutput(c, p.outputs.Done)

@@ -778,6 +778,11 @@ type CreateProcessRequest struct {
 	Cols           uint32   `protobuf:"varint,10,opt,name=cols,proto3" json:"cols,omitempty"`
 	// Stdio ports the guest listens on, one connection each; 0 means none
 	// (stdin reads /dev/null, output is discarded). Ignored with tty.
+	// No side ever half-closes a stdio connection: stdin's EOF is
+	// CloseStdin; an output stream ends when the guest closes its
+	// connection fully, which it does after the process exited and every
+	// byte of that stream was written, so the host, reading to the end,
+	// has all of it and finds the exit status final.
 	StdinPort  uint32 `protobuf:"varint,11,opt,name=stdin_port,json=stdinPort,proto3" json:"stdin_port,omitempty"`
 	StdoutPort uint32 `protobuf:"varint,12,opt,name=stdout_port,json=stdoutPort,proto3" json:"stdout_port,omitempty"`
 	StderrPort uint32 `protobuf:"varint,13,opt,name=stderr_port,json=stderrPort,proto3" json:"stderr_port,omitempty"`
@@ -1308,9 +1313,28 @@ func (x *ResizePtyRequest) GetCols() uint32 {
 	return 0
 }
 
+// CloseStdinRequest is stdin's EOF, carried in-band (containerd's
+// CloseIO model) because stdin's bytes and this call travel on different
+// connections and may arrive in either order. The host sends it after its
+// last write to the stdin stream, with the number of bytes it wrote there
+// in all; the guest goes on delivering the stream to the process until it
+// has delivered that many, and only then ends the input: EOF on a pipe
+// (the guest closes the pipe, later bytes are dropped), the terminal's EOF
+// character (^D) on a tty. It returns at once, without waiting for the
+// delivery. It may come before StartProcess (the host's input may end
+// first): the guest then applies it when the process starts. The end of
+// the stdin connection (EOF or an error: the host closed it or is gone)
+// also ends a pipe's input.
+//
+// The host's Attach calls it on a pipe's EOF only: with a tty, as in
+// Docker, a client's EOF does not end the process's input.
 type CloseStdinRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// StdinBytes is how many bytes the host wrote to the process's stdin
+	// stream (stdin_port or tty_port) before this call; 0 ends the input
+	// at once (also what a caller that does not count sends).
+	StdinBytes    uint64 `protobuf:"varint,2,opt,name=stdin_bytes,json=stdinBytes,proto3" json:"stdin_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1350,6 +1374,13 @@ func (x *CloseStdinRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *CloseStdinRequest) GetStdinBytes() uint64 {
+	if x != nil {
+		return x.StdinBytes
+	}
+	return 0
 }
 
 type DeleteProcessRequest struct {
@@ -1831,9 +1862,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x10ResizePtyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\rR\x04rows\x12\x12\n" +
-	"\x04cols\x18\x03 \x01(\rR\x04cols\"#\n" +
+	"\x04cols\x18\x03 \x01(\rR\x04cols\"D\n" +
 	"\x11CloseStdinRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"&\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vstdin_bytes\x18\x02 \x01(\x04R\n" +
+	"stdinBytes\"&\n" +
 	"\x14DeleteProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x0e\n" +
 	"\fStatsRequest\"\x93\x02\n" +

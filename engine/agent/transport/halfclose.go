@@ -6,8 +6,10 @@ import (
 )
 
 // CloseWriter is a connection that can end its outgoing half and keep
-// reading: *net.UnixConn, *net.TCPConn, vsock connections and the streams
-// of the yamux transport all are.
+// reading: *net.UnixConn, *net.TCPConn, Linux vsock connections and the
+// streams of the yamux transport all are; Virtualization.framework's vsock
+// connections are not, which is why the agent's stdio never half-closes
+// (stdin's EOF is the protocol's CloseStdin).
 type CloseWriter interface {
 	CloseWrite() error
 }

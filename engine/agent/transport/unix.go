@@ -12,8 +12,9 @@ import (
 // Unix carries connections by port over unix sockets in one directory,
 // DIR/<port>.sock: the guest side listens there, the host side dials. It
 // is for tests and for running guestinit's agent without a VM; it
-// implements both Dialer and Listener. Unix sockets half-close like vsock
-// (CloseWrite), so stdio code sees the same behaviour.
+// implements both Dialer and Listener. Unix sockets can half-close
+// (CloseWrite) but vz's vsock cannot, so the agent's stdio never does;
+// transporttest.NoHalfClose wraps this transport without CloseWrite.
 type Unix struct {
 	dir string
 }

@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,6 +169,43 @@ func runEchoOK(t *testing.T, c *agent.Client) {
 	}
 }
 
+// runStdio checks stdin's in-band EOF over a real transport: several MiB
+// of random bytes through cat arrive whole and in order before the EOF,
+// and a tty whose input ends keeps running, all its output arriving.
+func runStdio(t *testing.T, c *agent.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	payload := make([]byte, 4<<20+777)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range payload {
+		payload[i] = byte(r.Uint32())
+	}
+	var out, errOut bytes.Buffer
+	st, err := c.Run(ctx, &agentpb.CreateProcessRequest{Id: "cat", Args: []string{"/bin/busybox", "cat"}, Env: []string{"PATH=/bin"}},
+		agent.Stdio{Stdin: bytes.NewReader(payload), Stdout: &out, Stderr: &errOut})
+	if err != nil {
+		t.Fatalf("run cat: %v (stderr %q)", err, errOut.String())
+	}
+	if st.Code != 0 || !bytes.Equal(out.Bytes(), payload) {
+		t.Errorf("cat of %d random bytes: exit %d, %d bytes out, equal %v", len(payload), st.Code, out.Len(), bytes.Equal(out.Bytes(), payload))
+	}
+	out.Reset()
+	st, err = c.Run(ctx, &agentpb.CreateProcessRequest{Id: "tty", Tty: true, Env: []string{"PATH=/bin"},
+		Args: []string{"/bin/sh", "-c", "read a; echo got:$a; busybox sleep 0.5; busybox seq 1 3000; exit 4"}},
+		agent.Stdio{Stdin: strings.NewReader("hi\n"), Stdout: &out})
+	if err != nil {
+		t.Fatalf("run tty: %v", err)
+	}
+	var want strings.Builder
+	for i := 1; i <= 3000; i++ {
+		fmt.Fprintf(&want, "%d\r\n", i)
+	}
+	if st.Code != 4 || !strings.HasSuffix(out.String(), "got:hi\r\n"+want.String()) {
+		t.Errorf("tty: exit %d, %d bytes of output, ends %q; want exit 4 and got:hi then 1..3000", st.Code, out.Len(), out.String()[max(0, out.Len()-40):])
+	}
+}
+
 // logBootTimes logs the host's and guestinit's view of the boot.
 func logBootTimes(t *testing.T, m *qemu.Machine, c *agent.Client) {
 	tl := m.Timeline()
@@ -182,8 +222,9 @@ func logBootTimes(t *testing.T, m *qemu.Machine, c *agent.Client) {
 
 // TestGuestinitRunsCommand boots Debian's amd64 kernel with the real
 // guestinit and a busybox root disk, pings the agent over
-// virtio-serial+yamux, runs a shell command in a container, and powers
-// the VM off through the agent.
+// virtio-serial+yamux, runs a shell command in a container, pipes stdin
+// (its EOF in-band) and a tty through that transport, and powers the VM
+// off through the agent.
 func TestGuestinitRunsCommand(t *testing.T) {
 	m, c, _ := bootGuestinit(t, "amd64", "guestinit", qemu.WithTransport(qemu.TransportSerial))
 	if err := c.Ping(context.Background()); err != nil {
@@ -191,6 +232,7 @@ func TestGuestinitRunsCommand(t *testing.T) {
 	}
 	logBootTimes(t, m, c)
 	runEchoOK(t, c)
+	runStdio(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := m.Stop(ctx, 30*time.Second); err != nil {
