@@ -190,25 +190,31 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 		code, err := b.StartExec(ectx, execID, agent.Stdio{Stdin: pr, Stdout: s.out})
 		result <- execResult{code, err}
 	}()
-	var workers sync.WaitGroup
-	workers.Add(3)
-	go func() { defer workers.Done(); s.feed(pw, input, done) }()
+	var workers, feeder sync.WaitGroup
+	workers.Add(2)
+	feeder.Add(1)
+	go func() { defer feeder.Done(); s.feed(pw, input, done) }()
 	go func() { defer workers.Done(); s.resize(ectx, execID, size, done) }()
 	go func() {
 		defer workers.Done()
 		s.out.batches(done, func(p []byte) error { return s.send(ctx, BinaryMessage, p) })
 	}()
-	// stopWorkers stops the input, resize and output workers; no message
-	// is being written once it returns.
+	// stopWorkers stops the resize and output workers (no message is
+	// being written once it returns) and the input's; closeInput ends the
+	// exec's input, which a detached shell keeps until it exits.
 	stopWorkers := func() {
 		close(done)
-		pr.Close()
 		workers.Wait()
+	}
+	closeInput := func() {
+		pr.Close()
+		feeder.Wait()
 	}
 
 	select {
 	case r := <-result:
 		stopWorkers()
+		closeInput()
 		cancelExec()
 		if rest := s.out.take(); rest != nil {
 			_ = s.sendAfterEnd(ctx, BinaryMessage, rest)
@@ -218,6 +224,7 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 	case <-s.stopCh:
 		s.out.close()
 		stopWorkers()
+		closeInput()
 		s.sendErrorAfterEnd(ctx, ReasonStopping, "The Berth engine is stopping: this terminal has ended.")
 		s.hangup(ectx, execID, result)
 		cancelExec()
@@ -230,6 +237,7 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 			go func() {
 				defer s.m.forget(s)
 				defer cancelExec()
+				defer closeInput()
 				select {
 				case <-result:
 				case <-s.stopCh:
@@ -240,6 +248,7 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 		}
 		s.out.close()
 		stopWorkers()
+		closeInput()
 		s.hangup(ectx, execID, result)
 		cancelExec()
 		return nil
@@ -321,7 +330,6 @@ func (s *Session) setSize(rows, cols uint) {
 
 // feed writes the page's input into the exec's stdin pipe.
 func (s *Session) feed(pw *io.PipeWriter, input <-chan []byte, done <-chan struct{}) {
-	defer pw.Close()
 	for {
 		select {
 		case b := <-input:
