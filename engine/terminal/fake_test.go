@@ -53,8 +53,8 @@ type fakeExec struct {
 func newFakeGuest(program func(ctx context.Context, e *fakeExec) int) *fakeGuest {
 	return &fakeGuest{
 		hasBash: true, hasSh: true, program: program,
-		info:    ContainerInfo{ID: "c0ffee", Name: "web", Image: "busybox", State: "running"},
-		execs:   map[string]*fakeExec{}, started: make(chan *fakeExec, 16),
+		info:  ContainerInfo{ID: "c0ffee", Name: "web", Image: "busybox", State: "running"},
+		execs: map[string]*fakeExec{}, started: make(chan *fakeExec, 16),
 	}
 }
 
@@ -321,4 +321,3 @@ func (p *page) readOutputUntil(want string) {
 		}
 	}
 }
-
