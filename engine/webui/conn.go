@@ -40,4 +40,3 @@ func (w *Conn) WriteMessage(ctx context.Context, typ terminal.MessageType, data 
 
 // Close closes the WebSocket with a normal closure.
 func (w *Conn) Close() error { return w.c.Close(websocket.StatusNormalClosure, "") }
-
