@@ -24,8 +24,8 @@ import (
 // control byte by byte, which a real guest cannot do deterministically;
 // app/terminal_e2e_test.go runs the same session against a real VM.
 type fakeGuest struct {
-	hasBash, hasSh bool
-	program        func(ctx context.Context, e *fakeExec) int
+	hasSh   bool
+	program func(ctx context.Context, e *fakeExec) int
 
 	mu      sync.Mutex
 	info    ContainerInfo
@@ -52,7 +52,7 @@ type fakeExec struct {
 
 func newFakeGuest(program func(ctx context.Context, e *fakeExec) int) *fakeGuest {
 	return &fakeGuest{
-		hasBash: true, hasSh: true, program: program,
+		hasSh: true, program: program,
 		info:  ContainerInfo{ID: "c0ffee", Name: "web", Image: "busybox", State: "running"},
 		execs: map[string]*fakeExec{}, started: make(chan *fakeExec, 16),
 	}
@@ -94,14 +94,8 @@ func (g *fakeGuest) StartExec(ctx context.Context, id string, stdio agent.Stdio)
 	g.mu.Lock()
 	e := g.execs[id]
 	g.mu.Unlock()
-	switch {
-	case e.cfg.Cmd[0] == "/bin/sh" && !g.hasSh, e.cfg.Cmd[0] == "/bin/bash" && !g.hasBash:
+	if e.cfg.Cmd[0] == "/bin/sh" && !g.hasSh {
 		return 127, errdefs.InvalidArgument(fmt.Errorf("exec: %q: %w", e.cfg.Cmd[0], errNoFile))
-	case len(e.cfg.Cmd) == 3 && e.cfg.Cmd[2] == "[ -x /bin/bash ]":
-		if g.hasBash {
-			return 0, nil
-		}
-		return 1, nil
 	}
 	e.stdin, e.stdout = stdio.Stdin, &countingWriter{w: stdio.Stdout, n: &e.produced}
 	e.mu.Lock()

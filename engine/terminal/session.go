@@ -140,11 +140,7 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 	}
 	// The exec and its helpers live as long as the shell, not the request.
 	ectx, cancelExec := context.WithCancel(context.WithoutCancel(ctx))
-	cmd, defaultShell, err := s.command(ectx)
-	if err != nil {
-		cancelExec()
-		return s.failExec(ctx, err, defaultShell)
-	}
+	cmd, defaultShell := s.command()
 	if err := s.sendJSON(ctx, Hello{Type: "hello", Session: s.id, Container: info, Command: cmd}); err != nil {
 		cancelExec()
 		return fmt.Errorf("terminal %s: send hello: %w", s.id, err)
@@ -374,31 +370,12 @@ func (s *Session) resize(ctx context.Context, execID string, applied [2]uint, do
 	}
 }
 
-// command is the session's command: the given one, else the image's
-// /bin/bash if it has one, else /bin/sh, found by a probe exec.
-func (s *Session) command(ctx context.Context) (cmd []string, defaultShell bool, err error) {
+// command is the session's command: the given one, else DefaultShell.
+func (s *Session) command() (cmd []string, defaultShell bool) {
 	if len(s.opts.Cmd) > 0 {
-		return s.opts.Cmd, false, nil
+		return s.opts.Cmd, false
 	}
-	b := s.m.backend
-	id, err := b.CreateExec(ctx, s.opts.Container, container.ExecConfig{
-		Cmd: []string{"/bin/sh", "-c", "[ -x /bin/bash ]"}, User: s.opts.User, WorkingDir: s.opts.WorkDir,
-	})
-	if err != nil {
-		return nil, true, err
-	}
-	code, err := b.StartExec(ctx, id, agent.Stdio{})
-	switch {
-	case err == nil && code == 0:
-		return []string{"/bin/bash"}, true, nil
-	case err == nil:
-		return []string{"/bin/sh"}, true, nil
-	case code == 127:
-		// No /bin/sh: maybe a /bin/bash all the same; starting it tells.
-		return []string{"/bin/bash"}, true, nil
-	default:
-		return nil, true, err
-	}
+	return DefaultShell(), true
 }
 
 // exited tells the page how the exec ended: exit with its code while the

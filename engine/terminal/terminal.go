@@ -55,6 +55,15 @@ type Conn interface {
 	Close() error
 }
 
+// DefaultShell is the command of a session given none, and of `berth
+// shell` in a terminal: the image's /bin/bash if it has one, else its
+// /bin/sh, chosen in the guest by /bin/sh itself in one exec (bash is
+// exec'd, so the session's process is the shell). An image without
+// /bin/sh fails to start it with errdefs.ErrNotFound.
+func DefaultShell() []string {
+	return []string{"/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash; fi; exec /bin/sh"}
+}
+
 // Options are what a session runs: a container and, like docker exec, a
 // command (empty: the image's /bin/bash, else /bin/sh), user and working
 // directory. A detached session's shell outlives its transport.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,8 +98,8 @@ func TestHelloInputOutputExitAndReconnect(t *testing.T) {
 	if c["id"] != "c0ffee" || c["name"] != "web" || c["image"] != "busybox" || c["state"] != "running" {
 		t.Errorf("hello container %v", c)
 	}
-	if fmt.Sprint(hello["command"]) != "[/bin/bash]" {
-		t.Errorf("hello command %v, want [/bin/bash]", hello["command"])
+	if fmt.Sprint(hello["command"]) != fmt.Sprint(DefaultShell()) {
+		t.Errorf("hello command %v, want the default shell", hello["command"])
 	}
 	if e.cfg.User != "nobody" || e.cfg.WorkingDir != "/tmp" || !e.cfg.Tty || e.cfg.ConsoleSize != [2]uint{30, 100} {
 		t.Errorf("exec config %+v: want user nobody, workdir /tmp, a tty of 30x100", e.cfg)
@@ -151,13 +150,13 @@ func TestHelloInputOutputExitAndReconnect(t *testing.T) {
 	<-served
 }
 
-func TestDefaultShellFallsBackToSh(t *testing.T) {
+func TestDefaultShell(t *testing.T) {
 	g := newFakeGuest(echoShell)
-	g.hasBash = false
 	h := start(t, g, Options{})
 	hello, e := h.hello(24, 80)
-	if fmt.Sprint(hello["command"]) != "[/bin/sh]" || e.cfg.Cmd[0] != "/bin/sh" {
-		t.Errorf("command %v, exec %v: want /bin/sh", hello["command"], e.cfg.Cmd)
+	want := fmt.Sprint(DefaultShell())
+	if fmt.Sprint(hello["command"]) != want || fmt.Sprint(e.cfg.Cmd) != want {
+		t.Errorf("command %v, exec %v: want %s", hello["command"], e.cfg.Cmd, want)
 	}
 }
 
@@ -170,33 +169,32 @@ func TestGivenCommandIsRun(t *testing.T) {
 	}
 }
 
+// TestNoShell: an image without /bin/sh gets no-shell, saying to give a
+// command; a given command that is missing is not no-shell.
 func TestNoShell(t *testing.T) {
-	for _, bash := range []bool{false, true} {
-		t.Run("bash="+strconv.FormatBool(bash), func(t *testing.T) {
-			g := newFakeGuest(echoShell)
-			g.hasSh, g.hasBash = false, bash
-			h := start(t, g, Options{})
-			if bash {
-				hello, _ := h.hello(24, 80)
-				if fmt.Sprint(hello["command"]) != "[/bin/bash]" {
-					t.Errorf("no /bin/sh but /bin/bash: command %v", hello["command"])
-				}
-				return
-			}
-			if m := h.page.control(); m["type"] != "hello" {
-				t.Fatalf("first message %v, want hello", m)
-			}
-			h.page.send(map[string]any{"type": "resize", "rows": 24, "cols": 80})
-			m := h.page.control()
-			if m["type"] != "error" || m["reason"] != ReasonNoShell || m["reconnect"] != nil {
-				t.Fatalf("got %v, want error no-shell without reconnect", m)
-			}
-			if msg, _ := m["message"].(string); !strings.Contains(msg, "berth shell web -- COMMAND") {
-				t.Errorf("message %q does not say to give a command", msg)
-			}
-			h.wait()
-		})
+	g := newFakeGuest(echoShell)
+	g.hasSh = false
+	h := start(t, g, Options{})
+	if m := h.page.control(); m["type"] != "hello" {
+		t.Fatalf("first message %v, want hello", m)
 	}
+	h.page.send(map[string]any{"type": "resize", "rows": 24, "cols": 80})
+	m := h.page.control()
+	if m["type"] != "error" || m["reason"] != ReasonNoShell || m["reconnect"] != nil {
+		t.Fatalf("got %v, want error no-shell without reconnect", m)
+	}
+	if msg, _ := m["message"].(string); !strings.Contains(msg, "berth shell web -- COMMAND") {
+		t.Errorf("message %q does not say to give a command", msg)
+	}
+	h.wait()
+
+	h = start(t, g, Options{Cmd: []string{"/bin/sh", "-l"}})
+	h.page.control()
+	h.page.send(map[string]any{"type": "resize", "rows": 24, "cols": 80})
+	if m := h.page.control(); m["type"] != "error" || m["reason"] != ReasonInternal || m["reconnect"] == nil {
+		t.Fatalf("a missing given command: got %v, want error internal with reconnect", m)
+	}
+	h.wait()
 }
 
 func TestResizeIsClamped(t *testing.T) {
