@@ -36,3 +36,8 @@ func (b managerBackend) ResizeExec(ctx context.Context, id string, rows, cols ui
 func (b managerBackend) SignalExec(ctx context.Context, id string, sig string) error {
 	return b.m.SignalExec(ctx, id, sig)
 }
+
+func (b managerBackend) WaitStopped(ctx context.Context, ref string) error {
+	_, err := b.m.Wait(ctx, ref, container.WaitNotRunning)
+	return err
+}

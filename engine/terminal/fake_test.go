@@ -30,6 +30,7 @@ type fakeGuest struct {
 	mu      sync.Mutex
 	info    ContainerInfo
 	infoErr error
+	stopped chan struct{} // closed once the container is not running
 	execs   map[string]*fakeExec
 	n       int
 	started chan *fakeExec // each tty exec, once started
@@ -54,14 +55,30 @@ func newFakeGuest(program func(ctx context.Context, e *fakeExec) int) *fakeGuest
 	return &fakeGuest{
 		hasSh: true, program: program,
 		info:  ContainerInfo{ID: "c0ffee", Name: "web", Image: "busybox", State: "running"},
-		execs: map[string]*fakeExec{}, started: make(chan *fakeExec, 16),
+		execs: map[string]*fakeExec{}, started: make(chan *fakeExec, 16), stopped: make(chan struct{}),
 	}
 }
 
 func (g *fakeGuest) setState(state string, err error) {
 	g.mu.Lock()
 	g.info.State, g.infoErr = state, err
+	if state != "running" {
+		select {
+		case <-g.stopped:
+		default:
+			close(g.stopped)
+		}
+	}
 	g.mu.Unlock()
+}
+
+func (g *fakeGuest) WaitStopped(ctx context.Context, ref string) error {
+	select {
+	case <-g.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (g *fakeGuest) Container(ref string) (ContainerInfo, error) {

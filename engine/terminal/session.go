@@ -26,6 +26,11 @@ const (
 	// to see whether the container is being removed (docker rm -f kills,
 	// then removes), to tell the page which of the two happened.
 	removalWait = 500 * time.Millisecond
+	// stopWait is how long an exec killed by a signal (or lost) waits to
+	// see whether its container is stopping: the guest kills every
+	// process once the main one exits, before the engine has powered the
+	// VM off and recorded the exit.
+	stopWait = 3 * time.Second
 )
 
 // Session is one running terminal session.
@@ -379,9 +384,19 @@ func (s *Session) command() (cmd []string, defaultShell bool) {
 }
 
 // exited tells the page how the exec ended: exit with its code while the
-// container runs on, else why the container is gone.
+// container runs on, else why the container is gone. An exec killed by a
+// signal may be the first sign of its container stopping: then it waits
+// up to stopWait to tell which.
 func (s *Session) exited(ctx context.Context, r execResult, defaultShell bool) error {
-	info, err := s.m.backend.Container(s.opts.Container)
+	b := s.m.backend
+	info, err := b.Container(s.opts.Container)
+	if err == nil && info.State == "running" && (r.code >= 128 || r.err != nil) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopWait)
+		if b.WaitStopped(wctx, s.opts.Container) == nil {
+			info, err = b.Container(s.opts.Container)
+		}
+		cancel()
+	}
 	if err == nil && info.State != "running" {
 		info, err = s.awaitRemoval(info)
 	}

@@ -130,6 +130,9 @@ type Backend interface {
 	ResizeExec(ctx context.Context, id string, rows, cols uint32) error
 	// SignalExec delivers sig ("SIGHUP", "9", …) to a running exec.
 	SignalExec(ctx context.Context, id string, sig string) error
+	// WaitStopped returns once the container is not running (or ctx is
+	// done, with its error).
+	WaitStopped(ctx context.Context, ref string) error
 }
 
 // Stats are a session's output counters.

@@ -150,6 +150,22 @@ func TestHelloInputOutputExitAndReconnect(t *testing.T) {
 	<-served
 }
 
+// TestKilledShellInARunningContainer: a shell killed by a signal while
+// its container runs on is an exit with its code, after stopWait.
+func TestKilledShellInARunningContainer(t *testing.T) {
+	g := newFakeGuest(func(ctx context.Context, e *fakeExec) int { return 137 })
+	h := start(t, g, Options{})
+	h.hello(24, 80)
+	began := time.Now()
+	if m := h.page.control(); m["type"] != "exit" || m["code"] != float64(137) || m["reconnect"] == nil {
+		t.Fatalf("got %v, want exit 137 with reconnect", m)
+	}
+	if d := time.Since(began); d < stopWait-100*time.Millisecond {
+		t.Errorf("exit after %v: it did not wait to see whether the container stops", d)
+	}
+	h.wait()
+}
+
 func TestDefaultShell(t *testing.T) {
 	g := newFakeGuest(echoShell)
 	h := start(t, g, Options{})
@@ -464,16 +480,24 @@ func TestContainerStoppedOrRemoved(t *testing.T) {
 		err       error
 		reason    string
 		reconnect bool
+		// late: the exec is killed before the container is recorded
+		// stopped, as when its main process exits.
+		late bool
 	}{
-		{"stopped", nil, ReasonNotRunning, true},
-		{"removed", errdefs.NotFound(errors.New("No such container: web")), ReasonRemoved, false},
+		{"stopped", nil, ReasonNotRunning, true, false},
+		{"stopped, recorded late", nil, ReasonNotRunning, true, true},
+		{"removed", errdefs.NotFound(errors.New("No such container: web")), ReasonRemoved, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stop := make(chan struct{})
 			var g *fakeGuest
 			g = newFakeGuest(func(ctx context.Context, e *fakeExec) int {
 				<-stop
-				g.setState("exited", tc.err)
+				if tc.late {
+					time.AfterFunc(300*time.Millisecond, func() { g.setState("exited", tc.err) })
+				} else {
+					g.setState("exited", tc.err)
+				}
 				return 137
 			})
 			h := start(t, g, Options{})

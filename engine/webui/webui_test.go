@@ -70,6 +70,11 @@ func (f *fakeContainers) ResizeExec(ctx context.Context, id string, rows, cols u
 
 func (f *fakeContainers) SignalExec(ctx context.Context, id string, sig string) error { return nil }
 
+func (f *fakeContainers) WaitStopped(ctx context.Context, ref string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 type fixture struct {
 	s     *Server
 	terms *terminal.Manager
