@@ -167,7 +167,15 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 	case <-s.sized:
 	case <-time.After(firstResizeWait):
 	case <-s.gone:
+		// The page left before the shell started: start none.
+		close(done)
+		cancelExec()
+		return nil
 	case <-s.stopCh:
+		close(done)
+		cancelExec()
+		s.sendErrorAfterEnd(ctx, ReasonStopping, "The Berth engine is stopping: this terminal has ended.")
+		return nil
 	}
 	s.mu.Lock()
 	size := s.size

@@ -590,3 +590,23 @@ func TestTokens(t *testing.T) {
 		t.Errorf("expired: %v, want ErrBadToken", err)
 	}
 }
+
+// TestPageLeavesBeforeTheShellStarts: no exec when the transport closes
+// before the first resize.
+func TestPageLeavesBeforeTheShellStarts(t *testing.T) {
+	g := newFakeGuest(echoShell)
+	h := start(t, g, Options{})
+	if m := h.page.control(); m["type"] != "hello" {
+		t.Fatalf("got %v, want hello", m)
+	}
+	h.page.conn.Close()
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	n := len(g.execs)
+	g.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d execs created for a page that left", n)
+	}
+}
