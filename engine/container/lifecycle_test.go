@@ -771,7 +771,7 @@ func TestWaitNextExit(t *testing.T) {
 func TestSignalExec(t *testing.T) {
 	l := newLifecycle(t)
 	ctx := context.Background()
-	l.add(t, "x", []string{"sleep"}, nil)
+	c := l.add(t, "x", []string{"sleep"}, nil)
 	if err := l.m.Start(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -816,4 +816,8 @@ func TestSignalExec(t *testing.T) {
 	if err := l.m.SignalExec(ctx, "nope", "SIGHUP"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("missing exec: %v, want not found", err)
 	}
+	if err := l.m.Kill(ctx, "x", ""); err != nil {
+		t.Fatal(err)
+	}
+	l.waitExit(t, c)
 }
