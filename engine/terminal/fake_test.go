@@ -220,6 +220,9 @@ type pipeConn struct {
 	in, out chan message
 	closed  chan struct{}
 	once    *sync.Once
+	// failWrites makes this end's writes fail, as a page that stopped
+	// reading past the write timeout.
+	failWrites atomic.Bool
 }
 
 type message struct {
@@ -245,6 +248,9 @@ func (c *pipeConn) ReadMessage(ctx context.Context) (MessageType, []byte, error)
 }
 
 func (c *pipeConn) WriteMessage(ctx context.Context, typ MessageType, data []byte) error {
+	if c.failWrites.Load() {
+		return errors.New("write: the page is not reading")
+	}
 	select {
 	case <-c.closed:
 		return io.ErrClosedPipe

@@ -206,7 +206,15 @@ func (s *Session) run(ctx context.Context, background *bool) error {
 	go func() { defer workers.Done(); s.resize(ectx, execID, size, done) }()
 	go func() {
 		defer workers.Done()
-		s.out.batches(done, func(p []byte) error { return s.send(ctx, BinaryMessage, p) })
+		s.out.batches(done, func(p []byte) error {
+			err := s.send(ctx, BinaryMessage, p)
+			if err != nil {
+				// A page that cannot take output is gone.
+				s.log.Debug("terminal: send output", "err", err)
+				s.transportGone()
+			}
+			return err
+		})
 	}()
 	// stopWorkers stops the resize and output workers (no message is
 	// being written once it returns) and the input's; closeInput ends the

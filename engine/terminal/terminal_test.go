@@ -610,3 +610,34 @@ func TestPageLeavesBeforeTheShellStarts(t *testing.T) {
 		t.Errorf("%d execs created for a page that left", n)
 	}
 }
+
+// TestFailedOutputWriteEndsTheSession: a page that cannot take output is
+// gone: the shell is hung up.
+func TestFailedOutputWriteEndsTheSession(t *testing.T) {
+	var got []string
+	g := newFakeGuest(func(ctx context.Context, e *fakeExec) int {
+		io.WriteString(e.stdout, "hello\r\n")
+		s := <-e.signals
+		got = append(got, s)
+		return 129
+	})
+	eng, pg := newConnPair()
+	m := NewManager(Config{Backend: g})
+	tk, _ := m.Issue(Options{Container: "web"})
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(context.Background(), eng, tk) }()
+	p := &page{t: t, conn: pg}
+	if msg := p.control(); msg["type"] != "hello" {
+		t.Fatalf("got %v", msg)
+	}
+	eng.failWrites.Store(true)
+	p.send(map[string]any{"type": "resize", "rows": 24, "cols": 80})
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session did not end")
+	}
+	if len(got) != 1 || got[0] != "SIGHUP" {
+		t.Errorf("signals %v, want SIGHUP", got)
+	}
+}
