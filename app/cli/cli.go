@@ -92,7 +92,7 @@ func NewRoot(stdio IO) *cobra.Command {
 		newImageCmd(e),
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),
-		newExecCmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),
+		newExecCmd(e), newShellCmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),
 	)
 	// The Docker-style top-level aliases of image commands.
 	root.AddCommand(newPullCmd(e, "pull"), newImagesCmd(e, "images"), newRmiCmd(e, "rmi"),

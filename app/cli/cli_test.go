@@ -98,7 +98,12 @@ func TestCommandTreeWithoutDaemon(t *testing.T) {
 		{"run with docker's create flags", []string{"run", "-h", "box", "--stop-signal", "SIGINT", "--stop-timeout", "3",
 			"-q", "--label-file", file, "--env-file", file, "--rm", "img", "true"}, 125, notRunning},
 
+		{"shell -u -w --", []string{"shell", "x", "-u", "root", "-w", "/", "--", "ls", "-l"}, 1, notRunning},
+		{"shell --web", []string{"shell", "x", "--web", "--open"}, 1, notRunning},
+
 		// Flags used wrong.
+		{"shell with two containers", []string{"shell", "a", "b"}, 1, "berth: shell takes at most one CONTAINER before --, got 2 arguments: put the command after --\n"},
+		{"shell --web without a container", []string{"shell", "--web"}, 1, "berth: berth shell --web needs a CONTAINER: start one (berth run -d -t -i IMAGE), then berth shell CONTAINER --web\n"},
 		{"rm --all with names", []string{"rm", "--all", "x"}, 1, "berth: --all removes every container: name none, or leave out --all\n"},
 		{"rm without names", []string{"rm"}, 1, "berth: \"berth rm\" requires at least 1 container, or --all\n"},
 		{"bad platform", []string{"pull", "--platform", "arm64", "img"}, 1, "berth: invalid --platform \"arm64\": want os/arch[/variant], e.g. linux/arm64\n"},
@@ -210,6 +215,14 @@ func TestWithDaemon(t *testing.T) {
 	r = berth(t, h, "ps", "-a")
 	if r.code != 0 || r.out != "CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   IP   NAMES\n" {
 		t.Fatalf("ps -a: %q", r.out)
+	}
+	r = berth(t, h, "shell")
+	if r.code != 1 || r.err != "berth: no image to start a shell in: pull one first (berth pull debian), or give a running container (berth shell CONTAINER)\n" {
+		t.Fatalf("shell with no image: %+v", r)
+	}
+	r = berth(t, h, "shell", "nosuch", "--web")
+	if r.code != 1 || r.err != "berth: No such container: nosuch\n" || r.out != "" {
+		t.Fatalf("shell nosuch --web: %+v", r)
 	}
 	r = berth(t, h, "version")
 	if r.code != 0 || !strings.Contains(r.out, "\nServer: Berth ") || !strings.Contains(r.out, "API version: 1.47 (minimum ") ||

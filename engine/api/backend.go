@@ -31,6 +31,8 @@ type Backend interface {
 	// Events is the engine's event bus (GET /events; image endpoints
 	// publish on it).
 	Events() Events
+	// Terminals serves /berth/containers/{id}/terminals.
+	Terminals() Terminals
 }
 
 // System serves /_ping, /version, /info and Berth's /berth/ endpoints.
@@ -129,4 +131,12 @@ type Events interface {
 	// Subscribe returns the recorded events since (zero: none) that accept
 	// passes, and a channel of the new ones until ctx ends.
 	Subscribe(ctx context.Context, since time.Time, accept func(events.Message) bool) ([]events.Message, <-chan events.Message)
+}
+
+// Terminals opens terminal windows on containers (docs/terminal.md).
+type Terminals interface {
+	// Open issues a terminal session on the container ref: a missing
+	// container is errdefs.ErrNotFound, one that is not running
+	// errdefs.ErrConflict.
+	Open(ctx context.Context, ref string, req types.TerminalRequest) (types.Terminal, error)
 }

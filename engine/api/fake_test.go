@@ -65,6 +65,22 @@ func (b *fakeBackend) Images() Images         { return b.images }
 func (b *fakeBackend) Containers() Containers { return b.containers }
 func (b *fakeBackend) Execs() Execs           { return b.execs }
 func (b *fakeBackend) Events() Events         { return b.events }
+func (b *fakeBackend) Terminals() Terminals   { return fakeTerminals{b.containers} }
+
+// fakeTerminals opens terminals on the fake containers, with the
+// engine's error classes.
+type fakeTerminals struct{ containers *fakeContainers }
+
+func (f fakeTerminals) Open(_ context.Context, ref string, req types.TerminalRequest) (types.Terminal, error) {
+	c, err := f.containers.Inspect(ref)
+	if err != nil {
+		return types.Terminal{}, err
+	}
+	if c.State.Status != mobycontainer.StateRunning {
+		return types.Terminal{}, errdefs.Conflict(fmt.Errorf("container %s is not running", ref))
+	}
+	return types.Terminal{ID: "session-" + c.Spec.Name + "-" + strings.Join(req.Cmd, "_"), URL: "http://127.0.0.1:1/terminal/#token=t"}, nil
+}
 
 func (b *fakeBackend) Kernel(context.Context) types.KernelInfo {
 	return types.KernelInfo{Version: "6.1.0-test"}

@@ -50,6 +50,8 @@ func FuzzRequest(f *testing.F) {
 		{0, "/events", `since=1&until=2&filters={"type":["container"]}`, ""},
 		{1, "/auth", "", `{"username":"u","password":"secret"}`},
 		{2, "/berth/kernel", "", `{"path":"/k"} x`},
+		{1, "/berth/containers/web/terminals", "", `{"cmd":["top"],"user":"u","workdir":"/","detach":true}`},
+		{1, "/berth/containers/job/terminals", "", ""},
 		{1, "/containers/prune", `filters={"label":{"x":true}}`, ""},
 	}
 	for _, s := range seeds {

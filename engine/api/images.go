@@ -221,6 +221,8 @@ func inspectImage(img *image.Image) mobyimage.InspectResponse {
 		Os:           img.Platform.OS,
 		Size:         img.Size,
 		RootFS:       mobyimage.RootFS{Type: "layers"},
+		// Added: the pull, load or import tagged it.
+		Metadata: mobyimage.Metadata{LastTagTime: img.Added},
 		Descriptor: &ocispec.Descriptor{
 			MediaType: string(img.Manifest.MediaType),
 			Digest:    digestOf(img.Manifest.Digest),

@@ -12,7 +12,7 @@
 // status comes from the error's errdefs class.
 //
 // The server consumes the engine through narrow interfaces defined here
-// (Backend: System, Images, Containers, Execs, Events) that return values,
+// (Backend: System, Images, Containers, Execs, Events, Terminals) that return values,
 // never the engine's managers; engine/daemon adapts the engine to them,
 // and the tests serve fakes.
 package api
@@ -66,6 +66,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /berth/status", s.status)
 	s.mux.HandleFunc("GET /berth/kernel", s.kernelGet)
 	s.mux.HandleFunc("PUT /berth/kernel", s.kernelSet)
+	s.mux.HandleFunc("POST /berth/containers/{id}/terminals", s.terminalOpen)
 	s.imageRoutes()
 	s.containerRoutes()
 }

@@ -121,3 +121,20 @@ func (s *Server) kernelSet(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, info)
 }
+
+// terminalOpen issues a terminal session on a running container: 201
+// {id, url}; 404 no such container; 409 not running. The body is
+// optional.
+func (s *Server) terminalOpen(w http.ResponseWriter, r *http.Request) {
+	var req types.TerminalRequest
+	if err := decodeOptionalBody(w, r, "open terminal", &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, err := s.backend.Terminals().Open(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}

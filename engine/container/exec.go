@@ -212,3 +212,26 @@ func (m *Manager) ResizeExec(ctx context.Context, id string, rows, cols uint32) 
 	}
 	return e.agent.ResizePty(ctx, e.ID, rows, cols)
 }
+
+// SignalExec delivers sig ("SIGHUP", "9", …; as Kill takes it) to the
+// process of a running exec. An exec that is not running is a conflict.
+func (m *Manager) SignalExec(ctx context.Context, id string, sig string) error {
+	e, err := m.GetExec(id)
+	if err != nil {
+		return err
+	}
+	n, err := agent.SignalNumber(sig)
+	if err != nil {
+		return errdefs.InvalidArgument(fmt.Errorf("signal exec %s: %w", id, err))
+	}
+	e.mu.Lock()
+	running := e.running
+	e.mu.Unlock()
+	if !running {
+		return errdefs.Conflict(fmt.Errorf("signal exec %s: it is not running", id))
+	}
+	if err := e.agent.SignalProcess(ctx, e.ID, n); err != nil {
+		return fmt.Errorf("signal exec %s: %w", id, err)
+	}
+	return nil
+}

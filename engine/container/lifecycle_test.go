@@ -764,3 +764,60 @@ func TestWaitNextExit(t *testing.T) {
 		t.Fatalf("next-exit of a removed container: %v", err)
 	}
 }
+
+// TestSignalExec: SignalExec delivers a signal to a running exec's
+// process (not the container's); a bad signal, an exec that is not
+// running and a missing one are refused with their classes.
+func TestSignalExec(t *testing.T) {
+	l := newLifecycle(t)
+	ctx := context.Background()
+	c := l.add(t, "x", []string{"sleep"}, nil)
+	if err := l.m.Start(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := l.m.CreateExec(ctx, "x", ExecConfig{Cmd: []string{"sleep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.m.SignalExec(ctx, id, "SIGHUP"); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("signal before start: %v, want a conflict", err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := l.m.StartExec(ctx, id, agent.Stdio{})
+		done <- code
+	}()
+	e, _ := l.m.GetExec(id)
+	for !e.State().Running {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := l.m.SignalExec(ctx, id, "SIGBOGUS"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("bad signal: %v, want invalid argument", err)
+	}
+	if err := l.m.SignalExec(ctx, id, "SIGHUP"); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 129 {
+		t.Errorf("exec ended with %d, want 129 (SIGHUP)", code)
+	}
+	guest := l.vms.last().guest
+	for pid, want := range map[string]int{id: 1, mainProcess: 0} {
+		p, err := guest.proc(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.signalsReceived(); len(got) != want || (want == 1 && got[0] != 1) {
+			t.Errorf("process %s got signals %v, want %d SIGHUP", pid, got, want)
+		}
+	}
+	if err := l.m.SignalExec(ctx, id, "SIGKILL"); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("signal after the exit: %v, want a conflict", err)
+	}
+	if err := l.m.SignalExec(ctx, "nope", "SIGHUP"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("missing exec: %v, want not found", err)
+	}
+	if err := l.m.Kill(ctx, "x", ""); err != nil {
+		t.Fatal(err)
+	}
+	l.waitExit(t, c)
+}

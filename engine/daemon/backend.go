@@ -2,14 +2,18 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/container"
+	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/engine/version"
+	mobycontainer "github.com/moby/moby/api/types/container"
 )
 
 // backend adapts the engine to the API's narrow interfaces. It is the one
@@ -23,6 +27,7 @@ func (b backend) Images() api.Images         { return imageStore{b.d.Engine.Imag
 func (b backend) Containers() api.Containers { return containers{b.d.Engine.Containers()} }
 func (b backend) Execs() api.Execs           { return execs{b.d.Engine.Containers()} }
 func (b backend) Events() api.Events         { return b.d.Engine.Events() }
+func (b backend) Terminals() api.Terminals   { return terminals{b.d} }
 
 func (b backend) Kernel(ctx context.Context) types.KernelInfo { return b.d.Engine.Kernel(ctx) }
 
@@ -145,4 +150,24 @@ func (e execs) Start(ctx context.Context, id string, opts api.ExecStart) (int, e
 
 func (e execs) Resize(ctx context.Context, id string, rows, cols uint32) error {
 	return e.m.ResizeExec(ctx, id, rows, cols)
+}
+
+// terminals opens terminal sessions: the container must exist and run;
+// the ticket is the terminal Manager's, the URL the web server's.
+type terminals struct{ d *Daemon }
+
+func (t terminals) Open(ctx context.Context, ref string, req types.TerminalRequest) (types.Terminal, error) {
+	c, err := t.d.Engine.Containers().Get(ref)
+	if err != nil {
+		return types.Terminal{}, err
+	}
+	snap := c.Snapshot()
+	if snap.State.Status != mobycontainer.StateRunning {
+		return types.Terminal{}, errdefs.Conflict(fmt.Errorf("container %s is not running (%s): start it first (berth start %s)", ref, snap.State.Status, ref))
+	}
+	tk, err := t.d.terms.Issue(terminal.Options{Container: snap.Spec.ID, Cmd: req.Cmd, User: req.User, WorkDir: req.WorkDir, Detach: req.Detach})
+	if err != nil {
+		return types.Terminal{}, err
+	}
+	return types.Terminal{ID: tk.Session, URL: t.d.web.TerminalURL(tk.Token)}, nil
 }

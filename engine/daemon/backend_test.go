@@ -3,11 +3,14 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/berthvm/berth/engine/terminal"
 )
 
 // The adapter serves the real engine: Docker's answers for what needs no
@@ -40,6 +43,7 @@ func TestBackendServesTheEngine(t *testing.T) {
 		{"POST", "/v1.47/containers/create", `{"Image":"nope:1","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"80"}]}}}`, 400, "--publish (-p) is not supported yet"},
 		{"POST", "/v1.47/images/prune", "", 200, `"SpaceReclaimed":0`},
 		{"POST", "/v1.47/containers/prune", "", 200, `"ContainersDeleted":[]`},
+		{"POST", "/berth/containers/nope/terminals", "", 404, "No such container: nope"},
 	}
 	for _, tc := range cases {
 		req, err := http.NewRequestWithContext(ctx, tc.method, "http://berth"+tc.path, strings.NewReader(tc.body))
@@ -61,5 +65,37 @@ func TestBackendServesTheEngine(t *testing.T) {
 				t.Errorf("%s %s: error body %s is not {\"message\": ...}", tc.method, tc.path, body)
 			}
 		}
+	}
+}
+
+// The daemon serves the terminal page on loopback while it runs, and no
+// longer once it has shut down.
+func TestWebUIFollowsTheDaemon(t *testing.T) {
+	ctx := context.Background()
+	d, err := Start(ctx, Config{Home: testHome(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := d.WebUI().URL()
+	if !strings.HasPrefix(base, "http://127.0.0.1:") {
+		t.Fatalf("web UI at %s, want 127.0.0.1", base)
+	}
+	res, err := http.Get(base + "/terminal/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /terminal/: %d, want the page or 503 (not built)", res.StatusCode)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := http.Get(base + "/terminal/"); err == nil {
+		res.Body.Close()
+		t.Errorf("the web UI still answers after shutdown: %d", res.StatusCode)
+	}
+	if _, err := d.Terminals().Issue(terminal.Options{Container: "x"}); !errors.Is(err, terminal.ErrStopping) {
+		t.Errorf("Issue after shutdown: %v, want ErrStopping", err)
 	}
 }

@@ -8,10 +8,13 @@
 //     home exits with an error naming the first one's pid;
 //   - removes a stale berth.sock left by a daemon that died (a socket that
 //     still answers is never removed);
+//   - starts the terminal sessions' loopback web server (engine/webui) on
+//     127.0.0.1, on a port it picks;
 //   - listens on berth.sock with mode 0600 and serves the API.
 //
-// Shutdown stops accepting, lets requests in flight finish, removes the
-// socket and releases the lock.
+// Shutdown ends every terminal session (each is told engine-stopping),
+// stops the web server, stops accepting API requests, lets those in
+// flight finish, removes the socket and releases the lock.
 package daemon
 
 import (
@@ -31,7 +34,9 @@ import (
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/engine/version"
+	"github.com/berthvm/berth/engine/webui"
 )
 
 // Config configures a daemon.
@@ -54,6 +59,8 @@ type Daemon struct {
 	lock    *os.File
 	ln      net.Listener
 	srv     *http.Server
+	terms   *terminal.Manager
+	web     *webui.Server
 	// cancelRequests ends the requests in flight at shutdown.
 	cancelRequests context.CancelFunc
 	started        time.Time
@@ -70,6 +77,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d := &Daemon{home: h, started: time.Now(), served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
+			if d.web != nil {
+				d.stopTerminals(context.Background())
+			}
 			if d.Engine != nil {
 				d.Engine.Close()
 			}
@@ -87,6 +97,10 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.Engine = eng
+	d.terms = terminal.NewManager(terminal.Config{Backend: terminal.ManagerBackend(eng.Containers()), Log: d.log})
+	if d.web, err = webui.Start(webui.Config{Terminals: d.terms, Log: d.log}); err != nil {
+		return nil, err
+	}
 	if err := d.listen(ctx); err != nil {
 		return nil, err
 	}
@@ -101,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
-	d.log.Info("Berth daemon serving", "version", version.Version, "home", h.Dir, "socket", h.Socket(), "pid", os.Getpid())
+	d.log.Info("Berth daemon serving", "version", version.Version, "home", h.Dir, "socket", h.Socket(), "pid", os.Getpid(), "web", d.web.URL())
 	return d, nil
 }
 
@@ -124,12 +138,25 @@ func Run(ctx context.Context, cfg Config) error {
 // Logger is the daemon's logger.
 func (d *Daemon) Logger() *slog.Logger { return d.log }
 
+// Terminals runs the daemon's terminal sessions (the macOS window's
+// bridge serves its sessions with it too).
+func (d *Daemon) Terminals() *terminal.Manager { return d.terms }
+
+// WebUI is the daemon's loopback web server.
+func (d *Daemon) WebUI() *webui.Server { return d.web }
+
+// stopTerminals ends every terminal session, then the web server.
+func (d *Daemon) stopTerminals(ctx context.Context) error {
+	return errors.Join(d.terms.Shutdown(ctx), d.web.Shutdown(ctx))
+}
+
 // Shutdown stops serving, waits for requests in flight (until ctx is
 // done), removes the socket and releases the home.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.log.Info("Berth daemon shutting down")
+	err := d.stopTerminals(ctx)
 	d.cancelRequests()
-	err := d.srv.Shutdown(ctx)
+	err = errors.Join(err, d.srv.Shutdown(ctx))
 	if serr := <-d.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}

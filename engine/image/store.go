@@ -379,6 +379,9 @@ type Image struct {
 	RepoDigests []string
 	// Created is the creation time recorded in the image config.
 	Created time.Time
+	// Added is when this store first got the image (pulled, loaded or
+	// imported); zero for images stored before it was recorded.
+	Added time.Time
 	// Size is the bytes the image's blobs (layers compressed, config,
 	// manifest) take in the store; blobs shared with other images count
 	// for each.
@@ -408,6 +411,7 @@ func (s *Store) imageFromRecord(r *record) (*Image, error) {
 	img := &Image{
 		ID:       r.ID,
 		Created:  r.Created,
+		Added:    r.Added,
 		Size:     r.Size,
 		Labels:   maps(r.Labels),
 		Manifest: r.Manifest,

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 
 	"github.com/berthvm/berth/engine/api/types"
@@ -127,6 +128,16 @@ func (c *Client) SetKernel(ctx context.Context, choice types.KernelChoice) (type
 // /berth/images/unpack).
 func (c *Client) UnpackImage(ctx context.Context, image, output string, size int64) error {
 	return c.do(ctx, http.MethodPost, "/berth/images/unpack", types.UnpackRequest{Image: image, Output: output, Size: size}, nil)
+}
+
+// OpenTerminal opens a terminal session on a running container (POST
+// /berth/containers/{id}/terminals) and returns its ID and the page's
+// URL. A missing container is errdefs.ErrNotFound, one that is not
+// running errdefs.ErrConflict.
+func (c *Client) OpenTerminal(ctx context.Context, containerRef string, req types.TerminalRequest) (types.Terminal, error) {
+	var t types.Terminal
+	err := c.do(ctx, http.MethodPost, "/berth/containers/"+url.PathEscape(containerRef)+"/terminals", req, &t)
+	return t, err
 }
 
 // do sends one request to a Berth endpoint with in (when not nil) as its

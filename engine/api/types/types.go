@@ -65,3 +65,21 @@ type UnpackRequest struct {
 	// Size in bytes; 0: content plus free space.
 	Size int64 `json:"size,omitempty"`
 }
+
+// TerminalRequest is the body of POST /berth/containers/{id}/terminals
+// (docs/terminal.md); every field is optional. Cmd empty runs the
+// image's /bin/bash, else /bin/sh; User and WorkDir are as docker exec
+// takes them; a Detach session's shell outlives its window.
+type TerminalRequest struct {
+	Cmd     []string `json:"cmd,omitempty"`
+	User    string   `json:"user,omitempty"`
+	WorkDir string   `json:"workdir,omitempty"`
+	Detach  bool     `json:"detach,omitempty"`
+}
+
+// Terminal is the answer to POST /berth/containers/{id}/terminals: the
+// session's ID and the page's URL, whose fragment holds the one-use token.
+type Terminal struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
+}
