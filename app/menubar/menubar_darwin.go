@@ -4,11 +4,13 @@ package menubar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/progrium/darwinkit/dispatch"
 	"github.com/progrium/darwinkit/macos"
 	"github.com/progrium/darwinkit/macos/appkit"
@@ -46,6 +48,12 @@ func Run(h home.Home) error {
 				}
 				status.SetTitle("Berth is running")
 			})
+			if err == nil {
+				// First run: the guest kernel downloads now, its
+				// progress in the menu ("Setting up Berth… 43 %").
+				d.PrepareKernel()
+				go showSetup(d, status)
+			}
 			started <- d // nil when the start failed
 		}()
 		menu.AddItem(appkit.NewMenuItemWithAction("Quit Berth", "q", func(objc.Object) {
@@ -64,4 +72,35 @@ func Run(h home.Home) error {
 		item.SetMenu(menu)
 	})
 	return nil
+}
+
+// showSetup mirrors the engine's kernel preparation in the status item
+// until it is ready or has failed; a failure's full text, with what to
+// do, is the item's tooltip.
+func showSetup(d *daemon.Daemon, status appkit.MenuItem) {
+	last := ""
+	for {
+		st := d.KernelSetup()
+		title, tip := st.String(), ""
+		switch st.Phase {
+		case kernel.SetupReady:
+			title = "Berth is running"
+		case kernel.SetupFailed:
+			title, tip = "Berth has no usable Linux kernel (details: hover)", st.String()
+			if errors.Is(st.Err, kernel.ErrFetch) {
+				title = "Berth could not download its Linux kernel (details: hover)"
+			}
+		}
+		if title != last {
+			last = title
+			dispatch.MainQueue().DispatchAsync(func() {
+				status.SetTitle(title)
+				status.SetToolTip(tip)
+			})
+		}
+		if st.Phase == kernel.SetupReady || st.Phase == kernel.SetupFailed {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
