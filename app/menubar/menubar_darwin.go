@@ -6,6 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berthvm/berth/engine/daemon"
@@ -56,19 +60,32 @@ func Run(h home.Home) error {
 			}
 			started <- d // nil when the start failed
 		}()
-		menu.AddItem(appkit.NewMenuItemWithAction("Quit Berth", "q", func(objc.Object) {
-			status.SetTitle("Stopping Berth…")
-			go func() {
-				if d := <-started; d != nil {
-					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					defer cancel()
-					if err := d.Shutdown(sctx); err != nil {
-						d.Logger().Error("shutdown", "err", err)
+		// Quitting, from the menu or by SIGTERM/SIGINT (kill, launchctl,
+		// Ctrl-C in a terminal), shuts the engine down first, once: its
+		// socket is removed and its VMs are stopped.
+		var quitOnce sync.Once
+		quit := func() {
+			quitOnce.Do(func() {
+				dispatch.MainQueue().DispatchAsync(func() { status.SetTitle("Stopping Berth…") })
+				go func() {
+					if d := <-started; d != nil {
+						sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+						defer cancel()
+						if err := d.Shutdown(sctx); err != nil {
+							d.Logger().Error("shutdown", "err", err)
+						}
 					}
-				}
-				dispatch.MainQueue().DispatchAsync(func() { app.Terminate(nil) })
-			}()
-		}))
+					dispatch.MainQueue().DispatchAsync(func() { app.Terminate(nil) })
+				}()
+			})
+		}
+		menu.AddItem(appkit.NewMenuItemWithAction("Quit Berth", "q", func(objc.Object) { quit() }))
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		go func() {
+			<-sigs
+			quit()
+		}()
 		item.SetMenu(menu)
 	})
 	return nil

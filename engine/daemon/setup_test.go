@@ -23,10 +23,11 @@ import (
 // loopback server, named by a kernel.json choice: the real pinned
 // default cannot be fetched in a test.
 func TestStatusShowsKernelSetup(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("skipping: the kernel cache follows $XDG_CACHE_HOME on Linux only")
-	}
-	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // an empty kernel cache
+	// An empty kernel cache: os.UserCacheDir is $XDG_CACHE_HOME on
+	// Linux, $HOME/Library/Caches on macOS.
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("HOME", cache)
 	t.Setenv(kernel.EnvKernel, "")
 	const version = "6.1.0-fake-" + runtime.GOARCH
 	body := kerneltest.FakeDeb(t, runtime.GOARCH, version, 1<<20)
