@@ -73,7 +73,7 @@ endif
 run: build
 ifeq ($(GOOS),darwin)
 	$(MAKE) app
-	open Berth.app
+	open '$(APP_DIR)'
 else
 	$(MAKE) deps kernel
 	@if $(BIN)/berth system status >/dev/null 2>&1; then \
