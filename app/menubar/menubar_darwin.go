@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,20 +44,19 @@ func Run(h home.Home) error {
 		// seconds (first run, a kernel to verify) never blocks the event
 		// loop.
 		started := make(chan *daemon.Daemon, 1)
+		var stopping atomic.Bool // set by quit: the status item is quit's
 		go func() {
 			d, err := daemon.Start(ctx, daemon.Config{Home: h})
-			dispatch.MainQueue().DispatchAsync(func() {
-				if err != nil {
+			if err != nil {
+				dispatch.MainQueue().DispatchAsync(func() {
 					status.SetTitle(fmt.Sprintf("Berth could not start: %v", err))
-					return
-				}
-				status.SetTitle("Berth is running")
-			})
-			if err == nil {
-				// First run: the guest kernel downloads now, its
-				// progress in the menu ("Setting up Berth… 43 %").
+				})
+			} else {
+				// The guest kernel is made ready now (on the first run
+				// downloaded), its progress in the menu ("Setting up
+				// Berth… 43 %"), then "Berth is running".
 				d.PrepareKernel()
-				go showSetup(d, status)
+				go showSetup(d, status, &stopping)
 			}
 			started <- d // nil when the start failed
 		}()
@@ -66,6 +66,7 @@ func Run(h home.Home) error {
 		var quitOnce sync.Once
 		quit := func() {
 			quitOnce.Do(func() {
+				stopping.Store(true)
 				dispatch.MainQueue().DispatchAsync(func() { status.SetTitle("Stopping Berth…") })
 				go func() {
 					if d := <-started; d != nil {
@@ -92,11 +93,11 @@ func Run(h home.Home) error {
 }
 
 // showSetup mirrors the engine's kernel preparation in the status item
-// until it is ready or has failed; a failure's full text, with what to
-// do, is the item's tooltip.
-func showSetup(d *daemon.Daemon, status appkit.MenuItem) {
+// until the app is stopping; a failure's full text, with what to do, is
+// the item's tooltip.
+func showSetup(d *daemon.Daemon, status appkit.MenuItem, stopping *atomic.Bool) {
 	last := ""
-	for {
+	for !stopping.Load() {
 		st := d.KernelSetup()
 		title, tip := st.String(), ""
 		switch st.Phase {
@@ -111,13 +112,19 @@ func showSetup(d *daemon.Daemon, status appkit.MenuItem) {
 		if title != last {
 			last = title
 			dispatch.MainQueue().DispatchAsync(func() {
+				if stopping.Load() {
+					return
+				}
 				status.SetTitle(title)
 				status.SetToolTip(tip)
 			})
 		}
-		if st.Phase == kernel.SetupReady || st.Phase == kernel.SetupFailed {
-			return
+		// A container start retries a failed download, and may show
+		// progress again: keep watching, closely while it moves.
+		if st.Phase == kernel.SetupDownloading || st.Phase == kernel.SetupUnpacking {
+			time.Sleep(250 * time.Millisecond)
+		} else {
+			time.Sleep(2 * time.Second)
 		}
-		time.Sleep(250 * time.Millisecond)
 	}
 }

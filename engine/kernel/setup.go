@@ -68,7 +68,7 @@ func (s SetupState) String() string {
 	case SetupFailed:
 		return fmt.Sprintf("Berth could not set up its Linux kernel: %v", s.Err)
 	default:
-		return "Berth is starting"
+		return "Starting Berth…"
 	}
 }
 

@@ -29,7 +29,7 @@ func TestSetupFetchesWithProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := kernel.NewSetup(kernel.Options{Home: home, CacheDir: cache, Arch: "arm64", GOOS: "darwin", Getenv: func(string) string { return "" }})
-	if st := s.State(); st.Phase != kernel.SetupIdle || st.String() != "Berth is starting" {
+	if st := s.State(); st.Phase != kernel.SetupIdle || st.String() != "Starting Berth…" {
 		t.Errorf("new Setup: %+v %q", st, st)
 	}
 
