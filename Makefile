@@ -17,7 +17,7 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app bench kernel generate clean deps web
+.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app app-layout workflow-lint bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
@@ -27,7 +27,8 @@ help:
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
-	@echo "make app       Berth.app, signed with entitlements.plist (macOS only)"
+	@echo "make app       Berth.app, signed with entitlements.plist (macOS only; UNIVERSAL=1: arm64+amd64)"
+	@echo "make app-layout  Berth.app's directories, Info.plist and Resources, any OS (APP_DIR=...)"
 	@echo "make bench     benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make generate  regenerate the agent protocol's Go code"
 
@@ -53,8 +54,14 @@ $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SRC)
 	cd $(WEB) && node build.mjs
 
 # bin/berth and, next to it where the engine looks, the guest's PID 1.
+# On macOS bin/berth is signed ad hoc with entitlements.plist, as Lima
+# signs limactl: Virtualization.framework refuses to start VMs for a
+# process without the com.apple.security.virtualization entitlement.
 build: web
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./app
+ifeq ($(GOOS),darwin)
+	codesign --force --entitlements entitlements.plist -s - $(BIN)/berth
+endif
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(GUEST_LDFLAGS)' \
 	  -o $(BIN)/guestinit-linux-$(GOARCH) ./guestinit
 
@@ -88,7 +95,7 @@ endif
 run: build
 ifeq ($(GOOS),darwin)
 	$(MAKE) app
-	open Berth.app
+	open '$(APP_DIR)'
 else
 	$(MAKE) deps kernel
 	@if $(BIN)/berth system status >/dev/null 2>&1; then \
@@ -109,20 +116,64 @@ else
 	$(BIN)/berth run -t -i --rm demo sh
 endif
 
-app: web
+# Berth.app. APP_DIR chooses where (it must end in .app: web app-layout
+# replaces it). The bundle version is VERSION's leading MAJOR.MINOR.PATCH
+# (git tag v1.2.3, v1.2.3-4-gHASH), else 0.1.0: macOS wants integers
+# there.
+APP_DIR        ?= Berth.app
+BUNDLE_VERSION := $(or $(shell echo '$(VERSION)' | sed -nE 's/^v?([0-9]+\.[0-9]+\.[0-9]+)([-+].*)?$$/\1/p'),0.1.0)
+# The guest architectures the bundle carries guestinit for: the Mac's own
+# (an Apple silicon Mac boots arm64 guests, an Intel Mac amd64 ones), or
+# both with UNIVERSAL=1.
+APP_ARCHES     := $(if $(UNIVERSAL),arm64 amd64,$(GOARCH))
+
+# Everything in Berth.app but the main binary and the signature, on any
+# OS: Info.plist with the version filled in, PkgInfo, the icon, and
+# guestinit for each guest architecture in Resources. app/bundle_test.go
+# checks the result against what macOS requires of a bundle.
+app-layout:
+	@case '$(APP_DIR)' in *.app) ;; *) echo "make app-layout: APP_DIR=$(APP_DIR) must name a .app directory (it is replaced)" >&2; exit 1;; esac
+	rm -rf '$(APP_DIR)'
+	mkdir -p '$(APP_DIR)/Contents/MacOS' '$(APP_DIR)/Contents/Resources'
+	sed 's/@BUNDLE_VERSION@/$(BUNDLE_VERSION)/g' Info.plist > '$(APP_DIR)/Contents/Info.plist'
+	printf 'APPL????' > '$(APP_DIR)/Contents/PkgInfo'
+	$(GO) run ./app/appicon -o '$(APP_DIR)/Contents/Resources/AppIcon.icns'
+	@for a in $(APP_ARCHES); do \
+	  echo "guestinit linux/$$a -> $(APP_DIR)/Contents/Resources"; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(GUEST_LDFLAGS)' \
+	    -o '$(APP_DIR)/Contents/Resources/guestinit-linux-'$$a ./guestinit || exit 1; \
+	done
+
+# The whole app: app-layout, the main binary (cgo: Virtualization.framework
+# and AppKit; with UNIVERSAL=1 one per Mac architecture, joined by lipo),
+# then one ad hoc signature of the bundle with entitlements.plist. Signing
+# the bundle signs its main executable with these entitlements; signing
+# the binary with them and then the bundle without would drop them. The
+# last step prints the entitlements the signature carries.
+app: web app-layout
 ifeq ($(GOOS),darwin)
-	rm -rf Berth.app
-	mkdir -p Berth.app/Contents/MacOS Berth.app/Contents/Resources
-	cp Info.plist Berth.app/Contents/Info.plist
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o Berth.app/Contents/MacOS/berth ./app
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '-s -w' \
-	  -o Berth.app/Contents/Resources/guestinit-linux-arm64 ./guestinit
-	codesign --force --entitlements entitlements.plist -s - Berth.app/Contents/MacOS/berth
-	codesign --force -s - Berth.app
+	@for a in $(APP_ARCHES); do \
+	  echo "berth darwin/$$a (cgo)"; \
+	  CGO_ENABLED=1 GOOS=darwin GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o '$(APP_DIR)/Contents/MacOS/berth-'$$a ./app || exit 1; \
+	done
+	lipo -create $(foreach a,$(APP_ARCHES),'$(APP_DIR)/Contents/MacOS/berth-$(a)') -output '$(APP_DIR)/Contents/MacOS/berth'
+	rm -f $(foreach a,$(APP_ARCHES),'$(APP_DIR)/Contents/MacOS/berth-$(a)')
+	codesign --force --entitlements entitlements.plist -s - '$(APP_DIR)'
+	codesign --verify --strict '$(APP_DIR)'
+	codesign --display --entitlements - '$(APP_DIR)'
 else
-	@echo "make app: Berth.app needs macOS (cgo with the macOS SDK for Virtualization.framework and AppKit, and codesign); this is $(GOOS). The darwin code is type-checked by 'make darwin-check' instead." >&2
+	@echo "make app: the berth binary in Berth.app needs macOS (cgo with the macOS SDK for Virtualization.framework and AppKit, and codesign); this is $(GOOS). '$(APP_DIR)' holds the rest of the bundle (make app-layout); 'make darwin-check darwin-build' type-check and link the darwin code instead." >&2
 	@exit 1
 endif
+
+# The GitHub workflows, linted by actionlint at the version tools/go.mod
+# pins (a module of its own, so the engine's go.mod stays free of it; it
+# builds offline once `cd tools && go mod download` has run). Its
+# shellcheck and pyflakes passes are off, so the result does not depend
+# on what else this machine has installed.
+workflow-lint:
+	cd tools && $(GO) tool actionlint -no-color -shellcheck= -pyflakes= ../.github/workflows/*.yml
 
 vet:
 	$(GO) vet ./...
@@ -146,7 +197,7 @@ darwin-build:
 # its own process, so -race slows only the engine's side of a boot, and
 # the whole suite stays well inside CI's budget on 2 cores (docs/
 # BENCHMARKS.md, "Test suite"). Then the two fuzz targets, bounded.
-test: web vet fmt-check darwin-check darwin-build
+test: web vet fmt-check darwin-check darwin-build workflow-lint
 	$(GO) test -race -count=1 -timeout 50m ./...
 	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30s -fuzzminimizetime 5s
 	$(GO) test ./engine/api -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime 20s -fuzzminimizetime 5s

@@ -16,6 +16,7 @@ import (
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/engine/rootfs"
 	"github.com/berthvm/berth/engine/vmm/backend"
@@ -31,6 +32,9 @@ type Engine struct {
 	images     *image.Store
 	rootfs     *rootfs.Cache
 	containers *container.Manager
+	// kernels prepares the guest kernel (downloading it on a Mac's first
+	// run); the launcher boots what it prepares.
+	kernels *kernel.Setup
 
 	// ctx is cancelled by Close; wg counts the goroutines the engine
 	// started itself, which Close waits for.
@@ -80,7 +84,8 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
-	vms := launcher.New(h, o.log)
+	e.kernels = kernel.NewSetup(kernel.Options{Home: h.Dir, CacheDir: launcher.KernelCacheDir()})
+	vms := launcher.New(h, o.log, e.kernels)
 	vms.SweepOrphans(ctx, h.Path("containers"))
 	e.containers, err = container.NewManager(ctx, container.Config{
 		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Log: o.log,
@@ -130,6 +135,27 @@ func (e *Engine) pruneBaseImages(ctx context.Context) {
 	if _, err := e.rootfs.Prune(ctx, func(d v1.Hash) bool { return keep[d.String()] }); err != nil && ctx.Err() == nil {
 		e.log.Warn("prune base root filesystems", "err", err)
 	}
+}
+
+// KernelSetup is where preparing the guest kernel stands, as a plain
+// value a status display shows: "Setting up Berth… 43 %" while the pinned
+// default kernel downloads on a Mac's first run, the error and what to do
+// when that failed.
+func (e *Engine) KernelSetup() kernel.SetupState { return e.kernels.State() }
+
+// PrepareKernel makes the guest kernel ready in the background (on a
+// Mac's first run, downloading, verifying and unpacking the pinned
+// default), so the first container does not wait for it. KernelSetup
+// follows it; Close stops it. A container started meanwhile waits for
+// the same download rather than starting its own.
+func (e *Engine) PrepareKernel() {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if _, err := e.kernels.Prepare(e.ctx); err != nil && e.ctx.Err() == nil {
+			e.log.Warn("prepare the guest kernel", "err", err)
+		}
+	}()
 }
 
 // Backend names the VM backend and the accelerator containers run under

@@ -100,6 +100,9 @@ func newStatusCmd(e *env) *cobra.Command {
 			fmt.Fprintf(w, "Socket:\t%s\n", st.Socket)
 			fmt.Fprintf(w, "Backend:\t%s on %s/%s\n", st.Backend, st.OS, st.Arch)
 			fmt.Fprintf(w, "Kernel:\t%s\n", kernelLine(st.Kernel))
+			if st.Setup != "" {
+				fmt.Fprintf(w, "Setup:\t%s\n", st.Setup)
+			}
 			fmt.Fprintf(w, "Containers:\t%d (%d running)\n", st.Containers, st.ContainersRunning)
 			fmt.Fprintf(w, "Images:\t%d\n", st.Images)
 			return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/engine/version"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -47,7 +48,13 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 		return types.Status{}, err
 	}
 	total, running := d.Engine.Containers().Counts()
+	var setup string
+	switch ks := d.Engine.KernelSetup(); ks.Phase {
+	case kernel.SetupDownloading, kernel.SetupUnpacking, kernel.SetupFailed:
+		setup = ks.String()
+	}
 	return types.Status{
+		Setup:             setup,
 		Images:            len(imgs),
 		Containers:        total,
 		ContainersRunning: running,

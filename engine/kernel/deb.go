@@ -35,6 +35,10 @@ type Source struct {
 	Version string `json:"version,omitempty"`
 }
 
+// ErrChecksum is the class of Fetch's error when the download does not
+// match its SHA-256.
+var ErrChecksum = errors.New("checksum mismatch")
+
 // Progress receives download progress: bytes so far and the total (-1
 // when the server did not say).
 type Progress func(done, total int64)
@@ -46,13 +50,18 @@ type Progress func(done, total int64)
 // temporary names beside dest, so an interrupted fetch leaves nothing
 // that looks complete.
 func Fetch(ctx context.Context, src Source, dest string, progress Progress) (*Kernel, error) {
+	return fetch(ctx, http.DefaultClient, src, dest, progress)
+}
+
+// fetch is Fetch over client.
+func fetch(ctx context.Context, client *http.Client, src Source, dest string, progress Progress) (*Kernel, error) {
 	if k, err := Open(dest); err == nil && k.ModulesDir != "" {
 		return k, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
 		return nil, fmt.Errorf("fetch kernel %s: %w", src.URL, err)
 	}
-	deb, err := download(ctx, src, filepath.Dir(dest), progress)
+	deb, err := download(ctx, client, src, filepath.Dir(dest), progress)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +91,7 @@ func Fetch(ctx context.Context, src Source, dest string, progress Progress) (*Ke
 
 // download fetches src into a temporary file in dir and returns its path
 // once the SHA-256 matched.
-func download(ctx context.Context, src Source, dir string, progress Progress) (string, error) {
+func download(ctx context.Context, client *http.Client, src Source, dir string, progress Progress) (string, error) {
 	want, err := hex.DecodeString(src.SHA256)
 	if err != nil || len(want) != sha256.Size {
 		return "", errdefs.InvalidArgument(fmt.Errorf("download kernel %s: bad sha256 %q", src.URL, src.SHA256))
@@ -91,7 +100,7 @@ func download(ctx context.Context, src Source, dir string, progress Progress) (s
 	if err != nil {
 		return "", errdefs.InvalidArgument(fmt.Errorf("download kernel %s: %w", src.URL, err))
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return "", errdefs.Unavailable(fmt.Errorf("download kernel %s: %w", src.URL, err))
 	}
@@ -116,7 +125,7 @@ func download(ctx context.Context, src Source, dir string, progress Progress) (s
 		return "", errdefs.Unavailable(fmt.Errorf("download kernel %s: %w", src.URL, err))
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, want) {
-		return "", fmt.Errorf("download kernel %s: sha256 is %x, want %s", src.URL, got, src.SHA256)
+		return "", fmt.Errorf("download kernel %s: %w: sha256 is %x, want %s", src.URL, ErrChecksum, got, src.SHA256)
 	}
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("download kernel %s: %w", src.URL, err)

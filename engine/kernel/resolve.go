@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,6 +48,8 @@ type Options struct {
 	Progress Progress
 	// GOOS decides the platform defaults; default runtime.GOOS.
 	GOOS string
+	// Client downloads kernel packages; default http.DefaultClient.
+	Client *http.Client
 	// Offline makes Resolve download nothing: where it would fetch a
 	// kernel that is not in the cache yet, it fails with ErrNotFetched
 	// naming the URL (for status displays).
@@ -100,7 +103,11 @@ func (o Options) fetch(ctx context.Context, src Source, dest string, origin Orig
 		}
 		return nil, &NotFetchedError{Origin: origin, URL: src.URL}
 	}
-	return Fetch(ctx, src, dest, o.Progress)
+	client := o.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return fetch(ctx, client, src, dest, o.Progress)
 }
 
 // Resolve finds the active kernel, trying in order:

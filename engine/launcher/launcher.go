@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,14 +26,16 @@ type Launcher struct {
 	log      *slog.Logger
 	cacheDir string
 	digests  *digests
+	kernels  *kernel.Setup
 }
 
 var _ container.VMLauncher = (*Launcher)(nil)
 
-// New returns the Launcher for the engine on h: boot files are kept in
-// h/cache.
-func New(h home.Home, log *slog.Logger) *Launcher {
-	return &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests()}
+// New returns the Launcher for the engine on h: it boots the kernel
+// kernels prepares (downloading it first if need be, one download at a
+// time) and keeps boot files in h/cache.
+func New(h home.Home, log *slog.Logger, kernels *kernel.Setup) *Launcher {
+	return &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels}
 }
 
 // KernelCacheDir is where kernels are fetched and unpacked
@@ -97,7 +100,10 @@ type boot struct {
 // bootFiles resolves the kernel and guestinit and returns the boot image
 // and the initramfs for them, made once per content in the cache.
 func (l *Launcher) bootFiles(ctx context.Context) (boot, error) {
-	k, err := kernel.Resolve(ctx, kernel.Options{Home: l.home.Dir, CacheDir: KernelCacheDir()})
+	k, err := l.kernels.Prepare(ctx)
+	if errors.Is(err, kernel.ErrFetch) {
+		return boot{}, err // it says what to do
+	}
 	if err != nil {
 		return boot{}, errdefs.Unavailable(fmt.Errorf("no guest kernel: %w (on Linux run `make kernel`, or `berth system kernel set --path PATH`)", err))
 	}

@@ -26,6 +26,9 @@ type Status struct {
 	Backend string `json:"backend"`
 	// Kernel is the guest kernel the engine would boot.
 	Kernel KernelInfo `json:"kernel"`
+	// Setup is the guest kernel's preparation while it downloads or
+	// after it failed ("Setting up Berth… 43 %"); "" otherwise.
+	Setup string `json:"setup,omitempty"`
 	// Containers and Images count what the engine holds.
 	Containers        int `json:"containers"`
 	ContainersRunning int `json:"containersRunning"`
