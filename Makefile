@@ -17,12 +17,13 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check app bench kernel generate clean deps
+.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
-	@echo "make test      vet, gofmt, darwin type-check, go test ./..."
-	@echo "make build     bin/berth for this machine"
+	@echo "make test      vet, gofmt, darwin type-check and CLI-only link, go test ./..."
+	@echo "make build     bin/berth for this machine (after make web)"
+	@echo "make web       the web pages' bundle berth embeds (assets/web; needs Node.js 20+)"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
@@ -30,8 +31,29 @@ help:
 	@echo "make bench     benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make generate  regenerate the agent protocol's Go code"
 
+# The web pages' bundle (assets/web/dist, embedded by assets/web/web.go):
+# npm ci when node_modules is missing or older than the lockfile, then the
+# type check and esbuild. A berth built without it still compiles and says
+# to run this.
+WEB := assets/web
+WEB_SRC := $(wildcard $(WEB)/src/*) $(WEB)/build.mjs $(WEB)/tsconfig.json
+
+web: $(WEB)/dist/index.html
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json $(WEB)/package.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "make web: Node.js 20 or later and npm are needed to build the web pages; install them (macOS: brew install node; Debian: apt-get install nodejs npm, or NodeSource's nodejs 20 where Debian's is older), then run make again" >&2; exit 1; }
+	@v=$$(node -p 'process.versions.node.split(".")[0]'); [ "$$v" -ge 20 ] || { \
+	  echo "make web: Node.js $$(node --version) is too old; install Node.js 20 or later (macOS: brew install node; Debian bookworm: NodeSource's nodejs 20)" >&2; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund
+	@touch $@
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SRC)
+	cd $(WEB) && npx --no-install tsc --noEmit -p .
+	cd $(WEB) && node build.mjs
+
 # bin/berth and, next to it where the engine looks, the guest's PID 1.
-build:
+build: web
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./app
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(GUEST_LDFLAGS)' \
 	  -o $(BIN)/guestinit-linux-$(GOARCH) ./guestinit
@@ -87,7 +109,7 @@ else
 	$(BIN)/berth run -t -i --rm demo sh
 endif
 
-app:
+app: web
 ifeq ($(GOOS),darwin)
 	rm -rf Berth.app
 	mkdir -p Berth.app/Contents/MacOS Berth.app/Contents/Resources
@@ -112,11 +134,19 @@ fmt-check:
 darwin-check:
 	$(GO) run ./app/darwincheck ./app/... ./engine/... ./internal/...
 
+# A real compile and link for macOS of everything but the cgo glue (vz,
+# darwinkit): the CLI-only berth a plain CGO_ENABLED=0 build makes.
+darwin-build:
+	@for a in arm64 amd64; do \
+	  echo "darwin/$$a CGO_ENABLED=0 ./app (CLI only)"; \
+	  GOOS=darwin GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -o /dev/null ./app || exit 1; \
+	done
+
 # The race detector runs on every package, the VM ones included: QEMU is
 # its own process, so -race slows only the engine's side of a boot, and
 # the whole suite stays well inside CI's budget on 2 cores (docs/
 # BENCHMARKS.md, "Test suite"). Then the two fuzz targets, bounded.
-test: vet fmt-check darwin-check
+test: web vet fmt-check darwin-check darwin-build
 	$(GO) test -race -count=1 -timeout 50m ./...
 	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30s -fuzzminimizetime 5s
 	$(GO) test ./engine/api -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime 20s -fuzzminimizetime 5s
@@ -140,3 +170,4 @@ generate:
 
 clean:
 	rm -rf $(BIN) Berth.app
+	find $(WEB)/dist -mindepth 1 ! -name README.txt -delete

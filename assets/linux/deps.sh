@@ -23,11 +23,19 @@ esac
 #   cpio: lists the initramfs; xz-utils: checks our xz reader; bzip2:
 #     a bzip2-compressed archive for image load
 #   qemu-utils; debootstrap: a real Debian rootfs for the ext4 benchmark
+#   chromium: the real browser the terminal page's end-to-end test drives
 test_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils docker-registry apache2-utils
-           e2fsprogs btrfs-progs cpio xz-utils bzip2 debootstrap)
+           e2fsprogs btrfs-progs cpio xz-utils bzip2 debootstrap chromium)
 
 pkgs=("${run_pkgs[@]}")
 [ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
+# Node.js and npm build the web pages (`make web`, which runs npm ci). Only
+# when there is no node at all: a NodeSource nodejs (which bundles npm)
+# must not get Debian's npm on top. `make web` needs Node.js 20 or later
+# and says so; Debian bookworm's own nodejs is 18.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  pkgs+=(nodejs npm)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,4 +1,4 @@
-//go:build !linux && !darwin
+//go:build !linux && !(darwin && cgo && !no_vz)
 
 package backend
 
@@ -15,9 +15,13 @@ import (
 // Name is the backend New uses on this OS: none.
 const Name = ""
 
-// New fails: Berth runs micro-VMs on Linux and macOS only.
+// New fails: Berth runs micro-VMs on Linux, and on macOS only in a build
+// with cgo (Virtualization.framework is reached through cgo).
 func New(cfg vmm.Config) (vmm.Machine, error) {
-	return nil, errdefs.NotImplemented(fmt.Errorf("micro-VMs on %s: no backend", runtime.GOOS))
+	if runtime.GOOS == "darwin" {
+		return nil, errdefs.NotImplemented(fmt.Errorf("micro-VMs on macOS: this berth was built without cgo (or with -tags no_vz), so it has no Virtualization.framework backend and is a CLI only; run Berth.app, or build berth on a Mac with cgo (make build)"))
+	}
+	return nil, errdefs.NotImplemented(fmt.Errorf("micro-VMs on %s: no backend (Berth runs them on Linux and macOS)", runtime.GOOS))
 }
 
 // Describe says there is no backend.

@@ -1,3 +1,5 @@
+//go:build darwin && cgo && !no_vz
+
 package vz
 
 import (
