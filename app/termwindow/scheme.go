@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 
 	web "github.com/berthvm/berth/assets/web"
@@ -141,4 +142,54 @@ func mimeType(name string) string {
 		return "text/plain"
 	}
 	return "application/octet-stream"
+}
+
+// Header is the response's header fields: its type (UTF-8 for text) and
+// length, no sniffing, no caching (the bundle changes with the binary).
+func (r Resource) Header() map[string]string {
+	typ := r.MIMEType
+	if strings.HasPrefix(typ, "text/") || typ == "application/json" {
+		typ += "; charset=utf-8"
+	}
+	return map[string]string{
+		"Content-Type":           typ,
+		"Content-Length":         strconv.Itoa(len(r.Body)),
+		"X-Content-Type-Options": "nosniff",
+		"Cache-Control":          "no-store",
+	}
+}
+
+// Navigation is what the window does with a navigation of its web view.
+type Navigation int
+
+// The navigations.
+const (
+	// NavigateCancel: nothing loads (any other scheme or host).
+	NavigateCancel Navigation = iota
+	// NavigateAllow: the page's own URLs, berth://terminal/….
+	NavigateAllow
+	// NavigateBrowser: an http or https link (the page's web links
+	// addon) opens in the user's browser, never in the window, which
+	// must only ever show the page the "berth" handler trusts.
+	NavigateBrowser
+)
+
+// DecideNavigation says what the window does with a navigation to
+// rawURL.
+func DecideNavigation(rawURL string) Navigation {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return NavigateCancel
+	}
+	switch strings.ToLower(u.Scheme) {
+	case Scheme:
+		if strings.EqualFold(u.Host, Host) && u.User == nil {
+			return NavigateAllow
+		}
+	case "http", "https":
+		if u.Host != "" {
+			return NavigateBrowser
+		}
+	}
+	return NavigateCancel
 }

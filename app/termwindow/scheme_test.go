@@ -129,3 +129,41 @@ func TestEmbeddedBundle(t *testing.T) {
 		}
 	}
 }
+
+func TestResourceHeader(t *testing.T) {
+	for _, tc := range []struct{ mime, want string }{
+		{"text/html", "text/html; charset=utf-8"},
+		{"text/javascript", "text/javascript; charset=utf-8"},
+		{"application/json", "application/json; charset=utf-8"},
+		{"font/woff2", "font/woff2"},
+	} {
+		h := Resource{Status: 200, MIMEType: tc.mime, Body: []byte("12345")}.Header()
+		if h["Content-Type"] != tc.want || h["Content-Length"] != "5" || h["X-Content-Type-Options"] != "nosniff" {
+			t.Errorf("Header of %s: %v, want Content-Type %q, length 5, nosniff", tc.mime, h, tc.want)
+		}
+	}
+}
+
+func TestDecideNavigation(t *testing.T) {
+	for u, want := range map[string]Navigation{
+		PageURL:                           NavigateAllow,
+		"berth://terminal/app.js":         NavigateAllow,
+		"berth://terminal/../x":           NavigateAllow, // the scheme handler answers 404
+		"berth://other/index.html":        NavigateCancel,
+		"berth://x@terminal/":             NavigateCancel,
+		"https://example.com/docs?q=1":    NavigateBrowser,
+		"HTTP://example.com/":             NavigateBrowser,
+		"http:///nohost":                  NavigateCancel,
+		"file:///etc/passwd":              NavigateCancel,
+		"javascript:alert(1)":             NavigateCancel,
+		"about:blank":                     NavigateCancel,
+		"data:text/html,<h1>x</h1>":       NavigateCancel,
+		"::bad":                           NavigateCancel,
+		"ftp://example.com/file":          NavigateCancel,
+		"http://127.0.0.1:8080/terminal/": NavigateBrowser,
+	} {
+		if got := DecideNavigation(u); got != want {
+			t.Errorf("DecideNavigation(%q) = %d, want %d", u, got, want)
+		}
+	}
+}
