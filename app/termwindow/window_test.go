@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,8 +81,11 @@ func (b *fakeBackend) StartExec(ctx context.Context, id string, stdio agent.Stdi
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(stdio.Stdin)
+		sc.Split(scanTTYLines)
 		for sc.Scan() {
-			lines <- strings.TrimSuffix(sc.Text(), "\r")
+			if sc.Text() != "" {
+				lines <- sc.Text()
+			}
 		}
 	}()
 	code := func() int {
@@ -130,6 +132,18 @@ func (b *fakeBackend) SignalExec(ctx context.Context, id string, sig string) err
 	default:
 	}
 	return nil
+}
+
+// scanTTYLines splits input into lines ended by CR (what a terminal's
+// Enter sends) or LF.
+func scanTTYLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // pattern is n bytes of "0 1 2 …": any byte lost, doubled or out of
