@@ -48,7 +48,7 @@ var ErrClosed = errors.New("termwindow: the terminal window's connection is clos
 const maxQueued = 32 << 20
 
 // Conn is a terminal.Conn over the bridge: ReadMessage returns what the
-// page posted (handed over by deliver), WriteMessage calls
+// page posted (handed over by Deliver), WriteMessage calls
 // window.berthReceive in the page and returns once that ran.
 type Conn struct {
 	page Page
@@ -101,10 +101,10 @@ func (c *Conn) ReadMessage(ctx context.Context) (terminal.MessageType, []byte, e
 	}
 }
 
-// deliver queues a message from the page for ReadMessage; it never
+// Deliver queues a message from the page for ReadMessage; it never
 // blocks (it runs on the main thread). Past maxQueued unread bytes it
 // closes the Conn.
-func (c *Conn) deliver(typ terminal.MessageType, data []byte) {
+func (c *Conn) Deliver(typ terminal.MessageType, data []byte) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()

@@ -104,8 +104,8 @@ func TestConnCarriesBothWays(t *testing.T) {
 	var texts []string
 	c := NewConn(p, func(b []byte) { texts = append(texts, string(b)) })
 
-	c.deliver(terminal.TextMessage, []byte(`{"type":"resize","cols":80,"rows":24}`))
-	c.deliver(terminal.BinaryMessage, []byte("ls\r"))
+	c.Deliver(terminal.TextMessage, []byte(`{"type":"resize","cols":80,"rows":24}`))
+	c.Deliver(terminal.BinaryMessage, []byte("ls\r"))
 	for _, want := range []struct {
 		typ  terminal.MessageType
 		data string
@@ -145,7 +145,7 @@ func TestConnReadWaitsAndEnds(t *testing.T) {
 		got <- string(data)
 	}()
 	time.Sleep(20 * time.Millisecond)
-	c.deliver(terminal.BinaryMessage, []byte("late"))
+	c.Deliver(terminal.BinaryMessage, []byte("late"))
 	if s := <-got; s != "late" {
 		t.Fatalf("a waiting ReadMessage got %q, want the message delivered after it began", s)
 	}
@@ -156,7 +156,7 @@ func TestConnReadWaitsAndEnds(t *testing.T) {
 		t.Fatalf("ReadMessage past its context: %v", err)
 	}
 
-	c.deliver(terminal.BinaryMessage, []byte("unread"))
+	c.Deliver(terminal.BinaryMessage, []byte("unread"))
 	c.Close()
 	c.Close()
 	if _, _, err := c.ReadMessage(context.Background()); !errors.Is(err, ErrClosed) {
@@ -206,12 +206,12 @@ func TestConnBoundsUnreadInput(t *testing.T) {
 	c := NewConn(newRecordingPage(), nil)
 	chunk := make([]byte, 1<<20)
 	for range maxQueued >> 20 {
-		c.deliver(terminal.BinaryMessage, chunk)
+		c.Deliver(terminal.BinaryMessage, chunk)
 	}
 	if err := c.Err(); err != nil {
 		t.Fatalf("closed at exactly the limit: %v", err)
 	}
-	c.deliver(terminal.BinaryMessage, []byte("one more"))
+	c.Deliver(terminal.BinaryMessage, []byte("one more"))
 	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "has not read") {
 		t.Fatalf("past the limit: %v, want the conn closed saying why", err)
 	}

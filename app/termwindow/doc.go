@@ -6,9 +6,10 @@
 // Everything but the Cocoa glue is here, free of build tags, and tested on
 // any system:
 //   - Bundle: what the berth: scheme handler answers for a URL (a bundle
-//     file and its MIME type, 404, or the not-built page).
+//     file and its MIME type, 404, or the not-built page);
+//     DecideNavigation keeps the web view on berth://terminal/.
 //   - Conn: a terminal.Conn over the bridge; page → Go messages arrive
-//     through Conn.deliver (from Window.Receive), Go → page ones leave as
+//     through Conn.Deliver (from Window.Receive), Go → page ones leave as
 //     window.berthReceive({t, d}) calls through a Page.
 //   - Window: one window's sessions: it starts the window's own session
 //     once the page has loaded, opens a new one for the page's Reconnect
@@ -16,5 +17,7 @@
 //     session's hello, and ends the session when the window closes.
 //
 // window_darwin.go (darwin && cgo) creates the NSWindow and WKWebView and
-// calls into these; Open is its entry point.
+// calls into these; Open is its entry point. It is type-checked on Linux
+// (make darwin-check); TestBridgeInChromium runs the real page over the
+// same bridge in chromium instead of WebKit.
 package termwindow

@@ -121,7 +121,7 @@ func (w *Window) Receive(t, d string) {
 	switch t {
 	case KindText:
 		if w.conn != nil {
-			w.conn.deliver(terminal.TextMessage, []byte(d))
+			w.conn.Deliver(terminal.TextMessage, []byte(d))
 		}
 	case KindBinary:
 		b, err := base64.StdEncoding.DecodeString(d)
@@ -130,7 +130,7 @@ func (w *Window) Receive(t, d string) {
 			return
 		}
 		if w.conn != nil {
-			w.conn.deliver(terminal.BinaryMessage, b)
+			w.conn.Deliver(terminal.BinaryMessage, b)
 		}
 	case KindOpen:
 		w.openLocked(d)

@@ -5,7 +5,6 @@ package termwindow
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/berthvm/berth/engine/terminal"
 	"github.com/progrium/darwinkit/dispatch"
@@ -14,6 +13,9 @@ import (
 	"github.com/progrium/darwinkit/macos/webkit"
 	"github.com/progrium/darwinkit/objc"
 )
+
+// wkErrorDomain is WebKit's NSError domain (WKErrorDomain).
+const wkErrorDomain = "WKErrorDomain"
 
 // handlerName is the script message handler the page posts to
 // (window.webkit.messageHandlers.berth).
@@ -125,7 +127,7 @@ func (p *webPage) EvaluateJavaScript(script string, done func(error)) {
 			return
 		}
 		p.view.EvaluateJavaScriptCompletionHandler(script, func(_ objc.Object, err foundation.Error) {
-			if err.IsNil() || err.Code() == int(webkit.ErrorJavaScriptResultTypeIsUnsupported) {
+			if err.IsNil() || (err.Domain() == wkErrorDomain && err.Code() == int(webkit.ErrorJavaScriptResultTypeIsUnsupported)) {
 				done(nil)
 				return
 			}
@@ -150,7 +152,7 @@ func (h *messageHandler) UserContentControllerDidReceiveScriptMessage(_ webkit.U
 	}
 	t, d, ok := bridgeBody(m.Body())
 	if !ok {
-		slog.Warn("terminal window: a script message that is not {t, d} strings; dropped")
+		h.window.log.Warn("terminal window: a script message that is not {t, d} strings; dropped")
 		return
 	}
 	h.window.Receive(t, d)
