@@ -249,8 +249,11 @@ class TerminalPage {
     this.reconnectToken = undefined;
     this.banner.hidden = true;
     // Leave the old shell's output; undo any mode it left set (alternate
-    // screen, hidden cursor, colours) and start on a fresh line.
-    this.term.write("\x1b[?1049l\x1b[!p\x1b[0m\r\n");
+    // screen, hidden cursor, colours) and start on a fresh line. Leaving
+    // the alternate screen restores the cursor it saved (the top left
+    // when none was): only when the old shell left it active.
+    if (this.term.buffer.active.type === "alternate") this.term.write("\x1b[?1049l");
+    this.term.write("\x1b[!p\x1b[0m\r\n");
     this.connect(token);
     this.term.focus();
   }

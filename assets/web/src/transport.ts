@@ -109,9 +109,9 @@ export function bridgeHandler(w: Window = window): BerthHandler | undefined {
  * "berth": page → Go with postMessage({t, d}), Go → page through
  * window.berthReceive({t, d}); binary data travels as base64.
  *
- * docs/terminal.md does not say how the app opens a new session for the
- * Reconnect button; this page posts {t: "open", d: TOKEN} for it (and
- * nothing for the session the app prepared with the window).
+ * For the Reconnect button it posts {t: "open", d: TOKEN} (docs/terminal.md,
+ * "The macOS window"), and nothing for the session the app prepared with
+ * the window.
  */
 export class BridgeTransport implements Transport {
   readonly kind = "bridge";
