@@ -134,6 +134,12 @@ func (b *fakeBackend) SignalExec(ctx context.Context, id string, sig string) err
 	return nil
 }
 
+// WaitStopped blocks until ctx ends: the fake's container never stops.
+func (b *fakeBackend) WaitStopped(ctx context.Context, ref string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 // scanTTYLines splits input into lines ended by CR (what a terminal's
 // Enter sends) or LF.
 func scanTTYLines(data []byte, atEOF bool) (int, []byte, error) {
