@@ -19,6 +19,7 @@ import (
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/engine/rootfs"
+	"github.com/berthvm/berth/engine/share"
 	"github.com/berthvm/berth/engine/vmm/backend"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	moby "github.com/moby/moby/api/types/events"
@@ -32,6 +33,7 @@ type Engine struct {
 	images     *image.Store
 	rootfs     *rootfs.Cache
 	containers *container.Manager
+	volumes    *share.Store
 	// kernels prepares the guest kernel (downloading it on a Mac's first
 	// run); the launcher boots what it prepares.
 	kernels *kernel.Setup
@@ -55,7 +57,8 @@ type options struct {
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // New opens the engine's state under h: it creates the home if needed,
-// opens the image store (h/images) and the base rootfs cache (h/rootfs),
+// opens the image store (h/images), the base rootfs cache (h/rootfs) and
+// the named volumes (h/volumes),
 // stops the VMs a dead engine left running (engine/launcher), opens the
 // containers (h/containers, marking those that were running as exited),
 // and starts the engine's one background worker (pruning base root
@@ -85,10 +88,19 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
 	e.kernels = kernel.NewSetup(kernel.Options{Home: h.Dir, CacheDir: launcher.KernelCacheDir()})
+	if e.volumes, err = share.NewStore(h.Path("volumes"), share.WithUsers(func() map[string][]string {
+		if e.containers == nil {
+			return nil
+		}
+		return e.containers.VolumeUsers()
+	})); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
+	}
 	vms := launcher.New(h, o.log, e.kernels)
 	vms.SweepOrphans(ctx, h.Path("containers"))
 	e.containers, err = container.NewManager(ctx, container.Config{
-		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Log: o.log,
+		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Volumes: e.volumes, Log: o.log,
 	})
 	if err != nil {
 		st.Close()
@@ -165,6 +177,9 @@ func (e *Engine) Backend() string { return backend.Describe() }
 
 // Containers is the container manager.
 func (e *Engine) Containers() *container.Manager { return e.containers }
+
+// Volumes is the named volume store (h/volumes).
+func (e *Engine) Volumes() *share.Store { return e.volumes }
 
 // Rootfs is the base root filesystem cache.
 func (e *Engine) Rootfs() *rootfs.Cache { return e.rootfs }

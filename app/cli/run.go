@@ -29,6 +29,7 @@ type createFlags struct {
 	env, envFiles, labels, labelFiles      []string
 	cpus                                   float64
 	memory                                 string
+	volumes, mounts                        []string
 }
 
 func (f *createFlags) register(c *cobra.Command, run bool) {
@@ -58,6 +59,8 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "read environment variables from a file")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label (KEY=VALUE)")
 	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels (KEY=VALUE lines) from a file")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host folder (HOST:CONTAINER[:ro]) or mount a named volume (NAME:CONTAINER[:ro])")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a folder or volume (type=bind|volume,source=...,target=...[,readonly])")
 	fl.Float64Var(&f.cpus, "cpus", 0, "number of vCPUs of the container's VM (default 2)")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory of the container's VM (e.g. 512m, 2g; default 1g)")
 }
@@ -88,6 +91,9 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 	}
 	hc, err := f.hostConfig(c)
 	if err != nil {
+		return docker.ContainerCreateOptions{}, err
+	}
+	if err := mountFlags(f.volumes, f.mounts, cfg, hc); err != nil {
 		return docker.ContainerCreateOptions{}, err
 	}
 	switch f.pull {

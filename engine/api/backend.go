@@ -10,6 +10,7 @@ import (
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/share"
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -33,6 +34,24 @@ type Backend interface {
 	Events() Events
 	// Terminals serves /berth/containers/{id}/terminals.
 	Terminals() Terminals
+	// Volumes serves /volumes/....
+	Volumes() Volumes
+}
+
+// Volumes is the named volume store as the API uses it (engine/share's
+// Store). A missing volume is errdefs.ErrNotFound with Docker's text
+// ("get NAME: no such volume"); removing one in use is
+// errdefs.ErrConflict ("remove NAME: volume is in use - [ID]").
+type Volumes interface {
+	Create(opts share.CreateOptions) (share.Volume, error)
+	Get(name string) (share.Volume, error)
+	// List returns every volume.
+	List() ([]share.Volume, error)
+	// Users are the IDs of the containers that mount the volume.
+	Users(name string) []string
+	Remove(name string, force bool) error
+	// Prune removes the unused volumes match picks.
+	Prune(match func(share.Volume) bool) (share.PruneReport, error)
 }
 
 // System serves /_ping, /version, /info and Berth's /berth/ endpoints.

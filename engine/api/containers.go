@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mobymount "github.com/moby/moby/api/types/mount"
 	"io"
 	"math"
 	"net/http"
@@ -362,7 +363,7 @@ func summarize(sn container.Snapshot) mobycontainer.Summary {
 		Labels:  sn.Spec.Config.Labels,
 		State:   sn.State.Status,
 		Status:  statusText(sn.State),
-		Mounts:  []mobycontainer.MountPoint{},
+		Mounts:  mountPoints(sn),
 	}
 	if sum.Labels == nil {
 		sum.Labels = map[string]string{}
@@ -380,6 +381,27 @@ func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
 		ep.IPAddress = ip
 	}
 	return map[string]*network.EndpointSettings{"bridge": ep}
+}
+
+// mountPoints are a container's mounts as Docker's inspect and ps show
+// them: Mode is the mode a Binds entry gave ("ro", "z"), RW its
+// opposite of read-only, Propagation rprivate for binds.
+func mountPoints(sn container.Snapshot) []mobycontainer.MountPoint {
+	out := []mobycontainer.MountPoint{}
+	for _, m := range sn.Spec.Mounts {
+		mp := mobycontainer.MountPoint{Type: m.Type, Source: m.HostPath, Destination: m.Target, RW: !m.ReadOnly}
+		if parts := strings.Split(m.Spec, ":"); len(parts) == 3 {
+			mp.Mode = parts[2]
+		}
+		switch m.Type {
+		case mobymount.TypeBind:
+			mp.Propagation = mobymount.PropagationRPrivate
+		case mobymount.TypeVolume:
+			mp.Name, mp.Driver = m.Source, "local"
+		}
+		out = append(out, mp)
+	}
+	return out
 }
 
 // inspectNetworkSettings is NetworkSettings as API 1.44–1.47 has it,
@@ -449,7 +471,7 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 			Platform:   "linux",
 			ExecIDs:    execIDs,
 			HostConfig: sn.Spec.HostConfig,
-			Mounts:     []mobycontainer.MountPoint{},
+			Mounts:     mountPoints(sn),
 			Config:     sn.Spec.Config,
 		},
 		NetworkSettings: &inspectNetworkSettings{

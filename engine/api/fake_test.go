@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthvm/berth/engine/share"
 	"io"
 	"log/slog"
 	"net/http"
@@ -37,7 +38,24 @@ type fakeBackend struct {
 	containers *fakeContainers
 	execs      *fakeExecs
 	events     *events.Bus
+	// volumes is a real volume store in a test directory (newVolumes);
+	// nil until a test asks for it.
+	volumes *share.Store
 }
+
+// newVolumes gives b a real volume store in a temporary directory whose
+// users are users (volume → container IDs).
+func (b *fakeBackend) newVolumes(t *testing.T, users map[string][]string) *share.Store {
+	t.Helper()
+	st, err := share.NewStore(t.TempDir(), share.WithUsers(func() map[string][]string { return users }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.volumes = st
+	return st
+}
+
+func (b *fakeBackend) Volumes() Volumes { return b.volumes }
 
 func newFakeBackend() *fakeBackend {
 	alpine := &image.Image{

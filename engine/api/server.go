@@ -69,6 +69,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /berth/containers/{id}/terminals", s.terminalOpen)
 	s.imageRoutes()
 	s.containerRoutes()
+	s.volumeRoutes()
 }
 
 // ServeHTTP strips and checks the API version prefix, then dispatches.

@@ -32,7 +32,7 @@ type unsupported struct {
 
 // Reasons shared by several options.
 const (
-	whySharing = "folder sharing arrives with the sharing work"
+	whySharing = "binds and named volumes work; this option arrives with later sharing work"
 	whyNetwork = "each container has its own VM and network; other network modes arrive with the networking work"
 	whyVM      = "each container runs in its own VM with Berth's fixed device and security model"
 	whyPorts   = "ports arrive with the networking work"
@@ -42,12 +42,10 @@ const (
 
 // refused are the options create answers 400 for.
 var refused = []unsupported{
-	{"--volume (-v)", whySharing, "", func(c *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
-		return len(h.Binds) > 0 || len(c.Volumes) > 0
-	}},
-	{"--mount", whySharing, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Mounts) > 0 }},
 	{"--volumes-from", whySharing, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.VolumesFrom) > 0 }},
-	{"--volume-driver", whySharing, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.VolumeDriver != "" }},
+	{"--volume-driver", "Berth's volumes use the local driver", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+		return h.VolumeDriver != "" && h.VolumeDriver != "local"
+	}},
 	{"--tmpfs", whySharing, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Tmpfs) > 0 }},
 	{"--publish (-p)", whyPorts, hintPorts, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return len(h.PortBindings) > 0

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthvm/berth/engine/share"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,9 @@ type Spec struct {
 	// Path and Args are the main process's command line (entrypoint + cmd).
 	Path string   `json:"path"`
 	Args []string `json:"args"`
+	// Mounts are the container's binds and volumes, resolved at create
+	// (engine/share), in the order the VM gets them.
+	Mounts []share.Mount `json:"mounts,omitempty"`
 }
 
 // State is where a container stands.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berthvm/berth/engine/share"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -99,6 +101,13 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	}
 	spec.Name = name
 
+	// Mounts after the name: a create that fails before here makes no
+	// volume.
+	if spec.Mounts, err = m.resolveMounts(req); err != nil {
+		release()
+		return nil, err
+	}
+
 	dir := filepath.Join(m.dir, id)
 	c, err := m.materialize(ctx, dir, spec, img)
 	if err != nil {
@@ -186,6 +195,21 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 		return nil, err
 	}
 	return c, nil
+}
+
+// resolveMounts checks the request's binds and mounts and creates the
+// named volumes they use for the first time (engine/share.Resolve).
+func (m *Manager) resolveMounts(req CreateRequest) ([]share.Mount, error) {
+	var anon []string
+	for p := range req.Config.Volumes {
+		anon = append(anon, p)
+	}
+	sort.Strings(anon)
+	var vols share.VolumeCreator
+	if m.volumes != nil {
+		vols = m.volumes
+	}
+	return share.Resolve(req.HostConfig.Binds, req.HostConfig.Mounts, anon, vols)
 }
 
 // resolveImage finds the image locally or pulls it, per the policy.

@@ -130,6 +130,10 @@ func (v *fakeVM) Kill() error {
 
 func (v *fakeVM) ConsoleTail(n int) string { return "fake console line" }
 
+func (v *fakeVM) GuestShare(s vmm.Share) vmm.GuestShare {
+	return vmm.GuestShare{Fstype: "fakefs", Source: s.Tag}
+}
+
 func (v *fakeVM) wasKilled() bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()

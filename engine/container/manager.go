@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mobymount "github.com/moby/moby/api/types/mount"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -36,6 +37,7 @@ type Manager struct {
 	events   *events.Bus
 	log      *slog.Logger
 	vms      VMLauncher
+	volumes  Volumes
 	limits   HostLimits
 	timeouts timeouts
 
@@ -58,6 +60,9 @@ type Config struct {
 	// VMs boots the micro-VMs; nil means containers can be created but
 	// not started (the error says why).
 	VMs VMLauncher
+	// Volumes makes the named volumes containers mount (engine/share's
+	// Store); nil: creating a container with a volume fails, saying so.
+	Volumes Volumes
 	// Log is the engine's logger.
 	Log *slog.Logger
 	// Limits is what the host can give a container's VM; Create refuses
@@ -122,7 +127,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		dir: cfg.Dir, images: cfg.Images, rootfs: cfg.Rootfs, events: cfg.Events, log: cfg.Log, vms: cfg.VMs,
-		limits: cfg.Limits, timeouts: defaultTimeouts,
+		volumes: cfg.Volumes, limits: cfg.Limits, timeouts: defaultTimeouts,
 		byID: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{},
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -305,6 +310,25 @@ func (m *Manager) InUse(imageID string) bool {
 	return false
 }
 
+// VolumeUsers maps each volume some container mounts (running or not)
+// to those containers' IDs: the volume store's hook for rm and prune.
+func (m *Manager) VolumeUsers() map[string][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]string{}
+	for _, c := range m.byID {
+		for _, mt := range c.spec.Mounts {
+			if mt.Type == mobymount.TypeVolume {
+				out[mt.Source] = append(out[mt.Source], c.spec.ID)
+			}
+		}
+	}
+	for _, ids := range out {
+		sort.Strings(ids)
+	}
+	return out
+}
+
 // UsesManifest reports whether any container was cloned from the base
 // rootfs of this manifest digest.
 func (m *Manager) UsesManifest(digest string) bool {
@@ -467,11 +491,28 @@ func (m *Manager) removeStopped(c *Container) error {
 	}
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionDestroy, nil)
+	m.removeAnonymousVolumes(c)
 	c.mu.Lock()
 	c.stdin.Close() // a client attached to a container that never ran
 	c.mu.Unlock()
 	close(c.removed)
 	return nil
+}
+
+// removeAnonymousVolumes deletes the anonymous volumes of an --rm
+// container once it is gone, as Docker does; a failure is logged (the
+// volume stays, for `berth volume prune`).
+func (m *Manager) removeAnonymousVolumes(c *Container) {
+	if m.volumes == nil || c.spec.HostConfig == nil || !c.spec.HostConfig.AutoRemove {
+		return
+	}
+	for _, mt := range c.spec.Mounts {
+		if mt.Type == mobymount.TypeVolume && mt.Anonymous {
+			if err := m.volumes.Remove(mt.Source, true); err != nil {
+				m.log.Warn("remove anonymous volume", "container", c.spec.ID[:12], "volume", mt.Source, "err", err)
+			}
+		}
+	}
 }
 
 // Prune removes every container that is not running and returns their IDs.

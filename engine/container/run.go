@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berthvm/berth/engine/share"
 	"path/filepath"
 	"strings"
 	"time"
@@ -200,6 +201,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	vm, err := m.vms.Launch(bootCtx, LaunchRequest{
 		ID: spec.ID, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
+		Shares: share.Plan(spec.Mounts),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("boot VM: %w", err)
@@ -221,6 +223,9 @@ func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.T
 	}
 	r.boot.AgentReady = time.Since(t0)
 	_ = r.agent.SetTime(ctx, time.Now())
+	if err := mountShares(ctx, r.agent, r.vm, spec.Mounts); err != nil {
+		return err
+	}
 	if err := configureGuest(ctx, r.agent, r.vm, spec.Config, spec.HostConfig); err != nil {
 		return err
 	}
@@ -229,6 +234,24 @@ func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.T
 		return err
 	}
 	r.boot.ProcessUp = time.Since(t0)
+	return nil
+}
+
+// mountShares mounts the container's binds and volumes in the guest:
+// each share the VM was booted with, at its target, read-only where
+// asked (before a read-only root, whose mount points they may need).
+func mountShares(ctx context.Context, ac *agent.Client, vm VM, mounts []share.Mount) error {
+	for i, s := range share.Plan(mounts) {
+		gs := vm.GuestShare(s)
+		opts := append([]string{}, gs.Options...)
+		if s.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		req := &agentpb.MountRequest{Share: true, Source: gs.Source, Fstype: gs.Fstype, Subdir: gs.Subdir, Target: mounts[i].Target, Options: opts}
+		if err := ac.Mount(ctx, req); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", mounts[i].Source, mounts[i].Target, err)
+		}
+	}
 	return nil
 }
 

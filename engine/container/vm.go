@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"github.com/berthvm/berth/engine/share"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -30,6 +31,18 @@ type LaunchRequest struct {
 	// CPUs and MemoryBytes size the VM.
 	CPUs        int
 	MemoryBytes uint64
+	// Shares are the host directories the VM gets at boot (share.Plan of
+	// the container's mounts).
+	Shares []vmm.Share
+}
+
+// Volumes makes the named volumes a container mounts (engine/share's
+// Store is one).
+type Volumes interface {
+	share.VolumeCreator
+	// Remove deletes a volume no container uses (anonymous volumes of an
+	// --rm container).
+	Remove(name string, force bool) error
 }
 
 // VM is a booted micro-VM as a container drives it.
@@ -52,6 +65,8 @@ type VM interface {
 	Kill() error
 	// ConsoleTail returns the last lines of the console log, for errors.
 	ConsoleTail(n int) string
+	// GuestShare says how the guest mounts one of LaunchRequest.Shares.
+	GuestShare(s vmm.Share) vmm.GuestShare
 }
 
 // networkRequest is the agent's network configuration for a backend's

@@ -27,6 +27,7 @@ var _ api.Backend = backend{}
 func (b backend) Images() api.Images         { return imageStore{b.d.Engine.Images()} }
 func (b backend) Containers() api.Containers { return containers{b.d.Engine.Containers()} }
 func (b backend) Execs() api.Execs           { return execs{b.d.Engine.Containers()} }
+func (b backend) Volumes() api.Volumes       { return b.d.Engine.Volumes() }
 func (b backend) Events() api.Events         { return b.d.Engine.Events() }
 func (b backend) Terminals() api.Terminals   { return terminals{b.d} }
 

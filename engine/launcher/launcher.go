@@ -77,6 +77,7 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 		Root:       vmm.Disk{Path: req.Rootfs},
 		Network:    &vmm.Network{},
 		ConsoleLog: req.ConsoleLog,
+		Shares:     req.Shares,
 		Ping:       pingAgent,
 		Shutdown:   shutdownAgent,
 	}

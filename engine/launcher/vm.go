@@ -68,3 +68,6 @@ func (v *machineVM) Kill() error { return v.m.Kill(context.Background()) }
 
 // ConsoleTail returns the last n lines of the VM's console.
 func (v *machineVM) ConsoleTail(n int) string { return v.m.ConsoleTail(n) }
+
+// GuestShare says how the guest mounts the share s.
+func (v *machineVM) GuestShare(s vmm.Share) vmm.GuestShare { return v.m.GuestShare(s) }

@@ -43,6 +43,9 @@ type Driver interface {
 	// ShareFilesystem is the filesystem type of boot-time shares: "9p"
 	// or "virtiofs".
 	ShareFilesystem() string
+	// GuestShare says how the guest mounts one of Config.Shares
+	// (Machine.GuestShare).
+	GuestShare(s Share) GuestShare
 	// Backend names the backend and the accelerator it runs the VM
 	// under (Machine.Backend).
 	Backend() string
@@ -95,6 +98,9 @@ func (m *VM) Driver() Driver { return m.drv }
 
 // ShareFilesystem is the backend's share filesystem type.
 func (m *VM) ShareFilesystem() string { return m.drv.ShareFilesystem() }
+
+// GuestShare says how the guest mounts the share s.
+func (m *VM) GuestShare(s Share) GuestShare { return m.drv.GuestShare(s) }
 
 // Backend names the backend and its accelerator.
 func (m *VM) Backend() string { return m.drv.Backend() }

@@ -63,6 +63,9 @@ func (f *fakeDriver) HardStop(ctx context.Context) error {
 }
 
 func (f *fakeDriver) ShareFilesystem() string { return "fakefs" }
+func (f *fakeDriver) GuestShare(s vmm.Share) vmm.GuestShare {
+	return vmm.GuestShare{Fstype: "fakefs", Source: s.Tag}
+}
 
 func (f *fakeDriver) Backend() string { return "fake" }
 

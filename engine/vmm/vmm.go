@@ -80,6 +80,9 @@ type Machine interface {
 	// shares (Config.Shares) with: "9p" (virtio-9p, QEMU) or "virtiofs"
 	// (Virtualization.framework).
 	ShareFilesystem() string
+	// GuestShare says how the guest mounts the share s (one of
+	// Config.Shares).
+	GuestShare(s Share) GuestShare
 	// Backend names the backend and the accelerator the VM runs under:
 	// "qemu (kvm)", "qemu (tcg)", "vz".
 	Backend() string
@@ -214,6 +217,21 @@ type Share struct {
 	HostPath string
 	// ReadOnly forbids writes from the guest.
 	ReadOnly bool
+}
+
+// VirtioFSSharesTag is the tag of the one virtio-fs device that carries
+// every boot-time share on Virtualization.framework.
+const VirtioFSSharesTag = "berth-shares"
+
+// GuestShare is how the guest mounts one of Config.Shares: Source with
+// Fstype and Options (filesystem data, mount(8) -o style), the share
+// being Subdir of that mount ("" its root). Shares with the same Source
+// are directories of one device: the guest mounts it once.
+type GuestShare struct {
+	Fstype  string
+	Source  string
+	Options []string
+	Subdir  string
 }
 
 // Network is the VM's NIC: virtio-net behind the hypervisor's user-mode

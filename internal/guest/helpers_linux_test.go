@@ -100,6 +100,8 @@ type env struct {
 	// tr is the test transport without half-close (as vz's vsock), over
 	// unix sockets: no stdio test may depend on a half-close.
 	tr transporttest.NoHalfClose
+	// staging is the server's ShareStaging.
+	staging string
 
 	mu        sync.Mutex
 	shutdowns []bool
@@ -117,13 +119,14 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	e := &env{rootfs: rootfs, tr: transporttest.NewNoHalfClose(transport.NewUnix(sockDir))}
+	e := &env{rootfs: rootfs, staging: t.TempDir(), tr: transporttest.NewNoHalfClose(transport.NewUnix(sockDir))}
 	srv, err := NewServer(Config{
-		Rootfs:   rootfs,
-		StageExe: testStageExe,
-		Listener: e.tr,
-		Logger:   log.New(testWriter{t}, "agent: ", log.Lmicroseconds),
-		Version:  "test",
+		Rootfs:       rootfs,
+		ShareStaging: e.staging,
+		StageExe:     testStageExe,
+		Listener:     e.tr,
+		Logger:       log.New(testWriter{t}, "agent: ", log.Lmicroseconds),
+		Version:      "test",
 		Shutdown: func(reboot bool) {
 			e.mu.Lock()
 			e.shutdowns = append(e.shutdowns, reboot)

@@ -140,6 +140,9 @@ func mkdirInRoot(root, rel string) error {
 // later see it; running ones too, where the rootfs mount is shared (the
 // containers' mounts are its slaves).
 func (s *Server) mount(r *agentpb.MountRequest) error {
+	if r.Share {
+		return s.mountShare(r)
+	}
 	if r.Source == "" && r.Fstype == "" {
 		return errdefs.InvalidArgument(errors.New("mount: no source and no filesystem type"))
 	}
@@ -236,4 +239,91 @@ func (s *Server) waitLateModules(fstype string) {
 	case <-time.After(30 * time.Second):
 		s.logger.Printf("mount %s: late kernel modules still loading after 30s; trying anyway", fstype)
 	}
+}
+
+// mountShare mounts one of the container's shares (MountRequest.share):
+//   - stages r.Source (r.Fstype, with the filesystem data of r.Options)
+//     once, at ShareStaging/SOURCE, outside the rootfs;
+//   - creates the target inside the rootfs when missing (as Docker does);
+//   - bind-mounts r.Subdir of the staged mount (resolved inside it) at
+//     the target;
+//   - remounts that bind read-only when r.Options has "ro".
+func (s *Server) mountShare(r *agentpb.MountRequest) error {
+	rel, err := inRootfs(r.Target)
+	if err != nil {
+		return fmt.Errorf("mount share %s on %s: %w", r.Source, r.Target, err)
+	}
+	if rel == "." {
+		return errdefs.InvalidArgument(fmt.Errorf("mount share %s: the target cannot be the container's root", r.Source))
+	}
+	sub := r.Subdir
+	if sub == "" {
+		sub = "."
+	}
+	if !filepath.IsLocal(sub) {
+		return errdefs.InvalidArgument(fmt.Errorf("mount share %s: subdir %q leaves the share", r.Source, r.Subdir))
+	}
+	flags, data := ParseMountOptions(r.Options...)
+	staged, err := s.stageShare(r.Source, r.Fstype, data)
+	if err != nil {
+		return err
+	}
+	src, err := openInRoot(staged, sub)
+	if err != nil {
+		return fmt.Errorf("mount share %s: open %s in it: %w", r.Source, sub, err)
+	}
+	defer unix.Close(src)
+	if err := mkdirInRoot(s.cfg.Rootfs, rel); err != nil {
+		return fmt.Errorf("mount share %s on %s: create target: %w", r.Source, r.Target, err)
+	}
+	dst, err := openInRoot(s.cfg.Rootfs, rel)
+	if err != nil {
+		return fmt.Errorf("mount share %s on %s: %w", r.Source, r.Target, err)
+	}
+	err = unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND, "")
+	unix.Close(dst)
+	if err != nil {
+		return fmt.Errorf("mount share %s on %s: bind: %w", r.Source, r.Target, err)
+	}
+	if flags&unix.MS_RDONLY == 0 {
+		return nil
+	}
+	// Reopen the target: it now resolves to the bind's root, which the
+	// remount makes read-only.
+	top, err := openInRoot(s.cfg.Rootfs, rel)
+	if err != nil {
+		return fmt.Errorf("mount share %s on %s: %w", r.Source, r.Target, err)
+	}
+	defer unix.Close(top)
+	if err := unix.Mount("", fdPath(top), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount share %s on %s: make read-only: %w", r.Source, r.Target, err)
+	}
+	return nil
+}
+
+// stageShare mounts source (a device tag) at ShareStaging/SOURCE the
+// first time a share names it and returns that directory.
+func (s *Server) stageShare(source, fstype, data string) (string, error) {
+	if source == "" || strings.ContainsRune(source, '/') || !filepath.IsLocal(source) {
+		return "", errdefs.InvalidArgument(fmt.Errorf("mount share: source %q is not a share tag", source))
+	}
+	s.stageMu.Lock()
+	defer s.stageMu.Unlock()
+	if dir, ok := s.staged[source]; ok {
+		return dir, nil
+	}
+	base := s.cfg.ShareStaging
+	if base == "" {
+		base = "/run/berth/shares"
+	}
+	dir := filepath.Join(base, source)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("mount share %s: %w", source, err)
+	}
+	s.waitLateModules(fstype)
+	if err := unix.Mount(source, dir, fstype, unix.MS_NODEV, data); err != nil {
+		return "", fmt.Errorf("mount share %s (%s, %s) at %s: %w", source, fstype, data, dir, err)
+	}
+	s.staged[source] = dir
+	return dir, nil
 }

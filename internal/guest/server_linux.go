@@ -72,6 +72,10 @@ type Config struct {
 	// container. Default: this program (guestinit is static; a test
 	// binary linked against libc is not, and names a static build here).
 	StageExe string
+	// ShareStaging is the directory, outside Rootfs, where share mounts
+	// (MountRequest.share) are staged before their bind into the rootfs.
+	// Default: /run/berth/shares.
+	ShareStaging string
 }
 
 // Server is the guest's agent: the ttrpc service on transport.AgentPort
@@ -86,6 +90,9 @@ type Server struct {
 	inits      map[int]*container // container init pid → container
 	ports      map[uint32]string  // stdio port → process ID
 	subs       map[chan *agentpb.Event]struct{}
+
+	stageMu sync.Mutex
+	staged  map[string]string // share source → its staging mount point
 
 	shutdownOnce sync.Once
 	serving      chan struct{}
@@ -115,6 +122,7 @@ func NewServer(cfg Config) (*Server, error) {
 		inits:      map[int]*container{},
 		ports:      map[uint32]string{},
 		subs:       map[chan *agentpb.Event]struct{}{},
+		staged:     map[string]string{},
 		serving:    make(chan struct{}),
 	}, nil
 }

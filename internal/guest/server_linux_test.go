@@ -907,3 +907,41 @@ func TestExecFailureClasses(t *testing.T) {
 		}
 	}
 }
+
+// TestMountShare stages one source (a tmpfs stands in for a 9p or
+// virtio-fs device) once, binds two of its directories into the rootfs,
+// one read-only, and refuses a subdir that leaves the share.
+func TestMountShare(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	mount := func(target, subdir string, opts ...string) error {
+		return e.client.Mount(ctx, &agentpb.MountRequest{Share: true, Source: "dev0", Fstype: "tmpfs", Target: target, Subdir: subdir, Options: opts})
+	}
+	if err := mount("/data/rw", "", "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.Unmount(filepath.Join(e.rootfs, "data/rw"), unix.MNT_DETACH)
+		unix.Unmount(filepath.Join(e.rootfs, "data/ro"), unix.MNT_DETACH)
+		unix.Unmount(filepath.Join(e.staging, "dev0"), unix.MNT_DETACH)
+	})
+	if err := os.MkdirAll(filepath.Join(e.staging, "dev0/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount("/data/ro", "sub", "ro"); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := e.run(t, &agentpb.CreateProcessRequest{Id: "w", Args: []string{"sh", "-c", "echo hi > /data/rw/sub/f && cat /data/ro/f && ! touch /data/ro/g 2>/dev/null && grep -c ' /data/r[ow] ' /proc/mounts"}}, "")
+	if code.Code != 0 || !strings.Contains(out, "hi\n2") {
+		t.Errorf("rw write seen through the ro bind, ro refusing writes: exit %d, output %q", code.Code, out)
+	}
+	if _, err := os.Stat(filepath.Join(e.staging, "dev0/sub/f")); err != nil {
+		t.Errorf("the write did not land in the one staged mount: %v", err)
+	}
+	if err := mount("/data/x", "../../etc"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("subdir leaving the share: %v, want invalid argument", err)
+	}
+	if err := e.client.Mount(ctx, &agentpb.MountRequest{Share: true, Source: "../x", Fstype: "tmpfs", Target: "/data/y"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("source that is a path: %v, want invalid argument", err)
+	}
+}

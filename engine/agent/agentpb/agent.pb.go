@@ -410,7 +410,17 @@ type MountRequest struct {
 	// filesystem data (trans=fd,rfdno=...).
 	Options []string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty"`
 	// MkdirTarget creates target when absent.
-	MkdirTarget   bool `protobuf:"varint,5,opt,name=mkdir_target,json=mkdirTarget,proto3" json:"mkdir_target,omitempty"`
+	MkdirTarget bool `protobuf:"varint,5,opt,name=mkdir_target,json=mkdirTarget,proto3" json:"mkdir_target,omitempty"`
+	// Share makes this a share mount: Source (Fstype, the filesystem data
+	// in Options) is mounted once at a staging point outside the
+	// container rootfs, shared by every request with that source, and
+	// Subdir of it is bind-mounted at Target, read-only when Options has
+	// "ro" (the flags in Options apply to the bind, the data to the
+	// staged mount).
+	Share bool `protobuf:"varint,6,opt,name=share,proto3" json:"share,omitempty"`
+	// Subdir is the share's directory inside the staged mount ("" its
+	// root); a relative path that stays inside it.
+	Subdir        string `protobuf:"bytes,7,opt,name=subdir,proto3" json:"subdir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -478,6 +488,20 @@ func (x *MountRequest) GetMkdirTarget() bool {
 		return x.MkdirTarget
 	}
 	return false
+}
+
+func (x *MountRequest) GetShare() bool {
+	if x != nil {
+		return x.Share
+	}
+	return false
+}
+
+func (x *MountRequest) GetSubdir() string {
+	if x != nil {
+		return x.Subdir
+	}
+	return ""
 }
 
 type UnmountRequest struct {
@@ -1789,13 +1813,15 @@ const file_agent_proto_rawDesc = "" +
 	"\x04boot\x18\x05 \x01(\v2\x19.berth.agent.v1.BootTimesR\x04boot\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12&\n" +
 	"\x0fnow_boottime_ns\x18\a \x01(\x03R\rnowBoottimeNs\x12&\n" +
-	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\x93\x01\n" +
+	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xc1\x01\n" +
 	"\fMountRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
 	"\x06fstype\x18\x03 \x01(\tR\x06fstype\x12\x18\n" +
 	"\aoptions\x18\x04 \x03(\tR\aoptions\x12!\n" +
-	"\fmkdir_target\x18\x05 \x01(\bR\vmkdirTarget\"<\n" +
+	"\fmkdir_target\x18\x05 \x01(\bR\vmkdirTarget\x12\x14\n" +
+	"\x05share\x18\x06 \x01(\bR\x05share\x12\x16\n" +
+	"\x06subdir\x18\a \x01(\tR\x06subdir\"<\n" +
 	"\x0eUnmountRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04lazy\x18\x02 \x01(\bR\x04lazy\"\xab\x02\n" +

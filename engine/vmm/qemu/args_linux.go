@@ -150,6 +150,14 @@ func commandLine(cfg vmm.Config, l launch) []string {
 			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+cfg.Network.MAC.String(),
 		)
 	}
+	// One virtio-9p device per share, each its own export: QEMU's local
+	// backend resolves every guest path inside the exported directory
+	// (each component opened with O_NOFOLLOW relative to the export, since
+	// QEMU 2.9), so the guest cannot leave it through ".." or a symlink.
+	// security_model=none: QEMU, running as the user who runs Berth,
+	// creates the files, so they are that user's on the host; the guest's
+	// chown is ignored rather than refused. readonly=on makes QEMU itself
+	// refuse writes to a read-only share.
 	for i, s := range cfg.Shares {
 		fsdev := "local,id=fs" + strconv.Itoa(i) + ",path=" + escape(s.HostPath) + ",security_model=none"
 		if s.ReadOnly {

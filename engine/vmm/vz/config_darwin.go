@@ -144,27 +144,32 @@ func addBalloon(vc *vz.VirtualMachineConfiguration, _ vmm.Config) error {
 	return nil
 }
 
-// addShares gives the guest each boot-time share as a virtio-fs device.
+// addShares gives the guest every boot-time share as a directory of one
+// virtio-fs device (tag vmm.VirtioFSSharesTag) backed by a
+// multiple-directory share, each directory named by the share's tag and
+// read-only where the share is: one device however many mounts a
+// container has.
 func addShares(vc *vz.VirtualMachineConfiguration, cfg vmm.Config) error {
-	var shares []vz.DirectorySharingDeviceConfiguration
+	if len(cfg.Shares) == 0 {
+		return nil
+	}
+	dirs := map[string]*vz.SharedDirectory{}
 	for _, s := range cfg.Shares {
 		dir, err := vz.NewSharedDirectory(s.HostPath, s.ReadOnly)
 		if err != nil {
 			return fmt.Errorf("share %s: %w", s.HostPath, err)
 		}
-		single, err := vz.NewSingleDirectoryShare(dir)
-		if err != nil {
-			return fmt.Errorf("share %s: %w", s.HostPath, err)
-		}
-		fsdev, err := vz.NewVirtioFileSystemDeviceConfiguration(s.Tag)
-		if err != nil {
-			return fmt.Errorf("share %s (tag %q): %w", s.HostPath, s.Tag, err)
-		}
-		fsdev.SetDirectoryShare(single)
-		shares = append(shares, fsdev)
+		dirs[s.Tag] = dir
 	}
-	if len(shares) > 0 {
-		vc.SetDirectorySharingDevicesVirtualMachineConfiguration(shares)
+	multi, err := vz.NewMultipleDirectoryShare(dirs)
+	if err != nil {
+		return fmt.Errorf("shares: %w", err)
 	}
+	fsdev, err := vz.NewVirtioFileSystemDeviceConfiguration(vmm.VirtioFSSharesTag)
+	if err != nil {
+		return fmt.Errorf("shares (tag %q): %w", vmm.VirtioFSSharesTag, err)
+	}
+	fsdev.SetDirectoryShare(multi)
+	vc.SetDirectorySharingDevicesVirtualMachineConfiguration([]vz.DirectorySharingDeviceConfiguration{fsdev})
 	return nil
 }

@@ -60,6 +60,12 @@ var _ vmm.Driver = (*driver)(nil)
 // ShareFilesystem is "virtiofs": boot-time shares are virtio-fs devices.
 func (d *driver) ShareFilesystem() string { return "virtiofs" }
 
+// GuestShare: every share is a directory, named by its tag, of the one
+// virtio-fs device tagged vmm.VirtioFSSharesTag (addShares).
+func (d *driver) GuestShare(s vmm.Share) vmm.GuestShare {
+	return vmm.GuestShare{Fstype: "virtiofs", Source: vmm.VirtioFSSharesTag, Subdir: s.Tag}
+}
+
 // Backend is "vz": the framework has one accelerator.
 func (d *driver) Backend() string { return Name }
 
