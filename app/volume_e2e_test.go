@@ -114,7 +114,7 @@ func TestBindsAndVolumes(t *testing.T) {
 	parts := strings.Split(strings.TrimSpace(r.out), "|")
 	var mounts []struct {
 		Type, Name, Source, Destination, Driver, Mode, Propagation string
-		RW                                                          bool
+		RW                                                         bool
 	}
 	if len(parts) != 3 || json.Unmarshal([]byte(parts[0]), &mounts) != nil || len(mounts) != 3 {
 		t.Fatalf("docker inspect: %q", r.out)
