@@ -94,8 +94,18 @@ func runningDaemon(t *testing.T, home string) *exec.Cmd {
 // cleanup.
 func startDaemon(t *testing.T, home string, env ...string) *exec.Cmd {
 	t.Helper()
+	return startDaemonAs(t, home, nil, env...)
+}
+
+// startDaemonAs is startDaemon running the daemon with the credentials
+// cred (nil: this process's).
+func startDaemonAs(t *testing.T, home string, cred *syscall.Credential, env ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(berthBin, "daemon")
 	cmd.Env = append(append(os.Environ(), "BERTH_HOME="+home), env...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

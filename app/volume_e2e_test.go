@@ -3,12 +3,16 @@ package main
 import (
 	"encoding/json"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // TestBindsAndVolumes boots two real VMs and shares folders with them:
@@ -30,13 +34,27 @@ import (
 //     and creates nothing.
 func TestBindsAndVolumes(t *testing.T) {
 	start := time.Now()
-	home, ref := imageFixture(t)
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "vol", testenv.BusyboxImage(t, nil))
+	home := shortHome(t)
 	base := t.TempDir()
 	rw, ro := filepath.Join(base, "rw"), filepath.Join(base, "ro")
 	for _, d := range []string{rw, ro} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+		if err := os.Mkdir(d, 0o777); err != nil {
 			t.Fatal(err)
 		}
+		// Writable by any guest user: the test writes as uid 1234 too.
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Run as root, the daemon runs as nobody: the ownership checks below
+	// are then about an unprivileged user, as on a desktop.
+	owner, cred, env := unprivilegedDaemon(t, home, base)
+	startDaemonAs(t, home, cred, env...)
+	mustOK(t, "pull", berth(t, home, "pull", ref))
+	if fi, err := os.Stat(home); err != nil || fi.Sys().(*syscall.Stat_t).Uid != owner.Uid {
+		t.Fatalf("the daemon did not run as uid %d: its home %v, %v", owner.Uid, fi, err)
 	}
 	write := func(p, s string) {
 		t.Helper()
@@ -76,17 +94,21 @@ func TestBindsAndVolumes(t *testing.T) {
 		t.Errorf("host files in the guest: %q", r.out)
 	}
 	mustOK(t, "exec write", exec("b1", "echo written in the guest > /data/from-guest && mkdir -p /data/dir/sub && echo v1 > /vol/f"))
+	mustOK(t, "exec -u 1234 write", berth(t, home, "exec", "-u", "1234:1234", "b1", "sh", "-c", "echo by 1234 > /data/by-1234"))
 	b, err := os.ReadFile(filepath.Join(rw, "from-guest"))
 	if err != nil || string(b) != "written in the guest\n" {
 		t.Errorf("guest file on the host: %q, %v", b, err)
 	}
-	for _, p := range []string{filepath.Join(rw, "from-guest"), filepath.Join(rw, "dir/sub")} {
+	// Whoever writes in the guest (root, uid 1234), the host sees the
+	// user who runs Berth. (A daemon run as root would honour the guest's
+	// uid, as Docker does.)
+	for _, p := range []string{filepath.Join(rw, "from-guest"), filepath.Join(rw, "dir/sub"), filepath.Join(rw, "by-1234")} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid() {
-			t.Errorf("%s is owned by %d:%d on the host, want the user running Berth (%d:%d)", p, st.Uid, st.Gid, os.Getuid(), os.Getgid())
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != owner.Uid || st.Gid != owner.Gid {
+			t.Errorf("%s is owned by %d:%d on the host, want the user running Berth (%d:%d)", p, st.Uid, st.Gid, owner.Uid, owner.Gid)
 		}
 	}
 	write(filepath.Join(rw, "later"), "written on the host while it runs\n")
@@ -183,4 +205,64 @@ func TestBindsAndVolumes(t *testing.T) {
 		t.Errorf("volumes left: %q", r.out)
 	}
 	t.Logf("TestBindsAndVolumes took %v", time.Since(start))
+}
+
+// unprivilegedDaemon returns who the daemon for home runs as, and, when
+// this test runs as root, the credentials and environment that run it as
+// nobody instead: home, dirs and the test binaries' folder made theirs or
+// reachable, and the guest kernel tree hard-linked into a cache of their
+// own (root's cache is not reachable). Not root: this user, as is.
+func unprivilegedDaemon(t *testing.T, home string, dirs ...string) (syscall.Credential, *syscall.Credential, []string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		return syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}, nil, nil
+	}
+	nobody := syscall.Credential{Uid: 65534, Gid: 65534}
+	chown := func(p string) {
+		t.Helper()
+		if err := os.Chown(p, int(nobody.Uid), int(nobody.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chown(filepath.Dir(home))
+	for _, d := range dirs {
+		// t.TempDir's parent is private to root.
+		if err := os.Chmod(filepath.Dir(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := filepath.Walk(d, func(p string, _ os.FileInfo, err error) error {
+			if err == nil {
+				chown(p)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// berth and guestinit live in TestMain's private folder.
+	if err := os.Chmod(filepath.Dir(berthBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rootCache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	kdir := filepath.Join(cache, "berth", "kernel")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(rootCache, "berth", "kernel", runtime.GOARCH)
+	if out, err := osexec.Command("cp", "-al", src, kdir).CombinedOutput(); err != nil {
+		t.Skipf("no guest kernel tree at %s to lend the unprivileged daemon (run make kernel): %v %s", src, err, out)
+	}
+	if err := filepath.Walk(cache, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			chown(p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return nobody, &nobody, []string{"XDG_CACHE_HOME=" + cache, "HOME=" + cache}
 }
