@@ -24,7 +24,7 @@ func (s *Server) volumeRoutes() {
 }
 
 // volumeJSON is a volume as Docker's API shows it.
-func volumeJSON(v share.Volume, refs int) mobyvolume.Volume {
+func volumeJSON(v share.Volume) mobyvolume.Volume {
 	out := mobyvolume.Volume{
 		Name:       v.Name,
 		Driver:     "local",
@@ -40,9 +40,6 @@ func volumeJSON(v share.Volume, refs int) mobyvolume.Volume {
 			labels[k] = val
 		}
 		out.Labels = labels
-	}
-	if refs >= 0 {
-		out.UsageData = &mobyvolume.UsageData{RefCount: int64(refs), Size: -1}
 	}
 	return out
 }
@@ -96,7 +93,7 @@ func (s *Server) volumeList(w http.ResponseWriter, r *http.Request) {
 	resp := mobyvolume.ListResponse{Volumes: []mobyvolume.Volume{}, Warnings: []string{}}
 	for _, v := range vs {
 		users := len(s.backend.Volumes().Users(v.Name))
-		j := volumeJSON(v, -1)
+		j := volumeJSON(v)
 		if f.matchVolume(j, users) {
 			resp.Volumes = append(resp.Volumes, j)
 		}
@@ -119,7 +116,7 @@ func (s *Server) volumeCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, volumeJSON(v, -1))
+	writeJSON(w, http.StatusCreated, volumeJSON(v))
 }
 
 func (s *Server) volumeInspect(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +125,7 @@ func (s *Server) volumeInspect(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, volumeJSON(v, -1))
+	writeJSON(w, http.StatusOK, volumeJSON(v))
 }
 
 func (s *Server) volumeDelete(w http.ResponseWriter, r *http.Request) {
@@ -154,7 +151,7 @@ func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
 		if !all && !v.Anonymous {
 			return false
 		}
-		j := volumeJSON(v, -1)
+		j := volumeJSON(v)
 		for want := range f["label!"] {
 			k, val, hasValue := strings.Cut(want, "=")
 			if got, ok := j.Labels[k]; ok && (!hasValue || got == val) {

@@ -182,7 +182,7 @@ func ParseMountFlag(value string) (mobymount.Mount, error) {
 		return m, errdefs.InvalidArgument(errors.New("target is required"))
 	}
 	if m.Type == mobymount.TypeBind && m.Source == "" {
-		return m, errdefs.InvalidArgument(errors.New("source is required when specifying volume-* options"))
+		return m, errdefs.InvalidArgument(errors.New("source is required for a bind mount"))
 	}
 	return m, nil
 }
