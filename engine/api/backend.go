@@ -115,7 +115,7 @@ type Containers interface {
 	Wait(ctx context.Context, ref string, cond container.WaitCondition) (int, error)
 	Resize(ctx context.Context, ref string, rows, cols uint32) error
 	Rename(ref, name string) error
-	Remove(ctx context.Context, ref string, force bool) error
+	Remove(ctx context.Context, ref string, opts container.RemoveOptions) error
 	// Prune removes the stopped containers keep accepts and returns their
 	// IDs.
 	Prune(ctx context.Context, keep func(container.Snapshot) bool) ([]string, error)

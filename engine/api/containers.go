@@ -242,13 +242,14 @@ func (s *Server) containerRename(r *http.Request) (int, error) {
 	return http.StatusNoContent, s.backend.Containers().Rename(r.PathValue("id"), r.URL.Query().Get("name"))
 }
 
-// containerDelete removes a container (docker rm). v=1 (remove its
-// anonymous volumes) has nothing to do: Berth gives containers none.
+// containerDelete removes a container (docker rm); v=1 removes its
+// anonymous volumes too.
 func (s *Server) containerDelete(r *http.Request) (int, error) {
 	if boolParam(r, "link") {
 		return 0, errdefs.InvalidArgument(errors.New("rm --link is not supported yet by Berth (" + whyNetwork + ")"))
 	}
-	return http.StatusNoContent, s.backend.Containers().Remove(r.Context(), r.PathValue("id"), boolParam(r, "force"))
+	return http.StatusNoContent, s.backend.Containers().Remove(r.Context(), r.PathValue("id"),
+		container.RemoveOptions{Force: boolParam(r, "force"), Volumes: boolParam(r, "v")})
 }
 
 func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {

@@ -363,7 +363,8 @@ func (f *fakeContainers) Rename(ref, name string) error {
 	return nil
 }
 
-func (f *fakeContainers) Remove(_ context.Context, ref string, force bool) error {
+func (f *fakeContainers) Remove(_ context.Context, ref string, opts container.RemoveOptions) error {
+	force := opts.Force
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sn, err := f.get(ref)

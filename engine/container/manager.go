@@ -420,9 +420,24 @@ func (m *Manager) waitNextExit(ctx context.Context, c *Container) (int, error) {
 	}
 }
 
+// RemoveOptions says how RemoveWith removes a container.
+type RemoveOptions struct {
+	// Force kills a running container first.
+	Force bool
+	// Volumes removes its anonymous volumes too (docker rm -v).
+	Volumes bool
+}
+
 // Remove deletes a container and everything under its directory. A
 // running container needs force, which kills it first.
 func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
+	return m.RemoveWith(ctx, ref, RemoveOptions{Force: force})
+}
+
+// RemoveWith is Remove with options: with Volumes, the container's
+// anonymous volumes go with it, as with docker rm -v.
+func (m *Manager) RemoveWith(ctx context.Context, ref string, o RemoveOptions) error {
+	force := o.Force
 	c, err := m.Get(ref)
 	if err != nil {
 		return err
@@ -451,7 +466,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force bool) error {
 			return ctx.Err()
 		}
 	}
-	return m.removeStopped(c)
+	return m.removeStopped(c, o.Volumes)
 }
 
 func (c *Container) exitedChan() <-chan struct{} {
@@ -460,8 +475,9 @@ func (c *Container) exitedChan() <-chan struct{} {
 	return c.exited
 }
 
-// removeStopped deletes a container that does not run.
-func (m *Manager) removeStopped(c *Container) error {
+// removeStopped deletes a container that does not run, and its anonymous
+// volumes with volumes.
+func (m *Manager) removeStopped(c *Container, volumes bool) error {
 	c.mu.Lock()
 	switch c.busy {
 	case "removing":
@@ -491,7 +507,9 @@ func (m *Manager) removeStopped(c *Container) error {
 	}
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionDestroy, nil)
-	m.removeAnonymousVolumes(c)
+	if volumes {
+		m.removeAnonymousVolumes(c)
+	}
 	c.mu.Lock()
 	c.stdin.Close() // a client attached to a container that never ran
 	c.mu.Unlock()
@@ -499,11 +517,11 @@ func (m *Manager) removeStopped(c *Container) error {
 	return nil
 }
 
-// removeAnonymousVolumes deletes the anonymous volumes of an --rm
-// container once it is gone, as Docker does; a failure is logged (the
-// volume stays, for `berth volume prune`).
+// removeAnonymousVolumes deletes the anonymous volumes of a container
+// once it is gone (--rm, docker rm -v), as Docker does; a failure is
+// logged (the volume stays, for `berth volume prune`).
 func (m *Manager) removeAnonymousVolumes(c *Container) {
-	if m.volumes == nil || c.spec.HostConfig == nil || !c.spec.HostConfig.AutoRemove {
+	if m.volumes == nil {
 		return
 	}
 	for _, mt := range c.spec.Mounts {

@@ -82,3 +82,32 @@ func TestStartMountsShares(t *testing.T) {
 		t.Errorf("volumes after --rm: %+v, %v", vs, err)
 	}
 }
+
+// TestRemoveVolumes: docker rm keeps a container's anonymous volume,
+// docker rm -v removes it; named volumes stay either way.
+func TestRemoveVolumes(t *testing.T) {
+	l := newLifecycle(t)
+	vols, err := share.NewStore(t.TempDir(), share.WithUsers(l.m.VolumeUsers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.m.volumes = vols
+	for _, c := range []struct {
+		name    string
+		volumes bool
+		left    int
+	}{{"keep", false, 2}, {"drop", true, 2}} {
+		mounts, err := share.Resolve([]string{"named:/n"}, nil, []string{"/anon"}, vols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.add(t, c.name, []string{"true"}, func(s *Spec) { s.Mounts = mounts })
+		if err := l.m.RemoveWith(context.Background(), c.name, RemoveOptions{Volumes: c.volumes}); err != nil {
+			t.Fatal(err)
+		}
+		vs, err := vols.List()
+		if err != nil || len(vs) != c.left {
+			t.Errorf("%s: volumes left %+v, %v; want %d", c.name, vs, err, c.left)
+		}
+	}
+}

@@ -176,7 +176,7 @@ func (m *Manager) startFailed(c *Container, err error) {
 	autoRemove := c.spec.HostConfig.AutoRemove
 	c.mu.Unlock()
 	if autoRemove {
-		if err := m.removeStopped(c); err != nil {
+		if err := m.removeStopped(c, true); err != nil {
 			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)
 		}
 	}

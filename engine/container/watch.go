@@ -135,7 +135,7 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	m.forgetExecs(execs)
 	close(exited)
 	if autoRemove {
-		if err := m.removeStopped(c); err != nil {
+		if err := m.removeStopped(c, true); err != nil {
 			m.log.Error("auto-remove", "container", c.spec.ID[:12], "err", err)
 		}
 	}

@@ -122,6 +122,10 @@ func (c containers) Create(ctx context.Context, req container.CreateRequest) (st
 	return ct.ID(), nil
 }
 
+func (c containers) Remove(ctx context.Context, ref string, opts container.RemoveOptions) error {
+	return c.Manager.RemoveWith(ctx, ref, opts)
+}
+
 func (c containers) Inspect(ref string) (container.Snapshot, error) {
 	ct, err := c.Manager.Get(ref)
 	if err != nil {
