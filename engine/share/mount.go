@@ -294,6 +294,8 @@ func Resolve(binds []string, mounts []mobymount.Mount, anonymous []string, vols 
 			switch {
 			case errors.Is(err, os.ErrNotExist):
 				return nil, errdefs.InvalidArgument(fmt.Errorf("invalid mount config for type \"bind\": bind source path does not exist: %s (Berth does not create it: create the folder, or fix the path)", src))
+			case errors.Is(err, os.ErrPermission):
+				return nil, errdefs.PermissionDenied(fmt.Errorf("bind source %s: the user running Berth cannot reach it (%v)", src, err))
 			case err != nil:
 				return nil, fmt.Errorf("bind source %s: %w", src, err)
 			case !fi.IsDir():
