@@ -201,6 +201,13 @@ func TestBindsAndVolumes(t *testing.T) {
 		t.Errorf("the volume's data after its containers are gone: %q, %v", b, err)
 	}
 	mustOK(t, "docker volume rm", docker(t, home, "volume", "rm", "shared"))
+	mustOK(t, "docker volume create", docker(t, home, "volume", "create", "--label", "com.example=1", "labelled"))
+	if r := mustOK(t, "docker volume inspect", docker(t, home, "volume", "inspect", "--format", "{{.Name}} {{.Driver}} {{index .Labels \"com.example\"}} {{.Mountpoint}}", "labelled")); strings.TrimSpace(r.out) != "labelled local 1 "+filepath.Join(home, "volumes/labelled/_data") {
+		t.Errorf("docker volume inspect: %q", r.out)
+	}
+	if r := mustOK(t, "docker volume prune", docker(t, home, "volume", "prune", "-af")); !strings.Contains(r.out, "labelled") {
+		t.Errorf("docker volume prune -a: %q", r.out)
+	}
 	if r := mustOK(t, "berth volume ls", berth(t, home, "volume", "ls", "-q")); r.out != "" {
 		t.Errorf("volumes left: %q", r.out)
 	}
