@@ -170,6 +170,19 @@ func (d *Dispatcher) Do(ctx context.Context, a Action) (Result, error) {
 	return Result{}, errdefs.InvalidArgument(fmt.Errorf("unknown action %v", a.Kind))
 }
 
+// userMessage is err as the menu shows it: without the prefix Docker's
+// client puts on every engine error, and without the subject the menu
+// line already names ("pull REF: ").
+func userMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "Error response from daemon: ")
+	if rest, ok := strings.CutPrefix(msg, "pull "); ok {
+		if ref, after, ok := strings.Cut(rest, ": "); ok && !strings.Contains(ref, " ") {
+			msg = after
+		}
+	}
+	return msg
+}
+
 // subject names the container an action acts on.
 func (a Action) subject() string {
 	if a.Name != "" {
@@ -303,8 +316,9 @@ func (d *Dispatcher) pull(ctx context.Context, ref string) error {
 			d.state.removePull(ref)
 			return fmt.Errorf("pull %s: cancelled: %w", ref, err)
 		}
-		d.state.setPull(Progress{Subject: ref, Err: err.Error()})
-		d.state.notify(Notice{Title: "Pull of " + ref + " failed", Body: err.Error(), Err: true})
+		msg := userMessage(err)
+		d.state.setPull(Progress{Subject: ref, Err: msg})
+		d.state.notify(Notice{Title: "Pull of " + ref + " failed", Body: msg, Err: true})
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	d.state.removePull(ref)
@@ -415,7 +429,7 @@ func (d *Dispatcher) setUpKernel(ctx context.Context, k types.KernelChoice) (Res
 	info, err := d.api.SetKernel(ctx, k)
 	if err != nil {
 		if k.URL != "" {
-			d.state.setKernelDownload(&Progress{Subject: k.URL, Err: err.Error()})
+			d.state.setKernelDownload(&Progress{Subject: k.URL, Err: userMessage(err)})
 		}
 		return Result{}, fmt.Errorf("set up kernel %s: %w", subject, err)
 	}
