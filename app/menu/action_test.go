@@ -138,8 +138,8 @@ func TestUserMessage(t *testing.T) {
 	for in, want := range map[string]string{
 		"Error response from daemon: pull r/x:1: manifest unknown: nope": "manifest unknown: nope",
 		"Error response from daemon: no such image":                      "no such image",
-		"pull of many words: x":                                           "pull of many words: x",
-		"read progress: EOF":                                              "read progress: EOF",
+		"pull of many words: x":                                          "pull of many words: x",
+		"read progress: EOF":                                             "read progress: EOF",
 	} {
 		if got := userMessage(errors.New(in)); got != want {
 			t.Errorf("userMessage(%q) = %q, want %q", in, got, want)

@@ -60,17 +60,17 @@ type State struct {
 	changed chan struct{}
 	notices chan Notice
 
-	mu         sync.Mutex
-	engine     Engine
+	mu     sync.Mutex
+	engine Engine
 	// hostStarting and hostFailed say that the app reported its engine
 	// starting or failing since the last connection: its word stands
 	// over a failed connection's.
 	hostStarting, hostFailed bool
-	kernel     Kernel
-	containers map[string]Container
-	images     []Image
-	pulls      []Progress
-	kernelDL   *Progress
+	kernel                   Kernel
+	containers               map[string]Container
+	images                   []Image
+	pulls                    []Progress
+	kernelDL                 *Progress
 	// killed are the containers a kill (a stop, a restart, a removal)
 	// was sent to: their death is no surprise worth a notice.
 	killed map[string]bool
