@@ -31,6 +31,7 @@ func TestMenuEndToEnd(t *testing.T) {
 	if s.Kernel.Error != "" {
 		testenv.Unavailable(t, "no guest kernel: %s", s.Kernel.Error)
 	}
+	t.Logf("engine backend: %s", s.Engine.Backend)
 	menu := func() Menu { return Build(st.Snapshot(), time.Now()) }
 
 	// Pull Image…, its dialog filled.

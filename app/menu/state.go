@@ -273,7 +273,7 @@ func (s *State) session(ctx context.Context) (connected bool, err error) {
 	for {
 		select {
 		case m := <-ev.Messages:
-			if err := s.handle(ctx, m); err != nil {
+			if err := s.handle(ctx, m, ev.Messages); err != nil {
 				return true, err
 			}
 		case err := <-ev.Err:
@@ -296,38 +296,87 @@ func (s *State) refreshKernel(ctx context.Context) {
 	s.update(func() { s.kernel = kernelOf(k) })
 }
 
-// handle applies one event: a container event refreshes that container
-// (exec events do not change it), an image event the image list. A
-// failure that means the engine is gone ends the session; others are
-// logged and the next event tries again.
-func (s *State) handle(ctx context.Context, m events.Message) error {
-	var err error
-	switch m.Type {
-	case events.ContainerEventType:
-		if strings.HasPrefix(string(m.Action), "exec_") {
-			return nil
+// maxBatch is how many queued events are applied together.
+const maxBatch = 256
+
+// handle applies m and the events queued behind it (up to maxBatch) as
+// one batch; see handleBatch.
+func (s *State) handle(ctx context.Context, m events.Message, queued <-chan events.Message) error {
+	batch := []events.Message{m}
+	for len(batch) < maxBatch {
+		select {
+		case m := <-queued:
+			batch = append(batch, m)
+			continue
+		default:
 		}
-		err = s.containerEvent(ctx, m)
-	case events.ImageEventType:
-		var ims []Image
-		if ims, err = s.listImages(ctx); err == nil {
+		break
+	}
+	return s.handleBatch(ctx, batch)
+}
+
+// handleBatch applies events: first each in order without asking the
+// engine (deaths expected or noticed, destroyed containers dropped),
+// then one refresh per container named and at most one image list, so
+// that a burst of events (a prune, many containers starting) costs one
+// request per thing changed and the stream keeps up. Exec events do not
+// change a container. A failure that means the engine is gone ends the
+// session; others are logged and the next event tries again.
+func (s *State) handleBatch(ctx context.Context, batch []events.Message) error {
+	var refresh []string
+	images := false
+	for _, m := range batch {
+		switch m.Type {
+		case events.ContainerEventType:
+			if strings.HasPrefix(string(m.Action), "exec_") {
+				continue
+			}
+			if id, ok := s.noteContainerEvent(m); ok && !slices.Contains(refresh, id) {
+				refresh = append(refresh, id)
+			}
+		case events.ImageEventType:
+			images = true
+		}
+	}
+	var errs []error
+	for _, id := range refresh {
+		c, found, err := s.inspect(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.update(func() {
+			if found {
+				s.containers[id] = c
+			} else {
+				delete(s.containers, id)
+			}
+		})
+	}
+	if images {
+		if ims, err := s.listImages(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
 			s.update(func() { s.images = ims })
 		}
 	}
+	err := errors.Join(errs...)
 	if err == nil {
 		return nil
 	}
 	if client.NotRunning(err) != nil || ctx.Err() != nil {
 		return err
 	}
-	s.log.Warn("menu: apply event", "type", m.Type, "action", m.Action, "id", m.Actor.ID, "err", err)
+	s.log.Warn("menu: apply events", "err", err)
 	return nil
 }
 
-// containerEvent refreshes the container m names and notices a death
-// nobody asked for with a non-zero exit code.
-func (s *State) containerEvent(ctx context.Context, m events.Message) error {
-	id := m.Actor.ID
+// noteContainerEvent takes what a container event says without asking
+// the engine: a kill or stop makes the coming death expected; a death
+// nobody asked for with a non-zero exit code is a notice; a destroyed
+// container is dropped. It returns the container to refresh, if any.
+func (s *State) noteContainerEvent(m events.Message) (id string, refresh bool) {
+	id = m.Actor.ID
 	switch m.Action {
 	case events.ActionKill, events.ActionStop:
 		s.expectDeath(id)
@@ -342,20 +391,9 @@ func (s *State) containerEvent(ctx context.Context, m events.Message) error {
 		}
 	case events.ActionDestroy:
 		s.update(func() { delete(s.containers, id); delete(s.killed, id) })
-		return nil
+		return id, false
 	}
-	c, found, err := s.inspect(ctx, id)
-	if err != nil {
-		return err
-	}
-	s.update(func() {
-		if found {
-			s.containers[id] = c
-		} else {
-			delete(s.containers, id)
-		}
-	})
-	return nil
+	return id, true
 }
 
 // expectDeath marks id as being stopped on purpose.

@@ -3,6 +3,7 @@ package menu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -104,7 +105,7 @@ func TestStateFollowsEngine(t *testing.T) {
 		return events.Message{Type: events.ContainerEventType, Action: events.ActionDie,
 			Actor: events.Actor{ID: idle.ID, Attributes: map[string]string{"exitCode": code, "name": "idle", "image": ref}}}
 	}
-	if err := st.handle(ctx, die("1")); err != nil {
+	if err := st.handle(ctx, die("1"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := nextNotice(t, st); n.Title != "idle exited with code 1" || !n.Err {
@@ -113,7 +114,7 @@ func TestStateFollowsEngine(t *testing.T) {
 	for _, m := range []events.Message{
 		{Type: events.ContainerEventType, Action: events.ActionKill, Actor: events.Actor{ID: idle.ID}}, die("137"), die("0"),
 	} {
-		if err := st.handle(ctx, m); err != nil {
+		if err := st.handle(ctx, m, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -286,4 +287,53 @@ func TestPullProgressAndCancel(t *testing.T) {
 		t.Errorf("pull after quit: %v, want unavailable", err)
 	}
 	g.release()
+}
+
+// TestManyContainers: a burst of events (containers created and removed
+// at once, no VM booted) leaves the model exact, and the menu caps the
+// list with "N more… → Open Berth Window".
+func TestManyContainers(t *testing.T) {
+	h := engineHome(t)
+	startEngine(t, h)
+	st, _, cl := menuFor(t, h)
+	ctx := context.Background()
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "menu/many", "1", testenv.BusyboxImage(t, nil))
+	pull, err := cl.ImagePull(ctx, ref, docker.ImagePullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pull.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = MaxContainers + 3
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := cl.ContainerCreate(ctx, docker.ContainerCreateOptions{Name: fmt.Sprintf("many-%02d", i), Config: &mobycontainer.Config{Image: ref}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := waitFor(t, st, fmt.Sprintf("%d containers", n), func(s Snapshot) bool { return len(s.Containers) == n })
+	m := Build(s, time.Now())
+	mustItem(t, m, "3 more… → Open Berth Window").enabled(t).does(t, Action{Kind: OpenWindow})
+	// The most recent first: the last created leads.
+	newest := s.Containers[0]
+	for _, c := range s.Containers {
+		if c.Created.After(newest.Created) {
+			t.Errorf("%s (created %v) is listed after %s (created %v)", c.Name, c.Created, newest.Name, newest.Created)
+		}
+	}
+	if _, err := cl.ContainerPrune(ctx, docker.ContainerPruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, st, "no containers after prune", func(s Snapshot) bool { return len(s.Containers) == 0 })
 }
