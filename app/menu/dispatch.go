@@ -415,28 +415,24 @@ func (p *pullAggregate) progress(ref string) Progress {
 	return pr
 }
 
-// setUpKernel sets the guest kernel; a .deb URL is a download the menu
-// shows while it runs, and its failure until the next try.
+// setUpKernel sets the guest kernel and refreshes the State's kernel
+// status. The engine records a .deb URL and fetches it at the first
+// container start, so there is no download to show here.
 func (d *Dispatcher) setUpKernel(ctx context.Context, k types.KernelChoice) (Result, error) {
 	if k.Path == "" && k.URL == "" {
 		return Result{}, errdefs.InvalidArgument(errors.New("set up kernel: the dialog was not filled"))
 	}
-	subject := k.Path
-	if k.URL != "" {
-		subject = k.URL
-		d.state.setKernelDownload(&Progress{Subject: k.URL})
-	}
+	subject := k.Path + k.URL
 	info, err := d.api.SetKernel(ctx, k)
 	if err != nil {
-		if k.URL != "" {
-			d.state.setKernelDownload(&Progress{Subject: k.URL, Err: userMessage(err)})
-		}
 		return Result{}, fmt.Errorf("set up kernel %s: %w", subject, err)
 	}
-	d.state.setKernelDownload(nil)
 	d.state.refreshKernel(ctx)
 	if info.Error != "" {
 		return Result{}, errdefs.InvalidArgument(fmt.Errorf("set up kernel %s: %s", subject, info.Error))
+	}
+	if info.Version == "" {
+		return Result{Message: "Berth fetches the kernel at the first container start"}, nil
 	}
 	return Result{Message: "Berth boots Linux " + info.Version}, nil
 }

@@ -70,7 +70,6 @@ type State struct {
 	containers               map[string]Container
 	images                   []Image
 	pulls                    []Progress
-	kernelDL                 *Progress
 	// killed are the containers a kill (a stop, a restart, a removal)
 	// was sent to: their death is no surprise worth a notice.
 	killed map[string]bool
@@ -128,10 +127,6 @@ func (s *State) Snapshot() Snapshot {
 		snap.Containers = append(snap.Containers, c)
 	}
 	SortContainers(snap.Containers)
-	if s.kernelDL != nil {
-		k := *s.kernelDL
-		snap.KernelDownload = &k
-	}
 	return snap
 }
 
@@ -504,6 +499,3 @@ func (s *State) removePull(ref string) {
 		s.pulls = slices.DeleteFunc(s.pulls, func(p Progress) bool { return p.Subject == ref })
 	})
 }
-
-// setKernelDownload records a kernel download (nil: none).
-func (s *State) setKernelDownload(p *Progress) { s.update(func() { s.kernelDL = p }) }

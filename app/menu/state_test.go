@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/berthvm/berth/app/internal/human"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/testenv"
 	cerrdefs "github.com/containerd/errdefs"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -336,4 +340,45 @@ func TestManyContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, st, "no containers after prune", func(s Snapshot) bool { return len(s.Containers) == 0 })
+}
+
+// TestSetUpKernel: an engine without a kernel shows "No Linux kernel"
+// and Set up kernel…; Set up kernel… with a file that is not a kernel is
+// an error naming it; with a real kernel the model's kernel follows.
+func TestSetUpKernel(t *testing.T) {
+	t.Setenv("BERTH_KERNEL", "/nonexistent/vmlinuz")
+	h := engineHome(t)
+	startEngine(t, h)
+	st, d, _ := menuFor(t, h)
+	ctx := context.Background()
+	s := waitFor(t, st, "running", func(s Snapshot) bool { return s.Engine.State == EngineRunning })
+	if s.Kernel.Error == "" {
+		t.Fatalf("BERTH_KERNEL names no file, yet the kernel is %+v", s.Kernel)
+	}
+	m := Build(s, time.Now())
+	mustItem(t, m, "No Linux kernel: "+s.Kernel.Error)
+	setUp := mustItem(t, m, "Set up kernel…").enabled(t)
+	mustItem(t, m, "Run Image…").disabledBecause(t, "No Linux kernel: set up a kernel first.")
+	t.Logf("no kernel: %s", s.Kernel.Error)
+	os.Unsetenv("BERTH_KERNEL") // t.Setenv restores it after the test
+	a, err := setUp.Action.WithInput(map[string]string{"path": "/etc/hostname"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Do(ctx, a); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "set up kernel /etc/hostname") {
+		t.Errorf("a file that is not a kernel: %v, want invalid argument naming it", err)
+	}
+	kernels, _ := filepath.Glob(filepath.Join(launcher.KernelCacheDir(), runtime.GOARCH, "boot", "vmlinuz-*"))
+	if len(kernels) == 0 {
+		testenv.Unavailable(t, "no Debian kernel in %s (make kernel)", launcher.KernelCacheDir())
+	}
+	a, _ = Action{Kind: SetUpKernel}.WithInput(map[string]string{"path": kernels[0]})
+	r, err := d.Do(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = st.Snapshot()
+	if s.Kernel.Error != "" || s.Kernel.Version == "" || r.Message != "Berth boots Linux "+s.Kernel.Version {
+		t.Errorf("after setting %s: %+v, %q", kernels[0], s.Kernel, r.Message)
+	}
 }
