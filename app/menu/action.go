@@ -264,6 +264,15 @@ func SplitCommand(s string) ([]string, error) {
 	return words, nil
 }
 
+// Window names one of the app's windows.
+type Window string
+
+// The app's windows.
+const (
+	BerthWindow    Window = "berth"
+	SettingsWindow Window = "settings"
+)
+
 // Result is what the glue shows after an action. At most a few fields
 // are set.
 type Result struct {
@@ -276,8 +285,8 @@ type Result struct {
 	TerminalCommand string
 	// OpenPath is a file to open (OpenLog).
 	OpenPath string
-	// Window is a window to open: "berth" or "settings".
-	Window string
+	// Window is a window to open (OpenWindow, OpenSettings).
+	Window Window
 	// Container is the container the action created (RunImage, RunShell).
 	Container string
 	// Message is a short line for the user ("Stopped web").

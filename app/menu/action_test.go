@@ -146,3 +146,36 @@ func TestUserMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalActions: the actions the dispatcher answers without the
+// engine.
+func TestLocalActions(t *testing.T) {
+	st := NewState(nil)
+	d := NewDispatcher(nil, st)
+	ctx := t.Context()
+	for _, c := range []struct {
+		a    Action
+		want Result
+		err  error
+	}{
+		{Action{Kind: OpenWindow}, Result{Window: BerthWindow}, nil},
+		{Action{Kind: OpenSettings}, Result{Window: SettingsWindow}, nil},
+		{Action{Kind: OpenInTerminal, Container: "0123456789abcdef", Name: "web"}, Result{TerminalCommand: "berth shell web"}, nil},
+		{Action{Kind: Quit}, Result{Quit: true}, nil},
+		{Action{Kind: OpenLog}, Result{}, errdefs.ErrNotFound},
+		{Action{Kind: ShareFolder, Container: "c", Name: "web", HostPath: "/Users/me/src"}, Result{}, errdefs.ErrNotImplemented},
+		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src"}}, Result{}, errdefs.ErrNotImplemented},
+		{Action{Kind: PullImage}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: RunImage}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: SetUpKernel}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: Kind(99)}, Result{}, errdefs.ErrInvalidArgument},
+	} {
+		got, err := d.Do(ctx, c.a)
+		if got != c.want || (c.err == nil) != (err == nil) || (c.err != nil && !errors.Is(err, c.err)) {
+			t.Errorf("Do(%v) = %+v, %v; want %+v, %v", c.a.Kind, got, err, c.want, c.err)
+		}
+	}
+	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Name: "web", HostPath: "/src"}); err.Error() != "share /src into web: folder sharing is not built yet in Berth" {
+		t.Errorf("share: %v", err)
+	}
+}

@@ -161,9 +161,9 @@ func (d *Dispatcher) Do(ctx context.Context, a Action) (Result, error) {
 		}
 		return Result{OpenPath: p}, nil
 	case OpenWindow:
-		return Result{Window: "berth"}, nil
+		return Result{Window: BerthWindow}, nil
 	case OpenSettings:
-		return Result{Window: "settings"}, nil
+		return Result{Window: SettingsWindow}, nil
 	case Quit:
 		return d.quit(ctx, a)
 	}

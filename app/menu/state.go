@@ -175,7 +175,7 @@ func (s *State) notify(n Notice) {
 }
 
 // Run keeps the State current until ctx is done, then returns ctx's
-// error. Each connection: asks the engine's status and kernel;
+// error; call it once, on its own goroutine. Each connection: asks the engine's status and kernel;
 // subscribes to container and image events (from just before it
 // lists, so nothing between the list and the subscription is missed);
 // lists containers and images; then applies events as they come. When
