@@ -70,6 +70,9 @@ type State struct {
 	containers               map[string]Container
 	images                   []Image
 	pulls                    []Progress
+	// quietBefore: deaths before this time (replayed to a new
+	// connection) were noticed, or not, by the connection before.
+	quietBefore time.Time
 	// killed are the containers a kill (a stop, a restart, a removal)
 	// was sent to: their death is no surprise worth a notice.
 	killed map[string]bool
@@ -248,7 +251,11 @@ func (s *State) session(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("kernel: %w", err)
 	}
-	since := time.Now().Add(-time.Second)
+	at := time.Now()
+	s.mu.Lock()
+	s.quietBefore = at
+	s.mu.Unlock()
+	since := at.Add(-time.Second)
 	ev := s.api.Events(ctx, docker.EventsListOptions{Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()), Filters: eventFilters})
 	cs, err := s.listContainers(ctx)
 	if err != nil {
@@ -377,7 +384,7 @@ func (s *State) noteContainerEvent(m events.Message) (id string, refresh bool) {
 		s.expectDeath(id)
 	case events.ActionDie:
 		s.mu.Lock()
-		expected := s.killed[id]
+		expected := s.killed[id] || m.TimeNano < s.quietBefore.UnixNano()
 		delete(s.killed, id)
 		s.mu.Unlock()
 		if code := m.Actor.Attributes["exitCode"]; code != "" && code != "0" && !expected {

@@ -106,7 +106,7 @@ func TestStateFollowsEngine(t *testing.T) {
 	// after a stop (or kill) is not. The events are made here (the
 	// container never ran); the State handles them against the engine.
 	die := func(code string) events.Message {
-		return events.Message{Type: events.ContainerEventType, Action: events.ActionDie,
+		return events.Message{Type: events.ContainerEventType, Action: events.ActionDie, TimeNano: time.Now().UnixNano(),
 			Actor: events.Actor{ID: idle.ID, Attributes: map[string]string{"exitCode": code, "name": "idle", "image": ref}}}
 	}
 	if err := st.handle(ctx, die("1"), nil); err != nil {
@@ -122,9 +122,16 @@ func TestStateFollowsEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A death replayed to a new connection (from before it) was the
+	// last connection's to notice.
+	old := die("1")
+	old.TimeNano = time.Now().Add(-time.Hour).UnixNano()
+	if err := st.handle(ctx, old, nil); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case n := <-st.Notices():
-		t.Errorf("a killed or clean exit notified %+v", n)
+		t.Errorf("a killed, clean or replayed exit notified %+v", n)
 	default:
 	}
 	rm := mustItem(t, Build(s, time.Now()), "idle — "+ref, "Remove…").enabled(t)
