@@ -267,8 +267,9 @@ func (d *Dispatcher) run(ctx context.Context, a Action) (Result, error) {
 // waiting on its open stdin (as `run -d -t -i IMAGE`, with the
 // entrypoint cleared) and opens a terminal session on it.
 func (d *Dispatcher) runShell(ctx context.Context, a Action) (Result, error) {
+	// The same request as the CLI's run -d -t -i --entrypoint "".
 	cfg := &mobycontainer.Config{Image: a.Image, Cmd: terminal.DefaultShell(), Entrypoint: []string{},
-		Tty: true, OpenStdin: true, AttachStdin: true, AttachStdout: true, AttachStderr: true}
+		Tty: true, OpenStdin: true, StdinOnce: true, AttachStdin: true}
 	id, err := d.create(ctx, docker.ContainerCreateOptions{Config: cfg})
 	if err != nil {
 		return Result{}, err
@@ -312,7 +313,7 @@ func (d *Dispatcher) pull(ctx context.Context, ref string) error {
 	d.state.setPull(Progress{Subject: ref})
 	err := d.pullStream(ctx, ref)
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) || errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil { // cancelled: Cancel Pull, Quit, or the caller
 			d.state.removePull(ref)
 			return fmt.Errorf("pull %s: cancelled: %w", ref, err)
 		}
