@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthvm/berth/app/internal/human"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -233,7 +234,7 @@ func printStats(ctx context.Context, out io.Writer, cl *client.Client, ids []str
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s / %s\t%d\n", trunc(st.ID, true), strings.TrimPrefix(st.Name, "/"),
 			time.Duration(st.CPUStats.CPUUsage.TotalUsage).Round(time.Millisecond),
-			humanBytes(int64(st.MemoryStats.Usage)), humanBytes(int64(st.MemoryStats.Limit)), st.PidsStats.Current)
+			human.Bytes(int64(st.MemoryStats.Usage)), human.Bytes(int64(st.MemoryStats.Limit)), st.PidsStats.Current)
 	}
 	return w.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/berthvm/berth/app/internal/human"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyimage "github.com/moby/moby/api/types/image"
 )
@@ -113,7 +114,7 @@ func containerRow(s mobycontainer.Summary, noTrunc bool) map[string]string {
 	}
 	return map[string]string{
 		"ID": trunc(s.ID, !noTrunc), "Image": s.Image, "Command": fmt.Sprintf("%q", cmdline),
-		"CreatedAt": time.Unix(s.Created, 0).String(), "RunningFor": ago(time.Unix(s.Created, 0)),
+		"CreatedAt": time.Unix(s.Created, 0).String(), "RunningFor": human.Ago(time.Unix(s.Created, 0), time.Now()),
 		"Ports": "", "State": string(s.State), "Status": s.Status, "Names": strings.Join(names, ","),
 		"Labels": joinLabels(s.Labels), "Networks": strings.Join(networks, ","), "IP": ip,
 	}
@@ -127,7 +128,7 @@ var imageHeaders = map[string]string{
 
 // imageRows are an image's rows in docker images: one per tag.
 func imageRows(im mobyimage.Summary, noTrunc bool) []map[string]string {
-	id := shortID(im.ID)
+	id := human.ShortID(im.ID)
 	if noTrunc {
 		id = im.ID
 	}
@@ -140,8 +141,8 @@ func imageRows(im mobyimage.Summary, noTrunc bool) []map[string]string {
 		i := strings.LastIndex(t, ":")
 		rows = append(rows, map[string]string{
 			"ID": id, "Repository": t[:i], "Tag": t[i+1:], "Digest": repoDigest(im.RepoDigests, t[:i]),
-			"CreatedSince": ago(time.Unix(im.Created, 0)), "CreatedAt": time.Unix(im.Created, 0).String(),
-			"Size": humanBytes(im.Size), "Labels": joinLabels(im.Labels),
+			"CreatedSince": human.Ago(time.Unix(im.Created, 0), time.Now()), "CreatedAt": time.Unix(im.Created, 0).String(),
+			"Size": human.Bytes(im.Size), "Labels": joinLabels(im.Labels),
 		})
 	}
 	return rows

@@ -9,8 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/berthvm/berth/app/internal/human"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/distribution/reference"
 	"github.com/docker/go-units"
@@ -284,7 +284,7 @@ func newImagePruneCmd(e *env) *cobra.Command {
 					fmt.Fprintf(e.io.Out, "deleted: %s\n", it.Deleted)
 				}
 			}
-			fmt.Fprintf(e.io.Out, "Total reclaimed space: %s\n", humanBytes(int64(res.Report.SpaceReclaimed)))
+			fmt.Fprintf(e.io.Out, "Total reclaimed space: %s\n", human.Bytes(int64(res.Report.SpaceReclaimed)))
 			return nil
 		}),
 	}
@@ -446,23 +446,4 @@ func parseFilters(in []string) (docker.Filters, error) {
 		f.Add(k, v)
 	}
 	return f, nil
-}
-
-func shortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-// humanBytes formats a size in decimal units as Docker does.
-func humanBytes(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
-
-// ago renders a time the way `docker ps` and `docker images` do.
-func ago(t time.Time) string {
-	if t.IsZero() || t.Unix() <= 0 {
-		return "N/A"
-	}
-	return units.HumanDuration(time.Since(t)) + " ago"
 }

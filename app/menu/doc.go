@@ -1,0 +1,32 @@
+// Package menu is the platform-neutral half of Berth's menu-bar app: what
+// the menu shows and what its items do, as plain Go values, so that every
+// decision but the Cocoa calls is made (and tested) here. The darwin glue
+// (app/menubar) only draws a Menu and hands Actions back.
+//
+// Three parts, in the order data flows:
+//
+//   - State keeps a Snapshot of the engine current: on every (re)connect
+//     it asks the engine's status and kernel, subscribes to /events, then
+//     lists containers and images; after that only events move it (no
+//     polling loop), and each event refreshes just what it names (one
+//     container, or the image list). When the socket goes away it shows
+//     "Berth is not running" with the reason and reconnects with backoff.
+//     Changed signals the glue to rebuild the menu; Notices carries what
+//     deserves a user notification (a pull finished or failed, a container
+//     exited with an error).
+//   - Build turns a Snapshot (and the time, for uptimes) into a Menu: a
+//     tree of Items, each with a title, enabled, checked state, tooltip,
+//     keyboard shortcut, submenu and an Action. Render draws a Menu as
+//     indented text (testdata/menu.golden, docs/menu.txt).
+//   - Dispatcher.Do performs an Action against the engine through its API
+//     client (the one the CLI uses) and returns a Result for the glue: a
+//     terminal page URL to open, text for the pasteboard, a command to run
+//     in Terminal.app, a file to open. Actions that need a dialog (Pull
+//     Image…, Run…, Set up kernel…) describe it with Dialog; the glue
+//     fills it and calls WithInput.
+//
+// Folder sharing is not built yet: shares are modelled (Container.Shares
+// draws a "Shared folders" submenu) but Share Folder… is disabled with
+// that reason and the dispatcher answers its actions with
+// errdefs.ErrNotImplemented.
+package menu
