@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/berthvm/berth/app/internal/human"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/share"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -161,7 +162,7 @@ func newVolumePruneCmd(e *env) *cobra.Command {
 				}
 				fmt.Fprintln(e.io.Out)
 			}
-			fmt.Fprintf(e.io.Out, "Total reclaimed space: %s\n", humanBytes(int64(res.Report.SpaceReclaimed)))
+			fmt.Fprintf(e.io.Out, "Total reclaimed space: %s\n", human.Bytes(int64(res.Report.SpaceReclaimed)))
 			return nil
 		}),
 	}
