@@ -51,6 +51,9 @@ type fakeLauncher struct {
 	vms      []*fakeVM
 }
 
+// Prepare has nothing to prepare: the fake boots no kernel.
+func (l *fakeLauncher) Prepare(ctx context.Context) error { return nil }
+
 func (l *fakeLauncher) Launch(ctx context.Context, req LaunchRequest) (VM, error) {
 	dir, err := os.MkdirTemp("", "bf") // short: socket paths are limited
 	if err != nil {

@@ -195,6 +195,9 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 		return nil, err
 	}
 	c.out.setLog(log)
+	if err := m.vms.Prepare(ctx); err != nil {
+		return nil, fmt.Errorf("boot VM: %w", err)
+	}
 	bootCtx, cancel := context.WithTimeout(ctx, m.timeouts.boot)
 	defer cancel()
 	cpus, mem := vmSize(spec.HostConfig)

@@ -2,10 +2,10 @@ package container
 
 import (
 	"context"
-	"github.com/berthvm/berth/engine/share"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/share"
 	"github.com/berthvm/berth/engine/vmm"
 )
 
@@ -14,6 +14,13 @@ import (
 // Virtualization.framework on macOS), the kernel and the initramfs; the
 // container package never knows which.
 type VMLauncher interface {
+	// Prepare makes ready what every VM boots (the kernel's boot image,
+	// the initramfs): work done once per content and cached, that can
+	// take long the first time (a download, an extraction). Start calls
+	// it before the boot timeout starts counting, so a first start on a
+	// busy machine is not cut short by work no later start repeats.
+	Prepare(ctx context.Context) error
+	// Launch boots one VM; ctx bounds the boot.
 	Launch(ctx context.Context, req LaunchRequest) (VM, error)
 }
 

@@ -60,6 +60,14 @@ func (l *Launcher) SweepOrphans(ctx context.Context, dir string) {
 	}
 }
 
+// Prepare resolves the kernel and guestinit and makes the boot image and
+// the initramfs for them (cached per content), so that Launch finds them
+// ready.
+func (l *Launcher) Prepare(ctx context.Context) error {
+	_, err := l.bootFiles(ctx)
+	return err
+}
+
 // Launch boots one container's VM (the steps are in the package doc).
 func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (container.VM, error) {
 	boot, err := l.bootFiles(ctx)
