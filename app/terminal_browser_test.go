@@ -70,9 +70,10 @@ type pageSummary struct {
 	Sizes       map[string]string `json:"sizes"`
 	Screenshots map[string]string `json:"screenshots"`
 	Flood       *struct {
-		Bytes int64   `json:"bytes"`
-		MBps  float64 `json:"mb_per_s"`
-		RTTMs any     `json:"evaluate_rtt_ms"`
+		Bytes     int64   `json:"bytes"`
+		MBps      float64 `json:"mb_per_s"`
+		RTTMs     any     `json:"evaluate_rtt_ms"`
+		CatchUpMs int64   `json:"catch_up_rtt_max_ms"`
 	} `json:"flood"`
 	Banner   string `json:"banner"`
 	BadToken *struct {
