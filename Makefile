@@ -202,12 +202,20 @@ test: web vet fmt-check darwin-check darwin-build workflow-lint
 	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30s -fuzzminimizetime 5s
 	$(GO) test ./engine/api -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime 20s -fuzzminimizetime 5s
 
-# Benchmarks recorded in docs/BENCHMARKS.md. BenchmarkEngineRSS (10
+# The terminal window's screenshots in docs/ (README.md shows one), from a
+# real run: the page in chromium on a shell in a QEMU micro-VM.
+.PHONY: screenshots
+screenshots: web
+	BERTH_SCREENSHOTS=docs $(GO) test -count=1 -run '^TestTerminal$$/^browser$$' -timeout 15m ./app
+
+# Benchmarks recorded in docs/BENCHMARKS.md (BenchmarkTerminal, one VM for
+# its sub-benchmarks, needs make web and chromium). BenchmarkEngineRSS (10
 # container starts per op) runs once, on its own line. The rootfs ones need a
 # Debian rootfs tarball: engine/rootfs/testdata/make-bench-rootfs.sh (root,
 # debootstrap) writes it to ~/.cache/berth/bench once.
 bench:
-	$(GO) test -run '^$$' -bench '^Benchmark[^E]' -benchtime $(BENCHTIME) -timeout 60m $$($(GO) list ./... | grep -v engine/rootfs)
+	$(GO) test -run '^$$' -bench '^Benchmark[^E]' -benchtime $(BENCHTIME) -timeout 60m $$($(GO) list ./... | grep -v -e engine/rootfs -e '/app$$')
+	$(GO) test ./app -run '^$$' -bench '^BenchmarkTerminal$$' -benchtime 3x -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineRSS$$' -benchtime 1x -timeout 20m
 	$(GO) test ./engine/rootfs -run '^$$' -bench 'Berth|Baseline|Flat' -benchtime 3x -count 5 -timeout 40m
 	$(GO) test ./engine/rootfs -run '^$$' -bench SideBySide -benchtime 2x -count 5 -timeout 30m

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func shortHome(t *testing.T) string {
+func shortHome(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "bh")
 	if err != nil {
@@ -60,7 +60,7 @@ type result struct {
 	code     int
 }
 
-func berth(t *testing.T, home string, args ...string) result {
+func berth(t testing.TB, home string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(berthBin, args...)
 	cmd.Env = append(os.Environ(), "BERTH_HOME="+home)

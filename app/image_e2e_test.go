@@ -29,7 +29,7 @@ func docker(t *testing.T, home string, args ...string) result {
 	return result{o.String(), e.String(), code}
 }
 
-func mustOK(t *testing.T, what string, r result) result {
+func mustOK(t testing.TB, what string, r result) result {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", what, r.code, r.out, r.err)

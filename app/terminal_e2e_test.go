@@ -33,38 +33,8 @@ import (
 // real container in one QEMU micro-VM, shared by the subtests: the daemon
 // runs in-process so the test can read a session's flow-control counters.
 func TestTerminal(t *testing.T) {
-	img := testenv.BusyboxImage(t, nil)
-	t.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
-	dir := shortHome(t)
-	h, err := home.Resolve(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	d, err := daemon.Start(ctx, daemon.Config{Home: h, LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if err := d.Shutdown(sctx); err != nil {
-			t.Errorf("daemon shutdown: %v", err)
-		}
-	}()
-	var tar bytes.Buffer
-	if err := tarball.Write(name.MustParseReference("term/busybox:1"), img, &tar); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Engine.Images().Import(ctx, &tar); err != nil {
-		t.Fatal(err)
-	}
-	mustOK(t, "run -d", berth(t, dir, "run", "-d", "--name", "term", "term/busybox:1", "sleep", "1000000"))
-	cl, err := client.New(h.Socket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	e := startTermEngine(t)
+	d, dir, cl, ctx := e.d, e.dir, e.cl, context.Background()
 	open := func(t *testing.T) (types.Terminal, string) {
 		t.Helper()
 		tm, err := cl.OpenTerminal(ctx, "term", types.TerminalRequest{})
@@ -310,6 +280,10 @@ func TestTerminal(t *testing.T) {
 		}
 	})
 
+	t.Run("browser", func(t *testing.T) {
+		testBrowser(t, e)
+	})
+
 	t.Run("container stopped mid-session", func(t *testing.T) {
 		_, tok := open(t)
 		p := dialPage(t, base, tok, origin)
@@ -331,9 +305,57 @@ func TestTerminal(t *testing.T) {
 	})
 }
 
+// termEngine is an in-process daemon with one running busybox container,
+// "term", in a QEMU micro-VM; the daemon runs in-process so tests can read
+// a session's flow-control counters.
+type termEngine struct {
+	d   *daemon.Daemon
+	h   home.Home
+	dir string // BERTH_HOME
+	cl  *client.Client
+}
+
+// startTermEngine starts the daemon and the container; both end with tb.
+func startTermEngine(tb testing.TB) *termEngine {
+	tb.Helper()
+	img := testenv.BusyboxImage(tb, nil)
+	tb.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
+	dir := shortHome(tb)
+	h, err := home.Resolve(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := daemon.Start(ctx, daemon.Config{Home: h, LogOutput: io.Discard})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := d.Shutdown(sctx); err != nil {
+			tb.Errorf("daemon shutdown: %v", err)
+		}
+	})
+	var tar bytes.Buffer
+	if err := tarball.Write(name.MustParseReference("term/busybox:1"), img, &tar); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := d.Engine.Images().Import(ctx, &tar); err != nil {
+		tb.Fatal(err)
+	}
+	mustOK(tb, "run -d", berth(tb, dir, "run", "-d", "--name", "term", "term/busybox:1", "sleep", "1000000"))
+	cl, err := client.New(h.Socket())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cl.Close() })
+	return &termEngine{d: d, h: h, dir: dir, cl: cl}
+}
+
 // page is a test's terminal page: a real WebSocket client.
 type page struct {
-	t       *testing.T
+	t       testing.TB
 	c       *websocket.Conn
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -343,7 +365,7 @@ type page struct {
 	from    int // output before this is done with
 }
 
-func dialPage(t *testing.T, base, token, origin string) *page {
+func dialPage(t testing.TB, base, token, origin string) *page {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	c, _, err := websocket.Dial(ctx, wsURL(base, token), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})

@@ -173,6 +173,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 // opens.
 func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request) {
 	if !s.checkOrigin(r) {
+		s.log.Warn("terminal: refused a WebSocket: foreign Origin", "status", http.StatusForbidden, "origin", r.Header.Get("Origin"))
 		http.Error(w, "a terminal session opens from Berth's own page only", http.StatusForbidden)
 		return
 	}
@@ -182,6 +183,9 @@ func (s *Server) terminalWS(w http.ResponseWriter, r *http.Request) {
 	}
 	t, err := s.terms.Redeem(r.URL.Query().Get("token"))
 	if err != nil {
+		// The token itself is not logged: it may be one character off a
+		// live one.
+		s.log.Warn("terminal: refused a WebSocket: bad token", "status", http.StatusForbidden, "err", err)
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}

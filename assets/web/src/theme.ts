@@ -47,6 +47,10 @@ export const light: ITheme = {
 /** Dark: light grey on the dark window background of macOS. */
 export const dark: ITheme = {
   ...ansi,
+  // Terminal.app's blues are unreadable on a dark background (ls's
+  // directories): lighter ones of the same hue.
+  blue: "#6f73ff",
+  brightBlue: "#8f93ff",
   background: "#1e1e1e",
   foreground: "#e6e6e6",
   cursor: "#a6a6a6",

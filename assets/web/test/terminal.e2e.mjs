@@ -25,13 +25,25 @@
 //  6. when the page renders with WebGL, losing the WebGL context switches
 //     it to the DOM renderer, which shows the shell's next output;
 //  7. `exit 3` shows the ended banner with code 3 and a Reconnect button;
-//     Reconnect opens a new shell that runs a command.
+//     Reconnect opens a new shell that runs a command;
+//  8. a link with a wrong token shows the page's banner (the link was used
+//     or has expired) and chromium reports the handshake's 403.
 // On success it prints a JSON summary (timings, screenshot paths).
+//
+// BERTH_E2E_CONTROL=1 lets a test drive phases: during the flood (5) the
+// script pauses the page's JavaScript (so it acknowledges nothing), prints
+// a line `BERTH-PHASE paused {}` and waits for a line `go` on stdin
+// before resuming; the Go test checks the engine's flow control then.
+//
+// BERTH_E2E_MODE=bench runs only the measurements: open, the keystroke-
+// to-echo round trip over 100 keys and, when BERTH_E2E_CAT names a file in
+// the container, the time to `cat` it to the (visible) terminal.
 
 import { chromium } from "playwright-core";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 
 const url = process.argv[2] || process.env.BERTH_TERMINAL_URL;
 const out = resolve(process.argv[3] || process.env.BERTH_TERMINAL_OUT || "test-results");
@@ -41,8 +53,26 @@ if (!url || !url.includes("#token=")) {
   process.exit(2);
 }
 
-const seqCount = 200000;
+const seqCount = Number(process.env.BERTH_E2E_SEQ || 200000);
+const mode = process.env.BERTH_E2E_MODE || "full";
+const catFile = process.env.BERTH_E2E_CAT || "";
+const stdinReader = process.env.BERTH_E2E_CONTROL === "1" ? createInterface({ input: process.stdin }) : null;
+const stdinLines = stdinReader?.[Symbol.asyncIterator]() ?? null;
+
+/**
+ * phase tells a driving test (BERTH_E2E_CONTROL=1) that the script reached
+ * a phase and waits for its `go`; without one it returns at once.
+ */
+async function phase(name, data = {}) {
+  if (!stdinLines) return;
+  console.log(`BERTH-PHASE ${name} ${JSON.stringify(data)}`);
+  const r = await stdinLines.next();
+  if (r.done || r.value.trim() !== "go") {
+    throw new Error(`phase ${name}: the driving test answered ${JSON.stringify(r.done ? "(end of input)" : r.value)}, want go`);
+  }
+}
 const rttLimitMs = 1000;
+const catchUpLimitMs = 5000;
 
 /** check throws a failure named by what when ok is false. */
 function check(ok, what) {
@@ -82,20 +112,57 @@ async function main() {
   });
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
   try {
-    await run(page, summary);
+    if (mode === "bench") await bench(page, summary);
+    else {
+      await run(page, summary);
+      await badToken(context, summary);
+    }
     check(consoleErrors.length === 0, `the page logged errors: ${consoleErrors.join(" | ")}`);
   } catch (err) {
     const shot = join(out, "terminal-failure.png");
     await page.screenshot({ path: shot }).catch(() => undefined);
-    const tail = await page.evaluate(() => window.berthTerminal?.text(30)).catch(() => "(page gone)");
+    const tail = await page.evaluate(() => {
+      const t = window.berthTerminal;
+      if (!t) return "(no terminal)";
+      const { state, received, acked, cols, rows, renderer } = t;
+      return `${t.text(t.rows)}\n--- state ${JSON.stringify({ state, received, acked, cols, rows, renderer })}`;
+    }).catch(() => "(page gone)");
     console.error(`terminal e2e: FAIL: ${err.message}\n--- last lines of the terminal ---\n${tail}\n--- screenshot: ${shot}`);
     if (consoleErrors.length) console.error(`--- page errors ---\n${consoleErrors.join("\n")}`);
     process.exitCode = 1;
   } finally {
     await context.close();
     await rm(profile, { recursive: true, force: true });
+    // Let node exit while a driving test still holds stdin open.
+    stdinReader?.close();
+    process.stdin.destroy();
   }
   if (process.exitCode !== 1) console.log(JSON.stringify(summary, null, 2));
+}
+
+/**
+ * keyEcho times, over 100 keys, a key press until the shell's echo of it
+ * has reached the page (then ^U clears them); the times are in ms.
+ */
+async function keyEcho(page) {
+  await settle(page);
+  const keyMs = [];
+  for (let i = 0; i < 100; i++) {
+    const r = (await hook(page)).received;
+    const s = performance.now();
+    await page.keyboard.press("x");
+    await page.waitForFunction((r) => window.berthTerminal.received > r, r, { polling: 1, timeout: 5000 })
+      .catch(() => { throw new Error(`no echo of key ${i + 1} within 5 s`); });
+    keyMs.push(performance.now() - s);
+  }
+  await page.keyboard.press("Control+U");
+  keyMs.sort((a, b) => a - b);
+  return {
+    n: keyMs.length,
+    median: Number(((keyMs[49] + keyMs[50]) / 2).toFixed(2)),
+    p90: Number(keyMs[90].toFixed(1)),
+    max: Number(keyMs[99].toFixed(1)),
+  };
 }
 
 /** hook reads window.berthTerminal. */
@@ -121,6 +188,30 @@ async function waitLine(page, test, what, { n = 200, timeout = 15000 } = {}) {
   }
 }
 
+/**
+ * settle waits until no output has arrived for 150 ms. Busybox's sh asks
+ * the terminal for the cursor position (ESC [6n) at each prompt and drops
+ * keys that reach it in the same read as the page's answer, so a test
+ * types only once the shell has had time to read that answer.
+ */
+async function settle(page) {
+  let r = (await hook(page)).received;
+  for (let i = 0; i < 100; i++) {
+    await page.waitForTimeout(150);
+    const now = (await hook(page)).received;
+    if (now === r) return;
+    r = now;
+  }
+  throw new Error("the output never settled (15 s)");
+}
+
+/** typeLine types line and Enter once the shell has settled. */
+async function typeLine(page, line) {
+  await settle(page);
+  await page.keyboard.type(line);
+  await page.keyboard.press("Enter");
+}
+
 let markers = 0;
 /**
  * command types cmd and Enter, followed by an echo of a marker the shell
@@ -131,11 +222,13 @@ async function command(page, cmd, { lines: want = 200, timeout = 15000, done = (
   const n = ++markers * 1000 + 7;
   const expr = `M-$((${n}+1))`;
   const mark = `M-${n + 1}`;
+  await settle(page);
   await page.keyboard.type(`${cmd}; echo ${expr}`);
   await page.keyboard.press("Enter");
   // Wait on the screen's last lines (cheap), then read the output once.
   await waitLine(page, (l) => l === mark, `the output of \`${cmd}\``, { n: 100, timeout });
   await done();
+  if (want === 0) return [];
   const ls = await lines(page, want);
   const end = ls.lastIndexOf(mark);
   const start = ls.lastIndexOf(ls.slice(0, end).findLast((l) => l.includes(expr)));
@@ -161,6 +254,7 @@ async function run(page, summary) {
   await page.click("#terminal");
   // The shell's first prompt.
   await waitLine(page, (l) => l.trim() !== "", "the shell's prompt");
+  await settle(page);
 
   // 2. echo $((6*7)) ⏎ → 42.
   t0 = performance.now();
@@ -182,6 +276,7 @@ async function run(page, summary) {
       throw new Error(`selecting 42 did not copy it (clipboard: ${JSON.stringify(await page.evaluate(() => navigator.clipboard.readText()))})`);
     });
   await page.evaluate(() => navigator.clipboard.writeText("echo pasted-$((6*7))"));
+  await settle(page);
   await page.keyboard.press("Control+Shift+V");
   await page.keyboard.press("Enter");
   await waitLine(page, (l) => l === "pasted-42", "pasted-42, the output of the pasted command")
@@ -189,25 +284,8 @@ async function run(page, summary) {
       throw new Error(`${err.message}; the last lines: ${JSON.stringify(await lines(page, 4))}`);
     });
 
-  // 2c. Keystroke to echo: the time from a key press until the shell's
-  // echo of it has reached the page, over 100 keys (then ^U clears them).
-  const keyMs = [];
-  for (let i = 0; i < 100; i++) {
-    const r = (await hook(page)).received;
-    const s = performance.now();
-    await page.keyboard.press("x");
-    await page.waitForFunction((r) => window.berthTerminal.received > r, r, { polling: 1, timeout: 5000 })
-      .catch(() => { throw new Error(`no echo of key ${i + 1} within 5 s`); });
-    keyMs.push(performance.now() - s);
-  }
-  await page.keyboard.press("Control+U");
-  keyMs.sort((a, b) => a - b);
-  summary.key_echo_ms = {
-    n: keyMs.length,
-    median: Number(keyMs[50].toFixed(1)),
-    p90: Number(keyMs[90].toFixed(1)),
-    max: Number(keyMs[99].toFixed(1)),
-  };
+  // 2c. Keystroke to echo over 100 keys.
+  summary.key_echo_ms = await keyEcho(page);
 
   // 3. Resize the viewport: the pty follows.
   const before = (await command(page, "stty size")).join(" ").trim();
@@ -223,8 +301,21 @@ async function run(page, summary) {
   check(after !== before, `stty size did not change with the window (${before})`);
   summary.sizes = { before, after };
 
-  // 4. Screenshots with a live shell, light then dark (switched live).
-  await command(page, "printf '\\033[1mBerth\\033[0m \\033[32mterminal\\033[0m \\033[34m%s\\033[0m\\n' \"$(uname -sm)\"");
+  // 4. Screenshots with a live shell, light then dark (switched live): a
+  // docker-like prompt on a cleared screen and a few everyday commands,
+  // in a window sized to them (the pty follows it).
+  await page.setViewportSize({ width: 900, height: 250 });
+  await page.waitForFunction((c) => window.berthTerminal.cols !== c, h1.cols, { timeout: 5000 })
+    .catch(() => { throw new Error("the terminal did not fit itself to the screenshot's window"); });
+  await typeLine(page, "export PS1='\\u@\\h:\\w\\$ '; printf '\\033[H\\033[2J\\033[3J'");
+  await waitLine(page, (l) => /^root@\S+:\/# ?$/.test(l), "the new prompt");
+  await typeLine(page, "uname -a");
+  await waitLine(page, (l) => l.startsWith("Linux "), "the output of `uname -a`");
+  await typeLine(page, "ls --color /");
+  await waitLine(page, (l) => /\bproc\b/.test(l), "the output of `ls /`");
+  await typeLine(page, "free -m");
+  await waitLine(page, (l) => l.startsWith("Mem:"), "the output of `free -m`");
+  await settle(page);
   await page.waitForTimeout(200);
   summary.screenshots.light = join(out, "terminal-light.png");
   await page.screenshot({ path: summary.screenshots.light });
@@ -238,34 +329,75 @@ async function run(page, summary) {
   summary.screenshots.dark = join(out, "terminal-dark.png");
   await page.screenshot({ path: summary.screenshots.dark });
   await page.emulateMedia({ colorScheme: "light" });
+  await page.setViewportSize({ width: 1000, height: 640 });
 
   // 5. A flood: complete, in order, acknowledged, the page responsive.
+  // With a driving test, the page's JavaScript is paused early in the
+  // flood (the Debugger domain: nothing runs, so nothing is
+  // acknowledged) until the test has seen the engine stop sending.
   const r0 = (await hook(page)).received;
+  // Round trips that overlap the pause are not counted; those in the
+  // first two seconds after it (the page catching up on the high-water
+  // mark's worth of output it held) are counted apart, with a looser limit.
   const rtts = [];
+  const catchUp = [];
   let flooding = true;
+  let pausing = false;
+  let pauseEpoch = 0;
+  let resumedAt = -Infinity;
   const prober = (async () => {
     while (flooding) {
+      const e = pauseEpoch;
       const s = performance.now();
       await page.evaluate(() => 1);
-      rtts.push(performance.now() - s);
+      if (!pausing && e === pauseEpoch) (s - resumedAt < 2000 ? catchUp : rtts).push(performance.now() - s);
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
   t0 = performance.now();
   let floodMs = 0;
+  let pausedMs = 0;
+  const pauser = (async () => {
+    if (!stdinLines) return;
+    await page.waitForFunction((r0) => window.berthTerminal.received - r0 >= 16384, r0, { polling: 5, timeout: 60000 })
+      .catch(() => { throw new Error("the flood's first 16 KiB did not arrive within 60 s"); });
+    pausing = true;
+    pauseEpoch++;
+    const cdp = await page.context().newCDPSession(page);
+    try {
+      await cdp.send("Debugger.enable");
+      const paused = new Promise((r) => cdp.once("Debugger.paused", r));
+      await cdp.send("Debugger.pause");
+      await Promise.race([paused, new Promise((_, j) => setTimeout(() => j(new Error("the page's JavaScript did not pause within 10 s")), 10000))]);
+      const p0 = performance.now();
+      await phase("paused");
+      pausedMs = performance.now() - p0;
+      await cdp.send("Debugger.resume");
+      resumedAt = performance.now();
+      await cdp.send("Debugger.disable");
+    } finally {
+      await cdp.detach().catch(() => undefined);
+      pauseEpoch++;
+      pausing = false;
+    }
+  })();
+  pauser.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
   const stopProbing = async () => {
-    floodMs = performance.now() - t0;
+    floodMs = performance.now() - t0 - pausedMs;
     flooding = false;
     await prober;
   };
   let seqLines;
   try {
     seqLines = await command(page, `seq 1 ${seqCount}`, { lines: seqCount + 100, timeout: 180000, done: stopProbing });
+    await pauser;
   } finally {
     flooding = false;
     await prober;
+    await pauser.catch(() => undefined);
   }
   summary.timings.flood_ms = Math.round(floodMs);
+  if (stdinLines) summary.timings.flood_paused_ms = Math.round(pausedMs);
   check(seqLines.length === seqCount, `seq 1 ${seqCount}: ${seqLines.length} lines arrived`);
   for (let i = 0; i < seqCount; i++) {
     if (seqLines[i] !== String(i + 1)) {
@@ -290,6 +422,11 @@ async function run(page, summary) {
       max: Math.round(rtts[rtts.length - 1] ?? 0),
     },
   };
+  if (stdinLines) {
+    catchUp.sort((a, b) => a - b);
+    summary.flood.catch_up_rtt_max_ms = Math.round(catchUp[catchUp.length - 1] ?? 0);
+    check(summary.flood.catch_up_rtt_max_ms < catchUpLimitMs, `the page was unresponsive after its pause: an evaluate took ${summary.flood.catch_up_rtt_max_ms} ms (limit ${catchUpLimitMs})`);
+  }
   check(rtts.length >= 3, `only ${rtts.length} evaluate round trips during the flood`);
   check(rtts[rtts.length - 1] < rttLimitMs, `the page was unresponsive during the flood: an evaluate took ${Math.round(rtts[rtts.length - 1])} ms (limit ${rttLimitMs})`);
 
@@ -311,12 +448,14 @@ async function run(page, summary) {
 
   // 7. exit 3 → the banner with 3 and Reconnect; Reconnect → a new shell.
   // Clear the screen (any sh has printf; not every image has clear).
+  await settle(page);
   await page.keyboard.type("printf '\\033[H\\033[2J'");
   await page.keyboard.press("Enter");
   await page.waitForFunction(() => {
     const t = window.berthTerminal;
     return t.text(t.rows).split("\n").filter((l) => l.trim() !== "").length <= 1;
   }, null, { timeout: 5000 }).catch(() => { throw new Error("the screen did not clear"); });
+  await settle(page);
   t0 = performance.now();
   await page.keyboard.type("exit 3");
   await page.keyboard.press("Enter");
@@ -339,6 +478,57 @@ async function run(page, summary) {
   const again = await command(page, "echo again-$((6*7))");
   check(again.includes("again-42"), `the reconnected shell printed ${JSON.stringify(again)}, want again-42`);
   summary.timings.reconnect_ms = since(t0);
+}
+
+/**
+ * badToken opens the page with a wrong token: the page shows its banner
+ * (the link was used or expired) and no shell; chromium's console names
+ * the handshake's status.
+ */
+async function badToken(context, summary) {
+  const page = await context.newPage();
+  const logged = [];
+  page.on("console", (m) => logged.push(m.text()));
+  try {
+    const bad = url.replace(/#token=[^&]*/, `#token=${"0f".repeat(32)}`);
+    await page.goto(bad);
+    await page.waitForSelector("#banner:not([hidden])", { timeout: 10000 })
+      .catch(() => { throw new Error("a wrong token shows no banner"); });
+    const banner = (await page.textContent("#banner-text")) ?? "";
+    check(/already used or has expired/.test(banner), `a wrong token's banner says ${JSON.stringify(banner)}`);
+    check(await page.isHidden("#reconnect"), "a wrong token's banner offers Reconnect");
+    check((await page.evaluate(() => window.berthTerminal.state)) === "ended", "a wrong token's page is not ended");
+    const status = logged.map((l) => /Unexpected response code: (\d+)/.exec(l)?.[1]).find(Boolean);
+    summary.bad_token = { banner, status: status ? Number(status) : null };
+    check(summary.bad_token.status === 403, `chromium reported the wrong token's handshake as ${status ?? "nothing"} (console: ${JSON.stringify(logged)}), want 403`);
+  } finally {
+    await page.close();
+  }
+}
+
+/**
+ * bench measures: the keystroke-to-echo round trip over 100 keys and,
+ * with BERTH_E2E_CAT, the time to cat that file to the terminal (from
+ * Enter until the marker after it is on the screen).
+ */
+async function bench(page, summary) {
+  await page.goto(url);
+  await page.waitForFunction(() => window.berthTerminal?.state === "open", null, { timeout: 20000 })
+    .catch(() => { throw new Error("the page did not open the session (no hello within 20 s)"); });
+  summary.renderer = (await hook(page)).renderer;
+  await page.click("#terminal");
+  await waitLine(page, (l) => l.trim() !== "", "the shell's prompt");
+  await settle(page);
+  summary.key_echo_ms = await keyEcho(page);
+  if (catFile) {
+    await command(page, "true"); // a settled prompt
+    const r0 = (await hook(page)).received;
+    const t0 = performance.now();
+    await command(page, `cat ${catFile}`, { lines: 0, timeout: 600000 });
+    const ms = performance.now() - t0;
+    const bytes = (await hook(page)).received - r0;
+    summary.cat = { file: catFile, bytes, ms: Math.round(ms), mb_per_s: Number((bytes / 1e6 / (ms / 1000)).toFixed(2)) };
+  }
 }
 
 await main();
