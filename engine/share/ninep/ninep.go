@@ -485,6 +485,31 @@ func (f *file) dirFD() (int, error) {
 	return f.fd, nil
 }
 
+// dupDir returns a duplicate of f's descriptor, which must be a
+// directory's, for use outside f's lock (a concurrent Close cannot then
+// leave a number that the process reuses for something else).
+func (f *file) dupDir() (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fd, err := f.dirFD()
+	if err != nil {
+		return -1, err
+	}
+	return dupFD(fd)
+}
+
+// dupParent returns a duplicate of f's parent descriptor and f's name
+// there; the root has no parent (EBUSY).
+func (f *file) dupParent() (int, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.parent < 0 {
+		return -1, "", unix.EBUSY
+	}
+	fd, err := dupFD(f.parent)
+	return fd, f.name, err
+}
+
 // createMode is a mode the guest asked for, without set-ID bits.
 func createMode(m p9.FileMode) uint32 { return uint32(m.Permissions()) & 0o1777 }
 
@@ -590,18 +615,16 @@ func (f *file) Link(target p9.File, newName string) error {
 	if !ok || t == f || t.s != f.s {
 		return unix.EXDEV
 	}
-	t.mu.Lock()
-	tParent, tName := t.parent, t.name
-	t.mu.Unlock()
-	if tParent < 0 {
+	tParent, tName, err := t.dupParent()
+	if err != nil {
 		return unix.EPERM
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	dir, err := f.dirFD()
+	defer unix.Close(tParent)
+	dir, err := f.dupDir()
 	if err != nil {
 		return err
 	}
+	defer unix.Close(dir)
 	return unix.Linkat(tParent, tName, dir, newName, 0)
 }
 
@@ -641,21 +664,17 @@ func (f *file) Rename(newDir p9.File, newName string) error {
 	if !ok || nd.s != f.s {
 		return unix.EXDEV
 	}
-	f.mu.Lock()
-	parent, name := f.parent, f.name
-	f.mu.Unlock()
-	if parent < 0 {
-		return unix.EBUSY
-	}
-	if nd != f {
-		nd.mu.Lock()
-		defer nd.mu.Unlock()
-	}
-	dir, err := nd.dirFD()
+	parent, name, err := f.dupParent()
 	if err != nil {
 		return err
 	}
-	return unix.Renameat(parent, name, dir, newName)
+	defer unix.Close(parent)
+	to, err := nd.dupDir()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(to)
+	return unix.Renameat(parent, name, to, newName)
 }
 
 // RenameAt implements p9.File.
@@ -673,20 +692,16 @@ func (f *file) RenameAt(oldName string, newDir p9.File, newName string) error {
 	if !ok || nd.s != f.s {
 		return unix.EXDEV
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	from, err := f.dirFD()
+	from, err := f.dupDir()
 	if err != nil {
 		return err
 	}
-	to := from
-	if nd != f {
-		nd.mu.Lock()
-		defer nd.mu.Unlock()
-		if to, err = nd.dirFD(); err != nil {
-			return err
-		}
+	defer unix.Close(from)
+	to, err := nd.dupDir()
+	if err != nil {
+		return err
 	}
+	defer unix.Close(to)
 	return unix.Renameat(from, oldName, to, newName)
 }
 
