@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,8 +23,8 @@ import (
 //   - symlinks in the folder that point out of it (relative and
 //     absolute) lead nowhere; sharing the folder twice, or a file, is
 //     refused with a clear error;
-//   - 2,000 small files created in the guest and read back on both
-//     sides; a 20 MB file copied host → guest and guest → host with
+//   - 2,000 small files (500 under the race detector: shareSmallFiles)
+//     created in the guest and read back on both sides; a 20 MB file copied host → guest and guest → host with
 //     matching SHA-256;
 //   - share rm unmounts it; a share added to a stopped container, and
 //     one added while it ran, are both there after the next start.
@@ -102,14 +103,15 @@ func TestRunTimeShares(t *testing.T) {
 
 	// Bounded load: small files, and a large one both ways.
 	t0 := time.Now()
-	r := mustOK(t, "2000 files", sh(`cd /mnt/proj && mkdir many && i=0 && while [ $i -lt 2000 ]; do echo $i > many/f$i; i=$((i+1)); done && cat many/* | wc -l`))
-	if strings.TrimSpace(r.out) != "2000" {
-		t.Errorf("read back %q lines of 2000 files", r.out)
+	n := strconv.Itoa(shareSmallFiles)
+	r := mustOK(t, n+" files", sh(`cd /mnt/proj && mkdir many && i=0 && while [ $i -lt `+n+` ]; do echo $i > many/f$i; i=$((i+1)); done && cat many/* | wc -l`))
+	if strings.TrimSpace(r.out) != n {
+		t.Errorf("read back %q lines of %s files", r.out, n)
 	}
-	if ents, err := os.ReadDir(filepath.Join(proj, "many")); err != nil || len(ents) != 2000 {
-		t.Errorf("the host has %d of the 2000 files (%v)", len(ents), err)
+	if ents, err := os.ReadDir(filepath.Join(proj, "many")); err != nil || len(ents) != shareSmallFiles {
+		t.Errorf("the host has %d of the %s files (%v)", len(ents), n, err)
 	}
-	t.Logf("2000 small files created and read back in %v", time.Since(t0))
+	t.Logf("%s small files created and read back in %v", n, time.Since(t0))
 	t0 = time.Now()
 	r = mustOK(t, "20 MB in", sh("cp /mnt/proj/big.bin /tmp/big.bin && sha256sum /tmp/big.bin"))
 	if got := strings.Fields(r.out); len(got) == 0 || got[0] != hex.EncodeToString(bigSum[:]) {
