@@ -196,11 +196,12 @@ darwin-build:
 # The race detector runs on every package, the VM ones included: QEMU is
 # its own process, so -race slows only the engine's side of a boot, and
 # the whole suite stays well inside CI's budget on 2 cores (docs/
-# BENCHMARKS.md, "Test suite"). Then the two fuzz targets, bounded.
+# BENCHMARKS.md, "Test suite"). Then the fuzz targets, bounded.
 test: web vet fmt-check darwin-check darwin-build workflow-lint
 	$(GO) test -race -count=1 -timeout 50m ./...
 	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30s -fuzzminimizetime 5s
 	$(GO) test ./engine/api -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime 20s -fuzzminimizetime 5s
+	$(GO) test ./engine/share/ninep -run '^$$' -fuzz '^FuzzWalkNames$$' -fuzztime 10s -fuzzminimizetime 5s
 
 # The terminal window's screenshots in docs/ (README.md shows one), from a
 # real run: the page in chromium on a shell in a QEMU micro-VM.

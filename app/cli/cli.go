@@ -91,6 +91,7 @@ func NewRoot(stdio IO) *cobra.Command {
 		newDaemonCmd(e),
 		newImageCmd(e),
 		newVolumeCmd(e),
+		newShareCmd(e),
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),
 		newExecCmd(e), newShellCmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),

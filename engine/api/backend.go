@@ -36,6 +36,18 @@ type Backend interface {
 	Terminals() Terminals
 	// Volumes serves /volumes/....
 	Volumes() Volumes
+	// Shares serves /berth/containers/{id}/shares.
+	Shares() Shares
+}
+
+// Shares are containers' run-time shares (engine/container's AddShare,
+// Shares and RemoveShare). A missing container is errdefs.ErrNotFound; a
+// folder already shared, or a target in use, errdefs.ErrConflict; a
+// source that is not a folder errdefs.ErrInvalidArgument.
+type Shares interface {
+	List(ctx context.Context, ref string) ([]types.Share, error)
+	Add(ctx context.Context, ref string, s types.Share) (types.Share, error)
+	Remove(ctx context.Context, ref, target string) error
 }
 
 // Volumes is the named volume store as the API uses it (engine/share's

@@ -41,6 +41,8 @@ type fakeBackend struct {
 	// volumes is a real volume store in a test directory (newVolumes);
 	// nil until a test asks for it.
 	volumes *share.Store
+	// shares are fake run-time shares by container name.
+	shares fakeShares
 }
 
 // newVolumes gives b a real volume store in a temporary directory whose
@@ -84,6 +86,60 @@ func (b *fakeBackend) Containers() Containers { return b.containers }
 func (b *fakeBackend) Execs() Execs           { return b.execs }
 func (b *fakeBackend) Events() Events         { return b.events }
 func (b *fakeBackend) Terminals() Terminals   { return fakeTerminals{b.containers} }
+func (b *fakeBackend) Shares() Shares {
+	b.shares.containers = b.containers
+	return &b.shares
+}
+
+// fakeShares records run-time shares in memory, with the engine's error
+// classes, for the handlers' tests (the real ones are engine/container's
+// and app's end-to-end test).
+type fakeShares struct {
+	containers *fakeContainers
+	m          map[string][]types.Share
+}
+
+func (f *fakeShares) List(_ context.Context, ref string) ([]types.Share, error) {
+	c, err := f.containers.Inspect(ref)
+	if err != nil {
+		return nil, err
+	}
+	return f.m[c.Spec.Name], nil
+}
+
+func (f *fakeShares) Add(_ context.Context, ref string, s types.Share) (types.Share, error) {
+	c, err := f.containers.Inspect(ref)
+	if err != nil {
+		return types.Share{}, err
+	}
+	if f.m == nil {
+		f.m = map[string][]types.Share{}
+	}
+	for _, o := range f.m[c.Spec.Name] {
+		if o.Source == s.Source {
+			return types.Share{}, errdefs.Conflict(fmt.Errorf("%s is already shared", s.Source))
+		}
+	}
+	if s.Target == "" {
+		s.Target = "/mnt/x"
+	}
+	f.m[c.Spec.Name] = append(f.m[c.Spec.Name], s)
+	return s, nil
+}
+
+func (f *fakeShares) Remove(_ context.Context, ref, target string) error {
+	c, err := f.containers.Inspect(ref)
+	if err != nil {
+		return err
+	}
+	for i, o := range f.m[c.Spec.Name] {
+		if o.Target == target {
+			f.m[c.Spec.Name] = append(f.m[c.Spec.Name][:i], f.m[c.Spec.Name][i+1:]...)
+			return nil
+		}
+	}
+	return errdefs.NotFound(fmt.Errorf("no share at %s", target))
+}
 
 // fakeTerminals opens terminals on the fake containers, with the
 // engine's error classes.

@@ -30,7 +30,7 @@ import (
 )
 
 // Spec is what a container was created with. It never changes after
-// create, except for the name (rename).
+// create, except for the name (rename) and the run-time shares.
 type Spec struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name"`
@@ -51,6 +51,10 @@ type Spec struct {
 	// Mounts are the container's binds and volumes, resolved at create
 	// (engine/share), in the order the VM gets them.
 	Mounts []share.Mount `json:"mounts,omitempty"`
+	// RunShares are the folders shared at run time (berth share add), in
+	// the order added; share add and rm change them, and every start
+	// mounts them.
+	RunShares []RunShare `json:"runShares,omitempty"`
 }
 
 // State is where a container stands.

@@ -59,6 +59,9 @@ type running struct {
 	ip   string
 	boot *BootTimeline
 
+	// shares are the run-time shares mounted in this run.
+	shares liveShares
+
 	// killed says the engine ended the process (stop, or kill with
 	// SIGKILL): the exit is then not an error of the container's.
 	killed bool
@@ -70,6 +73,7 @@ func (r *running) abort() {
 	if r.stdio != nil {
 		r.stdio.Close()
 	}
+	r.shares.closeAll()
 	if r.agent != nil {
 		r.agent.Close()
 	}
@@ -227,6 +231,9 @@ func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.T
 	r.boot.AgentReady = time.Since(t0)
 	_ = r.agent.SetTime(ctx, time.Now())
 	if err := mountShares(ctx, r.agent, r.vm, spec.Mounts); err != nil {
+		return err
+	}
+	if err := mountRunShares(ctx, c, r, spec.RunShares); err != nil {
 		return err
 	}
 	if err := configureGuest(ctx, r.agent, r.vm, spec.Config, spec.HostConfig); err != nil {

@@ -27,6 +27,7 @@ type runExit struct {
 func (m *Manager) watch(c *Container, r *running) {
 	ex := r.wait(m.timeouts, m.log.With("container", c.spec.ID[:12]))
 	r.stdio.Close()
+	r.shares.closeAll()
 	r.agent.Close()
 	m.recordExit(c, r, ex)
 }

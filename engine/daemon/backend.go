@@ -30,6 +30,7 @@ func (b backend) Execs() api.Execs           { return execs{b.d.Engine.Container
 func (b backend) Volumes() api.Volumes       { return b.d.Engine.Volumes() }
 func (b backend) Events() api.Events         { return b.d.Engine.Events() }
 func (b backend) Terminals() api.Terminals   { return terminals{b.d} }
+func (b backend) Shares() api.Shares         { return shares{b.d.Engine.Containers()} }
 
 func (b backend) Kernel(ctx context.Context) types.KernelInfo { return b.d.Engine.Kernel(ctx) }
 
@@ -182,4 +183,28 @@ func (t terminals) Open(ctx context.Context, ref string, req types.TerminalReque
 		return types.Terminal{}, err
 	}
 	return types.Terminal{ID: tk.Session, URL: t.d.web.TerminalURL(tk.Token)}, nil
+}
+
+// shares adapts the container manager's run-time shares.
+type shares struct{ m *container.Manager }
+
+func (s shares) List(_ context.Context, ref string) ([]types.Share, error) {
+	list, err := s.m.Shares(ref)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]types.Share, 0, len(list))
+	for _, sh := range list {
+		out = append(out, types.Share(sh))
+	}
+	return out, nil
+}
+
+func (s shares) Add(ctx context.Context, ref string, sh types.Share) (types.Share, error) {
+	got, err := s.m.AddShare(ctx, ref, container.RunShare(sh))
+	return types.Share(got), err
+}
+
+func (s shares) Remove(ctx context.Context, ref, target string) error {
+	return s.m.RemoveShare(ctx, ref, target)
 }

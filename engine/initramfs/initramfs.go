@@ -73,6 +73,7 @@ func featureModules() []featureModule {
 		{"VIRTIO_VSOCKETS", []string{"vmw_vsock_virtio_transport"}, false},
 		{"VIRTIO_NET", []string{"virtio_net"}, false},
 		{"NET_9P_VIRTIO", []string{"9pnet_virtio"}, true},
+		{"NET_9P_FD", []string{"9pnet_fd"}, true},
 		{"9P_FS", []string{"9p"}, true},
 		{"VIRTIO_FS", []string{"virtiofs"}, true},
 		{"OVERLAY_FS", []string{"overlay"}, true},

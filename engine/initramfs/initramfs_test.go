@@ -107,7 +107,7 @@ func TestBuildListsWithCPIO(t *testing.T) {
 			// serves): together in dependency order, 9p and friends late.
 			boot := strings.Fields(string(extract(t, p, "lib/modules/load.order")))
 			late := strings.Fields(string(extract(t, p, "lib/modules/late.order")))
-			for _, m := range []string{"9p", "9pnet_virtio", "virtiofs", "overlay"} {
+			for _, m := range []string{"9p", "9pnet_virtio", "9pnet_fd", "virtiofs", "overlay"} {
 				if !slices.Contains(late, "/lib/modules/"+m+".ko") || slices.Contains(boot, "/lib/modules/"+m+".ko") {
 					t.Errorf("%s.ko should be in late.order only: boot %v late %v", m, boot, late)
 				}

@@ -47,6 +47,7 @@ func GuestConfigs() []ConfigNeed {
 		{"VIRTIO_VSOCKETS", "the agent channel (virtio-vsock)"},
 		{"VIRTIO_NET", "networking (virtio-net)"},
 		{"NET_9P_VIRTIO", "folder sharing under QEMU (virtio-9p)"},
+		{"NET_9P_FD", "run-time folder sharing (9P over an agent connection, trans=fd)"},
 		{"9P_FS", "folder sharing (9p, at boot under QEMU and at run time everywhere)"},
 		{"FUSE_FS", "folder sharing on Virtualization.framework (virtio-fs needs FUSE)"},
 		{"VIRTIO_FS", "folder sharing on Virtualization.framework (virtio-fs)"},

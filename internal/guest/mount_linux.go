@@ -3,6 +3,8 @@ package guest
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,6 +217,9 @@ func (s *Server) unmount(r *agentpb.UnmountRequest) error {
 		}
 		return fmt.Errorf("unmount %s: %w", r.Target, err)
 	}
+	if r.ShareSource != "" {
+		return s.unstageShare(r.ShareSource)
+	}
 	return nil
 }
 
@@ -264,7 +269,7 @@ func (s *Server) mountShare(r *agentpb.MountRequest) error {
 		return errdefs.InvalidArgument(fmt.Errorf("mount share %s: subdir %q leaves the share", r.Source, r.Subdir))
 	}
 	flags, data := ParseMountOptions(r.Options...)
-	staged, err := s.stageShare(r.Source, r.Fstype, data)
+	staged, err := s.stageShare(r.Source, r.Fstype, data, r.Port)
 	if err != nil {
 		return err
 	}
@@ -303,7 +308,10 @@ func (s *Server) mountShare(r *agentpb.MountRequest) error {
 
 // stageShare mounts source (a device tag) at ShareStaging/SOURCE the
 // first time a share names it and returns that directory.
-func (s *Server) stageShare(source, fstype, data string) (string, error) {
+//
+// With a port (a run-time share), the filesystem is 9P from the host's
+// server on that agent port: see connectShare.
+func (s *Server) stageShare(source, fstype, data string, port uint32) (string, error) {
 	if source == "" || strings.ContainsRune(source, '/') || !filepath.IsLocal(source) {
 		return "", errdefs.InvalidArgument(fmt.Errorf("mount share: source %q is not a share tag", source))
 	}
@@ -321,9 +329,105 @@ func (s *Server) stageShare(source, fstype, data string) (string, error) {
 		return "", fmt.Errorf("mount share %s: %w", source, err)
 	}
 	s.waitLateModules(fstype)
-	if err := unix.Mount(source, dir, fstype, unix.MS_NODEV, data); err != nil {
+	var conn io.Closer
+	if port != 0 {
+		fd, c, err := s.connectShare(source, fstype, port)
+		if err != nil {
+			return "", err
+		}
+		data = strings.TrimPrefix(data+fmt.Sprintf(",trans=fd,rfdno=%d,wfdno=%d", fd, fd), ",")
+		err = unix.Mount(source, dir, fstype, unix.MS_NODEV|unix.MS_NOSUID, data)
+		// The kernel holds its own reference to the socket.
+		unix.Close(fd)
+		if err != nil {
+			c.Close()
+			return "", fmt.Errorf("mount share %s (%s, %s) at %s: %w", source, fstype, data, dir, err)
+		}
+		conn = c
+	} else if err := unix.Mount(source, dir, fstype, unix.MS_NODEV, data); err != nil {
 		return "", fmt.Errorf("mount share %s (%s, %s) at %s: %w", source, fstype, data, dir, err)
 	}
 	s.staged[source] = dir
+	if conn != nil {
+		if s.shareConns == nil {
+			s.shareConns = map[string]io.Closer{}
+		}
+		s.shareConns[source] = conn
+	}
 	return dir, nil
+}
+
+// shareAcceptTimeout bounds the wait for the host to connect to a
+// run-time share's port.
+const shareAcceptTimeout = 30 * time.Second
+
+// connectShare accepts the host's connection on port and returns one
+// end of a socket pair for the kernel's 9P client (trans=fd), the other
+// end copied to and from the connection: the agent transport's
+// connections are not all kernel sockets (yamux streams over a serial
+// port). Closing the returned Closer ends the copy and the connection.
+func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Closer, error) {
+	if fstype != "9p" {
+		return -1, nil, errdefs.InvalidArgument(fmt.Errorf("mount share %s: a share over an agent port is 9p, not %q", source, fstype))
+	}
+	l, err := s.cfg.Listener.ListenPort(port)
+	if err != nil {
+		return -1, nil, fmt.Errorf("mount share %s: %w", source, err)
+	}
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := l.Accept()
+		ch <- accepted{c, err}
+	}()
+	var conn net.Conn
+	select {
+	case a := <-ch:
+		conn, err = a.c, a.err
+	case <-time.After(shareAcceptTimeout):
+		err = fmt.Errorf("the host did not connect within %v", shareAcceptTimeout)
+	}
+	l.Close()
+	if err != nil {
+		return -1, nil, fmt.Errorf("mount share %s: accept on agent port %d: %w", source, port, err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		conn.Close()
+		return -1, nil, fmt.Errorf("mount share %s: socketpair: %w", source, err)
+	}
+	ours := os.NewFile(uintptr(fds[1]), "share "+source)
+	closeBoth := func() { ours.Close(); conn.Close() }
+	s.goSafe("share "+source+" from host", func() { io.Copy(ours, conn); closeBoth() })
+	s.goSafe("share "+source+" to host", func() { io.Copy(conn, ours); closeBoth() })
+	return fds[0], closerFunc(closeBoth), nil
+}
+
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
+
+// unstageShare unmounts a run-time share's staged mount (lazily: the
+// container's bind is gone already) and ends its connection.
+func (s *Server) unstageShare(source string) error {
+	s.stageMu.Lock()
+	defer s.stageMu.Unlock()
+	dir, ok := s.staged[source]
+	if !ok {
+		return nil
+	}
+	err := unix.Unmount(dir, unix.MNT_DETACH)
+	if c := s.shareConns[source]; c != nil {
+		c.Close()
+		delete(s.shareConns, source)
+	}
+	delete(s.staged, source)
+	if err != nil {
+		return fmt.Errorf("unmount share %s at %s: %w", source, dir, err)
+	}
+	os.Remove(dir)
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -93,6 +94,9 @@ type Server struct {
 
 	stageMu sync.Mutex
 	staged  map[string]string // share source → its staging mount point
+	// shareConns are run-time shares' connections to the host's 9P
+	// servers, by share source, closed when the share is unmounted.
+	shareConns map[string]io.Closer
 
 	shutdownOnce sync.Once
 	serving      chan struct{}

@@ -420,7 +420,12 @@ type MountRequest struct {
 	Share bool `protobuf:"varint,6,opt,name=share,proto3" json:"share,omitempty"`
 	// Subdir is the share's directory inside the staged mount ("" its
 	// root); a relative path that stays inside it.
-	Subdir        string `protobuf:"bytes,7,opt,name=subdir,proto3" json:"subdir,omitempty"`
+	Subdir string `protobuf:"bytes,7,opt,name=subdir,proto3" json:"subdir,omitempty"`
+	// Port, on a share mount with fstype 9p, is the agent transport port
+	// the host's 9P server (a run-time share) answers on: guestinit
+	// listens there, accepts the host's one connection and mounts the
+	// share over it with trans=fd (it fills in rfdno and wfdno).
+	Port          uint32 `protobuf:"varint,8,opt,name=port,proto3" json:"port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,10 +509,21 @@ func (x *MountRequest) GetSubdir() string {
 	return ""
 }
 
+func (x *MountRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 type UnmountRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Lazy          bool                   `protobuf:"varint,2,opt,name=lazy,proto3" json:"lazy,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Lazy   bool                   `protobuf:"varint,2,opt,name=lazy,proto3" json:"lazy,omitempty"`
+	// ShareSource, when set, also unmounts that share's staged mount
+	// once Target is unmounted (a run-time share has its own), ending its
+	// connection to the host.
+	ShareSource   string `protobuf:"bytes,3,opt,name=share_source,json=shareSource,proto3" json:"share_source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -554,6 +570,13 @@ func (x *UnmountRequest) GetLazy() bool {
 		return x.Lazy
 	}
 	return false
+}
+
+func (x *UnmountRequest) GetShareSource() string {
+	if x != nil {
+		return x.ShareSource
+	}
+	return ""
 }
 
 type ConfigureNetworkRequest struct {
@@ -1813,7 +1836,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04boot\x18\x05 \x01(\v2\x19.berth.agent.v1.BootTimesR\x04boot\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12&\n" +
 	"\x0fnow_boottime_ns\x18\a \x01(\x03R\rnowBoottimeNs\x12&\n" +
-	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xc1\x01\n" +
+	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xd5\x01\n" +
 	"\fMountRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
@@ -1821,10 +1844,12 @@ const file_agent_proto_rawDesc = "" +
 	"\aoptions\x18\x04 \x03(\tR\aoptions\x12!\n" +
 	"\fmkdir_target\x18\x05 \x01(\bR\vmkdirTarget\x12\x14\n" +
 	"\x05share\x18\x06 \x01(\bR\x05share\x12\x16\n" +
-	"\x06subdir\x18\a \x01(\tR\x06subdir\"<\n" +
+	"\x06subdir\x18\a \x01(\tR\x06subdir\x12\x12\n" +
+	"\x04port\x18\b \x01(\rR\x04port\"_\n" +
 	"\x0eUnmountRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
-	"\x04lazy\x18\x02 \x01(\bR\x04lazy\"\xab\x02\n" +
+	"\x04lazy\x18\x02 \x01(\bR\x04lazy\x12!\n" +
+	"\fshare_source\x18\x03 \x01(\tR\vshareSource\"\xab\x02\n" +
 	"\x17ConfigureNetworkRequest\x12\x1c\n" +
 	"\tinterface\x18\x01 \x01(\tR\tinterface\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +

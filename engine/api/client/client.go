@@ -195,3 +195,26 @@ func decodeError(resp *http.Response) error {
 	}
 	return errdefs.WithClass(errors.New(msg), errdefs.FromHTTPStatus(resp.StatusCode))
 }
+
+// Shares lists a container's run-time shares (GET
+// /berth/containers/{id}/shares).
+func (c *Client) Shares(ctx context.Context, containerRef string) ([]types.Share, error) {
+	var out []types.Share
+	err := c.do(ctx, http.MethodGet, "/berth/containers/"+url.PathEscape(containerRef)+"/shares", nil, &out)
+	return out, err
+}
+
+// AddShare shares a host folder into a container (POST
+// /berth/containers/{id}/shares) and returns the share as recorded, with
+// its target.
+func (c *Client) AddShare(ctx context.Context, containerRef string, s types.Share) (types.Share, error) {
+	var out types.Share
+	err := c.do(ctx, http.MethodPost, "/berth/containers/"+url.PathEscape(containerRef)+"/shares", s, &out)
+	return out, err
+}
+
+// RemoveShare stops sharing the folder at target (DELETE
+// /berth/containers/{id}/shares?target=).
+func (c *Client) RemoveShare(ctx context.Context, containerRef, target string) error {
+	return c.do(ctx, http.MethodDelete, "/berth/containers/"+url.PathEscape(containerRef)+"/shares?target="+url.QueryEscape(target), nil, nil)
+}

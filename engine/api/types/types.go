@@ -86,3 +86,14 @@ type Terminal struct {
 	ID  string `json:"id"`
 	URL string `json:"url"`
 }
+
+// Share is a host folder shared into a container at run time (GET and
+// POST /berth/containers/{id}/shares, docs/sharing.md). In a POST, Target
+// empty means /mnt/<folder name> (de-duplicated with -2, -3...).
+type Share struct {
+	// Source is the host folder (absolute; symlinks resolved in answers).
+	Source string `json:"source"`
+	// Target is the path inside the container.
+	Target   string `json:"target,omitempty"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}

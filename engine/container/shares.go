@@ -1,0 +1,306 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/share/ninep"
+)
+
+// RunShare is a host folder shared into a container at run time (berth
+// share add): served to that container's VM alone by a 9P server on its
+// own agent connection, and bind-mounted at Target.
+type RunShare struct {
+	// Source is the host folder's absolute path, symlinks resolved.
+	Source string `json:"source"`
+	// Target is the absolute path inside the container.
+	Target string `json:"target"`
+	// ReadOnly refuses changes, host-side.
+	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// liveShares are a run's mounted run-time shares, by target.
+type liveShares struct {
+	mu sync.Mutex
+	m  map[string]*liveShare
+}
+
+// liveShare is one mounted run-time share: its server and the staging
+// tag the guest mounted it under.
+type liveShare struct {
+	tag    string
+	server *ninep.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (l *liveShare) close() {
+	l.cancel()
+	<-l.done
+	l.server.Close()
+}
+
+// closeAll ends every share's server (the run is over).
+func (ls *liveShares) closeAll() {
+	ls.mu.Lock()
+	m := ls.m
+	ls.m = nil
+	ls.mu.Unlock()
+	for _, l := range m {
+		l.close()
+	}
+}
+
+// checkShareSource resolves dir, which must be an existing folder.
+func checkShareSource(dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", errdefs.InvalidArgument(fmt.Errorf("share %s: the folder must be an absolute path", dir))
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", errdefs.InvalidArgument(fmt.Errorf("share %s: no such folder on the host", dir))
+		}
+		return "", errdefs.InvalidArgument(fmt.Errorf("share %s: %w", dir, err))
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return "", errdefs.InvalidArgument(fmt.Errorf("share %s: %w", dir, err))
+	}
+	if !fi.IsDir() {
+		return "", errdefs.InvalidArgument(fmt.Errorf("share %s: it is a file, not a folder; share the folder that holds it (%s)", dir, filepath.Dir(dir)))
+	}
+	return real, nil
+}
+
+// checkShareTarget checks an explicit target path inside the container.
+func checkShareTarget(t string) (string, error) {
+	if !path.IsAbs(t) {
+		return "", errdefs.InvalidArgument(fmt.Errorf("share target %q must be an absolute path inside the container", t))
+	}
+	t = path.Clean(t)
+	if t == "/" {
+		return "", errdefs.InvalidArgument(errors.New("share target cannot be the container's root"))
+	}
+	return t, nil
+}
+
+// usedTargets are the container's mount targets: binds, volumes and
+// run-time shares.
+func usedTargets(spec Spec) map[string]bool {
+	used := map[string]bool{}
+	for _, m := range spec.Mounts {
+		used[path.Clean(m.Target)] = true
+	}
+	for _, s := range spec.RunShares {
+		used[s.Target] = true
+	}
+	return used
+}
+
+// defaultShareTarget is /mnt/<folder name>, de-duplicated with -2, -3...
+func defaultShareTarget(source string, used map[string]bool) string {
+	name := filepath.Base(source)
+	if name == "/" || name == "." || name == "" {
+		name = "host"
+	}
+	t := "/mnt/" + name
+	for i := 2; used[t]; i++ {
+		t = "/mnt/" + name + "-" + strconv.Itoa(i)
+	}
+	return t
+}
+
+// AddShare shares the host folder s.Source into the container at
+// s.Target (default /mnt/<folder name>, de-duplicated). The share is
+// recorded with the container, so it comes back at every start; a
+// running container gets it at once, a stopped one at its next start.
+// It returns the share as recorded.
+func (m *Manager) AddShare(ctx context.Context, ref string, s RunShare) (RunShare, error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return RunShare{}, err
+	}
+	src, err := checkShareSource(s.Source)
+	if err != nil {
+		return RunShare{}, err
+	}
+	s.Source = src
+	if s.Target != "" {
+		if s.Target, err = checkShareTarget(s.Target); err != nil {
+			return RunShare{}, err
+		}
+	}
+	c.mu.Lock()
+	for _, o := range c.spec.RunShares {
+		if o.Source == src {
+			c.mu.Unlock()
+			return RunShare{}, errdefs.Conflict(fmt.Errorf("%s is already shared with container %s at %s", src, c.spec.ID[:12], o.Target))
+		}
+	}
+	used := usedTargets(c.spec)
+	if s.Target == "" {
+		s.Target = defaultShareTarget(src, used)
+	} else if used[s.Target] {
+		c.mu.Unlock()
+		return RunShare{}, errdefs.Conflict(fmt.Errorf("container %s already has a mount at %s: choose another --target", c.spec.ID[:12], s.Target))
+	}
+	old := c.spec.RunShares
+	c.spec.RunShares = append(append([]RunShare{}, old...), s)
+	if err := writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
+		c.spec.RunShares = old
+		c.mu.Unlock()
+		return RunShare{}, fmt.Errorf("record share of %s: %w", src, err)
+	}
+	r := c.run
+	c.mu.Unlock()
+	if r == nil {
+		return s, nil
+	}
+	if err := r.mountRunShare(ctx, s); err != nil {
+		c.mu.Lock()
+		c.spec.RunShares = removeShare(c.spec.RunShares, s.Target)
+		_ = writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec)
+		c.mu.Unlock()
+		return RunShare{}, err
+	}
+	return s, nil
+}
+
+func removeShare(list []RunShare, target string) []RunShare {
+	var out []RunShare
+	for _, s := range list {
+		if s.Target != target {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Shares lists the container's run-time shares.
+func (m *Manager) Shares(ref string) ([]RunShare, error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]RunShare{}, c.spec.RunShares...), nil
+}
+
+// RemoveShare stops sharing the folder at target: it is unmounted in a
+// running container (lazily, if busy), its server closed, and it no
+// longer comes back at start.
+func (m *Manager) RemoveShare(ctx context.Context, ref, target string) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	target = path.Clean(target)
+	c.mu.Lock()
+	found := false
+	for _, s := range c.spec.RunShares {
+		found = found || s.Target == target
+	}
+	if !found {
+		c.mu.Unlock()
+		return errdefs.NotFound(fmt.Errorf("container %s has no run-time share at %s (see berth share ls)", c.spec.ID[:12], target))
+	}
+	old := c.spec.RunShares
+	c.spec.RunShares = removeShare(old, target)
+	if err := writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
+		c.spec.RunShares = old
+		c.mu.Unlock()
+		return fmt.Errorf("remove share at %s: %w", target, err)
+	}
+	r := c.run
+	c.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return r.unmountRunShare(ctx, target)
+}
+
+// mountRunShares mounts the recorded run-time shares at start. A folder
+// that is gone is left out, with a note in the container's log, rather
+// than failing the start; berth share rm forgets it.
+func mountRunShares(ctx context.Context, c *Container, r *running, shares []RunShare) error {
+	for _, s := range shares {
+		if _, err := checkShareSource(s.Source); err != nil {
+			c.out.write("stderr", fmt.Appendf(nil, "berth: not sharing %s at %s: %v\n", s.Source, s.Target, err))
+			continue
+		}
+		if err := r.mountRunShare(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mountRunShare serves s.Source to this run's VM and mounts it.
+func (r *running) mountRunShare(ctx context.Context, s RunShare) error {
+	srv, err := ninep.New(s.Source, s.ReadOnly)
+	if err != nil {
+		return errdefs.InvalidArgument(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	l := &liveShare{server: srv, cancel: cancel, done: make(chan struct{})}
+	served := false
+	opts := []string{"version=9p2000.L", "msize=262144", "access=client", "cache=none"}
+	if s.ReadOnly {
+		opts = append(opts, "ro")
+	}
+	req := &agentpb.MountRequest{Share: true, Fstype: "9p", Target: s.Target, Options: opts}
+	err = r.agent.MountOverPort(ctx, req, func(conn net.Conn) {
+		served = true
+		go func() {
+			defer close(l.done)
+			_ = srv.Serve(sctx, conn)
+		}()
+	}, func(port uint32) string {
+		l.tag = "run" + strconv.FormatUint(uint64(port), 10)
+		return l.tag
+	})
+	if err != nil {
+		cancel()
+		if served {
+			<-l.done
+		}
+		srv.Close()
+		return fmt.Errorf("share %s at %s: %w", s.Source, s.Target, err)
+	}
+	r.shares.mu.Lock()
+	if r.shares.m == nil {
+		r.shares.m = map[string]*liveShare{}
+	}
+	r.shares.m[s.Target] = l
+	r.shares.mu.Unlock()
+	return nil
+}
+
+// unmountRunShare unmounts the share at target and closes its server.
+func (r *running) unmountRunShare(ctx context.Context, target string) error {
+	r.shares.mu.Lock()
+	l := r.shares.m[target]
+	delete(r.shares.m, target)
+	r.shares.mu.Unlock()
+	if l == nil {
+		return nil // never mounted in this run (its folder was gone at start)
+	}
+	err := r.agent.UnmountShare(ctx, target, l.tag)
+	l.close()
+	if err != nil && !strings.Contains(err.Error(), "not a mount point") {
+		return fmt.Errorf("unshare %s: %w", target, err)
+	}
+	return nil
+}
