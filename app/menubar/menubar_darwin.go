@@ -337,9 +337,8 @@ func (b *bar) do(e Effect) {
 	case OpenFile:
 		appkit.Workspace_SharedWorkspace().OpenURL(foundation.URL_FileURLWithPath(e.Text))
 	case ShowWindow:
-		// The Berth window and the settings are not in the app yet:
-		// `berth ui` serves the Berth window in a browser.
-		b.alert("Not in this version yet", "The "+e.Text+" window is not built into the app yet. In a terminal, `berth ui --open` shows the Berth window in your browser.", appkit.AlertStyleWarning)
+		// The Berth window and the settings are not in the app yet.
+		b.alert("Not in this version yet", "The "+e.Text+" window is not built into the app yet.", appkit.AlertStyleWarning)
 	case ShowMessage:
 		b.item.Button().SetToolTip(e.Text)
 	case QuitApp:
