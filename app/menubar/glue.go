@@ -85,7 +85,7 @@ func TicketFromURL(r Redeemer, pageURL string) (terminal.Ticket, error) {
 	}
 	frag, err := url.ParseQuery(u.Fragment)
 	if err != nil {
-		return terminal.Ticket{}, fmt.Errorf("open terminal window: bad fragment in %s: %w", u.Redacted(), err)
+		return terminal.Ticket{}, fmt.Errorf("open terminal window: bad fragment in the page URL %s%s: %w", u.Host, u.Path, err)
 	}
 	tok := frag.Get("token")
 	if tok == "" {
