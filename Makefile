@@ -17,7 +17,7 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app app-layout workflow-lint bench kernel generate clean deps web
+.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
@@ -29,6 +29,7 @@ help:
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
 	@echo "make app       Berth.app, signed with entitlements.plist (macOS only; UNIVERSAL=1: arm64+amd64)"
 	@echo "make app-layout  Berth.app's directories, Info.plist and Resources, any OS (APP_DIR=...)"
+	@echo "make icons     the app icon and menu bar icons into build/icons (ICON_DIR=...), preview in docs/"
 	@echo "make bench     benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make generate  regenerate the agent protocol's Go code"
 
@@ -127,6 +128,15 @@ BUNDLE_VERSION := $(or $(shell echo '$(VERSION)' | sed -nE 's/^v?([0-9]+\.[0-9]+
 # both with UNIVERSAL=1.
 APP_ARCHES     := $(if $(UNIVERSAL),arm64 amd64,$(GOARCH))
 
+# The icons, drawn by app/appicon (no binary committed): AppIcon.icns and
+# the menu bar's template icons (berthTemplate.png, @2x, and the starting
+# and error variants) into ICON_DIR, and the preview docs/macos.md shows
+# (docs/menubar-icons.png).
+ICON_DIR ?= build/icons
+icons:
+	mkdir -p '$(ICON_DIR)'
+	$(GO) run ./app/appicon -o '$(ICON_DIR)/AppIcon.icns' -menubar '$(ICON_DIR)' -preview docs/menubar-icons.png
+
 # Everything in Berth.app but the main binary and the signature, on any
 # OS: Info.plist with the version filled in, PkgInfo, the icon, and
 # guestinit for each guest architecture in Resources. app/bundle_test.go
@@ -137,7 +147,7 @@ app-layout:
 	mkdir -p '$(APP_DIR)/Contents/MacOS' '$(APP_DIR)/Contents/Resources'
 	sed 's/@BUNDLE_VERSION@/$(BUNDLE_VERSION)/g' Info.plist > '$(APP_DIR)/Contents/Info.plist'
 	printf 'APPL????' > '$(APP_DIR)/Contents/PkgInfo'
-	$(GO) run ./app/appicon -o '$(APP_DIR)/Contents/Resources/AppIcon.icns'
+	$(GO) run ./app/appicon -o '$(APP_DIR)/Contents/Resources/AppIcon.icns' -menubar '$(APP_DIR)/Contents/Resources'
 	@for a in $(APP_ARCHES); do \
 	  echo "guestinit linux/$$a -> $(APP_DIR)/Contents/Resources"; \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(GUEST_LDFLAGS)' \
@@ -229,5 +239,5 @@ generate:
 	cd engine/agent/agentpb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate .
 
 clean:
-	rm -rf $(BIN) Berth.app
+	rm -rf $(BIN) Berth.app build
 	find $(WEB)/dist -mindepth 1 ! -name README.txt -delete

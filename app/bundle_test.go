@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/app/menubar"
 	"github.com/berthvm/berth/internal/testenv"
 )
 
@@ -98,6 +99,16 @@ func TestAppLayout(t *testing.T) {
 		b, err := os.ReadFile(filepath.Join(contents, "Resources", icon))
 		if err != nil || len(b) < 8 || string(b[:4]) != "icns" {
 			t.Errorf("icon %s: %v (%d bytes)", icon, err, len(b))
+		}
+	}
+	// The status item's template icons, by the names the glue asks
+	// NSImage for, at @1x and @2x.
+	for _, name := range []menubar.Icon{menubar.IconRunning, menubar.IconStarting, menubar.IconError} {
+		for _, f := range []string{string(name) + ".png", string(name) + "@2x.png"} {
+			b, err := os.ReadFile(filepath.Join(contents, "Resources", f))
+			if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+				t.Errorf("menu bar icon %s: %v (%d bytes)", f, err, len(b))
+			}
 		}
 	}
 	// guestinit for this machine's architecture only, where the engine

@@ -2,7 +2,11 @@
 // so Berth.app carries an icon made from this source rather than a
 // committed binary:
 //
-//	go run ./app/appicon -o Berth.app/Contents/Resources/AppIcon.icns
+//	go run ./app/appicon -o Berth.app/Contents/Resources/AppIcon.icns [-menubar DIR] [-preview FILE]
+//
+// -menubar also writes the menu bar's template icons into DIR
+// (berthTemplate.png and @2x, and the starting and error variants, see
+// menubar.go); -preview writes a PNG picture of them.
 //
 // The icon is a rounded square in the macOS style (a 824-pixel square on a
 // 1024-pixel canvas) holding a container resting on water. Each size is
@@ -25,8 +29,17 @@ import (
 
 func main() {
 	out := flag.String("o", "AppIcon.icns", "the .icns file to write")
+	menubar := flag.String("menubar", "", "also write the menu bar's template icons (PNG, @1x and @2x) into this directory")
+	preview := flag.String("preview", "", "also write a PNG preview of the menu bar icons to this file")
 	flag.Parse()
-	if err := writeFile(*out); err != nil {
+	err := writeFile(*out)
+	if err == nil && *menubar != "" {
+		err = writeTemplates(*menubar)
+	}
+	if err == nil && *preview != "" {
+		err = writePreview(*preview)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "appicon: %v\n", err)
 		os.Exit(1)
 	}

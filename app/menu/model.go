@@ -123,10 +123,9 @@ type Snapshot struct {
 	// Pulls are the pulls in progress and the failed ones not dismissed,
 	// oldest first.
 	Pulls []Progress
-	// KernelDownload is the kernel being fetched, if any. The engine does
-	// not report its kernel download yet (it fetches a chosen .deb at the
-	// first container start), so State never sets it; the menu is ready
-	// for it.
+	// KernelDownload is the kernel being fetched (or whose download
+	// failed), if any, as the app hosting the engine reports it
+	// (State.KernelSetup).
 	KernelDownload *Progress
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/api/types"
+	kernelsetup "github.com/berthvm/berth/engine/kernel"
 	cerrdefs "github.com/containerd/errdefs"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
@@ -70,6 +71,8 @@ type State struct {
 	containers               map[string]Container
 	images                   []Image
 	pulls                    []Progress
+	// kernelDownload is the kernel setup the host reported (KernelSetup).
+	kernelDownload *Progress
 	// quietBefore: deaths before this time (replayed to a new
 	// connection) were noticed, or not, by the connection before.
 	quietBefore time.Time
@@ -125,6 +128,10 @@ func (s *State) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap := Snapshot{Engine: s.engine, Kernel: s.kernel, Images: slices.Clone(s.images), Pulls: slices.Clone(s.pulls)}
+	if k := s.kernelDownload; k != nil {
+		kd := *k
+		snap.KernelDownload = &kd
+	}
 	for _, c := range s.containers {
 		c.Shares = slices.Clone(c.Shares)
 		snap.Containers = append(snap.Containers, c)
@@ -149,6 +156,47 @@ func (s *State) EngineFailed(err error) {
 		s.engine.State, s.engine.Reason, s.hostStarting, s.hostFailed = EngineNotRunning, err.Error(), false, true
 		s.clearEngineData()
 	})
+}
+
+// KernelSetup reports the engine's guest kernel preparation, as the app
+// hosting the engine reads it (daemon.Daemon.KernelSetup): a download or
+// unpack in progress is the Snapshot's KernelDownload, with its bytes; a
+// failed download stays there with its error (and "Set up kernel…")
+// until the next report; a ready kernel clears it and is the Snapshot's
+// kernel. A failure that was no download (a kernel file that does not
+// open) is left to the kernel status the engine reports. Reports that
+// change nothing do not signal Changed.
+func (s *State) KernelSetup(st kernelsetup.SetupState) {
+	p := kernelDownloadOf(st)
+	s.mu.Lock()
+	same := (p == nil && s.kernelDownload == nil) || (p != nil && s.kernelDownload != nil && *p == *s.kernelDownload)
+	ready := st.Phase == kernelsetup.SetupReady && (s.kernel.Version != st.Version || s.kernel.Error != "")
+	s.mu.Unlock()
+	if same && !ready {
+		return
+	}
+	s.update(func() {
+		s.kernelDownload = p
+		if st.Phase == kernelsetup.SetupReady {
+			s.kernel = Kernel{Version: st.Version}
+		}
+	})
+}
+
+// kernelDownloadOf is st as the menu's KernelDownload, or nil.
+func kernelDownloadOf(st kernelsetup.SetupState) *Progress {
+	switch st.Phase {
+	case kernelsetup.SetupDownloading:
+		return &Progress{Subject: st.URL, Current: st.Done, Total: max(st.Total, 0)}
+	case kernelsetup.SetupUnpacking:
+		total := max(st.Total, st.Done)
+		return &Progress{Subject: st.URL, Current: total, Total: total}
+	case kernelsetup.SetupFailed:
+		if st.Err != nil && errors.Is(st.Err, kernelsetup.ErrFetch) {
+			return &Progress{Subject: st.URL, Err: st.Err.Error()}
+		}
+	}
+	return nil
 }
 
 // update runs f under the lock and signals Changed.

@@ -188,6 +188,24 @@ func (d *Daemon) openLog(extra io.Writer) error {
 	return nil
 }
 
+// LockedError is Start's error when another Berth (a daemon, or the app
+// hosting one) holds the home's lock; it is classed ErrAlreadyExists.
+type LockedError struct {
+	// PID is the process holding the lock, as it recorded itself; 0 when
+	// it could not be read.
+	PID int
+	// Home is the home directory it serves.
+	Home string
+}
+
+func (e *LockedError) Error() string {
+	pid := "unknown"
+	if e.PID > 0 {
+		pid = strconv.Itoa(e.PID)
+	}
+	return fmt.Sprintf("another Berth daemon (pid %s) is already serving %s: stop it first, or use another --home", pid, e.Home)
+}
+
 // takeLock locks daemon.lock and records our pid in it.
 func (d *Daemon) takeLock() error {
 	path := d.home.LockFile()
@@ -196,12 +214,12 @@ func (d *Daemon) takeLock() error {
 		return fmt.Errorf("open lock %s: %w", path, err)
 	}
 	if err := lockFile(f); err != nil {
-		pid := "unknown"
-		if b, rerr := os.ReadFile(path); rerr == nil && len(strings.TrimSpace(string(b))) > 0 {
-			pid = strings.TrimSpace(string(b))
+		locked := &LockedError{Home: d.home.Dir}
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			locked.PID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		}
 		f.Close()
-		return errdefs.AlreadyExists(fmt.Errorf("another Berth daemon (pid %s) is already serving %s: stop it first, or use another --home", pid, d.home.Dir))
+		return errdefs.AlreadyExists(locked)
 	}
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

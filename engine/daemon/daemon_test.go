@@ -107,6 +107,10 @@ func TestSecondDaemonRefusedFirstKeepsServing(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "another Berth daemon") {
 		t.Fatalf("second daemon: %v", err)
 	}
+	var locked *LockedError
+	if !errors.As(err, &locked) || locked.PID != os.Getpid() || locked.Home != h.Dir {
+		t.Fatalf("second daemon: %#v, want a LockedError naming pid %d and %s", locked, os.Getpid(), h.Dir)
+	}
 	if _, err := newClient(t, h).Ping(ctx, docker.PingOptions{}); err != nil {
 		t.Fatalf("first daemon stopped answering: %v", err)
 	}
