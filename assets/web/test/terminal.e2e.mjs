@@ -71,7 +71,13 @@ async function phase(name, data = {}) {
     throw new Error(`phase ${name}: the driving test answered ${JSON.stringify(r.done ? "(end of input)" : r.value)}, want go`);
   }
 }
-const rttLimitMs = 1000;
+// Responsiveness during the flood: the median evaluate round trip must
+// stay under rttMedianLimitMs and none may pass rttMaxLimitMs. A frozen
+// page (no flow control) stalls for far longer; a noisy 2-core machine
+// stalls single round trips for a second or two, so the limit on any one
+// is loose and the median carries the check.
+const rttMedianLimitMs = 1000;
+const rttMaxLimitMs = 5000;
 const catchUpLimitMs = 5000;
 
 /** check throws a failure named by what when ok is false. */
@@ -428,7 +434,8 @@ async function run(page, summary) {
     check(summary.flood.catch_up_rtt_max_ms < catchUpLimitMs, `the page was unresponsive after its pause: an evaluate took ${summary.flood.catch_up_rtt_max_ms} ms (limit ${catchUpLimitMs})`);
   }
   check(rtts.length >= 3, `only ${rtts.length} evaluate round trips during the flood`);
-  check(rtts[rtts.length - 1] < rttLimitMs, `the page was unresponsive during the flood: an evaluate took ${Math.round(rtts[rtts.length - 1])} ms (limit ${rttLimitMs})`);
+  check(summary.flood.evaluate_rtt_ms.median < rttMedianLimitMs, `the page was slow during the flood: median evaluate round trip ${summary.flood.evaluate_rtt_ms.median} ms (limit ${rttMedianLimitMs})`);
+  check(rtts[rtts.length - 1] < rttMaxLimitMs, `the page was unresponsive during the flood: an evaluate took ${Math.round(rtts[rtts.length - 1])} ms (limit ${rttMaxLimitMs})`);
 
   // 6. WebGL's context lost: the page carries on with the DOM renderer.
   if (summary.renderer === "webgl") {
