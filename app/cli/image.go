@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthvm/berth/app/internal/human"
 	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/internal/atomicfile"
 	"github.com/distribution/reference"
 	"github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -366,7 +367,7 @@ func newSaveCmd(e *env, use string, aliases ...string) *cobra.Command {
 			}
 			defer rc.Close()
 			if output != "" && output != "-" {
-				return saveTo(output, rc)
+				return atomicfile.Write(output, func(w io.Writer) error { _, err := io.Copy(w, rc); return err })
 			}
 			if f, ok := e.io.Out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				return fmt.Errorf("save: refusing to write a tarball to a terminal: use -o FILE or redirect")
@@ -377,24 +378,6 @@ func newSaveCmd(e *env, use string, aliases ...string) *cobra.Command {
 	}
 	c.Flags().StringVarP(&output, "output", "o", "", "file to write (default stdout)")
 	return c
-}
-
-// saveTo writes r to path through a temporary file in the same folder, so
-// path holds a whole tarball or nothing new.
-func saveTo(path string, r io.Reader) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".berth-save-*")
-	if err != nil {
-		return fmt.Errorf("save: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return fmt.Errorf("save to %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save to %s: %w", path, err)
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func newUnpackCmd(e *env) *cobra.Command {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mobymount "github.com/moby/moby/api/types/mount"
 	"io"
 	"math"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/berthvm/berth/engine/events"
 	"github.com/docker/go-units"
 	mobycontainer "github.com/moby/moby/api/types/container"
+	mobymount "github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 )
 

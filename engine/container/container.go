@@ -18,14 +18,12 @@ package container
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"github.com/berthvm/berth/engine/share"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/berthvm/berth/engine/share"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
 
@@ -106,36 +104,6 @@ func (s Snapshot) ShortID() string { return s.Spec.ID[:12] }
 // Command is the main process's command line as `docker ps` shows it.
 func (s Snapshot) Command() string {
 	return strings.TrimSpace(s.Spec.Path + " " + strings.Join(s.Spec.Args, " "))
-}
-
-// writeJSONAtomic writes v to path through a temp file, fsync and rename,
-// so a crash leaves the old or the new file, never a torn one.
-func writeJSONAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := f.Write(b)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 func readJSON(path string, v any) error {

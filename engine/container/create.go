@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/berthvm/berth/engine/share"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +13,8 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/rootfs"
+	"github.com/berthvm/berth/engine/share"
+	"github.com/berthvm/berth/internal/atomicfile"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
@@ -188,7 +189,7 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 		return nil, err
 	}
 	c := newContainer(dir, spec, State{Status: mobycontainer.StateCreated})
-	if err := writeJSONAtomic(filepath.Join(dir, "config.json"), spec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "config.json"), spec); err != nil {
 		return nil, err
 	}
 	if err := c.saveStateLocked(); err != nil {

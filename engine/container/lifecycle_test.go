@@ -18,6 +18,7 @@ import (
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
+	"github.com/berthvm/berth/internal/atomicfile"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
 
@@ -63,7 +64,7 @@ func (l *lifecycle) add(t *testing.T, name string, cmd []string, edit func(*Spec
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeJSONAtomic(filepath.Join(dir, "config.json"), spec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "config.json"), spec); err != nil {
 		t.Fatal(err)
 	}
 	c := newContainer(dir, spec, State{Status: mobycontainer.StateCreated})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	mobymount "github.com/moby/moby/api/types/mount"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,8 +16,10 @@ import (
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/rootfs"
+	"github.com/berthvm/berth/internal/atomicfile"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
+	mobymount "github.com/moby/moby/api/types/mount"
 )
 
 // Manager owns every container of one Berth home.
@@ -164,7 +165,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 			c.state.Error = "Berth's engine stopped while the container was running; its VM was stopped"
 			c.state.FinishedAt = time.Now().UTC()
 			c.state.Pid = 0
-			_ = writeJSONAtomic(filepath.Join(dir, "state.json"), c.state)
+			_ = atomicfile.WriteJSON(filepath.Join(dir, "state.json"), c.state)
 		case mobycontainer.StateRemoving, mobycontainer.StateDead:
 			m.log.Warn("finishing removal of container", "id", c.spec.ID)
 			os.RemoveAll(dir)
@@ -270,7 +271,7 @@ func (c *Container) ID() string { return c.spec.ID }
 
 // saveState writes the state file; the caller holds c.mu.
 func (c *Container) saveStateLocked() error {
-	return writeJSONAtomic(filepath.Join(c.dir, "state.json"), c.state)
+	return atomicfile.WriteJSON(filepath.Join(c.dir, "state.json"), c.state)
 }
 
 // List returns every container (all) or the running ones, newest first,
@@ -566,7 +567,7 @@ func (m *Manager) Rename(ref, name string) error {
 	c.mu.Lock()
 	old := c.spec.Name
 	c.spec.Name = name
-	err = writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec)
+	err = atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec)
 	if err != nil {
 		c.spec.Name = old
 	} else {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/berthvm/berth/engine/share"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/share"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
 )

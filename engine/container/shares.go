@@ -15,6 +15,7 @@ import (
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/share/ninep"
+	"github.com/berthvm/berth/internal/atomicfile"
 )
 
 // RunShare is a host folder shared into a container at run time (berth
@@ -157,7 +158,7 @@ func (m *Manager) AddShare(ctx context.Context, ref string, s RunShare) (RunShar
 	}
 	old := c.spec.RunShares
 	c.spec.RunShares = append(append([]RunShare{}, old...), s)
-	if err := writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
 		c.spec.RunShares = old
 		c.mu.Unlock()
 		return RunShare{}, fmt.Errorf("record share of %s: %w", src, err)
@@ -170,7 +171,7 @@ func (m *Manager) AddShare(ctx context.Context, ref string, s RunShare) (RunShar
 	if err := r.mountRunShare(ctx, s); err != nil {
 		c.mu.Lock()
 		c.spec.RunShares = removeShare(c.spec.RunShares, s.Target)
-		_ = writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec)
+		_ = atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec)
 		c.mu.Unlock()
 		return RunShare{}, err
 	}
@@ -218,7 +219,7 @@ func (m *Manager) RemoveShare(ctx context.Context, ref, target string) error {
 	}
 	old := c.spec.RunShares
 	c.spec.RunShares = removeShare(old, target)
-	if err := writeJSONAtomic(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
 		c.spec.RunShares = old
 		c.mu.Unlock()
 		return fmt.Errorf("remove share at %s: %w", target, err)

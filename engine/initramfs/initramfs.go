@@ -30,10 +30,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/internal/atomicfile"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
-
-	"github.com/berthvm/berth/engine/kernel"
 )
 
 // LoadOrderPath is where the archive lists the modules the boot needs,
@@ -194,7 +194,7 @@ func Build(ctx context.Context, spec Spec) (string, error) {
 	if spec.Kernel != nil {
 		modDir = spec.Kernel.ModulesDir
 	}
-	if err := writeAtomic(dst, func(w io.Writer) error { return write(ctx, w, spec.Init, modDir, files, lateFiles) }); err != nil {
+	if err := atomicfile.Write(dst, func(w io.Writer) error { return write(ctx, w, spec.Init, modDir, files, lateFiles) }); err != nil {
 		return "", fmt.Errorf("build initramfs: %w", err)
 	}
 	return dst, nil
@@ -237,31 +237,6 @@ func moduleFiles(spec Spec) (files, lateFiles []string, err error) {
 		}
 	}
 	return files, lateFiles, nil
-}
-
-// writeAtomic writes dst through a synced temporary file in its
-// directory, so an interrupted build leaves no archive that looks whole.
-func writeAtomic(dst string, write func(io.Writer) error) error {
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".initramfs-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if err := write(tmp); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
 }
 
 // write writes the archive: directories, /dev/console, /dev/null, /init

@@ -13,9 +13,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/internal/atomicfile"
+	"github.com/klauspost/compress/zstd"
 )
 
 // DigestFunc returns the SHA-256 of the file at path. FileDigest reads the
@@ -92,7 +92,7 @@ func (k *Kernel) BootImage(ctx context.Context, cacheDir string, opts ...BootOpt
 	if err != nil {
 		return "", fmt.Errorf("prepare boot image: %w", err)
 	}
-	err = writeFileAtomicFrom(dst, func(w io.Writer) error {
+	err = atomicfile.Write(dst, func(w io.Writer) error {
 		return extractBootImage(ctxWriter{ctx, w}, f, fi.Size(), k.Format)
 	})
 	if err != nil {
@@ -246,35 +246,10 @@ func (c ctxWriter) Write(b []byte) (int, error) {
 // writeFileAtomic writes b to path through a temporary file in the same
 // directory, so readers never see a partial file.
 func writeFileAtomic(path string, b []byte) error {
-	return writeFileAtomicFrom(path, func(w io.Writer) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})
-}
-
-// writeFileAtomicFrom is writeFileAtomic with the content written by
-// write.
-func writeFileAtomicFrom(path string, write func(io.Writer) error) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // unzboot returns a reader of the Image inside an EFI zboot image of size

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/internal/atomicfile"
 )
 
 // Volume is a named volume: a directory under the Berth home that
@@ -147,7 +148,7 @@ func (s *Store) Create(opts CreateOptions) (Volume, error) {
 	if err := os.Mkdir(filepath.Join(tmp, "_data"), 0o755); err != nil {
 		return Volume{}, fmt.Errorf("create volume %s: %w", v.Name, err)
 	}
-	if err := writeMeta(filepath.Join(tmp, "volume.json"), v); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(tmp, "volume.json"), v); err != nil {
 		return Volume{}, fmt.Errorf("create volume %s: %w", v.Name, err)
 	}
 	if err := os.Rename(tmp, filepath.Join(s.dir, v.Name)); err != nil {
@@ -317,30 +318,4 @@ func dirSize(dir string) uint64 {
 		return nil
 	})
 	return n
-}
-
-// writeMeta writes v as JSON to path atomically (temp file, fsync,
-// rename).
-func writeMeta(path string, v Volume) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".volume.json-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
