@@ -189,22 +189,7 @@ func TestTerminal(t *testing.T) {
 		p.stopAcks()
 		p.send("seq 1 1000000000\r")
 		go p.drain()
-		var last terminal.Stats
-		steady := 0
-		deadline := time.Now().Add(60 * time.Second)
-		for steady < 10 {
-			if time.Now().After(deadline) {
-				t.Fatalf("output never paused: %+v", s.Stats())
-			}
-			time.Sleep(100 * time.Millisecond)
-			st := s.Stats()
-			if st.Sent == last.Sent && st.Unacked >= terminal.HighWater {
-				steady++
-			} else {
-				steady = 0
-			}
-			last = st
-		}
+		last := waitOutputPaused(t, s)
 		t.Logf("paused: %+v", last)
 		if last.PeakUnacked > terminal.HighWater+terminal.BatchBytes {
 			t.Errorf("peak unacked %d, more than high water + a batch (%d)", last.PeakUnacked, terminal.HighWater+terminal.BatchBytes)
@@ -212,7 +197,7 @@ func TestTerminal(t *testing.T) {
 		// The guest is still producing (seq is blocked on its pty, not
 		// done): acknowledging resumes it.
 		p.ackAll(last.Unacked)
-		deadline = time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for s.Stats().Sent == last.Sent {
 			if time.Now().After(deadline) {
 				t.Fatal("acks did not resume the output")
