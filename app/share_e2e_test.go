@@ -23,7 +23,7 @@ import (
 //   - symlinks in the folder that point out of it (relative and
 //     absolute) lead nowhere; sharing the folder twice, or a file, is
 //     refused with a clear error;
-//   - 2,000 small files (500 under the race detector: shareSmallFiles)
+//   - 2,000 small files (200 under the race detector: shareSmallFiles)
 //     created in the guest and read back on both sides; a 20 MB file copied host → guest and guest → host with
 //     matching SHA-256;
 //   - share rm unmounts it; a share added to a stopped container, and
