@@ -67,6 +67,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /berth/kernel", s.kernelGet)
 	s.mux.HandleFunc("PUT /berth/kernel", s.kernelSet)
 	s.mux.HandleFunc("POST /berth/containers/{id}/terminals", s.terminalOpen)
+	s.mux.HandleFunc("POST /berth/ui", s.windowOpen)
 	s.imageRoutes()
 	s.containerRoutes()
 	s.volumeRoutes()

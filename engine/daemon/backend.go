@@ -183,3 +183,12 @@ func (t terminals) Open(ctx context.Context, ref string, req types.TerminalReque
 	}
 	return types.Terminal{ID: tk.Session, URL: t.d.web.TerminalURL(tk.Token)}, nil
 }
+
+// Window issues a Berth window sign-in on the web server.
+func (b backend) Window(context.Context) (types.Window, error) {
+	u, err := b.d.web.WindowURL()
+	if err != nil {
+		return types.Window{}, err
+	}
+	return types.Window{URL: u}, nil
+}
