@@ -37,7 +37,7 @@ help:
 # type check and esbuild. A berth built without it still compiles and says
 # to run this.
 WEB := assets/web
-WEB_SRC := $(wildcard $(WEB)/src/*) $(WEB)/build.mjs $(WEB)/tsconfig.json
+WEB_SRC := $(wildcard $(WEB)/src/* $(WEB)/src/window/*) $(WEB)/build.mjs $(WEB)/tsconfig.json
 
 web: $(WEB)/dist/index.html
 
