@@ -17,7 +17,7 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app app-layout workflow-lint bench kernel generate clean deps web
+.PHONY: screenshots help build guest run test vet fmt-check darwin-check darwin-build app app-layout workflow-lint bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
@@ -52,6 +52,12 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json $(WEB)/package.
 $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SRC)
 	cd $(WEB) && npx --no-install tsc --noEmit -p .
 	cd $(WEB) && node build.mjs
+
+# docs/berth-window.png: app's TestWindow (chromium, one QEMU VM at a
+# time) screenshots the Berth window; the light one is committed.
+screenshots: web
+	@d=$$(mktemp -d) && BERTH_SCREENSHOTS=$$d go test -count=1 -run 'TestWindow$$' ./app/ && cp $$d/berth-window.png docs/berth-window.png && rm -rf $$d
+	@echo "screenshots: docs/berth-window.png"
 
 # bin/berth and, next to it where the engine looks, the guest's PID 1.
 # On macOS bin/berth is signed ad hoc with entitlements.plist, as Lima

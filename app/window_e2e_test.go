@@ -185,7 +185,7 @@ func TestWindow(t *testing.T) {
 	}
 
 	var cols []string
-	p.call(nil, "state", "web", "^Up")
+	p.call(nil, "state", "web", "^Running")
 	p.call(&cols, "rowText", "web")
 	if len(cols) != 6 || cols[0] != "web" || cols[2] != "berth/busybox:1" {
 		t.Errorf("web's row %q: want name web, state, image berth/busybox:1, IP, ports, created", cols)
@@ -209,11 +209,18 @@ func TestWindow(t *testing.T) {
 		}
 		p.call(nil, "search", "")
 	})
+	t.Run("shell", func(t *testing.T) {
+		var tab struct{ URL, Title string }
+		p.call(&tab, "shell", "web")
+		if tab.URL != d.WebUI().URL()+"/terminal/" {
+			t.Errorf("Shell opened %q, want the terminal page", tab.URL)
+		}
+	})
 	t.Run("live from the CLI", func(t *testing.T) {
 		mustOK(t, "stop web", berth(t, dir, "stop", "-t", "1", "web"))
 		p.call(nil, "state", "web", "^Exited")
 		mustOK(t, "start web", berth(t, dir, "start", "web"))
-		p.call(nil, "state", "web", "^Up")
+		p.call(nil, "state", "web", "^Running")
 		mustOK(t, "create job", berth(t, dir, "create", "--name", "job", "berth/busybox:1", "true"))
 		p.call(nil, "state", "job", "^Created")
 	})
@@ -240,7 +247,7 @@ func TestWindow(t *testing.T) {
 		if len(items) != 1 || items[0] != "Start web" {
 			t.Errorf("palette for %q: %q, want [Start web]", "start web", items)
 		}
-		p.call(nil, "state", "web", "^Up")
+		p.call(nil, "state", "web", "^Running")
 	})
 	t.Run("screenshots", func(t *testing.T) {
 		shots := os.Getenv("BERTH_SCREENSHOTS")

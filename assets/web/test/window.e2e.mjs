@@ -88,6 +88,16 @@ const handlers = {
     }
     return { first, now: await max() };
   },
+  // shell clicks Shell on name's row and waits for the terminal page it
+  // opens in a new tab to title itself with the container's name.
+  async shell(name) {
+    await row(name).click();
+    const [tab] = await Promise.all([context.waitForEvent("page", { timeout }), page.click('#actions button[data-action="shell"]')]);
+    await tab.waitForFunction((n) => document.title.startsWith(n), name, { timeout });
+    const got = { url: tab.url().replace(/#.*/, ""), title: await tab.title() };
+    await tab.close();
+    return got;
+  },
   async search(q) {
     await page.fill("#logs-search", q);
     const marks = await page.locator("#logs-text mark").allTextContents();

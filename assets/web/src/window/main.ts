@@ -155,7 +155,9 @@ function render() {
       tr.dataset.id = c.Id;
       tr.dataset.name = name(c);
       cell(tr, name(c));
-      cell(tr, c.Status || c.State, `state ${c.State}`);
+      // The state, not Docker's Status line ("Up 3 seconds"), which is
+      // only as fresh as the last list; the line is the tooltip.
+      cell(tr, c.State.charAt(0).toUpperCase() + c.State.slice(1), `state ${c.State}`).title = c.Status;
       cell(tr, c.Image, "sub");
       cell(tr, ip(c), "sub");
       cell(tr, ports(c), "sub");
