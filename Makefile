@@ -24,6 +24,7 @@ help:
 	@echo "make test      vet, gofmt, darwin type-check and CLI-only link, go test ./..."
 	@echo "make build     bin/berth for this machine (after make web)"
 	@echo "make web       the web pages' bundle berth embeds (assets/web; needs Node.js 20+)"
+	@echo "make screenshots docs/berth-window.png from the Berth window e2e test (chromium, QEMU)"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"

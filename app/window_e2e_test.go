@@ -249,6 +249,34 @@ func TestWindow(t *testing.T) {
 		}
 		p.call(nil, "state", "web", "^Running")
 	})
+	t.Run("berth ui", func(t *testing.T) {
+		cmd := exec.Command(berthBin, "ui", "--no-open")
+		cmd.Env = append(os.Environ(), "BERTH_HOME="+dir)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if want := d.WebUI().URL() + "/#token="; err != nil || !strings.HasPrefix(line, want) || len(strings.TrimSpace(line)) != len(want)+64 {
+			t.Errorf("berth ui printed %q (%v), want %s and 64 hex digits", line, err, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if cmd.ProcessState != nil {
+			t.Errorf("berth ui exited before it was interrupted")
+		}
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("berth ui after Ctrl-C: %v\n%s", err, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "--no-open") {
+			t.Errorf("berth ui did not say it does not open the browser: %q", stderr.String())
+		}
+	})
 	t.Run("screenshots", func(t *testing.T) {
 		shots := os.Getenv("BERTH_SCREENSHOTS")
 		if shots == "" {
