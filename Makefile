@@ -17,13 +17,14 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: help build guest run test vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
+.PHONY: screenshots help build guest run test vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
 	@echo "make test      vet, gofmt, darwin type-check and CLI-only link, go test ./..."
 	@echo "make build     bin/berth for this machine (after make web)"
 	@echo "make web       the web pages' bundle berth embeds (assets/web; needs Node.js 20+)"
+	@echo "make screenshots docs/berth-window.png from the Berth window e2e test (chromium, QEMU)"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
@@ -38,7 +39,7 @@ help:
 # type check and esbuild. A berth built without it still compiles and says
 # to run this.
 WEB := assets/web
-WEB_SRC := $(wildcard $(WEB)/src/*) $(WEB)/build.mjs $(WEB)/tsconfig.json
+WEB_SRC := $(wildcard $(WEB)/src/* $(WEB)/src/window/*) $(WEB)/build.mjs $(WEB)/tsconfig.json
 
 web: $(WEB)/dist/index.html
 
@@ -54,6 +55,8 @@ $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SRC)
 	cd $(WEB) && npx --no-install tsc --noEmit -p .
 	cd $(WEB) && node build.mjs
 
+# docs/berth-window.png: app's TestWindow (chromium, one QEMU VM at a
+# time) screenshots the Berth window; the light one is committed.
 # bin/berth and, next to it where the engine looks, the guest's PID 1.
 # On macOS bin/berth is signed ad hoc with entitlements.plist, as Lima
 # signs limactl: Virtualization.framework refuses to start VMs for a
@@ -216,8 +219,11 @@ test: web vet fmt-check darwin-check darwin-build workflow-lint
 # The terminal window's screenshots in docs/ (README.md shows one), from a
 # real run: the page in chromium on a shell in a QEMU micro-VM.
 .PHONY: screenshots
+# The README's pictures, from real runs: docs/terminal-light.png and
+# docs/terminal-dark.png (the terminal page), docs/berth-window.png.
 screenshots: web
 	BERTH_SCREENSHOTS=docs $(GO) test -count=1 -run '^TestTerminal$$/^browser$$' -timeout 15m ./app
+	@d=$$(mktemp -d) && BERTH_SCREENSHOTS=$$d $(GO) test -count=1 -run 'TestWindow$$' ./app/ && cp $$d/berth-window.png docs/berth-window.png && rm -rf $$d
 
 # Benchmarks recorded in docs/BENCHMARKS.md (BenchmarkTerminal, one VM for
 # its sub-benchmarks, needs make web and chromium). BenchmarkEngineRSS (10

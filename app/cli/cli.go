@@ -94,7 +94,7 @@ func NewRoot(stdio IO) *cobra.Command {
 		newShareCmd(e),
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),
-		newExecCmd(e), newShellCmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),
+		newExecCmd(e), newShellCmd(e), newUICmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),
 	)
 	// The Docker-style top-level aliases of image commands.
 	root.AddCommand(newPullCmd(e, "pull"), newImagesCmd(e, "images"), newRmiCmd(e, "rmi"),

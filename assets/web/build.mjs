@@ -1,6 +1,7 @@
-// build.mjs bundles the terminal page into dist/ with esbuild's JS API:
-// index.html, app.js (the TypeScript in src/ and xterm.js with its addons),
-// app.css and xterm.css. Nothing is loaded from elsewhere at run time.
+// build.mjs bundles the web pages into dist/ with esbuild's JS API: the
+// terminal page's index.html, app.js (the TypeScript in src/ and xterm.js
+// with its addons), app.css and xterm.css; the Berth window's
+// window.html, window.js and window.css (src/window/). Nothing is loaded from elsewhere at run time.
 // dist/README.txt is committed and kept; everything else there is output.
 //
 // Usage: node build.mjs   (after npm ci; `make web` does both)
@@ -44,6 +45,21 @@ await esbuild.build({
   outdir: dist,
 });
 await copyFile(join(root, "src/index.html"), join(dist, "index.html"));
+
+// The Berth window (docs/berth-window.md): window.html, window.js and
+// window.css, served at / by the engine's loopback server.
+await esbuild.build({
+  ...common,
+  entryPoints: { window: join(root, "src/window/main.ts") },
+  format: "iife",
+  outdir: dist,
+});
+await esbuild.build({
+  ...common,
+  entryPoints: { window: join(root, "src/window/window.css") },
+  outdir: dist,
+});
+await copyFile(join(root, "src/window/window.html"), join(dist, "window.html"));
 
 const files = (await readdir(dist)).filter((n) => n !== "README.txt").sort();
 console.log(`web: built ${files.join(", ")} in ${dist}`);

@@ -1,5 +1,5 @@
-// Package web holds Berth's web pages (the terminal window, and later the
-// Berth window) as the bundle `make web` builds from assets/web/src with
+// Package web holds Berth's web pages (the terminal window and the Berth
+// window) as the bundle `make web` builds from assets/web/src with
 // esbuild, embedded in the berth binary with go:embed.
 //
 // A build without the bundle still compiles: FS then reports ErrNotBuilt,

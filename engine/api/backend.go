@@ -75,6 +75,9 @@ type System interface {
 	SetKernel(ctx context.Context, c types.KernelChoice) (types.KernelInfo, error)
 	// Unpack writes an image's root filesystem as an ext4 file.
 	Unpack(ctx context.Context, ref, output string, size int64) error
+	// Window issues a Berth window sign-in (docs/berth-window.md): the
+	// window's URL with a one-use token in its fragment.
+	Window(ctx context.Context) (types.Window, error)
 }
 
 // PullRequest is what POST /images/create asks the image store for.

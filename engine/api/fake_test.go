@@ -156,6 +156,10 @@ func (f fakeTerminals) Open(_ context.Context, ref string, req types.TerminalReq
 	return types.Terminal{ID: "session-" + c.Spec.Name + "-" + strings.Join(req.Cmd, "_"), URL: "http://127.0.0.1:1/terminal/#token=t"}, nil
 }
 
+func (b *fakeBackend) Window(context.Context) (types.Window, error) {
+	return types.Window{URL: "http://127.0.0.1:1/#token=t"}, nil
+}
+
 func (b *fakeBackend) Kernel(context.Context) types.KernelInfo {
 	return types.KernelInfo{Version: "6.1.0-test"}
 }

@@ -68,6 +68,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("PUT /berth/kernel", s.kernelSet)
 	s.mux.HandleFunc("POST /berth/containers/{id}/terminals", s.terminalOpen)
 	s.shareRoutes()
+	s.mux.HandleFunc("POST /berth/ui", s.windowOpen)
 	s.imageRoutes()
 	s.containerRoutes()
 	s.volumeRoutes()

@@ -138,3 +138,13 @@ func (s *Server) terminalOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusCreated, t)
 }
+
+// windowOpen issues a Berth window sign-in: 201 {"url": "…/#token=…"}.
+func (s *Server) windowOpen(w http.ResponseWriter, r *http.Request) {
+	win, err := s.backend.Window(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, win)
+}

@@ -30,3 +30,15 @@ func TestTerminalOpen(t *testing.T) {
 		t.Errorf("GET: %d, want 405", rec.Code)
 	}
 }
+
+// TestWindowOpen: POST /berth/ui answers 201 with the window's URL.
+func TestWindowOpen(t *testing.T) {
+	rec := serve(t, newFakeBackend(), "POST", "/berth/ui", nil)
+	var got types.Window
+	if rec.Code != 201 || json.Unmarshal(rec.Body.Bytes(), &got) != nil || !strings.Contains(got.URL, "/#token=") {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if rec := serve(t, newFakeBackend(), "GET", "/berth/ui", nil); rec.Code != 405 {
+		t.Errorf("GET: %d, want 405", rec.Code)
+	}
+}

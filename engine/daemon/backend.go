@@ -208,3 +208,12 @@ func (s shares) Add(ctx context.Context, ref string, sh types.Share) (types.Shar
 func (s shares) Remove(ctx context.Context, ref, target string) error {
 	return s.m.RemoveShare(ctx, ref, target)
 }
+
+// Window issues a Berth window sign-in on the web server.
+func (b backend) Window(context.Context) (types.Window, error) {
+	u, err := b.d.web.WindowURL()
+	if err != nil {
+		return types.Window{}, err
+	}
+	return types.Window{URL: u}, nil
+}

@@ -98,7 +98,9 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.Engine = eng
 	d.terms = terminal.NewManager(terminal.Config{Backend: terminal.ManagerBackend(eng.Containers()), Log: d.log})
-	if d.web, err = webui.Start(webui.Config{Terminals: d.terms, Log: d.log}); err != nil {
+	// One API handler serves the socket and, in part, the Berth window.
+	apiHandler := api.NewServer(backend{d}, api.WithLogger(d.log))
+	if d.web, err = webui.Start(webui.Config{Terminals: d.terms, Log: d.log, API: apiHandler}); err != nil {
 		return nil, err
 	}
 	if err := d.listen(ctx); err != nil {
@@ -109,7 +111,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	d.cancelRequests = cancelRequests
 	d.srv = &http.Server{
-		Handler:           api.NewServer(backend{d}, api.WithLogger(d.log)),
+		Handler:           apiHandler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },

@@ -2,9 +2,6 @@ package terminal
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/onetime"
 )
 
 // ErrBadToken is Redeem's error for a wrong, reused, expired or missing
@@ -41,16 +39,10 @@ type Manager struct {
 	hangupGrace time.Duration
 
 	mu       sync.Mutex
-	tickets  []issued // few at a time: scanned whole, in constant time each
+	tickets  *onetime.Store[Ticket]
 	sessions map[string]*Session
 	stopping bool
 	running  sync.WaitGroup
-}
-
-type issued struct {
-	token   []byte
-	ticket  Ticket
-	expires time.Time
 }
 
 // NewManager returns a Manager running sessions on cfg.Backend.
@@ -61,29 +53,29 @@ func NewManager(cfg Config) *Manager {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Manager{backend: cfg.Backend, log: cfg.Log, now: cfg.Now, hangupGrace: HangupGrace, sessions: map[string]*Session{}}
+	return &Manager{backend: cfg.Backend, log: cfg.Log, now: cfg.Now, hangupGrace: HangupGrace, tickets: onetime.New[Ticket](TokenTTL, cfg.Now), sessions: map[string]*Session{}}
 }
 
 // Issue returns a ticket for a new session with opts: a fresh session ID
 // and a token of 256 random bits, good for one Redeem within TokenTTL.
 // It does not check the container; the caller (the API) does.
 func (m *Manager) Issue(opts Options) (Ticket, error) {
-	tok, err := randomHex(32)
-	if err != nil {
-		return Ticket{}, fmt.Errorf("terminal: issue a token: %w", err)
-	}
-	id, err := randomHex(16)
+	id, err := onetime.RandomHex(16)
 	if err != nil {
 		return Ticket{}, fmt.Errorf("terminal: issue a session ID: %w", err)
 	}
-	t := Ticket{Session: id, Token: tok, Options: opts}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopping {
 		return Ticket{}, ErrStopping
 	}
-	m.pruneLocked()
-	m.tickets = append(m.tickets, issued{token: []byte(tok), ticket: t, expires: m.now().Add(TokenTTL)})
+	// The store keeps the ticket without its token, which Issue makes.
+	t := Ticket{Session: id, Options: opts}
+	tok, err := m.tickets.Issue(t)
+	if err != nil {
+		return Ticket{}, fmt.Errorf("terminal: %w", err)
+	}
+	t.Token = tok
 	return t, nil
 }
 
@@ -91,34 +83,12 @@ func (m *Manager) Issue(opts Options) (Ticket, error) {
 // token, one after TokenTTL, an unknown or empty one is ErrBadToken. Every
 // issued token is compared, each in constant time.
 func (m *Manager) Redeem(token string) (Ticket, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.pruneLocked()
-	found := -1
-	for i, is := range m.tickets {
-		if subtle.ConstantTimeCompare(is.token, []byte(token)) == 1 {
-			found = i
-		}
-	}
-	if found < 0 || token == "" {
+	t, ok := m.tickets.Redeem(token)
+	if !ok {
 		return Ticket{}, ErrBadToken
 	}
-	t := m.tickets[found].ticket
-	m.tickets = append(m.tickets[:found], m.tickets[found+1:]...)
+	t.Token = token
 	return t, nil
-}
-
-// pruneLocked drops expired tokens.
-func (m *Manager) pruneLocked() {
-	now := m.now()
-	kept := m.tickets[:0]
-	for _, is := range m.tickets {
-		if now.Before(is.expires) {
-			kept = append(kept, is)
-		}
-	}
-	clear(m.tickets[len(kept):])
-	m.tickets = kept
 }
 
 // Session returns the running session id, if there is one.
@@ -146,7 +116,7 @@ func (m *Manager) Sessions() []*Session {
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopping = true
-	m.tickets = nil
+	m.tickets.Clear()
 	for _, s := range m.sessions {
 		s.stop()
 	}
@@ -162,12 +132,4 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("terminal: wait for the sessions to end: %w", ctx.Err())
 	}
-}
-
-func randomHex(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
 }

@@ -14,6 +14,13 @@
 //
 // A client with no Origin (not a browser: browsers always send one on a
 // WebSocket) still needs the token.
+//
+// With Config.API it also serves the Berth window (docs/berth-window.md):
+// the page at /, POST /ui/session (own Origin required; a one-use token
+// from WindowURL traded for an HttpOnly, SameSite=Strict session cookie)
+// and /ui/api/..., an allowlisted part of the engine's API handler,
+// called in-process (own Origin, required unless GET; the cookie, else
+// 401; not on the list, 404).
 package webui
 
 import (
@@ -47,6 +54,12 @@ type Config struct {
 	Bundle func() (fs.FS, error)
 	// Port is the port to listen on; 0 (the default) picks one.
 	Port int
+	// API is the engine's Docker-compatible API handler (engine/api's
+	// Server); the Berth window calls a part of it through /ui/api. Nil:
+	// no Berth window (/ and /ui/ are not served).
+	API http.Handler
+	// Now is the clock sign-in tokens expire by (default time.Now).
+	Now func() time.Time
 }
 
 // Server is the running loopback server.
@@ -54,6 +67,7 @@ type Server struct {
 	terms  *terminal.Manager
 	log    *slog.Logger
 	bundle func() (fs.FS, error)
+	win    *window // nil without Config.API
 	ln     net.Listener
 	port   int
 	srv    *http.Server
@@ -82,12 +96,17 @@ func Start(cfg Config) (*Server, error) {
 		terms: cfg.Terminals, log: cfg.Log, bundle: cfg.Bundle, ln: ln,
 		port: ln.Addr().(*net.TCPAddr).Port, served: make(chan error, 1), cancel: cancel,
 	}
+	if cfg.API != nil {
+		s.win = newWindow(cfg.API, cfg)
+	}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
+	// Streams (the window's /events and logs) end when shutdown begins.
+	s.srv.RegisterOnShutdown(cancel)
 	go func() { s.served <- s.srv.Serve(ln) }()
 	return s, nil
 }
@@ -118,9 +137,17 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /terminal/ws", s.terminalWS)
 	mux.HandleFunc("GET /terminal/", s.page)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/terminal/", http.StatusFound)
-	})
+	if s.win == nil {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/terminal/", http.StatusFound)
+		})
+	} else {
+		mux.HandleFunc("GET /{$}", s.windowFile("window.html"))
+		mux.HandleFunc("GET /window.js", s.windowFile("window.js"))
+		mux.HandleFunc("GET /window.css", s.windowFile("window.css"))
+		mux.HandleFunc("POST /ui/session", s.windowSession)
+		mux.Handle("/ui/api/", http.HandlerFunc(s.windowAPI))
+	}
 	return s.checkHost(mux)
 }
 

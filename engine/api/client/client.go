@@ -140,6 +140,15 @@ func (c *Client) OpenTerminal(ctx context.Context, containerRef string, req type
 	return t, err
 }
 
+// OpenWindow issues a Berth window sign-in (POST /berth/ui) and returns
+// the window's URL, whose fragment holds a one-use token good for 2
+// minutes.
+func (c *Client) OpenWindow(ctx context.Context) (types.Window, error) {
+	var w types.Window
+	err := c.do(ctx, http.MethodPost, "/berth/ui", nil, &w)
+	return w, err
+}
+
 // do sends one request to a Berth endpoint with in (when not nil) as its
 // JSON body and decodes a JSON answer into out (when not nil). An error
 // answer becomes an error of the matching errdefs class carrying the

@@ -80,6 +80,12 @@ type TerminalRequest struct {
 	Detach  bool     `json:"detach,omitempty"`
 }
 
+// Window is the answer to POST /berth/ui: the Berth window's URL, whose
+// fragment holds a one-use sign-in token (docs/berth-window.md).
+type Window struct {
+	URL string `json:"url"`
+}
+
 // Terminal is the answer to POST /berth/containers/{id}/terminals: the
 // session's ID and the page's URL, whose fragment holds the one-use token.
 type Terminal struct {

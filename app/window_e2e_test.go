@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/assets/web"
+	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/engine/daemon"
+	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/launcher"
+	"github.com/berthvm/berth/internal/testenv"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	mobycontainer "github.com/moby/moby/api/types/container"
+)
+
+// windowDriver is the Berth window in a real chromium, driven by
+// assets/web/test/window.e2e.mjs: one JSON command a line, one answer.
+type windowDriver struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startWindowDriver(t *testing.T, url string) *windowDriver {
+	t.Helper()
+	testenv.RequireTool(t, "/usr/bin/chromium", "chromium")
+	node := testenv.RequireCommand(t, "node", "nodejs")
+	webDir, err := filepath.Abs("../assets/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(webDir, "node_modules", "playwright-core")); err != nil {
+		testenv.Unavailable(t, "playwright-core is not installed in assets/web (make web runs npm ci)")
+	}
+	if _, err := web.FS(); err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	d := &windowDriver{t: t, cmd: exec.Command(node, "test/window.e2e.mjs", url)}
+	d.cmd.Dir = webDir
+	d.cmd.Stderr = os.Stderr
+	if d.in, err = d.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.out = bufio.NewScanner(stdout)
+	d.out.Buffer(make([]byte, 1<<20), 1<<20)
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.in.Close()
+		done := make(chan error, 1)
+		go func() { done <- d.cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+		}
+	})
+	return d
+}
+
+// call runs one driver command and decodes its result into out (when
+// not nil); a failed command fails the test.
+func (d *windowDriver) call(out any, cmd string, args ...any) {
+	d.t.Helper()
+	line, err := json.Marshal(append([]any{cmd}, args...))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(d.in, "%s\n", line); err != nil {
+		d.t.Fatalf("%s: write to the driver: %v", cmd, err)
+	}
+	for d.out.Scan() {
+		var a struct {
+			OK        bool            `json:"ok"`
+			Result    json.RawMessage `json:"result"`
+			Error     string          `json:"error"`
+			PageError string          `json:"pageerror"`
+		}
+		if err := json.Unmarshal(d.out.Bytes(), &a); err != nil {
+			d.t.Fatalf("%s: driver said %q: %v", cmd, d.out.Text(), err)
+		}
+		if a.PageError != "" {
+			d.t.Errorf("page error: %s", a.PageError)
+			continue
+		}
+		if !a.OK {
+			d.t.Fatalf("%s %v: %s", cmd, args, a.Error)
+		}
+		if out != nil {
+			if err := json.Unmarshal(a.Result, out); err != nil {
+				d.t.Fatalf("%s: result %s: %v", cmd, a.Result, err)
+			}
+		}
+		return
+	}
+	d.t.Fatalf("%s: the driver ended: %v", cmd, d.out.Err())
+}
+
+// TestWindow drives the Berth window in chromium against an in-process
+// daemon, one QEMU micro-VM at a time: the list follows containers
+// started, stopped and created from the CLI without a reload; Stop and
+// Remove from the page act on the engine; logs follow; a used sign-in
+// URL does not sign in again. It saves screenshots of the window to
+// $BERTH_SCREENSHOTS (make screenshots: docs/), else to the test's
+// temporary directory.
+func TestWindow(t *testing.T) {
+	img := testenv.BusyboxImage(t, nil)
+	t.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
+	dir := shortHome(t)
+	h, err := home.Resolve(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := daemon.Start(ctx, daemon.Config{Home: h, LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if err := d.Shutdown(sctx); err != nil {
+			t.Errorf("daemon shutdown: %v", err)
+		}
+	}()
+	var tar bytes.Buffer
+	if err := tarball.Write(name.MustParseReference("berth/busybox:1"), img, &tar); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Engine.Images().Import(ctx, &tar); err != nil {
+		t.Fatal(err)
+	}
+	ticker := []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"}
+	mustOK(t, "run -d web", berth(t, dir, append([]string{"run", "-d", "--name", "web", "berth/busybox:1"}, ticker...)...))
+
+	cl, err := client.New(h.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	win, err := cl.OpenWindow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := d.WebUI().URL() + "/#token="; !strings.HasPrefix(win.URL, want) {
+		t.Fatalf("window URL %q, want %s…", win.URL, want)
+	}
+	p := startWindowDriver(t, win.URL)
+	var opened struct{ Hash, Cookie string }
+	p.call(&opened, "open")
+	if opened.Hash != "" || opened.Cookie != "" {
+		t.Errorf("after sign-in: hash %q, document.cookie %q; want both empty (token dropped from the URL, cookie HttpOnly)", opened.Hash, opened.Cookie)
+	}
+	var reused string
+	p.call(&reused, "reuse")
+	if !strings.Contains(reused, "not valid") {
+		t.Errorf("the used URL in a fresh browser: banner %q, want the token refused", reused)
+	}
+	running := func(ref string) bool {
+		c, err := d.Engine.Containers().Get(ref)
+		if err != nil {
+			t.Fatalf("container %s: %v", ref, err)
+		}
+		return c.Snapshot().State.Status == mobycontainer.StateRunning
+	}
+
+	var cols []string
+	p.call(nil, "state", "web", "^Running")
+	p.call(&cols, "rowText", "web")
+	if len(cols) != 6 || cols[0] != "web" || cols[2] != "berth/busybox:1" {
+		t.Errorf("web's row %q: want name web, state, image berth/busybox:1, IP, ports, created", cols)
+	}
+
+	t.Run("logs follow and search", func(t *testing.T) {
+		var f struct{ First, Now int }
+		p.call(&f, "follow", "web")
+		var s struct {
+			Marks int
+			Lines []string
+		}
+		p.call(&s, "search", "tick 1")
+		if s.Marks == 0 || len(s.Lines) == 0 {
+			t.Errorf("search tick 1: %d marks in %q", s.Marks, s.Lines)
+		}
+		for _, l := range s.Lines {
+			if !strings.Contains(l, "tick 1") {
+				t.Errorf("search tick 1 shows %q", l)
+			}
+		}
+		p.call(nil, "search", "")
+	})
+	t.Run("shell", func(t *testing.T) {
+		var tab struct{ URL, Title string }
+		p.call(&tab, "shell", "web")
+		if tab.URL != d.WebUI().URL()+"/terminal/" {
+			t.Errorf("Shell opened %q, want the terminal page", tab.URL)
+		}
+	})
+	t.Run("live from the CLI", func(t *testing.T) {
+		mustOK(t, "stop web", berth(t, dir, "stop", "-t", "1", "web"))
+		p.call(nil, "state", "web", "^Exited")
+		mustOK(t, "start web", berth(t, dir, "start", "web"))
+		p.call(nil, "state", "web", "^Running")
+		mustOK(t, "create job", berth(t, dir, "create", "--name", "job", "berth/busybox:1", "true"))
+		p.call(nil, "state", "job", "^Created")
+	})
+	t.Run("stop and remove from the page", func(t *testing.T) {
+		p.call(nil, "act", "web", "stop")
+		p.call(nil, "state", "web", "^Exited")
+		if running("web") {
+			t.Error("web still runs after Stop")
+		}
+		p.call(nil, "act", "job", "remove")
+		p.call(nil, "gone", "job")
+		if _, err := d.Engine.Containers().Get("job"); err == nil {
+			t.Error("job still exists after Remove")
+		}
+		var b string
+		p.call(&b, "banner")
+		if b != "" {
+			t.Errorf("banner %q after the actions", b)
+		}
+	})
+	t.Run("palette starts", func(t *testing.T) {
+		var items []string
+		p.call(&items, "palette", "start web")
+		if len(items) != 1 || items[0] != "Start web" {
+			t.Errorf("palette for %q: %q, want [Start web]", "start web", items)
+		}
+		p.call(nil, "state", "web", "^Running")
+	})
+	t.Run("berth ui", func(t *testing.T) {
+		cmd := exec.Command(berthBin, "ui", "--no-open")
+		cmd.Env = append(os.Environ(), "BERTH_HOME="+dir)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if want := d.WebUI().URL() + "/#token="; err != nil || !strings.HasPrefix(line, want) || len(strings.TrimSpace(line)) != len(want)+64 {
+			t.Errorf("berth ui printed %q (%v), want %s and 64 hex digits", line, err, want)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if cmd.ProcessState != nil {
+			t.Errorf("berth ui exited before it was interrupted")
+		}
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("berth ui after Ctrl-C: %v\n%s", err, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "--no-open") {
+			t.Errorf("berth ui did not say it does not open the browser: %q", stderr.String())
+		}
+	})
+	t.Run("screenshots", func(t *testing.T) {
+		shots := os.Getenv("BERTH_SCREENSHOTS")
+		if shots == "" {
+			shots = t.TempDir()
+		}
+		p.call(nil, "follow", "web")
+		light, dark := filepath.Join(shots, "berth-window.png"), filepath.Join(shots, "berth-window-dark.png")
+		p.call(nil, "screenshot", light, "light")
+		p.call(nil, "screenshot", dark, "dark")
+		p.call(nil, "view", "images")
+		var cols []string
+		p.call(&cols, "rowText", "berth/busybox:1")
+		if len(cols) != 5 || cols[4] != "In use" {
+			t.Errorf("image row %q: want reference, ID, size, created, In use", cols)
+		}
+		p.call(nil, "screenshot", filepath.Join(shots, "berth-window-images.png"), "light")
+		for _, f := range []string{light, dark} {
+			st, err := os.Stat(f)
+			if err != nil {
+				t.Errorf("screenshot: %v", err)
+			} else if st.Size() < 10_000 {
+				t.Errorf("screenshot %s: %d bytes, want a whole window", f, st.Size())
+			}
+		}
+		t.Logf("screenshots in %s", shots)
+	})
+}

@@ -1,0 +1,135 @@
+// window.e2e.mjs drives the Berth window in a real chromium for
+// app/window_e2e_test.go: it opens the URL given as its argument, then
+// reads one JSON command a line on stdin, ["name", args...], and answers
+// each with one JSON line on stdout: {"ok":true,"result":…} or
+// {"ok":false,"error":"…"}. Page errors are printed as {"pageerror":…}.
+//
+// Usage: node test/window.e2e.mjs URL   (chromium at /usr/bin/chromium)
+
+import { chromium } from "playwright-core";
+import readline from "node:readline";
+
+const url = process.argv[2];
+const timeout = 30_000;
+const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1120, height: 700 }, deviceScaleFactor: 1, colorScheme: "light" });
+const page = await context.newPage();
+page.on("dialog", (d) => d.accept());
+page.on("pageerror", (e) => out({ pageerror: String(e) }));
+
+const row = (name) => page.locator(`#table tbody tr[data-name="${name}"]`);
+
+const handlers = {
+  // open loads the window and waits for its first list.
+  async open() {
+    await page.goto(url);
+    await page.waitForSelector("body[data-ready='1']", { timeout });
+    return { hash: new URL(page.url()).hash, cookie: await page.evaluate(() => document.cookie) };
+  },
+  // reuse opens the same URL in a fresh context (no cookie): the used
+  // token must not sign in again; returns the banner.
+  async reuse() {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    await p.goto(url);
+    await p.waitForSelector("#banner:not([hidden])", { timeout });
+    const text = await p.textContent("#banner");
+    await ctx.close();
+    return text;
+  },
+  async view(v) {
+    await page.click(`.nav[data-view="${v}"]`);
+    return null;
+  },
+  // state waits for the row of name whose state cell matches re.
+  async state(name, re) {
+    const rx = new RegExp(re);
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const n = await row(name).count();
+      const text = n ? await row(name).locator("td.state").textContent() : "";
+      if (n && rx.test(text)) return text;
+      if (Date.now() > deadline) throw new Error(`row ${name}: state ${JSON.stringify(text)} (rows: ${n}), want /${re}/`);
+      await page.waitForTimeout(100);
+    }
+  },
+  async gone(name) {
+    await row(name).waitFor({ state: "detached", timeout });
+    return null;
+  },
+  async rowText(name) {
+    return (await row(name).innerText()).split("\t");
+  },
+  // act selects name's row and clicks an action button.
+  async act(name, action) {
+    await row(name).click();
+    await page.click(`#actions button[data-action="${action}"]`);
+    return null;
+  },
+  // follow selects name and waits for a "tick N" line greater than any
+  // shown when its logs first appeared: proof they follow.
+  async follow(name) {
+    await row(name).click();
+    const max = async () => Math.max(-1, ...[...(await page.textContent("#logs-text")).matchAll(/tick (\d+)/g)].map((m) => +m[1]));
+    const deadline = Date.now() + timeout;
+    let first = -1;
+    while ((first = await max()) < 0) {
+      if (Date.now() > deadline) throw new Error("no logs shown");
+      await page.waitForTimeout(100);
+    }
+    while ((await max()) <= first + 1) {
+      if (Date.now() > deadline) throw new Error(`logs stopped at tick ${await max()}`);
+      await page.waitForTimeout(100);
+    }
+    return { first, now: await max() };
+  },
+  // shell clicks Shell on name's row and waits for the terminal page it
+  // opens in a new tab to title itself with the container's name.
+  async shell(name) {
+    await row(name).click();
+    const [tab] = await Promise.all([context.waitForEvent("page", { timeout }), page.click('#actions button[data-action="shell"]')]);
+    await tab.waitForFunction((n) => document.title.startsWith(n), name, { timeout });
+    const got = { url: tab.url().replace(/#.*/, ""), title: await tab.title() };
+    await tab.close();
+    return got;
+  },
+  async search(q) {
+    await page.fill("#logs-search", q);
+    const marks = await page.locator("#logs-text mark").allTextContents();
+    const lines = (await page.textContent("#logs-text")).split("\n").filter(Boolean);
+    return { marks: marks.length, lines };
+  },
+  async palette(text) {
+    await page.keyboard.press("Control+K");
+    await page.fill("#palette-input", text);
+    const items = await page.locator("#palette-list li").allTextContents();
+    await page.keyboard.press("Enter");
+    return items;
+  },
+  async banner() {
+    return (await page.isVisible("#banner")) ? await page.textContent("#banner") : "";
+  },
+  async screenshot(path, scheme) {
+    await page.emulateMedia({ colorScheme: scheme ?? "light" });
+    await page.waitForTimeout(200);
+    await page.screenshot({ path });
+    return null;
+  },
+};
+
+const rl = readline.createInterface({ input: process.stdin });
+for await (const line of rl) {
+  const [cmd, ...args] = JSON.parse(line);
+  try {
+    if (!handlers[cmd]) throw new Error(`unknown command ${cmd}`);
+    out({ ok: true, result: await handlers[cmd](...args) });
+  } catch (e) {
+    out({ ok: false, error: String(e?.message ?? e) });
+  }
+}
+await browser.close();

@@ -1,0 +1,256 @@
+package webui
+
+import (
+	"context"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/engine/terminal"
+)
+
+// recordingAPI stands in for the engine's API handler (engine/api's
+// Server, which needs a whole engine; app's e2e test uses the real one):
+// it records the method and path each forwarded request arrived with.
+type recordingAPI struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (a *recordingAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	a.got = append(a.got, r.Method+" "+r.URL.EscapedPath())
+	a.mu.Unlock()
+	if r.Header.Get("Cookie") != "" {
+		http.Error(w, "cookie forwarded", http.StatusTeapot)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (a *recordingAPI) calls() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.got...)
+}
+
+type windowFixture struct {
+	s   *Server
+	api *recordingAPI
+	now *time.Time
+	mu  *sync.Mutex
+}
+
+func newWindowFixture(t *testing.T) *windowFixture {
+	t.Helper()
+	now := time.Now()
+	var mu sync.Mutex
+	api := &recordingAPI{}
+	terms := terminal.NewManager(terminal.Config{Backend: &fakeContainers{}})
+	s, err := Start(Config{Terminals: terms, Bundle: notBuilt, API: api, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return &windowFixture{s: s, api: api, now: &now, mu: &mu}
+}
+
+func (f *windowFixture) token(t *testing.T) string {
+	t.Helper()
+	u, err := f.s.WindowURL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := f.s.URL() + "/#token="
+	if !strings.HasPrefix(u, prefix) || len(u)-len(prefix) != 64 {
+		t.Fatalf("WindowURL %q: want %s and 64 hex digits", u, prefix)
+	}
+	return u[len(prefix):]
+}
+
+// do sends a request; host and origin "" mean the server's own Host and
+// no Origin.
+func do(t *testing.T, c *http.Client, method, url, host, origin, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func (f *windowFixture) signIn(t *testing.T) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp := do(t, c, "POST", f.s.URL()+"/ui/session", "", f.s.URL(), `{"token":"`+f.token(t)+`"}`)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign in: status %d, want 204", resp.StatusCode)
+	}
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		ck = c
+	}
+	if ck == nil || ck.Name != f.s.cookieName() || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || len(ck.Value) != 64 {
+		t.Fatalf("session cookie %+v: want %s, HttpOnly, SameSite=Strict, 256 bits", ck, f.s.cookieName())
+	}
+	return c
+}
+
+func TestWindowSignIn(t *testing.T) {
+	f := newWindowFixture(t)
+	own := f.s.URL()
+	session := own + "/ui/session"
+	cases := []struct {
+		name, origin, body string
+		want               int
+	}{
+		{"missing token", own, `{}`, http.StatusForbidden},
+		{"wrong token", own, `{"token":"` + strings.Repeat("0", 64) + `"}`, http.StatusForbidden},
+		{"no origin", "", `{"token":"` + f.token(t) + `"}`, http.StatusForbidden},
+		{"foreign origin", "http://evil.example", `{"token":"` + f.token(t) + `"}`, http.StatusForbidden},
+		{"other port", "http://127.0.0.1:1", `{"token":"` + f.token(t) + `"}`, http.StatusForbidden},
+		{"not json", own, `token`, http.StatusBadRequest},
+	}
+	for _, c := range cases {
+		if resp := do(t, http.DefaultClient, "POST", session, "", c.origin, c.body); resp.StatusCode != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, resp.StatusCode, c.want)
+		}
+	}
+	t.Run("reused", func(t *testing.T) {
+		tok := f.token(t)
+		if resp := do(t, http.DefaultClient, "POST", session, "", own, `{"token":"`+tok+`"}`); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("first use: status %d, want 204", resp.StatusCode)
+		}
+		if resp := do(t, http.DefaultClient, "POST", session, "", own, `{"token":"`+tok+`"}`); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("second use: status %d, want 403", resp.StatusCode)
+		}
+	})
+	t.Run("refused origin keeps the token", func(t *testing.T) {
+		tok := f.token(t)
+		do(t, http.DefaultClient, "POST", session, "", "http://evil.example", `{"token":"`+tok+`"}`)
+		if resp := do(t, http.DefaultClient, "POST", session, "", own, `{"token":"`+tok+`"}`); resp.StatusCode != http.StatusNoContent {
+			t.Errorf("status %d, want 204", resp.StatusCode)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		tok := f.token(t)
+		f.mu.Lock()
+		*f.now = f.now.Add(WindowTokenTTL + time.Second)
+		f.mu.Unlock()
+		if resp := do(t, http.DefaultClient, "POST", session, "", own, `{"token":"`+tok+`"}`); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("status %d, want 403", resp.StatusCode)
+		}
+	})
+	t.Run("bad host", func(t *testing.T) {
+		if resp := do(t, http.DefaultClient, "POST", session, "evil.example", own, `{"token":"`+f.token(t)+`"}`); resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Errorf("status %d, want 421", resp.StatusCode)
+		}
+	})
+	if got := f.api.calls(); len(got) != 0 {
+		t.Errorf("API called %v, want never", got)
+	}
+}
+
+func TestWindowAPI(t *testing.T) {
+	f := newWindowFixture(t)
+	own := f.s.URL()
+	c := f.signIn(t)
+	api := own + "/ui/api"
+
+	// Allowed: forwarded with the /ui/api prefix cut and no cookie.
+	allowed := []struct{ method, path, origin string }{
+		{"GET", "/containers/json", ""},
+		{"GET", "/containers/json", own},
+		{"GET", "/containers/web/json", ""},
+		{"GET", "/containers/web/logs", ""},
+		{"GET", "/events", ""},
+		{"GET", "/images/json", ""},
+		{"POST", "/containers/web/stop", own},
+		{"POST", "/containers/web/start", "http://localhost:" + own[len("http://127.0.0.1:"):]},
+		{"DELETE", "/containers/web", own},
+		{"DELETE", "/images/docker.io/library/busybox:latest", own},
+		{"POST", "/berth/containers/web/terminals", own},
+	}
+	for _, a := range allowed {
+		if resp := do(t, c, a.method, api+a.path, "", a.origin, ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s %s: status %d, want 200", a.method, a.path, resp.StatusCode)
+		}
+	}
+	want := make([]string, len(allowed))
+	for i, a := range allowed {
+		want[i] = a.method + " " + a.path
+	}
+	if got := f.api.calls(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("API got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	refused := []struct {
+		name, method, path, host, origin string
+		client                           *http.Client
+		want                             int
+	}{
+		{"no cookie", "GET", "/containers/json", "", "", http.DefaultClient, http.StatusUnauthorized},
+		{"no cookie, POST", "POST", "/containers/web/stop", "", own, http.DefaultClient, http.StatusUnauthorized},
+		{"foreign origin", "POST", "/containers/web/stop", "", "http://evil.example", c, http.StatusForbidden},
+		{"foreign origin, GET", "GET", "/containers/json", "", "http://evil.example", c, http.StatusForbidden},
+		{"no origin, POST", "POST", "/containers/web/stop", "", "", c, http.StatusForbidden},
+		{"bad host", "GET", "/containers/json", "evil.example:80", "", c, http.StatusMisdirectedRequest},
+		{"not allowed: create", "POST", "/containers/create", "", own, c, http.StatusNotFound},
+		{"not allowed: exec", "POST", "/containers/web/exec", "", own, c, http.StatusNotFound},
+		{"not allowed: attach", "POST", "/containers/web/attach", "", own, c, http.StatusNotFound},
+		{"not allowed: kernel", "PUT", "/berth/kernel", "", own, c, http.StatusNotFound},
+		{"not allowed: volumes", "GET", "/volumes", "", "", c, http.StatusNotFound},
+		{"versioned", "GET", "/v1.47/containers/json", "", "", c, http.StatusNotFound},
+		{"dot-dot", "GET", "/images/../containers/create", "", "", c, http.StatusNotFound},
+		{"encoded dot-dot", "GET", "/images/%2e%2e/volumes", "", "", c, http.StatusNotFound},
+		{"bare", "GET", "", "", "", c, http.StatusNotFound},
+		{"wrong method", "GET", "/containers/web/stop", "", "", c, http.StatusNotFound},
+	}
+	for _, r := range refused {
+		resp := do(t, r.client, r.method, api+r.path, r.host, r.origin, "")
+		if resp.StatusCode != r.want && !(r.want == http.StatusNotFound && resp.StatusCode == http.StatusMethodNotAllowed) {
+			t.Errorf("%s: %s %s: status %d, want %d", r.name, r.method, r.path, resp.StatusCode, r.want)
+		}
+	}
+	if got := f.api.calls(); len(got) != len(want) {
+		t.Errorf("refused requests reached the API: %v", got[len(want):])
+	}
+
+	t.Run("forged cookie", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", api+"/containers/json", nil)
+		req.AddCookie(&http.Cookie{Name: f.s.cookieName(), Value: strings.Repeat("0", 64)})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("status %d, want 401", resp.StatusCode)
+		}
+	})
+}
