@@ -46,6 +46,9 @@ type fakeExec struct {
 	mu      sync.Mutex
 	resizes [][2]uint32
 	running bool
+	// signalledAt is when the engine sent each signal (by name): the
+	// moment SignalExec was called, not when the program got to it.
+	signalledAt map[string]time.Time
 	// produced counts the output bytes the program has written (its
 	// writes returned).
 	produced atomic.Int64
@@ -149,6 +152,12 @@ func (g *fakeGuest) SignalExec(ctx context.Context, id string, sig string) error
 	if !running {
 		return errdefs.Conflict(fmt.Errorf("exec %s is not running", id))
 	}
+	e.mu.Lock()
+	if e.signalledAt == nil {
+		e.signalledAt = map[string]time.Time{}
+	}
+	e.signalledAt[sig] = time.Now()
+	e.mu.Unlock()
 	e.signals <- sig
 	return nil
 }
