@@ -116,8 +116,11 @@ else
 	@echo "The engine runs in the background (log: $${BERTH_HOME:-~/.berth}/daemon.log)."
 	@echo "Docker CLI: DOCKER_HOST=unix://$${BERTH_HOME:-$$HOME/.berth}/berth.sock docker ps"
 	@echo "Stop it with: pkill -f '$(BIN)/berth daemon'"
-	@echo "Starting a shell in its own micro-VM: try 'ps aux', then 'exit'."
-	$(BIN)/berth run -t -i --rm demo sh
+	@$(BIN)/berth inspect demo >/dev/null 2>&1 || $(BIN)/berth run -d --name demo demo sh -c 'while true; do date; sleep 5; done'
+	@$(BIN)/berth start demo >/dev/null
+	@echo "A demo container runs in its own micro-VM: '$(BIN)/berth shell demo' opens a shell in it."
+	@echo "The Berth window (open the URL in a browser; Ctrl-C here closes it):"
+	$(BIN)/berth ui
 endif
 
 # Berth.app. APP_DIR chooses where (it must end in .app: web app-layout
