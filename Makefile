@@ -106,7 +106,7 @@ else
 	  echo "Berth is already running"; \
 	else \
 	  mkdir -p $${BERTH_HOME:-$$HOME/.berth}; \
-	  nohup $(BIN)/berth daemon >/dev/null 2>&1 & \
+	  setsid nohup $(BIN)/berth daemon >/dev/null 2>&1 < /dev/null & \
 	  for i in $$(seq 50); do $(BIN)/berth system status >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi
 	$(BIN)/berth system status
