@@ -27,25 +27,10 @@ const webDir = "../assets/web"
 // pageScript is the browser script (assets/web/README.md).
 var pageScript = filepath.Join(webDir, "test", "terminal.e2e.mjs")
 
-// pageTools returns node and chromium. Outside CI a missing node or
-// chromium skips (testenv's convention); a missing bundle or missing
-// node_modules fails, naming `make web`.
+// pageTools returns node and chromium for the terminal page's script.
 func pageTools(tb testing.TB) (node, chromium string) {
 	tb.Helper()
-	node = testenv.RequireCommand(tb, "node", "Node.js 20+: apt-get install nodejs")
-	chromium = os.Getenv("BERTH_CHROMIUM")
-	if chromium == "" {
-		chromium = testenv.RequireTool(tb, "/usr/bin/chromium", "chromium")
-	}
-	for _, p := range []string{
-		filepath.Join(webDir, "dist", "index.html"),
-		filepath.Join(webDir, "node_modules", "playwright-core", "package.json"),
-	} {
-		if _, err := os.Stat(p); err != nil {
-			tb.Fatalf("the terminal page's browser test needs the built page and its node_modules: run `make web` first (%v)", err)
-		}
-	}
-	return node, chromium
+	return testenv.BrowserTools(tb, webDir)
 }
 
 // pageRun is one run of the browser script.

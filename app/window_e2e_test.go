@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/assets/web"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
@@ -37,18 +36,11 @@ type windowDriver struct {
 
 func startWindowDriver(t *testing.T, url string) *windowDriver {
 	t.Helper()
-	testenv.RequireTool(t, "/usr/bin/chromium", "chromium")
-	node := testenv.RequireCommand(t, "node", "nodejs")
 	webDir, err := filepath.Abs("../assets/web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(webDir, "node_modules", "playwright-core")); err != nil {
-		testenv.Unavailable(t, "playwright-core is not installed in assets/web (make web runs npm ci)")
-	}
-	if _, err := web.FS(); err != nil {
-		testenv.Unavailable(t, "%v", err)
-	}
+	node, _ := testenv.BrowserTools(t, webDir)
 	d := &windowDriver{t: t, cmd: exec.Command(node, "test/window.e2e.mjs", url)}
 	d.cmd.Dir = webDir
 	d.cmd.Stderr = os.Stderr

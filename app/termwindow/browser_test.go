@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	web "github.com/berthvm/berth/assets/web"
 	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/internal/testenv"
 )
@@ -60,18 +58,11 @@ type pageState struct {
 
 func startChromium(t *testing.T) *chromiumPage {
 	t.Helper()
-	testenv.RequireTool(t, "/usr/bin/chromium", "chromium")
-	node := testenv.RequireCommand(t, "node", "nodejs")
 	webDir, err := filepath.Abs("../../assets/web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(webDir, "node_modules", "playwright-core")); err != nil {
-		testenv.Unavailable(t, "playwright-core is not installed in assets/web (make web runs npm ci)")
-	}
-	if _, err := web.FS(); err != nil {
-		testenv.Unavailable(t, "%v", err)
-	}
+	node, _ := testenv.BrowserTools(t, webDir)
 	p := &chromiumPage{t: t, pending: map[int]chan driverReply{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(node, "test/bridge.e2e.mjs")
 	p.cmd.Dir = webDir

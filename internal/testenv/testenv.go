@@ -222,3 +222,27 @@ func Debugfs(t testing.TB, img string, cmds ...string) string {
 	}
 	return string(out)
 }
+
+// BrowserTools returns node and chromium for the tests that drive Debian's
+// chromium with playwright-core from webDir (assets/web, whose test/
+// holds the scripts). BERTH_CHROMIUM overrides /usr/bin/chromium. Whatever
+// is missing — node, chromium, the built page or its node_modules (`make
+// web` builds both; `make test` depends on it) — is Unavailable: a skip
+// that says what to do outside CI, a failure in CI.
+func BrowserTools(t testing.TB, webDir string) (node, chromium string) {
+	t.Helper()
+	node = RequireCommand(t, "node", "Node.js 20+: apt-get install nodejs")
+	chromium = os.Getenv("BERTH_CHROMIUM")
+	if chromium == "" {
+		chromium = RequireTool(t, "/usr/bin/chromium", "chromium")
+	}
+	for _, p := range []string{
+		filepath.Join(webDir, "dist", "index.html"),
+		filepath.Join(webDir, "node_modules", "playwright-core", "package.json"),
+	} {
+		if _, err := os.Stat(p); err != nil {
+			Unavailable(t, "the browser tests need the built page and its node_modules: run `make web` first (%v)", err)
+		}
+	}
+	return node, chromium
+}
