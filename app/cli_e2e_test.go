@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,10 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	// The engine finds guestinit next to its executable, as `make build`
 	// lays it out.
-	gi := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "guestinit-linux-"+runtime.GOARCH), "../guestinit")
-	gi.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if out, err := gi.CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
+	if _, err := testenv.BuildGuestinit(dir, "../guestinit"); err != nil {
 		panic(err)
 	}
 	code := m.Run()

@@ -3,12 +3,10 @@ package engine_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/berthvm/berth/engine/launcher"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // TestMain builds guestinit for the host arch and points the engine at
@@ -18,11 +16,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	out := filepath.Join(dir, "guestinit-linux-"+runtime.GOARCH)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "../guestinit")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build guestinit: %v\n%s", err, b)
+	out, err := testenv.BuildGuestinit(dir, "../guestinit")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Setenv(launcher.GuestinitEnv, out)

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/launcher"
+	"github.com/berthvm/berth/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -27,11 +26,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	out := filepath.Join(dir, "guestinit-linux-"+runtime.GOARCH)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "../../guestinit")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build guestinit: %v\n%s", err, b)
+	out, err := testenv.BuildGuestinit(dir, "../../guestinit")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Setenv(launcher.GuestinitEnv, out)

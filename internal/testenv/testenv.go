@@ -246,3 +246,18 @@ func BrowserTools(t testing.TB, webDir string) (node, chromium string) {
 	}
 	return node, chromium
 }
+
+// BuildGuestinit builds the guest's PID 1 (the package at pkg, a path
+// relative to the test's directory such as "../guestinit") for linux and
+// the host's architecture into dir, named as `make build` names it
+// (guestinit-linux-ARCH), and returns its path. For TestMain, so it
+// returns an error instead of failing a test.
+func BuildGuestinit(dir, pkg string) (string, error) {
+	out := filepath.Join(dir, "guestinit-linux-"+runtime.GOARCH)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build guestinit from %s: %w\n%s", pkg, err, b)
+	}
+	return out, nil
+}
