@@ -262,7 +262,7 @@ func unprivilegedDaemon(t *testing.T, home string, dirs ...string) (syscall.Cred
 	}
 	src := filepath.Join(rootCache, "berth", "kernel", runtime.GOARCH)
 	if out, err := osexec.Command("cp", "-al", src, kdir).CombinedOutput(); err != nil {
-		t.Skipf("no guest kernel tree at %s to lend the unprivileged daemon (run make kernel): %v %s", src, err, out)
+		testenv.Unavailable(t, "no guest kernel tree at %s to lend the unprivileged daemon (run make kernel): %v %s", src, err, out)
 	}
 	if err := filepath.Walk(cache, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && fi.IsDir() {
