@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"runtime"
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
@@ -98,14 +96,7 @@ func (e *env) webShell(ctx context.Context, cl *client.Client, f *shellFlags, re
 	if !f.open {
 		return nil
 	}
-	opener := "xdg-open"
-	if runtime.GOOS == "darwin" {
-		opener = "open"
-	}
-	if out, err := exec.CommandContext(ctx, opener, t.URL).CombinedOutput(); err != nil {
-		return fmt.Errorf("open %s with %s: %w (%s): open it in a browser yourself", t.URL, opener, err, out)
-	}
-	return nil
+	return openInBrowser(ctx, t.URL)
 }
 
 // throwawayShell runs the shell (or command) in a new container of the

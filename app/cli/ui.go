@@ -65,12 +65,8 @@ func (e *env) ui(ctx context.Context, cl *client.Client, f *uiFlags) error {
 	}
 	fmt.Fprintln(e.io.Out, w.URL)
 	if open {
-		opener := "xdg-open"
-		if runtime.GOOS == "darwin" {
-			opener = "open"
-		}
-		if out, err := exec.CommandContext(ctx, opener, w.URL).CombinedOutput(); err != nil {
-			return fmt.Errorf("open %s with %s: %w (%s): open it in a browser yourself", w.URL, opener, err, out)
+		if err := openInBrowser(ctx, w.URL); err != nil {
+			return err
 		}
 		fmt.Fprintf(e.io.Err, "Opened the Berth window in the browser (%s). Ctrl-C to quit.\n", why)
 	} else {
@@ -79,5 +75,18 @@ func (e *env) ui(ctx context.Context, cl *client.Client, f *uiFlags) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+	return nil
+}
+
+// openInBrowser opens url in the user's browser: open on macOS, xdg-open
+// elsewhere.
+func openInBrowser(ctx context.Context, url string) error {
+	opener := "xdg-open"
+	if runtime.GOOS == "darwin" {
+		opener = "open"
+	}
+	if out, err := exec.CommandContext(ctx, opener, url).CombinedOutput(); err != nil {
+		return fmt.Errorf("open %s with %s: %w (%s): open it in a browser yourself", url, opener, err, out)
+	}
 	return nil
 }
