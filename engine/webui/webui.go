@@ -186,14 +186,22 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 // page serves the bundle under /terminal/, or 503 with ErrNotBuilt's
 // text.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	if fsys, ok := s.bundleOrUnavailable(w); ok {
+		http.StripPrefix("/terminal/", http.FileServerFS(fsys)).ServeHTTP(w, r)
+	}
+}
+
+// bundleOrUnavailable returns the web bundle, or answers 503 with the
+// reason it is missing (web.ErrNotBuilt's text) and reports false.
+func (s *Server) bundleOrUnavailable(w http.ResponseWriter) (fs.FS, bool) {
 	fsys, err := s.bundle()
 	if err != nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, err.Error())
-		return
+		return nil, false
 	}
-	http.StripPrefix("/terminal/", http.FileServerFS(fsys)).ServeHTTP(w, r)
+	return fsys, true
 }
 
 // terminalWS upgrades to a WebSocket and serves the session its token

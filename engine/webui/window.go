@@ -182,26 +182,14 @@ func cleanPath(p string) bool {
 // windowFile serves one file of the Berth window's page from the bundle.
 func (s *Server) windowFile(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		fsys, err := s.bundle()
-		if err != nil {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, err.Error())
+		fsys, ok := s.bundleOrUnavailable(w)
+		if !ok {
 			return
 		}
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
+		if _, err := fs.Stat(fsys, name); err != nil {
 			http.Error(w, fmt.Sprintf("the web bundle has no %s: rebuild berth after make web", name), http.StatusServiceUnavailable)
 			return
 		}
-		switch {
-		case strings.HasSuffix(name, ".html"):
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		case strings.HasSuffix(name, ".js"):
-			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-		case strings.HasSuffix(name, ".css"):
-			w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		}
-		w.Write(b)
+		http.ServeFileFS(w, r, fsys, name)
 	}
 }
