@@ -28,13 +28,13 @@ import (
 // windowDriver is the Berth window in a real chromium, driven by
 // assets/web/test/window.e2e.mjs: one JSON command a line, one answer.
 type windowDriver struct {
-	t   *testing.T
+	t   testing.TB
 	cmd *exec.Cmd
 	in  io.WriteCloser
 	out *bufio.Scanner
 }
 
-func startWindowDriver(t *testing.T, url string) *windowDriver {
+func startWindowDriver(t testing.TB, url string) *windowDriver {
 	t.Helper()
 	webDir, err := filepath.Abs("../assets/web")
 	if err != nil {

@@ -52,7 +52,7 @@ type fakeLauncher struct {
 }
 
 // Prepare has nothing to prepare: the fake boots no kernel.
-func (l *fakeLauncher) Prepare(ctx context.Context) error { return nil }
+func (l *fakeLauncher) Prepare(ctx context.Context) (BootFiles, error) { return BootFiles{}, nil }
 
 func (l *fakeLauncher) Launch(ctx context.Context, req LaunchRequest) (VM, error) {
 	dir, err := os.MkdirTemp("", "bf") // short: socket paths are limited

@@ -199,14 +199,15 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 		return nil, err
 	}
 	c.out.setLog(log)
-	if err := m.vms.Prepare(ctx); err != nil {
+	boot, err := m.vms.Prepare(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("boot VM: %w", err)
 	}
 	bootCtx, cancel := context.WithTimeout(ctx, m.timeouts.boot)
 	defer cancel()
 	cpus, mem := vmSize(spec.HostConfig)
 	vm, err := m.vms.Launch(bootCtx, LaunchRequest{
-		ID: spec.ID, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
+		ID: spec.ID, Boot: boot, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
 		Shares: share.Plan(spec.Mounts),
 	})

@@ -18,16 +18,29 @@ type VMLauncher interface {
 	// the initramfs): work done once per content and cached, that can
 	// take long the first time (a download, an extraction). Start calls
 	// it before the boot timeout starts counting, so a first start on a
-	// busy machine is not cut short by work no later start repeats.
-	Prepare(ctx context.Context) error
+	// busy machine is not cut short by work no later start repeats, and
+	// hands its result to Launch in LaunchRequest.Boot.
+	Prepare(ctx context.Context) (BootFiles, error)
 	// Launch boots one VM; ctx bounds the boot.
 	Launch(ctx context.Context, req LaunchRequest) (VM, error)
+}
+
+// BootFiles are what a VM boots, as VMLauncher.Prepare made them.
+type BootFiles struct {
+	// Arch is the guest's architecture (GOARCH spelling).
+	Arch string
+	// Kernel is the kernel's uncompressed boot image.
+	Kernel string
+	// Initramfs holds guestinit and the kernel modules the guest needs.
+	Initramfs string
 }
 
 // LaunchRequest describes the VM one container needs.
 type LaunchRequest struct {
 	// ID is the container's ID (names the VM, derives its MAC address).
 	ID string
+	// Boot is what the VM boots (VMLauncher.Prepare's result).
+	Boot BootFiles
 	// Dir is the container's directory, for the VM's sockets and pid file.
 	Dir string
 	// Rootfs is the container's ext4 image, attached read-write (a

@@ -2,7 +2,7 @@
 // engine's container.VMLauncher, the seam between a container and the VM
 // under it.
 //
-// For each container start, Launch
+// For each container start, Prepare (before the boot timeout counts)
 //
 //  1. resolves the guest kernel (kernel.Resolve: $BERTH_KERNEL, the
 //     home's kernel.json, the kernel cache, /boot, the pinned default);
@@ -11,6 +11,9 @@
 //     (kernel.Kernel.BootImage) and the initramfs around guestinit with
 //     the modules the backend's guests load (initramfs.Build), both kept
 //     by content and streamed, never held whole in memory;
+//
+// and Launch, given those files (container.LaunchRequest.Boot),
+//
 //  4. builds the vmm.Config (the container's root disk, its size, its
 //     console log, the agent's ping and shutdown hooks) and starts a
 //     vmm.Machine on the platform's backend (engine/vmm/backend; the

@@ -60,28 +60,49 @@ func (l *Launcher) SweepOrphans(ctx context.Context, dir string) {
 	}
 }
 
-// Prepare resolves the kernel and guestinit and makes the boot image and
-// the initramfs for them (cached per content), so that Launch finds them
-// ready.
-func (l *Launcher) Prepare(ctx context.Context) error {
-	_, err := l.bootFiles(ctx)
-	return err
+// Prepare resolves the kernel and guestinit and returns the boot image
+// and the initramfs for them, made once per content in the cache.
+func (l *Launcher) Prepare(ctx context.Context) (container.BootFiles, error) {
+	k, err := l.kernels.Prepare(ctx)
+	if errors.Is(err, kernel.ErrFetch) {
+		return container.BootFiles{}, err // it says what to do
+	}
+	if err != nil {
+		return container.BootFiles{}, errdefs.Unavailable(fmt.Errorf("no guest kernel: %w (on Linux run `make kernel`, or `berth system kernel set --path PATH`)", err))
+	}
+	init, err := FindGuestinit(k.Arch)
+	if err != nil {
+		return container.BootFiles{}, err
+	}
+	img, err := k.BootImage(ctx, filepath.Join(l.cacheDir, "kernel"), kernel.WithDigest(l.digests.sum))
+	if err != nil {
+		return container.BootFiles{}, fmt.Errorf("prepare kernel %s: %w", k.Path, err)
+	}
+	ird, err := initramfs.Build(ctx, initramfs.Spec{
+		Init: init, Kernel: k, Needs: backend.GuestConfigs(),
+		CacheDir: filepath.Join(l.cacheDir, "initramfs"), Digest: l.digests.sum,
+	})
+	if err != nil {
+		return container.BootFiles{}, err
+	}
+	return container.BootFiles{Arch: k.Arch, Kernel: img, Initramfs: ird}, nil
 }
 
-// Launch boots one container's VM (the steps are in the package doc).
+// Launch boots one container's VM (the steps are in the package doc) from
+// the files Prepare made (req.Boot).
 func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (container.VM, error) {
-	boot, err := l.bootFiles(ctx)
-	if err != nil {
-		return nil, err
+	boot := req.Boot
+	if boot.Kernel == "" || boot.Initramfs == "" {
+		return nil, fmt.Errorf("launch VM %s: no boot files (call Prepare first)", req.ID)
 	}
 	cfg := vmm.Config{
 		ID:         req.ID,
 		StateDir:   req.Dir,
-		Arch:       boot.arch,
+		Arch:       boot.Arch,
 		CPUs:       req.CPUs,
 		MemoryMiB:  int(req.MemoryBytes >> 20),
-		Kernel:     boot.kernel,
-		Initramfs:  boot.initramfs,
+		Kernel:     boot.Kernel,
+		Initramfs:  boot.Initramfs,
 		Root:       vmm.Disk{Path: req.Rootfs},
 		Network:    &vmm.Network{},
 		ConsoleLog: req.ConsoleLog,
@@ -97,41 +118,6 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 		return nil, err
 	}
 	return newMachineVM(m), nil
-}
-
-// boot is what a VM boots: files and their architecture.
-type boot struct {
-	arch      string
-	kernel    string // the uncompressed boot image
-	initramfs string
-}
-
-// bootFiles resolves the kernel and guestinit and returns the boot image
-// and the initramfs for them, made once per content in the cache.
-func (l *Launcher) bootFiles(ctx context.Context) (boot, error) {
-	k, err := l.kernels.Prepare(ctx)
-	if errors.Is(err, kernel.ErrFetch) {
-		return boot{}, err // it says what to do
-	}
-	if err != nil {
-		return boot{}, errdefs.Unavailable(fmt.Errorf("no guest kernel: %w (on Linux run `make kernel`, or `berth system kernel set --path PATH`)", err))
-	}
-	init, err := FindGuestinit(k.Arch)
-	if err != nil {
-		return boot{}, err
-	}
-	img, err := k.BootImage(ctx, filepath.Join(l.cacheDir, "kernel"), kernel.WithDigest(l.digests.sum))
-	if err != nil {
-		return boot{}, fmt.Errorf("prepare kernel %s: %w", k.Path, err)
-	}
-	ird, err := initramfs.Build(ctx, initramfs.Spec{
-		Init: init, Kernel: k, Needs: backend.GuestConfigs(),
-		CacheDir: filepath.Join(l.cacheDir, "initramfs"), Digest: l.digests.sum,
-	})
-	if err != nil {
-		return boot{}, err
-	}
-	return boot{arch: k.Arch, kernel: img, initramfs: ird}, nil
 }
 
 // pingAgent is the VM's Config.Ping: one connection, one Ping call
