@@ -6,6 +6,7 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/internal/testenv"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // TestBindsAndVolumes boots two real VMs and shares folders with them:
@@ -26,6 +28,8 @@ import (
 //     first container is read by the second (the real docker CLI's
 //     docker run -d -v), and the first sees the second's writes while
 //     both run;
+//   - an image's VOLUME path becomes an anonymous volume that starts with
+//     the image's files there (copy-up); -v NAME:/path:nocopy stays empty;
 //   - docker inspect shows Mounts and HostConfig.Binds as Docker does;
 //   - rm of a volume in use is refused with Docker's text (berth and
 //     docker), docker volume ls and berth volume ls agree, the volume
@@ -36,6 +40,18 @@ func TestBindsAndVolumes(t *testing.T) {
 	start := time.Now()
 	reg := testenv.StartRegistry(t)
 	ref := reg.Push(t, "test/busybox", "vol", testenv.BusyboxImage(t, nil))
+	// An image that declares VOLUME /seed over content of its own.
+	seedBase := testenv.BusyboxImage(t, map[string]string{"seed/hello": "from the image\n", "opt/data/x": "x\n"})
+	cf, err := seedBase.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf.Config.Volumes = map[string]struct{}{"/seed": {}}
+	seeded, err := mutate.Config(seedBase, cf.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seededRef := reg.Push(t, "test/busybox", "seeded", seeded)
 	home := shortHome(t)
 	base := t.TempDir()
 	rw, ro := filepath.Join(base, "rw"), filepath.Join(base, "ro")
@@ -156,8 +172,10 @@ func TestBindsAndVolumes(t *testing.T) {
 	}
 
 	// VM 2, through the real docker CLI: reads what b1 wrote to the
-	// volume, writes back; b1 sees it at once.
-	mustOK(t, "docker run -d -v", docker(t, home, "run", "-d", "--name", "b2", "-v", "shared:/v", "-v", rw+":/h:ro", ref,
+	// volume, writes back; b1 sees it at once. Its image's VOLUME /seed
+	// becomes an anonymous volume that starts with the image's files
+	// (copy-up); nocopy leaves a new volume empty.
+	mustOK(t, "docker run -d -v", docker(t, home, "run", "-d", "--name", "b2", "-v", "shared:/v", "-v", rw+":/h:ro", "-v", "nocopied:/opt/data:nocopy", seededRef,
 		"sh", "-c", "cat /v/f > /v/seen-by-b2; echo from b2 > /v/from-b2; sleep 1000"))
 	t.Logf("second VM up after %v", time.Since(start))
 	deadline := time.Now().Add(30 * time.Second)
@@ -170,6 +188,14 @@ func TestBindsAndVolumes(t *testing.T) {
 			t.Fatalf("b1 does not see b2's writes to the shared volume: %+v", r)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if r := mustOK(t, "docker exec b2 seed", docker(t, home, "exec", "b2", "sh", "-c", "cat /seed/hello; ls -A /opt/data; grep -c ' /seed ' /proc/mounts")); r.out != "from the image\n1\n" {
+		t.Errorf("image VOLUME /seed (copied up) and -v nocopied:/opt/data:nocopy (empty): %q", r.out)
+	}
+	r = mustOK(t, "docker inspect b2", docker(t, home, "inspect", "--format", `{{range .Mounts}}{{if eq .Destination "/seed"}}{{.Type}} {{.Name}}{{end}}{{end}}`, "b2"))
+	anon, ok := strings.CutPrefix(strings.TrimSpace(r.out), "volume ")
+	if !ok || len(anon) != 64 {
+		t.Fatalf("b2's /seed mount: %q, want an anonymous volume", r.out)
 	}
 	r = docker(t, home, "exec", "b2", "sh", "-c", "cat /h/from-guest && touch /h/nope")
 	if r.out != "written in the guest\n" || r.code == 0 || !strings.Contains(r.err, "Read-only file system") {
@@ -191,7 +217,7 @@ func TestBindsAndVolumes(t *testing.T) {
 	}
 	bl := names(mustOK(t, "berth volume ls", berth(t, home, "volume", "ls", "-q")))
 	dl := names(mustOK(t, "docker volume ls", docker(t, home, "volume", "ls", "-q")))
-	if bl != "shared" || dl != bl {
+	if want := strings.Join(slices.Sorted(slices.Values([]string{"shared", "nocopied", anon})), " "); bl != want || dl != bl {
 		t.Errorf("volume ls: berth %q, docker %q", bl, dl)
 	}
 	if r := mustOK(t, "docker volume ls dangling", docker(t, home, "volume", "ls", "-q", "--filter", "dangling=true")); r.out != "" {
@@ -200,6 +226,9 @@ func TestBindsAndVolumes(t *testing.T) {
 	mustOK(t, "docker rm -f", docker(t, home, "rm", "-f", "b1", "b2"))
 	if b, err := os.ReadFile(filepath.Join(home, "volumes/shared/_data/from-b2")); err != nil || string(b) != "from b2\n" {
 		t.Errorf("the volume's data after its containers are gone: %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(home, "volumes", anon, "_data/hello")); err != nil || string(b) != "from the image\n" {
+		t.Errorf("the anonymous volume's copy of the image's /seed after rm (no -v): %q, %v", b, err)
 	}
 	mustOK(t, "docker volume rm", docker(t, home, "volume", "rm", "shared"))
 	mustOK(t, "docker volume create", docker(t, home, "volume", "create", "--label", "com.example=1", "labelled"))

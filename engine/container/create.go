@@ -104,7 +104,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 
 	// Mounts after the name: a create that fails before here makes no
 	// volume.
-	if spec.Mounts, err = m.resolveMounts(req); err != nil {
+	if spec.Mounts, err = m.resolveMounts(spec.Config, spec.HostConfig); err != nil {
 		release()
 		return nil, err
 	}
@@ -198,11 +198,13 @@ func (m *Manager) materialize(ctx context.Context, dir string, spec Spec, img *i
 	return c, nil
 }
 
-// resolveMounts checks the request's binds and mounts and creates the
-// named volumes they use for the first time (engine/share.Resolve).
-func (m *Manager) resolveMounts(req CreateRequest) ([]share.Mount, error) {
+// resolveMounts checks the container's binds and mounts and creates the
+// named volumes they use for the first time and an anonymous volume for
+// each path in cfg.Volumes (the request's and the image's VOLUME paths)
+// that no bind or mount covers (engine/share.Resolve).
+func (m *Manager) resolveMounts(cfg *mobycontainer.Config, hc *mobycontainer.HostConfig) ([]share.Mount, error) {
 	var anon []string
-	for p := range req.Config.Volumes {
+	for p := range cfg.Volumes {
 		anon = append(anon, p)
 	}
 	sort.Strings(anon)
@@ -210,7 +212,7 @@ func (m *Manager) resolveMounts(req CreateRequest) ([]share.Mount, error) {
 	if m.volumes != nil {
 		vols = m.volumes
 	}
-	return share.Resolve(req.HostConfig.Binds, req.HostConfig.Mounts, anon, vols)
+	return share.Resolve(hc.Binds, hc.Mounts, anon, vols)
 }
 
 // resolveImage finds the image locally or pulls it, per the policy.
@@ -288,6 +290,18 @@ func mergeImageConfig(cfg *mobycontainer.Config, img *v1.ConfigFile) *mobycontai
 		out.StopSignal = ic.StopSignal
 	}
 	out.Env = mergeEnv(ic.Env, cfg.Env)
+	if len(ic.Volumes) > 0 {
+		// The image's VOLUME paths join the request's: each becomes an
+		// anonymous volume unless a bind or mount covers it.
+		vols := map[string]struct{}{}
+		for p := range ic.Volumes {
+			vols[p] = struct{}{}
+		}
+		for p := range cfg.Volumes {
+			vols[p] = struct{}{}
+		}
+		out.Volumes = vols
+	}
 	if len(ic.Labels) > 0 {
 		labels := map[string]string{}
 		for k, v := range ic.Labels {

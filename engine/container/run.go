@@ -258,7 +258,8 @@ func mountShares(ctx context.Context, ac *agent.Client, vm VM, mounts []share.Mo
 		if s.ReadOnly {
 			opts = append(opts, "ro")
 		}
-		req := &agentpb.MountRequest{Share: true, Source: gs.Source, Fstype: gs.Fstype, Subdir: gs.Subdir, Target: mounts[i].Target, Options: opts}
+		req := &agentpb.MountRequest{Share: true, Source: gs.Source, Fstype: gs.Fstype, Subdir: gs.Subdir, Target: mounts[i].Target, Options: opts,
+			CopyUp: mounts[i].CopyUp()}
 		if err := ac.Mount(ctx, req); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", mounts[i].Source, mounts[i].Target, err)
 		}

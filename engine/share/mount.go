@@ -34,6 +34,17 @@ type Mount struct {
 	// Spec is how the user wrote it in Binds ("/h:/c:ro"); "" for one
 	// from HostConfig.Mounts.
 	Spec string `json:"spec,omitempty"`
+	// NoCopy turns off a volume's copy-up (-v NAME:/c:nocopy,
+	// --mount volume-nocopy): see CopyUp.
+	NoCopy bool `json:"noCopy,omitempty"`
+}
+
+// CopyUp says whether m starts with the image's content at its target
+// when its directory is empty, as Docker's volumes do: a writable volume
+// without nocopy. (Docker also fills read-only volumes; here the guest
+// copies through the mount, which a read-only one refuses.)
+func (m Mount) CopyUp() bool {
+	return m.Type == mobymount.TypeVolume && !m.NoCopy && !m.ReadOnly
 }
 
 // namePattern is Docker's rule for local volume names.
@@ -54,7 +65,8 @@ func ValidateName(name string) error {
 // bind and anything else a volume name, or "TARGET" alone for an
 // anonymous volume. MODE is a comma-separated list of ro, rw, z, Z
 // (SELinux relabelling: there is no SELinux on the host side of a VM
-// share, so they are accepted and ignored), nocopy, and the propagation
+// share, so they are accepted and ignored), nocopy (a volume's
+// Mount.NoCopy), and the propagation
 // and consistency modes (accepted; a VM share has no propagation to
 // choose). Relative host paths are the client's to make absolute (the
 // CLIs do); here "./x" is an invalid volume name, as with Docker.
@@ -96,7 +108,12 @@ func ParseBind(spec string) (mobymount.Mount, error) {
 				m.ReadOnly = true
 			case "rw":
 				m.ReadOnly = false
-			case "z", "Z", "nocopy", "consistent", "cached", "delegated",
+			case "nocopy":
+				if m.Type != mobymount.TypeVolume {
+					return m, bad("nocopy applies to volumes only")
+				}
+				m.VolumeOptions = &mobymount.VolumeOptions{NoCopy: true}
+			case "z", "Z", "consistent", "cached", "delegated",
 				"private", "rprivate", "shared", "rshared", "slave", "rslave":
 				// Accepted and ignored: see the doc comment.
 			default:
@@ -141,9 +158,14 @@ func ParseMountFlag(value string) (mobymount.Mount, error) {
 			m.ReadOnly = b
 			continue
 		case "volume-nocopy":
-			if _, err := boolVal(); err != nil {
+			b, err := boolVal()
+			if err != nil {
 				return m, err
 			}
+			if m.VolumeOptions == nil {
+				m.VolumeOptions = &mobymount.VolumeOptions{}
+			}
+			m.VolumeOptions.NoCopy = b
 			continue
 		}
 		if !hasVal {
@@ -286,7 +308,8 @@ func Resolve(binds []string, mounts []mobymount.Mount, anonymous []string, vols 
 	}
 	out := make([]Mount, 0, len(items))
 	for _, it := range items {
-		m := Mount{Type: it.m.Type, Source: it.m.Source, Target: path.Clean(it.m.Target), ReadOnly: it.m.ReadOnly, Spec: it.spec}
+		m := Mount{Type: it.m.Type, Source: it.m.Source, Target: path.Clean(it.m.Target), ReadOnly: it.m.ReadOnly, Spec: it.spec,
+			NoCopy: it.m.VolumeOptions != nil && it.m.VolumeOptions.NoCopy}
 		switch m.Type {
 		case mobymount.TypeBind:
 			src := filepath.Clean(m.Source)

@@ -24,7 +24,8 @@ func TestParseBind(t *testing.T) {
 		{"/h:/c:ro,Z", mobymount.Mount{Type: "bind", Source: "/h", Target: "/c", ReadOnly: true}, ""},
 		{"/h:/c:z", mobymount.Mount{Type: "bind", Source: "/h", Target: "/c"}, ""},
 		{"data:/c", mobymount.Mount{Type: "volume", Source: "data", Target: "/c"}, ""},
-		{"data:/c:ro,nocopy", mobymount.Mount{Type: "volume", Source: "data", Target: "/c", ReadOnly: true}, ""},
+		{"data:/c:ro,nocopy", mobymount.Mount{Type: "volume", Source: "data", Target: "/c", ReadOnly: true, VolumeOptions: &mobymount.VolumeOptions{NoCopy: true}}, ""},
+		{"/h:/c:nocopy", mobymount.Mount{}, "invalid volume specification: '/h:/c:nocopy': nocopy applies to volumes only"},
 		{"/c", mobymount.Mount{Type: "volume", Target: "/c"}, ""},
 		{"/h:c", mobymount.Mount{}, "invalid volume specification: '/h:c': invalid mount config for type \"bind\": invalid mount path: 'c' mount path must be absolute"},
 		{"/h:/c:bogus", mobymount.Mount{}, "invalid mode: bogus"},
@@ -62,7 +63,7 @@ func TestParseMountFlag(t *testing.T) {
 		{"source=data,target=/c,readonly=1", mobymount.Mount{Type: "volume", Source: "data", Target: "/c", ReadOnly: true}, ""},
 		{"type=volume,target=/c", mobymount.Mount{Type: "volume", Target: "/c"}, ""},
 		{"type=volume,src=v,target=/c,volume-label=a=b,volume-nocopy", mobymount.Mount{Type: "volume", Source: "v", Target: "/c",
-			VolumeOptions: &mobymount.VolumeOptions{Labels: map[string]string{"a": "b"}}}, ""},
+			VolumeOptions: &mobymount.VolumeOptions{Labels: map[string]string{"a": "b"}, NoCopy: true}}, ""},
 		{"type=bind,target=/c", mobymount.Mount{}, "source is required"},
 		{"type=bind,source=/h", mobymount.Mount{}, "target is required"},
 		{"type=tmpfs,target=/c", mobymount.Mount{}, `mount type "tmpfs" is not supported by Berth`},
@@ -151,5 +152,29 @@ func TestPlan(t *testing.T) {
 	got := Plan([]Mount{{HostPath: "/a"}, {HostPath: "/b", ReadOnly: true}})
 	if len(got) != 2 || got[0].Tag != "berth0" || got[0].HostPath != "/a" || got[0].ReadOnly || got[1].Tag != "berth1" || !got[1].ReadOnly {
 		t.Errorf("Plan = %+v", got)
+	}
+}
+
+func TestCopyUp(t *testing.T) {
+	vols, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := t.TempDir()
+	mounts, err := Resolve([]string{host + ":/b", "named:/n", "quiet:/q:nocopy", "ro:/r:ro"},
+		[]mobymount.Mount{{Type: mobymount.TypeVolume, Target: "/m", VolumeOptions: &mobymount.VolumeOptions{NoCopy: true}}},
+		[]string{"/anon"}, vols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"/b": false, "/n": true, "/q": false, "/r": false, "/m": false, "/anon": true}
+	for _, m := range mounts {
+		if got, ok := want[m.Target]; !ok || m.CopyUp() != got {
+			t.Errorf("%s (%s): CopyUp %v, want %v", m.Target, m.Type, m.CopyUp(), got)
+		}
+		delete(want, m.Target)
+	}
+	if len(want) != 0 {
+		t.Errorf("mounts missing: %v", want)
 	}
 }

@@ -249,6 +249,8 @@ func (s *Server) waitLateModules(fstype string) {
 // mountShare mounts one of the container's shares (MountRequest.share):
 //   - stages r.Source (r.Fstype, with the filesystem data of r.Options)
 //     once, at ShareStaging/SOURCE, outside the rootfs;
+//   - with r.CopyUp, copies the rootfs's content at the target into the
+//     share's directory when that is empty (copyUp);
 //   - creates the target inside the rootfs when missing (as Docker does);
 //   - bind-mounts r.Subdir of the staged mount (resolved inside it) at
 //     the target;
@@ -278,6 +280,11 @@ func (s *Server) mountShare(r *agentpb.MountRequest) error {
 		return fmt.Errorf("mount share %s: open %s in it: %w", r.Source, sub, err)
 	}
 	defer unix.Close(src)
+	if r.CopyUp {
+		if err := s.copyUpShare(r, rel, src); err != nil {
+			return err
+		}
+	}
 	if err := mkdirInRoot(s.cfg.Rootfs, rel); err != nil {
 		return fmt.Errorf("mount share %s on %s: create target: %w", r.Source, r.Target, err)
 	}
@@ -302,6 +309,34 @@ func (s *Server) mountShare(r *agentpb.MountRequest) error {
 	defer unix.Close(top)
 	if err := unix.Mount("", fdPath(top), "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 		return fmt.Errorf("mount share %s on %s: make read-only: %w", r.Source, r.Target, err)
+	}
+	return nil
+}
+
+// copyUpShare copies the rootfs's directory at rel (when there is one)
+// into the share's directory share (an open fd) when that is empty.
+func (s *Server) copyUpShare(r *agentpb.MountRequest, rel string, share int) error {
+	fd, err := openInRoot(s.cfg.Rootfs, rel)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing in the image there
+	}
+	if err != nil {
+		return fmt.Errorf("mount share %s on %s: copy up: %w", r.Source, r.Target, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("mount share %s on %s: copy up: %w", r.Source, r.Target, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	skipped, err := copyUp(fdPath(fd), fdPath(share))
+	if err != nil {
+		return fmt.Errorf("mount share %s on %s: %w", r.Source, r.Target, err)
+	}
+	if skipped > 0 {
+		s.logger.Printf("mount share %s on %s: copy up left out %d device nodes, fifos or sockets", r.Source, r.Target, skipped)
 	}
 	return nil
 }

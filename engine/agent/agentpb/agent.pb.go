@@ -425,7 +425,13 @@ type MountRequest struct {
 	// the host's 9P server (a run-time share) answers on: guestinit
 	// listens there, accepts the host's one connection and mounts the
 	// share over it with trans=fd (it fills in rfdno and wfdno).
-	Port          uint32 `protobuf:"varint,8,opt,name=port,proto3" json:"port,omitempty"`
+	Port uint32 `protobuf:"varint,8,opt,name=port,proto3" json:"port,omitempty"`
+	// CopyUp, on a share mount, copies what the container's rootfs has at
+	// Target into the share's directory before the bind when that
+	// directory is empty: Docker's volume copy-up, so a new volume starts
+	// with the image's content at its path (owners, modes, times and
+	// symlinks kept; device nodes, fifos and sockets are left out).
+	CopyUp        bool `protobuf:"varint,9,opt,name=copy_up,json=copyUp,proto3" json:"copy_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -514,6 +520,13 @@ func (x *MountRequest) GetPort() uint32 {
 		return x.Port
 	}
 	return 0
+}
+
+func (x *MountRequest) GetCopyUp() bool {
+	if x != nil {
+		return x.CopyUp
+	}
+	return false
 }
 
 type UnmountRequest struct {
@@ -1836,7 +1849,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04boot\x18\x05 \x01(\v2\x19.berth.agent.v1.BootTimesR\x04boot\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12&\n" +
 	"\x0fnow_boottime_ns\x18\a \x01(\x03R\rnowBoottimeNs\x12&\n" +
-	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xd5\x01\n" +
+	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xee\x01\n" +
 	"\fMountRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
@@ -1845,7 +1858,8 @@ const file_agent_proto_rawDesc = "" +
 	"\fmkdir_target\x18\x05 \x01(\bR\vmkdirTarget\x12\x14\n" +
 	"\x05share\x18\x06 \x01(\bR\x05share\x12\x16\n" +
 	"\x06subdir\x18\a \x01(\tR\x06subdir\x12\x12\n" +
-	"\x04port\x18\b \x01(\rR\x04port\"_\n" +
+	"\x04port\x18\b \x01(\rR\x04port\x12\x17\n" +
+	"\acopy_up\x18\t \x01(\bR\x06copyUp\"_\n" +
 	"\x0eUnmountRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04lazy\x18\x02 \x01(\bR\x04lazy\x12!\n" +
