@@ -61,6 +61,7 @@ type Daemon struct {
 	srv     *http.Server
 	terms   *terminal.Manager
 	web     *webui.Server
+	api     http.Handler
 	// cancelRequests ends the requests in flight at shutdown.
 	cancelRequests context.CancelFunc
 	started        time.Time
@@ -100,6 +101,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.terms = terminal.NewManager(terminal.Config{Backend: terminal.ManagerBackend(eng.Containers()), Log: d.log})
 	// One API handler serves the socket and, in part, the Berth window.
 	apiHandler := api.NewServer(backend{d}, api.WithLogger(d.log))
+	d.api = apiHandler
 	if d.web, err = webui.Start(webui.Config{Terminals: d.terms, Log: d.log, API: apiHandler}); err != nil {
 		return nil, err
 	}
@@ -143,6 +145,11 @@ func (d *Daemon) Logger() *slog.Logger { return d.log }
 // Terminals runs the daemon's terminal sessions (the macOS window's
 // bridge serves its sessions with it too).
 func (d *Daemon) Terminals() *terminal.Manager { return d.terms }
+
+// APIHandler is the daemon's API handler, the one its socket serves (the
+// macOS app's Berth window calls a part of it in-process:
+// webui.EmbeddedWindow).
+func (d *Daemon) APIHandler() http.Handler { return d.api }
 
 // WebUI is the daemon's loopback web server.
 func (d *Daemon) WebUI() *webui.Server { return d.web }

@@ -142,9 +142,7 @@ func (s *Server) Handler() http.Handler {
 			http.Redirect(w, r, "/terminal/", http.StatusFound)
 		})
 	} else {
-		mux.HandleFunc("GET /{$}", s.windowFile("window.html"))
-		mux.HandleFunc("GET /window.js", s.windowFile("window.js"))
-		mux.HandleFunc("GET /window.css", s.windowFile("window.css"))
+		windowPage(mux, s.bundle)
 		mux.HandleFunc("POST /ui/session", s.windowSession)
 		mux.Handle("/ui/api/", http.HandlerFunc(s.windowAPI))
 	}
@@ -186,15 +184,15 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 // page serves the bundle under /terminal/, or 503 with ErrNotBuilt's
 // text.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
-	if fsys, ok := s.bundleOrUnavailable(w); ok {
+	if fsys, ok := bundleOrUnavailable(w, s.bundle); ok {
 		http.StripPrefix("/terminal/", http.FileServerFS(fsys)).ServeHTTP(w, r)
 	}
 }
 
 // bundleOrUnavailable returns the web bundle, or answers 503 with the
 // reason it is missing (web.ErrNotBuilt's text) and reports false.
-func (s *Server) bundleOrUnavailable(w http.ResponseWriter) (fs.FS, bool) {
-	fsys, err := s.bundle()
+func bundleOrUnavailable(w http.ResponseWriter, bundle func() (fs.FS, error)) (fs.FS, bool) {
+	fsys, err := bundle()
 	if err != nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	web "github.com/berthvm/berth/assets/web"
 	"github.com/berthvm/berth/engine/onetime"
 	"github.com/berthvm/berth/engine/terminal"
 )
@@ -44,8 +45,7 @@ var windowAPI = []string{
 // window is the Berth window's sign-in: one-use tokens, traded once each
 // for a session cookie good while the server runs.
 type window struct {
-	api    http.Handler
-	allow  *http.ServeMux
+	allow  allowedAPI
 	tokens *onetime.Store[struct{}]
 
 	mu       sync.Mutex
@@ -53,11 +53,7 @@ type window struct {
 }
 
 func newWindow(api http.Handler, cfg Config) *window {
-	w := &window{api: api, allow: http.NewServeMux(), tokens: onetime.New[struct{}](WindowTokenTTL, cfg.Now)}
-	for _, p := range windowAPI {
-		w.allow.Handle(p, api)
-	}
-	return w
+	return &window{allow: newAllowedAPI(api), tokens: onetime.New[struct{}](WindowTokenTTL, cfg.Now)}
 }
 
 // cookieName is the session cookie's name. Cookies are scoped to a host,
@@ -145,6 +141,23 @@ func (s *Server) windowAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not signed in to the Berth window: run berth ui and open the URL it prints", http.StatusUnauthorized)
 		return
 	}
+	s.win.allow.ServeHTTP(w, r)
+}
+
+// allowedAPI serves a request for /ui/api/PATH as PATH through allow
+// (the allowlisted part of the engine's API): 404 for a path that is not
+// clean (empty, "." or ".." segments, a trailing slash) or not allowed.
+type allowedAPI struct{ allow *http.ServeMux }
+
+func newAllowedAPI(api http.Handler) allowedAPI {
+	a := allowedAPI{allow: http.NewServeMux()}
+	for _, p := range windowAPI {
+		a.allow.Handle(p, api)
+	}
+	return a
+}
+
+func (a allowedAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/ui/api")
 	if raw == "" || !cleanPath(raw) {
 		http.NotFound(w, r)
@@ -161,8 +174,8 @@ func (s *Server) windowAPI(w http.ResponseWriter, r *http.Request) {
 		r2.URL.RawPath = ""
 	}
 	r2.RequestURI = r2.URL.RequestURI()
-	r2.Header.Del("Cookie")
-	s.win.allow.ServeHTTP(w, r2)
+	r2.Header.Del("Cookie") // the window's session is no business of the API's
+	a.allow.ServeHTTP(w, r2)
 }
 
 // cleanPath is whether an escaped path is absolute and has no empty, "."
@@ -179,17 +192,37 @@ func cleanPath(p string) bool {
 	return true
 }
 
-// windowFile serves one file of the Berth window's page from the bundle.
-func (s *Server) windowFile(name string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		fsys, ok := s.bundleOrUnavailable(w)
-		if !ok {
-			return
-		}
-		if _, err := fs.Stat(fsys, name); err != nil {
-			http.Error(w, fmt.Sprintf("the web bundle has no %s: rebuild berth after make web", name), http.StatusServiceUnavailable)
-			return
-		}
-		http.ServeFileFS(w, r, fsys, name)
+// windowPage adds the Berth window's page files to mux: / (window.html),
+// /window.js and /window.css from the bundle, or 503 with the reason the
+// bundle is missing.
+func windowPage(mux *http.ServeMux, bundle func() (fs.FS, error)) {
+	for pattern, name := range map[string]string{"GET /{$}": "window.html", "GET /window.js": "window.js", "GET /window.css": "window.css"} {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			fsys, ok := bundleOrUnavailable(w, bundle)
+			if !ok {
+				return
+			}
+			if _, err := fs.Stat(fsys, name); err != nil {
+				http.Error(w, fmt.Sprintf("the web bundle has no %s: rebuild berth after make web", name), http.StatusServiceUnavailable)
+				return
+			}
+			http.ServeFileFS(w, r, fsys, name)
+		})
 	}
+}
+
+// EmbeddedWindow is the Berth window for a web view the app itself owns
+// (the macOS app's WKWebView, which loads berth://window/ through a URL
+// scheme handler: no port, no other client): the page's files (/,
+// /window.js, /window.css, from bundle; nil: web.FS) and /ui/api/…, the
+// same allowlisted part of api the loopback server's window gets. There
+// is no sign-in: only the app can reach this handler.
+func EmbeddedWindow(api http.Handler, bundle func() (fs.FS, error)) http.Handler {
+	if bundle == nil {
+		bundle = web.FS
+	}
+	mux := http.NewServeMux()
+	windowPage(mux, bundle)
+	mux.Handle("/ui/api/", newAllowedAPI(api))
+	return mux
 }

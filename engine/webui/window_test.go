@@ -2,11 +2,14 @@ package webui
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/berthvm/berth/engine/terminal"
@@ -253,4 +256,54 @@ func TestWindowAPI(t *testing.T) {
 			t.Errorf("status %d, want 401", resp.StatusCode)
 		}
 	})
+}
+
+// TestEmbeddedWindow: the in-app web view's handler serves the page and
+// the same allowlist, with no sign-in and no cookie passed on.
+func TestEmbeddedWindow(t *testing.T) {
+	api := &recordingAPI{}
+	bundle := fstest.MapFS{
+		"window.html": {Data: []byte("<!doctype html><title>Berth</title>")},
+		"window.js":   {Data: []byte("console.log(1)")},
+		"window.css":  {Data: []byte("body{}")},
+		"index.html":  {Data: []byte("terminal")},
+	}
+	h := EmbeddedWindow(api, func() (fs.FS, error) { return bundle, nil })
+	get := func(method, path string, header ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, "berth://window"+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for path, want := range map[string]string{"/": "<title>Berth</title>", "/window.js": "console.log", "/window.css": "body{}"} {
+		if rec := get("GET", path); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("GET %s: %d %q", path, rec.Code, rec.Body.String())
+		}
+	}
+	if rec := get("GET", "/index.html"); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /index.html (not the window's): %d, want 404", rec.Code)
+	}
+	if rec := get("GET", "/ui/api/containers/json", "Cookie", "a=b"); rec.Code != http.StatusOK {
+		t.Errorf("GET /ui/api/containers/json: %d %q (a cookie must not reach the API)", rec.Code, rec.Body.String())
+	}
+	if rec := get("POST", "/ui/api/containers/web/stop"); rec.Code != http.StatusOK {
+		t.Errorf("POST stop: %d", rec.Code)
+	}
+	for _, p := range []string{"/ui/api/volumes", "/ui/api/images/%2e%2e/volumes", "/ui/api/v1.47/containers/json", "/ui/session"} {
+		if rec := get("GET", p); rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed {
+			t.Errorf("GET %s: %d, want 404", p, rec.Code)
+		}
+	}
+	if got := api.calls(); strings.Join(got, ",") != "GET /containers/json,POST /containers/web/stop" {
+		t.Errorf("API calls %v", got)
+	}
+	notBuiltWin := EmbeddedWindow(api, notBuilt)
+	rec := httptest.NewRecorder()
+	notBuiltWin.ServeHTTP(rec, httptest.NewRequest("GET", "berth://window/", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "make web") {
+		t.Errorf("without the bundle: %d %q", rec.Code, rec.Body.String())
+	}
 }

@@ -1,0 +1,158 @@
+package appwindow
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recordingTask records what Serve tells it, in order.
+type recordingTask struct {
+	mu     sync.Mutex
+	events []string
+	status int
+	header map[string]string
+	data   chan string
+}
+
+func newTask() *recordingTask { return &recordingTask{data: make(chan string, 16)} }
+
+func (t *recordingTask) add(e string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events = append(t.events, e)
+}
+
+func (t *recordingTask) Respond(status int, header map[string]string) {
+	t.mu.Lock()
+	t.status, t.header = status, header
+	t.mu.Unlock()
+	t.add("respond")
+}
+func (t *recordingTask) Data(b []byte) { t.add("data:" + string(b)); t.data <- string(b) }
+func (t *recordingTask) Finish()       { t.add("finish") }
+func (t *recordingTask) Fail(err error) {
+	t.add("fail:" + err.Error())
+}
+
+func (t *recordingTask) got() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.events, "|")
+}
+
+func TestNewRequest(t *testing.T) {
+	ctx := context.Background()
+	r, err := NewRequest(ctx, "POST", "berth://window/ui/api/containers/web/stop?t=1", map[string]string{"Content-Type": "application/json"}, []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	if r.Method != "POST" || r.URL.Path != "/ui/api/containers/web/stop" || r.URL.RawQuery != "t=1" || r.Header.Get("Content-Type") != "application/json" || string(body) != "{}" {
+		t.Errorf("request %s %s ? %s, %v, body %q", r.Method, r.URL.Path, r.URL.RawQuery, r.Header, body)
+	}
+	if r, err := NewRequest(ctx, "", "berth://window/", nil, nil); err != nil || r.Method != "GET" || r.Body != http.NoBody {
+		t.Errorf("GET /: %v, %v", r, err)
+	}
+	for _, u := range []string{"berth://terminal/", "https://window/", "berth://user@window/", "berth:window", "%zz"} {
+		if _, err := NewRequest(ctx, "GET", u, nil, nil); err == nil {
+			t.Errorf("NewRequest(%q) succeeded; want refused", u)
+		}
+	}
+	if _, err := NewRequest(ctx, "POST", "berth://window/x", nil, make([]byte, maxBody+1)); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("oversized body: %v", err)
+	}
+}
+
+// TestServeStreams: each write reaches the task as it happens, so the
+// page's event stream works; the head comes first, the end last.
+func TestServeStreams(t *testing.T) {
+	next := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"a":1}`)
+		http.NewResponseController(w).Flush()
+		<-next
+		io.WriteString(w, `{"b":2}`)
+	})
+	task := newTask()
+	r, _ := NewRequest(context.Background(), "GET", "berth://window/ui/api/events", nil, nil)
+	done := make(chan struct{})
+	go func() { Serve(h, r, task); close(done) }()
+	select {
+	case d := <-task.data:
+		if d != `{"a":1}` {
+			t.Errorf("first data %q", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first write did not reach the task while the handler ran")
+	}
+	close(next)
+	<-done
+	if got := task.got(); got != `respond|data:{"a":1}|data:{"b":2}|finish` {
+		t.Errorf("task saw %s", got)
+	}
+	if task.status != 200 || task.header["Content-Type"] != "application/json" {
+		t.Errorf("head %d %v", task.status, task.header)
+	}
+}
+
+func TestServeStatusesAndEnds(t *testing.T) {
+	serve := func(h http.HandlerFunc, ctx context.Context) *recordingTask {
+		t.Helper()
+		task := newTask()
+		r, err := NewRequest(ctx, "GET", "berth://window/x", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		Serve(h, r, task)
+		return task
+	}
+	if got := serve(func(w http.ResponseWriter, r *http.Request) {}, context.Background()).got(); got != "respond|finish" {
+		t.Errorf("empty handler: %s", got)
+	}
+	task := serve(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no such container: web", http.StatusNotFound) }, context.Background())
+	if got := task.got(); got != "respond|data:no such container: web\n|finish" || task.status != 404 {
+		t.Errorf("404: %d %s", task.status, got)
+	}
+	if got := serve(func(w http.ResponseWriter, r *http.Request) { panic("boom") }, context.Background()).got(); !strings.HasPrefix(got, "fail:") || !strings.Contains(got, "boom") {
+		t.Errorf("panic: %s", got)
+	}
+	// The web view stopped the task: the handler sees its context end and
+	// the task is told nothing more.
+	ctx, cancel := context.WithCancel(context.Background())
+	var writeErr error
+	task = serve(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first")
+		cancel()
+		<-r.Context().Done()
+		_, writeErr = io.WriteString(w, "after stop")
+	}, ctx)
+	if got := task.got(); got != "respond|data:first" || !errors.Is(writeErr, context.Canceled) {
+		t.Errorf("stopped task: %s, write after stop: %v", got, writeErr)
+	}
+}
+
+func TestReceive(t *testing.T) {
+	var opened []string
+	h := Hooks{OpenShell: func(id string) { opened = append(opened, id) }}
+	if err := Receive("shell", "web", h); err != nil || len(opened) != 1 || opened[0] != "web" {
+		t.Errorf("shell web: %v, opened %v", err, opened)
+	}
+	for _, m := range [][2]string{{"shell", ""}, {"shell", "../x"}, {"shell", strings.Repeat("a", 129)}, {"exec", "web"}} {
+		if err := Receive(m[0], m[1], h); err == nil {
+			t.Errorf("Receive(%q, %q) accepted", m[0], m[1])
+		}
+	}
+	if err := Receive("shell", "web", Hooks{}); err == nil {
+		t.Error("shell without a hook accepted")
+	}
+	if len(opened) != 1 {
+		t.Errorf("refused messages opened shells: %v", opened)
+	}
+}

@@ -1,0 +1,21 @@
+// Package appwindow is the macOS app's Berth window: the Berth window's
+// page (assets/web, window.html) in a WKWebView that loads
+// berth://window/ through a URL scheme handler — no port, no sign-in —
+// and calls the engine's API in-process through the same allowlist the
+// loopback server's window gets (webui.EmbeddedWindow).
+//
+// Everything but the Cocoa glue is here, free of build tags, and tested
+// on any system:
+//   - NewRequest turns a scheme task's request (method, URL, header
+//     fields, body) into an *http.Request for berth://window/… only;
+//   - Serve runs an http.Handler for it and streams the answer to a Task
+//     (head, then each write as it happens — the page's /events and logs
+//     streams stay open — then the end), and stops when the web view
+//     stops the task;
+//   - Receive routes the page's script messages ({t: "shell", d: ID}
+//     opens a terminal window on that container).
+//
+// window_darwin.go (darwin && cgo) makes the NSWindow and the WKWebView
+// and calls into these; it is type-checked on Linux (make darwin-check)
+// and has never run on a Mac.
+package appwindow
