@@ -116,7 +116,9 @@ func TestServeStatusesAndEnds(t *testing.T) {
 	if got := serve(func(w http.ResponseWriter, r *http.Request) {}, context.Background()).got(); got != "respond|finish" {
 		t.Errorf("empty handler: %s", got)
 	}
-	task := serve(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no such container: web", http.StatusNotFound) }, context.Background())
+	task := serve(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no such container: web", http.StatusNotFound)
+	}, context.Background())
 	if got := task.got(); got != "respond|data:no such container: web\n|finish" || task.status != 404 {
 		t.Errorf("404: %d %s", task.status, got)
 	}
