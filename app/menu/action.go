@@ -22,9 +22,11 @@ const (
 	// OpenInTerminal gives the command line that opens a shell in
 	// Container in Terminal.app (Result.TerminalCommand).
 	OpenInTerminal
-	// ShareFolder shares HostPath into Container (not built yet).
+	// ShareFolder shares the host folder HostPath with Container, at
+	// /mnt/<folder name> (a dialog: a folder chooser). A stopped
+	// container gets it at its next start.
 	ShareFolder
-	// StopSharing ends Share of Container (not built yet).
+	// StopSharing ends Share of Container (by its ContainerPath).
 	StopSharing
 	// CopyIP puts Container's IP address on the pasteboard (Result.Copy).
 	CopyIP
@@ -141,6 +143,10 @@ type Dialog struct {
 	Fields         []Field
 	// OK is the default button's title.
 	OK string
+	// ChooseFolder asks for a folder with the system's open panel
+	// (folders only, one) instead of text fields; its path is the value
+	// of the one field, "path".
+	ChooseFolder bool
 }
 
 // Dialog returns the dialog a needs, or false when it needs none.
@@ -168,8 +174,11 @@ func (a Action) Dialog() (Dialog, bool) {
 				{Key: "url", Label: "or .deb URL", Placeholder: "https://…/linux-image-….deb"},
 				{Key: "sha256", Label: "SHA-256", Placeholder: "of the .deb"}}}, true
 	case ShareFolder:
-		return Dialog{Title: "Share Folder", Message: "Share a folder of this Mac with the container.", OK: "Share",
-			Fields: []Field{{Key: "path", Label: "Folder"}}}, true
+		if a.HostPath != "" {
+			return Dialog{}, false
+		}
+		return Dialog{Title: "Share Folder with " + a.subject(), Message: "Choose a folder of this Mac to share with " + a.subject() + " only. It appears at /mnt/<folder name>.",
+			OK: "Share", Fields: []Field{{Key: "path", Label: "Folder"}}, ChooseFolder: true}, true
 	}
 	return Dialog{}, false
 }

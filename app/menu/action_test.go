@@ -53,6 +53,10 @@ func TestDialogAndInput(t *testing.T) {
 		{"kernel url without sum", Action{Kind: SetUpKernel}, true, map[string]string{"url": "https://x/k.deb"}, Action{}, "kernel: a .deb URL needs its SHA-256"},
 		{"kernel both", Action{Kind: SetUpKernel}, true, map[string]string{"url": "https://x/k.deb", "path": "/k"}, Action{}, "kernel: give a kernel file or a .deb URL, not both"},
 		{"kernel neither", Action{Kind: SetUpKernel}, true, map[string]string{}, Action{}, "kernel: give a kernel file or a .deb URL"},
+		{"share folder…", Action{Kind: ShareFolder, Container: "c", Name: "web"}, true, map[string]string{"path": " /Users/me/src "},
+			Action{Kind: ShareFolder, HostPath: "/Users/me/src"}, ""},
+		{"share folder, none chosen", Action{Kind: ShareFolder, Container: "c", Name: "web"}, true, map[string]string{"path": ""}, Action{}, "share: choose a folder"},
+		{"share of a dropped folder needs none", Action{Kind: ShareFolder, Container: "c", HostPath: "/Users/me/src"}, false, nil, Action{}, ""},
 		{"stop needs none", Action{Kind: StopContainer, Container: "c"}, false, nil, Action{}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,6 +66,9 @@ func TestDialogAndInput(t *testing.T) {
 			}
 			if !ok {
 				return
+			}
+			if d.ChooseFolder != (c.a.Kind == ShareFolder) {
+				t.Errorf("ChooseFolder = %v for %v", d.ChooseFolder, c.a.Kind)
 			}
 			for _, f := range d.Fields {
 				if f.Key == "" || f.Label == "" {
@@ -87,7 +94,7 @@ func TestDialogAndInput(t *testing.T) {
 
 func actionsEqual(a, b Action) bool {
 	return a.Kind == b.Kind && a.Image == b.Image && a.Ref == b.Ref && a.Run.Name == b.Run.Name &&
-		slices.Equal(a.Run.Cmd, b.Run.Cmd) && a.Kernel == b.Kernel
+		slices.Equal(a.Run.Cmd, b.Run.Cmd) && a.Kernel == b.Kernel && a.HostPath == b.HostPath
 }
 
 func TestShellQuote(t *testing.T) {
@@ -163,8 +170,8 @@ func TestLocalActions(t *testing.T) {
 		{Action{Kind: OpenInTerminal, Container: "0123456789abcdef", Name: "web"}, Result{TerminalCommand: "berth shell web"}, nil},
 		{Action{Kind: Quit}, Result{Quit: true}, nil},
 		{Action{Kind: OpenLog}, Result{}, errdefs.ErrNotFound},
-		{Action{Kind: ShareFolder, Container: "c", Name: "web", HostPath: "/Users/me/src"}, Result{}, errdefs.ErrNotImplemented},
-		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src"}}, Result{}, errdefs.ErrNotImplemented},
+		{Action{Kind: ShareFolder, Container: "c", Name: "web"}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src"}}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: PullImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: RunImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: SetUpKernel}, Result{}, errdefs.ErrInvalidArgument},
@@ -175,7 +182,7 @@ func TestLocalActions(t *testing.T) {
 			t.Errorf("Do(%v) = %+v, %v; want %+v, %v", c.a.Kind, got, err, c.want, c.err)
 		}
 	}
-	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Name: "web", HostPath: "/src"}); err.Error() != "share /src into web: folder sharing is not built yet in Berth" {
-		t.Errorf("share: %v", err)
+	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Name: "web"}); err == nil || err.Error() != "share a folder with web: no folder chosen" {
+		t.Errorf("share with no folder: %v", err)
 	}
 }

@@ -408,8 +408,12 @@ func containerItem(c Container, s Snapshot, now time.Time) Item {
 	if c.State != "running" {
 		shell, term = disabled(shell, notRunning), disabled(term, notRunning)
 	}
-	sub = append(sub, shell, term,
-		disabled(action("Share Folder…", ref(ShareFolder)), "Folder sharing is not built yet."))
+	share := action("Share Folder…", ref(ShareFolder))
+	share.Tooltip = "Share a folder of this Mac with " + c.Name + " only, at /mnt/<folder name>."
+	if !c.Running() {
+		share.Tooltip = "The folder is recorded now and appears in " + c.Name + " when it starts."
+	}
+	sub = append(sub, shell, term, share)
 	if len(c.Shares) > 0 {
 		var shares []Item
 		for _, sh := range c.Shares {
@@ -419,8 +423,7 @@ func containerItem(c Container, s Snapshot, now time.Time) Item {
 			}
 			a := ref(StopSharing)
 			a.Share = sh
-			shares = append(shares, Item{Title: title, Enabled: true, Submenu: []Item{
-				disabled(action("Stop Sharing", a), "Folder sharing is not built yet.")}})
+			shares = append(shares, Item{Title: title, Enabled: true, Submenu: []Item{action("Stop Sharing", a)}})
 		}
 		sub = append(sub, Item{Title: "Shared Folders", Enabled: true, Submenu: shares})
 	}
