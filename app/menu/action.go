@@ -67,6 +67,8 @@ const (
 	// gracefully first (StopContainers) or quit at once, which kills
 	// their VMs with the engine.
 	Quit
+	// SetLaunchAtLogin turns Launch at Login on (Enable) or off.
+	SetLaunchAtLogin
 )
 
 var kindNames = [...]string{
@@ -75,7 +77,7 @@ var kindNames = [...]string{
 	StopContainer: "stop", RestartContainer: "restart", RemoveContainer: "remove", RunImage: "run",
 	RunShell: "run-shell", RemoveImage: "remove-image", PullImage: "pull", CancelPull: "cancel-pull",
 	DismissPull: "dismiss-pull", SetUpKernel: "set-up-kernel", OpenLog: "open-log", OpenWindow: "open-window",
-	OpenSettings: "settings", Quit: "quit",
+	OpenSettings: "settings", Quit: "quit", SetLaunchAtLogin: "launch-at-login",
 }
 
 // String is the kind's name as Render writes it ("stop").
@@ -112,6 +114,8 @@ type Action struct {
 	Running int
 	// StopContainers is Quit's answer to "stop them gracefully first?".
 	StopContainers bool
+	// Enable is SetLaunchAtLogin's choice.
+	Enable bool
 }
 
 // RunOptions is the Run… dialog's input.

@@ -5,8 +5,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/home"
 	"github.com/moby/moby/api/types/jsonstream"
 )
 
@@ -176,6 +178,7 @@ func TestLocalActions(t *testing.T) {
 		{Action{Kind: RunImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: SetUpKernel}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: Kind(99)}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: SetLaunchAtLogin, Enable: true}, Result{}, errdefs.ErrUnavailable},
 	} {
 		got, err := d.Do(ctx, c.a)
 		if got != c.want || (c.err == nil) != (err == nil) || (c.err != nil && !errors.Is(err, c.err)) {
@@ -184,5 +187,59 @@ func TestLocalActions(t *testing.T) {
 	}
 	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Name: "web"}); err == nil || err.Error() != "share a folder with web: no folder chosen" {
 		t.Errorf("share with no folder: %v", err)
+	}
+}
+
+// stubLoginItem stands in for SMAppService.mainApp (macOS only): it
+// registers at once, or needs the user's approval.
+type stubLoginItem struct {
+	status        settings.LoginStatus
+	needsApproval bool
+}
+
+func (s *stubLoginItem) Status() settings.LoginStatus { return s.status }
+func (s *stubLoginItem) Register() error {
+	s.status = settings.LoginEnabled
+	if s.needsApproval {
+		s.status = settings.LoginRequiresApproval
+	}
+	return nil
+}
+func (s *stubLoginItem) Unregister() error { s.status = settings.LoginNotRegistered; return nil }
+
+// TestLaunchAtLoginAction: the menu item's action through the
+// Dispatcher, a real settings file, and the State's item after each.
+func TestLaunchAtLoginAction(t *testing.T) {
+	h, err := home.Resolve(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := settings.NewStore(h)
+	item := &stubLoginItem{}
+	login := settings.NewLaunchAtLogin(store, item)
+	st := NewState(nil)
+	st.SetLaunchAtLogin(login.State())
+	d := NewDispatcher(nil, st, WithLaunchAtLogin(login))
+	click := func() Result {
+		t.Helper()
+		it := mustItem(t, Build(st.Snapshot(), now), "Launch at Login").enabled(t)
+		r, err := d.Do(t.Context(), it.Action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := click(); r.Message != "Berth opens at login" || mustItem(t, Build(st.Snapshot(), now), "Launch at Login").State != On {
+		t.Errorf("turned on: %+v, %+v", r, st.Snapshot().LaunchAtLogin)
+	}
+	if saved, err := store.Load(); err != nil || !saved.LaunchAtLogin {
+		t.Errorf("saved %+v, %v", saved, err)
+	}
+	if r := click(); r.Message != "Berth no longer opens at login" || mustItem(t, Build(st.Snapshot(), now), "Launch at Login").State != Off {
+		t.Errorf("turned off: %+v", r)
+	}
+	item.needsApproval = true
+	if r := click(); r.Message != settings.ReasonApproval || mustItem(t, Build(st.Snapshot(), now), "Launch at Login").State != Mixed {
+		t.Errorf("needs approval: %+v", r)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/berthvm/berth/app/internal/human"
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/terminal"
@@ -24,6 +25,7 @@ type Dispatcher struct {
 	api   API
 	state *State
 	cli   []string // the berth command for Terminal.app, with its --home
+	login LoginSetter
 
 	mu     sync.Mutex
 	pulls  map[string]context.CancelFunc
@@ -44,6 +46,18 @@ func WithCLI(path, home string) DispatcherOption {
 			d.cli = append(d.cli, "--home", home)
 		}
 	}
+}
+
+// LoginSetter turns Launch at Login on or off and says the outcome:
+// the app's settings.LaunchAtLogin.
+type LoginSetter interface {
+	Set(on bool) (settings.LoginState, error)
+}
+
+// WithLaunchAtLogin sets what SetLaunchAtLogin acts on; without it the
+// action is refused as unavailable.
+func WithLaunchAtLogin(l LoginSetter) DispatcherOption {
+	return func(d *Dispatcher) { d.login = l }
 }
 
 // NewDispatcher returns a Dispatcher acting through api and reporting
@@ -162,6 +176,8 @@ func (d *Dispatcher) Do(ctx context.Context, a Action) (Result, error) {
 		return Result{Window: SettingsWindow}, nil
 	case Quit:
 		return d.quit(ctx, a)
+	case SetLaunchAtLogin:
+		return d.setLaunchAtLogin(a.Enable)
 	}
 	return Result{}, errdefs.InvalidArgument(fmt.Errorf("unknown action %v", a.Kind))
 }
@@ -464,6 +480,25 @@ func (d *Dispatcher) setUpKernel(ctx context.Context, k types.KernelChoice) (Res
 		return Result{Message: "Berth fetches the kernel at the first container start"}, nil
 	}
 	return Result{Message: "Berth boots Linux " + info.Version}, nil
+}
+
+// setLaunchAtLogin turns Launch at Login on or off and reports the
+// setting's state, changed or not, into the State.
+func (d *Dispatcher) setLaunchAtLogin(on bool) (Result, error) {
+	if d.login == nil {
+		return Result{}, errdefs.Unavailable(errors.New("launch at login: " + settings.ReasonNoSystem))
+	}
+	st, err := d.login.Set(on)
+	d.state.SetLaunchAtLogin(st)
+	switch {
+	case err != nil:
+		return Result{}, err
+	case st.Pending:
+		return Result{Message: st.Reason}, nil
+	case st.On:
+		return Result{Message: "Berth opens at login"}, nil
+	}
+	return Result{Message: "Berth no longer opens at login"}, nil
 }
 
 // quit cancels the pulls in progress and, when asked, stops the running

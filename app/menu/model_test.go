@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthvm/berth/app/settings"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/menu.golden and docs/menu.txt")
@@ -147,6 +149,14 @@ func modelCases() []modelCase {
 			mustItem(t, m, "Pulling redis:8… 1 of 3 layers")
 			mustItem(t, m, "Pull of no/such:image failed: pull access denied for no/such: repository does not exist", "Dismiss").does(t, Action{Kind: DismissPull, Ref: "no/such:image"})
 		}},
+		{"launch at login on", Snapshot{Engine: up, Kernel: kernel, LaunchAtLogin: &settings.LoginState{Available: true, On: true}}, func(t *testing.T, m Menu) {
+			if it := mustItem(t, m, "Launch at Login").enabled(t).does(t, Action{Kind: SetLaunchAtLogin, Enable: false}); it.State != On {
+				t.Errorf("Launch at Login when on: state %v, want checked", it.State)
+			}
+			if got := titles(m.Items); !before(got, "Settings…", "Launch at Login") || !before(got, "Launch at Login", "Quit Berth") {
+				t.Errorf("order: %q", got)
+			}
+		}},
 		{"share active", Snapshot{Engine: up, Kernel: kernel, Images: []Image{alpine}, Containers: []Container{shared, sharedStopped}}, func(t *testing.T, m Menu) {
 			mustItem(t, m, "dev — golang:1.26", "Share Folder…").enabled(t).does(t, Action{Kind: ShareFolder, Container: shared.ID, Name: "dev"})
 			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/src/app → /src", "Stop Sharing").enabled(t).
@@ -216,6 +226,28 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s differs from the menu rendered now (go test -run TestBuild -update rewrites it); now:\n%s", p, golden.String())
 		}
 	}
+}
+
+// TestLaunchAtLoginItem: the item in each state of the setting, and
+// none where the app offers no setting.
+func TestLaunchAtLoginItem(t *testing.T) {
+	for _, c := range []struct {
+		state   settings.LoginState
+		enabled bool
+		check   CheckState
+		enable  bool
+	}{
+		{settings.LoginState{Available: true}, true, Off, true},
+		{settings.LoginState{Available: true, On: true}, true, On, false},
+		{settings.LoginState{Available: true, Pending: true, Reason: settings.ReasonApproval}, true, Mixed, false},
+		{settings.LoginState{Reason: settings.ReasonNotFound}, false, Off, true},
+	} {
+		it := mustItem(t, Build(Snapshot{Engine: up, LaunchAtLogin: &c.state}, now), "Launch at Login")
+		if it.Enabled != c.enabled || it.State != c.check || fmt.Sprintf("%+v", it.Action) != fmt.Sprintf("%+v", Action{Kind: SetLaunchAtLogin, Enable: c.enable}) || it.Tooltip != c.state.Reason {
+			t.Errorf("%+v: item %+v", c.state, it)
+		}
+	}
+	noItem(t, Build(Snapshot{Engine: up}, now), "Launch at Login")
 }
 
 // TestBuildDoesNotChangeSnapshot: Build sorts a copy.

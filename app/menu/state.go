@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
@@ -77,6 +78,8 @@ type State struct {
 	pulls                    []Progress
 	// kernelDownload is the kernel setup the host reported (KernelSetup).
 	kernelDownload *Progress
+	// launchAtLogin is the setting the host reported; nil: none.
+	launchAtLogin *settings.LoginState
 	// quietBefore: deaths before this time (replayed to a new
 	// connection) were noticed, or not, by the connection before.
 	quietBefore time.Time
@@ -136,6 +139,10 @@ func (s *State) Snapshot() Snapshot {
 		kd := *k
 		snap.KernelDownload = &kd
 	}
+	if l := s.launchAtLogin; l != nil {
+		ll := *l
+		snap.LaunchAtLogin = &ll
+	}
 	for _, c := range s.containers {
 		c.Shares = slices.Clone(c.Shares)
 		snap.Containers = append(snap.Containers, c)
@@ -185,6 +192,12 @@ func (s *State) KernelSetup(st kernelsetup.SetupState) {
 			s.kernel = Kernel{Version: st.Version}
 		}
 	})
+}
+
+// SetLaunchAtLogin reports the Launch at Login setting (the app's
+// settings.LaunchAtLogin.State): the menu shows it as a checked item.
+func (s *State) SetLaunchAtLogin(l settings.LoginState) {
+	s.update(func() { s.launchAtLogin = &l })
 }
 
 // kernelDownloadOf is st as the menu's KernelDownload, or nil.
