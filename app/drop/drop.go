@@ -264,3 +264,42 @@ func (d Decision) Message(shared int) (text string, isErr bool) {
 	}
 	return strings.Join(lines, "\n"), d.Err != nil
 }
+
+// Summary is what the glue tells after a drop onto c was acted on:
+// results are the Dispatcher's answers for the shares done, failed the
+// errors of those that were not. The text has a line per share done
+// (where it is), per failure, then the decision's notes and errors;
+// isErr says whether anything failed.
+func Summary(d Decision, c menu.Container, results []menu.Result, failed []error) (title, text string, isErr bool) {
+	name := c.Name
+	if name == "" {
+		name = human.ShortID(c.ID)
+	}
+	n, total := len(results), len(results)+len(failed)
+	switch {
+	case total == 0:
+		title = "Nothing shared with " + name
+	case len(failed) == 0 && n == 1:
+		title = "Shared a folder with " + name
+	case len(failed) == 0:
+		title = fmt.Sprintf("Shared %d folders with %s", n, name)
+	case n == 0:
+		title = "Sharing with " + name + " failed"
+	default:
+		title = fmt.Sprintf("Shared %d of %d folders with %s", n, total, name)
+	}
+	var lines []string
+	for _, r := range results {
+		if r.Message != "" {
+			lines = append(lines, r.Message+".")
+		}
+	}
+	for _, err := range failed {
+		lines = append(lines, strings.TrimPrefix(err.Error(), "Error response from daemon: "))
+	}
+	rest, restErr := d.Message(n)
+	if rest != "" {
+		lines = append(lines, rest)
+	}
+	return title, strings.Join(lines, "\n"), len(failed) > 0 || restErr
+}

@@ -166,3 +166,28 @@ func TestCandidatesAndFind(t *testing.T) {
 		}
 	}
 }
+
+func TestSummary(t *testing.T) {
+	web := menu.Container{ID: "web0123456789abcdef", Name: "web", State: "exited"}
+	d := Decision{Notes: []string{"/a is already shared with web at /mnt/a."}, Recorded: "web is not running: the share is recorded and appears in it when it starts."}
+	ok := menu.Result{Message: "Shared /b with web at /mnt/b (from its next start)"}
+	fail := errors.New("Error response from daemon: share /c with web: no such folder")
+	for _, c := range []struct {
+		results     []menu.Result
+		failed      []error
+		title, text string
+		isErr       bool
+	}{
+		{nil, nil, "Nothing shared with web", "/a is already shared with web at /mnt/a.", false},
+		{[]menu.Result{ok}, nil, "Shared a folder with web",
+			"Shared /b with web at /mnt/b (from its next start).\n/a is already shared with web at /mnt/a.\n" + d.Recorded, false},
+		{[]menu.Result{ok, ok}, nil, "Shared 2 folders with web", "", false},
+		{nil, []error{fail}, "Sharing with web failed", "share /c with web: no such folder\n/a is already shared with web at /mnt/a.", true},
+		{[]menu.Result{ok}, []error{fail}, "Shared 1 of 2 folders with web", "", true},
+	} {
+		title, text, isErr := Summary(d, web, c.results, c.failed)
+		if title != c.title || (c.text != "" && text != c.text) || isErr != c.isErr {
+			t.Errorf("Summary(%d done, %d failed) = %q, %q, %v; want %q, %q, %v", len(c.results), len(c.failed), title, text, isErr, c.title, c.text, c.isErr)
+		}
+	}
+}
