@@ -15,7 +15,8 @@ import (
 
 // tree makes, in a temporary folder (symlinks resolved, as the engine
 // records shares): src/ with main.go and go.mod, docs/ with a.md,
-// data/ (shared) with data/sub/, and link → src. It returns its root.
+// data/ (shared) with x.txt and sub/, and link → src. It returns its
+// root.
 func tree(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.EvalSymlinks(t.TempDir())
@@ -27,7 +28,7 @@ func tree(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"src/main.go", "src/go.mod", "docs/a.md"} {
+	for _, f := range []string{"src/main.go", "src/go.mod", "docs/a.md", "data/x.txt"} {
 		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -74,6 +75,8 @@ func TestDecide(t *testing.T) {
 			notes: []string{p("data") + " is already shared with web at /mnt/data."}},
 		{name: "a folder inside a shared one", paths: []string{p("data/sub")}, c: web,
 			notes: []string{p("data/sub") + " is already shared with web at /mnt/data/sub."}},
+		{name: "a file in a shared folder: no question", paths: []string{p("data/x.txt")}, c: web,
+			notes: []string{"x.txt is already in web at /mnt/data."}},
 		{name: "a stopped container: recorded for its next start", paths: []string{p("src")}, c: stopped,
 			share: []menu.Action{share(stopped, p("src"))}, recorded: true},
 		{name: "a stopped container, nothing new: nothing recorded", paths: []string{p("data")}, c: stopped,

@@ -123,8 +123,7 @@ func (b *bar) dropOnContainer(ref string, paths []string) {
 // shareDrop acts on drop.Decide's decision for paths on c (main queue):
 // its questions asked first (QuestionConfirmation), then the shares
 // done off the main queue through the Dispatcher, then drop.Summary
-// shown: as the status item's tooltip when all went well with nothing
-// more to say, else as an alert.
+// shown: a user notification when nothing failed, else an alert.
 func (b *bar) shareDrop(c menu.Container, paths []string) {
 	d := drop.Decide(paths, c)
 	actions := slices.Clone(d.Share)
@@ -147,14 +146,12 @@ func (b *bar) shareDrop(c menu.Container, paths []string) {
 		}
 		title, text, isErr := drop.Summary(d, c, results, failed)
 		dispatch.MainQueue().DispatchAsync(func() {
-			switch {
-			case isErr:
+			if isErr {
 				b.alert(title, text, appkit.AlertStyleWarning)
-			case len(results) == 1 && text == results[0].Message+".":
-				b.item.Button().SetToolTip(results[0].Message)
-			default:
-				b.alert(title, text, appkit.AlertStyleInformational)
+				return
 			}
+			b.item.Button().SetToolTip(title)
+			notify(menu.Notice{Title: title, Body: text})
 		})
 	}()
 }
