@@ -22,9 +22,11 @@ const (
 	// OpenInTerminal gives the command line that opens a shell in
 	// Container in Terminal.app (Result.TerminalCommand).
 	OpenInTerminal
-	// ShareFolder shares HostPath into Container (not built yet).
+	// ShareFolder shares the host folder HostPath with Container, at
+	// /mnt/<folder name> (a dialog: a folder chooser). A stopped
+	// container gets it at its next start.
 	ShareFolder
-	// StopSharing ends Share of Container (not built yet).
+	// StopSharing ends Share of Container (by its ContainerPath).
 	StopSharing
 	// CopyIP puts Container's IP address on the pasteboard (Result.Copy).
 	CopyIP
@@ -65,6 +67,8 @@ const (
 	// gracefully first (StopContainers) or quit at once, which kills
 	// their VMs with the engine.
 	Quit
+	// SetLaunchAtLogin turns Launch at Login on (Enable) or off.
+	SetLaunchAtLogin
 )
 
 var kindNames = [...]string{
@@ -73,7 +77,7 @@ var kindNames = [...]string{
 	StopContainer: "stop", RestartContainer: "restart", RemoveContainer: "remove", RunImage: "run",
 	RunShell: "run-shell", RemoveImage: "remove-image", PullImage: "pull", CancelPull: "cancel-pull",
 	DismissPull: "dismiss-pull", SetUpKernel: "set-up-kernel", OpenLog: "open-log", OpenWindow: "open-window",
-	OpenSettings: "settings", Quit: "quit",
+	OpenSettings: "settings", Quit: "quit", SetLaunchAtLogin: "launch-at-login",
 }
 
 // String is the kind's name as Render writes it ("stop").
@@ -110,6 +114,8 @@ type Action struct {
 	Running int
 	// StopContainers is Quit's answer to "stop them gracefully first?".
 	StopContainers bool
+	// Enable is SetLaunchAtLogin's choice.
+	Enable bool
 }
 
 // RunOptions is the Run… dialog's input.
@@ -141,6 +147,10 @@ type Dialog struct {
 	Fields         []Field
 	// OK is the default button's title.
 	OK string
+	// ChooseFolder asks for a folder with the system's open panel
+	// (folders only, one) instead of text fields; its path is the value
+	// of the one field, "path".
+	ChooseFolder bool
 }
 
 // Dialog returns the dialog a needs, or false when it needs none.
@@ -168,8 +178,11 @@ func (a Action) Dialog() (Dialog, bool) {
 				{Key: "url", Label: "or .deb URL", Placeholder: "https://…/linux-image-….deb"},
 				{Key: "sha256", Label: "SHA-256", Placeholder: "of the .deb"}}}, true
 	case ShareFolder:
-		return Dialog{Title: "Share Folder", Message: "Share a folder of this Mac with the container.", OK: "Share",
-			Fields: []Field{{Key: "path", Label: "Folder"}}}, true
+		if a.HostPath != "" {
+			return Dialog{}, false
+		}
+		return Dialog{Title: "Share Folder with " + a.subject(), Message: "Choose a folder of this Mac to share with " + a.subject() + " only. It appears at /mnt/<folder name>.",
+			OK: "Share", Fields: []Field{{Key: "path", Label: "Folder"}}, ChooseFolder: true}, true
 	}
 	return Dialog{}, false
 }

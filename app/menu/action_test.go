@@ -5,8 +5,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/home"
 	"github.com/moby/moby/api/types/jsonstream"
 )
 
@@ -53,6 +55,10 @@ func TestDialogAndInput(t *testing.T) {
 		{"kernel url without sum", Action{Kind: SetUpKernel}, true, map[string]string{"url": "https://x/k.deb"}, Action{}, "kernel: a .deb URL needs its SHA-256"},
 		{"kernel both", Action{Kind: SetUpKernel}, true, map[string]string{"url": "https://x/k.deb", "path": "/k"}, Action{}, "kernel: give a kernel file or a .deb URL, not both"},
 		{"kernel neither", Action{Kind: SetUpKernel}, true, map[string]string{}, Action{}, "kernel: give a kernel file or a .deb URL"},
+		{"share folder…", Action{Kind: ShareFolder, Container: "c", Name: "web"}, true, map[string]string{"path": " /Users/me/src "},
+			Action{Kind: ShareFolder, HostPath: "/Users/me/src"}, ""},
+		{"share folder, none chosen", Action{Kind: ShareFolder, Container: "c", Name: "web"}, true, map[string]string{"path": ""}, Action{}, "share: choose a folder"},
+		{"share of a dropped folder needs none", Action{Kind: ShareFolder, Container: "c", HostPath: "/Users/me/src"}, false, nil, Action{}, ""},
 		{"stop needs none", Action{Kind: StopContainer, Container: "c"}, false, nil, Action{}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -62,6 +68,9 @@ func TestDialogAndInput(t *testing.T) {
 			}
 			if !ok {
 				return
+			}
+			if d.ChooseFolder != (c.a.Kind == ShareFolder) {
+				t.Errorf("ChooseFolder = %v for %v", d.ChooseFolder, c.a.Kind)
 			}
 			for _, f := range d.Fields {
 				if f.Key == "" || f.Label == "" {
@@ -87,7 +96,7 @@ func TestDialogAndInput(t *testing.T) {
 
 func actionsEqual(a, b Action) bool {
 	return a.Kind == b.Kind && a.Image == b.Image && a.Ref == b.Ref && a.Run.Name == b.Run.Name &&
-		slices.Equal(a.Run.Cmd, b.Run.Cmd) && a.Kernel == b.Kernel
+		slices.Equal(a.Run.Cmd, b.Run.Cmd) && a.Kernel == b.Kernel && a.HostPath == b.HostPath
 }
 
 func TestShellQuote(t *testing.T) {
@@ -163,19 +172,74 @@ func TestLocalActions(t *testing.T) {
 		{Action{Kind: OpenInTerminal, Container: "0123456789abcdef", Name: "web"}, Result{TerminalCommand: "berth shell web"}, nil},
 		{Action{Kind: Quit}, Result{Quit: true}, nil},
 		{Action{Kind: OpenLog}, Result{}, errdefs.ErrNotFound},
-		{Action{Kind: ShareFolder, Container: "c", Name: "web", HostPath: "/Users/me/src"}, Result{}, errdefs.ErrNotImplemented},
-		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src"}}, Result{}, errdefs.ErrNotImplemented},
+		{Action{Kind: ShareFolder, Container: "c", Name: "web"}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src"}}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: PullImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: RunImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: SetUpKernel}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: Kind(99)}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: SetLaunchAtLogin, Enable: true}, Result{}, errdefs.ErrUnavailable},
 	} {
 		got, err := d.Do(ctx, c.a)
 		if got != c.want || (c.err == nil) != (err == nil) || (c.err != nil && !errors.Is(err, c.err)) {
 			t.Errorf("Do(%v) = %+v, %v; want %+v, %v", c.a.Kind, got, err, c.want, c.err)
 		}
 	}
-	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Name: "web", HostPath: "/src"}); err.Error() != "share /src into web: folder sharing is not built yet in Berth" {
-		t.Errorf("share: %v", err)
+	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Name: "web"}); err == nil || err.Error() != "share a folder with web: no folder chosen" {
+		t.Errorf("share with no folder: %v", err)
+	}
+}
+
+// stubLoginItem stands in for SMAppService.mainApp (macOS only): it
+// registers at once, or needs the user's approval.
+type stubLoginItem struct {
+	status        settings.LoginStatus
+	needsApproval bool
+}
+
+func (s *stubLoginItem) Status() settings.LoginStatus { return s.status }
+func (s *stubLoginItem) Register() error {
+	s.status = settings.LoginEnabled
+	if s.needsApproval {
+		s.status = settings.LoginRequiresApproval
+	}
+	return nil
+}
+func (s *stubLoginItem) Unregister() error { s.status = settings.LoginNotRegistered; return nil }
+
+// TestLaunchAtLoginAction: the menu item's action through the
+// Dispatcher, a real settings file, and the State's item after each.
+func TestLaunchAtLoginAction(t *testing.T) {
+	h, err := home.Resolve(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := settings.NewStore(h)
+	item := &stubLoginItem{}
+	login := settings.NewLaunchAtLogin(store, item)
+	st := NewState(nil)
+	st.SetLaunchAtLogin(login.State())
+	d := NewDispatcher(nil, st, WithLaunchAtLogin(login))
+	click := func() Result {
+		t.Helper()
+		it := mustItem(t, Build(st.Snapshot(), now), "Launch at Login").enabled(t)
+		r, err := d.Do(t.Context(), it.Action)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := click(); r.Message != "Berth opens at login" || mustItem(t, Build(st.Snapshot(), now), "Launch at Login").State != On {
+		t.Errorf("turned on: %+v, %+v", r, st.Snapshot().LaunchAtLogin)
+	}
+	if saved, err := store.Load(); err != nil || !saved.LaunchAtLogin {
+		t.Errorf("saved %+v, %v", saved, err)
+	}
+	if r := click(); r.Message != "Berth no longer opens at login" || mustItem(t, Build(st.Snapshot(), now), "Launch at Login").State != Off {
+		t.Errorf("turned off: %+v", r)
+	}
+	item.needsApproval = true
+	if r := click(); r.Message != settings.ReasonApproval || mustItem(t, Build(st.Snapshot(), now), "Launch at Login").State != Mixed {
+		t.Errorf("needs approval: %+v", r)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/berthvm/berth/app/internal/human"
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/terminal"
@@ -17,10 +18,6 @@ import (
 	docker "github.com/moby/moby/client"
 )
 
-// errNoSharing is the answer to the folder-sharing actions until sharing
-// is built.
-var errNoSharing = errdefs.NotImplemented(errors.New("folder sharing is not built yet in Berth"))
-
 // Dispatcher performs Actions against the engine through its API. Its
 // methods are safe for concurrent use; the glue calls Do off the main
 // thread, since every action waits for the engine.
@@ -28,6 +25,7 @@ type Dispatcher struct {
 	api   API
 	state *State
 	cli   []string // the berth command for Terminal.app, with its --home
+	login LoginSetter
 
 	mu     sync.Mutex
 	pulls  map[string]context.CancelFunc
@@ -48,6 +46,18 @@ func WithCLI(path, home string) DispatcherOption {
 			d.cli = append(d.cli, "--home", home)
 		}
 	}
+}
+
+// LoginSetter turns Launch at Login on or off and says the outcome:
+// the app's settings.LaunchAtLogin.
+type LoginSetter interface {
+	Set(on bool) (settings.LoginState, error)
+}
+
+// WithLaunchAtLogin sets what SetLaunchAtLogin acts on; without it the
+// action is refused as unavailable.
+func WithLaunchAtLogin(l LoginSetter) DispatcherOption {
+	return func(d *Dispatcher) { d.login = l }
 }
 
 // NewDispatcher returns a Dispatcher acting through api and reporting
@@ -93,9 +103,9 @@ func (d *Dispatcher) Do(ctx context.Context, a Action) (Result, error) {
 	case ShowLogs:
 		return Result{TerminalCommand: d.command("logs", "--follow", "--tail", "200", a.ref())}, nil
 	case ShareFolder:
-		return Result{}, fmt.Errorf("share %s into %s: %w", a.HostPath, a.subject(), errNoSharing)
+		return d.shareFolder(ctx, a)
 	case StopSharing:
-		return Result{}, fmt.Errorf("stop sharing %s with %s: %w", a.Share.HostPath, a.subject(), errNoSharing)
+		return d.stopSharing(ctx, a)
 	case CopyIP:
 		return d.copyIP(ctx, a)
 	case StartContainer:
@@ -166,6 +176,8 @@ func (d *Dispatcher) Do(ctx context.Context, a Action) (Result, error) {
 		return Result{Window: SettingsWindow}, nil
 	case Quit:
 		return d.quit(ctx, a)
+	case SetLaunchAtLogin:
+		return d.setLaunchAtLogin(a.Enable)
 	}
 	return Result{}, errdefs.InvalidArgument(fmt.Errorf("unknown action %v", a.Kind))
 }
@@ -230,6 +242,38 @@ func (d *Dispatcher) copyIP(ctx context.Context, a Action) (Result, error) {
 		return Result{}, errdefs.Conflict(fmt.Errorf("copy IP: %s has no IP address: it is %s; start it first", a.subject(), c.State))
 	}
 	return Result{Copy: c.IP, Message: "Copied " + c.IP}, nil
+}
+
+// shareFolder shares a.HostPath with the container through the engine
+// (which checks the folder, picks /mnt/<folder name> and records the
+// share) and says where it is: in the container now, or at its next
+// start when it is not running.
+func (d *Dispatcher) shareFolder(ctx context.Context, a Action) (Result, error) {
+	if a.HostPath == "" {
+		return Result{}, errdefs.InvalidArgument(fmt.Errorf("share a folder with %s: no folder chosen", a.subject()))
+	}
+	sh, err := d.api.AddShare(ctx, a.Container, types.Share{Source: a.HostPath})
+	if err != nil {
+		return Result{}, fmt.Errorf("share %s with %s: %w", a.HostPath, a.subject(), err)
+	}
+	msg := "Shared " + sh.Source + " with " + a.subject() + " at " + sh.Target
+	c, found, err := d.state.inspect(ctx, a.Container)
+	if err == nil && found && !c.Running() {
+		msg += " (from its next start)"
+	}
+	return Result{Message: msg}, nil
+}
+
+// stopSharing ends the share at a.Share.ContainerPath: the engine
+// unmounts it in a running container and forgets it.
+func (d *Dispatcher) stopSharing(ctx context.Context, a Action) (Result, error) {
+	if a.Share.ContainerPath == "" {
+		return Result{}, errdefs.InvalidArgument(fmt.Errorf("stop sharing with %s: no share named", a.subject()))
+	}
+	if err := d.api.RemoveShare(ctx, a.Container, a.Share.ContainerPath); err != nil {
+		return Result{}, fmt.Errorf("stop sharing %s with %s: %w", a.Share.HostPath, a.subject(), err)
+	}
+	return Result{Message: "Stopped sharing " + a.Share.HostPath + " with " + a.subject()}, nil
 }
 
 // create creates a container from opts, pulling its image (with
@@ -436,6 +480,25 @@ func (d *Dispatcher) setUpKernel(ctx context.Context, k types.KernelChoice) (Res
 		return Result{Message: "Berth fetches the kernel at the first container start"}, nil
 	}
 	return Result{Message: "Berth boots Linux " + info.Version}, nil
+}
+
+// setLaunchAtLogin turns Launch at Login on or off and reports the
+// setting's state, changed or not, into the State.
+func (d *Dispatcher) setLaunchAtLogin(on bool) (Result, error) {
+	if d.login == nil {
+		return Result{}, errdefs.Unavailable(errors.New("launch at login: " + settings.ReasonNoSystem))
+	}
+	st, err := d.login.Set(on)
+	d.state.SetLaunchAtLogin(st)
+	switch {
+	case err != nil:
+		return Result{}, err
+	case st.Pending:
+		return Result{Message: st.Reason}, nil
+	case st.On:
+		return Result{Message: "Berth opens at login"}, nil
+	}
+	return Result{Message: "Berth no longer opens at login"}, nil
 }
 
 // quit cancels the pulls in progress and, when asked, stops the running

@@ -25,8 +25,10 @@
 //     Image…, Run…, Set up kernel…) describe it with Dialog; the glue
 //     fills it and calls WithInput.
 //
-// Folder sharing is not built yet: shares are modelled (Container.Shares
-// draws a "Shared folders" submenu) but Share Folder… is disabled with
-// that reason and the dispatcher answers its actions with
-// errdefs.ErrNotImplemented.
+// Folder sharing: each Container carries its run-time shares (berth
+// share, read with the container; the engine's share_add and share_rm
+// events refresh them), drawn as a "Shared Folders" submenu with Stop
+// Sharing; Share Folder… asks for a folder (Dialog.ChooseFolder: an open
+// panel) and the Dispatcher shares it through the engine's API. A drop
+// of files onto a container is decided by app/drop.
 package menu

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +20,8 @@ import (
 // micro-VM) only through menu items and the Dispatcher, as a user's
 // clicks would: Pull Image… (a real registry), the image's Run… (with
 // its dialog filled), Copy IP, Open Shell (a terminal session whose
-// WebSocket runs a command), Stop and Remove, checking the model after
+// WebSocket runs a command), Share Folder… (the file seen through a
+// shell) and Stop Sharing, Stop and Remove, checking the model after
 // each event arrives.
 func TestMenuEndToEnd(t *testing.T) {
 	begin := time.Now()
@@ -96,6 +99,61 @@ func TestMenuEndToEnd(t *testing.T) {
 	}
 	if got := shellEcho(t, ctx, r.URL, "echo $((6*7)) D\"\"ONE\r", "42 DONE"); !strings.Contains(got, "42 DONE") {
 		t.Fatalf("the shell said %q", got)
+	}
+
+	// Share Folder… (its folder chooser answered): the folder is in the
+	// model and, through a shell (an exec), in the container; Stop
+	// Sharing takes it out of both.
+	dir := filepath.Join(t.TempDir(), "menu-share")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("shared-from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	share, err := mustItem(t, menu(), title, "Share Folder…").enabled(t).Action.WithInput(map[string]string{"path": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := time.Now()
+	if r, err = d.Do(ctx, share); err != nil {
+		t.Fatal(err)
+	}
+	if want := " with menu-e2e at /mnt/menu-share"; !strings.HasSuffix(r.Message, want) {
+		t.Errorf("share: message %q, want it to end %q", r.Message, want)
+	}
+	t.Logf("Share Folder: mounted in %v", time.Since(shared).Round(time.Millisecond))
+	s = waitFor(t, st, "the share in the model", func(s Snapshot) bool {
+		c, _ := containerNamed(s, "menu-e2e")
+		return len(c.Shares) == 1
+	})
+	c, _ = containerNamed(s, "menu-e2e")
+	if sh := c.Shares[0]; sh.ContainerPath != "/mnt/menu-share" || filepath.Base(sh.HostPath) != "menu-share" || sh.ReadOnly {
+		t.Errorf("share in the model: %+v", sh)
+	}
+	shareTitle := c.Shares[0].HostPath + " → /mnt/menu-share"
+	stop := mustItem(t, menu(), title, "Shared Folders", shareTitle, "Stop Sharing").enabled(t)
+	r, err = d.Do(ctx, mustItem(t, menu(), title, "Open Shell").enabled(t).Action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := shellEcho(t, ctx, r.URL, "cat /mnt/menu-share/hello.txt; echo D\"\"ONE\r", "DONE"); !strings.Contains(got, "shared-from-host") {
+		t.Fatalf("the shared file in the container: the shell said %q", got)
+	}
+	if _, err := d.Do(ctx, stop.Action); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, st, "the share gone from the model", func(s Snapshot) bool {
+		c, _ := containerNamed(s, "menu-e2e")
+		return len(c.Shares) == 0
+	})
+	noItem(t, menu(), title, "Shared Folders")
+	r, err = d.Do(ctx, mustItem(t, menu(), title, "Open Shell").enabled(t).Action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := shellEcho(t, ctx, r.URL, "test -e /mnt/menu-share/hello.txt || echo G\"\"ONE\r", "GONE"); !strings.Contains(got, "GONE") {
+		t.Fatalf("after Stop Sharing the shell said %q", got)
 	}
 
 	// Stop: exited, no error notice (the stop was asked for).

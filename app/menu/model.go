@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/app/internal/human"
+	"github.com/berthvm/berth/app/settings"
 )
 
 // EngineState is whether the engine answers.
@@ -127,6 +128,9 @@ type Snapshot struct {
 	// failed), if any, as the app hosting the engine reports it
 	// (State.KernelSetup).
 	KernelDownload *Progress
+	// LaunchAtLogin is the Launch at Login setting as the app reports it
+	// (State.SetLaunchAtLogin); nil where the app has none to offer.
+	LaunchAtLogin *settings.LoginState
 }
 
 // Limits of the menu: more containers or images than these are left to
@@ -247,10 +251,29 @@ func Build(s Snapshot, now time.Time) Menu {
 	}
 	items = append(items, pull, run, separator(),
 		Item{Title: "Open Berth Window", Enabled: true, Shortcut: Shortcut{"o", Command}, Action: Action{Kind: OpenWindow}},
-		Item{Title: "Settings…", Enabled: true, Shortcut: Shortcut{",", Command}, Action: Action{Kind: OpenSettings}},
-		separator(),
-		quitItem(s))
+		Item{Title: "Settings…", Enabled: true, Shortcut: Shortcut{",", Command}, Action: Action{Kind: OpenSettings}})
+	if l := s.LaunchAtLogin; l != nil {
+		items = append(items, launchAtLoginItem(*l))
+	}
+	items = append(items, separator(), quitItem(s))
 	return Menu{Items: items}
+}
+
+// launchAtLoginItem is "Launch at Login", checked when Berth opens at
+// login, mixed while the user has yet to allow it in System Settings
+// (the tooltip says where); choosing it turns it off when on or
+// pending, else on. Where the system cannot do it, it is disabled with
+// the reason.
+func launchAtLoginItem(l settings.LoginState) Item {
+	it := Item{Title: "Launch at Login", Enabled: l.Available, Tooltip: l.Reason,
+		Action: Action{Kind: SetLaunchAtLogin, Enable: !l.On && !l.Pending}}
+	switch {
+	case l.On:
+		it.State = On
+	case l.Pending:
+		it.State = Mixed
+	}
+	return it
 }
 
 // engineUnusable says why nothing can be asked of the engine, or "".
@@ -408,8 +431,12 @@ func containerItem(c Container, s Snapshot, now time.Time) Item {
 	if c.State != "running" {
 		shell, term = disabled(shell, notRunning), disabled(term, notRunning)
 	}
-	sub = append(sub, shell, term,
-		disabled(action("Share Folder…", ref(ShareFolder)), "Folder sharing is not built yet."))
+	share := action("Share Folder…", ref(ShareFolder))
+	share.Tooltip = "Share a folder of this Mac with " + c.Name + " only, at /mnt/<folder name>."
+	if !c.Running() {
+		share.Tooltip = "The folder is recorded now and appears in " + c.Name + " when it starts."
+	}
+	sub = append(sub, shell, term, share)
 	if len(c.Shares) > 0 {
 		var shares []Item
 		for _, sh := range c.Shares {
@@ -419,8 +446,7 @@ func containerItem(c Container, s Snapshot, now time.Time) Item {
 			}
 			a := ref(StopSharing)
 			a.Share = sh
-			shares = append(shares, Item{Title: title, Enabled: true, Submenu: []Item{
-				disabled(action("Stop Sharing", a), "Folder sharing is not built yet.")}})
+			shares = append(shares, Item{Title: title, Enabled: true, Submenu: []Item{action("Stop Sharing", a)}})
 		}
 		sub = append(sub, Item{Title: "Shared Folders", Enabled: true, Submenu: shares})
 	}

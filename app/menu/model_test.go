@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthvm/berth/app/settings"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/menu.golden and docs/menu.txt")
@@ -56,6 +58,8 @@ func modelCases() []modelCase {
 	failed.Error = `exec: "gunicorn": executable file not found in $PATH`
 	shared := running("dev", "golang:1.26", "10.88.0.7", 2*time.Hour)
 	shared.Shares = []Share{{HostPath: "/Users/me/src/app", ContainerPath: "/src"}, {HostPath: "/Users/me/data", ContainerPath: "/data", ReadOnly: true}}
+	sharedStopped := exited("notes", "alpine:3", 0, time.Hour)
+	sharedStopped.Shares = []Share{{HostPath: "/Users/me/notes", ContainerPath: "/mnt/notes"}}
 
 	return []modelCase{
 		{"engine starting", Snapshot{Engine: Engine{State: EngineStarting}}, func(t *testing.T, m Menu) {
@@ -100,7 +104,8 @@ func modelCases() []modelCase {
 			mustItem(t, m, "web — nginx:alpine", "IP: 10.88.0.2")
 			mustItem(t, m, "web — nginx:alpine", "Open Shell").enabled(t).does(t, Action{Kind: OpenShell, Container: "web0123456789abcdef", Name: "web"})
 			mustItem(t, m, "web — nginx:alpine", "Copy IP").enabled(t).does(t, Action{Kind: CopyIP, Container: "web0123456789abcdef", Name: "web"})
-			mustItem(t, m, "web — nginx:alpine", "Share Folder…").disabledBecause(t, "Folder sharing is not built yet.")
+			mustItem(t, m, "web — nginx:alpine", "Share Folder…").enabled(t).does(t, Action{Kind: ShareFolder, Container: "web0123456789abcdef", Name: "web"})
+			noItem(t, m, "web — nginx:alpine", "Shared Folders")
 			mustItem(t, m, "web — nginx:alpine", "Stop").enabled(t)
 			mustItem(t, m, "web — nginx:alpine", "Restart").enabled(t)
 			noItem(t, m, "web — nginx:alpine", "Start")
@@ -113,6 +118,9 @@ func modelCases() []modelCase {
 			mustItem(t, m, "db — postgres:17", "Copy IP").disabledBecause(t, "The container has no IP address: it is not running.")
 			mustItem(t, m, "db — postgres:17", "Start").enabled(t).does(t, Action{Kind: StartContainer, Container: "db0123456789abcdef", Name: "db"})
 			noItem(t, m, "db — postgres:17", "Stop")
+			if sh := mustItem(t, m, "db — postgres:17", "Share Folder…").enabled(t); !strings.Contains(sh.Tooltip, "appears in db when it starts") {
+				t.Errorf("Share Folder… of a stopped container: tooltip %q, want that it appears at the next start", sh.Tooltip)
+			}
 			mustItem(t, m, "nginx:alpine — 48.5MB", "Run Shell").enabled(t).does(t, Action{Kind: RunShell, Image: "nginx:alpine"})
 			quit := mustItem(t, m, "Quit Berth")
 			if quit.Action.Running != 1 || quit.Confirm == "" || quit.Shortcut.String() != "⌘Q" {
@@ -141,10 +149,23 @@ func modelCases() []modelCase {
 			mustItem(t, m, "Pulling redis:8… 1 of 3 layers")
 			mustItem(t, m, "Pull of no/such:image failed: pull access denied for no/such: repository does not exist", "Dismiss").does(t, Action{Kind: DismissPull, Ref: "no/such:image"})
 		}},
-		{"share active", Snapshot{Engine: up, Kernel: kernel, Images: []Image{alpine}, Containers: []Container{shared}}, func(t *testing.T, m Menu) {
-			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/src/app → /src", "Stop Sharing").disabledBecause(t, "Folder sharing is not built yet.").
+		{"launch at login on", Snapshot{Engine: up, Kernel: kernel, LaunchAtLogin: &settings.LoginState{Available: true, On: true}}, func(t *testing.T, m Menu) {
+			if it := mustItem(t, m, "Launch at Login").enabled(t).does(t, Action{Kind: SetLaunchAtLogin, Enable: false}); it.State != On {
+				t.Errorf("Launch at Login when on: state %v, want checked", it.State)
+			}
+			if got := titles(m.Items); !before(got, "Settings…", "Launch at Login") || !before(got, "Launch at Login", "Quit Berth") {
+				t.Errorf("order: %q", got)
+			}
+		}},
+		{"share active", Snapshot{Engine: up, Kernel: kernel, Images: []Image{alpine}, Containers: []Container{shared, sharedStopped}}, func(t *testing.T, m Menu) {
+			mustItem(t, m, "dev — golang:1.26", "Share Folder…").enabled(t).does(t, Action{Kind: ShareFolder, Container: shared.ID, Name: "dev"})
+			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/src/app → /src", "Stop Sharing").enabled(t).
 				does(t, Action{Kind: StopSharing, Container: shared.ID, Name: "dev", Share: shared.Shares[0]})
-			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/data → /data (read-only)")
+			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/data → /data (read-only)", "Stop Sharing").enabled(t).
+				does(t, Action{Kind: StopSharing, Container: shared.ID, Name: "dev", Share: shared.Shares[1]})
+			// A stopped container's recorded share is listed, and can be
+			// stopped, before it comes back at the next start.
+			mustItem(t, m, "notes — alpine:3", "Shared Folders", "/Users/me/notes → /mnt/notes", "Stop Sharing").enabled(t)
 		}},
 		{"many containers", Snapshot{Engine: up, Kernel: kernel, Images: manyImages, Containers: many}, func(t *testing.T, m Menu) {
 			first(t, m, "Berth is running · 3 containers running")
@@ -205,6 +226,28 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s differs from the menu rendered now (go test -run TestBuild -update rewrites it); now:\n%s", p, golden.String())
 		}
 	}
+}
+
+// TestLaunchAtLoginItem: the item in each state of the setting, and
+// none where the app offers no setting.
+func TestLaunchAtLoginItem(t *testing.T) {
+	for _, c := range []struct {
+		state   settings.LoginState
+		enabled bool
+		check   CheckState
+		enable  bool
+	}{
+		{settings.LoginState{Available: true}, true, Off, true},
+		{settings.LoginState{Available: true, On: true}, true, On, false},
+		{settings.LoginState{Available: true, Pending: true, Reason: settings.ReasonApproval}, true, Mixed, false},
+		{settings.LoginState{Reason: settings.ReasonNotFound}, false, Off, true},
+	} {
+		it := mustItem(t, Build(Snapshot{Engine: up, LaunchAtLogin: &c.state}, now), "Launch at Login")
+		if it.Enabled != c.enabled || it.State != c.check || fmt.Sprintf("%+v", it.Action) != fmt.Sprintf("%+v", Action{Kind: SetLaunchAtLogin, Enable: c.enable}) || it.Tooltip != c.state.Reason {
+			t.Errorf("%+v: item %+v", c.state, it)
+		}
+	}
+	noItem(t, Build(Snapshot{Engine: up}, now), "Launch at Login")
 }
 
 // TestBuildDoesNotChangeSnapshot: Build sorts a copy.

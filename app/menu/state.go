@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/api/types"
+	"github.com/berthvm/berth/engine/errdefs"
 	kernelsetup "github.com/berthvm/berth/engine/kernel"
 	cerrdefs "github.com/containerd/errdefs"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -39,6 +41,9 @@ type API interface {
 	ImageList(ctx context.Context, options docker.ImageListOptions) (docker.ImageListResult, error)
 	ImagePull(ctx context.Context, ref string, options docker.ImagePullOptions) (docker.ImagePullResponse, error)
 	ImageRemove(ctx context.Context, ref string, options docker.ImageRemoveOptions) (docker.ImageRemoveResult, error)
+	Shares(ctx context.Context, containerRef string) ([]types.Share, error)
+	AddShare(ctx context.Context, containerRef string, s types.Share) (types.Share, error)
+	RemoveShare(ctx context.Context, containerRef, target string) error
 }
 
 var _ API = (*client.Client)(nil)
@@ -73,6 +78,8 @@ type State struct {
 	pulls                    []Progress
 	// kernelDownload is the kernel setup the host reported (KernelSetup).
 	kernelDownload *Progress
+	// launchAtLogin is the setting the host reported; nil: none.
+	launchAtLogin *settings.LoginState
 	// quietBefore: deaths before this time (replayed to a new
 	// connection) were noticed, or not, by the connection before.
 	quietBefore time.Time
@@ -132,6 +139,10 @@ func (s *State) Snapshot() Snapshot {
 		kd := *k
 		snap.KernelDownload = &kd
 	}
+	if l := s.launchAtLogin; l != nil {
+		ll := *l
+		snap.LaunchAtLogin = &ll
+	}
 	for _, c := range s.containers {
 		c.Shares = slices.Clone(c.Shares)
 		snap.Containers = append(snap.Containers, c)
@@ -181,6 +192,12 @@ func (s *State) KernelSetup(st kernelsetup.SetupState) {
 			s.kernel = Kernel{Version: st.Version}
 		}
 	})
+}
+
+// SetLaunchAtLogin reports the Launch at Login setting (the app's
+// settings.LaunchAtLogin.State): the menu shows it as a checked item.
+func (s *State) SetLaunchAtLogin(l settings.LoginState) {
+	s.update(func() { s.launchAtLogin = &l })
 }
 
 // kernelDownloadOf is st as the menu's KernelDownload, or nil.
@@ -472,7 +489,8 @@ func (s *State) listContainers(ctx context.Context) (map[string]Container, error
 	return cs, nil
 }
 
-// inspect reads one container; found is false when it is gone.
+// inspect reads one container and its run-time shares; found is false
+// when it is gone.
 func (s *State) inspect(ctx context.Context, id string) (_ Container, found bool, _ error) {
 	res, err := s.api.ContainerInspect(ctx, id, docker.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
@@ -481,7 +499,18 @@ func (s *State) inspect(ctx context.Context, id string) (_ Container, found bool
 	if err != nil {
 		return Container{}, false, fmt.Errorf("inspect container %s: %w", id, err)
 	}
-	return containerOf(res.Container), true, nil
+	c := containerOf(res.Container)
+	shares, err := s.api.Shares(ctx, id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return Container{}, false, nil // removed between the two requests
+	}
+	if err != nil {
+		return Container{}, false, fmt.Errorf("list the shares of container %s: %w", id, err)
+	}
+	for _, sh := range shares {
+		c.Shares = append(c.Shares, Share{HostPath: sh.Source, ContainerPath: sh.Target, ReadOnly: sh.ReadOnly})
+	}
+	return c, true, nil
 }
 
 // containerOf is an inspected container as the menu shows it.

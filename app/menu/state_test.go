@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/app/internal/human"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/testenv"
@@ -134,6 +135,44 @@ func TestStateFollowsEngine(t *testing.T) {
 		t.Errorf("a killed, clean or replayed exit notified %+v", n)
 	default:
 	}
+	// Share Folder… on a container that is not running: the engine
+	// records the share, its share_add event puts it in the model;
+	// another client's share (the CLI's) shows up the same way; Stop
+	// Sharing and its share_rm event take it out.
+	dir := t.TempDir()
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = d.Do(ctx, Action{Kind: ShareFolder, Container: idle.ID, Name: "idle", HostPath: dir})
+	if want := "Shared " + real + " with idle at /mnt/" + filepath.Base(real) + " (from its next start)"; err != nil || r.Message != want {
+		t.Fatalf("share with a stopped container: %+v, %v; want %q", r, err, want)
+	}
+	s = waitFor(t, st, "the recorded share", func(s Snapshot) bool { c, _ := containerNamed(s, "idle"); return len(c.Shares) == 1 })
+	idleShare := Share{HostPath: real, ContainerPath: "/mnt/" + filepath.Base(real)}
+	if c, _ := containerNamed(s, "idle"); c.Shares[0] != idleShare {
+		t.Errorf("share in the model %+v, want %+v", c.Shares[0], idleShare)
+	}
+	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Container: idle.ID, Name: "idle", HostPath: dir}); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "already shared") {
+		t.Errorf("sharing a folder twice: %v, want a conflict saying it is already shared", err)
+	}
+	if _, err := d.Do(ctx, Action{Kind: ShareFolder, Container: idle.ID, Name: "idle", HostPath: filepath.Join(dir, "gone")}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "no such folder") {
+		t.Errorf("sharing a missing folder: %v, want invalid argument saying there is no such folder", err)
+	}
+	other := t.TempDir()
+	if _, err := cl.AddShare(ctx, "idle", types.Share{Source: other, Target: "/other", ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	s = waitFor(t, st, "the CLI's share", func(s Snapshot) bool { c, _ := containerNamed(s, "idle"); return len(c.Shares) == 2 })
+	stop := mustItem(t, Build(s, time.Now()), "idle — "+ref, "Shared Folders", real+" → "+idleShare.ContainerPath, "Stop Sharing").enabled(t)
+	if r, err = d.Do(ctx, stop.Action); err != nil || r.Message != "Stopped sharing "+real+" with idle" {
+		t.Fatalf("stop sharing: %+v, %v", r, err)
+	}
+	s = waitFor(t, st, "one share left", func(s Snapshot) bool { c, _ := containerNamed(s, "idle"); return len(c.Shares) == 1 })
+	if c, _ := containerNamed(s, "idle"); c.Shares[0].ContainerPath != "/other" || !c.Shares[0].ReadOnly {
+		t.Errorf("the share left: %+v", c.Shares[0])
+	}
+
 	rm := mustItem(t, Build(s, time.Now()), "idle — "+ref, "Remove…").enabled(t)
 	if rm.Action.Force {
 		t.Error("removing a container that does not run is forced")

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/berthvm/berth/app/drop"
 	"github.com/berthvm/berth/app/menu"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/terminal"
@@ -237,4 +238,59 @@ func IconFor(s menu.Snapshot) Icon {
 		return IconStarting
 	}
 	return IconRunning
+}
+
+// QuestionConfirmation is the alert a drop's question (a file dropped:
+// share its folder?) is asked with: its OK button does the question's
+// action, Cancel nothing.
+func QuestionConfirmation(q drop.Question) Confirmation {
+	return Confirmation{Title: q.Title, Message: q.Message, Buttons: []Button{
+		{Title: q.OK, Action: q.Action},
+		{Title: "Cancel", Cancel: true},
+	}}
+}
+
+// Chooser is the alert a drop on the status item asks which container
+// with: Titles fill its pop-up button, in Candidates' order.
+type Chooser struct {
+	Title, Message string
+	Titles         []string
+	// OK is the default button; the second is Cancel.
+	OK         string
+	candidates []drop.Candidate
+}
+
+// DropChooser is the chooser for paths dropped on the status item, or
+// drop.ErrNoContainers when no container can take a share.
+func DropChooser(s menu.Snapshot, paths []string) (Chooser, error) {
+	cands := drop.Candidates(s)
+	if len(cands) == 0 {
+		return Chooser{}, drop.ErrNoContainers
+	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+	}
+	what := "the dropped items"
+	switch len(names) {
+	case 1:
+		what = names[0]
+	case 2:
+		what = names[0] + " and " + names[1]
+	}
+	c := Chooser{Title: "Share with which container?", OK: "Share", candidates: cands,
+		Message: "Share " + what + " with one container. Only that container sees it, at /mnt/<folder name>."}
+	for _, cand := range cands {
+		c.Titles = append(c.Titles, cand.Title)
+	}
+	return c, nil
+}
+
+// Pick is the container chosen: RunModal's response and the pop-up
+// button's selected index; false for Cancel or an index out of range.
+func (c Chooser) Pick(response, selected int) (menu.Container, bool) {
+	if response != alertFirstButton || selected < 0 || selected >= len(c.candidates) {
+		return menu.Container{}, false
+	}
+	return c.candidates[selected].Container, true
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/app/drop"
 	"github.com/berthvm/berth/app/menu"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
@@ -199,6 +200,43 @@ func TestIconFor(t *testing.T) {
 	} {
 		if got := IconFor(tc.s); got != tc.want {
 			t.Errorf("IconFor(%+v) = %s, want %s", tc.s, got, tc.want)
+		}
+	}
+}
+
+func TestQuestionConfirmation(t *testing.T) {
+	q := drop.Question{Title: "Share the folder that holds a.md?", Message: "…", OK: "Share Folder",
+		Action: menu.Action{Kind: menu.ShareFolder, Container: "c1", HostPath: "/Users/me/docs"}}
+	c := QuestionConfirmation(q)
+	if a, ok := c.Choose(alertFirstButton); !ok || a.HostPath != "/Users/me/docs" || a.Kind != menu.ShareFolder || c.Buttons[0].Title != "Share Folder" {
+		t.Errorf("OK: %+v, %v", a, ok)
+	}
+	if _, ok := c.Choose(alertFirstButton + 1); ok {
+		t.Error("Cancel shares")
+	}
+}
+
+func TestDropChooser(t *testing.T) {
+	if _, err := DropChooser(menu.Snapshot{}, []string{"/a"}); !errors.Is(err, drop.ErrNoContainers) {
+		t.Errorf("no containers: %v", err)
+	}
+	s := menu.Snapshot{Containers: []menu.Container{
+		{ID: "d1", Name: "db", Image: "postgres:17", State: "exited"},
+		{ID: "w1", Name: "web", Image: "nginx:alpine", State: "running"},
+	}}
+	c, err := DropChooser(s, []string{"/Users/me/src", "/Users/me/docs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Message, "src and docs") || !reflect.DeepEqual(c.Titles, []string{"web — nginx:alpine", "db — postgres:17 (not running: from its next start)"}) {
+		t.Errorf("chooser %+v", c)
+	}
+	if got, ok := c.Pick(alertFirstButton, 1); !ok || got.ID != "d1" {
+		t.Errorf("pick the second: %+v, %v", got, ok)
+	}
+	for _, bad := range [][2]int{{alertFirstButton + 1, 0}, {alertFirstButton, 2}, {alertFirstButton, -1}} {
+		if got, ok := c.Pick(bad[0], bad[1]); ok {
+			t.Errorf("Pick(%d, %d) = %+v, want nothing", bad[0], bad[1], got)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/app/menu"
+	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/app/termwindow"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/daemon"
@@ -49,9 +50,10 @@ func Run(h home.Home) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	state := menu.NewState(cl, menu.WithLogPath(h.LogFile()))
+	login := settings.NewLaunchAtLogin(settings.NewStore(h), appLoginItem{})
 	b := &bar{
-		ctx: ctx, cancel: cancel, home: h, state: state,
-		disp:    menu.NewDispatcher(cl, state, menu.WithCLI(exe, h.Dir)),
+		ctx: ctx, cancel: cancel, home: h, state: state, login: login,
+		disp:    menu.NewDispatcher(cl, state, menu.WithCLI(exe, h.Dir), menu.WithLaunchAtLogin(login)),
 		started: make(chan *daemon.Daemon, 1),
 	}
 	macos.RunApp(func(app appkit.Application, _ *appkit.ApplicationDelegate) {
@@ -70,6 +72,7 @@ type bar struct {
 	home   home.Home
 	state  *menu.State
 	disp   *menu.Dispatcher
+	login  *settings.LaunchAtLogin
 	// started receives the hosted daemon once (nil when it did not
 	// start); quit waits on it.
 	started chan *daemon.Daemon
@@ -100,7 +103,9 @@ func (b *bar) setUp() {
 	b.item.SetMenu(b.menu)
 	b.state.EngineStarting()
 	b.rebuild()
+	b.setUpStatusDrop()
 
+	go b.reconcileLaunchAtLogin()
 	go b.startEngine()
 	go b.follow()
 	// SIGTERM/SIGINT (kill, launchctl, Ctrl-C in a terminal) quit at
@@ -139,6 +144,18 @@ func (b *bar) startEngine() {
 	go b.watchKernelSetup(d)
 	if err := b.state.Run(b.ctx); err != nil && !errors.Is(err, context.Canceled) {
 		d.Logger().Error("menu state", "err", err)
+	}
+}
+
+// reconcileLaunchAtLogin brings the Launch at Login choice and the
+// system's login item together (settings.LaunchAtLogin.Reconcile) and
+// shows the outcome in the menu; a failure is logged to stderr (the
+// engine's log is not open yet) and the item shows the system's word.
+func (b *bar) reconcileLaunchAtLogin() {
+	st, err := b.login.Reconcile()
+	b.state.SetLaunchAtLogin(st)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "berth: %v\n", err)
 	}
 }
 
@@ -273,8 +290,14 @@ func (b *bar) choose(it menu.Item) {
 		}
 	}
 	if d, ok := a.Dialog(); ok {
-		texts, ok := b.dialog(d)
-		if !ok {
+		var texts []string
+		if d.ChooseFolder {
+			path, ok := b.chooseFolder(d)
+			if !ok {
+				return
+			}
+			texts = []string{path}
+		} else if texts, ok = b.dialog(d); !ok {
 			return
 		}
 		var err error
@@ -312,7 +335,8 @@ func (b *bar) do(e Effect) {
 			b.alert("Open Shell failed", err.Error(), appkit.AlertStyleWarning)
 			return
 		}
-		termwindow.Open(b.ctx, b.daemon.Terminals(), t)
+		container := t.Options.Container
+		termwindow.Open(b.ctx, b.daemon.Terminals(), t, func(paths []string) { b.dropOnContainer(container, paths) })
 	case CopyText:
 		pb := appkit.Pasteboard_GeneralPasteboard()
 		pb.ClearContents()

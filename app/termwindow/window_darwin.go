@@ -36,13 +36,16 @@ const handlerName = "berth"
 //     is hung up unless detached) and removes the handler.
 //
 // The session's messages reach the page as window.berthReceive calls on
-// the main queue. The window's sessions end with ctx too.
-func Open(ctx context.Context, mgr *terminal.Manager, ticket terminal.Ticket) {
-	dispatch.MainQueue().DispatchAsync(func() { openOnMain(ctx, mgr, ticket) })
+// the main queue. The window's sessions end with ctx too. When onDrop is
+// not nil the web view takes drops of Finder items (drop_darwin.go) and
+// hands their paths to onDrop on the main queue; the caller decides
+// what they mean for the window's container (ticket.Options.Container).
+func Open(ctx context.Context, mgr *terminal.Manager, ticket terminal.Ticket, onDrop func(paths []string)) {
+	dispatch.MainQueue().DispatchAsync(func() { openOnMain(ctx, mgr, ticket, onDrop) })
 }
 
 // openOnMain is Open on the main thread.
-func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Ticket) {
+func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Ticket, onDrop func(paths []string)) {
 	win := appkit.NewWindowWithSize(820, 520)
 	objc.Retain(&win)
 	win.SetReleasedWhenClosed(false)
@@ -61,7 +64,12 @@ func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Tick
 	controller := config.UserContentController()
 	controller.AddScriptMessageHandlerName(&messageHandler{window: model}, handlerName)
 
-	view := webkit.NewWebViewWithFrameConfiguration(foundation.Rect{}, config)
+	var view webkit.WebView
+	if onDrop != nil {
+		view = newDropWebView(config, onDrop)
+	} else {
+		view = webkit.NewWebViewWithFrameConfiguration(foundation.Rect{}, config)
+	}
 	objc.Retain(&view)
 	page.view = view
 
@@ -87,6 +95,7 @@ func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Tick
 		page.closed = true
 		controller.RemoveScriptMessageHandlerForName(handlerName)
 		view.StopLoading()
+		forgetDropTarget(view)
 	})
 	win.SetDelegate(delegate)
 

@@ -16,6 +16,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/share/ninep"
 	"github.com/berthvm/berth/internal/atomicfile"
+	mobyevents "github.com/moby/moby/api/types/events"
 )
 
 // RunShare is a host folder shared into a container at run time (berth
@@ -165,17 +166,33 @@ func (m *Manager) AddShare(ctx context.Context, ref string, s RunShare) (RunShar
 	}
 	r := c.run
 	c.mu.Unlock()
-	if r == nil {
-		return s, nil
+	if r != nil {
+		if err := r.mountRunShare(ctx, s); err != nil {
+			c.mu.Lock()
+			c.spec.RunShares = removeShare(c.spec.RunShares, s.Target)
+			_ = atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec)
+			c.mu.Unlock()
+			return RunShare{}, err
+		}
 	}
-	if err := r.mountRunShare(ctx, s); err != nil {
-		c.mu.Lock()
-		c.spec.RunShares = removeShare(c.spec.RunShares, s.Target)
-		_ = atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec)
-		c.mu.Unlock()
-		return RunShare{}, err
-	}
+	m.publish(c, ActionShareAdd, shareAttributes(s))
 	return s, nil
+}
+
+// The container events a run-time share publishes, in the style of
+// Docker's exec_create/exec_start: share_add when a folder is shared
+// (recorded for a stopped container, mounted in a running one) and
+// share_rm when it is no longer. Their attributes carry the share's
+// source, target and readOnly ("true" or "false") besides the name and
+// image every container event has.
+const (
+	ActionShareAdd    mobyevents.Action = "share_add"
+	ActionShareRemove mobyevents.Action = "share_rm"
+)
+
+// shareAttributes are a share event's extra attributes.
+func shareAttributes(s RunShare) map[string]string {
+	return map[string]string{"source": s.Source, "target": s.Target, "readOnly": strconv.FormatBool(s.ReadOnly)}
 }
 
 func removeShare(list []RunShare, target string) []RunShare {
@@ -218,6 +235,12 @@ func (m *Manager) RemoveShare(ctx context.Context, ref, target string) error {
 		return errdefs.NotFound(fmt.Errorf("container %s has no run-time share at %s (see berth share ls)", c.spec.ID[:12], target))
 	}
 	old := c.spec.RunShares
+	var gone RunShare
+	for _, s := range old {
+		if s.Target == target {
+			gone = s
+		}
+	}
 	c.spec.RunShares = removeShare(old, target)
 	if err := atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
 		c.spec.RunShares = old
@@ -226,6 +249,9 @@ func (m *Manager) RemoveShare(ctx context.Context, ref, target string) error {
 	}
 	r := c.run
 	c.mu.Unlock()
+	// The share is forgotten whether or not the unmount below succeeds,
+	// so the event says so either way.
+	defer m.publish(c, ActionShareRemove, shareAttributes(gone))
 	if r == nil {
 		return nil
 	}
