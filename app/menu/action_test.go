@@ -174,6 +174,7 @@ func TestLocalActions(t *testing.T) {
 		{Action{Kind: OpenLog}, Result{}, errdefs.ErrNotFound},
 		{Action{Kind: ShareFolder, Container: "c", Name: "web"}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src"}}, Result{}, errdefs.ErrInvalidArgument},
+		{Action{Kind: StopSharing, Container: "c", Name: "web", Share: Share{HostPath: "/Users/me/src", ContainerPath: "/src", AtCreate: true}}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: PullImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: RunImage}, Result{}, errdefs.ErrInvalidArgument},
 		{Action{Kind: SetUpKernel}, Result{}, errdefs.ErrInvalidArgument},

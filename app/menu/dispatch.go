@@ -270,6 +270,9 @@ func (d *Dispatcher) stopSharing(ctx context.Context, a Action) (Result, error) 
 	if a.Share.ContainerPath == "" {
 		return Result{}, errdefs.InvalidArgument(fmt.Errorf("stop sharing with %s: no share named", a.subject()))
 	}
+	if a.Share.AtCreate {
+		return Result{}, errdefs.InvalidArgument(fmt.Errorf("stop sharing %s with %s: it was shared when the container was created (-v or --mount) and lasts as long as the container; remove and recreate the container without it", a.Share.ContainerPath, a.subject()))
+	}
 	if err := d.api.RemoveShare(ctx, a.Container, a.Share.ContainerPath); err != nil {
 		return Result{}, fmt.Errorf("stop sharing %s with %s: %w", a.Share.HostPath, a.subject(), err)
 	}

@@ -73,6 +73,13 @@ func (c Container) Running() bool {
 type Share struct {
 	HostPath, ContainerPath string
 	ReadOnly                bool
+	// AtCreate marks a share made when the container was created (-v,
+	// --mount, an image's VOLUME): it lasts as long as the container and
+	// cannot be stopped from the menu.
+	AtCreate bool
+	// Volume is the named volume behind an AtCreate share ("" for a
+	// host folder); HostPath is then the volume's data directory.
+	Volume string
 }
 
 // Image is one image as the menu shows it.
@@ -441,12 +448,19 @@ func containerItem(c Container, s Snapshot, now time.Time) Item {
 		var shares []Item
 		for _, sh := range c.Shares {
 			title := sh.HostPath + " → " + sh.ContainerPath
+			if sh.Volume != "" {
+				title = "volume " + human.ShortID(sh.Volume) + " → " + sh.ContainerPath
+			}
 			if sh.ReadOnly {
 				title += " (read-only)"
 			}
 			a := ref(StopSharing)
 			a.Share = sh
-			shares = append(shares, Item{Title: title, Enabled: true, Submenu: []Item{action("Stop Sharing", a)}})
+			stop := action("Stop Sharing", a)
+			if sh.AtCreate {
+				stop = disabled(stop, "Shared when "+c.Name+" was created (-v or --mount): it lasts as long as the container.")
+			}
+			shares = append(shares, Item{Title: title, Enabled: true, Submenu: []Item{stop}})
 		}
 		sub = append(sub, Item{Title: "Shared Folders", Enabled: true, Submenu: shares})
 	}

@@ -57,7 +57,9 @@ func modelCases() []modelCase {
 	failed := exited("api", "python:3.13", 1, 3*time.Minute)
 	failed.Error = `exec: "gunicorn": executable file not found in $PATH`
 	shared := running("dev", "golang:1.26", "10.88.0.7", 2*time.Hour)
-	shared.Shares = []Share{{HostPath: "/Users/me/src/app", ContainerPath: "/src"}, {HostPath: "/Users/me/data", ContainerPath: "/data", ReadOnly: true}}
+	shared.Shares = []Share{{HostPath: "/Users/me/src/app", ContainerPath: "/src"}, {HostPath: "/Users/me/data", ContainerPath: "/data", ReadOnly: true},
+		{HostPath: "/Users/me/.berth/volumes/gocache/_data", ContainerPath: "/root/.cache/go-build", AtCreate: true, Volume: "gocache"},
+		{HostPath: "/Users/me/go", ContainerPath: "/go", AtCreate: true}}
 	sharedStopped := exited("notes", "alpine:3", 0, time.Hour)
 	sharedStopped.Shares = []Share{{HostPath: "/Users/me/notes", ContainerPath: "/mnt/notes"}}
 
@@ -163,6 +165,11 @@ func modelCases() []modelCase {
 				does(t, Action{Kind: StopSharing, Container: shared.ID, Name: "dev", Share: shared.Shares[0]})
 			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/data → /data (read-only)", "Stop Sharing").enabled(t).
 				does(t, Action{Kind: StopSharing, Container: shared.ID, Name: "dev", Share: shared.Shares[1]})
+			// Made at create time (-v): listed, not stoppable.
+			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "volume gocache → /root/.cache/go-build", "Stop Sharing").
+				disabledBecause(t, "Shared when dev was created (-v or --mount): it lasts as long as the container.")
+			mustItem(t, m, "dev — golang:1.26", "Shared Folders", "/Users/me/go → /go", "Stop Sharing").
+				disabledBecause(t, "Shared when dev was created (-v or --mount): it lasts as long as the container.")
 			// A stopped container's recorded share is listed, and can be
 			// stopped, before it comes back at the next start.
 			mustItem(t, m, "notes — alpine:3", "Shared Folders", "/Users/me/notes → /mnt/notes", "Stop Sharing").enabled(t)

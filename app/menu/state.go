@@ -20,6 +20,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
+	mobymount "github.com/moby/moby/api/types/mount"
 	docker "github.com/moby/moby/client"
 )
 
@@ -489,7 +490,8 @@ func (s *State) listContainers(ctx context.Context) (map[string]Container, error
 	return cs, nil
 }
 
-// inspect reads one container and its run-time shares; found is false
+// inspect reads one container, its mounts made at create time and its
+// run-time shares; found is false
 // when it is gone.
 func (s *State) inspect(ctx context.Context, id string) (_ Container, found bool, _ error) {
 	res, err := s.api.ContainerInspect(ctx, id, docker.ContainerInspectOptions{})
@@ -500,6 +502,13 @@ func (s *State) inspect(ctx context.Context, id string) (_ Container, found bool
 		return Container{}, false, fmt.Errorf("inspect container %s: %w", id, err)
 	}
 	c := containerOf(res.Container)
+	for _, m := range res.Container.Mounts {
+		sh := Share{HostPath: m.Source, ContainerPath: m.Destination, ReadOnly: !m.RW, AtCreate: true}
+		if m.Type == mobymount.TypeVolume {
+			sh.Volume = m.Name
+		}
+		c.Shares = append(c.Shares, sh)
+	}
 	shares, err := s.api.Shares(ctx, id)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return Container{}, false, nil // removed between the two requests

@@ -103,6 +103,24 @@ func TestStateFollowsEngine(t *testing.T) {
 	if idle.State != "created" || idle.Image != ref || idle.Created.IsZero() || idle.IP != "" || idle.ID == "" {
 		t.Errorf("created container: %+v", idle)
 	}
+	// Its -v mounts are listed with its shares, made at create time.
+	src := t.TempDir()
+	if _, err := cl.ContainerCreate(ctx, docker.ContainerCreateOptions{Name: "bound", Config: &mobycontainer.Config{Image: ref},
+		HostConfig: &mobycontainer.HostConfig{Binds: []string{src + ":/src:ro", "menucache:/cache"}}}); err != nil {
+		t.Fatal(err)
+	}
+	s = waitFor(t, st, "the container with -v", func(s Snapshot) bool { _, ok := containerNamed(s, "bound"); return ok })
+	bound, _ := containerNamed(s, "bound")
+	if len(bound.Shares) != 2 || bound.Shares[0] != (Share{HostPath: src, ContainerPath: "/src", ReadOnly: true, AtCreate: true}) ||
+		bound.Shares[1].Volume != "menucache" || bound.Shares[1].ContainerPath != "/cache" || !bound.Shares[1].AtCreate {
+		t.Errorf("create-time shares %+v", bound.Shares)
+	}
+	mustItem(t, Build(s, time.Now()), "bound — "+ref, "Shared Folders", "volume menucache → /cache", "Stop Sharing").
+		disabledBecause(t, "Shared when bound was created (-v or --mount): it lasts as long as the container.")
+	if _, err := d.Do(ctx, Action{Kind: RemoveContainer, Container: "bound", Name: "bound"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, st, "bound removed", func(s Snapshot) bool { _, ok := containerNamed(s, "bound"); return !ok })
 	// A death nobody asked for, with an error code, is a notice; one
 	// after a stop (or kill) is not. The events are made here (the
 	// container never ran); the State handles them against the engine.
