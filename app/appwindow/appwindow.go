@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -168,10 +169,40 @@ func (w *streamWriter) fail(err error) {
 
 var errTaskEnded = errors.New("berth window: the response has ended")
 
-// Hooks are what the page's script messages ask of the app.
+// Hooks are what the page's script messages, and drops on the window,
+// ask of the app. All are called on the main queue.
 type Hooks struct {
 	// OpenShell opens a terminal window on the container with this ID.
 	OpenShell func(containerID string)
+	// Drop takes the paths of Finder items dropped on the window and the
+	// container whose row they were dropped on (DropTarget of the
+	// page's answer to RowAtScript): "" when the drop missed every
+	// container row. Nil: the window takes no drops.
+	Drop func(containerID string, paths []string)
+}
+
+// RowAtScript is the script that asks the page which container row is
+// at (x, y), in the page's CSS pixels from the top left of its
+// viewport: the page's window.berthRowAt answers the row's container ID,
+// or "" (also when the page has no such function yet, e.g. still
+// loading).
+func RowAtScript(x, y float64) string {
+	f := func(v float64) string {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			v = -1
+		}
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return `(typeof window.berthRowAt === "function" ? String(window.berthRowAt(` + f(x) + `, ` + f(y) + `) ?? "") : "")`
+}
+
+// DropTarget is the container a drop goes to, from the page's answer to
+// RowAtScript: a container ID, or "" for anything else.
+func DropTarget(answer string) string {
+	if !validID(answer) {
+		return ""
+	}
+	return answer
 }
 
 // Receive routes one message the page posted to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -156,5 +157,24 @@ func TestReceive(t *testing.T) {
 	}
 	if len(opened) != 1 {
 		t.Errorf("refused messages opened shells: %v", opened)
+	}
+}
+
+func TestRowAtScript(t *testing.T) {
+	for _, tc := range []struct {
+		x, y float64
+		want string
+	}{
+		{12, 30.5, "window.berthRowAt(12.00, 30.50)"},
+		{math.NaN(), math.Inf(1), "window.berthRowAt(-1.00, -1.00)"},
+	} {
+		if got := RowAtScript(tc.x, tc.y); !strings.Contains(got, tc.want) || !strings.HasPrefix(got, `(typeof window.berthRowAt === "function"`) {
+			t.Errorf("RowAtScript(%v, %v) = %s, want a guarded call of %s", tc.x, tc.y, got, tc.want)
+		}
+	}
+	for in, want := range map[string]string{"0123abcd": "0123abcd", "web-1": "web-1", "": "", "undefined\n": "", "a b": "", "<x>": ""} {
+		if got := DropTarget(in); got != want {
+			t.Errorf("DropTarget(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -7,7 +7,7 @@
 // any system:
 //   - Bundle: what the berth: scheme handler answers for a URL (a bundle
 //     file and its MIME type, 404, or the not-built page);
-//     DecideNavigation keeps the web view on berth://terminal/.
+//     DecideNavigationOn keeps the web view on berth://terminal/.
 //   - Conn: a terminal.Conn over the bridge; page → Go messages arrive
 //     through Conn.Deliver (from Window.Receive), Go → page ones leave as
 //     window.berthReceive({t, d}) calls through a Page.

@@ -13,12 +13,14 @@ import (
 	"github.com/progrium/darwinkit/objc"
 )
 
-// This file makes a terminal window's web view a drop target for Finder
-// items: a WKWebView subclass built with darwinkit's objc class builder
+// This file makes a web view a drop target for Finder items (the
+// terminal window's, and the app's Berth window's through
+// NewDropWebView): a WKWebView subclass built with darwinkit's objc class builder
 // (as darwinkit's subclass example builds NSView and NSSplitView ones)
 // that overrides the NSDraggingDestination methods. It only reads the
-// dropped file URLs and hands their paths to the window's handler; what
-// a drop means is app/drop's decision, made by the caller. Type-checked
+// dropped file URLs and hands their paths, and where they were dropped,
+// to the window's handler; what a drop means is app/drop's decision,
+// made by the caller. Type-checked
 // on Linux (app/darwincheck); not run here.
 
 // berthDropWebView is the WKWebView subclass (the objc class of the
@@ -37,14 +39,20 @@ var (
 	// handler. The overrides receive only self, so this process-wide
 	// table is how a view finds its window; entries go when the window
 	// closes (forgetDropTarget).
-	dropHandlers sync.Map // unsafe.Pointer → func([]string)
+	dropHandlers sync.Map // unsafe.Pointer → DropFunc
 )
 
-// newDropWebView makes a web view with config that hands the paths of
+// DropFunc takes the paths of Finder items dropped on a web view and
+// the drop point in the view's coordinates with the origin at its top
+// left (as the page's CSS pixels are, at zoom 1).
+type DropFunc func(paths []string, at foundation.Point)
+
+// NewDropWebView makes a web view with config that hands the paths of
 // Finder items dropped on it to onDrop, on the main queue, after the
 // drag has ended (so that onDrop may show modal alerts). Drags without
-// file URLs are refused: the terminal page takes no drops of its own.
-func newDropWebView(config webkit.WebViewConfiguration, onDrop func(paths []string)) webkit.WebView {
+// file URLs are refused, and the page sees no drags: the pages take no
+// drops of their own. The window's close must call ForgetDropTarget.
+func NewDropWebView(config webkit.WebViewConfiguration, onDrop DropFunc) webkit.WebView {
 	dropClassOnce.Do(func() {
 		dropClass = objc.NewClass[berthDropWebView](
 			objc.Sel("draggingEntered:"),
@@ -61,8 +69,8 @@ func newDropWebView(config webkit.WebViewConfiguration, onDrop func(paths []stri
 	return view
 }
 
-// forgetDropTarget drops view's handler (its window closed).
-func forgetDropTarget(view webkit.WebView) { dropHandlers.Delete(view.Ptr()) }
+// ForgetDropTarget drops view's handler (its window closed).
+func ForgetDropTarget(view webkit.WebView) { dropHandlers.Delete(view.Ptr()) }
 
 // DraggingEntered accepts a drag that carries file URLs, as a copy.
 func (v berthDropWebView) DraggingEntered(sender objc.Object) appkit.DragOperation {
@@ -75,15 +83,23 @@ func (v berthDropWebView) DraggingUpdated(sender objc.Object) appkit.DragOperati
 	return FileDragOperation(sender)
 }
 
-// PerformDragOperation hands the dropped paths to the view's handler.
+// PerformDragOperation hands the dropped paths, and the drop point in
+// the view's top-left coordinates, to the view's handler.
 func (v berthDropWebView) PerformDragOperation(sender objc.Object) bool {
 	h, ok := dropHandlers.Load(unsafe.Pointer(v.Ptr()))
 	paths := DroppedPaths(sender)
 	if !ok || len(paths) == 0 {
 		return false
 	}
-	onDrop := h.(func([]string))
-	dispatch.MainQueue().DispatchAsync(func() { onDrop(paths) })
+	// The dragging location is in the window's base coordinates
+	// (origin bottom left); WKWebView is flipped, but ask rather than
+	// assume.
+	at := v.ConvertPointFromView(appkit.DraggingInfoObject{Object: sender}.DraggingLocation(), nil)
+	if !v.IsFlipped() {
+		at.Y = v.Bounds().Size.Height - at.Y
+	}
+	onDrop := h.(DropFunc)
+	dispatch.MainQueue().DispatchAsync(func() { onDrop(paths, at) })
 	return true
 }
 

@@ -166,7 +166,8 @@ type Navigation int
 const (
 	// NavigateCancel: nothing loads (any other scheme or host).
 	NavigateCancel Navigation = iota
-	// NavigateAllow: the page's own URLs, berth://terminal/….
+	// NavigateAllow: the page's own URLs, berth://HOST/… (the
+	// terminal's berth://terminal/, the Berth window's berth://window/).
 	NavigateAllow
 	// NavigateBrowser: an http or https link (the page's web links
 	// addon) opens in the user's browser, never in the window, which
@@ -174,16 +175,18 @@ const (
 	NavigateBrowser
 )
 
-// DecideNavigation says what the window does with a navigation to
-// rawURL.
-func DecideNavigation(rawURL string) Navigation {
+// DecideNavigationOn says what a web view whose page lives at
+// berth://host/ (Host for the terminal window; the app's Berth window
+// has its own) does with a navigation to rawURL: its own URLs load, web
+// links go to the browser, anything else is cancelled.
+func DecideNavigationOn(host, rawURL string) Navigation {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return NavigateCancel
 	}
 	switch strings.ToLower(u.Scheme) {
 	case Scheme:
-		if strings.EqualFold(u.Host, Host) && u.User == nil {
+		if host != "" && strings.EqualFold(u.Host, host) && u.User == nil {
 			return NavigateAllow
 		}
 	case "http", "https":

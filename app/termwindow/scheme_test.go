@@ -163,8 +163,25 @@ func TestDecideNavigation(t *testing.T) {
 		"ftp://example.com/file":          NavigateCancel,
 		"http://127.0.0.1:8080/terminal/": NavigateBrowser,
 	} {
-		if got := DecideNavigation(u); got != want {
-			t.Errorf("DecideNavigation(%q) = %d, want %d", u, got, want)
+		if got := DecideNavigationOn(Host, u); got != want {
+			t.Errorf("DecideNavigationOn(%q, %q) = %d, want %d", Host, u, got, want)
 		}
+	}
+	// Another host (the app's Berth window, berth://window/): its own
+	// URLs only, never the terminal's; web links as before.
+	for u, want := range map[string]Navigation{
+		"berth://window/":                NavigateAllow,
+		"BERTH://Window/ui/api/events":   NavigateAllow,
+		"berth://terminal/":              NavigateCancel,
+		"berth://x@window/":              NavigateCancel,
+		"https://example.com/":           NavigateBrowser,
+		"javascript:location='berth://'": NavigateCancel,
+	} {
+		if got := DecideNavigationOn("window", u); got != want {
+			t.Errorf("DecideNavigationOn(window, %q) = %d, want %d", u, got, want)
+		}
+	}
+	if got := DecideNavigationOn("", "berth:///"); got != NavigateCancel {
+		t.Errorf("DecideNavigationOn with no host allowed berth:///: %d", got)
 	}
 }

@@ -66,7 +66,7 @@ func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Tick
 
 	var view webkit.WebView
 	if onDrop != nil {
-		view = newDropWebView(config, onDrop)
+		view = NewDropWebView(config, func(paths []string, _ foundation.Point) { onDrop(paths) })
 	} else {
 		view = webkit.NewWebViewWithFrameConfiguration(foundation.Rect{}, config)
 	}
@@ -95,7 +95,7 @@ func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Tick
 		page.closed = true
 		controller.RemoveScriptMessageHandlerForName(handlerName)
 		view.StopLoading()
-		forgetDropTarget(view)
+		ForgetDropTarget(view)
 	})
 	win.SetDelegate(delegate)
 
@@ -107,10 +107,17 @@ func openOnMain(ctx context.Context, mgr *terminal.Manager, ticket terminal.Tick
 	appkit.Application_SharedApplication().ActivateIgnoringOtherApps(true)
 }
 
-// navigationPolicy allows the page's own URLs, opens web links in the
-// user's browser and cancels the rest (DecideNavigation).
+// navigationPolicy is NavigationPolicy for the terminal's page.
 func navigationPolicy(u foundation.URL) webkit.NavigationActionPolicy {
-	switch DecideNavigation(u.AbsoluteString()) {
+	return NavigationPolicy(Host, u)
+}
+
+// NavigationPolicy is a web view's answer to a navigation to u when its
+// page lives at berth://host/: the page's own URLs load, web links open
+// in the user's browser, the rest is cancelled (DecideNavigationOn).
+// The app's Berth window shares it.
+func NavigationPolicy(host string, u foundation.URL) webkit.NavigationActionPolicy {
+	switch DecideNavigationOn(host, u.AbsoluteString()) {
 	case NavigateAllow:
 		return webkit.NavigationActionPolicyAllow
 	case NavigateBrowser:
@@ -159,7 +166,7 @@ func (h *messageHandler) UserContentControllerDidReceiveScriptMessage(_ webkit.U
 	if !m.FrameInfo().IsMainFrame() {
 		return
 	}
-	t, d, ok := bridgeBody(m.Body())
+	t, d, ok := BridgeBody(m.Body())
 	if !ok {
 		h.window.log.Warn("terminal window: a script message that is not {t, d} strings; dropped")
 		return
@@ -167,9 +174,9 @@ func (h *messageHandler) UserContentControllerDidReceiveScriptMessage(_ webkit.U
 	h.window.Receive(t, d)
 }
 
-// bridgeBody reads t and d from a message body, an NSDictionary of two
-// NSStrings.
-func bridgeBody(body objc.Object) (t, d string, ok bool) {
+// BridgeBody reads t and d from a script message's body, an
+// NSDictionary of two NSStrings ({t, d} as the pages post it).
+func BridgeBody(body objc.Object) (t, d string, ok bool) {
 	if body.IsNil() || !body.IsKindOfClass(objc.GetClass("NSDictionary")) {
 		return "", "", false
 	}
