@@ -109,12 +109,13 @@ func (b *bar) dropOnStatusItem(paths []string) {
 	}
 }
 
-// dropOnContainer shares paths dropped on a terminal window with its
-// container, ref as the window's session names it (main queue).
+// dropOnContainer shares paths dropped on a terminal window, or on a
+// container's row in the Berth window, with that container, ref as the
+// window names it (main queue).
 func (b *bar) dropOnContainer(ref string, paths []string) {
 	c, ok := drop.Find(b.state.Snapshot(), ref)
 	if !ok {
-		b.alert("Share failed", "The container "+ref+" is gone; close this window and drop the folder on another container.", appkit.AlertStyleWarning)
+		b.alert("Share failed", "The container "+ref+" is gone; drop the folder on another container.", appkit.AlertStyleWarning)
 		return
 	}
 	b.shareDrop(c, paths)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthvm/berth/app/appwindow"
+	"github.com/berthvm/berth/app/drop"
 	"github.com/berthvm/berth/app/menu"
 	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/app/termwindow"
@@ -20,6 +22,7 @@ import (
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/engine/webui"
 	"github.com/progrium/darwinkit/dispatch"
 	"github.com/progrium/darwinkit/macos"
 	"github.com/progrium/darwinkit/macos/appkit"
@@ -83,6 +86,8 @@ type bar struct {
 	menu     appkit.Menu
 	delegate *appkit.MenuDelegate
 	icon     Icon
+	// berthWindow is the one Berth window (Open Berth Window).
+	berthWindow appwindow.Window
 
 	quitOnce sync.Once
 }
@@ -307,6 +312,13 @@ func (b *bar) choose(it menu.Item) {
 			return
 		}
 	}
+	b.perform(it, a)
+}
+
+// perform runs a (it's action, confirmed and with its input) through
+// Dispatcher.Do on a goroutine; the Result's Effects, or the error as an
+// alert titled after it, come back on the main queue.
+func (b *bar) perform(it menu.Item, a menu.Action) {
 	go func() {
 		res, err := b.disp.Do(b.ctx, a)
 		dispatch.MainQueue().DispatchAsync(func() {
@@ -361,13 +373,48 @@ func (b *bar) do(e Effect) {
 	case OpenFile:
 		appkit.Workspace_SharedWorkspace().OpenURL(foundation.URL_FileURLWithPath(e.Text))
 	case ShowWindow:
-		// The Berth window and the settings are not in the app yet.
-		b.alert("Not in this version yet", "The "+e.Text+" window is not built into the app yet.", appkit.AlertStyleWarning)
+		if e.Text != string(menu.BerthWindow) {
+			// The settings are not in the app yet.
+			b.alert("Not in this version yet", "The "+e.Text+" window is not built into the app yet.", appkit.AlertStyleWarning)
+			return
+		}
+		if b.daemon == nil {
+			b.alert("Open Berth Window failed", "Berth's engine is not running.", appkit.AlertStyleWarning)
+			return
+		}
+		b.berthWindow.Log = b.daemon.Logger()
+		b.berthWindow.Open(b.ctx, webui.EmbeddedWindow(b.daemon.APIHandler(), nil), appwindow.Hooks{
+			OpenShell: b.openShell,
+			Drop:      b.dropOnBerthWindow,
+		})
 	case ShowMessage:
 		b.item.Button().SetToolTip(e.Text)
 	case QuitApp:
 		b.quit()
 	}
+}
+
+// openShell is the Berth window's Shell for a container (main queue):
+// what the menu's Open Shell does (an OpenShell action, whose Effect
+// opens the terminal window).
+func (b *bar) openShell(containerID string) {
+	a := menu.Action{Kind: menu.OpenShell, Container: containerID}
+	if c, ok := drop.Find(b.state.Snapshot(), containerID); ok {
+		a.Container, a.Name = c.ID, c.Name
+	}
+	b.perform(menu.Item{Title: "Open Shell", Action: a}, a)
+}
+
+// dropOnBerthWindow shares Finder items dropped on the Berth window
+// (main queue): with the container whose row they were dropped on, as a
+// drop on its terminal window does; dropped elsewhere in the window, the
+// status item's question (which container?) is asked first.
+func (b *bar) dropOnBerthWindow(containerID string, paths []string) {
+	if containerID == "" {
+		b.dropOnStatusItem(paths)
+		return
+	}
+	b.dropOnContainer(containerID, paths)
 }
 
 // quit shuts the engine down, once, and terminates the app: the State
