@@ -124,4 +124,41 @@ func TestAppWindowPath(t *testing.T) {
 	p.call(nil, "view", "containers")
 	mustOK(t, "create", berth(t, dir, "create", "--name", "made-later", "berth/busybox:1", "true"))
 	p.call(nil, "state", "made-later", "^Created")
+	c, err := d.Engine.Containers().Get("made-later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.ID()
+
+	// A drop on the window: the app asks the page, with
+	// appwindow.RowAtScript, which container row is under the drop
+	// point; appwindow.DropTarget reads the answer.
+	var at struct{ X, Y float64 }
+	p.call(&at, "rowCenter", "made-later")
+	var answer string
+	p.call(&answer, "eval", appwindow.RowAtScript(at.X, at.Y))
+	if got := appwindow.DropTarget(answer); got != id {
+		t.Errorf("drop on made-later's row at (%v, %v): page answered %q (target %q), want its ID %s", at.X, at.Y, answer, got, id)
+	}
+	p.call(&answer, "eval", appwindow.RowAtScript(at.X, 2))
+	if answer != "" {
+		t.Errorf("drop above the table at (%v, 2): page answered %q, want no row", at.X, answer)
+	}
+
+	// Shell in the app: the page posts {t: "shell", d: ID} to the app's
+	// "berth" message handler (a mock in chromium) instead of opening a
+	// tab, and appwindow.Receive routes it to OpenShell.
+	var shell struct {
+		Posted []struct{ T, D string }
+		Tabs   int
+	}
+	p.call(&shell, "appShell", "made-later")
+	if len(shell.Posted) != 1 || shell.Tabs != 0 {
+		t.Fatalf("Shell with the app's handler: posted %+v, opened %d tabs; want one message and no tab", shell.Posted, shell.Tabs)
+	}
+	var opened []string
+	hooks := appwindow.Hooks{OpenShell: func(id string) { opened = append(opened, id) }}
+	if err := appwindow.Receive(shell.Posted[0].T, shell.Posted[0].D, hooks); err != nil || len(opened) != 1 || opened[0] != id {
+		t.Errorf("the page's message %+v: Receive %v, opened %v; want a shell on %s", shell.Posted[0], err, opened, id)
+	}
 }

@@ -98,6 +98,36 @@ const handlers = {
     await tab.close();
     return got;
   },
+  // appShell stands in for the macOS app's "berth" script message
+  // handler (a mock: chromium has no WKWebView), double-clicks name's
+  // row (Shell) and returns what the page posted to it, and how many
+  // tabs it opened.
+  async appShell(name) {
+    await page.evaluate(() => {
+      window.berthPosted = [];
+      window.webkit = { messageHandlers: { berth: { postMessage: (m) => window.berthPosted.push(m) } } };
+    });
+    const pages = context.pages().length;
+    await row(name).dblclick();
+    await page.waitForFunction(() => window.berthPosted.length > 0, null, { timeout });
+    await page.waitForTimeout(200);
+    const posted = await page.evaluate(() => window.berthPosted);
+    await page.evaluate(() => {
+      delete window.webkit;
+    });
+    return { posted, tabs: context.pages().length - pages };
+  },
+  // rowCenter is the middle of name's row in CSS pixels from the
+  // viewport's top left.
+  async rowCenter(name) {
+    const b = await row(name).boundingBox();
+    if (!b) throw new Error(`row ${name} is not shown`);
+    return { x: b.x + b.width / 2, y: b.y + b.height / 2 };
+  },
+  // eval evaluates a script (an expression) in the page.
+  async eval(script) {
+    return await page.evaluate(script);
+  },
   async search(q) {
     await page.fill("#logs-search", q);
     const marks = await page.locator("#logs-text mark").allTextContents();

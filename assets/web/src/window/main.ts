@@ -257,6 +257,12 @@ async function act(a: Action, target?: Container) {
         await api(`/containers/${id}`, { method: "DELETE" });
         break;
       case "shell": {
+        // In the macOS app the app opens its own terminal window.
+        const app = appBridge();
+        if (app) {
+          app.postMessage({ t: "shell", d: c.Id });
+          break;
+        }
         // Opened now, while the key or click still counts as the user's.
         const w = window.open("about:blank", "_blank");
         try {
@@ -494,5 +500,24 @@ async function main() {
     }
   }, 30_000);
 }
+
+// The macOS app's web view (app/appwindow): the page posts {t, d} to its
+// "berth" script message handler, and the app asks berthRowAt which
+// container row a Finder drop landed on.
+interface AppBridge {
+  postMessage(m: { t: "shell"; d: string }): void;
+}
+
+function appBridge(): AppBridge | undefined {
+  return (window as unknown as { webkit?: { messageHandlers?: { berth?: AppBridge } } }).webkit?.messageHandlers?.berth;
+}
+
+/** berthRowAt is the ID of the container whose row is at (x, y), in CSS pixels from the viewport's top left, or "". */
+function berthRowAt(x: number, y: number): string {
+  if (state.view !== "containers") return "";
+  const tr = document.elementFromPoint(x, y)?.closest<HTMLTableRowElement>("#table tbody tr[data-id]");
+  return tr?.dataset.id ?? "";
+}
+(window as unknown as { berthRowAt: typeof berthRowAt }).berthRowAt = berthRowAt;
 
 void main();
