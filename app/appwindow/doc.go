@@ -13,9 +13,11 @@
 //     streams stay open — then the end), and stops when the web view
 //     stops the task;
 //   - Receive routes the page's script messages ({t: "shell", d: ID}
-//     opens a terminal window on that container).
+//     opens a terminal window on that container);
+//   - RowAtScript and DropTarget ask the page which container row a
+//     drop of Finder items landed on (the page's window.berthRowAt).
 //
-// window_darwin.go (darwin && cgo) makes the NSWindow and the WKWebView
-// and calls into these; it is type-checked on Linux (make darwin-check)
-// and has never run on a Mac.
+// window_darwin.go (darwin && cgo) is Window: the NSWindow and the
+// WKWebView (one per app), calling into these; it is type-checked on
+// Linux (make darwin-check) and has never run on a Mac.
 package appwindow

@@ -152,7 +152,8 @@ func dropAt(view webkit.WebView, paths []string, at foundation.Point, drop func(
 		case !res.IsNil() && res.IsKindOfClass(objc.GetClass("NSString")):
 			id = DropTarget(objc.ToGoString(res.Ptr()))
 		}
-		drop(id, paths)
+		// Out of WebKit's callback: drop may run modal alerts.
+		dispatch.MainQueue().DispatchAsync(func() { drop(id, paths) })
 	})
 }
 

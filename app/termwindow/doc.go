@@ -7,7 +7,8 @@
 // any system:
 //   - Bundle: what the berth: scheme handler answers for a URL (a bundle
 //     file and its MIME type, 404, or the not-built page);
-//     DecideNavigationOn keeps the web view on berth://terminal/.
+//     DecideNavigationOn keeps the web view on berth://terminal/ (and
+//     the app's Berth window, app/appwindow, on berth://window/).
 //   - Conn: a terminal.Conn over the bridge; page → Go messages arrive
 //     through Conn.Deliver (from Window.Receive), Go → page ones leave as
 //     window.berthReceive({t, d}) calls through a Page.
@@ -17,7 +18,9 @@
 //     session's hello, and ends the session when the window closes.
 //
 // window_darwin.go (darwin && cgo) creates the NSWindow and WKWebView and
-// calls into these; Open is its entry point. It is type-checked on Linux
+// calls into these; Open is its entry point. Its drop-taking web view
+// (NewDropWebView), NavigationPolicy and BridgeBody are shared with
+// app/appwindow's Berth window. It is type-checked on Linux
 // (make darwin-check); TestBridgeInChromium runs the real page over the
 // same bridge in chromium instead of WebKit.
 package termwindow
