@@ -569,13 +569,81 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// statsInterval is how often a stats stream samples, as dockerd's does.
+const statsInterval = time.Second
+
+// containerStats answers Docker's stats: with stream (the API's default)
+// one sample a second, each after the first with the one before as its
+// PreCPUStats and PreRead, until the client goes or the container stops
+// running (dockerd would go on sending zeros; nothing here changes once a
+// VM is down); with stream=false one sample, taken after a second so that
+// it has a previous one, unless one-shot.
 func (s *Server) containerStats(w http.ResponseWriter, r *http.Request) {
-	st, err := s.backend.Containers().Stats(r.Context(), r.PathValue("id"))
+	ctx, id := r.Context(), r.PathValue("id")
+	q := r.URL.Query()
+	stream := q.Get("stream") == "" || boolParam(r, "stream")
+	if stream && boolParam(r, "one-shot") {
+		s.writeError(w, r, errdefs.InvalidArgument(errors.New("stats: cannot have stream=true and one-shot=true")))
+		return
+	}
+	cs := s.backend.Containers()
+	st, err := cs.Stats(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	if !stream {
+		if !boolParam(r, "one-shot") {
+			prev := st
+			if !sleepCtx(ctx, statsInterval) {
+				return
+			}
+			if st, err = cs.Stats(ctx, id); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			st.PreCPUStats, st.PreRead = prev.CPUStats, prev.Read
+		}
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	for {
+		if err := enc.Encode(st); err != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if sn, err := cs.Inspect(id); err != nil || sn.State.Status != mobycontainer.StateRunning {
+			return
+		}
+		if !sleepCtx(ctx, statsInterval) {
+			return
+		}
+		prev := st
+		if st, err = cs.Stats(ctx, id); err != nil {
+			// Removed, or its VM went away between two samples: the
+			// stream ends, as the answer has been sent.
+			return
+		}
+		st.PreCPUStats, st.PreRead = prev.CPUStats, prev.Read
+	}
+}
+
+// sleepCtx waits d, or less when ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {

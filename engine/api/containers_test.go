@@ -2,10 +2,12 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
@@ -118,7 +120,8 @@ func TestContainerLifecycle(t *testing.T) {
 		{"DELETE", "/containers/job?v=1", 204, ""},
 		{"DELETE", "/containers/job?link=1", 400, "rm --link is not supported yet"},
 		{"DELETE", "/containers/nope", 404, "No such container: nope"},
-		{"GET", "/containers/web/stats", 200, ""},
+		{"GET", "/containers/web/stats?stream=false&one-shot=true", 200, ""},
+		{"GET", "/containers/web/stats?stream=1&one-shot=1", 400, "cannot have stream=true and one-shot=true"},
 		{"GET", "/containers/nope/stats", 404, "No such container: nope"},
 	}
 	for _, c := range cases {
@@ -385,5 +388,61 @@ func TestContainerAttachHijacks(t *testing.T) {
 	status, _ = hijacked(t, newFakeBackend(), "POST /containers/nope/attach?stream=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if status != "HTTP/1.1 404 Not Found" {
 		t.Errorf("attach nope: %q", status)
+	}
+}
+
+// Stats stream by default, one sample a second, each after the first with
+// the one before as its PreCPUStats; the stream ends when the container
+// stops running.
+func TestContainerStatsStream(t *testing.T) {
+	b := newFakeBackend()
+	srv := httptest.NewServer(NewServer(b))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/containers/web/stats", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	dec := json.NewDecoder(resp.Body)
+	var samples []mobycontainer.StatsResponse
+	for len(samples) < 2 {
+		var st mobycontainer.StatsResponse
+		if err := dec.Decode(&st); err != nil {
+			t.Fatalf("sample %d: %v", len(samples), err)
+		}
+		samples = append(samples, st)
+	}
+	first, second := samples[0], samples[1]
+	if first.PreCPUStats.CPUUsage.TotalUsage != 0 || !first.PreRead.IsZero() {
+		t.Errorf("first sample has a previous one: %+v", first.PreCPUStats)
+	}
+	if second.PreCPUStats.CPUUsage.TotalUsage != first.CPUStats.CPUUsage.TotalUsage || !second.PreRead.Equal(first.Read) ||
+		second.CPUStats.CPUUsage.TotalUsage <= first.CPUStats.CPUUsage.TotalUsage {
+		t.Errorf("second sample: CPU %d, previous %d at %v; want previous = first's %d at %v",
+			second.CPUStats.CPUUsage.TotalUsage, second.PreCPUStats.CPUUsage.TotalUsage, second.PreRead, first.CPUStats.CPUUsage.TotalUsage, first.Read)
+	}
+	if err := b.containers.Stop(ctx, "web", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var st mobycontainer.StatsResponse
+		if err := dec.Decode(&st); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("after stop: %v", err)
+		}
+	}
+
+	// stream=false: one sample, with the previous one a second before.
+	rec := serve(t, b, "GET", "/containers/job/stats?stream=false", nil)
+	var one mobycontainer.StatsResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &one); err != nil || one.PreCPUStats.CPUUsage.TotalUsage == 0 {
+		t.Errorf("stream=false: %s (%v), want one sample with PreCPUStats", rec.Body, err)
 	}
 }

@@ -286,6 +286,7 @@ type fakeContainers struct {
 	signals []string
 	resized [][2]uint32
 	removed []string
+	samples uint64 // Stats calls so far: each reports 1ms more CPU time
 }
 
 // add records a container named name; its ID is name's letters repeated.
@@ -496,7 +497,13 @@ func (f *fakeContainers) Logs(_ context.Context, ref string, opts container.LogO
 
 func (f *fakeContainers) Stats(_ context.Context, ref string) (mobycontainer.StatsResponse, error) {
 	sn, err := f.Inspect(ref)
-	return mobycontainer.StatsResponse{ID: sn.Spec.ID, Name: "/" + sn.Spec.Name}, err
+	f.mu.Lock()
+	f.samples++
+	n := f.samples
+	f.mu.Unlock()
+	return mobycontainer.StatsResponse{ID: sn.Spec.ID, Name: "/" + sn.Spec.Name, Read: time.Unix(int64(n), 0),
+		CPUStats:    mobycontainer.CPUStats{CPUUsage: mobycontainer.CPUUsage{TotalUsage: n * 1e6}, OnlineCPUs: 1},
+		MemoryStats: mobycontainer.MemoryStats{Usage: 10 << 20, Limit: 512 << 20}}, err
 }
 
 // fakeExecs are exec sessions that print "ran CMD" when started.
