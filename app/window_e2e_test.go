@@ -1,15 +1,18 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -21,6 +24,8 @@ import (
 	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
@@ -117,6 +122,9 @@ func (d *windowDriver) call(out any, cmd string, args ...any) {
 // temporary directory.
 func TestWindow(t *testing.T) {
 	img := testenv.BusyboxImage(t, nil)
+	// The image the page pulls: two layers, from Debian's docker-registry.
+	reg := testenv.StartRegistry(t)
+	pullRef := reg.Push(t, "demo/app", "1", twoLayerImage(t))
 	t.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
 	dir := shortHome(t)
 	h, err := home.Resolve(dir)
@@ -179,9 +187,33 @@ func TestWindow(t *testing.T) {
 	var cols []string
 	p.call(nil, "state", "web", "^Running")
 	p.call(&cols, "rowText", "web")
-	if len(cols) != 6 || cols[0] != "web" || cols[2] != "berth/busybox:1" {
-		t.Errorf("web's row %q: want name web, state, image berth/busybox:1, IP, ports, created", cols)
+	if len(cols) != 8 || cols[0] != "web" || cols[2] != "berth/busybox:1" {
+		t.Errorf("web's row %q: want name web, state, image berth/busybox:1, IP, ports, CPU, memory, created", cols)
 	}
+
+	t.Run("stats", func(t *testing.T) {
+		var st struct {
+			CPUSamples, CPUPoints, MemSamples, Streams int
+			CPU, Mem, MemTitle                         string
+		}
+		p.call(&st, "stats", "web")
+		if st.CPUSamples < 2 || st.CPUPoints != st.CPUSamples || !regexp.MustCompile(`^\d+(\.\d)?%$`).MatchString(st.CPU) {
+			t.Errorf("web's CPU cell: %d samples, %d points, %q; want a sparkline of 2 or more and a percentage", st.CPUSamples, st.CPUPoints, st.CPU)
+		}
+		if st.MemSamples < 2 || !regexp.MustCompile(`^\d+(\.\d+)?[kMG]B$`).MatchString(st.Mem) || !strings.Contains(st.MemTitle, "of the VM's") {
+			t.Errorf("web's memory cell: %d samples, %q (%q); want a sparkline and a size", st.MemSamples, st.Mem, st.MemTitle)
+		}
+		if st.Streams != 1 {
+			t.Errorf("%d stats streams open, want 1 (web)", st.Streams)
+		}
+		var n int
+		p.call(nil, "view", "images")
+		p.call(&n, "streams")
+		if n != 0 {
+			t.Errorf("on the Images view: %d stats streams open, want 0", n)
+		}
+		p.call(nil, "view", "containers")
+	})
 
 	t.Run("logs follow and search", func(t *testing.T) {
 		var f struct{ First, Now int }
@@ -241,6 +273,70 @@ func TestWindow(t *testing.T) {
 		}
 		p.call(nil, "state", "web", "^Running")
 	})
+	t.Run("run from the palette", func(t *testing.T) {
+		var items []string
+		p.call(&items, "palette", "run --name db berth/busybox:1 sh -c 'while true; do echo db up; sleep 1; done'")
+		if len(items) != 1 || items[0] != "Run --name db berth/busybox:1 sh -c 'while true; do echo db up; sleep 1; done'" {
+			t.Errorf("palette for run: %q", items)
+		}
+		p.call(nil, "state", "db", "^Running")
+		if !running("db") {
+			t.Error("db does not run after Run from the palette")
+		}
+		var sel string
+		p.call(&sel, "selected")
+		if sel != "db" {
+			t.Errorf("selected %q after Run, want the new container db", sel)
+		}
+		var b string
+		p.call(nil, "palette", "run nope/missing:7")
+		p.call(&b, "bannerMatch", "nope/missing:7")
+		if !strings.Contains(b, "No such image") || !strings.Contains(b, "pull nope/missing:7") {
+			t.Errorf("run of a missing image: banner %q, want No such image and how to pull it", b)
+		}
+		p.call(nil, "palette", "run Bad//Ref")
+		p.call(&b, "bannerMatch", "^Run Bad//Ref: ")
+	})
+	t.Run("pull", func(t *testing.T) {
+		type layer struct {
+			ID, Status, Bytes string
+			Value, Max        float64
+		}
+		var res struct {
+			Done, Title, Status string
+			Layers              []layer
+		}
+		p.call(&res, "pull", pullRef)
+		if res.Done != "ok" || res.Title != "Pulled "+pullRef || res.Status != "Downloaded newer image for "+pullRef {
+			t.Errorf("pull %s: %+v", pullRef, res)
+		}
+		if len(res.Layers) != 2 {
+			t.Errorf("pull %s showed %d layers, want 2: %+v", pullRef, len(res.Layers), res.Layers)
+		}
+		for _, l := range res.Layers {
+			if l.Status != "Pull complete" || l.Max <= 1 || l.Value != l.Max || l.Bytes == "" {
+				t.Errorf("layer %+v: want Pull complete with a full bar and its size", l)
+			}
+		}
+		var cols []string
+		p.call(&cols, "rowText", pullRef)
+		if len(cols) != 5 || cols[4] != "" {
+			t.Errorf("the pulled image's row %q: want reference, ID, size, created, not in use", cols)
+		}
+		missing := reg.Host + "/demo/nope:1"
+		p.call(&res, "pull", missing)
+		var b string
+		p.call(&b, "bannerMatch", "^Pull "+regexp.QuoteMeta(missing)+": ")
+		if res.Done != "error" || res.Title != "Could not pull "+missing || res.Status == "" {
+			t.Errorf("pull of a missing image: %+v, banner %q", res, b)
+		}
+		p.call(&res, "pull", "Bad//Ref")
+		p.call(&b, "bannerMatch", "^Pull Bad//Ref: ")
+		if res.Done != "error" {
+			t.Errorf("pull of a bad reference: %+v", res)
+		}
+		p.call(nil, "dismissPulls", pullRef)
+	})
 	t.Run("berth ui", func(t *testing.T) {
 		cmd := exec.Command(berthBin, "ui", "--no-open")
 		cmd.Env = append(os.Environ(), "BERTH_HOME="+dir)
@@ -274,15 +370,18 @@ func TestWindow(t *testing.T) {
 		if shots == "" {
 			shots = t.TempDir()
 		}
+		p.call(nil, "view", "containers")
 		p.call(nil, "follow", "web")
+		p.call(nil, "stats", "db")
+		p.call(nil, "stats", "web")
 		light, dark := filepath.Join(shots, "berth-window.png"), filepath.Join(shots, "berth-window-dark.png")
 		p.call(nil, "screenshot", light, "light")
 		p.call(nil, "screenshot", dark, "dark")
 		p.call(nil, "view", "images")
 		var cols []string
 		p.call(&cols, "rowText", "berth/busybox:1")
-		if len(cols) != 5 || cols[4] != "In use" {
-			t.Errorf("image row %q: want reference, ID, size, created, In use", cols)
+		if len(cols) != 5 || cols[4] != "2 containers" {
+			t.Errorf("image row %q: want reference, ID, size, created, 2 containers (web, db)", cols)
 		}
 		p.call(nil, "screenshot", filepath.Join(shots, "berth-window-images.png"), "light")
 		for _, f := range []string{light, dark} {
@@ -295,4 +394,32 @@ func TestWindow(t *testing.T) {
 		}
 		t.Logf("screenshots in %s", shots)
 	})
+}
+
+// twoLayerImage is the busybox image with a second layer of 2 MB that
+// does not compress (seeded, so the same each run).
+func twoLayerImage(t *testing.T) v1.Image {
+	t.Helper()
+	data := make([]byte, 2<<20)
+	_, _ = rand.NewChaCha8([32]byte{'b', 'e', 'r', 't', 'h'}).Read(data)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "srv/data.bin", Mode: 0o644, Size: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(testenv.BusyboxImage(t, map[string]string{"etc/motd": "Berth demo app\n"}), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

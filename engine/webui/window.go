@@ -33,11 +33,13 @@ var windowAPI = []string{
 	"GET /containers/{id}/json",
 	"GET /containers/{id}/logs",
 	"GET /containers/{id}/stats",
+	"POST /containers/create",
 	"POST /containers/{id}/start",
 	"POST /containers/{id}/stop",
 	"POST /containers/{id}/restart",
 	"DELETE /containers/{id}",
 	"GET /images/json",
+	"POST /images/create",
 	"DELETE /images/{name...}",
 	"POST /berth/containers/{id}/terminals",
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,8 @@ import (
 
 // recordingAPI stands in for the engine's API handler (engine/api's
 // Server, which needs a whole engine; app's e2e test uses the real one):
-// it records the method and path each forwarded request arrived with.
+// it records the method, path and query each forwarded request arrived
+// with.
 type recordingAPI struct {
 	mu  sync.Mutex
 	got []string
@@ -25,7 +27,7 @@ type recordingAPI struct {
 
 func (a *recordingAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
-	a.got = append(a.got, r.Method+" "+r.URL.EscapedPath())
+	a.got = append(a.got, r.Method+" "+r.URL.RequestURI())
 	a.mu.Unlock()
 	if r.Header.Get("Cookie") != "" {
 		http.Error(w, "cookie forwarded", http.StatusTeapot)
@@ -198,6 +200,9 @@ func TestWindowAPI(t *testing.T) {
 		{"DELETE", "/containers/web", own},
 		{"DELETE", "/images/docker.io/library/busybox:latest", own},
 		{"POST", "/berth/containers/web/terminals", own},
+		{"GET", "/containers/web/stats?stream=true", ""},
+		{"POST", "/containers/create?name=job", own},
+		{"POST", "/images/create?fromImage=busybox&tag=1", own},
 	}
 	for _, a := range allowed {
 		if resp := do(t, c, a.method, api+a.path, "", a.origin, ""); resp.StatusCode != http.StatusOK {
@@ -223,7 +228,17 @@ func TestWindowAPI(t *testing.T) {
 		{"foreign origin, GET", "GET", "/containers/json", "", "http://evil.example", c, http.StatusForbidden},
 		{"no origin, POST", "POST", "/containers/web/stop", "", "", c, http.StatusForbidden},
 		{"bad host", "GET", "/containers/json", "evil.example:80", "", c, http.StatusMisdirectedRequest},
-		{"not allowed: create", "POST", "/containers/create", "", own, c, http.StatusNotFound},
+		{"create, no origin", "POST", "/containers/create", "", "", c, http.StatusForbidden},
+		{"create, foreign origin", "POST", "/containers/create", "", "http://evil.example", c, http.StatusForbidden},
+		{"create, no cookie", "POST", "/containers/create", "", own, http.DefaultClient, http.StatusUnauthorized},
+		{"pull, no origin", "POST", "/images/create?fromImage=busybox", "", "", c, http.StatusForbidden},
+		{"pull, foreign origin", "POST", "/images/create?fromImage=busybox", "", "http://evil.example", c, http.StatusForbidden},
+		{"not allowed: load", "POST", "/images/load", "", own, c, http.StatusNotFound},
+		{"not allowed: push", "POST", "/images/busybox/push", "", own, c, http.StatusNotFound},
+		{"not allowed: tag", "POST", "/images/busybox/tag", "", own, c, http.StatusNotFound},
+		{"not allowed: build", "POST", "/build", "", own, c, http.StatusNotFound},
+		{"not allowed: update", "POST", "/containers/web/update", "", own, c, http.StatusNotFound},
+		{"not allowed: archive", "PUT", "/containers/web/archive", "", own, c, http.StatusNotFound},
 		{"not allowed: exec", "POST", "/containers/web/exec", "", own, c, http.StatusNotFound},
 		{"not allowed: attach", "POST", "/containers/web/attach", "", own, c, http.StatusNotFound},
 		{"not allowed: kernel", "PUT", "/berth/kernel", "", own, c, http.StatusNotFound},
@@ -305,5 +320,26 @@ func TestEmbeddedWindow(t *testing.T) {
 	notBuiltWin.ServeHTTP(rec, httptest.NewRequest("GET", "berth://window/", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "make web") {
 		t.Errorf("without the bundle: %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// The allowlist is exactly what the page calls (assets/web/src/window/
+// main.ts) and docs/berth-window.md lists: nothing that execs, attaches,
+// copies files, loads, pushes or builds.
+func TestWindowAPIList(t *testing.T) {
+	want := []string{
+		"GET /_ping", "GET /version", "GET /berth/status", "GET /events",
+		"GET /containers/json", "GET /containers/{id}/json", "GET /containers/{id}/logs", "GET /containers/{id}/stats",
+		"POST /containers/create",
+		"POST /containers/{id}/start", "POST /containers/{id}/stop", "POST /containers/{id}/restart",
+		"DELETE /containers/{id}",
+		"GET /images/json", "POST /images/create", "DELETE /images/{name...}",
+		"POST /berth/containers/{id}/terminals",
+	}
+	got := append([]string(nil), windowAPI...)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("windowAPI\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

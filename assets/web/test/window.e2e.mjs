@@ -141,6 +141,82 @@ const handlers = {
     await page.keyboard.press("Enter");
     return items;
   },
+  // stats waits for name's row to show a CPU sparkline of at least two
+  // samples and a memory figure; returns them and the open stats streams.
+  async stats(name) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const got = await row(name).evaluate((tr) => ({
+        cpuSamples: +(tr.querySelector("td.cpu svg")?.dataset.samples ?? 0),
+        cpuPoints: (tr.querySelector("td.cpu polyline")?.getAttribute("points") ?? "").split(" ").filter(Boolean).length,
+        cpu: tr.querySelector("td.cpu .figure")?.textContent ?? "",
+        memSamples: +(tr.querySelector("td.mem svg")?.dataset.samples ?? 0),
+        mem: tr.querySelector("td.mem .figure")?.textContent ?? "",
+        memTitle: tr.querySelector("td.mem")?.title ?? "",
+      }));
+      if (got.cpuSamples >= 2 && /\d/.test(got.mem)) return { ...got, streams: await this.streams() };
+      if (Date.now() > deadline) throw new Error(`row ${name}: stats ${JSON.stringify(got)}`);
+      await page.waitForTimeout(200);
+    }
+  },
+  // streams is how many stats streams the page holds open.
+  async streams() {
+    return +(await page.evaluate(() => document.body.dataset.statsStreams ?? "-1"));
+  },
+  // selected is the selected row's name.
+  async selected() {
+    return await page.getAttribute('#table tbody tr[aria-selected="true"]', "data-name");
+  },
+  // pull runs "pull REF" from the palette and waits for the pull to end;
+  // returns its title, status and layers.
+  async pull(ref) {
+    const before = await page.evaluate((r) => [...document.querySelectorAll(".pull")].filter((b) => b.dataset.ref === r).length, ref);
+    await page.keyboard.press("Control+K");
+    await page.fill("#palette-input", `pull ${ref}`);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(
+      ([r, n]) => {
+        const mine = [...document.querySelectorAll(".pull")].filter((b) => b.dataset.ref === r);
+        return mine.length > n && mine.at(-1).dataset.done !== undefined;
+      },
+      [ref, before],
+      { timeout: 120_000 },
+    );
+    const box = page.locator(`.pull[data-ref="${ref}"]`).last();
+    return await box.evaluate((b) => ({
+      done: b.dataset.done,
+      title: b.querySelector(".pull-title").textContent,
+      status: b.querySelector(".pull-status").textContent,
+      layers: [...b.querySelectorAll("li")].map((li) => ({
+        id: li.dataset.layer,
+        status: li.dataset.status,
+        value: li.querySelector("progress").value,
+        max: li.querySelector("progress").max,
+        bytes: li.querySelector(".layer-bytes").textContent,
+      })),
+    }));
+  },
+  // dismissPulls closes the finished pulls but the last one for ref.
+  async dismissPulls(keep) {
+    const boxes = page.locator(".pull");
+    for (let i = (await boxes.count()) - 1; i >= 0; i--) {
+      const b = boxes.nth(i);
+      if ((await b.getAttribute("data-ref")) === keep && (await b.getAttribute("data-done")) === "ok") continue;
+      await b.locator(".pull-close").click();
+    }
+    return null;
+  },
+  // bannerMatch waits for the banner to match re and returns it.
+  async bannerMatch(re) {
+    const rx = new RegExp(re);
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const text = (await page.isVisible("#banner")) ? await page.textContent("#banner") : "";
+      if (rx.test(text)) return text;
+      if (Date.now() > deadline) throw new Error(`banner ${JSON.stringify(text)}, want /${re}/`);
+      await page.waitForTimeout(100);
+    }
+  },
   async banner() {
     return (await page.isVisible("#banner")) ? await page.textContent("#banner") : "";
   },

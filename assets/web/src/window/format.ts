@@ -57,3 +57,63 @@ export function demux(pending: Uint8Array, chunk: Uint8Array): { data: Uint8Arra
   }
   return { data, rest: buf.slice(off) };
 }
+
+/**
+ * words splits a command line as a shell would for simple cases: on
+ * blanks, with '…' and "…" quoting (no escapes, no variables).
+ */
+export function words(s: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let quote = "";
+  let any = false;
+  for (const ch of s) {
+    if (quote) {
+      if (ch === quote) quote = "";
+      else cur += ch;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      any = true;
+    } else if (/\s/.test(ch)) {
+      if (any || cur) out.push(cur);
+      cur = "";
+      any = false;
+    } else {
+      cur += ch;
+    }
+  }
+  if (any || cur) out.push(cur);
+  return out;
+}
+
+/** The parts of Docker's stats sample the window reads. */
+export interface StatsSample {
+  cpu_stats?: { cpu_usage?: { total_usage?: number }; system_cpu_usage?: number; online_cpus?: number };
+  precpu_stats?: { cpu_usage?: { total_usage?: number }; system_cpu_usage?: number };
+  memory_stats?: { usage?: number; limit?: number };
+}
+
+/**
+ * cpuPercent is a stats sample's CPU use since the previous sample, as
+ * `docker stats` computes it (100% a CPU), or null for a sample with no
+ * previous one.
+ */
+export function cpuPercent(s: StatsSample): number | null {
+  const cur = s.cpu_stats?.cpu_usage?.total_usage ?? 0;
+  const pre = s.precpu_stats?.cpu_usage?.total_usage ?? 0;
+  const sys = (s.cpu_stats?.system_cpu_usage ?? 0) - (s.precpu_stats?.system_cpu_usage ?? 0);
+  if (!pre || !s.precpu_stats?.system_cpu_usage || sys <= 0 || cur < pre) return null;
+  return ((cur - pre) / sys) * Math.max(1, s.cpu_stats?.online_cpus ?? 1) * 100;
+}
+
+/**
+ * sparkPoints is an SVG polyline's points for values in a w×h box, the
+ * newest at the right edge, from 0 at the bottom to max (at least floor)
+ * at the top, one step of w/(slots-1) apart.
+ */
+export function sparkPoints(values: number[], w: number, h: number, slots: number, floor: number): string {
+  const top = Math.max(floor, ...values);
+  const step = w / Math.max(1, slots - 1);
+  const x0 = w - step * (values.length - 1);
+  return values.map((v, i) => `${(x0 + i * step).toFixed(1)},${(h - 1 - (v / top) * (h - 2)).toFixed(1)}`).join(" ");
+}

@@ -3,7 +3,7 @@
 // once with the token in its URL's fragment, then calls /ui/api/…, an
 // allowlisted part of the engine's own API, with its session cookie.
 
-import { ago, bytes, demux } from "./format";
+import { ago, bytes, cpuPercent, demux, sparkPoints, words, type StatsSample } from "./format";
 
 interface Port { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }
 interface Container {
@@ -78,7 +78,11 @@ const ports = (c: Container) =>
     .map((p) => (p.PublicPort ? `${p.PublicPort}→${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`))
     .join(", ");
 const imageName = (i: Image) => i.RepoTags?.filter((t) => t !== "<none>:<none>")[0] ?? shortID(i.Id);
-const inUse = (i: Image) => state.containers.some((c) => c.ImageID === i.Id);
+const users = (i: Image) => state.containers.filter((c) => c.ImageID === i.Id).length;
+const inUse = (i: Image) => {
+  const n = users(i);
+  return n === 0 ? "" : n === 1 ? "1 container" : `${n} containers`;
+};
 
 async function refresh() {
   try {
@@ -93,6 +97,10 @@ async function refresh() {
     banner(String((e as Error).message));
   }
 }
+
+// selectNext is a container to select once the list has it (one the
+// page just created).
+let selectNext = "";
 
 let refreshTimer = 0;
 function refreshSoon() {
@@ -138,7 +146,7 @@ function render() {
     if (b.dataset.view === v) b.setAttribute("aria-current", "page");
     else b.removeAttribute("aria-current");
   }
-  const heads = v === "containers" ? ["Name", "State", "Image", "IP", "Ports", "Created"] : ["Image", "ID", "Size", "Created", "In use"];
+  const heads = v === "containers" ? ["Name", "State", "Image", "IP", "Ports", "CPU", "Memory", "Created"] : ["Image", "ID", "Size", "Created", "In use"];
   thead.replaceChildren();
   const hr = thead.insertRow();
   for (const h of heads) {
@@ -148,6 +156,10 @@ function render() {
   }
   tbody.replaceChildren();
   const ids = v === "containers" ? state.containers.map((c) => c.Id) : state.images.map((i) => i.Id);
+  if (v === "containers" && ids.includes(selectNext)) {
+    state.selected.containers = selectNext;
+    selectNext = "";
+  }
   if (!ids.includes(state.selected[v])) state.selected[v] = ids[0] ?? "";
   if (v === "containers") {
     for (const c of state.containers) {
@@ -161,7 +173,10 @@ function render() {
       cell(tr, c.Image, "sub");
       cell(tr, ip(c), "sub");
       cell(tr, ports(c), "sub");
-      cell(tr, ago(c.Created), "sub");
+      cell(tr, "", "sub cpu");
+      cell(tr, "", "sub mem");
+      cell(tr, ago(c.Created), "sub created");
+      renderStats(tr);
     }
   } else {
     for (const i of state.images) {
@@ -171,8 +186,8 @@ function render() {
       cell(tr, imageName(i));
       cell(tr, shortID(i.Id), "sub");
       cell(tr, bytes(i.Size), "sub");
-      cell(tr, ago(i.Created), "sub");
-      cell(tr, inUse(i) ? "In use" : "", "sub");
+      cell(tr, ago(i.Created), "sub created");
+      cell(tr, inUse(i), "sub");
     }
   }
   for (const tr of tbody.rows) {
@@ -182,9 +197,10 @@ function render() {
   }
   const empty = $("empty");
   empty.hidden = ids.length > 0;
-  empty.textContent = v === "containers" ? "No containers. Run one: berth run -d IMAGE" : "No images. Pull one: berth pull IMAGE";
+  empty.textContent = v === "containers" ? "No containers. Run one: Ctrl-K, run IMAGE" : "No images. Pull one: Ctrl-K, pull IMAGE";
   updateActions();
   syncLogs();
+  syncStats();
 }
 
 function selectedContainer(): Container | undefined {
@@ -198,11 +214,11 @@ function updateActions() {
   for (const b of document.querySelectorAll<HTMLButtonElement>("#actions button")) {
     const a = b.dataset.action!;
     if (v === "images") {
-      b.hidden = a !== "remove";
-      b.disabled = !state.selected.images;
+      b.hidden = a !== "remove" && a !== "pull";
+      b.disabled = a === "remove" && !state.selected.images;
       continue;
     }
-    b.hidden = false;
+    b.hidden = a === "pull";
     b.disabled = !c || (a === "start" ? running : a === "stop" || a === "restart" || a === "shell" ? !running : false);
   }
 }
@@ -215,6 +231,7 @@ function select(id: string) {
   }
   updateActions();
   syncLogs();
+  syncStats();
 }
 
 function move(delta: number) {
@@ -230,10 +247,14 @@ function show(v: View) {
   $("list").focus();
 }
 
-type Action = "start" | "stop" | "restart" | "remove" | "shell";
+type Action = "start" | "stop" | "restart" | "remove" | "shell" | "pull";
 
 async function act(a: Action, target?: Container) {
   banner("");
+  if (a === "pull") {
+    openPalette("pull ");
+    return;
+  }
   try {
     if (state.view === "images" && !target) {
       const img = state.images.find((i) => i.Id === state.selected.images);
@@ -363,14 +384,298 @@ function renderLogs() {
   if (atEnd && ($("logs-follow") as HTMLInputElement).checked) pre.scrollTop = pre.scrollHeight;
 }
 
+// Stats: a CPU and a memory sparkline on the rows of running containers
+// that are in view, each fed by the engine's stats stream (one sample a
+// second). A browser opens at most 6 connections to a host over HTTP/1.1,
+// and the events and logs streams hold two, so at most maxStats streams
+// run: the selected container's first, then from the top.
+interface StatsState {
+  ctl: AbortController;
+  cpu: number[];
+  mem: number[];
+  memLimit: number;
+}
+const stats = new Map<string, StatsState>();
+const maxStats = 3;
+const statsSlots = 40;
+
+function rowInView(tr: HTMLTableRowElement, box: DOMRect): boolean {
+  const r = tr.getBoundingClientRect();
+  return r.bottom > box.top && r.top < box.bottom;
+}
+
+function syncStats() {
+  const want: string[] = [];
+  if (state.view === "containers" && document.visibilityState === "visible") {
+    const box = $("list").getBoundingClientRect();
+    const running = new Set(state.containers.filter((c) => c.State === "running").map((c) => c.Id));
+    const rows = [...$<HTMLTableElement>("table").tBodies[0].rows].filter((tr) => running.has(tr.dataset.id!) && rowInView(tr, box));
+    rows.sort((a, b) => Number(b.dataset.id === state.selected.containers) - Number(a.dataset.id === state.selected.containers));
+    want.push(...rows.slice(0, maxStats).map((tr) => tr.dataset.id!));
+  }
+  for (const [id, st] of stats) {
+    if (!want.includes(id)) {
+      st.ctl.abort();
+      stats.delete(id);
+    }
+  }
+  for (const id of want) if (!stats.has(id)) void streamStats(id);
+  document.body.dataset.statsStreams = String(stats.size);
+}
+
+async function streamStats(id: string) {
+  const st: StatsState = { ctl: new AbortController(), cpu: [], mem: [], memLimit: 0 };
+  stats.set(id, st);
+  try {
+    const r = await api(`/containers/${encodeURIComponent(id)}/stats?stream=true`, { signal: st.ctl.signal });
+    const reader = r.body!.getReader();
+    const text = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buf += text.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        const s = JSON.parse(line) as StatsSample;
+        const cpu = cpuPercent(s);
+        if (cpu !== null) st.cpu = [...st.cpu, cpu].slice(-statsSlots);
+        if (s.memory_stats?.usage) st.mem = [...st.mem, s.memory_stats.usage].slice(-statsSlots);
+        st.memLimit = s.memory_stats?.limit ?? 0;
+        const tr = $<HTMLTableElement>("table").querySelector<HTMLTableRowElement>(`tbody tr[data-id="${id}"]`);
+        if (tr) renderStats(tr);
+      }
+    }
+  } catch {
+    // aborted (out of view, stopped) or the engine went away: the
+    // sparkline keeps its last samples until the row is drawn again
+  }
+  if (stats.get(id) === st && !st.ctl.signal.aborted) {
+    // The engine ended the stream (the container stopped): a new one
+    // starts on the next render if it runs again.
+    stats.delete(id);
+    document.body.dataset.statsStreams = String(stats.size);
+  }
+}
+
+const svgNS = "http://www.w3.org/2000/svg";
+
+function spark(values: number[], floor: number): SVGSVGElement {
+  const w = 64;
+  const h = 18;
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", String(w));
+  svg.setAttribute("height", String(h));
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.dataset.samples = String(values.length);
+  if (values.length > 0) {
+    const line = document.createElementNS(svgNS, "polyline");
+    line.setAttribute("points", sparkPoints(values.length === 1 ? [values[0], values[0]] : values, w, h, values.length === 1 ? 2 : statsSlots, floor));
+    svg.append(line);
+  }
+  return svg;
+}
+
+/** renderStats draws a container row's CPU and memory cells. */
+function renderStats(tr: HTMLTableRowElement) {
+  const st = stats.get(tr.dataset.id!);
+  const cpuCell = tr.querySelector("td.cpu");
+  const memCell = tr.querySelector("td.mem");
+  if (!cpuCell || !memCell) return;
+  if (!st) {
+    cpuCell.replaceChildren();
+    memCell.replaceChildren();
+    cpuCell.removeAttribute("title");
+    memCell.removeAttribute("title");
+    return;
+  }
+  const cpu = st.cpu.at(-1);
+  const cpuText = document.createElement("span");
+  cpuText.className = "figure";
+  cpuText.textContent = cpu === undefined ? "…" : `${cpu < 10 ? cpu.toFixed(1) : Math.round(cpu)}%`;
+  cpuCell.replaceChildren(spark(st.cpu, 5), cpuText);
+  (cpuCell as HTMLElement).title = cpu === undefined ? "CPU: waiting for a second sample" : `CPU ${cpuText.textContent} of one CPU, over the last second`;
+  const mem = st.mem.at(-1);
+  const memText = document.createElement("span");
+  memText.className = "figure";
+  memText.textContent = mem === undefined ? "…" : bytes(mem);
+  memCell.replaceChildren(spark(st.mem, 1), memText);
+  (memCell as HTMLElement).title = mem === undefined ? "" : `${bytes(mem)} used of the VM's ${bytes(st.memLimit)}`;
+}
+
+// Run and pull, from the palette ("run IMAGE [COMMAND]", "pull IMAGE")
+// and the Images toolbar's Pull button.
+
+/** runImage creates and starts a container: [--name NAME] IMAGE [COMMAND...]. */
+async function runImage(args: string[]) {
+  let nm = "";
+  if (args[0] === "--name") {
+    nm = args[1] ?? "";
+    args = args.slice(2);
+  } else if (args[0]?.startsWith("--name=")) {
+    nm = args[0].slice("--name=".length);
+    args = args.slice(1);
+  }
+  const [image, ...cmd] = args;
+  banner("");
+  if (!image) {
+    banner("Run: name an image, as in run busybox sleep 60");
+    return;
+  }
+  try {
+    const r = await api(`/containers/create${nm ? "?name=" + encodeURIComponent(nm) : ""}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ Image: image, Cmd: cmd.length ? cmd : undefined }),
+    });
+    const { Id } = (await r.json()) as { Id: string };
+    selectNext = Id;
+    if (state.view !== "containers") show("containers");
+    await api(`/containers/${encodeURIComponent(Id)}/start`, { method: "POST" });
+  } catch (e) {
+    let msg = (e as Error).message;
+    if (/no such image/i.test(msg)) msg += `. Pull it first: Ctrl-K, pull ${image}`;
+    banner(`Run ${image}: ${msg}`);
+  }
+  refreshSoon();
+}
+
+interface PullMessage {
+  status?: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+  error?: string;
+}
+
+/** pullImage pulls ref, drawing Docker's progress messages per layer. */
+async function pullImage(ref: string) {
+  banner("");
+  if (!ref) {
+    banner("Pull: name an image, as in pull busybox:latest");
+    return;
+  }
+  const box = document.createElement("div");
+  box.className = "pull";
+  box.dataset.ref = ref;
+  const head = document.createElement("header");
+  const title = document.createElement("span");
+  title.className = "pull-title";
+  title.textContent = `Pulling ${ref}`;
+  const status = document.createElement("span");
+  status.className = "pull-status";
+  const close = document.createElement("button");
+  close.className = "pull-close";
+  close.textContent = "×";
+  close.title = "Dismiss";
+  close.setAttribute("aria-label", `Dismiss the pull of ${ref}`);
+  head.append(title, status, close);
+  const layers = document.createElement("ul");
+  layers.className = "layers";
+  box.append(head, layers);
+  const ctl = new AbortController();
+  close.addEventListener("click", () => {
+    ctl.abort();
+    box.remove();
+    $("pulls").hidden = $("pulls").childElementCount === 0;
+  });
+  $("pulls").append(box);
+  $("pulls").hidden = false;
+  if (state.view !== "images") show("images");
+
+  const layer = (id: string) => {
+    let li = layers.querySelector<HTMLLIElement>(`li[data-layer="${CSS.escape(id)}"]`);
+    if (!li) {
+      li = document.createElement("li");
+      li.dataset.layer = id;
+      const idEl = document.createElement("span");
+      idEl.className = "layer-id";
+      idEl.textContent = id;
+      const st = document.createElement("span");
+      st.className = "layer-status";
+      const bar = document.createElement("progress");
+      bar.max = 1;
+      bar.value = 0;
+      const n = document.createElement("span");
+      n.className = "layer-bytes";
+      li.append(idEl, st, bar, n);
+      layers.append(li);
+    }
+    return li;
+  };
+  const onMessage = (m: PullMessage) => {
+    if (m.error) throw new Error(m.error);
+    if (m.id && m.status && !m.status.startsWith("Pulling from")) {
+      const li = layer(m.id);
+      li.querySelector(".layer-status")!.textContent = m.status;
+      li.dataset.status = m.status;
+      const bar = li.querySelector("progress")!;
+      const total = m.progressDetail?.total ?? 0;
+      if (total > 0) {
+        bar.max = total;
+        bar.value = m.progressDetail?.current ?? 0;
+        li.querySelector(".layer-bytes")!.textContent = `${bytes(bar.value)} / ${bytes(total)}`;
+      }
+      if (/complete|Already exists/.test(m.status)) {
+        bar.value = bar.max;
+        if (bar.max > 1) li.querySelector(".layer-bytes")!.textContent = bytes(bar.max);
+      }
+    } else if (m.status) {
+      status.textContent = m.status.replace(/^Status: /, "");
+    }
+  };
+  try {
+    const r = await api(`/images/create?fromImage=${encodeURIComponent(ref)}`, { method: "POST", signal: ctl.signal });
+    const reader = r.body!.getReader();
+    const text = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (value) buf += text.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) onMessage(JSON.parse(line) as PullMessage);
+      }
+      if (done) break;
+    }
+    if (buf.trim()) onMessage(JSON.parse(buf) as PullMessage);
+    title.textContent = `Pulled ${ref}`;
+    box.dataset.done = "ok";
+  } catch (e) {
+    if (ctl.signal.aborted) return;
+    const msg = (e as Error).message;
+    title.textContent = `Could not pull ${ref}`;
+    status.textContent = msg;
+    box.dataset.done = "error";
+    banner(`Pull ${ref}: ${msg}`);
+  }
+  refreshSoon();
+}
+
 // The command palette (Ctrl-K or ⌘K): actions by typing.
 interface Command { label: string; run: () => void }
 
-function commands(): Command[] {
-  const out: Command[] = [
+function commands(input: string): Command[] {
+  const out: Command[] = [];
+  // "run IMAGE [COMMAND]" and "pull IMAGE" take what follows as arguments.
+  const m = /^\s*(run|pull)\s+(\S.*)$/i.exec(input);
+  if (m) {
+    const args = words(m[2]);
+    if (m[1].toLowerCase() === "run") out.push({ label: `Run ${m[2].trim()}`, run: () => void runImage(args) });
+    else out.push({ label: `Pull ${args[0] ?? ""}`, run: () => void pullImage(args[0] ?? "") });
+    return out;
+  }
+  out.push(
     { label: "Show Containers", run: () => show("containers") },
     { label: "Show Images", run: () => show("images") },
-  ];
+    { label: "Run an image… (run IMAGE [COMMAND])", run: () => openPalette("run ") },
+    { label: "Pull an image… (pull IMAGE)", run: () => openPalette("pull ") },
+  );
   for (const c of state.containers) {
     const n = name(c);
     const running = c.State === "running";
@@ -390,18 +695,20 @@ function commands(): Command[] {
 let paletteItems: Command[] = [];
 let paletteIndex = 0;
 
-function openPalette() {
+function openPalette(prefix = "") {
   const d = $<HTMLDialogElement>("palette");
   const input = $<HTMLInputElement>("palette-input");
-  input.value = "";
+  input.value = prefix;
   filterPalette();
   if (!d.open) d.showModal();
   input.focus();
 }
 
 function filterPalette() {
-  const words = $<HTMLInputElement>("palette-input").value.toLowerCase().split(/\s+/).filter(Boolean);
-  paletteItems = commands().filter((c) => words.every((w) => c.label.toLowerCase().includes(w)));
+  const input = $<HTMLInputElement>("palette-input").value;
+  const ws = input.toLowerCase().split(/\s+/).filter(Boolean);
+  const all = commands(input);
+  paletteItems = /^\s*(run|pull)\s+\S/i.test(input) ? all : all.filter((c) => ws.every((w) => c.label.toLowerCase().includes(w)));
   paletteIndex = 0;
   renderPalette();
 }
@@ -450,6 +757,7 @@ function keys() {
       ".": () => act("stop"),
       r: () => act("restart"),
       "/": () => $("logs-search").focus(),
+      p: () => act("pull"),
     };
     const f = k[e.key];
     if (f) {
@@ -480,6 +788,13 @@ async function main() {
   }
   $("logs-search").addEventListener("input", renderLogs);
   $("logs-follow").addEventListener("change", syncLogs);
+  let scrollTimer = 0;
+  $("list").addEventListener("scroll", () => {
+    clearTimeout(scrollTimer);
+    scrollTimer = window.setTimeout(syncStats, 150);
+  });
+  window.addEventListener("resize", syncStats);
+  document.addEventListener("visibilitychange", syncStats);
   keys();
   try {
     await signIn();
@@ -495,7 +810,7 @@ async function main() {
   setInterval(() => {
     for (const tr of $<HTMLTableElement>("table").tBodies[0].rows) {
       const item = state.view === "containers" ? state.containers.find((c) => c.Id === tr.dataset.id) : state.images.find((i) => i.Id === tr.dataset.id);
-      const cell = tr.cells[state.view === "containers" ? 5 : 3];
+      const cell = tr.querySelector("td.created");
       if (item && cell) cell.textContent = ago(item.Created);
     }
   }, 30_000);
