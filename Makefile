@@ -24,7 +24,7 @@ help:
 	@echo "make test      vet, gofmt, darwin type-check and CLI-only link, go test ./..."
 	@echo "make build     bin/berth for this machine (after make web)"
 	@echo "make web       the web pages' bundle berth embeds (assets/web; needs Node.js 20+)"
-	@echo "make screenshots docs/berth-window.png from the Berth window e2e test (chromium, QEMU)"
+	@echo "make screenshots docs/berth-window{,-dark}.png from the Berth window e2e test (chromium, QEMU)"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
@@ -56,7 +56,7 @@ $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SRC)
 	cd $(WEB) && node build.mjs
 
 # docs/berth-window.png: app's TestWindow (chromium, one QEMU VM at a
-# time) screenshots the Berth window; the light one is committed.
+# time) screenshots the Berth window; light and dark are committed.
 # bin/berth and, next to it where the engine looks, the guest's PID 1.
 # On macOS bin/berth is signed ad hoc with entitlements.plist, as Lima
 # signs limactl: Virtualization.framework refuses to start VMs for a
@@ -223,10 +223,11 @@ test: web vet fmt-check darwin-check darwin-build workflow-lint
 # real run: the page in chromium on a shell in a QEMU micro-VM.
 .PHONY: screenshots
 # The README's pictures, from real runs: docs/terminal-light.png and
-# docs/terminal-dark.png (the terminal page), docs/berth-window.png.
+# docs/terminal-dark.png (the terminal page), docs/berth-window.png and
+# docs/berth-window-dark.png (the Berth window).
 screenshots: web
 	BERTH_SCREENSHOTS=docs $(GO) test -count=1 -run '^TestTerminal$$/^browser$$' -timeout 15m ./app
-	@d=$$(mktemp -d) && BERTH_SCREENSHOTS=$$d $(GO) test -count=1 -run 'TestWindow$$' ./app/ && cp $$d/berth-window.png docs/berth-window.png && rm -rf $$d
+	@d=$$(mktemp -d) && BERTH_SCREENSHOTS=$$d $(GO) test -count=1 -run 'TestWindow$$' ./app/ && cp $$d/berth-window.png $$d/berth-window-dark.png docs/ && rm -rf $$d
 
 # Benchmarks recorded in docs/BENCHMARKS.md (BenchmarkTerminal, one VM for
 # its sub-benchmarks, needs make web and chromium; BenchmarkIdleCPU, three

@@ -336,6 +336,10 @@ func TestWindow(t *testing.T) {
 			t.Errorf("pull of a bad reference: %+v", res)
 		}
 		p.call(nil, "dismissPulls", pullRef)
+		var shown bool
+		if p.call(&shown, "dismissBanner"); shown {
+			t.Error("the banner stays after its × is clicked")
+		}
 	})
 	t.Run("berth ui", func(t *testing.T) {
 		cmd := exec.Command(berthBin, "ui", "--no-open")
@@ -372,8 +376,8 @@ func TestWindow(t *testing.T) {
 		}
 		p.call(nil, "view", "containers")
 		p.call(nil, "follow", "web")
-		p.call(nil, "stats", "db")
-		p.call(nil, "stats", "web")
+		p.call(nil, "stats", "db", 6) // a line with a shape, for the picture
+		p.call(nil, "stats", "web", 6)
 		light, dark := filepath.Join(shots, "berth-window.png"), filepath.Join(shots, "berth-window-dark.png")
 		p.call(nil, "screenshot", light, "light")
 		p.call(nil, "screenshot", dark, "dark")

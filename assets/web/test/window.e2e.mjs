@@ -38,7 +38,7 @@ const handlers = {
     const p = await ctx.newPage();
     await p.goto(url);
     await p.waitForSelector("#banner:not([hidden])", { timeout });
-    const text = await p.textContent("#banner");
+    const text = await p.textContent("#banner-text");
     await ctx.close();
     return text;
   },
@@ -141,9 +141,9 @@ const handlers = {
     await page.keyboard.press("Enter");
     return items;
   },
-  // stats waits for name's row to show a CPU sparkline of at least two
-  // samples and a memory figure; returns them and the open stats streams.
-  async stats(name) {
+  // stats waits for name's row to show a CPU sparkline of at least min
+  // (2) samples and a memory figure; returns them and the open stats streams.
+  async stats(name, min = 2) {
     const deadline = Date.now() + timeout;
     for (;;) {
       const got = await row(name).evaluate((tr) => ({
@@ -154,7 +154,7 @@ const handlers = {
         mem: tr.querySelector("td.mem .figure")?.textContent ?? "",
         memTitle: tr.querySelector("td.mem")?.title ?? "",
       }));
-      if (got.cpuSamples >= 2 && /\d/.test(got.mem)) return { ...got, streams: await this.streams() };
+      if (got.cpuSamples >= min && /\d/.test(got.mem)) return { ...got, streams: await this.streams() };
       if (Date.now() > deadline) throw new Error(`row ${name}: stats ${JSON.stringify(got)}`);
       await page.waitForTimeout(200);
     }
@@ -211,14 +211,19 @@ const handlers = {
     const rx = new RegExp(re);
     const deadline = Date.now() + timeout;
     for (;;) {
-      const text = (await page.isVisible("#banner")) ? await page.textContent("#banner") : "";
+      const text = (await page.isVisible("#banner")) ? await page.textContent("#banner-text") : "";
       if (rx.test(text)) return text;
       if (Date.now() > deadline) throw new Error(`banner ${JSON.stringify(text)}, want /${re}/`);
       await page.waitForTimeout(100);
     }
   },
+  // dismissBanner closes the error banner with its × button.
+  async dismissBanner() {
+    if (await page.isVisible("#banner")) await page.click("#banner-close");
+    return await page.isVisible("#banner");
+  },
   async banner() {
-    return (await page.isVisible("#banner")) ? await page.textContent("#banner") : "";
+    return (await page.isVisible("#banner")) ? await page.textContent("#banner-text") : "";
   },
   async screenshot(path, scheme) {
     await page.emulateMedia({ colorScheme: scheme ?? "light" });

@@ -49,9 +49,8 @@ async function api(path: string, init: RequestInit = {}): Promise<Response> {
 }
 
 function banner(msg: string) {
-  const b = $("banner");
-  b.textContent = msg;
-  b.hidden = msg === "";
+  $("banner-text").textContent = msg;
+  $("banner").hidden = msg === "";
 }
 
 async function signIn() {
@@ -397,7 +396,7 @@ interface StatsState {
 }
 const stats = new Map<string, StatsState>();
 const maxStats = 3;
-const statsSlots = 40;
+const statsSlots = 30;
 
 function rowInView(tr: HTMLTableRowElement, box: DOMRect): boolean {
   const r = tr.getBoundingClientRect();
@@ -464,7 +463,7 @@ async function streamStats(id: string) {
 const svgNS = "http://www.w3.org/2000/svg";
 
 function spark(values: number[], floor: number): SVGSVGElement {
-  const w = 64;
+  const w = 72;
   const h = 18;
   const svg = document.createElementNS(svgNS, "svg");
   svg.setAttribute("class", "spark");
@@ -472,10 +471,24 @@ function spark(values: number[], floor: number): SVGSVGElement {
   svg.setAttribute("height", String(h));
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.dataset.samples = String(values.length);
+  const track = document.createElementNS(svgNS, "rect");
+  track.setAttribute("class", "track");
+  track.setAttribute("width", String(w));
+  track.setAttribute("height", String(h));
+  track.setAttribute("rx", "3");
+  svg.append(track);
   if (values.length > 0) {
+    // Stretched across the box until there are statsSlots samples, then
+    // scrolling: a fresh stream draws a whole line, not a stub.
+    const vs = values.length === 1 ? [values[0], values[0]] : values;
+    const pts = sparkPoints(vs, w, h, Math.min(vs.length, statsSlots), floor);
+    const first = pts.split(" ")[0].split(",")[0];
+    const area = document.createElementNS(svgNS, "polygon");
+    area.setAttribute("class", "area");
+    area.setAttribute("points", `${first},${h} ${pts} ${w},${h}`);
     const line = document.createElementNS(svgNS, "polyline");
-    line.setAttribute("points", sparkPoints(values.length === 1 ? [values[0], values[0]] : values, w, h, values.length === 1 ? 2 : statsSlots, floor));
-    svg.append(line);
+    line.setAttribute("points", pts);
+    svg.append(area, line);
   }
   return svg;
 }
@@ -503,7 +516,8 @@ function renderStats(tr: HTMLTableRowElement) {
   const memText = document.createElement("span");
   memText.className = "figure";
   memText.textContent = mem === undefined ? "…" : bytes(mem);
-  memCell.replaceChildren(spark(st.mem, 1), memText);
+  // Memory against the VM's whole memory: how full it is.
+  memCell.replaceChildren(spark(st.mem, st.memLimit || 1), memText);
   (memCell as HTMLElement).title = mem === undefined ? "" : `${bytes(mem)} used of the VM's ${bytes(st.memLimit)}`;
 }
 
@@ -786,6 +800,7 @@ async function main() {
   for (const b of document.querySelectorAll<HTMLButtonElement>("#actions button")) {
     b.addEventListener("click", () => act(b.dataset.action as Action));
   }
+  $("banner-close").addEventListener("click", () => banner(""));
   $("logs-search").addEventListener("input", renderLogs);
   $("logs-follow").addEventListener("change", syncLogs);
   let scrollTimer = 0;
