@@ -251,6 +251,10 @@ func TestWindow(t *testing.T) {
 	t.Run("stop and remove from the page", func(t *testing.T) {
 		p.call(nil, "act", "web", "stop")
 		p.call(nil, "state", "web", "^Exited")
+		var n int
+		if p.call(&n, "streams"); n != 0 {
+			t.Errorf("web stopped: %d stats streams open, want 0", n)
+		}
 		if running("web") {
 			t.Error("web still runs after Stop")
 		}
