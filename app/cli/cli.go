@@ -75,6 +75,12 @@ func (e *env) withClient(fn func(cmd *cobra.Command, args []string, cl *client.C
 
 // NewRoot builds the berth command tree.
 func NewRoot(stdio IO) *cobra.Command {
+	root, _ := newRoot(stdio)
+	return root
+}
+
+// newRoot is NewRoot and the env its commands share.
+func newRoot(stdio IO) (*cobra.Command, *env) {
 	e := &env{io: stdio}
 	root := newGroupCmd("berth", "Run Linux containers, each in its own lightweight VM")
 	root.SilenceUsage = true
@@ -95,11 +101,12 @@ func NewRoot(stdio IO) *cobra.Command {
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),
 		newExecCmd(e), newShellCmd(e), newUICmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e),
+		newPluginCmd(e),
 	)
 	// The Docker-style top-level aliases of image commands.
 	root.AddCommand(newPullCmd(e, "pull"), newImagesCmd(e, "images"), newRmiCmd(e, "rmi"),
 		newLoadCmd(e, "load"), newSaveCmd(e, "save"))
-	return root
+	return root, e
 }
 
 // newGroupCmd is a command that only holds subcommands: alone it prints
@@ -215,7 +222,8 @@ func levenshtein(a, b string) int {
 
 // Main runs the CLI with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdio IO) int {
-	root := NewRoot(stdio)
+	root, e := newRoot(stdio)
+	addPlugins(ctx, root, e, args)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
