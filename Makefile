@@ -63,6 +63,7 @@ $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_SRC)
 # process without the com.apple.security.virtualization entitlement.
 build: web
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./app
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth-top ./app/plugins/berth-top
 ifeq ($(GOOS),darwin)
 	codesign --force --entitlements entitlements.plist -s - $(BIN)/berth
 endif
