@@ -178,7 +178,8 @@ func newDaemonCmd(e *env) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err})
+			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err,
+				Plugins: daemon.PluginOptions{Discovery: PluginConfig(h.Dir)}})
 		},
 	}
 }

@@ -10,9 +10,11 @@
 //     still answers is never removed);
 //   - starts the terminal sessions' loopback web server (engine/webui) on
 //     127.0.0.1, on a port it picks;
-//   - listens on berth.sock with mode 0600 and serves the API.
+//   - listens on berth.sock with mode 0600 and serves the API;
+//   - in the background, discovers and starts the service plugins
+//     (engine/plugin), without waiting for them.
 //
-// Shutdown ends every terminal session (each is told engine-stopping),
+// Shutdown stops the service plugins, ends every terminal session (each is told engine-stopping),
 // stops the web server, stops accepting API requests, lets those in
 // flight finish, removes the socket and releases the lock.
 package daemon
@@ -34,6 +36,7 @@ import (
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/engine/version"
 	"github.com/berthvm/berth/engine/webui"
@@ -48,6 +51,20 @@ type Config struct {
 	LogOutput io.Writer
 	// EngineOptions configure the engine (tests pass insecure registries).
 	EngineOptions []engine.Option
+	// Plugins configures the service plugins the daemon runs.
+	Plugins PluginOptions
+}
+
+// PluginOptions configure the daemon's service plugins (engine/plugin).
+type PluginOptions struct {
+	// Disabled runs none.
+	Disabled bool
+	// Discovery says where to look; zero: the home's plugins directory,
+	// $BERTH_PLUGIN_PATH and $PATH. Its HomeDir is always the daemon's.
+	Discovery plugin.Config
+	// Grace, MinBackoff and MaxBackoff are the supervisor's timings;
+	// zero: plugin's defaults.
+	Grace, MinBackoff, MaxBackoff time.Duration
 }
 
 // Daemon is a running engine serving its API.
@@ -61,6 +78,7 @@ type Daemon struct {
 	srv     *http.Server
 	terms   *terminal.Manager
 	web     *webui.Server
+	plugins *plugin.Supervisor
 	api     http.Handler
 	// cancelRequests ends the requests in flight at shutdown.
 	cancelRequests context.CancelFunc
@@ -119,6 +137,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
+	d.startPlugins(cfg)
 	d.log.Info("Berth daemon serving", "version", version.Version, "home", h.Dir, "socket", h.Socket(), "pid", os.Getpid(), "web", d.web.URL())
 	return d, nil
 }
@@ -138,6 +157,34 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	return d.Shutdown(sctx)
 }
+
+// startPlugins starts the service plugins in the background: discovery
+// and the plugins' own start never delay the daemon's.
+func (d *Daemon) startPlugins(cfg Config) {
+	o := cfg.Plugins
+	if o.Disabled {
+		return
+	}
+	disc := o.Discovery
+	if disc.HomeDir == "" && disc.PluginPath == "" && disc.Path == "" {
+		disc = plugin.ConfigFromEnv(d.home.Dir, disc.Builtin)
+	}
+	disc.HomeDir = d.home.Dir
+	d.plugins = plugin.NewSupervisor(plugin.SupervisorConfig{
+		HomeDir: d.home.Dir, Socket: d.home.Socket(), LogDir: d.home.Path("logs", "plugins"), Log: d.log,
+		Grace: o.Grace, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
+	})
+	d.plugins.Run(disc, d.Events(), func() []string {
+		var ids []string
+		for _, s := range d.Containers().List(false, nil) {
+			ids = append(ids, s.Spec.ID)
+		}
+		return ids
+	})
+}
+
+// Plugins is the daemon's service plugin supervisor; nil when disabled.
+func (d *Daemon) Plugins() *plugin.Supervisor { return d.plugins }
 
 // Logger is the daemon's logger.
 func (d *Daemon) Logger() *slog.Logger { return d.log }
@@ -163,7 +210,11 @@ func (d *Daemon) stopTerminals(ctx context.Context) error {
 // done), removes the socket and releases the home.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.log.Info("Berth daemon shutting down")
-	err := d.stopTerminals(ctx)
+	var err error
+	if d.plugins != nil {
+		err = d.plugins.Shutdown(ctx)
+	}
+	err = errors.Join(err, d.stopTerminals(ctx))
 	d.cancelRequests()
 	err = errors.Join(err, d.srv.Shutdown(ctx))
 	if serr := <-d.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
