@@ -69,6 +69,10 @@ const (
 	Quit
 	// SetLaunchAtLogin turns Launch at Login on (Enable) or off.
 	SetLaunchAtLogin
+	// RunPlugin runs the CLI plugin Plugin with PluginArgs through the
+	// berth command (`berth <plugin> args…`) in Terminal.app
+	// (Result.TerminalCommand): a menu entry a plugin declared.
+	RunPlugin
 )
 
 var kindNames = [...]string{
@@ -78,6 +82,7 @@ var kindNames = [...]string{
 	RunShell: "run-shell", RemoveImage: "remove-image", PullImage: "pull", CancelPull: "cancel-pull",
 	DismissPull: "dismiss-pull", SetUpKernel: "set-up-kernel", OpenLog: "open-log", OpenWindow: "open-window",
 	OpenSettings: "settings", Quit: "quit", SetLaunchAtLogin: "launch-at-login",
+	RunPlugin: "run-plugin",
 }
 
 // String is the kind's name as Render writes it ("stop").
@@ -116,6 +121,9 @@ type Action struct {
 	StopContainers bool
 	// Enable is SetLaunchAtLogin's choice.
 	Enable bool
+	// Plugin and PluginArgs are RunPlugin's plugin name and arguments.
+	Plugin     string
+	PluginArgs []string
 }
 
 // RunOptions is the Run… dialog's input.

@@ -11,6 +11,7 @@ import (
 	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/terminal"
 	cerrdefs "github.com/containerd/errdefs"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -100,6 +101,11 @@ func (d *Dispatcher) Do(ctx context.Context, a Action) (Result, error) {
 		return Result{URL: t.URL}, nil
 	case OpenInTerminal:
 		return Result{TerminalCommand: d.command("shell", a.ref())}, nil
+	case RunPlugin:
+		if !plugin.ValidName(a.Plugin) {
+			return Result{}, errdefs.InvalidArgument(fmt.Errorf("run plugin %q: not a plugin name", a.Plugin))
+		}
+		return Result{TerminalCommand: d.command(append([]string{a.Plugin}, a.PluginArgs...)...)}, nil
 	case ShowLogs:
 		return Result{TerminalCommand: d.command("logs", "--follow", "--tail", "200", a.ref())}, nil
 	case ShareFolder:

@@ -138,6 +138,9 @@ type Snapshot struct {
 	// LaunchAtLogin is the Launch at Login setting as the app reports it
 	// (State.SetLaunchAtLogin); nil where the app has none to offer.
 	LaunchAtLogin *settings.LoginState
+	// Plugins are the menu entries plugins declared, in a Plugins
+	// section; none: no section.
+	Plugins []PluginEntry
 }
 
 // Limits of the menu: more containers or images than these are left to
@@ -247,6 +250,14 @@ func Build(s Snapshot, now time.Time) Menu {
 		items = append(items, containerItems(s, now)...)
 		items = append(items, separator())
 		items = append(items, imageItems(s)...)
+	}
+	if len(s.Plugins) > 0 {
+		items = append(items, separator(), header("Plugins"))
+		for _, p := range s.Plugins {
+			it := action(p.Title, Action{Kind: RunPlugin, Plugin: p.Plugin, PluginArgs: slices.Clone(p.Args)})
+			it.Tooltip = "berth " + strings.Join(append([]string{p.Plugin}, p.Args...), " ")
+			items = append(items, it)
+		}
 	}
 	items = append(items, separator())
 	pull := Item{Title: "Pull Image…", Enabled: true, Shortcut: Shortcut{"p", Command}, Action: Action{Kind: PullImage}}

@@ -81,6 +81,10 @@ type State struct {
 	kernelDownload *Progress
 	// launchAtLogin is the setting the host reported; nil: none.
 	launchAtLogin *settings.LoginState
+	// plugins finds the plugins' menu entries on each connection; nil:
+	// none. pluginEntries is what it found last.
+	plugins       func(context.Context) []PluginEntry
+	pluginEntries []PluginEntry
 	// quietBefore: deaths before this time (replayed to a new
 	// connection) were noticed, or not, by the connection before.
 	quietBefore time.Time
@@ -101,6 +105,13 @@ func WithLogPath(path string) StateOption { return func(s *State) { s.engine.Log
 // away (defaults: 100 ms and 5 s).
 func WithBackoff(min, max time.Duration) StateOption {
 	return func(s *State) { s.minBackoff, s.maxBackoff = min, max }
+}
+
+// WithPlugins has the State ask entries for the plugins' menu entries
+// on every (re)connect to the engine (PluginEntries makes one from
+// plugin discovery); without it the menu has no Plugins section.
+func WithPlugins(entries func(context.Context) []PluginEntry) StateOption {
+	return func(s *State) { s.plugins = entries }
 }
 
 // WithLogger sets where the State logs what it cannot show (default:
@@ -135,7 +146,8 @@ func (s *State) Notices() <-chan Notice { return s.notices }
 func (s *State) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := Snapshot{Engine: s.engine, Kernel: s.kernel, Images: slices.Clone(s.images), Pulls: slices.Clone(s.pulls)}
+	snap := Snapshot{Engine: s.engine, Kernel: s.kernel, Images: slices.Clone(s.images), Pulls: slices.Clone(s.pulls),
+		Plugins: slices.Clone(s.pluginEntries)}
 	if k := s.kernelDownload; k != nil {
 		kd := *k
 		snap.KernelDownload = &kd
@@ -331,7 +343,12 @@ func (s *State) session(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	var plugins []PluginEntry
+	if s.plugins != nil {
+		plugins = s.plugins(ctx)
+	}
 	s.update(func() {
+		s.pluginEntries = plugins
 		s.engine.State, s.engine.Reason, s.engine.Backend = EngineRunning, "", st.Backend
 		s.hostStarting, s.hostFailed = false, false
 		s.kernel = kernelOf(k)

@@ -1,0 +1,68 @@
+package menu
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/engine/plugin"
+)
+
+// TestPluginMenuEntries: a plugin's declared menu entries, found by
+// discovery in the home's plugins directory, reach the State's snapshot
+// of a real engine, the menu shows them under Plugins, and choosing one
+// gives the berth command that runs the plugin.
+func TestPluginMenuEntries(t *testing.T) {
+	h := engineHome(t)
+	dir := plugin.Dir(h.Dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "berth-hello")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\necho hi\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	md := `{"description":"x","menu":[{"title":"Say Hello","args":["--to","the world"]},{"title":"Hello Again"}]}`
+	if err := os.WriteFile(path+".json", []byte(md), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A service plugin's entries are not shown: the menu runs CLI plugins.
+	svc := filepath.Join(dir, "berth-svc")
+	if err := os.WriteFile(svc, []byte("#!/bin/sh\nexit 0\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(svc+".json", []byte(`{"description":"x","kind":"service","menu":[{"title":"Service Thing"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := menuFor(t, h, WithPlugins(PluginEntries(plugin.Config{HomeDir: h.Dir})))
+	startEngine(t, h)
+	s := waitFor(t, st, "plugin entries", func(s Snapshot) bool { return len(s.Plugins) > 0 })
+	if len(s.Plugins) != 2 {
+		t.Fatalf("entries = %+v, want hello's two", s.Plugins)
+	}
+	m := Build(s, time.Now())
+	mustItem(t, m, "Plugins")
+	it := mustItem(t, m, "Say Hello")
+	it.enabled(t)
+	mustItem(t, m, "Hello Again")
+	if _, ok := lookup(m.Items, []string{"Service Thing"}); ok {
+		t.Error("a service plugin's menu entry is shown")
+	}
+	d := NewDispatcher(nil, st, WithCLI("/opt/berth", h.Dir))
+	r, err := d.Do(context.Background(), Item(it).Action)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "/opt/berth --home " + h.Dir + " hello --to 'the world'"; r.TerminalCommand != want {
+		t.Errorf("command %q, want %q", r.TerminalCommand, want)
+	}
+	if _, err := d.Do(context.Background(), Action{Kind: RunPlugin, Plugin: "../x"}); err == nil {
+		t.Error("a bad plugin name was run")
+	}
+	// Without plugins: no section.
+	if _, ok := lookup(Build(Snapshot{Engine: Engine{State: EngineRunning}}, time.Now()).Items, []string{"Plugins"}); ok {
+		t.Error("a Plugins section with no plugins")
+	}
+}
