@@ -3,13 +3,17 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // pluginHome is a home with the shell script berth-<name> as a plugin.
@@ -93,4 +97,107 @@ func TestPluginKilledBySignalExitCode(t *testing.T) {
 	if r := berth(t, h, "die"); r.code != 128+9 {
 		t.Errorf("exit %d, want 137 for a plugin killed by SIGKILL", r.code)
 	}
+}
+
+// berthTopDir is a directory holding berth-top, built once (next to
+// berthBin, which TestMain removes).
+var berthTopDir = sync.OnceValues(func() (string, error) {
+	dir := filepath.Join(filepath.Dir(berthBin), "plugins")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "berth-top"), "./plugins/berth-top").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build berth-top: %v\n%s", err, out)
+	}
+	return dir, nil
+})
+
+// withTop is berth's environment with berth-top on BERTH_PLUGIN_PATH.
+func withTop(t *testing.T, home string, args ...string) result {
+	t.Helper()
+	dir, err := berthTopDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(berthBin, args...)
+	cmd.Env = append(os.Environ(), "BERTH_HOME="+home, "BERTH_PLUGIN_PATH="+dir)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{o.String(), e.String(), code}
+}
+
+func TestBerthTopWithoutDaemon(t *testing.T) {
+	home := shortHome(t)
+	r := withTop(t, home, "plugin", "ls")
+	if r.code != 0 || !strings.Contains(r.out, "Live table of running containers") || !strings.Contains(r.out, "BERTH_PLUGIN_PATH") {
+		t.Errorf("plugin ls: exit %d\n%s%s", r.code, r.out, r.err)
+	}
+	r = withTop(t, home, "top", "--once")
+	if r.code != 1 || !strings.Contains(r.err, "berth top:") || !strings.Contains(r.err, "berth daemon") {
+		t.Errorf("top without a daemon: exit %d, stderr %q", r.code, r.err)
+	}
+}
+
+// TestBerthTopAndContainerService boots one VM: berth top --once shows
+// the running container with its CPU and memory, and a container
+// lifecycle service plugin runs beside it with BERTH_CONTAINER_ID and is
+// stopped when the container stops.
+func TestBerthTopAndContainerService(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/busybox", "top", testenv.BusyboxImage(t, nil))
+	home := shortHome(t)
+	marks := filepath.Join(t.TempDir(), "marks")
+	pdir := filepath.Join(home, "plugins")
+	if err := os.MkdirAll(pdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(home, 0o700)
+	script := "#!/bin/sh\necho \"start $BERTH_CONTAINER_ID\" >> " + marks +
+		"\ntrap 'echo \"stop $BERTH_CONTAINER_ID\" >> " + marks + "; exit 0' TERM\nwhile :; do sleep 0.1; done\n"
+	if err := os.WriteFile(filepath.Join(pdir, "berth-sidecar"), []byte(script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pdir, "berth-sidecar.json"), []byte(`{"description":"x","kind":"service","lifecycle":"container"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, home)
+	r := mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "busy", ref, "sh", "-c", "while :; do :; done"))
+	id := strings.TrimSpace(r.out)
+	r = mustOK(t, "top --once", withTop(t, home, "top", "--once"))
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "CONTAINER ID") || !strings.Contains(lines[0], "CPU %") || !strings.Contains(lines[0], "MEM USAGE / LIMIT") {
+		t.Fatalf("top --once:\n%s", r.out)
+	}
+	f := strings.Fields(lines[1])
+	if f[0] != id[:12] || f[1] != "busy" || !strings.HasSuffix(f[2], "%") || f[2] == "0.0%" {
+		t.Errorf("top row %q: want busy's short ID, name and a CPU %% above 0 for a busy loop", lines[1])
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(readFile(marks), "start "+id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar never started for %s; marks %q", id, readFile(marks))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mustOK(t, "stop", berth(t, home, "stop", "-t", "1", "busy"))
+	for !strings.Contains(readFile(marks), "stop "+id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sidecar was not stopped with %s; marks %q", id, readFile(marks))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mustOK(t, "rm", berth(t, home, "rm", "busy"))
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
