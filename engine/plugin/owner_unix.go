@@ -5,6 +5,7 @@ package plugin
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"syscall"
 )
 
@@ -19,4 +20,12 @@ func checkOwner(fi os.FileInfo, path string) string {
 		return fmt.Sprintf("%s is owned by another user (uid %d), not you or root", path, uid)
 	}
 	return ""
+}
+
+// ownGroup runs cmd in its own process group and, when its context
+// ends, kills the whole group: a metadata query that timed out leaves
+// no children behind.
+func ownGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }

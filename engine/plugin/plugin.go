@@ -322,6 +322,7 @@ func queryMetadata(ctx context.Context, cfg Config, name, path string) ([]byte, 
 	cmd := exec.CommandContext(ctx, path, MetadataArg)
 	cmd.Env = append(os.Environ(), EnvPluginName+"="+name)
 	cmd.WaitDelay = time.Second
+	ownGroup(cmd)
 	out := &limitedBuffer{max: MaxMetadataSize}
 	cmd.Stdout = out
 	err := cmd.Run()
