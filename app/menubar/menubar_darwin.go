@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/app/appwindow"
+	"github.com/berthvm/berth/app/cli"
 	"github.com/berthvm/berth/app/drop"
 	"github.com/berthvm/berth/app/menu"
 	"github.com/berthvm/berth/app/settings"
@@ -52,7 +53,7 @@ func Run(h home.Home) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	state := menu.NewState(cl, menu.WithLogPath(h.LogFile()))
+	state := menu.NewState(cl, menu.WithLogPath(h.LogFile()), menu.WithPlugins(menu.PluginEntries(cli.PluginConfig(h.Dir))))
 	login := settings.NewLaunchAtLogin(settings.NewStore(h), appLoginItem{})
 	b := &bar{
 		ctx: ctx, cancel: cancel, home: h, state: state, login: login,
