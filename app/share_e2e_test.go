@@ -27,7 +27,7 @@ import (
 //   - symlinks in the folder that point out of it (relative and
 //     absolute) lead nowhere; sharing the folder twice, or a file, is
 //     refused with a clear error;
-//   - 2,000 small files (1,000 under the race detector: shareSmallFiles)
+//   - 2,000 small files (500 under the race detector: shareSmallFiles)
 //     created in the guest and read back on both sides; a 200 MB file
 //     copied host → guest and guest → host with matching SHA-256;
 //   - while the host keeps swapping a folder in the share with a symlink
