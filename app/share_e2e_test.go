@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // TestRunTimeShares boots one real VM and shares folders with it while
@@ -23,11 +27,20 @@ import (
 //   - symlinks in the folder that point out of it (relative and
 //     absolute) lead nowhere; sharing the folder twice, or a file, is
 //     refused with a clear error;
-//   - 2,000 small files (200 under the race detector: shareSmallFiles)
-//     created in the guest and read back on both sides; a 20 MB file copied host → guest and guest → host with
-//     matching SHA-256;
+//   - 2,000 small files (500 under the race detector: shareSmallFiles)
+//     created in the guest and read back on both sides; a 200 MB file
+//     copied host → guest and guest → host with matching SHA-256;
+//   - while the host keeps swapping a folder in the share with a symlink
+//     to a folder outside it, the guest reading through it never gets
+//     the outside file;
+//   - a second container running alongside has no such mount and no
+//     folder at the target;
 //   - share rm unmounts it; a share added to a stopped container, and
 //     one added while it ran, are both there after the next start.
+//
+// shareBigFile is the size of the file TestRunTimeShares copies each way.
+const shareBigFile = 200 << 20
+
 func TestRunTimeShares(t *testing.T) {
 	start := time.Now()
 	reg := testenv.StartRegistry(t)
@@ -49,7 +62,7 @@ func TestRunTimeShares(t *testing.T) {
 	write(filepath.Join(proj, "hello.txt"), []byte("hello from the host\n"))
 	write(filepath.Join(other, "o.txt"), []byte("other\n"))
 	write(filepath.Join(base, "secret"), []byte("host secret\n"))
-	big := make([]byte, 20<<20)
+	big := make([]byte, shareBigFile)
 	if _, err := rand.Read(big); err != nil {
 		t.Fatal(err)
 	}
@@ -112,20 +125,42 @@ func TestRunTimeShares(t *testing.T) {
 		t.Errorf("the host has %d of the %s files (%v)", len(ents), n, err)
 	}
 	t.Logf("%s small files created and read back in %v", n, time.Since(t0))
+	// The big file streams through the share and the guest's sha256sum
+	// (no copy on the guest's disk: 200 MB would not fit the scratch space).
 	t0 = time.Now()
-	r = mustOK(t, "20 MB in", sh("cp /mnt/proj/big.bin /tmp/big.bin && sha256sum /tmp/big.bin"))
+	r = mustOK(t, "200 MB in", sh("dd if=/mnt/proj/big.bin bs=256k 2>/dev/null | sha256sum"))
 	if got := strings.Fields(r.out); len(got) == 0 || got[0] != hex.EncodeToString(bigSum[:]) {
-		t.Errorf("20 MB host → guest: sha256 %q, want %x", r.out, bigSum)
+		t.Errorf("%d MB host → guest: sha256 %q, want %x", shareBigFile>>20, r.out, bigSum)
 	}
-	t.Logf("20 MB host → guest in %v", time.Since(t0))
+	t.Logf("%d MB host → guest in %v", shareBigFile>>20, time.Since(t0))
 	t0 = time.Now()
-	r = mustOK(t, "20 MB out", sh("dd if=/dev/urandom of=/tmp/g.bin bs=1M count=20 2>/dev/null && cp /tmp/g.bin /mnt/proj/g.bin && sha256sum /tmp/g.bin"))
-	b, err := os.ReadFile(filepath.Join(proj, "g.bin"))
-	gs := sha256.Sum256(b)
-	if got := strings.Fields(r.out); err != nil || len(got) == 0 || got[0] != hex.EncodeToString(gs[:]) || len(b) != 20<<20 {
-		t.Errorf("20 MB guest → host: guest sha256 %q, host %x (%d bytes, %v)", r.out, gs, len(b), err)
+	// tee hashes the stream through a fifo; the second dd writes it to
+	// the share in 1 MiB blocks (tee's own small writes would each be a
+	// 9P round trip).
+	r = mustOK(t, "200 MB out", sh(fmt.Sprintf("busybox mkfifo /tmp/sum.fifo && { sha256sum < /tmp/sum.fifo > /tmp/sum & } && dd if=/dev/urandom bs=1M count=%d 2>/dev/null | tee /tmp/sum.fifo | dd of=/mnt/proj/g.bin bs=1M iflag=fullblock 2>/dev/null && wait && cat /tmp/sum", shareBigFile>>20)))
+	gs, gn, err := sha256File(filepath.Join(proj, "g.bin"))
+	if got := strings.Fields(r.out); err != nil || len(got) == 0 || got[0] != hex.EncodeToString(gs) || gn != shareBigFile {
+		t.Errorf("%d MB guest → host: guest sha256 %q, host %x (%d bytes, %v)", shareBigFile>>20, r.out, gs, gn, err)
 	}
-	t.Logf("20 MB guest → host in %v", time.Since(t0))
+	t.Logf("%d MB guest → host in %v", shareBigFile>>20, time.Since(t0))
+	os.Remove(filepath.Join(proj, "g.bin"))
+	os.Remove(filepath.Join(proj, "big.bin"))
+
+	// Symlink swap race: proj/swap flips between a folder in the share
+	// and a symlink to one outside it while the guest reads swap/f.
+	swapRace(t, proj, base, sh)
+
+	// A second container alongside sees none of it: no 9P mount, nothing
+	// at the target (its VM has no connection to this share's server).
+	mustOK(t, "run -d s2", berth(t, home, "run", "-d", "--name", "s2", ref, "sleep", "1000"))
+	r = mustOK(t, "s2 mounts", berth(t, home, "exec", "s2", "sh", "-c", "cat /proc/mounts; echo ---; ls -A /mnt/proj 2>&1; true"))
+	if mounts, _, _ := strings.Cut(r.out, "---"); strings.Contains(mounts, " 9p ") || strings.Contains(mounts, "/mnt/proj") || !strings.Contains(mounts, " / ") {
+		t.Errorf("the second container's mounts show the share (or are not its mounts): %q", mounts)
+	}
+	if strings.Contains(r.out, "hello.txt") || !strings.Contains(r.out, "No such file") {
+		t.Errorf("the second container has something at /mnt/proj: %q", r.out)
+	}
+	mustOK(t, "rm -f s2", berth(t, home, "rm", "-f", "s2"))
 
 	// share rm: gone in the guest.
 	mustOK(t, "share rm", berth(t, home, "share", "rm", "s1", "/mnt/proj"))
@@ -156,4 +191,66 @@ func TestRunTimeShares(t *testing.T) {
 	}
 	mustOK(t, "rm -f", berth(t, home, "rm", "-f", "s1"))
 	t.Logf("done after %v", time.Since(start))
+}
+
+// sha256File returns the SHA-256 and size of the file at p.
+func sha256File(p string) ([]byte, int, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return h.Sum(nil), int(n), err
+}
+
+// swapRace makes proj/swap (a folder holding f, "inside") and
+// base/outside (holding f, the host's secret), then keeps exchanging
+// proj/swap with a symlink to base/outside (renameat2 RENAME_EXCHANGE)
+// on the host while the guest cats /mnt/proj/swap/f over and over. The
+// guest may see errors mid-swap, but never the outside file, and it must
+// have read the inside one (or the race did not run).
+func swapRace(t *testing.T, proj, base string, sh func(string) result) {
+	t.Helper()
+	swap, link, outside := filepath.Join(proj, "swap"), filepath.Join(proj, "swap-link"), filepath.Join(base, "outside")
+	for _, d := range []string{swap, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(swap, "f"), []byte("inside\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "f"), []byte("host secret outside\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	swaps := make(chan int)
+	go func() {
+		n := 0
+		for ctx.Err() == nil {
+			if err := unix.Renameat2(unix.AT_FDCWD, swap, unix.AT_FDCWD, link, unix.RENAME_EXCHANGE); err != nil {
+				t.Errorf("swap %s and %s: %v", swap, link, err)
+				break
+			}
+			n++
+			time.Sleep(time.Millisecond)
+		}
+		swaps <- n
+	}()
+	r := sh(`i=0; while [ $i -lt 150 ]; do cat /mnt/proj/swap/f 2>/dev/null; ls /mnt/proj/swap/ 2>/dev/null; i=$((i+1)); done`)
+	cancel()
+	n := <-swaps
+	inside := strings.Count(r.out, "inside")
+	t.Logf("symlink swap race: %d swaps on the host, %d reads of the inside file in the guest", n, inside)
+	if strings.Contains(r.out, "secret") {
+		t.Errorf("the guest read the file outside the share through the swapped symlink")
+	}
+	if n == 0 || inside == 0 {
+		t.Errorf("the race did not run: %d swaps, %d inside reads (%q)", n, inside, r.out)
+	}
 }

@@ -50,7 +50,7 @@ func (s *Server) ReadOnly() bool { return s.readOnly }
 func (s *Server) Serve(ctx context.Context, conn io.ReadWriteCloser) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	err := p9.NewServer(attacher{s}).Handle(settleReader{conn}, conn)
+	err := p9.NewServer(attacher{s}).Handle(settleReader{conn}, writeCloser{&messageWriter{w: conn}, conn})
 	if ctx.Err() != nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) {
 		return nil
 	}
@@ -74,6 +74,13 @@ func (r settleReader) Read(p []byte) (int, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return n, err
+}
+
+// writeCloser is p9's reply side: messages written whole, and the
+// connection's Close.
+type writeCloser struct {
+	io.Writer
+	io.Closer
 }
 
 // Close releases the root directory. Connections being served end when

@@ -368,6 +368,69 @@ func TestSwappedSymlinkRace(t *testing.T) {
 	}
 }
 
+// TestExchangedSymlinkRace swaps sub and a symlink to the outside
+// folder atomically (renameat2 RENAME_EXCHANGE: at every instant one of
+// the two names is the link) while the guest walks sub, then f from it,
+// reads f and lists sub: nothing outside may be read or listed.
+func TestExchangedSymlinkRace(t *testing.T) {
+	root, outside := layout(t)
+	if err := os.WriteFile(filepath.Join(outside, "only-outside"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := serve(t, root, false)
+	sub, link := filepath.Join(root, "sub"), filepath.Join(root, "sublink")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		for ctx.Err() == nil {
+			if err := unix.Renameat2(unix.AT_FDCWD, sub, unix.AT_FDCWD, link, unix.RENAME_EXCHANGE); err != nil {
+				t.Error(err)
+				break
+			}
+			n++
+		}
+		swapped <- n
+	}()
+	reads, lists := 0, 0
+	for i := 0; i < 2000; i++ {
+		_, d, err := r.Walk([]string{"sub"})
+		if err != nil {
+			continue
+		}
+		if _, f, err := d.Walk([]string{"f"}); err == nil {
+			if _, _, err := f.Open(p9.ReadOnly); err == nil {
+				buf := make([]byte, 64)
+				n, _ := f.ReadAt(buf, 0)
+				if bytes.Contains(buf[:n], []byte("SECRET")) {
+					t.Fatal("read the secret outside the share through sub/f")
+				}
+				reads++
+			}
+			f.Close()
+		}
+		if _, _, err := d.Open(p9.ReadOnly); err == nil {
+			ents, _ := d.Readdir(0, 4096)
+			for _, e := range ents {
+				if e.Name == "only-outside" {
+					t.Fatal("listed the folder outside the share through sub")
+				}
+			}
+			lists++
+		}
+		d.Close()
+	}
+	cancel()
+	n := <-swapped
+	t.Logf("%d reads and %d listings of sub, none outside, while it was exchanged %d times", reads, lists, n)
+	if n == 0 || reads == 0 || lists == 0 {
+		t.Fatalf("the race did not run: %d exchanges, %d reads, %d listings", n, reads, lists)
+	}
+}
+
 // FuzzWalkNames walks arbitrary names (with "/", "..", NUL, very long
 // ones) from the root and from sub: nothing outside the share may be
 // walked to or read.
