@@ -158,7 +158,7 @@ func TestAppWindowPath(t *testing.T) {
 	}
 	var opened []string
 	hooks := appwindow.Hooks{OpenShell: func(id string) { opened = append(opened, id) }}
-	if err := appwindow.Receive(shell.Posted[0].T, shell.Posted[0].D, hooks); err != nil || len(opened) != 1 || opened[0] != id {
+	if err := appwindow.Receive(shell.Posted[0].T, shell.Posted[0].D, hooks, nil); err != nil || len(opened) != 1 || opened[0] != id {
 		t.Errorf("the page's message %+v: Receive %v, opened %v; want a shell on %s", shell.Posted[0], err, opened, id)
 	}
 }

@@ -3,6 +3,7 @@ package appwindow
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/berthvm/berth/app/settings"
 )
 
 // Scheme and Host name the page's URLs: berth://window/PATH.
@@ -179,6 +182,69 @@ type Hooks struct {
 	// page's answer to RowAtScript): "" when the drop missed every
 	// container row. Nil: the window takes no drops.
 	Drop func(containerID string, paths []string)
+	// LaunchAtLogin is the state of Launch at Login the Settings view
+	// shows (settings.LaunchAtLogin.State). Nil: the settings messages
+	// are refused.
+	LaunchAtLogin func() settings.LoginState
+	// SetLaunchAtLogin turns Launch at Login on or off
+	// (settings.LaunchAtLogin.Set) and returns the state after.
+	SetLaunchAtLogin func(on bool) (settings.LoginState, error)
+}
+
+// Page is the web view as Receive sees it: somewhere to answer the page
+// by running a script in it.
+type Page interface {
+	// EvaluateJavaScript runs script in the page and calls done once,
+	// from any goroutine, with nil once it ran or with why it did not.
+	// It must not block.
+	EvaluateJavaScript(script string, done func(error))
+}
+
+// LoginJSON is Launch at Login as the page's Settings view takes it.
+type LoginJSON struct {
+	// Available is false where the app cannot change it (Reason says
+	// why); the toggle is then disabled.
+	Available bool `json:"available"`
+	// On: Berth opens at login; Pending: it will once the user allows it
+	// in System Settings (Reason says where).
+	On      bool   `json:"on"`
+	Pending bool   `json:"pending"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// SettingsJSON is the app's answer to the page's "settings" and
+// "set-login" messages: the argument of the page's
+// window.berthSettings.
+type SettingsJSON struct {
+	LaunchAtLogin LoginJSON `json:"launchAtLogin"`
+	// Error is why the last change asked for failed; "" when it worked.
+	Error string `json:"error,omitempty"`
+}
+
+// SettingsScript is the script that hands s to the page's
+// window.berthSettings (nothing happens when the page has none yet).
+// encoding/json makes the argument a safe JavaScript literal.
+func SettingsScript(s SettingsJSON) string {
+	b, err := json.Marshal(s)
+	if err != nil { // a struct of strings and bools always encodes
+		panic(fmt.Sprintf("berth window: encode settings: %v", err))
+	}
+	return `(typeof window.berthSettings === "function" && window.berthSettings(` + string(b) + `), undefined)`
+}
+
+// ShowScript is the script that turns the open page to one of its views
+// ("containers", "images", "settings"); the page's URL fragment (#VIEW)
+// chooses the view it opens on.
+func ShowScript(view string) string {
+	b, _ := json.Marshal(view)
+	return `(typeof window.berthShow === "function" && window.berthShow(` + string(b) + `), undefined)`
+}
+
+// SettingsURL is the page opened on its Settings view.
+const SettingsURL = PageURL + "#settings"
+
+func loginJSON(st settings.LoginState) LoginJSON {
+	return LoginJSON{Available: st.Available, On: st.On, Pending: st.Pending, Reason: st.Reason}
 }
 
 // RowAtScript is the script that asks the page which container row is
@@ -206,9 +272,16 @@ func DropTarget(answer string) string {
 }
 
 // Receive routes one message the page posted to
-// window.webkit.messageHandlers.berth ({t, d}): "shell" with a container
-// ID opens a terminal window on it. Anything else is an error naming it.
-func Receive(t, d string, h Hooks) error {
+// window.webkit.messageHandlers.berth ({t, d}):
+//   - "shell" with a container ID opens a terminal window on it;
+//   - "settings" answers page (SettingsScript) with Launch at Login's
+//     state;
+//   - "set-login" with "on" or "off" turns Launch at Login on or off and
+//     answers page with the state after, and the error when that failed
+//     (which Receive also returns).
+//
+// Anything else is an error naming it.
+func Receive(t, d string, h Hooks, page Page) error {
 	switch t {
 	case "shell":
 		if !validID(d) {
@@ -219,8 +292,39 @@ func Receive(t, d string, h Hooks) error {
 		}
 		h.OpenShell(d)
 		return nil
+	case "settings":
+		if h.LaunchAtLogin == nil {
+			return errors.New("berth window: settings: this app has no settings to show")
+		}
+		return answer(page, SettingsJSON{LaunchAtLogin: loginJSON(h.LaunchAtLogin())}, nil)
+	case "set-login":
+		if d != "on" && d != "off" {
+			return fmt.Errorf("berth window: set-login %q: want \"on\" or \"off\"", d)
+		}
+		if h.SetLaunchAtLogin == nil {
+			return errors.New("berth window: set-login: this app cannot change Launch at Login")
+		}
+		st, err := h.SetLaunchAtLogin(d == "on")
+		out := SettingsJSON{LaunchAtLogin: loginJSON(st)}
+		if err != nil {
+			out.Error = err.Error()
+			err = fmt.Errorf("berth window: set-login %s: %w", d, err)
+		}
+		return answer(page, out, err)
 	}
 	return fmt.Errorf("berth window: unknown message %q", t)
+}
+
+// answer hands s to the page; err is returned as is (the failure the
+// answer reports), or the page's refusal when there was none.
+func answer(page Page, s SettingsJSON, err error) error {
+	if page == nil {
+		return errors.Join(err, errors.New("berth window: settings: no page to answer"))
+	}
+	// The page not being there to answer (closed, reloading) is the
+	// Page's to log: the page asks again when it shows the view.
+	page.EvaluateJavaScript(SettingsScript(s), func(error) {})
+	return err
 }
 
 // validID is a container ID or name as the page sends it: Docker's name

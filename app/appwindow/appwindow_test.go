@@ -2,6 +2,7 @@ package appwindow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berthvm/berth/app/settings"
+	"github.com/berthvm/berth/engine/home"
 )
 
 // recordingTask records what Serve tells it, in order.
@@ -144,15 +148,15 @@ func TestServeStatusesAndEnds(t *testing.T) {
 func TestReceive(t *testing.T) {
 	var opened []string
 	h := Hooks{OpenShell: func(id string) { opened = append(opened, id) }}
-	if err := Receive("shell", "web", h); err != nil || len(opened) != 1 || opened[0] != "web" {
+	if err := Receive("shell", "web", h, nil); err != nil || len(opened) != 1 || opened[0] != "web" {
 		t.Errorf("shell web: %v, opened %v", err, opened)
 	}
 	for _, m := range [][2]string{{"shell", ""}, {"shell", "../x"}, {"shell", strings.Repeat("a", 129)}, {"exec", "web"}} {
-		if err := Receive(m[0], m[1], h); err == nil {
+		if err := Receive(m[0], m[1], h, nil); err == nil {
 			t.Errorf("Receive(%q, %q) accepted", m[0], m[1])
 		}
 	}
-	if err := Receive("shell", "web", Hooks{}); err == nil {
+	if err := Receive("shell", "web", Hooks{}, nil); err == nil {
 		t.Error("shell without a hook accepted")
 	}
 	if len(opened) != 1 {
@@ -176,5 +180,134 @@ func TestRowAtScript(t *testing.T) {
 		if got := DropTarget(in); got != want {
 			t.Errorf("DropTarget(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// scriptPage is a Page that records the scripts it is given (a mock:
+// the web view is WebKit's).
+type scriptPage struct{ scripts []string }
+
+func (p *scriptPage) EvaluateJavaScript(script string, done func(error)) {
+	p.scripts = append(p.scripts, script)
+	done(nil)
+}
+
+// answered decodes the argument of the last berthSettings script.
+func (p *scriptPage) answered(t *testing.T) SettingsJSON {
+	t.Helper()
+	if len(p.scripts) == 0 {
+		t.Fatal("the page was not answered")
+	}
+	s := p.scripts[len(p.scripts)-1]
+	const pre = `(typeof window.berthSettings === "function" && window.berthSettings(`
+	const post = `), undefined)`
+	if !strings.HasPrefix(s, pre) || !strings.HasSuffix(s, post) {
+		t.Fatalf("answer %s: not a guarded berthSettings call", s)
+	}
+	var got SettingsJSON
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(s, pre), post)), &got); err != nil {
+		t.Fatalf("answer %s: %v", s, err)
+	}
+	return got
+}
+
+// fakeLoginItem is a settings.LoginItem in memory (a mock: the real one
+// is SMAppService, macOS only).
+type fakeLoginItem struct {
+	status settings.LoginStatus
+	err    error
+}
+
+func (f *fakeLoginItem) Status() settings.LoginStatus { return f.status }
+func (f *fakeLoginItem) Register() error {
+	if f.err != nil {
+		return f.err
+	}
+	f.status = settings.LoginEnabled
+	return nil
+}
+func (f *fakeLoginItem) Unregister() error {
+	if f.err != nil {
+		return f.err
+	}
+	f.status = settings.LoginNotRegistered
+	return nil
+}
+
+func TestReceiveSettings(t *testing.T) {
+	h, err := home.Resolve(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := settings.NewStore(h)
+	item := &fakeLoginItem{}
+	login := settings.NewLaunchAtLogin(store, item)
+	hooks := Hooks{LaunchAtLogin: login.State, SetLaunchAtLogin: login.Set}
+	page := &scriptPage{}
+
+	if err := Receive("settings", "", hooks, page); err != nil {
+		t.Fatal(err)
+	}
+	if got := page.answered(t); got != (SettingsJSON{LaunchAtLogin: LoginJSON{Available: true}}) {
+		t.Errorf("settings: answered %+v, want available and off", got)
+	}
+	if err := Receive("set-login", "on", hooks, page); err != nil {
+		t.Fatal(err)
+	}
+	if got := page.answered(t); got != (SettingsJSON{LaunchAtLogin: LoginJSON{Available: true, On: true}}) || item.status != settings.LoginEnabled {
+		t.Errorf("set-login on: answered %+v, item %v", got, item.status)
+	}
+	if s, err := store.Load(); err != nil || !s.LaunchAtLogin {
+		t.Errorf("set-login on: settings file %+v, %v; want the choice recorded", s, err)
+	}
+	if err := Receive("set-login", "off", hooks, page); err != nil || page.answered(t).LaunchAtLogin.On || item.status != settings.LoginNotRegistered {
+		t.Errorf("set-login off: %v, answered %+v, item %v", err, page.answered(t), item.status)
+	}
+
+	// The system refuses: the page is told why, with the state after,
+	// and Receive returns the error.
+	item.err = errors.New("Operation not permitted")
+	err = Receive("set-login", "on", hooks, page)
+	if got := page.answered(t); err == nil || !strings.Contains(got.Error, "Operation not permitted") || got.LaunchAtLogin.On {
+		t.Errorf("set-login on, refused: %v, answered %+v", err, got)
+	}
+	// Berth outside Berth.app: unavailable, with the reason.
+	item.err, item.status = nil, settings.LoginNotFound
+	if err := Receive("settings", "", hooks, page); err != nil {
+		t.Fatal(err)
+	}
+	if got := page.answered(t); got.LaunchAtLogin.Available || got.LaunchAtLogin.Reason != settings.ReasonNotFound {
+		t.Errorf("settings outside the app bundle: %+v", got)
+	}
+
+	n := len(page.scripts)
+	for _, m := range [][2]string{{"set-login", ""}, {"set-login", "yes"}, {"set-login", "on\n"}} {
+		if err := Receive(m[0], m[1], hooks, page); err == nil {
+			t.Errorf("Receive(%q, %q) accepted", m[0], m[1])
+		}
+	}
+	for _, m := range [][2]string{{"settings", ""}, {"set-login", "on"}} {
+		if err := Receive(m[0], m[1], Hooks{}, page); err == nil {
+			t.Errorf("Receive(%q, %q) without the settings hooks accepted", m[0], m[1])
+		}
+	}
+	if len(page.scripts) != n {
+		t.Errorf("refused messages answered the page: %q", page.scripts[n:])
+	}
+	if err := Receive("settings", "", hooks, nil); err == nil {
+		t.Error("settings with no page to answer: no error")
+	}
+}
+
+func TestScripts(t *testing.T) {
+	s := SettingsScript(SettingsJSON{Error: "</script>\u2028"})
+	if strings.Contains(s, "</script>") || strings.Contains(s, "\u2028") {
+		t.Errorf("SettingsScript leaves markup or a line separator unescaped: %s", s)
+	}
+	if got, want := ShowScript(`settings"); alert(1); ("`), `window.berthShow("settings\"); alert(1); (\"")`; !strings.Contains(got, want) {
+		t.Errorf("ShowScript = %s, want the view as one string literal", got)
+	}
+	if SettingsURL != "berth://window/#settings" {
+		t.Errorf("SettingsURL = %s", SettingsURL)
 	}
 }

@@ -13,7 +13,12 @@
 //     streams stay open — then the end), and stops when the web view
 //     stops the task;
 //   - Receive routes the page's script messages ({t: "shell", d: ID}
-//     opens a terminal window on that container);
+//     opens a terminal window on that container; {t: "settings"} and
+//     {t: "set-login", d: "on"|"off"} read and change Launch at Login,
+//     answered through a Page with SettingsScript, which calls the
+//     page's window.berthSettings);
+//   - ShowScript and SettingsURL turn the page to a view (the menu's
+//     Settings… is the page's Settings view);
 //   - RowAtScript and DropTarget ask the page which container row a
 //     drop of Finder items landed on (the page's window.berthRowAt).
 //

@@ -4,6 +4,7 @@ package appwindow
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"unsafe"
@@ -32,6 +33,7 @@ type Window struct {
 	Log *slog.Logger
 
 	win  *appkit.Window // retained while set (objc.Retain's finalizer releases it)
+	page *webPage
 	open bool
 }
 
@@ -42,18 +44,26 @@ type Window struct {
 //     answers each task from handler (NewRequest, then Serve on a
 //     goroutine; the task's context ends when the web view stops it, or
 //     with ctx) and whose user content controller has the "berth"
-//     script message handler (Receive with hooks);
+//     script message handler (Receive with hooks, answering the page
+//     through a webPage);
 //  3. makes the WKWebView with it — one that takes drops of Finder items
 //     when hooks.Drop is set (termwindow.NewDropWebView; the row under
 //     the drop comes from the page, RowAtScript) — with a navigation
 //     delegate that keeps the view on berth://window/ (web links open
 //     in the browser) and reloads the page if its web content process
 //     dies;
-//  4. loads PageURL and shows the window;
+//  4. loads PageURL (with #view for OpenView) and shows the window;
 //  5. when the window closes, stops its tasks and loading and removes
 //     the message handler.
 func (w *Window) Open(ctx context.Context, handler http.Handler, hooks Hooks) {
-	dispatch.MainQueue().DispatchAsync(func() { w.openOnMain(ctx, handler, hooks) })
+	w.OpenView(ctx, handler, hooks, "")
+}
+
+// OpenView is Open on one of the page's views ("settings", "images",
+// "containers"; "" is the page's first): a window already open is
+// turned to it (ShowScript), a new one loads PageURL#view.
+func (w *Window) OpenView(ctx context.Context, handler http.Handler, hooks Hooks, view string) {
+	dispatch.MainQueue().DispatchAsync(func() { w.openOnMain(ctx, handler, hooks, view) })
 }
 
 func (w *Window) logger() *slog.Logger {
@@ -64,9 +74,16 @@ func (w *Window) logger() *slog.Logger {
 }
 
 // openOnMain is Open on the main thread.
-func (w *Window) openOnMain(ctx context.Context, handler http.Handler, hooks Hooks) {
+func (w *Window) openOnMain(ctx context.Context, handler http.Handler, hooks Hooks, pageView string) {
 	app := appkit.Application_SharedApplication()
 	if w.open {
+		if pageView != "" {
+			w.page.EvaluateJavaScript(ShowScript(pageView), func(err error) {
+				if err != nil {
+					w.logger().Warn("berth window: show a view", "view", pageView, "err", err)
+				}
+			})
+		}
 		w.win.MakeKeyAndOrderFront(nil)
 		app.ActivateIgnoringOtherApps(true)
 		return
@@ -83,7 +100,8 @@ func (w *Window) openOnMain(ctx context.Context, handler http.Handler, hooks Hoo
 	config := webkit.NewWebViewConfiguration()
 	config.SetURLSchemeHandlerForURLScheme(schemes, Scheme)
 	controller := config.UserContentController()
-	controller.AddScriptMessageHandlerName(&messageHandler{hooks: hooks, log: log}, handlerName)
+	page := &webPage{log: log}
+	controller.AddScriptMessageHandlerName(&messageHandler{hooks: hooks, log: log, page: page}, handlerName)
 
 	var view webkit.WebView
 	if hooks.Drop != nil {
@@ -94,6 +112,7 @@ func (w *Window) openOnMain(ctx context.Context, handler http.Handler, hooks Hoo
 		view = webkit.NewWebViewWithFrameConfiguration(foundation.Rect{}, config)
 	}
 	objc.Retain(&view)
+	page.view = view
 
 	nav := &webkit.NavigationDelegate{}
 	nav.SetWebViewDecidePolicyForNavigationActionDecisionHandler(func(_ webkit.WebView, action webkit.NavigationAction, decide func(webkit.NavigationActionPolicy)) {
@@ -114,6 +133,7 @@ func (w *Window) openOnMain(ctx context.Context, handler http.Handler, hooks Hoo
 	delegate := &appkit.WindowDelegate{}
 	delegate.SetWindowWillClose(func(foundation.Notification) {
 		w.open = false
+		page.closed = true
 		schemes.stopAll()
 		controller.RemoveScriptMessageHandlerForName(handlerName)
 		view.StopLoading()
@@ -124,9 +144,13 @@ func (w *Window) openOnMain(ctx context.Context, handler http.Handler, hooks Hoo
 	win.SetDelegate(delegate)
 
 	win.SetContentView(view)
-	webkit.LoadURL(view, PageURL)
+	url := PageURL
+	if pageView != "" {
+		url += "#" + pageView
+	}
+	webkit.LoadURL(view, url)
 	win.Center()
-	w.win, w.open = win, true
+	w.win, w.page, w.open = win, page, true
 	win.MakeKeyAndOrderFront(nil)
 	// The menu-bar app is an accessory: bring the window forward.
 	app.ActivateIgnoringOtherApps(true)
@@ -162,6 +186,7 @@ func dropAt(view webkit.WebView, paths []string, at foundation.Point, drop func(
 type messageHandler struct {
 	hooks Hooks
 	log   *slog.Logger
+	page  *webPage
 }
 
 func (h *messageHandler) HasUserContentControllerDidReceiveScriptMessage() bool { return true }
@@ -178,9 +203,38 @@ func (h *messageHandler) UserContentControllerDidReceiveScriptMessage(_ webkit.U
 		h.log.Warn("berth window: a script message that is not {t, d} strings; dropped")
 		return
 	}
-	if err := Receive(t, d, h.hooks); err != nil {
+	if err := Receive(t, d, h.hooks, h.page); err != nil {
 		h.log.Warn("berth window: script message", "err", err)
 	}
+}
+
+// webPage is the WKWebView as a Page: scripts run on the main queue, in
+// order; a failure that done is not told of is logged. view is set, and
+// closed changed, on the main thread only.
+type webPage struct {
+	view   webkit.WebView
+	closed bool
+	log    *slog.Logger
+}
+
+// EvaluateJavaScript runs script in the page on the main queue. A
+// result WebKit cannot convert (the scripts answer undefined) is not an
+// error.
+func (p *webPage) EvaluateJavaScript(script string, done func(error)) {
+	dispatch.MainQueue().DispatchAsync(func() {
+		if p.closed {
+			done(errors.New("berth window: closed"))
+			return
+		}
+		p.view.EvaluateJavaScriptCompletionHandler(script, func(_ objc.Object, err foundation.Error) {
+			if err.IsNil() || (err.Domain() == "WKErrorDomain" && err.Code() == int(webkit.ErrorJavaScriptResultTypeIsUnsupported)) {
+				done(nil)
+				return
+			}
+			p.log.Warn("berth window: answer the page", "err", err.LocalizedDescription())
+			done(errors.New(err.LocalizedDescription()))
+		})
+	})
 }
 
 // schemeHandler is the berth: WKURLSchemeHandler. WebKit calls it on

@@ -374,9 +374,14 @@ func (b *bar) do(e Effect) {
 	case OpenFile:
 		appkit.Workspace_SharedWorkspace().OpenURL(foundation.URL_FileURLWithPath(e.Text))
 	case ShowWindow:
-		if e.Text != string(menu.BerthWindow) {
-			// The settings are not in the app yet.
-			b.alert("Not in this version yet", "The "+e.Text+" window is not built into the app yet.", appkit.AlertStyleWarning)
+		// Settings… is the Berth window's Settings view.
+		view := ""
+		switch menu.Window(e.Text) {
+		case menu.BerthWindow:
+		case menu.SettingsWindow:
+			view = "settings"
+		default:
+			b.alert("Open "+e.Text+" failed", "Berth has no "+e.Text+" window.", appkit.AlertStyleWarning)
 			return
 		}
 		if b.daemon == nil {
@@ -384,15 +389,25 @@ func (b *bar) do(e Effect) {
 			return
 		}
 		b.berthWindow.Log = b.daemon.Logger()
-		b.berthWindow.Open(b.ctx, webui.EmbeddedWindow(b.daemon.APIHandler(), nil), appwindow.Hooks{
-			OpenShell: b.openShell,
-			Drop:      b.dropOnBerthWindow,
-		})
+		b.berthWindow.OpenView(b.ctx, webui.EmbeddedWindow(b.daemon.APIHandler(), nil), appwindow.Hooks{
+			OpenShell:        b.openShell,
+			Drop:             b.dropOnBerthWindow,
+			LaunchAtLogin:    b.login.State,
+			SetLaunchAtLogin: b.setLaunchAtLogin,
+		}, view)
 	case ShowMessage:
 		b.item.Button().SetToolTip(e.Text)
 	case QuitApp:
 		b.quit()
 	}
+}
+
+// setLaunchAtLogin is the Berth window's Launch at Login toggle: the
+// menu's item shows the state after, as when it is chosen there.
+func (b *bar) setLaunchAtLogin(on bool) (settings.LoginState, error) {
+	st, err := b.login.Set(on)
+	b.state.SetLaunchAtLogin(st)
+	return st, err
 }
 
 // openShell is the Berth window's Shell for a container (main queue):
