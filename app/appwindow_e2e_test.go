@@ -3,16 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthvm/berth/app/appwindow"
+	"github.com/berthvm/berth/app/settings"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/launcher"
@@ -160,5 +164,116 @@ func TestAppWindowPath(t *testing.T) {
 	hooks := appwindow.Hooks{OpenShell: func(id string) { opened = append(opened, id) }}
 	if err := appwindow.Receive(shell.Posted[0].T, shell.Posted[0].D, hooks, nil); err != nil || len(opened) != 1 || opened[0] != id {
 		t.Errorf("the page's message %+v: Receive %v, opened %v; want a shell on %s", shell.Posted[0], err, opened, id)
+	}
+
+	p.call(nil, "noApp")
+
+	testAppWindowSettings(t, p, d.APIHandler(), h)
+}
+
+// driverPage is an appwindow.Page over the window driver: the app's
+// answers run in the real page in chromium.
+type driverPage struct{ p *windowDriver }
+
+func (d driverPage) EvaluateJavaScript(script string, done func(error)) {
+	d.p.call(nil, "eval", script)
+	done(nil)
+}
+
+// mockLoginItem is a settings.LoginItem in memory (a mock: the real one
+// is SMAppService, macOS only).
+type mockLoginItem struct{ status settings.LoginStatus }
+
+func (m *mockLoginItem) Status() settings.LoginStatus { return m.status }
+func (m *mockLoginItem) Register() error              { m.status = settings.LoginEnabled; return nil }
+func (m *mockLoginItem) Unregister() error            { m.status = settings.LoginNotRegistered; return nil }
+
+// settingsShown is the driver's settingsShown.
+type settingsShown struct {
+	Title, Version, Backend, Home, Kernel, KernelSource string
+	Hidden, ListHidden                                  bool
+	LoginDisabled, LoginChecked                         bool
+	LoginReason                                         string
+}
+
+// testAppWindowSettings: the Settings view shows the real engine's
+// status; in a browser Launch at Login is disabled with the reason; with
+// the app's message handler (mocked in chromium) the page asks for the
+// settings and posts set-login, which appwindow.Receive routes to a real
+// settings.LaunchAtLogin, answering the real page.
+func testAppWindowSettings(t *testing.T, p *windowDriver, api http.Handler, h home.Home) {
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, httptest.NewRequest("GET", "/berth/status", nil))
+	var st types.Status
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.Version == "" || st.Backend == "" {
+		t.Fatalf("GET /berth/status: %d %s: %v", rec.Code, rec.Body, err)
+	}
+
+	var shown settingsShown
+	p.call(&shown, "settings")
+	if shown.Title != "Settings" || shown.Hidden || !shown.ListHidden {
+		t.Errorf("Settings view: %+v", shown)
+	}
+	if !strings.HasPrefix(shown.Version, st.Version) || shown.Backend != st.Backend || shown.Home != st.Home {
+		t.Errorf("Settings view shows version %q, backend %q, home %q; the engine says %q, %q, %q", shown.Version, shown.Backend, shown.Home, st.Version, st.Backend, st.Home)
+	}
+	if st.Kernel.Source != "" && shown.KernelSource != st.Kernel.Source {
+		t.Errorf("kernel from %q, the engine says %q", shown.KernelSource, st.Kernel.Source)
+	}
+	if !shown.LoginDisabled || shown.LoginReason != "Only in the Mac app" {
+		t.Errorf("Launch at Login in a browser: disabled %v, reason %q; want disabled, \"Only in the Mac app\"", shown.LoginDisabled, shown.LoginReason)
+	}
+
+	item := &mockLoginItem{}
+	login := settings.NewLaunchAtLogin(settings.NewStore(h), item)
+	hooks := appwindow.Hooks{LaunchAtLogin: login.State, SetLaunchAtLogin: login.Set}
+	page := driverPage{p}
+	var posted []struct{ T, D string }
+	p.call(&posted, "appSettings")
+	if len(posted) != 1 || posted[0].T != "settings" {
+		t.Fatalf("Settings view with the app's handler posted %+v; want one settings message", posted)
+	}
+	if err := appwindow.Receive(posted[0].T, posted[0].D, hooks, page); err != nil {
+		t.Fatal(err)
+	}
+	p.call(&shown, "settingsShown")
+	if shown.LoginDisabled || shown.LoginChecked || shown.LoginReason != "" {
+		t.Errorf("Launch at Login after the app's answer (off, available): %+v", shown)
+	}
+	var toggled struct {
+		Posted   []struct{ T, D string }
+		Disabled bool
+	}
+	p.call(&toggled, "toggleLogin")
+	if len(toggled.Posted) != 1 || toggled.Posted[0] != (struct{ T, D string }{"set-login", "on"}) || !toggled.Disabled {
+		t.Fatalf("click on Launch at Login: posted %+v, disabled %v; want set-login on, disabled until answered", toggled.Posted, toggled.Disabled)
+	}
+	if err := appwindow.Receive(toggled.Posted[0].T, toggled.Posted[0].D, hooks, page); err != nil {
+		t.Fatal(err)
+	}
+	p.call(&shown, "settingsShown")
+	if item.status != settings.LoginEnabled || shown.LoginDisabled || !shown.LoginChecked {
+		t.Errorf("after set-login on: login item %v, page %+v", item.status, shown)
+	}
+	if s, err := settings.NewStore(h).Load(); err != nil || !s.LaunchAtLogin {
+		t.Errorf("after set-login on: settings file %+v, %v", s, err)
+	}
+	p.call(nil, "noApp")
+
+	// The menu's Settings…: a window already open is turned to the view
+	// (appwindow.ShowScript); a new one opens on SettingsURL's fragment.
+	var title string
+	p.call(&title, "eval", appwindow.ShowScript("images")+`, document.getElementById("title").textContent`)
+	if title != "Images" {
+		t.Errorf("ShowScript(images): title %q", title)
+	}
+	p.call(&title, "eval", appwindow.ShowScript("settings")+`, document.getElementById("title").textContent`)
+	if title != "Settings" {
+		t.Errorf("ShowScript(settings): title %q", title)
+	}
+	_, frag, _ := strings.Cut(appwindow.SettingsURL, "#")
+	p.call(&title, "goto", "#"+frag)
+	if title != "Settings" {
+		t.Errorf("the window opened on #%s shows %q", frag, title)
 	}
 }

@@ -117,6 +117,70 @@ const handlers = {
     });
     return { posted, tabs: context.pages().length - pages };
   },
+  // goto loads the window's URL with fragment (e.g. "#settings") and
+  // waits for it; returns the view's title.
+  async goto(fragment) {
+    await page.goto(url.replace(/#.*/, "") + fragment);
+    await page.waitForSelector("body[data-ready='1']", { timeout });
+    return await page.textContent("#title");
+  },
+  // settings shows the Settings view and waits for the engine's status;
+  // returns what it shows.
+  async settings() {
+    await page.click('.nav[data-view="settings"]');
+    await page.waitForSelector("#settings[data-ready='1']:not([hidden])", { timeout });
+    return await this.settingsShown();
+  },
+  // settingsShown is what the Settings view shows now.
+  async settingsShown() {
+    return await page.evaluate(() => {
+      const t = (id) => document.getElementById(id).textContent;
+      const login = document.getElementById("set-login");
+      return {
+        title: t("title"),
+        hidden: document.getElementById("settings").hidden,
+        version: t("set-version"),
+        backend: t("set-backend"),
+        home: t("set-home"),
+        kernel: t("set-kernel"),
+        kernelSource: t("set-kernel-source"),
+        loginDisabled: login.disabled,
+        loginChecked: login.checked,
+        loginReason: t("set-login-reason"),
+        listHidden: document.getElementById("list").hidden,
+      };
+    });
+  },
+  // appSettings stands in for the macOS app's "berth" script message
+  // handler (a mock: chromium has no WKWebView) that records what the
+  // page posts, shows the Settings view afresh and returns the posts.
+  // The mock stays until noApp.
+  async appSettings() {
+    await page.evaluate(() => {
+      window.berthPosted = [];
+      window.webkit = { messageHandlers: { berth: { postMessage: (m) => window.berthPosted.push(m) } } };
+    });
+    await page.click('.nav[data-view="containers"]');
+    await page.click('.nav[data-view="settings"]');
+    await page.waitForFunction(() => window.berthPosted.length > 0, null, { timeout });
+    return await page.evaluate(() => window.berthPosted);
+  },
+  // toggleLogin clicks Launch at Login once it is enabled and returns
+  // what the page posted to the mocked handler for it.
+  async toggleLogin() {
+    await page.waitForSelector("#set-login:not([disabled])", { timeout });
+    const n = await page.evaluate(() => window.berthPosted.length);
+    await page.click("#set-login");
+    await page.waitForFunction((k) => window.berthPosted.length > k, n, { timeout });
+    return { posted: await page.evaluate((k) => window.berthPosted.slice(k), n), disabled: await page.isDisabled("#set-login") };
+  },
+  // noApp removes the mocked handler.
+  async noApp() {
+    await page.evaluate(() => {
+      delete window.webkit;
+    });
+    return null;
+  },
   // rowCenter is the middle of name's row in CSS pixels from the
   // viewport's top left.
   async rowCenter(name) {

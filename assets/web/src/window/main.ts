@@ -18,7 +18,8 @@ interface Container {
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> };
 }
 interface Image { Id: string; RepoTags: string[] | null; RepoDigests?: string[] | null; Size: number; Created: number }
-type View = "containers" | "images";
+type View = "containers" | "images" | "settings";
+const views: View[] = ["containers", "images", "settings"];
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -26,7 +27,7 @@ const state = {
   view: "containers" as View,
   containers: [] as Container[],
   images: [] as Image[],
-  selected: { containers: "", images: "" } as Record<View, string>,
+  selected: { containers: "", images: "", settings: "" } as Record<View, string>,
 };
 
 /** api calls /ui/api PATH; a non-2xx answer throws its text. */
@@ -138,12 +139,21 @@ function render() {
   const thead = $<HTMLTableElement>("table").tHead!;
   const tbody = $<HTMLTableElement>("table").tBodies[0];
   const v = state.view;
-  $("title").textContent = v === "containers" ? "Containers" : "Images";
+  $("title").textContent = v === "containers" ? "Containers" : v === "images" ? "Images" : "Settings";
   $("count-containers").textContent = String(state.containers.length);
   $("count-images").textContent = String(state.images.length);
   for (const b of document.querySelectorAll<HTMLButtonElement>(".nav")) {
     if (b.dataset.view === v) b.setAttribute("aria-current", "page");
     else b.removeAttribute("aria-current");
+  }
+  $("list").hidden = v === "settings";
+  $("actions").hidden = v === "settings";
+  $("settings").hidden = v !== "settings";
+  if (v === "settings") {
+    $<HTMLTableElement>("table").tBodies[0].replaceChildren();
+    syncLogs();
+    syncStats();
+    return;
   }
   const heads = v === "containers" ? ["Name", "State", "Image", "IP", "Ports", "CPU", "Memory", "Created"] : ["Image", "ID", "Size", "Created", "In use"];
   thead.replaceChildren();
@@ -241,9 +251,86 @@ function move(delta: number) {
 }
 
 function show(v: View) {
+  const entering = v === "settings" && state.view !== "settings";
   state.view = v;
   render();
+  if (v === "settings") {
+    if (entering) void loadSettings();
+    return;
+  }
   $("list").focus();
+}
+
+// Settings: the engine's, read-only, from /berth/status; Launch at Login,
+// which only the macOS app can change (through its script message
+// handler, answered by window.berthSettings).
+interface Status {
+  version: string;
+  commit?: string;
+  backend: string;
+  home: string;
+  kernel: { version?: string; arch?: string; source?: string; path?: string; error?: string };
+}
+interface AppSettings {
+  launchAtLogin: { available: boolean; on: boolean; pending: boolean; reason?: string };
+  error?: string;
+}
+
+async function loadSettings() {
+  const bridge = appBridge();
+  const login = $<HTMLInputElement>("set-login");
+  const reason = $("set-login-reason");
+  login.disabled = true;
+  reason.classList.remove("error");
+  if (bridge) {
+    // Enabled once the app answers (berthSettings).
+    reason.textContent = "";
+    bridge.postMessage({ t: "settings", d: "" });
+  } else {
+    login.checked = false;
+    reason.textContent = "Only in the Mac app";
+  }
+  try {
+    const st = (await (await api("/berth/status")).json()) as Status;
+    $("set-version").textContent = st.version + (st.commit ? ` (${st.commit})` : "");
+    $("set-backend").textContent = st.backend;
+    $("set-home").textContent = st.home;
+    const k = st.kernel ?? {};
+    $("set-kernel").textContent = k.error ? k.error : [k.version, k.arch].filter(Boolean).join(" ") || "—";
+    $("set-kernel-source").textContent = k.source ?? "—";
+    $("set-kernel-source").title = k.path ?? "";
+    $("settings").dataset.ready = "1";
+  } catch (e) {
+    banner(`Engine status: ${(e as Error).message}`);
+  }
+}
+
+/** berthSettings is the macOS app's answer to {t: "settings"} and {t: "set-login"}. */
+function berthSettings(s: AppSettings) {
+  const l = s.launchAtLogin;
+  const login = $<HTMLInputElement>("set-login");
+  const reason = $("set-login-reason");
+  login.disabled = !l.available;
+  login.checked = l.on || l.pending;
+  reason.textContent = s.error ?? l.reason ?? "";
+  reason.classList.toggle("error", !!s.error);
+}
+
+function setLogin() {
+  const bridge = appBridge();
+  const login = $<HTMLInputElement>("set-login");
+  if (!bridge) {
+    login.checked = false;
+    return;
+  }
+  // Disabled until the app answers with the state after.
+  login.disabled = true;
+  bridge.postMessage({ t: "set-login", d: login.checked ? "on" : "off" });
+}
+
+/** berthShow turns the page to a view (the app's Settings… menu item). */
+function berthShow(v: string) {
+  if ((views as string[]).includes(v)) show(v as View);
 }
 
 type Action = "start" | "stop" | "restart" | "remove" | "shell" | "pull";
@@ -687,6 +774,7 @@ function commands(input: string): Command[] {
   out.push(
     { label: "Show Containers", run: () => show("containers") },
     { label: "Show Images", run: () => show("images") },
+    { label: "Show Settings", run: () => show("settings") },
     { label: "Run an image… (run IMAGE [COMMAND])", run: () => openPalette("run ") },
     { label: "Pull an image… (pull IMAGE)", run: () => openPalette("pull ") },
   );
@@ -754,6 +842,11 @@ function keys() {
       openPalette();
       return;
     }
+    if ((e.metaKey || e.ctrlKey) && e.key === ",") {
+      e.preventDefault();
+      show("settings");
+      return;
+    }
     const target = e.target as HTMLElement;
     if ($<HTMLDialogElement>("palette").open || target.tagName === "INPUT") return;
     if (e.metaKey || e.ctrlKey || e.altKey) return;
@@ -764,6 +857,7 @@ function keys() {
       k: () => move(-1),
       "1": () => show("containers"),
       "2": () => show("images"),
+      "3": () => show("settings"),
       Enter: () => state.view === "containers" && act("shell"),
       Delete: () => act("remove"),
       Backspace: () => act("remove"),
@@ -773,6 +867,8 @@ function keys() {
       "/": () => $("logs-search").focus(),
       p: () => act("pull"),
     };
+    // The Settings view has no rows to act on: only the view keys.
+    if (state.view === "settings" && !["1", "2", "3"].includes(e.key)) return;
     const f = k[e.key];
     if (f) {
       e.preventDefault();
@@ -801,6 +897,14 @@ async function main() {
     b.addEventListener("click", () => act(b.dataset.action as Action));
   }
   $("banner-close").addEventListener("click", () => banner(""));
+  $("set-login").addEventListener("change", setLogin);
+  // #settings (berth://window/#settings, /#token=…&settings) opens the
+  // Settings view; so does a later change of the fragment to it.
+  const startView = views.find((v) => new RegExp(`(^#|&)${v}(&|$)`).test(location.hash));
+  window.addEventListener("hashchange", () => {
+    const v = location.hash.slice(1);
+    if ((views as string[]).includes(v)) show(v as View);
+  });
   $("logs-search").addEventListener("input", renderLogs);
   $("logs-follow").addEventListener("change", syncLogs);
   let scrollTimer = 0;
@@ -818,8 +922,9 @@ async function main() {
     return;
   }
   await refresh();
+  if (startView) show(startView);
   document.body.dataset.ready = "1";
-  $("list").focus();
+  if (state.view !== "settings") $("list").focus();
   void watchEvents();
   // Created times ("3 minutes ago") age.
   setInterval(() => {
@@ -835,7 +940,7 @@ async function main() {
 // "berth" script message handler, and the app asks berthRowAt which
 // container row a Finder drop landed on.
 interface AppBridge {
-  postMessage(m: { t: "shell"; d: string }): void;
+  postMessage(m: { t: "shell" | "settings" | "set-login"; d: string }): void;
 }
 
 function appBridge(): AppBridge | undefined {
@@ -849,5 +954,7 @@ function berthRowAt(x: number, y: number): string {
   return tr?.dataset.id ?? "";
 }
 (window as unknown as { berthRowAt: typeof berthRowAt }).berthRowAt = berthRowAt;
+(window as unknown as { berthSettings: typeof berthSettings }).berthSettings = berthSettings;
+(window as unknown as { berthShow: typeof berthShow }).berthShow = berthShow;
 
 void main();
