@@ -1,29 +1,19 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/berthvm/berth/app/appwindow"
 	"github.com/berthvm/berth/app/settings"
 	"github.com/berthvm/berth/engine/api/types"
-	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
-	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/engine/webui"
-	"github.com/berthvm/berth/internal/testenv"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // httpTask is an appwindow.Task that answers an HTTP request: what the
@@ -67,32 +57,8 @@ func (t *httpTask) Fail(err error) {
 // container created from the CLI appears live, through the streamed
 // /events. No VM boots: the container is only created.
 func TestAppWindowPath(t *testing.T) {
-	img := testenv.BusyboxImage(t, nil)
-	t.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
-	dir := shortHome(t)
-	h, err := home.Resolve(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	d, err := daemon.Start(ctx, daemon.Config{Home: h, LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if err := d.Shutdown(sctx); err != nil {
-			t.Errorf("daemon shutdown: %v", err)
-		}
-	}()
-	var tar bytes.Buffer
-	if err := tarball.Write(name.MustParseReference("berth/busybox:1"), img, &tar); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Engine.Images().Import(ctx, &tar); err != nil {
-		t.Fatal(err)
-	}
+	d, h := inProcessDaemon(t)
+	dir := h.Dir
 
 	win := webui.EmbeddedWindow(d.APIHandler(), nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

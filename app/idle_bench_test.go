@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"syscall"
@@ -14,12 +11,6 @@ import (
 
 	"github.com/berthvm/berth/app/menu"
 	"github.com/berthvm/berth/engine/api/client"
-	"github.com/berthvm/berth/engine/daemon"
-	"github.com/berthvm/berth/engine/home"
-	"github.com/berthvm/berth/engine/launcher"
-	"github.com/berthvm/berth/internal/testenv"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // BenchmarkIdleCPU measures what an idle Berth costs: the CPU time of the
@@ -49,33 +40,10 @@ func BenchmarkIdleCPU(b *testing.B) {
 		}
 		interval = time.Duration(n) * time.Second
 	}
-	img := testenv.BusyboxImage(b, nil)
-	b.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
-	dir := shortHome(b)
-	h, err := home.Resolve(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, h := inProcessDaemon(b)
+	dir := h.Dir
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d, err := daemon.Start(ctx, daemon.Config{Home: h, LogOutput: io.Discard})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if err := d.Shutdown(sctx); err != nil {
-			b.Errorf("daemon shutdown: %v", err)
-		}
-	}()
-	var tar bytes.Buffer
-	if err := tarball.Write(name.MustParseReference("berth/busybox:1"), img, &tar); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := d.Engine.Images().Import(ctx, &tar); err != nil {
-		b.Fatal(err)
-	}
 	// One run measures every phase (make bench passes -benchtime 1x):
 	// each phase adds to the engine the one before left.
 	settle := 5 * time.Second

@@ -13,17 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berthvm/berth/engine/api/client"
-	"github.com/berthvm/berth/engine/daemon"
-	"github.com/berthvm/berth/engine/home"
-	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/testenv"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -121,35 +116,12 @@ func (d *windowDriver) call(out any, cmd string, args ...any) {
 // $BERTH_SCREENSHOTS (make screenshots: docs/), else to the test's
 // temporary directory.
 func TestWindow(t *testing.T) {
-	img := testenv.BusyboxImage(t, nil)
 	// The image the page pulls: two layers, from Debian's docker-registry.
 	reg := testenv.StartRegistry(t)
 	pullRef := reg.Push(t, "demo/app", "1", twoLayerImage(t))
-	t.Setenv(launcher.GuestinitEnv, filepath.Join(filepath.Dir(berthBin), "guestinit-linux-"+runtime.GOARCH))
-	dir := shortHome(t)
-	h, err := home.Resolve(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, h := inProcessDaemon(t)
+	dir := h.Dir
 	ctx := context.Background()
-	d, err := daemon.Start(ctx, daemon.Config{Home: h, LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		if err := d.Shutdown(sctx); err != nil {
-			t.Errorf("daemon shutdown: %v", err)
-		}
-	}()
-	var tar bytes.Buffer
-	if err := tarball.Write(name.MustParseReference("berth/busybox:1"), img, &tar); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Engine.Images().Import(ctx, &tar); err != nil {
-		t.Fatal(err)
-	}
 	ticker := []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"}
 	mustOK(t, "run -d web", berth(t, dir, append([]string{"run", "-d", "--name", "web", "berth/busybox:1"}, ticker...)...))
 
