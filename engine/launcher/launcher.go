@@ -83,11 +83,14 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 		Kernel:     boot.kernel,
 		Initramfs:  boot.initramfs,
 		Root:       vmm.Disk{Path: req.Rootfs},
-		Network:    &vmm.Network{},
+		Network:    req.Network,
 		ConsoleLog: req.ConsoleLog,
 		Shares:     req.Shares,
 		Ping:       pingAgent,
 		Shutdown:   shutdownAgent,
+	}
+	if cfg.Network == nil {
+		cfg.Network = &vmm.Network{} // the backend's own NAT
 	}
 	m, err := backend.New(cfg)
 	if err != nil {
