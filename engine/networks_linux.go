@@ -1,7 +1,6 @@
 package engine
 
 import (
-
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/network"
 )
@@ -11,4 +10,3 @@ import (
 func openNetworks(h home.Home, o options) (*network.Manager, error) {
 	return network.New(network.Config{Dir: h.Path("networks"), HostLoopback: o.hostLoopback, Log: o.log.With("part", "network")})
 }
-
