@@ -97,7 +97,13 @@ func startDaemon(t *testing.T, home string, env ...string) *exec.Cmd {
 // cred (nil: this process's).
 func startDaemonAs(t *testing.T, home string, cred *syscall.Credential, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(berthBin, "daemon")
+	return startDaemonWith(t, home, cred, nil, env...)
+}
+
+// startDaemonWith is startDaemonAs with flags for `berth daemon`.
+func startDaemonWith(t *testing.T, home string, cred *syscall.Credential, flags []string, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(berthBin, append([]string{"daemon"}, flags...)...)
 	cmd.Env = append(append(os.Environ(), "BERTH_HOME="+home), env...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}

@@ -238,7 +238,7 @@ func TestDetachedLifecycle(t *testing.T) {
 		}
 	}
 	r = mustOK(t, "ps", berth(t, home, "ps", "--filter", "label=app=tick"))
-	if !strings.Contains(r.out, "ticker") || !strings.Contains(r.out, "Up ") || !strings.Contains(r.out, "10.0.2.15") {
+	if !strings.Contains(r.out, "ticker") || !strings.Contains(r.out, "Up ") || !strings.Contains(r.out, "192.168.127.2") {
 		t.Fatalf("ps:\n%s", r.out)
 	}
 	r = mustOK(t, "exec", berth(t, home, "exec", "ticker", "sh", "-c", "echo $GREETING; ps | wc -l"))
@@ -292,7 +292,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &insp); err != nil || len(insp) != 1 {
 		t.Fatalf("inspect: %v\n%s", err, r.out)
 	}
-	if i := insp[0]; i.ID != id || i.Name != "/ticker" || !i.State.Running || i.Config.Labels["app"] != "tick" || i.NetworkSettings.IPAddress != "10.0.2.15" || i.HostConfig.LogConfig.Type != "json-file" {
+	if i := insp[0]; i.ID != id || i.Name != "/ticker" || !i.State.Running || i.Config.Labels["app"] != "tick" || i.NetworkSettings.IPAddress != "192.168.127.2" || i.HostConfig.LogConfig.Type != "json-file" {
 		t.Fatalf("inspect: %+v", insp[0])
 	}
 	r = mustOK(t, "stats", berth(t, home, "stats", "--no-stream", "ticker"))
@@ -416,7 +416,7 @@ func TestDockerCLIContainers(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	r = mustOK(t, "docker inspect", docker(t, home, "inspect", "--format", "{{.State.Status}} {{.NetworkSettings.IPAddress}} {{index .Config.Labels \"com.example\"}}", "svc"))
-	if strings.TrimSpace(r.out) != "running 10.0.2.15 1" {
+	if strings.TrimSpace(r.out) != "running 192.168.127.2 1" {
 		t.Fatalf("docker inspect: %q", r.out)
 	}
 	s := dockerPTY(t, home, "exec", "-it", "svc", "sh")

@@ -18,6 +18,7 @@ import (
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/launcher"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/rootfs"
 	"github.com/berthvm/berth/engine/share"
 	"github.com/berthvm/berth/engine/vmm/backend"
@@ -34,6 +35,9 @@ type Engine struct {
 	rootfs     *rootfs.Cache
 	containers *container.Manager
 	volumes    *share.Store
+	// networks is the user-mode networking (Linux); nil where VMs keep
+	// the backend's NAT.
+	networks *network.Manager
 	// kernels prepares the guest kernel (downloading it on a Mac's first
 	// run); the launcher boots what it prepares.
 	kernels *kernel.Setup
@@ -50,11 +54,18 @@ type Engine struct {
 type Option func(*options)
 
 type options struct {
-	log *slog.Logger
+	log          *slog.Logger
+	hostLoopback bool
 }
 
 // WithLogger sets the engine's logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithHostLoopback lets containers reach the host's loopback services
+// (127.0.0.1) at the network's host alias (network.Manager.HostAlias).
+// Off by default: a container reaches what the host reaches on its
+// networks, not what the host keeps to itself.
+func WithHostLoopback(on bool) Option { return func(o *options) { o.hostLoopback = on } }
 
 // New opens the engine's state under h: it creates the home if needed,
 // opens the image store (h/images), the base rootfs cache (h/rootfs) and
@@ -97,14 +108,29 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
+	if e.networks, err = openNetworks(h, o); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
+	}
 	vms := launcher.New(h, o.log, e.kernels)
 	vms.SweepOrphans(ctx, h.Path("containers"))
-	e.containers, err = container.NewManager(ctx, container.Config{
+	cc := container.Config{
 		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Volumes: e.volumes, Log: o.log,
-	})
+	}
+	if e.networks != nil {
+		cc.Networks = networks{e.networks}
+	}
+	e.containers, err = container.NewManager(ctx, cc)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
+	}
+	if e.networks != nil {
+		// Addresses of containers removed while no engine ran (or by one
+		// that died before releasing them) go back to the pool.
+		if err := e.networks.Keep(e.containers.Exists); err != nil {
+			o.log.Warn("release the addresses of removed containers", "err", err)
+		}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
@@ -175,6 +201,10 @@ func (e *Engine) PrepareKernel() {
 // one its VMs get.
 func (e *Engine) Backend() string { return backend.Describe() }
 
+// Networks is the user-mode networking; nil where containers' VMs keep
+// the backend's own NAT (macOS, for now).
+func (e *Engine) Networks() *network.Manager { return e.networks }
+
 // Containers is the container manager.
 func (e *Engine) Containers() *container.Manager { return e.containers }
 
@@ -199,5 +229,8 @@ func (e *Engine) Events() *events.Bus { return e.events }
 func (e *Engine) Close() error {
 	e.cancel()
 	e.wg.Wait()
+	if e.networks != nil {
+		e.networks.Close()
+	}
 	return e.images.Close()
 }

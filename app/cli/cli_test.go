@@ -213,7 +213,7 @@ func TestWithDaemon(t *testing.T) {
 		t.Fatalf("prune --force: %+v", r)
 	}
 	r = berth(t, h, "ps", "-a")
-	if r.code != 0 || r.out != "CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   IP   NAMES\n" {
+	if r.code != 0 || r.out != "CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   IP   PORTS   NAMES\n" {
 		t.Fatalf("ps -a: %q", r.out)
 	}
 	r = berth(t, h, "shell")

@@ -63,7 +63,7 @@ func newLsCmd(e *env) *cobra.Command {
 	fl.StringArrayVarP(&f.filters, "filter", "f", nil, "filter (label=KEY[=VALUE], status=STATE, name=NAME, id=ID, ancestor=IMAGE)")
 	fl.IntVarP(&f.last, "last", "n", -1, "show the n last created containers (all states)")
 	fl.BoolVarP(&f.latest, "latest", "l", false, "show the latest created container (all states)")
-	fl.StringVar(&f.format, "format", "", "docker's format: table, table TEMPLATE, json or a Go TEMPLATE of .ID .Image .Command .CreatedAt .RunningFor .State .Status .Names .Labels .Networks .IP")
+	fl.StringVar(&f.format, "format", "", "docker's format: table, table TEMPLATE, json or a Go TEMPLATE of .ID .Image .Command .CreatedAt .RunningFor .State .Status .Names .Labels .Networks .IP .Ports")
 	return c
 }
 
@@ -85,7 +85,7 @@ func (f *lsFlags) options() (docker.ContainerListOptions, error) {
 }
 
 // psTable is ls's own table, as a docker --format.
-const psTable = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.IP}}\t{{.Names}}"
+const psTable = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.IP}}\t{{.Ports}}\t{{.Names}}"
 
 // printContainers prints the list with a --format ("" for ls's table).
 func printContainers(out io.Writer, list []mobycontainer.Summary, format string, noTrunc bool) error {

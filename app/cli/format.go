@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -115,9 +116,22 @@ func containerRow(s mobycontainer.Summary, noTrunc bool) map[string]string {
 	return map[string]string{
 		"ID": trunc(s.ID, !noTrunc), "Image": s.Image, "Command": fmt.Sprintf("%q", cmdline),
 		"CreatedAt": time.Unix(s.Created, 0).String(), "RunningFor": human.Ago(time.Unix(s.Created, 0), time.Now()),
-		"Ports": "", "State": string(s.State), "Status": s.Status, "Names": strings.Join(names, ","),
+		"Ports": formatPorts(s.Ports), "State": string(s.State), "Status": s.Status, "Names": strings.Join(names, ","),
 		"Labels": joinLabels(s.Labels), "Networks": strings.Join(networks, ","), "IP": ip,
 	}
+}
+
+// formatPorts is docker ps's PORTS column: 127.0.0.1:8080->80/tcp, ...
+func formatPorts(ports []mobycontainer.PortSummary) string {
+	var out []string
+	for _, p := range ports {
+		if p.PublicPort == 0 {
+			out = append(out, fmt.Sprintf("%d/%s", p.PrivatePort, p.Type))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s->%d/%s", netip.AddrPortFrom(p.IP, p.PublicPort), p.PrivatePort, p.Type))
+	}
+	return strings.Join(out, ", ")
 }
 
 // imageHeaders are docker images's column headers.

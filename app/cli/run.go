@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	bnet "github.com/berthvm/berth/engine/network"
+	mobynetwork "github.com/moby/moby/api/types/network"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/berthvm/berth/engine/api/client"
@@ -29,7 +32,7 @@ type createFlags struct {
 	env, envFiles, labels, labelFiles      []string
 	cpus                                   float64
 	memory                                 string
-	volumes, mounts                        []string
+	volumes, mounts, publish               []string
 }
 
 func (f *createFlags) register(c *cobra.Command, run bool) {
@@ -60,6 +63,7 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label (KEY=VALUE)")
 	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels (KEY=VALUE lines) from a file")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host folder (HOST:CONTAINER[:ro]) or mount a named volume (NAME:CONTAINER[:ro])")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port on the host ([IP:]HOST_PORT:CONTAINER_PORT[/tcp]; IP defaults to 127.0.0.1)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a folder or volume (type=bind|volume,source=...,target=...[,readonly])")
 	fl.Float64Var(&f.cpus, "cpus", 0, "number of vCPUs of the container's VM (default 2)")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory of the container's VM (e.g. 512m, 2g; default 1g)")
@@ -120,6 +124,21 @@ func (f *createFlags) hostConfig(c *cobra.Command) (*mobycontainer.HostConfig, e
 			return nil, fmt.Errorf("invalid --memory %q: %w", f.memory, err)
 		}
 		hc.Memory = n
+	}
+	for _, p := range f.publish {
+		spec, err := bnet.ParsePortSpec(p)
+		if err != nil {
+			return nil, err
+		}
+		if hc.PortBindings == nil {
+			hc.PortBindings = mobynetwork.PortMap{}
+		}
+		port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.TCP)
+		b := mobynetwork.PortBinding{HostIP: spec.HostIP}
+		if spec.HostPort != 0 {
+			b.HostPort = strconv.Itoa(int(spec.HostPort))
+		}
+		hc.PortBindings[port] = append(hc.PortBindings[port], b)
 	}
 	return hc, nil
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/daemon"
@@ -167,7 +168,8 @@ func newKernelCmd(e *env) *cobra.Command {
 }
 
 func newDaemonCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var hostLoopback bool
+	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the Berth engine in the foreground (logs to stderr and $BERTH_HOME/daemon.log)",
 		Args:  cobra.NoArgs,
@@ -179,7 +181,10 @@ func newDaemonCmd(e *env) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err,
-				Plugins: daemon.PluginOptions{Discovery: PluginConfig(h.Dir)}})
+				Plugins:       daemon.PluginOptions{Discovery: PluginConfig(h.Dir)},
+				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback)}})
 		},
 	}
+	c.Flags().BoolVar(&hostLoopback, "host-loopback", false, "let containers reach the host's loopback services (127.0.0.1) at the network's host address (192.168.127.254); off by default")
+	return c
 }

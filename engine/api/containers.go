@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	bnet "github.com/berthvm/berth/engine/network"
 	"io"
 	"math"
 	"net/http"
@@ -360,7 +361,7 @@ func summarize(sn container.Snapshot) mobycontainer.Summary {
 		ImageID: sn.Spec.ImageID,
 		Command: sn.Command(),
 		Created: sn.Spec.Created.Unix(),
-		Ports:   []mobycontainer.PortSummary{},
+		Ports:   portSummaries(sn),
 		Labels:  sn.Spec.Config.Labels,
 		State:   sn.State.Status,
 		Status:  statusText(sn.State),
@@ -374,6 +375,23 @@ func summarize(sn container.Snapshot) mobycontainer.Summary {
 	}
 	sum.NetworkSettings = &mobycontainer.NetworkSettingsSummary{Networks: endpoints(sn)}
 	return sum
+}
+
+// portSummaries are a running container's published ports as docker ps
+// shows them.
+func portSummaries(sn container.Snapshot) []mobycontainer.PortSummary {
+	out := []mobycontainer.PortSummary{}
+	if sn.State.Status != mobycontainer.StateRunning {
+		return out
+	}
+	for _, p := range sn.State.Ports {
+		ip := p.HostIP
+		if !ip.IsValid() {
+			ip = bnet.DefaultHostIP
+		}
+		out = append(out, mobycontainer.PortSummary{IP: ip, PrivatePort: p.ContainerPort, PublicPort: p.HostPort, Type: p.Proto})
+	}
+	return out
 }
 
 func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
@@ -484,6 +502,9 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 	}
 	if ip != "" {
 		resp.NetworkSettings.IPPrefixLen = 24
+		if pm := bnet.ToPortMap(st.Ports); pm != nil {
+			resp.NetworkSettings.Ports = pm
+		}
 	}
 	return resp
 }

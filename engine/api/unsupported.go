@@ -35,8 +35,8 @@ const (
 	whySharing = "binds and named volumes work; this option arrives with later sharing work"
 	whyNetwork = "each container has its own VM and network; other network modes arrive with the networking work"
 	whyVM      = "each container runs in its own VM with Berth's fixed device and security model"
-	whyPorts   = "ports arrive with the networking work"
-	hintPorts  = "use the container's own IP"
+	whyPorts   = "-p HOST_PORT:CONTAINER_PORT works; publishing every EXPOSEd port arrives with later networking work"
+	hintPorts  = "publish each port with -p"
 	hintRM     = "use --rm, or restart it yourself"
 )
 
@@ -47,9 +47,6 @@ var refused = []unsupported{
 		return h.VolumeDriver != "" && h.VolumeDriver != "local"
 	}},
 	{"--tmpfs", whySharing, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Tmpfs) > 0 }},
-	{"--publish (-p)", whyPorts, hintPorts, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
-		return len(h.PortBindings) > 0
-	}},
 	{"--publish-all (-P)", whyPorts, hintPorts, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return h.PublishAllPorts
 	}},

@@ -19,6 +19,7 @@ package container
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/berthvm/berth/engine/network"
 	"os"
 	"strings"
 	"time"
@@ -69,6 +70,8 @@ type State struct {
 	FinishedAt time.Time `json:"finishedAt"`
 	// IPAddress is the guest's address as its agent reported it.
 	IPAddress string `json:"ipAddress,omitempty"`
+	// Ports are the ports the run publishes, as bound (while running).
+	Ports []network.PortSpec `json:"ports,omitempty"`
 	// Boot is the last start's boot timeline.
 	Boot *BootTimeline `json:"boot,omitempty"`
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/rootfs"
 	"github.com/berthvm/berth/engine/share"
 	"github.com/berthvm/berth/internal/atomicfile"
@@ -64,6 +65,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	}
 	if err := validate(req, m.limits); err != nil {
 		return nil, err
+	}
+	if len(req.HostConfig.PortBindings) > 0 && m.networks == nil {
+		return nil, errdefs.InvalidArgument(errors.New("create container: publishing ports (-p) needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
 	}
 	ref := req.Config.Image
 	img, err := m.resolveImage(ctx, ref, req)
@@ -247,6 +251,9 @@ func validate(req CreateRequest, host HostLimits) error {
 		return errdefs.InvalidArgument(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name))
 	}
 	if err := validateResources(req.HostConfig, host); err != nil {
+		return err
+	}
+	if _, err := network.FromPortMap(req.HostConfig.PortBindings); err != nil {
 		return err
 	}
 	switch req.Pull {

@@ -39,6 +39,7 @@ type Manager struct {
 	log      *slog.Logger
 	vms      VMLauncher
 	volumes  Volumes
+	networks Networks
 	limits   HostLimits
 	timeouts timeouts
 
@@ -64,6 +65,9 @@ type Config struct {
 	// Volumes makes the named volumes containers mount (engine/share's
 	// Store); nil: creating a container with a volume fails, saying so.
 	Volumes Volumes
+	// Networks attaches containers to Berth's networks; nil: each VM
+	// gets the backend's own NAT and publishing ports is refused.
+	Networks Networks
 	// Log is the engine's logger.
 	Log *slog.Logger
 	// Limits is what the host can give a container's VM; Create refuses
@@ -128,7 +132,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{
 		dir: cfg.Dir, images: cfg.Images, rootfs: cfg.Rootfs, events: cfg.Events, log: cfg.Log, vms: cfg.VMs,
-		volumes: cfg.Volumes, limits: cfg.Limits, timeouts: defaultTimeouts,
+		volumes: cfg.Volumes, networks: cfg.Networks, limits: cfg.Limits, timeouts: defaultTimeouts,
 		byID: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{},
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -165,6 +169,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 			c.state.Error = "Berth's engine stopped while the container was running; its VM was stopped"
 			c.state.FinishedAt = time.Now().UTC()
 			c.state.Pid = 0
+			c.state.Ports = nil
 			_ = atomicfile.WriteJSON(filepath.Join(dir, "state.json"), c.state)
 		case mobycontainer.StateRemoving, mobycontainer.StateDead:
 			m.log.Warn("finishing removal of container", "id", c.spec.ID)
@@ -210,6 +215,14 @@ func (c *Container) eventLocked(action mobyevents.Action, extra map[string]strin
 		attrs[k] = v
 	}
 	return events.Message{Type: mobyevents.ContainerEventType, Action: action, Actor: mobyevents.Actor{ID: c.spec.ID, Attributes: attrs}}
+}
+
+// Exists reports whether a container with the full ID id exists.
+func (m *Manager) Exists(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.byID[id]
+	return ok
 }
 
 // Get finds a container by full ID, unique ID prefix or name (with or
@@ -508,6 +521,11 @@ func (m *Manager) removeStopped(c *Container, volumes bool) error {
 	}
 	m.mu.Unlock()
 	m.publish(c, mobyevents.ActionDestroy, nil)
+	if m.networks != nil {
+		if err := m.networks.Release(c.spec.ID); err != nil {
+			m.log.Warn("release the container's address", "container", c.spec.ID[:12], "err", err)
+		}
+	}
 	if volumes {
 		m.removeAnonymousVolumes(c)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/share"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
@@ -58,6 +59,9 @@ type running struct {
 	// state of this run reports them.
 	ip   string
 	boot *BootTimeline
+	// net is the run's place on a Berth network (nil without one): its
+	// published ports close when the run ends.
+	net NetworkAttachment
 
 	// shares are the run-time shares mounted in this run.
 	shares liveShares
@@ -79,6 +83,9 @@ func (r *running) abort() {
 	}
 	_ = r.vm.Kill()
 	<-r.vm.Done()
+	if r.net != nil {
+		r.net.Close()
+	}
 }
 
 // ErrNotModified says the container already was in the asked state
@@ -150,6 +157,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		IPAddress: r.ip,
 		Boot:      r.boot,
 	}
+	if r.net != nil {
+		c.state.Ports = r.net.Ports()
+	}
 	_ = c.saveStateLocked()
 	c.mu.Unlock()
 	m.publish(c, mobyevents.ActionStart, nil)
@@ -206,20 +216,47 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	bootCtx, cancel := context.WithTimeout(ctx, m.timeouts.boot)
 	defer cancel()
 	cpus, mem := vmSize(spec.HostConfig)
-	vm, err := m.vms.Launch(bootCtx, LaunchRequest{
+	att, err := m.attachNetwork(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	req := LaunchRequest{
 		ID: spec.ID, Boot: boot, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
 		Shares: share.Plan(spec.Mounts),
-	})
+	}
+	if att != nil {
+		req.Network = att.Network()
+	}
+	vm, err := m.vms.Launch(bootCtx, req)
 	if err != nil {
+		if att != nil {
+			att.Close()
+		}
 		return nil, fmt.Errorf("boot VM: %w", err)
 	}
-	r := &running{vm: vm, tty: spec.Config.Tty, boot: &BootTimeline{VMStarted: time.Since(t0), Backend: vm.Backend()}}
+	r := &running{vm: vm, net: att, tty: spec.Config.Tty, boot: &BootTimeline{VMStarted: time.Since(t0), Backend: vm.Backend()}}
 	if err := bringUp(bootCtx, c, spec, r, t0); err != nil {
 		r.abort()
 		return nil, err
 	}
 	return r, nil
+}
+
+// attachNetwork joins the container to its network for this run and
+// binds its published ports; nil without a Networks (the backend's NAT).
+func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachment, error) {
+	ports, err := network.FromPortMap(spec.HostConfig.PortBindings)
+	if err != nil {
+		return nil, err
+	}
+	if m.networks == nil {
+		if len(ports) > 0 {
+			return nil, errdefs.InvalidArgument(errors.New("publishing ports needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
+		}
+		return nil, nil
+	}
+	return m.networks.Attach(ctx, spec.ID, ports)
 }
 
 // bringUp takes r's booted VM to a started main process, filling in r's

@@ -5,6 +5,7 @@ import (
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/share"
 	"github.com/berthvm/berth/engine/vmm"
 )
@@ -54,6 +55,31 @@ type LaunchRequest struct {
 	// Shares are the host directories the VM gets at boot (share.Plan of
 	// the container's mounts).
 	Shares []vmm.Share
+	// Network is the VM's NIC on a Berth network (Networks.Attach); nil:
+	// the backend's own NAT.
+	Network *vmm.Network
+}
+
+// Networks attaches containers to Berth's networks (engine/network's
+// Manager behind an adapter): an address per container, its VM's place
+// on the network's switch, and the ports it publishes.
+type Networks interface {
+	// Attach joins container id to its network for one run, binding the
+	// host side of its published ports (a port in use fails here, before
+	// the VM boots).
+	Attach(ctx context.Context, id string, ports []network.PortSpec) (NetworkAttachment, error)
+	// Release frees container id's address (at its removal).
+	Release(id string) error
+}
+
+// NetworkAttachment is one run's place on a network.
+type NetworkAttachment interface {
+	// Network is the VM's NIC.
+	Network() *vmm.Network
+	// Ports are the published ports as bound.
+	Ports() []network.PortSpec
+	// Close withdraws the published ports.
+	Close() error
 }
 
 // Volumes makes the named volumes a container mounts (engine/share's

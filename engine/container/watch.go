@@ -29,6 +29,9 @@ func (m *Manager) watch(c *Container, r *running) {
 	r.stdio.Close()
 	r.shares.closeAll()
 	r.agent.Close()
+	if r.net != nil {
+		r.net.Close()
+	}
 	m.recordExit(c, r, ex)
 }
 
@@ -124,6 +127,7 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	}
 	c.state.FinishedAt = time.Now().UTC()
 	c.state.Pid = 0
+	c.state.Ports = nil
 	_ = c.saveStateLocked()
 	execs := c.execs
 	c.execs = map[string]*Exec{}

@@ -104,11 +104,14 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 		Kernel:     boot.Kernel,
 		Initramfs:  boot.Initramfs,
 		Root:       vmm.Disk{Path: req.Rootfs},
-		Network:    &vmm.Network{},
+		Network:    req.Network,
 		ConsoleLog: req.ConsoleLog,
 		Shares:     req.Shares,
 		Ping:       pingAgent,
 		Shutdown:   shutdownAgent,
+	}
+	if cfg.Network == nil {
+		cfg.Network = &vmm.Network{} // the backend's own NAT
 	}
 	m, err := backend.New(cfg)
 	if err != nil {

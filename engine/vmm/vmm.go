@@ -235,11 +235,27 @@ type GuestShare struct {
 }
 
 // Network is the VM's NIC: virtio-net behind the hypervisor's user-mode
-// NAT (QEMU -netdev user, vz's NAT); the backend's GuestNetwork says how
-// the guest configures it.
+// NAT (QEMU -netdev user, vz's NAT), or on a Berth network's switch when
+// Link is set; the backend's GuestNetwork says how the guest configures
+// it.
 type Network struct {
 	// MAC is the NIC's address; empty: MACFor(Config.ID).
 	MAC net.HardwareAddr
+	// Link, when set, is the switch the NIC joins instead of the
+	// hypervisor's NAT (engine/network's user-space networks). Backends
+	// that cannot join one ignore it (vz, for now).
+	Link Link
+	// Plan is the address the guest applies on a Link; nil: the
+	// backend's own plan.
+	Plan *GuestNetwork
+}
+
+// Link is a network switch a VM's NIC joins over a stream socket.
+type Link interface {
+	// ServeStream carries one NIC's Ethernet frames over conn, each
+	// preceded by its length as 32 bits big-endian (QEMU's -netdev
+	// stream), until conn fails or is closed.
+	ServeStream(conn net.Conn) error
 }
 
 // PingFunc checks once that the guest's agent answers over d. The engine

@@ -17,6 +17,7 @@ const (
 	fdQMP     = 3
 	fdConsole = 4
 	fdAgent   = 5 // virtio-serial socket or vhost-vsock device
+	fdNet     = 6 // the NIC's stream socket, when it joins a Link
 )
 
 // launch holds what the command line depends on besides the Config.
@@ -145,8 +146,14 @@ func commandLine(cfg vmm.Config, l launch) []string {
 		)
 	}
 	if cfg.Network != nil {
+		netdev := "user,id=net0"
+		if cfg.Network.Link != nil {
+			// The NIC's frames go over an inherited socket to the
+			// engine's switch (engine/network), not to QEMU's slirp.
+			netdev = "stream,id=net0,server=off,addr.type=fd,addr.str=" + strconv.Itoa(fdNet)
+		}
 		a = append(a,
-			"-netdev", "user,id=net0",
+			"-netdev", netdev,
 			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+cfg.Network.MAC.String(),
 		)
 	}

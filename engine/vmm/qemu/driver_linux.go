@@ -62,12 +62,17 @@ func (d *driver) GuestShare(s vmm.Share) vmm.GuestShare {
 // Backend is "qemu (ACCEL)" with the accelerator this VM runs under.
 func (d *driver) Backend() string { return Describe(d.accel) }
 
-// GuestNetwork is the fixed plan of QEMU's user-mode networking (-netdev
-// user): the guest is 10.0.2.15/24 behind the gateway 10.0.2.2, with
-// QEMU's DNS forwarder at 10.0.2.3.
+// GuestNetwork is the Config's plan when the NIC joins a Link, else the
+// fixed plan of QEMU's user-mode networking (-netdev user): the guest is
+// 10.0.2.15/24 behind the gateway 10.0.2.2, with QEMU's DNS forwarder at
+// 10.0.2.3.
 func (d *driver) GuestNetwork() *vmm.GuestNetwork {
 	if d.cfg.Network == nil {
 		return nil
+	}
+	if p := d.cfg.Network.Plan; p != nil {
+		plan := *p
+		return &plan
 	}
 	return &vmm.GuestNetwork{
 		Address: netip.MustParsePrefix("10.0.2.15/24"),
@@ -102,6 +107,7 @@ func (d *driver) control() *qmp {
 // channels are the host's and QEMU's ends of the sockets QEMU inherits.
 type channels struct {
 	qmp, console, agent net.Conn // host ends; agent is nil with vsock
+	nic                 net.Conn // host end of the NIC's stream; nil without a Link
 	child               []*os.File
 	cid                 uint32
 }
@@ -119,7 +125,7 @@ func (d *driver) Start(ctx context.Context, console io.Writer) error {
 		return err
 	}
 	l := d.plan()
-	ch, err := openChannels(l.vsock)
+	ch, err := openChannels(l.vsock, d.cfg.Network != nil && d.cfg.Network.Link != nil)
 	if err != nil {
 		d.finishUnstarted(err)
 		return err
@@ -130,6 +136,10 @@ func (d *driver) Start(ctx context.Context, console io.Writer) error {
 		return err
 	}
 	go vmm.CopyConsole(console, ch.console)
+	if ch.nic != nil {
+		// Ends when QEMU is gone and reap closes the host end.
+		go d.cfg.Network.Link.ServeStream(ch.nic)
+	}
 	return d.connect(ctx, ch, l.vsock)
 }
 
@@ -162,8 +172,9 @@ func (d *driver) plan() launch {
 }
 
 // openChannels makes the sockets (and with vsock the vhost-vsock
-// descriptor) QEMU inherits, in the order of fdQMP, fdConsole, fdAgent.
-func openChannels(vsock bool) (ch channels, err error) {
+// descriptor) QEMU inherits, in the order of fdQMP, fdConsole, fdAgent,
+// and with nic fdNet.
+func openChannels(vsock, nic bool) (ch channels, err error) {
 	defer func() {
 		if err != nil {
 			ch.closeAll()
@@ -187,12 +198,18 @@ func openChannels(vsock bool) (ch channels, err error) {
 		return ch, err
 	}
 	ch.child = append(ch.child, f)
+	if nic {
+		if ch.nic, f, err = socketPair("nic"); err != nil {
+			return ch, err
+		}
+		ch.child = append(ch.child, f)
+	}
 	return ch, nil
 }
 
 func (ch channels) hostEnds() []io.Closer {
 	var out []io.Closer
-	for _, c := range []net.Conn{ch.qmp, ch.console, ch.agent} {
+	for _, c := range []net.Conn{ch.qmp, ch.console, ch.agent, ch.nic} {
 		if c != nil {
 			out = append(out, c)
 		}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestNetworkUserMode boots real VMs on the default user-mode network:
+// a container publishes busybox httpd on a host port the host reaches;
+// inspect and ps show its own address and the port; publishing a host
+// port in use fails naming the port, without starting the container; a
+// second container reaches the first by IP and the host through the
+// host's own (non-loopback) address, but not the host's loopback
+// services, by any address (the gateway, the host alias that the opt-in
+// would use, QEMU's old 10.0.2.2).
+func TestNetworkUserMode(t *testing.T) {
+	home, ref := imageFixture(t)
+	secretPort := serveSecret(t, "127.0.0.1:0")
+	hostIP := outsideIPv4(t)
+	outsideURL, outsidePort := "", ""
+	if hostIP != "" {
+		outsideURL = serveHTTP(t, net.JoinHostPort(hostIP, "0"), "outside-ok\n")
+		outsidePort = outsideURL[strings.LastIndex(outsideURL, ":")+1 : len(outsideURL)-1]
+	} else {
+		t.Log("this host has no non-loopback IPv4 address: outbound to the host's network is not checked")
+	}
+
+	hostPort := freePort(t)
+	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
+		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
+
+	// The published port, from the host.
+	if body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/", hostPort), 60*time.Second); body != "hello-from-web\n" {
+		t.Fatalf("published port answered %q", body)
+	}
+
+	// inspect and ps: the container's own address and its port.
+	r := mustOK(t, "inspect web", berth(t, home, "inspect", "web"))
+	var insp []struct {
+		NetworkSettings struct {
+			IPAddress string
+			Ports     map[string][]struct{ HostIp, HostPort string }
+		}
+	}
+	if err := json.Unmarshal([]byte(r.out), &insp); err != nil || len(insp) != 1 {
+		t.Fatalf("inspect: %v\n%s", err, r.out)
+	}
+	webIP := insp[0].NetworkSettings.IPAddress
+	if !strings.HasPrefix(webIP, "192.168.127.") {
+		t.Fatalf("web's address %q is not on the default network 192.168.127.0/24", webIP)
+	}
+	if b := insp[0].NetworkSettings.Ports["80/tcp"]; len(b) != 1 || b[0].HostIp != "127.0.0.1" || b[0].HostPort != strconv.Itoa(hostPort) {
+		t.Fatalf("inspect ports: %+v", insp[0].NetworkSettings.Ports)
+	}
+	r = mustOK(t, "ps", berth(t, home, "ps"))
+	if want := fmt.Sprintf("127.0.0.1:%d->80/tcp", hostPort); !strings.Contains(r.out, want) || !strings.Contains(r.out, webIP) {
+		t.Fatalf("ps lacks %s or %s:\n%s", want, webIP, r.out)
+	}
+
+	// A host port in use: a clear error naming it; the container does not start.
+	r = berth(t, home, "run", "--name", "clash", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref, "true")
+	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use", hostPort, hostPort)) {
+		t.Fatalf("publishing a port in use: %+v", r)
+	}
+	r = mustOK(t, "inspect clash", berth(t, home, "inspect", "clash"))
+	var clash []struct{ State struct{ Status string } }
+	if err := json.Unmarshal([]byte(r.out), &clash); err != nil || len(clash) != 1 || clash[0].State.Status == "running" {
+		t.Fatalf("clash after its port could not be published: %v %s", err, r.out)
+	}
+	mustOK(t, "rm clash", berth(t, home, "rm", "clash"))
+
+	// A second container: web by IP, the host's network, not the host's loopback.
+	// HTTP by hand over nc: the image's static busybox wget crashes in
+	// glibc's resolver (static NSS), even for a numeric address.
+	get := "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 10 %s %s; echo; "
+	script := fmt.Sprintf(get, webIP, "80")
+	if outsideURL != "" {
+		script += fmt.Sprintf(get, hostIP, outsidePort)
+	}
+	for _, a := range []string{"192.168.127.1", "192.168.127.254", "10.0.2.2"} {
+		script += fmt.Sprintf("busybox nc -w 3 %s %d </dev/null; ", a, secretPort)
+	}
+	script += "ip -4 -o addr show eth0"
+	r = berth(t, home, "run", "--rm", ref, "sh", "-c", script)
+	t.Logf("second container:\n%s%s", r.out, r.err)
+	if !strings.Contains(r.out, "hello-from-web") {
+		t.Errorf("the second container did not reach web at %s", webIP)
+	}
+	if outsideURL != "" && !strings.Contains(r.out, "outside-ok") {
+		t.Errorf("the second container did not reach the host at %s", outsideURL)
+	}
+	if strings.Contains(r.out, "loopback-secret") {
+		t.Errorf("a container reached a service on the host's loopback")
+	}
+	if !strings.Contains(r.out, "inet 192.168.127.") || strings.Contains(r.out, "inet "+webIP+"/") {
+		t.Errorf("the second container's address is not its own on 192.168.127.0/24")
+	}
+}
+
+// TestNetworkHostLoopbackOptIn: with `berth daemon --host-loopback` a
+// container reaches the host's loopback services at the host alias
+// 192.168.127.254 (and still not through the gateway).
+func TestNetworkHostLoopbackOptIn(t *testing.T) {
+	_, ref := imageFixture(t)
+	home := shortHome(t)
+	startDaemonWith(t, home, nil, []string{"--host-loopback"})
+	secretPort := serveSecret(t, "127.0.0.1:0")
+	r := berth(t, home, "run", "--rm", ref, "sh", "-c",
+		fmt.Sprintf("echo alias: $(busybox nc -w 3 192.168.127.254 %d </dev/null); echo gateway: $(busybox nc -w 3 192.168.127.1 %d </dev/null)", secretPort, secretPort))
+	if r.code != 0 || !strings.Contains(r.out, "alias: loopback-secret") || strings.Contains(r.out, "gateway: loopback-secret") {
+		t.Fatalf("with --host-loopback: %+v", r)
+	}
+}
+
+// serveSecret listens on addr and writes "loopback-secret" to every
+// connection; it returns the port.
+func serveSecret(t *testing.T, addr string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "loopback-secret\n")
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// serveHTTP serves body on addr and returns its URL.
+func serveHTTP(t *testing.T, addr, body string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, body) })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
+
+// outsideIPv4 is one of the host's non-loopback IPv4 addresses, "" when
+// it has none.
+func outsideIPv4(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// freePort is a TCP port free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// getRetry GETs url until it answers 200 or limit passes.
+func getRetry(t *testing.T, url string, limit time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	cl := &http.Client{Timeout: 5 * time.Second}
+	for {
+		resp, err := cl.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(b)
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,209 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
+	"github.com/containers/gvisor-tap-vsock/pkg/services/forwarder"
+	"github.com/containers/gvisor-tap-vsock/pkg/tap"
+	"github.com/containers/gvisor-tap-vsock/pkg/types"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// gatewayMAC is the gateway's Ethernet address on every user network (a
+// locally administered one).
+const gatewayMAC = "02:be:27:00:00:01"
+
+// mtu is the MTU of a user network's links.
+const mtu = 1500
+
+// userSwitch is one user-mode network: gvisor-tap-vsock's virtual switch
+// (an Ethernet switch that learns which VM has which MAC) with a gVisor
+// TCP/IP stack as the gateway on it. Frames between VMs go switch to
+// VM; frames for the gateway reach the stack, whose forwarders open the
+// connections on the host's sockets (outbound traffic) and whose DNS
+// server at the gateway's address answers from the host's resolvers.
+//
+// The forwarders only dial addresses outside the host: loopback
+// (127.0.0.0/8), 0.0.0.0/8 and the network's own subnet are dropped, so
+// a guest cannot reach the host's loopback services, even with hand-made
+// packets, unless hostLoopback maps one alias address to 127.0.0.1.
+type userSwitch struct {
+	subnet  netip.Prefix
+	gateway netip.Addr
+	// hostAlias is the address that reaches the host's 127.0.0.1 when
+	// the opt-in is on; invalid when it is off.
+	hostAlias netip.Addr
+
+	stack  *stack.Stack
+	sw     *tap.Switch
+	dnsUDP net.PacketConn
+	dnsTCP net.Listener
+
+	wg sync.WaitGroup
+}
+
+// newUserSwitch builds the network of subnet with its gateway (the
+// first address). hostAlias, when valid, is answered by the gateway and
+// translated to the host's 127.0.0.1: the opt-in to reach the host's
+// loopback services.
+func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr) (*userSwitch, error) {
+	var virtualIPs []string
+	nat := map[tcpip.Address]tcpip.Address{}
+	if hostAlias.IsValid() {
+		virtualIPs = append(virtualIPs, hostAlias.String())
+		nat[tcpipAddr(hostAlias)] = tcpipAddr(netip.AddrFrom4([4]byte{127, 0, 0, 1}))
+	}
+	ep, err := tap.NewLinkEndpoint(false, mtu, gatewayMAC, gateway.String(), virtualIPs)
+	if err != nil {
+		return nil, fmt.Errorf("user network %s: gateway link: %w", subnet, err)
+	}
+	sw := tap.NewSwitch(false)
+	ep.Connect(sw)
+	sw.Connect(ep)
+
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	})
+	u := &userSwitch{subnet: subnet, gateway: gateway, hostAlias: hostAlias, stack: s, sw: sw}
+	if err := u.setupStack(ep, nat); err != nil {
+		s.Close()
+		s.Wait()
+		return nil, fmt.Errorf("user network %s: %w", subnet, err)
+	}
+	if err := u.serveDNS(); err != nil {
+		s.Close()
+		s.Wait()
+		return nil, fmt.Errorf("user network %s: DNS server: %w", subnet, err)
+	}
+	return u, nil
+}
+
+// setupStack gives the stack its one NIC (the gateway's link), the
+// gateway's address, a route to the subnet, and the outbound forwarders
+// behind the address filter.
+func (u *userSwitch) setupStack(ep stack.LinkEndpoint, nat map[tcpip.Address]tcpip.Address) error {
+	s := u.stack
+	if err := s.CreateNIC(1, ep); err != nil {
+		return fmt.Errorf("create NIC: %s", err)
+	}
+	if err := s.AddProtocolAddress(1, tcpip.ProtocolAddress{
+		Protocol:          ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpipAddr(u.gateway).WithPrefix(),
+	}, stack.AddressProperties{}); err != nil {
+		return fmt.Errorf("gateway address: %s", err)
+	}
+	// Spoofing and promiscuous mode: the gateway accepts connections to
+	// any address (the forwarders dial them on the host) and answers
+	// from it.
+	if err := s.SetSpoofing(1, true); err != nil {
+		return fmt.Errorf("spoofing: %s", err)
+	}
+	if err := s.SetPromiscuousMode(1, true); err != nil {
+		return fmt.Errorf("promiscuous mode: %s", err)
+	}
+	b := u.subnet.Addr().As4()
+	mask := net.CIDRMask(u.subnet.Bits(), 32)
+	sub, err := tcpip.NewSubnet(tcpip.AddrFrom4(b), tcpip.MaskFromBytes(mask))
+	if err != nil {
+		return fmt.Errorf("route: %w", err)
+	}
+	s.SetRouteTable([]tcpip.Route{{Destination: sub, NIC: 1}})
+
+	var natLock sync.Mutex
+	tcpFwd := forwarder.TCP(s, nat, &natLock, false)
+	udpFwd := forwarder.UDP(s, nat, &natLock, false)
+	// A refused destination is left unhandled: the stack answers it as
+	// a closed port (TCP reset, ICMP port unreachable), so the guest
+	// sees "connection refused" at once rather than a timeout.
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		return u.outboundAllowed(id.LocalAddress) && tcpFwd.HandlePacket(id, pkt)
+	})
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		return u.outboundAllowed(id.LocalAddress) && udpFwd.HandlePacket(id, pkt)
+	})
+	return nil
+}
+
+// outboundAllowed says whether a guest's connection to dst may be
+// opened on the host: not to the host's loopback, 0.0.0.0/8, or the
+// network's own subnet (there is no host behind those), except the
+// host-loopback alias when it is on.
+func (u *userSwitch) outboundAllowed(dst tcpip.Address) bool {
+	if dst.Len() != 4 {
+		return false
+	}
+	a := netip.AddrFrom4(dst.As4())
+	if u.hostAlias.IsValid() && a == u.hostAlias {
+		return true
+	}
+	switch {
+	case a.IsLoopback(), a.IsUnspecified(), a.As4()[0] == 0, a.IsMulticast():
+		return false
+	case u.subnet.Contains(a), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return false
+	}
+	return true
+}
+
+// serveDNS serves DNS on the gateway's port 53 (UDP and TCP),
+// forwarding to the host's resolvers.
+func (u *userSwitch) serveDNS() error {
+	addr := tcpip.FullAddress{NIC: 1, Addr: tcpipAddr(u.gateway), Port: 53}
+	uc, err := gonet.DialUDP(u.stack, &addr, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		return err
+	}
+	ln, err := gonet.ListenTCP(u.stack, addr, ipv4.ProtocolNumber)
+	if err != nil {
+		uc.Close()
+		return err
+	}
+	srv, err := dns.New(uc, ln, nil)
+	if err != nil {
+		uc.Close()
+		ln.Close()
+		return err
+	}
+	u.dnsUDP, u.dnsTCP = uc, ln
+	u.wg.Add(2)
+	go func() { defer u.wg.Done(); _ = srv.Serve() }()
+	go func() { defer u.wg.Done(); _ = srv.ServeTCP() }()
+	return nil
+}
+
+// ServeStream carries one VM NIC's frames over conn in QEMU's stream
+// framing (each frame preceded by its length, 32 bits big-endian) until
+// conn fails or closes.
+func (u *userSwitch) ServeStream(conn net.Conn) error {
+	return u.sw.Accept(context.Background(), conn, types.QemuProtocol)
+}
+
+// dialGuest opens a TCP connection from the gateway to a guest's port.
+func (u *userSwitch) dialGuest(ctx context.Context, ip netip.Addr, port uint16) (net.Conn, error) {
+	return gonet.DialContextTCP(ctx, u.stack, tcpip.FullAddress{NIC: 1, Addr: tcpipAddr(ip), Port: port}, ipv4.ProtocolNumber)
+}
+
+// close stops the DNS server and the stack; VMs still attached lose
+// their network.
+func (u *userSwitch) close() {
+	u.dnsUDP.Close()
+	u.dnsTCP.Close()
+	u.wg.Wait()
+	u.stack.Close()
+	u.stack.Wait()
+}
+
+func tcpipAddr(a netip.Addr) tcpip.Address { return tcpip.AddrFrom4(a.As4()) }
