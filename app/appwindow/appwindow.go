@@ -151,7 +151,7 @@ func (w *streamWriter) finish() {
 	}
 	if w.status == 0 {
 		if w.header.Get("Content-Length") == "" {
-			w.header.Set("Content-Length", strconv.Itoa(0))
+			w.header.Set("Content-Length", "0")
 		}
 		w.headLocked(http.StatusOK)
 	}

@@ -76,12 +76,7 @@ func copyUp(srcDir, dst string) (skipped int, err error) {
 			return nil
 		}
 		if mode&fs.ModeSymlink != 0 {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				if err := out.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && !ignorableOwnership(err) {
-					return err
-				}
-			}
-			return nil
+			return chownLike(fi, func(uid, gid int) error { return out.Lchown(p, uid, gid) })
 		}
 		return setAttrs(out, p, fi)
 	})
@@ -107,10 +102,8 @@ func setAttrs(dst *os.Root, p string, fi fs.FileInfo) error {
 		return err
 	}
 	defer f.Close()
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil && !ignorableOwnership(err) {
-			return err
-		}
+	if err := chownLike(fi, f.Chown); err != nil {
+		return err
 	}
 	if err := f.Chmod(fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
 		return err
@@ -137,6 +130,19 @@ func copyFile(src, dst *os.Root, p string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// chownLike gives a copy fi's owner through chown, when fi has one; a
+// share that keeps no owners (ignorableOwnership) is not an error.
+func chownLike(fi fs.FileInfo, chown func(uid, gid int) error) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if err := chown(int(st.Uid), int(st.Gid)); err != nil && !ignorableOwnership(err) {
+		return err
+	}
+	return nil
 }
 
 // ignorableOwnership reports a chown the share refuses: a host that keeps
