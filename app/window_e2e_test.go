@@ -121,6 +121,13 @@ func TestWindow(t *testing.T) {
 	pullRef := reg.Push(t, "demo/app", "1", twoLayerImage(t))
 	d, h := inProcessDaemon(t)
 	dir := h.Dir
+	// Folders job shares: one at create (-v), one at run time.
+	dataDir, srcDir := filepath.Join(t.TempDir(), "data"), filepath.Join(t.TempDir(), "src")
+	for _, f := range []string{dataDir, srcDir} {
+		if err := os.Mkdir(f, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx := context.Background()
 	ticker := []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"}
 	mustOK(t, "run -d web", berth(t, dir, append([]string{"run", "-d", "--name", "web", "berth/busybox:1"}, ticker...)...))
@@ -217,8 +224,50 @@ func TestWindow(t *testing.T) {
 		p.call(nil, "state", "web", "^Exited")
 		mustOK(t, "start web", berth(t, dir, "start", "web"))
 		p.call(nil, "state", "web", "^Running")
-		mustOK(t, "create job", berth(t, dir, "create", "--name", "job", "berth/busybox:1", "true"))
+		mustOK(t, "create job", berth(t, dir, "create", "--name", "job", "-v", dataDir+":/data:ro", "berth/busybox:1", "true"))
 		p.call(nil, "state", "job", "^Created")
+	})
+	// job does not run, so its run-time share is recorded, not mounted:
+	// no VM for this part.
+	t.Run("shared folders", func(t *testing.T) {
+		type share struct {
+			Target, Kind, Text, StopTitle string
+			StopEnabled                   bool
+		}
+		var got struct {
+			Hidden bool
+			Title  string
+			Shares []share
+		}
+		p.call(&got, "shares", "job", []string{"/data"})
+		if got.Title != "Shared Folders — job" || len(got.Shares) != 1 {
+			t.Fatalf("job's shared folders: %+v", got)
+		}
+		if sh := got.Shares[0]; sh.Kind != "create" || sh.Text != dataDir+" → /data (read-only)" || sh.StopEnabled || !strings.Contains(sh.StopTitle, "-v or --mount") {
+			t.Errorf("the -v mount %+v: want %s → /data (read-only), made at create, Stop Sharing disabled with the reason", sh, dataDir)
+		}
+		// Shared from the CLI while the row is selected: the share_add
+		// event alone brings it to the page.
+		target := strings.TrimSpace(mustOK(t, "share add job", berth(t, dir, "share", "add", "job", srcDir)).out)
+		if target != "/mnt/src" {
+			t.Fatalf("berth share add printed %q, want /mnt/src", target)
+		}
+		p.call(&got, "shares", "job", []string{"/data", target}, false)
+		for _, sh := range got.Shares {
+			if sh.Target == target && (sh.Kind != "run" || sh.Text != srcDir+" → /mnt/src" || !sh.StopEnabled) {
+				t.Errorf("the run-time share %+v: want %s → /mnt/src with Stop Sharing enabled", sh, srcDir)
+			}
+		}
+		p.call(nil, "stopSharing", target)
+		p.call(&got, "shares", "job", []string{"/data"}, false)
+		list, err := cl.Shares(ctx, "job")
+		if err != nil || len(list) != 0 {
+			t.Errorf("job's run-time shares after Stop Sharing: %v, %v; want none", list, err)
+		}
+		var b string
+		if p.call(&b, "banner"); b != "" {
+			t.Errorf("banner %q after Stop Sharing", b)
+		}
 	})
 	t.Run("stop and remove from the page", func(t *testing.T) {
 		p.call(nil, "act", "web", "stop")

@@ -42,6 +42,8 @@ var windowAPI = []string{
 	"POST /images/create",
 	"DELETE /images/{name...}",
 	"POST /berth/containers/{id}/terminals",
+	"GET /berth/containers/{id}/shares",
+	"DELETE /berth/containers/{id}/shares",
 }
 
 // window is the Berth window's sign-in: one-use tokens, traded once each

@@ -203,6 +203,8 @@ func TestWindowAPI(t *testing.T) {
 		{"GET", "/containers/web/stats?stream=true", ""},
 		{"POST", "/containers/create?name=job", own},
 		{"POST", "/images/create?fromImage=busybox&tag=1", own},
+		{"GET", "/berth/containers/web/shares", ""},
+		{"DELETE", "/berth/containers/web/shares?target=/mnt/src", own},
 	}
 	for _, a := range allowed {
 		if resp := do(t, c, a.method, api+a.path, "", a.origin, ""); resp.StatusCode != http.StatusOK {
@@ -243,6 +245,11 @@ func TestWindowAPI(t *testing.T) {
 		{"not allowed: attach", "POST", "/containers/web/attach", "", own, c, http.StatusNotFound},
 		{"not allowed: kernel", "PUT", "/berth/kernel", "", own, c, http.StatusNotFound},
 		{"not allowed: volumes", "GET", "/volumes", "", "", c, http.StatusNotFound},
+		{"not allowed: add a share", "POST", "/berth/containers/web/shares", "", own, c, http.StatusNotFound},
+		{"not allowed: share subpath", "DELETE", "/berth/containers/web/shares/x", "", own, c, http.StatusNotFound},
+		{"stop sharing, no origin", "DELETE", "/berth/containers/web/shares?target=/mnt/src", "", "", c, http.StatusForbidden},
+		{"stop sharing, foreign origin", "DELETE", "/berth/containers/web/shares?target=/mnt/src", "", "http://evil.example", c, http.StatusForbidden},
+		{"stop sharing, no cookie", "DELETE", "/berth/containers/web/shares?target=/mnt/src", "", own, http.DefaultClient, http.StatusUnauthorized},
 		{"versioned", "GET", "/v1.47/containers/json", "", "", c, http.StatusNotFound},
 		{"dot-dot", "GET", "/images/../containers/create", "", "", c, http.StatusNotFound},
 		{"encoded dot-dot", "GET", "/images/%2e%2e/volumes", "", "", c, http.StatusNotFound},
@@ -335,6 +342,7 @@ func TestWindowAPIList(t *testing.T) {
 		"DELETE /containers/{id}",
 		"GET /images/json", "POST /images/create", "DELETE /images/{name...}",
 		"POST /berth/containers/{id}/terminals",
+		"GET /berth/containers/{id}/shares", "DELETE /berth/containers/{id}/shares",
 	}
 	got := append([]string(nil), windowAPI...)
 	slices.Sort(got)

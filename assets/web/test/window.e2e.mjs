@@ -223,6 +223,42 @@ const handlers = {
       await page.waitForTimeout(200);
     }
   },
+  // shares selects name's row and waits for its Shared Folders panel to
+  // list exactly the container paths targets (any order); returns each
+  // share's text, kind (create or run) and whether its Stop Sharing is
+  // enabled, with the button's tooltip. click false: the row is already
+  // selected (only an event can change the panel).
+  async shares(name, targets, click = true) {
+    if (click) await row(name).click();
+    const want = [...targets].sort().join("\n");
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const got = await page.evaluate(() => {
+        const box = document.getElementById("shares");
+        return {
+          hidden: box.hidden,
+          title: document.getElementById("shares-title").textContent,
+          shares: [...box.querySelectorAll("li")].map((li) => ({
+            target: li.dataset.target,
+            kind: li.dataset.kind,
+            text: li.querySelector(".share-path").textContent,
+            stopEnabled: !li.querySelector("button").disabled,
+            stopTitle: li.querySelector("button").title,
+          })),
+        };
+      });
+      const have = got.hidden ? "" : got.shares.map((s) => s.target).sort().join("\n");
+      if (have === want) return got;
+      if (Date.now() > deadline) throw new Error(`row ${name}: shared folders ${JSON.stringify(got)}, want ${JSON.stringify(targets)}`);
+      await page.waitForTimeout(100);
+    }
+  },
+  // stopSharing clicks Stop Sharing on the share at target of the
+  // selected container.
+  async stopSharing(target) {
+    await page.click(`#shares-list li[data-target="${target}"] button`);
+    return null;
+  },
   // streams is how many stats streams the page holds open.
   async streams() {
     return +(await page.evaluate(() => document.body.dataset.statsStreams ?? "-1"));

@@ -16,7 +16,11 @@ interface Container {
   Created: number;
   Ports: Port[] | null;
   NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> };
+  // Mounts are the binds and volumes made at create time (-v, --mount).
+  Mounts?: { Type: string; Name?: string; Source: string; Destination: string; RW: boolean }[] | null;
 }
+// RunShare is a run-time share (GET /berth/containers/{id}/shares).
+interface RunShare { source: string; target: string; readOnly?: boolean }
 interface Image { Id: string; RepoTags: string[] | null; RepoDigests?: string[] | null; Size: number; Created: number }
 type View = "containers" | "images" | "settings";
 const views: View[] = ["containers", "images", "settings"];
@@ -28,6 +32,8 @@ const state = {
   containers: [] as Container[],
   images: [] as Image[],
   selected: { containers: "", images: "", settings: "" } as Record<View, string>,
+  // shares are the run-time shares of the selected container, by ID.
+  shares: new Map<string, RunShare[]>(),
 };
 
 /** api calls /ui/api PATH; a non-2xx answer throws its text. */
@@ -153,6 +159,7 @@ function render() {
     $<HTMLTableElement>("table").tBodies[0].replaceChildren();
     syncLogs();
     syncStats();
+    renderShares();
     return;
   }
   const heads = v === "containers" ? ["Name", "State", "Image", "IP", "Ports", "CPU", "Memory", "Created"] : ["Image", "ID", "Size", "Created", "In use"];
@@ -210,6 +217,7 @@ function render() {
   updateActions();
   syncLogs();
   syncStats();
+  void syncShares();
 }
 
 function selectedContainer(): Container | undefined {
@@ -241,6 +249,7 @@ function select(id: string) {
   updateActions();
   syncLogs();
   syncStats();
+  void syncShares();
 }
 
 function move(delta: number) {
@@ -392,6 +401,95 @@ async function act(a: Action, target?: Container) {
   } catch (e) {
     banner(String((e as Error).message));
   }
+}
+
+// Shared folders: the selected container's, as the menu's Shared Folders
+// lists them: those made at create time (-v, --mount: the list's Mounts,
+// which last as long as the container) and the run-time ones (GET
+// /berth/containers/{id}/shares, each with Stop Sharing). Fetched again
+// on each refresh, so share_add and share_rm events show.
+let sharesSeq = 0;
+
+async function syncShares() {
+  const c = state.view === "containers" ? selectedContainer() : undefined;
+  if (!c) {
+    renderShares();
+    return;
+  }
+  const seq = ++sharesSeq;
+  renderShares(); // the create-time ones now; the run-time ones when they come
+  try {
+    const list = (await (await api(`/berth/containers/${encodeURIComponent(c.Id)}/shares`)).json()) as RunShare[];
+    if (seq !== sharesSeq) return;
+    state.shares = new Map([[c.Id, list]]);
+  } catch (e) {
+    if (seq !== sharesSeq) return;
+    state.shares = new Map();
+    // Removed meanwhile: the next refresh drops its row.
+    if (!/no such container/i.test((e as Error).message)) banner(`Shared folders of ${name(c)}: ${(e as Error).message}`);
+  }
+  renderShares();
+}
+
+/** volumeName is a volume's name, an anonymous one's 64-digit ID cut to 12 as the menu does. */
+const volumeName = (n: string) => (/^[0-9a-f]{64}$/.test(n) ? n.slice(0, 12) : n);
+
+function renderShares() {
+  const c = state.view === "containers" ? selectedContainer() : undefined;
+  const box = $("shares");
+  const ul = $("shares-list");
+  type Row = { text: string; target: string; atCreate: boolean };
+  const rows: Row[] = [];
+  if (c) {
+    for (const m of c.Mounts ?? []) {
+      const from = m.Type === "volume" && m.Name ? `volume ${volumeName(m.Name)}` : m.Source;
+      rows.push({ text: `${from} → ${m.Destination}${m.RW ? "" : " (read-only)"}`, target: m.Destination, atCreate: true });
+    }
+    for (const sh of state.shares.get(c.Id) ?? []) {
+      rows.push({ text: `${sh.source} → ${sh.target}${sh.readOnly ? " (read-only)" : ""}`, target: sh.target, atCreate: false });
+    }
+  }
+  box.hidden = rows.length === 0;
+  if (!c) return;
+  $("shares-title").textContent = `Shared Folders — ${name(c)}`;
+  ul.replaceChildren(
+    ...rows.map((r) => {
+      const li = document.createElement("li");
+      li.dataset.target = r.target;
+      li.dataset.kind = r.atCreate ? "create" : "run";
+      const text = document.createElement("span");
+      text.className = "share-path";
+      text.textContent = r.text;
+      text.title = r.text;
+      const stop = document.createElement("button");
+      stop.textContent = "Stop Sharing";
+      if (r.atCreate) {
+        const tag = document.createElement("span");
+        tag.className = "share-tag";
+        tag.textContent = "at create";
+        li.append(text, tag);
+        stop.disabled = true;
+        stop.title = `Shared when ${name(c)} was created (-v or --mount): it lasts as long as the container.`;
+      } else {
+        li.append(text);
+        stop.title = `Stop sharing ${r.target} with ${name(c)}`;
+        stop.addEventListener("click", () => void stopSharing(c, r.target));
+      }
+      li.append(stop);
+      return li;
+    }),
+  );
+}
+
+/** stopSharing ends a run-time share, as the menu's Stop Sharing does. */
+async function stopSharing(c: Container, target: string) {
+  banner("");
+  try {
+    await api(`/berth/containers/${encodeURIComponent(c.Id)}/shares?target=${encodeURIComponent(target)}`, { method: "DELETE" });
+  } catch (e) {
+    banner(`Stop sharing ${target} with ${name(c)}: ${(e as Error).message}`);
+  }
+  refreshSoon();
 }
 
 // Logs: the selected container's, followed while it runs.
