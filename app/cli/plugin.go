@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -214,12 +212,20 @@ func newPluginCmd(e *env) *cobra.Command {
 			if r.Skipped == nil {
 				r.Skipped = []plugin.Skipped{}
 			}
-			switch format {
-			case "json":
-				return printJSON(e.io.Out, r)
-			case "", "table":
-			default:
-				return fmt.Errorf("invalid --format %q: use table or json", format)
+			if !isDefaultFormat(format) {
+				// Docker's --format: stdout has the rows alone; the
+				// skipped candidates go to stderr.
+				rows := make([]map[string]string, 0, len(r.Plugins))
+				for _, p := range r.Plugins {
+					rows = append(rows, pluginRow(p))
+				}
+				if err := printFormat(e.io.Out, format, rows, pluginHeaders); err != nil {
+					return err
+				}
+				for _, s := range r.Skipped {
+					fmt.Fprintf(e.io.Err, "skipped %s (%s): %s\n", s.Name, s.Path, s.Reason)
+				}
+				return nil
 			}
 			w := tabwriter.NewWriter(e.io.Out, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(w, "NAME\tKIND\tVERSION\tSOURCE\tPATH\tDESCRIPTION")
@@ -242,16 +248,34 @@ func newPluginCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	ls.Flags().StringVar(&format, "format", "table", "Output format: table or json")
+	ls.Flags().StringVar(&format, "format", "", "docker's format: table, table TEMPLATE, json or a Go TEMPLATE of .Name .Kind .Lifecycle .Version .Vendor .Source .Path .Description .Menu")
 	cmd.AddCommand(ls)
 	return cmd
 }
 
-// printJSON writes v as indented JSON.
-func printJSON(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// pluginHeaders are plugin ls's column headers for a "table TEMPLATE"
+// --format.
+var pluginHeaders = map[string]string{
+	"Name": "NAME", "Kind": "KIND", "Lifecycle": "LIFECYCLE", "Version": "VERSION", "Vendor": "VENDOR",
+	"Source": "SOURCE", "Path": "PATH", "Description": "DESCRIPTION", "Menu": "MENU",
+}
+
+// pluginRow is one plugin as plugin ls's --format sees it: Kind is cli
+// or service, Lifecycle a service's (engine or container; "" for a CLI
+// plugin), Menu its menu entries' titles joined by ", ".
+func pluginRow(p plugin.Plugin) map[string]string {
+	var menu []string
+	for _, m := range p.Menu {
+		menu = append(menu, m.Title)
+	}
+	lifecycle := ""
+	if p.Kind == plugin.KindService {
+		lifecycle = string(p.Lifecycle)
+	}
+	return map[string]string{
+		"Name": p.Name, "Kind": string(p.Kind), "Lifecycle": lifecycle, "Version": p.Version, "Vendor": p.Vendor,
+		"Source": string(p.Source), "Path": p.Path, "Description": p.Description, "Menu": strings.Join(menu, ", "),
+	}
 }
 
 func dash(s string) string {
