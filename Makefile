@@ -24,7 +24,7 @@ help:
 	@echo "make test      vet, gofmt, darwin type-check and CLI-only link, go test ./..."
 	@echo "make build     bin/berth for this machine (after make web)"
 	@echo "make web       the web pages' bundle berth embeds (assets/web; needs Node.js 20+)"
-	@echo "make screenshots docs/berth-window{,-dark}.png from the Berth window e2e test (chromium, QEMU)"
+	@echo "make screenshots docs/berth-window{,-dark}.png from the Berth window e2e test (chromium, QEMU), docs/menu{,-dark}.png"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
@@ -228,10 +228,14 @@ test: web vet fmt-check darwin-check darwin-build workflow-lint
 .PHONY: screenshots
 # The README's pictures, from real runs: docs/terminal-light.png and
 # docs/terminal-dark.png (the terminal page), docs/berth-window.png and
-# docs/berth-window-dark.png (the Berth window).
+# docs/berth-window-dark.png (the Berth window), docs/menu.png and
+# docs/menu-dark.png (app/menu's HTML rendering of the menu-bar menu,
+# testdata/menu.html, in chromium; no VM).
 screenshots: web
 	BERTH_SCREENSHOTS=docs $(GO) test -count=1 -run '^TestTerminal$$/^browser$$' -timeout 15m ./app
 	@d=$$(mktemp -d) && BERTH_SCREENSHOTS=$$d $(GO) test -count=1 -run 'TestWindow$$' ./app/ && cp $$d/berth-window.png $$d/berth-window-dark.png docs/ && rm -rf $$d
+	$(GO) test -count=1 -run '^TestRenderHTML$$' ./app/menu
+	cd $(WEB) && node test/menu-shot.mjs ../../app/menu/testdata/menu.html ../../docs/menu.png ../../docs/menu-dark.png
 
 # Benchmarks recorded in docs/BENCHMARKS.md (BenchmarkTerminal, one VM for
 # its sub-benchmarks, needs make web and chromium; BenchmarkIdleCPU, three

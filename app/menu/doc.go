@@ -17,7 +17,9 @@
 //   - Build turns a Snapshot (and the time, for uptimes) into a Menu: a
 //     tree of Items, each with a title, enabled, checked state, tooltip,
 //     keyboard shortcut, submenu and an Action. Render draws a Menu as
-//     indented text (testdata/menu.golden, docs/menu.txt).
+//     indented text (testdata/menu.golden, docs/menu.txt); RenderHTML
+//     as a page shaped like a macOS menu (testdata/menu.html, which make
+//     screenshots turns into docs/menu.png).
 //   - Dispatcher.Do performs an Action against the engine through its API
 //     client (the one the CLI uses) and returns a Result for the glue: a
 //     terminal page URL to open, text for the pasteboard, a command to run
