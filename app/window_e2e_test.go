@@ -119,6 +119,13 @@ func TestWindow(t *testing.T) {
 	// The image the page pulls: two layers, from Debian's docker-registry.
 	reg := testenv.StartRegistry(t)
 	pullRef := reg.Push(t, "demo/app", "1", twoLayerImage(t))
+	// The example plugin, where the engine's discovery finds it: its
+	// menu entry is in the palette.
+	topDir, err := berthTopDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BERTH_PLUGIN_PATH", topDir)
 	d, h := inProcessDaemon(t)
 	dir := h.Dir
 	// Folders job shares: one at create (-v), one at run time.
@@ -297,6 +304,28 @@ func TestWindow(t *testing.T) {
 			t.Errorf("palette for %q: %q, want [Start web]", "start web", items)
 		}
 		p.call(nil, "state", "web", "^Running")
+	})
+	t.Run("plugin entries in the palette", func(t *testing.T) {
+		type item struct {
+			Label, Reason        string
+			Disabled, StayedOpen bool
+			Labels               []string
+			Posted               []struct{ T, D string }
+		}
+		const label = "Plugin: Container Activity (top)"
+		// In a browser the entry is there, disabled with why: running a
+		// plugin opens Terminal, which only the Mac app can.
+		var it item
+		p.call(&it, "paletteItem", "plugin", label)
+		if !it.Disabled || !strings.Contains(it.Reason, "berth top") || !strings.Contains(it.Reason, "only in the Mac app") || !it.StayedOpen {
+			t.Errorf("berth-top's entry in a browser: %+v; want it disabled with the reason, Enter doing nothing", it)
+		}
+		// In the app (its message handler mocked) choosing it asks the
+		// app to run the entry, as the menu's item does.
+		p.call(&it, "appPlugin", "plugin", label)
+		if it.Disabled || it.StayedOpen || len(it.Posted) != 1 || it.Posted[0].T != "plugin" || it.Posted[0].D != `{"plugin":"top","args":[]}` {
+			t.Errorf("berth-top's entry in the app: %+v; want it posted as {t: plugin, d: {plugin: top, args: []}}", it)
+		}
 	})
 	t.Run("run from the palette", func(t *testing.T) {
 		var items []string

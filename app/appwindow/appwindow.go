@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/berthvm/berth/app/settings"
+	"github.com/berthvm/berth/engine/plugin"
 )
 
 // Scheme and Host name the page's URLs: berth://window/PATH.
@@ -189,6 +190,10 @@ type Hooks struct {
 	// SetLaunchAtLogin turns Launch at Login on or off
 	// (settings.LaunchAtLogin.Set) and returns the state after.
 	SetLaunchAtLogin func(on bool) (settings.LoginState, error)
+	// RunPlugin runs a plugin's menu entry, `berth PLUGIN ARGS…`, as the
+	// menu's item does (the app runs only an entry a plugin declared:
+	// menu.FindEntry). Nil: the plugin messages are refused.
+	RunPlugin func(plugin string, args []string) error
 }
 
 // Page is the web view as Receive sees it: somewhere to answer the page
@@ -278,7 +283,9 @@ func DropTarget(answer string) string {
 //     state;
 //   - "set-login" with "on" or "off" turns Launch at Login on or off and
 //     answers page with the state after, and the error when that failed
-//     (which Receive also returns).
+//     (which Receive also returns);
+//   - "plugin" with {"plugin": NAME, "args": [...]} (the page's palette
+//     entry for a plugin's menu entry) runs it through RunPlugin.
 //
 // Anything else is an error naming it.
 func Receive(t, d string, h Hooks, page Page) error {
@@ -311,6 +318,32 @@ func Receive(t, d string, h Hooks, page Page) error {
 			err = fmt.Errorf("berth window: set-login %s: %w", d, err)
 		}
 		return answer(page, out, err)
+	case "plugin":
+		var e struct {
+			Plugin string   `json:"plugin"`
+			Args   []string `json:"args"`
+		}
+		if len(d) > maxPluginMessage {
+			return fmt.Errorf("berth window: plugin: a message of %d bytes, more than %d", len(d), maxPluginMessage)
+		}
+		dec := json.NewDecoder(strings.NewReader(d))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("berth window: plugin %q: want {\"plugin\": NAME, \"args\": [...]}: %w", d, err)
+		}
+		if !plugin.ValidName(e.Plugin) {
+			return fmt.Errorf("berth window: plugin %q: not a plugin name", e.Plugin)
+		}
+		if h.RunPlugin == nil {
+			return errors.New("berth window: plugin: this app runs no plugins")
+		}
+		if e.Args == nil {
+			e.Args = []string{}
+		}
+		if err := h.RunPlugin(e.Plugin, e.Args); err != nil {
+			return fmt.Errorf("berth window: plugin %s: %w", e.Plugin, err)
+		}
+		return nil
 	}
 	return fmt.Errorf("berth window: unknown message %q", t)
 }
@@ -326,6 +359,10 @@ func answer(page Page, s SettingsJSON, err error) error {
 	page.EvaluateJavaScript(SettingsScript(s), func(error) {})
 	return err
 }
+
+// maxPluginMessage bounds a "plugin" message: a name and the arguments
+// of a menu entry.
+const maxPluginMessage = 16 << 10
 
 // validID is a container ID or name as the page sends it: Docker's name
 // characters, at most 128 of them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -161,6 +162,48 @@ func TestReceive(t *testing.T) {
 	}
 	if len(opened) != 1 {
 		t.Errorf("refused messages opened shells: %v", opened)
+	}
+}
+
+// TestReceivePlugin: the page's palette entry for a plugin's menu entry
+// reaches RunPlugin with the plugin's name and arguments; a bad name, a
+// malformed or oversized message, or an app without the hook is refused,
+// and the hook's refusal is returned.
+func TestReceivePlugin(t *testing.T) {
+	var ran [][]string
+	h := Hooks{RunPlugin: func(p string, args []string) error {
+		if p == "gone" {
+			return errors.New("no such menu entry")
+		}
+		ran = append(ran, append([]string{p}, args...))
+		return nil
+	}}
+	if err := Receive("plugin", `{"plugin":"top","args":[]}`, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Receive("plugin", `{"plugin":"hello","args":["--to","the world"]}`, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Receive("plugin", `{"plugin":"top"}`, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(ran); got != "[[top] [hello --to the world] [top]]" {
+		t.Errorf("ran %s", got)
+	}
+	for _, d := range []string{``, `top`, `{"plugin":"../x"}`, `{"plugin":""}`, `{"plugin":"Top"}`, `{"plugin":"top","cmd":"rm"}`,
+		`{"plugin":"top","args":["` + strings.Repeat("a", 17<<10) + `"]}`} {
+		if err := Receive("plugin", d, h, nil); err == nil {
+			t.Errorf("Receive(plugin, %.60q) accepted", d)
+		}
+	}
+	if err := Receive("plugin", `{"plugin":"gone"}`, h, nil); err == nil || !strings.Contains(err.Error(), "no such menu entry") {
+		t.Errorf("the hook's refusal: %v", err)
+	}
+	if err := Receive("plugin", `{"plugin":"top"}`, Hooks{}, nil); err == nil {
+		t.Error("plugin without a hook accepted")
+	}
+	if len(ran) != 3 {
+		t.Errorf("refused messages ran plugins: %v", ran)
 	}
 }
 

@@ -2,6 +2,7 @@ package menu
 
 import (
 	"context"
+	"slices"
 
 	"github.com/berthvm/berth/engine/plugin"
 )
@@ -27,16 +28,27 @@ func PluginEntries(cfg plugin.Config) func(context.Context) []PluginEntry {
 }
 
 // EntriesOf are the menu entries of plugins: those of CLI plugins (a
-// service plugin is not run from the menu).
+// service plugin is not run from the menu), as plugin.MenuItems has them.
 func EntriesOf(plugins []plugin.Plugin) []PluginEntry {
 	var out []PluginEntry
-	for _, p := range plugins {
-		if p.Kind != plugin.KindCLI {
-			continue
+	for _, m := range plugin.MenuItems(plugins) {
+		var args []string
+		if len(m.Args) > 0 {
+			args = m.Args
 		}
-		for _, m := range p.Menu {
-			out = append(out, PluginEntry{Plugin: p.Name, Title: m.Title, Args: m.Args})
-		}
+		out = append(out, PluginEntry{Plugin: m.Plugin, Title: m.Title, Args: args})
 	}
 	return out
+}
+
+// FindEntry is the entry among entries that runs plugin with args, if
+// one does: the Berth window's request to run a plugin entry is carried
+// out only for an entry a plugin declared.
+func FindEntry(entries []PluginEntry, plugin string, args []string) (PluginEntry, bool) {
+	for _, e := range entries {
+		if e.Plugin == plugin && slices.Equal(e.Args, args) {
+			return e, true
+		}
+	}
+	return PluginEntry{}, false
 }

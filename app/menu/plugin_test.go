@@ -66,3 +66,31 @@ func TestPluginMenuEntries(t *testing.T) {
 		t.Error("a Plugins section with no plugins")
 	}
 }
+
+// TestFindEntry: only an entry a plugin declared, with its arguments
+// exactly, is found (the Berth window's request to run one is checked
+// against it); no arguments match an entry without any.
+func TestFindEntry(t *testing.T) {
+	entries := EntriesOf([]plugin.Plugin{
+		{Name: "hello", Metadata: plugin.Metadata{Kind: plugin.KindCLI, Menu: []plugin.MenuEntry{{Title: "Say Hello", Args: []string{"--to", "the world"}}, {Title: "Wave"}}}},
+		{Name: "svc", Metadata: plugin.Metadata{Kind: plugin.KindService, Menu: []plugin.MenuEntry{{Title: "Service Thing"}}}},
+	})
+	for _, c := range []struct {
+		plugin string
+		args   []string
+		title  string
+	}{
+		{"hello", []string{"--to", "the world"}, "Say Hello"},
+		{"hello", []string{}, "Wave"},
+		{"hello", nil, "Wave"},
+		{"hello", []string{"--to"}, ""},
+		{"hello", []string{"--to", "the world", "x"}, ""},
+		{"svc", nil, ""},
+		{"top", nil, ""},
+	} {
+		e, ok := FindEntry(entries, c.plugin, c.args)
+		if ok != (c.title != "") || e.Title != c.title {
+			t.Errorf("FindEntry(%s, %q) = %+v, %v; want %q", c.plugin, c.args, e, ok, c.title)
+		}
+	}
+}

@@ -131,7 +131,9 @@ func (b *bar) setUp() {
 // Berth on the same home says so and exits; any other failure is shown
 // in the menu ("Berth is not running: …" with Open Log).
 func (b *bar) startEngine() {
-	d, err := daemon.Start(b.ctx, daemon.Config{Home: b.home})
+	// Plugins found as the CLI (and the menu's Plugins section) finds
+	// them: berth's built-in commands win.
+	d, err := daemon.Start(b.ctx, daemon.Config{Home: b.home, Plugins: daemon.PluginOptions{Discovery: cli.PluginConfig(b.home.Dir)}})
 	if err != nil {
 		b.started <- nil
 		if title, msg, ok := AlreadyRunning(err); ok {
@@ -394,6 +396,7 @@ func (b *bar) do(e Effect) {
 			Drop:             b.dropOnBerthWindow,
 			LaunchAtLogin:    b.login.State,
 			SetLaunchAtLogin: b.setLaunchAtLogin,
+			RunPlugin:        b.runPluginEntry,
 		}, view)
 	case ShowMessage:
 		b.item.Button().SetToolTip(e.Text)
@@ -419,6 +422,19 @@ func (b *bar) openShell(containerID string) {
 		a.Container, a.Name = c.ID, c.Name
 	}
 	b.perform(menu.Item{Title: "Open Shell", Action: a}, a)
+}
+
+// runPluginEntry is the Berth window's palette entry for a plugin's menu
+// entry (main queue): what choosing the menu's item does, for an entry
+// the menu has (menu.FindEntry), else an error the window logs.
+func (b *bar) runPluginEntry(name string, args []string) error {
+	e, ok := menu.FindEntry(b.state.Snapshot().Plugins, name, args)
+	if !ok {
+		return fmt.Errorf("no menu entry of plugin %s runs it with %q", name, args)
+	}
+	a := menu.Action{Kind: menu.RunPlugin, Plugin: e.Plugin, PluginArgs: e.Args}
+	b.perform(menu.Item{Title: e.Title, Action: a}, a)
+	return nil
 }
 
 // dropOnBerthWindow shares Finder items dropped on the Berth window

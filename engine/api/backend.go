@@ -10,6 +10,7 @@ import (
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/share"
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -78,6 +79,9 @@ type System interface {
 	// Window issues a Berth window sign-in (docs/berth-window.md): the
 	// window's URL with a one-use token in its fragment.
 	Window(ctx context.Context) (types.Window, error)
+	// PluginMenu discovers the plugins as the CLI does and returns the
+	// menu entries the CLI plugins declare (plugin.MenuItems).
+	PluginMenu(ctx context.Context) []plugin.MenuItem
 }
 
 // PullRequest is what POST /images/create asks the image store for.

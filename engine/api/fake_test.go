@@ -20,6 +20,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/share"
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -158,6 +159,11 @@ func (f fakeTerminals) Open(_ context.Context, ref string, req types.TerminalReq
 
 func (b *fakeBackend) Window(context.Context) (types.Window, error) {
 	return types.Window{URL: "http://127.0.0.1:1/#token=t"}, nil
+}
+
+// PluginMenu is one plugin's entry, as discovery would find it.
+func (b *fakeBackend) PluginMenu(context.Context) []plugin.MenuItem {
+	return []plugin.MenuItem{{Plugin: "top", Title: "Container Activity (top)", Args: []string{"--once"}}}
 }
 
 func (b *fakeBackend) Kernel(context.Context) types.KernelInfo {

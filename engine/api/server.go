@@ -69,6 +69,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /berth/containers/{id}/terminals", s.terminalOpen)
 	s.shareRoutes()
 	s.mux.HandleFunc("POST /berth/ui", s.windowOpen)
+	s.mux.HandleFunc("GET /berth/plugins/menu", s.pluginMenu)
 	s.imageRoutes()
 	s.containerRoutes()
 	s.volumeRoutes()

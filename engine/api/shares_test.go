@@ -39,3 +39,15 @@ func TestShareEndpoints(t *testing.T) {
 		t.Errorf("GET shares = %+v", got)
 	}
 }
+
+// TestPluginMenuEndpoint: GET /berth/plugins/menu is the backend's
+// plugin menu entries as JSON; nothing else is served there.
+func TestPluginMenuEndpoint(t *testing.T) {
+	b := newFakeBackend()
+	rec := serve(t, b, "GET", "/berth/plugins/menu", nil)
+	check(t, "GET /berth/plugins/menu", rec, 200, "")
+	if got := strings.TrimSpace(rec.Body.String()); got != `[{"plugin":"top","title":"Container Activity (top)","args":["--once"]}]` {
+		t.Errorf("GET /berth/plugins/menu = %s", got)
+	}
+	check(t, "POST /berth/plugins/menu", serve(t, b, "POST", "/berth/plugins/menu", nil), 405, "")
+}

@@ -148,3 +148,9 @@ func (s *Server) windowOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusCreated, win)
 }
+
+// pluginMenu answers the menu entries of the plugins found now:
+// [{"plugin": NAME, "title": TEXT, "args": [...]}, ...], [] when none.
+func (s *Server) pluginMenu(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.backend.PluginMenu(r.Context()))
+}

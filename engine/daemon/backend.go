@@ -12,6 +12,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/engine/version"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -207,6 +208,12 @@ func (s shares) Add(ctx context.Context, ref string, sh types.Share) (types.Shar
 
 func (s shares) Remove(ctx context.Context, ref, target string) error {
 	return s.m.RemoveShare(ctx, ref, target)
+}
+
+// PluginMenu discovers the plugins where the daemon looks for service
+// plugins and returns the CLI plugins' menu entries.
+func (b backend) PluginMenu(ctx context.Context) []plugin.MenuItem {
+	return plugin.MenuItems(plugin.Discover(ctx, b.d.discovery).Plugins)
 }
 
 // Window issues a Berth window sign-in on the web server.

@@ -79,7 +79,10 @@ type Daemon struct {
 	terms   *terminal.Manager
 	web     *webui.Server
 	plugins *plugin.Supervisor
-	api     http.Handler
+	// discovery is where plugins are looked for (service plugins, and
+	// the menu entries GET /berth/plugins/menu answers).
+	discovery plugin.Config
+	api       http.Handler
 	// cancelRequests ends the requests in flight at shutdown.
 	cancelRequests context.CancelFunc
 	started        time.Time
@@ -137,6 +140,11 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
+	d.discovery = cfg.Plugins.Discovery
+	if d.discovery.HomeDir == "" && d.discovery.PluginPath == "" && d.discovery.Path == "" {
+		d.discovery = plugin.ConfigFromEnv(h.Dir, d.discovery.Builtin)
+	}
+	d.discovery.HomeDir = h.Dir
 	d.startPlugins(cfg)
 	d.log.Info("Berth daemon serving", "version", version.Version, "home", h.Dir, "socket", h.Socket(), "pid", os.Getpid(), "web", d.web.URL())
 	return d, nil
@@ -165,11 +173,7 @@ func (d *Daemon) startPlugins(cfg Config) {
 	if o.Disabled {
 		return
 	}
-	disc := o.Discovery
-	if disc.HomeDir == "" && disc.PluginPath == "" && disc.Path == "" {
-		disc = plugin.ConfigFromEnv(d.home.Dir, disc.Builtin)
-	}
-	disc.HomeDir = d.home.Dir
+	disc := d.discovery
 	d.plugins = plugin.NewSupervisor(plugin.SupervisorConfig{
 		HomeDir: d.home.Dir, Socket: d.home.Socket(), LogDir: d.home.Path("logs", "plugins"), Log: d.log,
 		Grace: o.Grace, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,

@@ -81,6 +81,36 @@ type MenuEntry struct {
 	Args []string `json:"args,omitempty"`
 }
 
+// MenuItem is one menu entry of a discovered plugin, as the menu bar and
+// the Berth window offer it: choosing it runs `berth <Plugin> <Args…>`.
+type MenuItem struct {
+	// Plugin is the plugin's name.
+	Plugin string `json:"plugin"`
+	// Title is the item's text.
+	Title string `json:"title"`
+	// Args are the plugin's arguments.
+	Args []string `json:"args"`
+}
+
+// MenuItems are the menu entries the CLI plugins among plugins declare,
+// in their order (a service plugin is not run from a menu); never nil.
+func MenuItems(plugins []Plugin) []MenuItem {
+	out := []MenuItem{}
+	for _, p := range plugins {
+		if p.Kind != KindCLI {
+			continue
+		}
+		for _, m := range p.Menu {
+			args := m.Args
+			if args == nil {
+				args = []string{}
+			}
+			out = append(out, MenuItem{Plugin: p.Name, Title: m.Title, Args: args})
+		}
+	}
+	return out
+}
+
 // Metadata describes a plugin.
 type Metadata struct {
 	// Description is a one-line summary, shown in help.

@@ -44,6 +44,7 @@ var windowAPI = []string{
 	"POST /berth/containers/{id}/terminals",
 	"GET /berth/containers/{id}/shares",
 	"DELETE /berth/containers/{id}/shares",
+	"GET /berth/plugins/menu",
 }
 
 // window is the Berth window's sign-in: one-use tokens, traded once each

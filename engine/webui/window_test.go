@@ -205,6 +205,7 @@ func TestWindowAPI(t *testing.T) {
 		{"POST", "/images/create?fromImage=busybox&tag=1", own},
 		{"GET", "/berth/containers/web/shares", ""},
 		{"DELETE", "/berth/containers/web/shares?target=/mnt/src", own},
+		{"GET", "/berth/plugins/menu", ""},
 	}
 	for _, a := range allowed {
 		if resp := do(t, c, a.method, api+a.path, "", a.origin, ""); resp.StatusCode != http.StatusOK {
@@ -246,6 +247,8 @@ func TestWindowAPI(t *testing.T) {
 		{"not allowed: kernel", "PUT", "/berth/kernel", "", own, c, http.StatusNotFound},
 		{"not allowed: volumes", "GET", "/volumes", "", "", c, http.StatusNotFound},
 		{"not allowed: add a share", "POST", "/berth/containers/web/shares", "", own, c, http.StatusNotFound},
+		{"not allowed: plugins, other method", "POST", "/berth/plugins/menu", "", own, c, http.StatusNotFound},
+		{"not allowed: plugins, other path", "GET", "/berth/plugins", "", "", c, http.StatusNotFound},
 		{"not allowed: share subpath", "DELETE", "/berth/containers/web/shares/x", "", own, c, http.StatusNotFound},
 		{"stop sharing, no origin", "DELETE", "/berth/containers/web/shares?target=/mnt/src", "", "", c, http.StatusForbidden},
 		{"stop sharing, foreign origin", "DELETE", "/berth/containers/web/shares?target=/mnt/src", "", "http://evil.example", c, http.StatusForbidden},
@@ -343,6 +346,7 @@ func TestWindowAPIList(t *testing.T) {
 		"GET /images/json", "POST /images/create", "DELETE /images/{name...}",
 		"POST /berth/containers/{id}/terminals",
 		"GET /berth/containers/{id}/shares", "DELETE /berth/containers/{id}/shares",
+		"GET /berth/plugins/menu",
 	}
 	got := append([]string(nil), windowAPI...)
 	slices.Sort(got)

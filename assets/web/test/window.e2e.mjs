@@ -205,6 +205,55 @@ const handlers = {
     await page.keyboard.press("Enter");
     return items;
   },
+  // paletteItem opens the palette, types text and waits for an item
+  // labelled label; returns it ({label, disabled, reason}) and the
+  // labels listed, then presses Enter (a disabled item must leave the
+  // palette open, so it is closed with Escape after) and says whether
+  // the palette stayed open.
+  async paletteItem(text, label) {
+    await page.keyboard.press("Control+K");
+    await page.fill("#palette-input", text);
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const items = await page.evaluate(() =>
+        [...document.querySelectorAll("#palette-list li")].map((li) => ({
+          label: li.firstChild?.textContent ?? "",
+          disabled: li.getAttribute("aria-disabled") === "true",
+          reason: li.querySelector(".reason")?.textContent ?? "",
+        })),
+      );
+      const it = items.find((i) => i.label === label);
+      if (it) {
+        const before = await page.evaluate(() => [...document.querySelectorAll("#palette-list li")].findIndex((li) => li.getAttribute("aria-selected") === "true"));
+        // Select it with the arrow keys, then Enter, as a user would.
+        const at = items.indexOf(it);
+        for (let i = Math.max(0, before); i < at; i++) await page.keyboard.press("ArrowDown");
+        await page.keyboard.press("Enter");
+        await page.waitForTimeout(200);
+        const open = await page.evaluate(() => document.getElementById("palette").open);
+        if (open) await page.keyboard.press("Escape");
+        return { ...it, labels: items.map((i) => i.label), stayedOpen: open };
+      }
+      if (Date.now() > deadline) throw new Error(`palette ${JSON.stringify(text)}: no item ${JSON.stringify(label)} in ${JSON.stringify(items)}`);
+      await page.waitForTimeout(100);
+    }
+  },
+  // appPlugin stands in for the macOS app's "berth" script message
+  // handler (a mock: chromium has no WKWebView), runs the palette item
+  // labelled label found by typing text, and returns what the page
+  // posted to the handler.
+  async appPlugin(text, label) {
+    await page.evaluate(() => {
+      window.berthPosted = [];
+      window.webkit = { messageHandlers: { berth: { postMessage: (m) => window.berthPosted.push(m) } } };
+    });
+    const it = await this.paletteItem(text, label);
+    const posted = await page.evaluate(() => window.berthPosted);
+    await page.evaluate(() => {
+      delete window.webkit;
+    });
+    return { ...it, posted };
+  },
   // stats waits for name's row to show a CPU sparkline of at least min
   // (2) samples and a memory figure; returns them and the open stats streams.
   async stats(name, min = 2) {

@@ -856,8 +856,40 @@ async function pullImage(ref: string) {
   refreshSoon();
 }
 
+// Plugins' menu entries (GET /berth/plugins/menu: the CLI plugins the
+// engine finds, as the menu bar's Plugins section has them), offered in
+// the palette. Running one runs `berth PLUGIN ARGS…` in Terminal, which
+// only the macOS app can open: the page asks it through its message
+// handler; in a browser the entries are shown disabled, with why.
+interface PluginMenuItem { plugin: string; title: string; args: string[] }
+let pluginMenu: PluginMenuItem[] = [];
+
+async function loadPluginMenu() {
+  try {
+    pluginMenu = (await (await api("/berth/plugins/menu")).json()) as PluginMenuItem[];
+  } catch {
+    // an older engine, or it went away: no plugin entries
+    pluginMenu = [];
+  }
+  if ($<HTMLDialogElement>("palette").open) filterPalette(false);
+}
+
+function pluginCommand(p: PluginMenuItem): Command {
+  const line = ["berth", p.plugin, ...p.args].join(" ");
+  const app = appBridge();
+  if (!app) {
+    return { label: `Plugin: ${p.title}`, disabled: `Runs ${line} in Terminal: only in the Mac app`, run: () => {} };
+  }
+  return { label: `Plugin: ${p.title}`, run: () => app.postMessage({ t: "plugin", d: JSON.stringify({ plugin: p.plugin, args: p.args }) }) };
+}
+
 // The command palette (Ctrl-K or ⌘K): actions by typing.
-interface Command { label: string; run: () => void }
+interface Command {
+  label: string;
+  run: () => void;
+  // disabled, when set, is why the command cannot run here.
+  disabled?: string;
+}
 
 function commands(input: string): Command[] {
   const out: Command[] = [];
@@ -889,6 +921,7 @@ function commands(input: string): Command[] {
     out.push({ label: `Logs ${n}`, run: () => { state.view = "containers"; state.selected.containers = c.Id; render(); } });
     out.push({ label: `Remove ${n}`, run: () => act("remove", c) });
   }
+  out.push(...pluginMenu.map(pluginCommand));
   return out;
 }
 
@@ -902,14 +935,17 @@ function openPalette(prefix = "") {
   filterPalette();
   if (!d.open) d.showModal();
   input.focus();
+  void loadPluginMenu();
 }
 
-function filterPalette() {
+/** filterPalette lists the commands matching the input, the first selected (reset false: the one selected stays). */
+function filterPalette(reset = true) {
   const input = $<HTMLInputElement>("palette-input").value;
   const ws = input.toLowerCase().split(/\s+/).filter(Boolean);
   const all = commands(input);
+  const was = paletteItems[paletteIndex]?.label;
   paletteItems = /^\s*(run|pull)\s+\S/i.test(input) ? all : all.filter((c) => ws.every((w) => c.label.toLowerCase().includes(w)));
-  paletteIndex = 0;
+  paletteIndex = reset ? 0 : Math.max(0, paletteItems.findIndex((c) => c.label === was));
   renderPalette();
 }
 
@@ -921,6 +957,14 @@ function renderPalette() {
       li.textContent = c.label;
       li.setAttribute("role", "option");
       li.setAttribute("aria-selected", String(i === paletteIndex));
+      if (c.disabled) {
+        li.setAttribute("aria-disabled", "true");
+        li.title = c.disabled;
+        const why = document.createElement("span");
+        why.className = "reason";
+        why.textContent = c.disabled;
+        li.append(why);
+      }
       li.addEventListener("click", () => runPalette(i));
       return li;
     }),
@@ -929,6 +973,7 @@ function renderPalette() {
 
 function runPalette(i: number) {
   const c = paletteItems[i];
+  if (c?.disabled) return;
   $<HTMLDialogElement>("palette").close();
   c?.run();
 }
@@ -973,7 +1018,7 @@ function keys() {
       f();
     }
   });
-  $("palette-input").addEventListener("input", filterPalette);
+  $("palette-input").addEventListener("input", () => filterPalette());
   $("palette-input").addEventListener("keydown", (e) => {
     if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault();
@@ -1020,6 +1065,7 @@ async function main() {
     return;
   }
   await refresh();
+  void loadPluginMenu();
   if (startView) show(startView);
   document.body.dataset.ready = "1";
   if (state.view !== "settings") $("list").focus();
@@ -1038,7 +1084,7 @@ async function main() {
 // "berth" script message handler, and the app asks berthRowAt which
 // container row a Finder drop landed on.
 interface AppBridge {
-  postMessage(m: { t: "shell" | "settings" | "set-login"; d: string }): void;
+  postMessage(m: { t: "shell" | "settings" | "set-login" | "plugin"; d: string }): void;
 }
 
 function appBridge(): AppBridge | undefined {
