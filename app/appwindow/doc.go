@@ -16,7 +16,8 @@
 //     opens a terminal window on that container; {t: "settings"} and
 //     {t: "set-login", d: "on"|"off"} read and change Launch at Login,
 //     answered through a Page with SettingsScript, which calls the
-//     page's window.berthSettings);
+//     page's window.berthSettings; {t: "plugin", d: {"plugin", "args"}}
+//     runs a plugin's menu entry through Hooks.RunPlugin);
 //   - ShowScript and SettingsURL turn the page to a view (the menu's
 //     Settings… is the page's Settings view);
 //   - RowAtScript and DropTarget ask the page which container row a
