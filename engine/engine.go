@@ -41,6 +41,9 @@ type Engine struct {
 	// kernels prepares the guest kernel (downloading it on a Mac's first
 	// run); the launcher boots what it prepares.
 	kernels *kernel.Setup
+	// vms launches the containers' VMs (and builds fast-start templates
+	// in the background until Close).
+	vms *launcher.Launcher
 
 	// ctx is cancelled by Close; wg counts the goroutines the engine
 	// started itself, which Close waits for.
@@ -56,6 +59,7 @@ type Option func(*options)
 type options struct {
 	log          *slog.Logger
 	hostLoopback bool
+	fastStart    bool
 }
 
 // WithLogger sets the engine's logger (default: slog.Default()).
@@ -66,6 +70,13 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // Off by default: a container reaches what the host reaches on its
 // networks, not what the host keeps to itself.
 func WithHostLoopback(on bool) Option { return func(o *options) { o.hostLoopback = on } }
+
+// WithFastStart restores containers' VMs from saved templates instead of
+// booting them where it can (engine/launcher, docs/fast-start.md),
+// falling back to a cold boot; a container labelled
+// container.ColdBootLabel=true always boots cold. Off by default while
+// it is new.
+func WithFastStart(on bool) Option { return func(o *options) { o.fastStart = on } }
 
 // New opens the engine's state under h: it creates the home if needed,
 // opens the image store (h/images), the base rootfs cache (h/rootfs) and
@@ -112,7 +123,8 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
-	vms := launcher.New(h, o.log, e.kernels)
+	vms := launcher.New(h, o.log, e.kernels, launcher.WithFastStart(o.fastStart))
+	e.vms = vms
 	vms.SweepOrphans(ctx, h.Path("containers"))
 	cc := container.Config{
 		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Volumes: e.volumes, Log: o.log,
@@ -229,6 +241,9 @@ func (e *Engine) Events() *events.Bus { return e.events }
 func (e *Engine) Close() error {
 	e.cancel()
 	e.wg.Wait()
+	if e.vms != nil {
+		e.vms.Close()
+	}
 	if e.networks != nil {
 		e.networks.Close()
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/internal/guest"
 )
 
@@ -102,10 +103,16 @@ func (b *booter) run() error {
 	if b.cfg, err = parseCmdline(string(cmdline)); err != nil {
 		return err
 	}
-	if err := b.mountRootfs(); err != nil {
-		return err
+	if b.cfg.Template {
+		// The root disk is the restored VM's, mounted by FinishRestore;
+		// the template's own is never read.
+		b.logger.Printf("template mode: the root disk is mounted after a restore")
+	} else {
+		if err := b.mountRootfs(); err != nil {
+			return err
+		}
+		b.times.RootfsMounted = bootClock()
 	}
-	b.times.RootfsMounted = bootClock()
 	configureLoopback(b.logger)
 	l, err := b.openTransport()
 	if err != nil {
@@ -472,6 +479,28 @@ func (b *booter) openTransport() (transport.Listener, error) {
 	}
 }
 
+// mountRootAfterRestore is the agent's MountRoot in template mode (nil
+// otherwise): once the root disk shows the size the host attached, its
+// buffer cache (the template disk's blocks) is dropped and it is mounted
+// as a cold boot mounts it.
+func (b *booter) mountRootAfterRestore() func(ctx context.Context, size uint64) error {
+	if !b.cfg.Template {
+		return nil
+	}
+	return func(ctx context.Context, size uint64) error {
+		if b.cfg.Root != "" {
+			if err := guest.WaitBlockSize(ctx, b.cfg.Root, size, 5*time.Second); err != nil {
+				return fmt.Errorf("rootfs: %w", err)
+			}
+		}
+		if err := b.mountRootfs(); err != nil {
+			return err
+		}
+		b.times.RootfsMounted = bootClock()
+		return nil
+	}
+}
+
 // serve runs the agent until a shutdown is asked for.
 func (b *booter) serve(l transport.Listener) error {
 	stop := make(chan bool, 1)
@@ -494,6 +523,7 @@ func (b *booter) serve(l transport.Listener) error {
 			default:
 			}
 		},
+		MountRoot: b.mountRootAfterRestore(),
 	})
 	if err != nil {
 		return err
@@ -510,6 +540,10 @@ func (b *booter) serve(l transport.Listener) error {
 	go func() {
 		<-srv.Serving()
 		b.logger.Printf("agent serving, %v after kernel start", bootClock().Round(time.Millisecond))
+		if b.cfg.Template {
+			<-lateDone
+			b.logger.Printf("%s", vmm.TemplateReady)
+		}
 	}()
 	reboot := false
 	select {

@@ -22,6 +22,10 @@ type bootConfig struct {
 	SerialPort string
 	// Debug logs every agent call (berth.debug=1).
 	Debug bool
+	// Template boots a template to be saved and restored
+	// (berth.template=1): the agent serves before the root disk is
+	// mounted, and the agent's FinishRestore mounts it.
+	Template bool
 }
 
 // parseCmdline reads the berth.* parameters of a kernel command line.
@@ -53,6 +57,12 @@ func parseCmdline(cmdline string) (bootConfig, error) {
 				return c, fmt.Errorf("kernel command line: berth.debug=%q: %w", v, err)
 			}
 			c.Debug = b
+		case "berth.template":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return c, fmt.Errorf("kernel command line: berth.template=%q: %w", v, err)
+			}
+			c.Template = b
 		default:
 			return c, fmt.Errorf("kernel command line: unknown parameter %s", k)
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/berthvm/berth/engine/api/client"
+	"github.com/berthvm/berth/engine/container"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/go-units"
 	mobycontainer "github.com/moby/moby/api/types/container"
@@ -24,7 +25,7 @@ import (
 // createFlags are the flags of run and create (docker's names).
 type createFlags struct {
 	tty, interactive, detach, rm, readOnly bool
-	init, quiet                            bool
+	init, quiet, cold                      bool
 	name, workdir, user, entrypoint        string
 	hostname, pull, cidfile                string
 	stopSignal                             string
@@ -47,6 +48,7 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fl.BoolVar(&f.init, "init", false, "run an init as the container's PID 1 that reaps orphans and forwards signals")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the pull output")
+	fl.BoolVar(&f.cold, "cold", false, "boot the container's VM cold even when the engine runs with --fast-start (sets the label "+container.ColdBootLabel+"=true)")
 	fl.StringVar(&f.name, "name", "", "name the container")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")
@@ -92,6 +94,12 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 	}
 	if cfg.Labels, err = readLabels(f.labelFiles, f.labels); err != nil {
 		return docker.ContainerCreateOptions{}, err
+	}
+	if f.cold {
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		cfg.Labels[container.ColdBootLabel] = "true"
 	}
 	hc, err := f.hostConfig(c)
 	if err != nil {

@@ -168,7 +168,7 @@ func newKernelCmd(e *env) *cobra.Command {
 }
 
 func newDaemonCmd(e *env) *cobra.Command {
-	var hostLoopback bool
+	var hostLoopback, fastStart bool
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the Berth engine in the foreground (logs to stderr and $BERTH_HOME/daemon.log)",
@@ -182,9 +182,10 @@ func newDaemonCmd(e *env) *cobra.Command {
 			defer stop()
 			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err,
 				Plugins:       daemon.PluginOptions{Discovery: PluginConfig(h.Dir)},
-				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback)}})
+				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback), engine.WithFastStart(fastStart)}})
 		},
 	}
+	c.Flags().BoolVar(&fastStart, "fast-start", false, "restore containers' VMs from a saved template instead of booting them (experimental; `run --cold` boots one cold)")
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", false, "let containers reach the host's loopback services (127.0.0.1) at the network's host address (192.168.127.254); off by default")
 	return c
 }

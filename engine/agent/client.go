@@ -268,6 +268,19 @@ func (c *Client) SetTime(ctx context.Context, t time.Time) error {
 	return fromStatus("set time", err)
 }
 
+// FinishRestore completes a guest restored from a template: its clock,
+// a CRNG reseed from entropy (host random bytes, at least 32), the
+// VM's own MAC address (nil: keep the NIC's) and its root disk of
+// rootSize bytes, mounted. It is the first call on a restored guest.
+func (c *Client) FinishRestore(ctx context.Context, now time.Time, entropy []byte, mac net.HardwareAddr, rootSize uint64) error {
+	req := &agentpb.FinishRestoreRequest{UnixNs: now.UnixNano(), Entropy: entropy, RootSize: rootSize}
+	if len(mac) > 0 {
+		req.Mac = mac.String()
+	}
+	_, err := c.api.FinishRestore(ctx, req)
+	return fromStatus("finish restore", err)
+}
+
 // Shutdown asks the guest to sync, unmount and power off (or reboot). The
 // reply comes before the power-off; the VMM sees the VM stop.
 func (c *Client) Shutdown(ctx context.Context, reboot bool) error {

@@ -223,7 +223,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	req := LaunchRequest{
 		ID: spec.ID, Boot: boot, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
-		Shares: share.Plan(spec.Mounts),
+		Shares: share.Plan(spec.Mounts), Cold: spec.Config.Labels[ColdBootLabel] == "true",
 	}
 	if att != nil {
 		req.Network = att.Network()

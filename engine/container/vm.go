@@ -10,6 +10,11 @@ import (
 	"github.com/berthvm/berth/engine/vmm"
 )
 
+// ColdBootLabel, set to "true" on a container (`berth run --cold`),
+// makes its VM boot cold even where the engine restores VMs from saved
+// templates (fast start).
+const ColdBootLabel = "io.berth.cold-boot"
+
 // VMLauncher boots one container's micro-VM. The engine's implementation
 // (engine/launcher) picks the backend (QEMU on Linux,
 // Virtualization.framework on macOS), the kernel and the initramfs; the
@@ -58,6 +63,9 @@ type LaunchRequest struct {
 	// Network is the VM's NIC on a Berth network (Networks.Attach); nil:
 	// the backend's own NAT.
 	Network *vmm.Network
+	// Cold boots the VM even where the launcher would restore it from a
+	// saved template (fast start): the container asked for a cold boot.
+	Cold bool
 }
 
 // Networks attaches containers to Berth's networks (engine/network's

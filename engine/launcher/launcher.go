@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -27,6 +28,9 @@ type Launcher struct {
 	cacheDir string
 	digests  *digests
 	kernels  *kernel.Setup
+
+	fast      bool       // WithFastStart
+	templates *templates // HOME/templates
 }
 
 var _ container.VMLauncher = (*Launcher)(nil)
@@ -34,9 +38,18 @@ var _ container.VMLauncher = (*Launcher)(nil)
 // New returns the Launcher for the engine on h: it boots the kernel
 // kernels prepares (downloading it first if need be, one download at a
 // time) and keeps boot files in h/cache.
-func New(h home.Home, log *slog.Logger, kernels *kernel.Setup) *Launcher {
-	return &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels}
+func New(h home.Home, log *slog.Logger, kernels *kernel.Setup, opts ...Option) *Launcher {
+	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels,
+		templates: newTemplates(h.Path("templates"), log)}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
 }
+
+// Close stops the template builds under way in the background and waits
+// for them; the VMs it launched are the containers'.
+func (l *Launcher) Close() { l.templates.close() }
 
 // KernelCacheDir is where kernels are fetched and unpacked
 // (~/.cache/berth/kernel, where `make kernel` leaves Debian's).
@@ -91,10 +104,44 @@ func (l *Launcher) Prepare(ctx context.Context) (container.BootFiles, error) {
 // Launch boots one container's VM (the steps are in the package doc) from
 // the files Prepare made (req.Boot).
 func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (container.VM, error) {
-	boot := req.Boot
-	if boot.Kernel == "" || boot.Initramfs == "" {
+	if req.Boot.Kernel == "" || req.Boot.Initramfs == "" {
 		return nil, fmt.Errorf("launch VM %s: no boot files (call Prepare first)", req.ID)
 	}
+	cfg := l.config(req)
+	if l.fast {
+		if req.Cold {
+			l.log.Info("fast start: booting cold as asked", "container", shortID(req.ID))
+		} else {
+			start := time.Now()
+			m, why := l.launchWarm(ctx, cfg)
+			if why == nil {
+				l.log.Info("fast start: restored from a template", "container", shortID(req.ID), "took", time.Since(start).Round(time.Millisecond))
+				return newMachineVM(m), nil
+			}
+			l.log.Info("fast start: booting cold", "container", shortID(req.ID), "reason", why)
+		}
+	}
+	m, err := backend.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		return nil, err
+	}
+	return newMachineVM(m), nil
+}
+
+// shortID is the 12-character form of a container ID, for logs.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// config is the vmm.Config of the VM req asks for.
+func (l *Launcher) config(req container.LaunchRequest) vmm.Config {
+	boot := req.Boot
 	cfg := vmm.Config{
 		ID:         req.ID,
 		StateDir:   req.Dir,
@@ -113,14 +160,7 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 	if cfg.Network == nil {
 		cfg.Network = &vmm.Network{} // the backend's own NAT
 	}
-	m, err := backend.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.Start(ctx); err != nil {
-		return nil, err
-	}
-	return newMachineVM(m), nil
+	return cfg
 }
 
 // pingAgent is the VM's Config.Ping: one connection, one Ping call

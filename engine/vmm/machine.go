@@ -186,13 +186,53 @@ func (m *VM) Start(ctx context.Context) (err error) {
 	m.mu.Lock()
 	m.timeline.Running = time.Now()
 	m.mu.Unlock()
-	if err := PingUntil(ctx, m.drv.Dialer(), m.cfg.Ping, m.done); err != nil {
+	if m.cfg.Template {
+		err = m.waitConsole(ctx, TemplateReady)
+	} else {
+		err = PingUntil(ctx, m.drv.Dialer(), m.cfg.Ping, m.done)
+	}
+	if err != nil {
 		return m.failStart(err)
 	}
 	m.mu.Lock()
 	m.timeline.AgentReady = time.Now()
 	m.states.Set(StateRunning)
 	m.mu.Unlock()
+	return nil
+}
+
+// waitConsole waits until the console shows line, the VM ends or ctx
+// ends.
+func (m *VM) waitConsole(ctx context.Context, line string) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if strings.Contains(m.console.Tail(consoleTail), line) {
+			return nil
+		}
+		select {
+		case <-m.done:
+			return fmt.Errorf("the VM ended before its console showed %q", line)
+		case <-ctx.Done():
+			return fmt.Errorf("the console did not show %q: %w", line, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// SaveState saves the VM's state to path (Snapshotter) where its
+// backend can.
+func (m *VM) SaveState(ctx context.Context, path string) error {
+	s, ok := m.drv.(Snapshotter)
+	if !ok {
+		return errdefs.NotImplemented(fmt.Errorf("save vm %s: the %s backend cannot save a VM's state", m.cfg.ID, m.drv.Backend()))
+	}
+	if st := m.State(); st != StateRunning {
+		return errdefs.Conflict(fmt.Errorf("save vm %s: it is %s, not running", m.cfg.ID, st))
+	}
+	if err := s.SaveState(ctx, path); err != nil {
+		return fmt.Errorf("save vm %s: %w", m.cfg.ID, err)
+	}
 	return nil
 }
 

@@ -47,6 +47,20 @@ import (
 // they give the guest.
 const RootParam = "berth.root=/dev/vda"
 
+// TemplateParam is the kernel command line parameter backends pass to a
+// VM booted as a template (Config.Template): guestinit serves its agent
+// before mounting the root disk, loads its late modules, prints
+// TemplateReady on the console and waits, untouched by the host, to be
+// saved. A guest restored from it is completed by the agent's
+// FinishRestore.
+const TemplateParam = "berth.template=1"
+
+// TemplateReady is the console line of a template guest that may be
+// saved: its agent serves and nothing at boot is still under way. The
+// host must not talk to a template's agent (the saved yamux session
+// would carry its streams into every restore).
+const TemplateReady = "berth: template ready to save"
+
 // Machine is one micro-VM.
 type Machine interface {
 	// Start launches the VM and waits until the guest's agent answers
@@ -306,9 +320,33 @@ type Config struct {
 	// Shutdown asks the guest to power off; nil: the hypervisor's power
 	// button (ACPI/PSCI), which a guest without a handler ignores.
 	Shutdown ShutdownFunc
+	// Template boots the VM as a template to save (Snapshotter): the
+	// guest gets TemplateParam, the backend its save/restore device
+	// layout, and Start returns once the console shows TemplateReady,
+	// without ever talking to the agent. Root must still name a disk (any
+	// size): the template guest never mounts it.
+	Template bool
+	// Restore, when set, is a state file a Template VM with the same
+	// layout was saved to (Snapshotter.SaveState): the VM resumes from it
+	// instead of booting, with Root as its root disk, and Start returns
+	// once the agent answers; the caller then completes the guest with
+	// the agent's FinishRestore. The Config must match the template's in
+	// everything TemplateLayout covers.
+	Restore string
 	// OnState, when set, is called (on a goroutine of the Machine's, in
 	// order) with each state the Machine enters.
 	OnState func(State)
+}
+
+// Snapshotter is a Machine whose backend can save the VM's state for a
+// later Config.Restore. QEMU saves with migrate; Virtualization.framework
+// would with SaveMachineStateToPath and RestoreMachineStateFromURL
+// (macOS 14), not implemented yet.
+type Snapshotter interface {
+	// SaveState pauses the VM (a running Template VM) and writes its
+	// state to path (created 0600, replaced whole); the VM stays paused,
+	// to be killed.
+	SaveState(ctx context.Context, path string) error
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -343,6 +381,12 @@ func (c Config) Validate(hostArch string) (Config, error) {
 	}
 	if c.Arch == "" {
 		c.Arch = hostArch
+	}
+	if c.Template && c.Restore != "" {
+		errs = append(errs, errors.New("a VM boots as a template or restores from one, not both"))
+	}
+	if (c.Template || c.Restore != "") && len(c.Shares) > 0 {
+		errs = append(errs, errors.New("a template or restored VM has no boot-time shares (a mounted share cannot be saved)"))
 	}
 	tags := map[string]bool{}
 	for _, s := range c.Shares {

@@ -77,6 +77,12 @@ type Config struct {
 	// (MountRequest.share) are staged before their bind into the rootfs.
 	// Default: /run/berth/shares.
 	ShareStaging string
+	// MountRoot, when set, mounts the root disk (of rootSize bytes as
+	// the host attached it) on Rootfs: the guest was booted as a
+	// template (guestinit's berth.template=1), serving before its root is
+	// mounted, and FinishRestore completes it after a restore. nil:
+	// FinishRestore is refused.
+	MountRoot func(ctx context.Context, rootSize uint64) error
 }
 
 // Server is the guest's agent: the ttrpc service on transport.AgentPort
@@ -97,6 +103,8 @@ type Server struct {
 	// shareConns are run-time shares' connections to the host's 9P
 	// servers, by share source, closed when the share is unmounted.
 	shareConns map[string]io.Closer
+
+	restore restoreState // FinishRestore's
 
 	shutdownOnce sync.Once
 	serving      chan struct{}

@@ -1826,6 +1826,83 @@ func (x *ShutdownRequest) GetReboot() bool {
 	return false
 }
 
+type FinishRestoreRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The host's wall clock (nanoseconds since 1970).
+	UnixNs int64 `protobuf:"varint,1,opt,name=unix_ns,json=unixNs,proto3" json:"unix_ns,omitempty"`
+	// Host random bytes (at least 32) credited to the guest's entropy pool
+	// (RNDADDENTROPY) before a forced CRNG reseed (RNDRESEEDCRNG), so no
+	// two VMs restored from one template share random state.
+	Entropy []byte `protobuf:"bytes,2,opt,name=entropy,proto3" json:"entropy,omitempty"`
+	// The VM's MAC address for the first non-loopback NIC (the template's
+	// own was restored with the rest of the device state); empty: keep it.
+	Mac string `protobuf:"bytes,3,opt,name=mac,proto3" json:"mac,omitempty"`
+	// The root disk's size in bytes as the host attached it; the guest
+	// waits until its block device reports it before mounting (the
+	// template's disk had another size).
+	RootSize      uint64 `protobuf:"varint,4,opt,name=root_size,json=rootSize,proto3" json:"root_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishRestoreRequest) Reset() {
+	*x = FinishRestoreRequest{}
+	mi := &file_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishRestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishRestoreRequest) ProtoMessage() {}
+
+func (x *FinishRestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishRestoreRequest.ProtoReflect.Descriptor instead.
+func (*FinishRestoreRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *FinishRestoreRequest) GetUnixNs() int64 {
+	if x != nil {
+		return x.UnixNs
+	}
+	return 0
+}
+
+func (x *FinishRestoreRequest) GetEntropy() []byte {
+	if x != nil {
+		return x.Entropy
+	}
+	return nil
+}
+
+func (x *FinishRestoreRequest) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *FinishRestoreRequest) GetRootSize() uint64 {
+	if x != nil {
+		return x.RootSize
+	}
+	return 0
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1958,7 +2035,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eSetTimeRequest\x12\x17\n" +
 	"\aunix_ns\x18\x01 \x01(\x03R\x06unixNs\")\n" +
 	"\x0fShutdownRequest\x12\x16\n" +
-	"\x06reboot\x18\x01 \x01(\bR\x06reboot2\xaa\t\n" +
+	"\x06reboot\x18\x01 \x01(\bR\x06reboot\"x\n" +
+	"\x14FinishRestoreRequest\x12\x17\n" +
+	"\aunix_ns\x18\x01 \x01(\x03R\x06unixNs\x12\x18\n" +
+	"\aentropy\x18\x02 \x01(\fR\aentropy\x12\x10\n" +
+	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x1b\n" +
+	"\troot_size\x18\x04 \x01(\x04R\brootSize2\xf8\t\n" +
 	"\x05Agent\x12A\n" +
 	"\x04Ping\x12\x1b.berth.agent.v1.PingRequest\x1a\x1c.berth.agent.v1.PingResponse\x12A\n" +
 	"\x04Info\x12\x1b.berth.agent.v1.InfoRequest\x1a\x1c.berth.agent.v1.InfoResponse\x12<\n" +
@@ -1976,7 +2058,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x05Stats\x12\x1c.berth.agent.v1.StatsRequest\x1a\x1d.berth.agent.v1.StatsResponse\x12@\n" +
 	"\x06Events\x12\x1d.berth.agent.v1.EventsRequest\x1a\x15.berth.agent.v1.Event0\x01\x12@\n" +
 	"\aSetTime\x12\x1e.berth.agent.v1.SetTimeRequest\x1a\x15.berth.agent.v1.Empty\x12B\n" +
-	"\bShutdown\x12\x1f.berth.agent.v1.ShutdownRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
+	"\bShutdown\x12\x1f.berth.agent.v1.ShutdownRequest\x1a\x15.berth.agent.v1.Empty\x12L\n" +
+	"\rFinishRestore\x12$.berth.agent.v1.FinishRestoreRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1991,7 +2074,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_agent_proto_goTypes = []any{
 	(Event_Kind)(0),                 // 0: berth.agent.v1.Event.Kind
 	(*Empty)(nil),                   // 1: berth.agent.v1.Empty
@@ -2021,6 +2104,7 @@ var file_agent_proto_goTypes = []any{
 	(*Event)(nil),                   // 25: berth.agent.v1.Event
 	(*SetTimeRequest)(nil),          // 26: berth.agent.v1.SetTimeRequest
 	(*ShutdownRequest)(nil),         // 27: berth.agent.v1.ShutdownRequest
+	(*FinishRestoreRequest)(nil),    // 28: berth.agent.v1.FinishRestoreRequest
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: berth.agent.v1.InfoResponse.boot:type_name -> berth.agent.v1.BootTimes
@@ -2043,24 +2127,26 @@ var file_agent_proto_depIdxs = []int32{
 	24, // 17: berth.agent.v1.Agent.Events:input_type -> berth.agent.v1.EventsRequest
 	26, // 18: berth.agent.v1.Agent.SetTime:input_type -> berth.agent.v1.SetTimeRequest
 	27, // 19: berth.agent.v1.Agent.Shutdown:input_type -> berth.agent.v1.ShutdownRequest
-	3,  // 20: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
-	6,  // 21: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
-	1,  // 22: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
-	1,  // 23: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
-	1,  // 24: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
-	13, // 25: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
-	15, // 26: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
-	17, // 27: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
-	1,  // 28: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
-	1,  // 29: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
-	1,  // 30: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
-	1,  // 31: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
-	23, // 32: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
-	25, // 33: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
-	1,  // 34: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
-	1,  // 35: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
-	20, // [20:36] is the sub-list for method output_type
-	4,  // [4:20] is the sub-list for method input_type
+	28, // 20: berth.agent.v1.Agent.FinishRestore:input_type -> berth.agent.v1.FinishRestoreRequest
+	3,  // 21: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
+	6,  // 22: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
+	1,  // 23: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
+	1,  // 24: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
+	1,  // 25: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
+	13, // 26: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
+	15, // 27: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
+	17, // 28: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
+	1,  // 29: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
+	1,  // 30: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
+	1,  // 31: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
+	1,  // 32: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
+	23, // 33: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
+	25, // 34: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
+	1,  // 35: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
+	1,  // 36: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
+	1,  // 37: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
+	21, // [21:38] is the sub-list for method output_type
+	4,  // [4:21] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -2077,7 +2163,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ type AgentService interface {
 	Events(context.Context, *EventsRequest, Agent_EventsServer) error
 	SetTime(context.Context, *SetTimeRequest) (*Empty, error)
 	Shutdown(context.Context, *ShutdownRequest) (*Empty, error)
+	FinishRestore(context.Context, *FinishRestoreRequest) (*Empty, error)
 }
 
 type Agent_EventsServer interface {
@@ -147,6 +148,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.Shutdown(ctx, &req)
 			},
+			"FinishRestore": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req FinishRestoreRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.FinishRestore(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Events": {
@@ -181,6 +189,7 @@ type AgentClient interface {
 	Events(context.Context, *EventsRequest) (Agent_EventsClient, error)
 	SetTime(context.Context, *SetTimeRequest) (*Empty, error)
 	Shutdown(context.Context, *ShutdownRequest) (*Empty, error)
+	FinishRestore(context.Context, *FinishRestoreRequest) (*Empty, error)
 }
 
 type agentClient struct {
@@ -337,6 +346,14 @@ func (c *agentClient) SetTime(ctx context.Context, req *SetTimeRequest) (*Empty,
 func (c *agentClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "Shutdown", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) FinishRestore(ctx context.Context, req *FinishRestoreRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "FinishRestore", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -4,7 +4,9 @@ package backend
 
 import (
 	"context"
+	"errors"
 
+	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/vz"
@@ -34,3 +36,12 @@ func GuestConfigs() []kernel.ConfigNeed { return vz.GuestConfigs() }
 // SweepOrphans has nothing to do: Virtualization.framework VMs run
 // inside the engine's process and die with it.
 func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) { return nil, nil }
+
+// TemplateLayout fails: the vz backend cannot save or restore a VM yet.
+// Virtualization.framework can (VZVirtualMachine's
+// saveMachineStateToURL and restoreMachineStateFromURL, macOS 14), with
+// the same Config.Template and Restore and a vmm.Snapshotter on its
+// driver; not implemented, so containers boot cold.
+func TemplateLayout(cfg vmm.Config) (string, error) {
+	return "", errdefs.NotImplemented(errors.New("fast start: the vz backend cannot save or restore VMs yet"))
+}

@@ -47,3 +47,9 @@ func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) {
 	}
 	return out, err
 }
+
+// TemplateLayout describes what a VM restored from a saved template must
+// share with it (vmm.Config.Template, Restore): QEMU's binary and
+// command line without the per-VM parts (qemu.TemplateLayout). An error
+// says why cfg cannot be saved or restored here.
+func TemplateLayout(cfg vmm.Config) (string, error) { return qemu.TemplateLayout(cfg) }

@@ -32,3 +32,8 @@ func GuestConfigs() []kernel.ConfigNeed { return kernel.GuestConfigs() }
 
 // SweepOrphans has nothing to sweep: no VM runs here.
 func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) { return nil, nil }
+
+// TemplateLayout fails: there is no backend here.
+func TemplateLayout(cfg vmm.Config) (string, error) {
+	return "", errdefs.NotImplemented(fmt.Errorf("fast start: no VM backend on %s", runtime.GOOS))
+}

@@ -77,6 +77,9 @@ func kernelCmdline(cfg vmm.Config, l launch) string {
 	} else {
 		args = append(args, "berth.transport=serial")
 	}
+	if cfg.Template || cfg.Restore != "" {
+		args = append(args, vmm.TemplateParam)
+	}
 	if cfg.Cmdline != "" {
 		args = append(args, cfg.Cmdline)
 	}
@@ -129,6 +132,13 @@ func commandLine(cfg vmm.Config, l launch) []string {
 		"-chardev", "socket,id=con,fd="+strconv.Itoa(fdConsole),
 		"-serial", "chardev:con",
 	)
+	if snapshotLayout(cfg) && cfg.Arch == "amd64" {
+		// A VM generation ID that changes on every restore: the guest
+		// kernel reseeds its CRNG when it sees the change (the agent's
+		// FinishRestore reseeds it again with host entropy). It needs
+		// SeaBIOS's ACPI tables: with qboot the guest hangs.
+		a = append(a, "-device", "vmgenid,guid=auto")
+	}
 	for i, d := range append([]vmm.Disk{cfg.Root}, cfg.Disks...) {
 		drive := "file=" + escape(d.Path) + ",if=none,id=disk" + strconv.Itoa(i) + ",format=raw,cache=writeback,discard=unmap"
 		if d.ReadOnly {
@@ -172,8 +182,21 @@ func commandLine(cfg vmm.Config, l launch) []string {
 		}
 		a = append(a, "-fsdev", fsdev, "-device", "virtio-9p-pci,fsdev=fs"+strconv.Itoa(i)+",mount_tag="+escape(s.Tag))
 	}
+	if cfg.Restore != "" {
+		// 7.2 has no file: migration URI (8.2 does), so the state is
+		// streamed in by cat.
+		a = append(a, "-incoming", "exec:cat "+shellQuote(cfg.Restore))
+	}
 	return a
 }
+
+// snapshotLayout reports whether cfg boots or restores a template: its
+// device layout is the one templates are saved with.
+func snapshotLayout(cfg vmm.Config) bool { return cfg.Template || cfg.Restore != "" }
+
+// shellQuote quotes s for sh -c, which QEMU runs exec: migration URIs
+// with.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // escape doubles commas, QEMU's escape inside an option value.
 func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

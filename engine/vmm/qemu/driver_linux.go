@@ -159,7 +159,9 @@ func (d *driver) program() (string, error) {
 // plan decides the parts of the command line that depend on the host.
 func (d *driver) plan() launch {
 	l := launch{accel: d.accel}
-	if d.cfg.Arch == "amd64" {
+	if d.cfg.Arch == "amd64" && !snapshotLayout(d.cfg) {
+		// Templates boot with SeaBIOS (vmgenid needs its ACPI tables);
+		// the firmware runs once, at the template's boot.
 		l.bios = findQboot()
 	}
 	switch d.opts.transport {
@@ -285,6 +287,11 @@ func (d *driver) connect(ctx context.Context, ch channels, vsock bool) error {
 	d.qmp = q
 	d.dialer = dl
 	d.mu.Unlock()
+	if d.cfg.Restore != "" {
+		if err := d.resume(ctx, q); err != nil {
+			return err
+		}
+	}
 	st, err := q.status(ctx)
 	if err != nil {
 		return err

@@ -1,0 +1,296 @@
+package launcher
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berthvm/berth/engine/agent"
+	"github.com/berthvm/berth/engine/container"
+	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/engine/vmm/backend"
+)
+
+// Fast start (issue #25, docs/fast-start.md): a container's VM is
+// restored from a saved template instead of booted. A template is a VM
+// booted with vmm.Config.Template (guestinit serves its agent without
+// mounting a root disk), saved once its console says it is ready and
+// never spoken to (vmm.Snapshotter); each restore gets the container's own
+// root disk, and the agent's FinishRestore sets its clock, reseeds its
+// CRNG with host entropy, gives its NIC the VM's MAC address and mounts
+// the root. A template is kept per kernel and initramfs content (which
+// holds guestinit) and backend layout (backend.TemplateLayout: the
+// hypervisor, architecture, vCPUs, memory, devices), in
+// HOME/templates/KEY.state, mode 0600.
+
+const (
+	// templateBuildTimeout bounds one template's boot and save.
+	templateBuildTimeout = 3 * time.Minute
+	// templateDiskSize is the template's placeholder root disk: never
+	// mounted, only present so the device layout matches.
+	templateDiskSize = 1 << 20
+	// restoreEntropy is how many host random bytes FinishRestore mixes in.
+	restoreEntropy = 64
+)
+
+// Option configures a Launcher.
+type Option func(*Launcher)
+
+// WithFastStart turns fast start on: containers' VMs are restored from a
+// template where one exists (it is built in the background after the
+// first cold boot of each layout), and boot cold otherwise, or when a
+// restore fails (the reason is logged). Off by default.
+func WithFastStart(on bool) Option { return func(l *Launcher) { l.fast = on } }
+
+// templates builds and finds a Launcher's saved templates.
+type templates struct {
+	dir string
+	log *slog.Logger
+
+	ctx    context.Context // cancelled by Close: ends background builds
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	building map[string]chan struct{} // key → closed when its build ends
+	failed   map[string]error         // key → why its last build failed
+}
+
+func newTemplates(dir string, log *slog.Logger) *templates {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &templates{dir: dir, log: log, ctx: ctx, cancel: cancel, building: map[string]chan struct{}{}, failed: map[string]error{}}
+}
+
+// close stops background builds and waits for them.
+func (t *templates) close() {
+	t.cancel()
+	t.wg.Wait()
+}
+
+// template is where the template for one layout is (or will be).
+type template struct {
+	key  string
+	path string
+}
+
+// templateFor names the template a VM of cfg restores from: the hash of
+// the backend's layout and the kernel's and initramfs's contents. An
+// error says why cfg cannot use one.
+func (l *Launcher) templateFor(cfg vmm.Config) (template, error) {
+	layout, err := backend.TemplateLayout(cfg)
+	if err != nil {
+		return template{}, err
+	}
+	h := sha256.New()
+	for _, p := range []string{cfg.Kernel, cfg.Initramfs} {
+		s, err := l.digests.sum(p)
+		if err != nil {
+			return template{}, err
+		}
+		h.Write(s[:])
+	}
+	h.Write([]byte(layout))
+	key := hex.EncodeToString(h.Sum(nil))[:32]
+	return template{key: key, path: filepath.Join(l.templates.dir, key+".state")}, nil
+}
+
+// PrepareTemplate makes sure the template a container launched with req
+// restores from exists, building it now if not (waiting for a build
+// already under way), and returns its path. Launch builds templates in
+// the background; tests and benchmarks call this to have one first.
+func (l *Launcher) PrepareTemplate(ctx context.Context, req container.LaunchRequest) (string, error) {
+	cfg := l.config(req)
+	tpl, err := l.templateFor(cfg)
+	if err != nil {
+		return "", fmt.Errorf("prepare template: %w", err)
+	}
+	if err := l.templates.build(ctx, cfg, tpl); err != nil {
+		return "", err
+	}
+	return tpl.path, nil
+}
+
+// build makes tpl's file unless it exists, one build per key at a time.
+func (t *templates) build(ctx context.Context, cfg vmm.Config, tpl template) error {
+	for {
+		if _, err := os.Stat(tpl.path); err == nil {
+			return nil
+		}
+		t.mu.Lock()
+		done, busy := t.building[tpl.key]
+		if !busy {
+			done = make(chan struct{})
+			t.building[tpl.key] = done
+		}
+		t.mu.Unlock()
+		if busy {
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("wait for template %s: %w", tpl.key, ctx.Err())
+			}
+		}
+		err := t.save(ctx, cfg, tpl)
+		t.mu.Lock()
+		delete(t.building, tpl.key)
+		if err != nil {
+			t.failed[tpl.key] = err
+		} else {
+			delete(t.failed, tpl.key)
+		}
+		t.mu.Unlock()
+		close(done)
+		return err
+	}
+}
+
+// buildLater starts tpl's build in the background unless one runs.
+func (t *templates) buildLater(cfg vmm.Config, tpl template) {
+	t.mu.Lock()
+	_, busy := t.building[tpl.key]
+	_, failed := t.failed[tpl.key] // logged; a new engine tries again
+	t.mu.Unlock()
+	if busy || failed {
+		return
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		ctx, cancel := context.WithTimeout(t.ctx, templateBuildTimeout)
+		defer cancel()
+		if err := t.build(ctx, cfg, tpl); err != nil && t.ctx.Err() == nil {
+			t.log.Warn("fast start: building a VM template failed; containers boot cold", "template", tpl.key, "err", err)
+		}
+	}()
+}
+
+// save boots cfg's template VM (with a placeholder root disk, the
+// backend's own NAT for a NIC, no console log of the container's), waits
+// until it is ready and saves it to tpl.path.
+func (t *templates) save(ctx context.Context, cfg vmm.Config, tpl template) error {
+	if err := os.MkdirAll(t.dir, 0o700); err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	dir, err := os.MkdirTemp(t.dir, "build-")
+	if err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	disk := filepath.Join(dir, "root.img")
+	if err := os.WriteFile(disk, nil, 0o600); err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	if err := os.Truncate(disk, templateDiskSize); err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	tc := cfg
+	tc.ID = "template-" + tpl.key[:12]
+	tc.StateDir = dir
+	tc.Root = vmm.Disk{Path: disk}
+	tc.ConsoleLog = filepath.Join(dir, "console.log")
+	tc.Template, tc.Restore = true, ""
+	tc.Ping, tc.Shutdown, tc.OnState = nil, nil, nil
+	if n := tc.Network; n != nil {
+		// The same kind of NIC backend as the containers' (it is in the
+		// layout), joined to nothing: a switch's port that drops frames.
+		tc.Network = &vmm.Network{}
+		if n.Link != nil {
+			tc.Network.Link = discardLink{}
+		}
+	}
+	start := time.Now()
+	m, err := backend.New(tc)
+	if err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	defer m.Kill(context.Background())
+	if err := m.Start(ctx); err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	booted := time.Since(start)
+	s, ok := m.(vmm.Snapshotter)
+	if !ok {
+		return fmt.Errorf("build template: the %s backend cannot save VMs", m.Backend())
+	}
+	if err := s.SaveState(ctx, tpl.path); err != nil {
+		return fmt.Errorf("build template: %w", err)
+	}
+	var size int64
+	if fi, err := os.Stat(tpl.path); err == nil {
+		size = fi.Size()
+	}
+	t.log.Info("fast start: saved a VM template", "template", tpl.key, "booted", booted.Round(time.Millisecond),
+		"saved", (time.Since(start) - booted).Round(time.Millisecond), "MiB", size>>20)
+	return nil
+}
+
+// discardLink is the network a template's NIC joins when containers'
+// NICs join a switch: it reads and drops the frames (a template's guest
+// has not configured its NIC and sends none).
+type discardLink struct{}
+
+func (discardLink) ServeStream(conn net.Conn) error {
+	_, err := io.Copy(io.Discard, conn)
+	return err
+}
+
+// launchWarm restores cfg's VM from its template and completes the guest
+// (FinishRestore). ok false: the caller boots cold; why says why (a
+// missing template's build has been started).
+func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machine, why error) {
+	tpl, err := l.templateFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(tpl.path); errors.Is(err, fs.ErrNotExist) {
+		l.templates.buildLater(cfg, tpl)
+		return nil, errors.New("no template for this layout yet (building one)")
+	} else if err != nil {
+		return nil, err
+	}
+	root, err := os.Stat(cfg.Root.Path)
+	if err != nil {
+		return nil, fmt.Errorf("root disk: %w", err)
+	}
+	wc := cfg
+	wc.Restore = tpl.path
+	if m, err = backend.New(wc); err != nil {
+		return nil, err
+	}
+	if err := m.Start(ctx); err != nil {
+		// A template that no longer restores is rebuilt by a later start.
+		if ctx.Err() == nil {
+			os.Remove(tpl.path)
+		}
+		return nil, err
+	}
+	entropy := make([]byte, restoreEntropy)
+	rand.Read(entropy)
+	mac := vmm.MACFor(cfg.ID)
+	if cfg.Network != nil && len(cfg.Network.MAC) > 0 {
+		mac = cfg.Network.MAC
+	}
+	if cfg.Network == nil {
+		mac = nil
+	}
+	err = withAgent(ctx, m.Dialer(), func(ac *agent.Client) error {
+		return ac.FinishRestore(ctx, time.Now(), entropy, mac, uint64(root.Size()))
+	})
+	if err != nil {
+		m.Kill(context.Background())
+		return nil, err
+	}
+	return m, nil
+}
