@@ -250,6 +250,7 @@ bench:
 	$(GO) test ./app -run '^$$' -bench '^BenchmarkTerminal$$' -benchtime 3x -timeout 30m
 	$(GO) test ./app -run '^$$' -bench '^BenchmarkIdleCPU$$' -benchtime 1x -count 3 -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineRSS$$' -benchtime 1x -timeout 20m
+	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineFastStart$$' -benchtime 7x -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkShares$$' -benchtime 1x -count 3 -timeout 120m
 	$(GO) test ./engine/rootfs -run '^$$' -bench 'Berth|Baseline|Flat' -benchtime 3x -count 5 -timeout 40m
 	$(GO) test ./engine/rootfs -run '^$$' -bench SideBySide -benchtime 2x -count 5 -timeout 30m

@@ -17,8 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
-	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/internal/guest"
 )
 
@@ -542,7 +542,7 @@ func (b *booter) serve(l transport.Listener) error {
 		b.logger.Printf("agent serving, %v after kernel start", bootClock().Round(time.Millisecond))
 		if b.cfg.Template {
 			<-lateDone
-			b.logger.Printf("%s", vmm.TemplateReady)
+			b.logger.Printf("%s", agentpb.TemplateReady)
 		}
 	}()
 	reboot := false

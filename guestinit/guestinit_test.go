@@ -13,19 +13,19 @@ import (
 )
 
 func TestParseCmdline(t *testing.T) {
-	c, err := parseCmdline("console=ttyS0 panic=-1 quiet berth.root=/dev/vda berth.rootfstype=ext4 berth.rootflags=noatime,discard berth.transport=serial berth.debug=1\n")
+	c, err := parseCmdline("console=ttyS0 panic=-1 quiet berth.root=/dev/vda berth.rootfstype=ext4 berth.rootflags=noatime,discard berth.transport=serial berth.debug=1 berth.template=1\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bootConfig{Root: "/dev/vda", RootFSType: "ext4", RootFlags: "noatime,discard", Transport: "serial", SerialPort: "berth.agent", Debug: true}
+	want := bootConfig{Root: "/dev/vda", RootFSType: "ext4", RootFlags: "noatime,discard", Transport: "serial", SerialPort: "berth.agent", Debug: true, Template: true}
 	if c != want {
 		t.Errorf("parseCmdline = %+v, want %+v", c, want)
 	}
 	d, err := parseCmdline("console=hvc0")
-	if err != nil || d.Transport != "vsock" || d.RootFSType != "ext4" || d.Root != "" {
+	if err != nil || d.Transport != "vsock" || d.RootFSType != "ext4" || d.Root != "" || d.Template {
 		t.Errorf("defaults = %+v, %v; want vsock, ext4, no root", d, err)
 	}
-	for _, bad := range []string{"berth.transport=tcp", "berth.rooot=/dev/vda", "berth.root=vda", "berth.debug=maybe"} {
+	for _, bad := range []string{"berth.transport=tcp", "berth.rooot=/dev/vda", "berth.root=vda", "berth.debug=maybe", "berth.template=yes"} {
 		if _, err := parseCmdline(bad); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
 			t.Errorf("parseCmdline(%q) = %v, want an error naming the parameter", bad, err)
 		}

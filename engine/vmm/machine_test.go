@@ -5,12 +5,14 @@ import (
 	"errors"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthvm/berth/engine/agent/transport"
+	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/vmm"
 )
 
@@ -278,5 +280,50 @@ func TestConsoleTail(t *testing.T) {
 	}
 	if got := m.ConsoleTail(10); got != "one\ntwo\nthree\nfour" {
 		t.Errorf("ConsoleTail(10) = %q", got)
+	}
+}
+
+// TestVMTemplateStartWaitsForConsole: a Template VM is running once its
+// console shows vmm.TemplateReady, without a ping; one that never shows
+// it fails its start when ctx ends. SaveState on a driver that cannot
+// save is "not implemented".
+func TestVMTemplateStartWaitsForConsole(t *testing.T) {
+	cfg := fakeConfig()
+	cfg.Template = true
+	cfg.Ping = func(ctx context.Context, d transport.Dialer) error {
+		t.Error("a template VM was pinged")
+		return nil
+	}
+	f := newFake()
+	f.console = "booting\n" + vmm.TemplateReady + "\n"
+	m := startFake(t, f, cfg)
+	if err := m.SaveState(context.Background(), filepath.Join(t.TempDir(), "s")); !errors.Is(err, errdefs.ErrNotImplemented) {
+		t.Errorf("SaveState on a fake driver: %v, want not implemented", err)
+	}
+	m.Kill(context.Background())
+
+	silent := newFake()
+	silent.console = "booting\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	m2 := vmm.NewVM(cfg, silent)
+	if err := m2.Start(ctx); err == nil || !strings.Contains(err.Error(), vmm.TemplateReady) {
+		t.Errorf("template start without the ready line: %v", err)
+	}
+}
+
+// TestValidateTemplateAndRestore: a VM is a template or a restore, not
+// both, and neither has boot-time shares.
+func TestValidateTemplateAndRestore(t *testing.T) {
+	base := vmm.Config{ID: "v", StateDir: "/s", Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r"}}
+	both := base
+	both.Template, both.Restore = true, "/t.state"
+	shares := base
+	shares.Restore = "/t.state"
+	shares.Shares = []vmm.Share{{Tag: "s", HostPath: "/h"}}
+	for _, c := range []vmm.Config{both, shares} {
+		if _, err := c.Validate("amd64"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("Validate(template=%v restore=%q shares=%d) = %v, want invalid", c.Template, c.Restore, len(c.Shares), err)
+		}
 	}
 }

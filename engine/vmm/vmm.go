@@ -37,6 +37,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
 )
@@ -53,13 +54,13 @@ const RootParam = "berth.root=/dev/vda"
 // TemplateReady on the console and waits, untouched by the host, to be
 // saved. A guest restored from it is completed by the agent's
 // FinishRestore.
-const TemplateParam = "berth.template=1"
+const TemplateParam = agentpb.TemplateParam
 
 // TemplateReady is the console line of a template guest that may be
 // saved: its agent serves and nothing at boot is still under way. The
 // host must not talk to a template's agent (the saved yamux session
 // would carry its streams into every restore).
-const TemplateReady = "berth: template ready to save"
+const TemplateReady = agentpb.TemplateReady
 
 // Machine is one micro-VM.
 type Machine interface {

@@ -1,0 +1,101 @@
+package engine_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/engine"
+	"github.com/berthvm/berth/engine/container"
+	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/internal/testenv"
+	mobycontainer "github.com/moby/moby/api/types/container"
+)
+
+// BenchmarkEngineFastStart compares `run --rm IMG true` through the
+// engine booted cold and restored from a fast-start template, side by
+// side: each iteration runs one of each (in alternating order) on one
+// engine started with WithFastStart, the cold one labelled
+// container.ColdBootLabel. The template is built before the timer starts.
+// It reports the medians and warm as a percentage of cold.
+func BenchmarkEngineFastStart(b *testing.B) {
+	reg := testenv.StartRegistry(b)
+	ref := reg.Push(b, "bench/busybox", "1", testenv.BusyboxImage(b, nil))
+	dir, err := os.MkdirTemp("", "bf")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	h, err := home.Resolve(filepath.Join(dir, "h"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	eng, err := engine.New(ctx, h, engine.WithFastStart(true), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	if _, err := eng.Images().Pull(ctx, ref); err != nil {
+		b.Fatal(err)
+	}
+	cm := eng.Containers()
+	run := func(cold bool) time.Duration {
+		cfg := &mobycontainer.Config{Image: ref, Cmd: []string{"true"}}
+		if cold {
+			cfg.Labels = map[string]string{container.ColdBootLabel: "true"}
+		}
+		t0 := time.Now()
+		c, err := cm.Create(ctx, container.CreateRequest{Config: cfg, HostConfig: &mobycontainer.HostConfig{AutoRemove: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cm.Start(ctx, c.ID()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cm.Wait(ctx, c.ID(), container.WaitRemoved); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	// The first start finds no template and builds one in the
+	// background: wait for it.
+	run(false)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if m, _ := filepath.Glob(h.Path("templates", "*.state")); len(m) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no fast-start template after 3 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var colds, warms []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 {
+			colds = append(colds, run(true))
+			warms = append(warms, run(false))
+		} else {
+			warms = append(warms, run(false))
+			colds = append(colds, run(true))
+		}
+	}
+	b.StopTimer()
+	median := func(d []time.Duration) float64 {
+		s := append([]time.Duration(nil), d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return float64(s[len(s)/2]) / 1e6
+	}
+	b.ReportMetric(median(colds), "cold-median-ms")
+	b.ReportMetric(median(warms), "warm-median-ms")
+	b.ReportMetric(100*median(warms)/median(colds), "warm-%-of-cold")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("backend %s; cold %v; warm %v", eng.Backend(), colds, warms)
+}
