@@ -45,6 +45,10 @@ func BenchmarkEngineFastStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	cm := eng.Containers()
+	// phases of each run: start (create + VM up + process started), the
+	// process's exit seen, teardown (power-off and removal).
+	type phases struct{ start, exit, teardown time.Duration }
+	var split = map[bool][]phases{}
 	run := func(cold bool) time.Duration {
 		cfg := &mobycontainer.Config{Image: ref, Cmd: []string{"true"}}
 		if cold {
@@ -58,10 +62,17 @@ func BenchmarkEngineFastStart(b *testing.B) {
 		if err := cm.Start(ctx, c.ID()); err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
+		if _, err := cm.Wait(ctx, c.ID(), container.WaitNextExit); err != nil && c.Snapshot().State.Status == mobycontainer.StateRunning {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
 		if _, err := cm.Wait(ctx, c.ID(), container.WaitRemoved); err != nil {
 			b.Fatal(err)
 		}
-		return time.Since(t0)
+		t3 := time.Now()
+		split[cold] = append(split[cold], phases{t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)})
+		return t3.Sub(t0)
 	}
 	// The first start finds no template and builds one in the
 	// background: wait for it.
@@ -76,6 +87,7 @@ func BenchmarkEngineFastStart(b *testing.B) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	split[false] = nil // the first run booted cold and built the template
 	var colds, warms []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -96,6 +108,18 @@ func BenchmarkEngineFastStart(b *testing.B) {
 	b.ReportMetric(median(colds), "cold-median-ms")
 	b.ReportMetric(median(warms), "warm-median-ms")
 	b.ReportMetric(100*median(warms)/median(colds), "warm-%-of-cold")
+	for _, cold := range []bool{true, false} {
+		var s, e, td []time.Duration
+		for _, p := range split[cold] {
+			s, e, td = append(s, p.start), append(e, p.exit), append(td, p.teardown)
+		}
+		name := map[bool]string{true: "cold", false: "warm"}[cold]
+		if len(s) > 0 {
+			b.ReportMetric(median(s), name+"-start-ms")
+			b.ReportMetric(median(e), name+"-exit-ms")
+			b.ReportMetric(median(td), name+"-teardown-ms")
+		}
+	}
 	b.ReportMetric(0, "ns/op")
 	b.Logf("backend %s; cold %v; warm %v", eng.Backend(), colds, warms)
 }

@@ -489,9 +489,11 @@ func (b *booter) mountRootAfterRestore() func(ctx context.Context, size uint64) 
 	}
 	return func(ctx context.Context, size uint64) error {
 		if b.cfg.Root != "" {
+			start := time.Now()
 			if err := guest.WaitBlockSize(ctx, b.cfg.Root, size, 5*time.Second); err != nil {
 				return fmt.Errorf("rootfs: %w", err)
 			}
+			b.logger.Printf("rootfs: %s has its %d bytes after %v", b.cfg.Root, size, time.Since(start).Round(time.Microsecond))
 		}
 		if err := b.mountRootfs(); err != nil {
 			return err

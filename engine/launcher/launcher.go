@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -112,10 +111,8 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 		if req.Cold {
 			l.log.Info("fast start: booting cold as asked", "container", shortID(req.ID))
 		} else {
-			start := time.Now()
 			m, why := l.launchWarm(ctx, cfg)
 			if why == nil {
-				l.log.Info("fast start: restored from a template", "container", shortID(req.ID), "took", time.Since(start).Round(time.Millisecond))
 				return newMachineVM(m), nil
 			}
 			l.log.Info("fast start: booting cold", "container", shortID(req.ID), "reason", why)

@@ -50,6 +50,7 @@ func (v *service) FinishRestore(ctx context.Context, r *agentpb.FinishRestoreReq
 	if st.done {
 		return nil, errdefs.Conflict(errors.New("finish restore: already finished"))
 	}
+	start := time.Now()
 	ts := unix.NsecToTimespec(r.UnixNs)
 	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
 		return nil, fmt.Errorf("finish restore: set time: %w", err)
@@ -57,16 +58,19 @@ func (v *service) FinishRestore(ctx context.Context, r *agentpb.FinishRestoreReq
 	if err := reseedRandom(r.Entropy); err != nil {
 		return nil, fmt.Errorf("finish restore: %w", err)
 	}
+	reseeded := time.Since(start)
 	if r.Mac != "" {
 		if err := setMAC(r.Mac); err != nil {
 			return nil, fmt.Errorf("finish restore: %w", err)
 		}
 	}
+	macSet := time.Since(start)
 	if err := v.s.cfg.MountRoot(ctx, r.RootSize); err != nil {
 		return nil, fmt.Errorf("finish restore: %w", err)
 	}
 	st.done = true
-	v.s.logger.Printf("restored from a template: clock set, CRNG reseeded with %d host bytes, root mounted", len(r.Entropy))
+	v.s.logger.Printf("restored from a template: clock set, CRNG reseeded with %d host bytes (%v), MAC set (%v), root mounted (%v)",
+		len(r.Entropy), reseeded.Round(time.Microsecond), macSet.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
 	return empty, nil
 }
 
