@@ -1,0 +1,75 @@
+package launcher
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/berthvm/berth/engine/container"
+	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/vmm"
+)
+
+// TestTemplateKey: containers that differ only in what is per VM (ID,
+// root disk, directory) share a template; other initramfs contents (a new
+// guestinit), another memory size or boot-time shares do not.
+func TestTemplateKey(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("templates exist on the QEMU backend (Linux) only")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil && runtime.GOARCH == "amd64" {
+		t.Skip("qemu-system-x86_64 not installed: the layout names it")
+	}
+	dir := t.TempDir()
+	h, err := home.Resolve(filepath.Join(dir, "h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, WithFastStart(true))
+	defer l.Close()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	boot := container.BootFiles{Arch: runtime.GOARCH, Kernel: write("vmlinux", "kernel"), Initramfs: write("initrd", "guestinit v1")}
+	req := func(id string) container.LaunchRequest {
+		return container.LaunchRequest{ID: id, Boot: boot, Dir: filepath.Join(dir, id), Rootfs: filepath.Join(dir, id, "rootfs.ext4"), CPUs: 2, MemoryBytes: 1 << 30}
+	}
+	key := func(r container.LaunchRequest) string {
+		t.Helper()
+		tpl, err := l.templateFor(l.config(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Dir(tpl.path) != h.Path("templates") || !strings.HasSuffix(tpl.path, ".state") {
+			t.Errorf("template path %s is not HOME/templates/KEY.state", tpl.path)
+		}
+		return tpl.key
+	}
+	a := key(req("aaaa"))
+	if b := key(req("bbbb")); b != a {
+		t.Errorf("two containers of one layout have templates %s and %s", a, b)
+	}
+	mem := req("cccc")
+	mem.MemoryBytes = 512 << 20
+	if key(mem) == a {
+		t.Error("another memory size kept the template")
+	}
+	boot.Initramfs = write("initrd", "guestinit v2, rebuilt")
+	if key(req("dddd")) == a {
+		t.Error("a new initramfs (guestinit) kept the template")
+	}
+	shares := req("eeee")
+	shares.Shares = []vmm.Share{{Tag: "s", HostPath: dir}}
+	if _, err := l.templateFor(l.config(shares)); err == nil {
+		t.Error("a container with boot-time shares got a template")
+	}
+}
