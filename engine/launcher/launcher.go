@@ -43,6 +43,7 @@ func New(h home.Home, log *slog.Logger, kernels *kernel.Setup, opts ...Option) *
 	for _, o := range opts {
 		o(l)
 	}
+	l.templates.sweep()
 	return l
 }
 

@@ -76,6 +76,17 @@ func newTemplates(dir string, log *slog.Logger) *templates {
 	return &templates{dir: dir, log: log, ctx: ctx, cancel: cancel, building: map[string]chan struct{}{}, failed: map[string]error{}}
 }
 
+// sweep removes what builds of an engine that died left behind: their
+// directories (placeholder disk, console log) and unfinished state files.
+func (t *templates) sweep() {
+	for _, pat := range []string{"build-*", ".*.state.*"} {
+		m, _ := filepath.Glob(filepath.Join(t.dir, pat))
+		for _, p := range m {
+			os.RemoveAll(p)
+		}
+	}
+}
+
 // close stops background builds and waits for them.
 func (t *templates) close() {
 	t.cancel()

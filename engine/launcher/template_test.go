@@ -15,10 +15,11 @@ import (
 	"github.com/berthvm/berth/engine/vmm"
 )
 
-// TestTemplateKey: containers that differ only in what is per VM (ID,
-// root disk, directory) share a template; other initramfs contents (a new
+// TestTemplateKeyAndSweep: containers that differ only in what is per VM (ID,
+// root disk, directory) share a template (New having swept what dead
+// builds left); other initramfs contents (a new
 // guestinit), another memory size or boot-time shares do not.
-func TestTemplateKey(t *testing.T) {
+func TestTemplateKeyAndSweep(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("templates exist on the QEMU backend (Linux) only")
 	}
@@ -30,8 +31,24 @@ func TestTemplateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What a build cut short by a dead engine leaves is swept by New.
+	leftovers := []string{h.Path("templates", "build-123", "root.img"), h.Path("templates", ".abc.state.456")}
+	for _, p := range leftovers {
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		os.WriteFile(p, nil, 0o600)
+	}
+	kept := h.Path("templates", "abc.state")
+	os.WriteFile(kept, nil, 0o600)
 	l := New(h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, WithFastStart(true))
 	defer l.Close()
+	for _, p := range leftovers {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("New left %s", p)
+		}
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("New removed a template: %v", err)
+	}
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
