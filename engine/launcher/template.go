@@ -292,7 +292,7 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 		if ctx.Err() == nil {
 			os.Remove(tpl.path)
 		}
-		return nil, err
+		return nil, fmt.Errorf("restore from template %s: %w", tpl.key, err)
 	}
 	entropy := make([]byte, restoreEntropy)
 	rand.Read(entropy)
@@ -309,7 +309,7 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 	})
 	if err != nil {
 		m.Kill(context.Background())
-		return nil, err
+		return nil, fmt.Errorf("restore from template %s: %w", tpl.key, err)
 	}
 	tl := m.Timeline()
 	l.log.Info("fast start: restored from a template", "container", shortID(cfg.ID),
