@@ -42,6 +42,9 @@ const (
 	templateDiskSize = 1 << 20
 	// restoreEntropy is how many host random bytes FinishRestore mixes in.
 	restoreEntropy = 64
+	// templateMaxAge is how long a template nothing restored from is
+	// kept: one of an older kernel, guestinit or QEMU is never used again.
+	templateMaxAge = 14 * 24 * time.Hour
 	// restoreTimeout bounds a restore up to a finished guest (about a
 	// second under TCG), so that a restore that hangs leaves the cold
 	// boot after it the rest of the boot timeout.
@@ -76,13 +79,23 @@ func newTemplates(dir string, log *slog.Logger) *templates {
 	return &templates{dir: dir, log: log, ctx: ctx, cancel: cancel, building: map[string]chan struct{}{}, failed: map[string]error{}}
 }
 
-// sweep removes what builds of an engine that died left behind: their
-// directories (placeholder disk, console log) and unfinished state files.
+// sweep removes what builds of an engine that died left behind (their
+// directories: placeholder disk, console log; unfinished state files)
+// and templates nothing restored from for templateMaxAge (each restore
+// touches its template).
 func (t *templates) sweep() {
 	for _, pat := range []string{"build-*", ".*.state.*"} {
 		m, _ := filepath.Glob(filepath.Join(t.dir, pat))
 		for _, p := range m {
 			os.RemoveAll(p)
+		}
+	}
+	m, _ := filepath.Glob(filepath.Join(t.dir, "*.state"))
+	for _, p := range m {
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > templateMaxAge {
+			if os.Remove(p) == nil {
+				t.log.Info("fast start: removed a template unused for long", "template", filepath.Base(p), "lastUsed", fi.ModTime())
+			}
 		}
 	}
 }
@@ -311,6 +324,8 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 		m.Kill(context.Background())
 		return nil, fmt.Errorf("restore from template %s: %w", tpl.key, err)
 	}
+	now := time.Now()
+	os.Chtimes(tpl.path, now, now) // in use: kept by sweep
 	tl := m.Timeline()
 	l.log.Info("fast start: restored from a template", "container", shortID(cfg.ID),
 		"loaded", tl.Running.Sub(tl.Launched).Round(time.Millisecond),

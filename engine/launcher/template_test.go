@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/home"
@@ -17,7 +18,7 @@ import (
 
 // TestTemplateKeyAndSweep: containers that differ only in what is per VM (ID,
 // root disk, directory) share a template (New having swept what dead
-// builds left); other initramfs contents (a new
+// builds left and templates unused for templateMaxAge); other initramfs contents (a new
 // guestinit), another memory size or boot-time shares do not.
 func TestTemplateKeyAndSweep(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -39,6 +40,11 @@ func TestTemplateKeyAndSweep(t *testing.T) {
 	}
 	kept := h.Path("templates", "abc.state")
 	os.WriteFile(kept, nil, 0o600)
+	stale := h.Path("templates", "old.state")
+	os.WriteFile(stale, nil, 0o600)
+	long := time.Now().Add(-templateMaxAge - time.Hour)
+	os.Chtimes(stale, long, long)
+	leftovers = append(leftovers, stale)
 	l := New(h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, WithFastStart(true))
 	defer l.Close()
 	for _, p := range leftovers {
