@@ -13,8 +13,8 @@ type networks struct{ m *network.Manager }
 
 var _ container.Networks = networks{}
 
-func (n networks) Attach(ctx context.Context, id string, ports []network.PortSpec) (container.NetworkAttachment, error) {
-	a, err := n.m.Attach(ctx, id, ports)
+func (n networks) Attach(ctx context.Context, req network.AttachRequest) (container.NetworkAttachment, error) {
+	a, err := n.m.Attach(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -22,3 +22,13 @@ func (n networks) Attach(ctx context.Context, id string, ports []network.PortSpe
 }
 
 func (n networks) Release(id string) error { return n.m.Release(id) }
+
+func (n networks) Resolve(ref string) (string, error) {
+	info, err := n.m.Get(ref)
+	if err != nil {
+		return "", err
+	}
+	return info.Name, nil
+}
+
+func (n networks) Rename(id, name string) { n.m.Rename(id, name) }

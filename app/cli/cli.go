@@ -97,6 +97,7 @@ func newRoot(stdio IO) (*cobra.Command, *env) {
 		newDaemonCmd(e),
 		newImageCmd(e),
 		newVolumeCmd(e),
+		newNetworkCmd(e),
 		newShareCmd(e),
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),

@@ -8,6 +8,7 @@ import (
 	bnet "github.com/berthvm/berth/engine/network"
 	mobynetwork "github.com/moby/moby/api/types/network"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -34,6 +35,8 @@ type createFlags struct {
 	cpus                                   float64
 	memory                                 string
 	volumes, mounts, publish               []string
+	network                                string
+	aliases, dns, dnsSearch, addHosts      []string
 }
 
 func (f *createFlags) register(c *cobra.Command, run bool) {
@@ -66,6 +69,11 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels (KEY=VALUE lines) from a file")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host folder (HOST:CONTAINER[:ro]) or mount a named volume (NAME:CONTAINER[:ro])")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port on the host ([IP:]HOST_PORT:CONTAINER_PORT[/tcp]; IP defaults to 127.0.0.1)")
+	fl.StringVar(&f.network, "network", "", "the network to run on: a network's name (berth network ls), or none (default: the default network)")
+	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the container resolves by on its network")
+	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for names outside Berth's (asked through the network's resolver)")
+	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a line to /etc/hosts (HOST:IP, or HOST:host-gateway for the host)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a folder or volume (type=bind|volume,source=...,target=...[,readonly])")
 	fl.Float64Var(&f.cpus, "cpus", 0, "number of vCPUs of the container's VM (default 2)")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory of the container's VM (e.g. 512m, 2g; default 1g)")
@@ -113,12 +121,28 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 	default:
 		return docker.ContainerCreateOptions{}, fmt.Errorf("invalid --pull %q: use missing, always or never", f.pull)
 	}
-	return docker.ContainerCreateOptions{Name: f.name, Config: cfg, HostConfig: hc}, nil
+	opts := docker.ContainerCreateOptions{Name: f.name, Config: cfg, HostConfig: hc}
+	if len(f.aliases) > 0 {
+		mode := f.network
+		if mode == "" {
+			mode = "default"
+		}
+		opts.NetworkingConfig = &mobynetwork.NetworkingConfig{EndpointsConfig: map[string]*mobynetwork.EndpointSettings{mode: {Aliases: f.aliases}}}
+	}
+	return opts, nil
 }
 
 // hostConfig is the part of the request about the container's VM.
 func (f *createFlags) hostConfig(c *cobra.Command) (*mobycontainer.HostConfig, error) {
-	hc := &mobycontainer.HostConfig{AutoRemove: f.rm, ReadonlyRootfs: f.readOnly}
+	hc := &mobycontainer.HostConfig{AutoRemove: f.rm, ReadonlyRootfs: f.readOnly, NetworkMode: mobycontainer.NetworkMode(f.network),
+		DNSSearch: f.dnsSearch, ExtraHosts: f.addHosts}
+	for _, d := range f.dns {
+		ip, err := netip.ParseAddr(d)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --dns %q: want an IP address", d)
+		}
+		hc.DNS = append(hc.DNS, ip)
+	}
 	if c.Flags().Changed("init") {
 		hc.Init = &f.init
 	}

@@ -106,6 +106,9 @@ func newStatusCmd(e *env) *cobra.Command {
 			}
 			fmt.Fprintf(w, "Containers:\t%d (%d running)\n", st.Containers, st.ContainersRunning)
 			fmt.Fprintf(w, "Images:\t%d\n", st.Images)
+			if st.NetworkMode != "" {
+				fmt.Fprintf(w, "Network:\t%s: %s\n", st.NetworkMode, st.NetworkReason)
+			}
 			return nil
 		},
 	}

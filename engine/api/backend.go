@@ -39,6 +39,9 @@ type Backend interface {
 	Volumes() Volumes
 	// Shares serves /berth/containers/{id}/shares.
 	Shares() Shares
+	// Networks serves /networks/...; nil where the engine has no
+	// networks of its own (macOS: each VM keeps vz's NAT).
+	Networks() Networks
 }
 
 // Shares are containers' run-time shares (engine/container's AddShare,

@@ -95,6 +95,7 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 	// Docker's create never pulls: the client pulls on "No such image".
 	id, err := s.backend.Containers().Create(r.Context(), container.CreateRequest{
 		Name: r.URL.Query().Get("name"), Config: req.Config, HostConfig: req.HostConfig, Pull: container.PullNever,
+		Aliases: aliases(req.NetworkingConfig),
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -394,12 +395,24 @@ func portSummaries(sn container.Snapshot) []mobycontainer.PortSummary {
 	return out
 }
 
+// endpoints are a container's networks as inspect and ps show them:
+// its one network (the default one is Docker's "bridge"), its aliases,
+// and, while it runs, its address.
 func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
-	ep := &network.EndpointSettings{}
-	if ip, err := netip.ParseAddr(sn.State.IPAddress); err == nil && sn.State.Status == mobycontainer.StateRunning {
-		ep.IPAddress = ip
+	ep := &network.EndpointSettings{Aliases: sn.Spec.Aliases}
+	name := bnet.DefaultName
+	if sn.Spec.HostConfig != nil && !isDefaultMode(string(sn.Spec.HostConfig.NetworkMode)) {
+		name = string(sn.Spec.HostConfig.NetworkMode)
 	}
-	return map[string]*network.EndpointSettings{"bridge": ep}
+	if ip, err := netip.ParseAddr(sn.State.IPAddress); err == nil && sn.State.Status == mobycontainer.StateRunning && name != bnet.None {
+		ep.IPAddress = ip
+		ep.IPPrefixLen = 24
+		if p, err := ip.Prefix(24); err == nil {
+			ep.Gateway = p.Addr().Next()
+		}
+		ep.DNSNames = append([]string{sn.Spec.Name, sn.ShortID()}, sn.Spec.Aliases...)
+	}
+	return map[string]*network.EndpointSettings{name: ep}
 }
 
 // mountPoints are a container's mounts as Docker's inspect and ps show
@@ -756,6 +769,18 @@ type eventsQuery struct {
 	since, until time.Time
 }
 
+// parseTime reads a time as Docker's API takes one: Unix seconds (with
+// a fraction) or RFC 3339; empty is the zero time.
+func parseTime(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if x, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(x) && !math.IsInf(x, 0) {
+		return time.Unix(0, int64(x*1e9)), nil
+	}
+	return time.Parse(time.RFC3339Nano, v)
+}
+
 // parseEventsQuery reads filters (type, event, container, image, label),
 // since and until (Unix seconds or RFC 3339).
 func parseEventsQuery(r *http.Request) (eventsQuery, error) {
@@ -763,15 +788,6 @@ func parseEventsQuery(r *http.Request) (eventsQuery, error) {
 	f, err := parseFilters(q.Get("filters"))
 	if err != nil {
 		return eventsQuery{}, err
-	}
-	parseTime := func(v string) (time.Time, error) {
-		if v == "" {
-			return time.Time{}, nil
-		}
-		if x, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(x) && !math.IsInf(x, 0) {
-			return time.Unix(0, int64(x*1e9)), nil
-		}
-		return time.Parse(time.RFC3339Nano, v)
 	}
 	since, err1 := parseTime(q.Get("since"))
 	until, err2 := parseTime(q.Get("until"))

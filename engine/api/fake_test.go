@@ -20,6 +20,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
+	bnet "github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/share"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -44,6 +45,28 @@ type fakeBackend struct {
 	volumes *share.Store
 	// shares are fake run-time shares by container name.
 	shares fakeShares
+	// nets is a real network manager in a test directory (newNetworks);
+	// nil until a test asks for it.
+	nets *bnet.Manager
+}
+
+// newNetworks gives b a real network manager in a temporary directory.
+func (b *fakeBackend) newNetworks(t *testing.T) *bnet.Manager {
+	t.Helper()
+	m, err := bnet.New(bnet.Config{Dir: t.TempDir(), Resolvers: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	b.nets = m
+	return m
+}
+
+func (b *fakeBackend) Networks() Networks {
+	if b.nets == nil {
+		return nil
+	}
+	return b.nets
 }
 
 // newVolumes gives b a real volume store in a temporary directory whose

@@ -73,6 +73,7 @@ func (s *Server) routes() {
 	s.imageRoutes()
 	s.containerRoutes()
 	s.volumeRoutes()
+	s.networkRoutes()
 }
 
 // ServeHTTP strips and checks the API version prefix, then dispatches.

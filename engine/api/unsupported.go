@@ -33,7 +33,7 @@ type unsupported struct {
 // Reasons shared by several options.
 const (
 	whySharing = "binds and named volumes work; this option arrives with later sharing work"
-	whyNetwork = "each container has its own VM and network; other network modes arrive with the networking work"
+	whyNetwork = "each container has its own VM on a Berth network: the default one, one you create (docker network create), or none"
 	whyVM      = "each container runs in its own VM with Berth's fixed device and security model"
 	whyPorts   = "-p HOST_PORT:CONTAINER_PORT works; publishing every EXPOSEd port arrives with later networking work"
 	hintPorts  = "publish each port with -p"
@@ -50,13 +50,11 @@ var refused = []unsupported{
 	{"--publish-all (-P)", whyPorts, hintPorts, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return h.PublishAllPorts
 	}},
-	{"--network", whyNetwork, "", func(c *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
-		switch h.NetworkMode {
-		case "", "default", "bridge":
-			return c.NetworkDisabled
-		}
-		return true
+	{"--network host", whyNetwork, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.NetworkMode.IsHost() }},
+	{"--network container:NAME", whyNetwork, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
+		return h.NetworkMode.IsContainer()
 	}},
+	{"NetworkDisabled", whyNetwork, "use --network none", func(c *mobycontainer.Config, _ *mobycontainer.HostConfig) bool { return c.NetworkDisabled }},
 	{"--link", whyNetwork, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Links) > 0 }},
 	{"--domainname", whyNetwork, "", func(c *mobycontainer.Config, _ *mobycontainer.HostConfig) bool { return c.Domainname != "" }},
 	{"--pid", whyVM, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
@@ -181,7 +179,7 @@ func checkSupported(req mobycontainer.CreateRequest) (warnings []string, err err
 			msgs = append(msgs, u.message())
 		}
 	}
-	if msg := checkEndpoints(req.NetworkingConfig); msg != "" {
+	if msg := checkEndpoints(string(hc.NetworkMode), req.NetworkingConfig); msg != "" {
 		msgs = append(msgs, msg)
 	}
 	if len(msgs) > 0 {
@@ -196,24 +194,44 @@ func checkSupported(req mobycontainer.CreateRequest) (warnings []string, err err
 	return warnings, nil
 }
 
-// checkEndpoints refuses endpoint settings (--network-alias, --ip,
-// --mac-address, ...) and networks other than the default one.
-func checkEndpoints(nc *network.NetworkingConfig) string {
+// checkEndpoints refuses endpoint settings other than aliases (--ip,
+// --mac-address, ...) and a second network: a container's VM has one
+// NIC, on the network its mode names.
+func checkEndpoints(mode string, nc *network.NetworkingConfig) string {
 	if nc == nil {
 		return ""
 	}
+	if len(nc.EndpointsConfig) > 1 {
+		return "connecting a container to more than one network is not supported yet by Berth (" + whyNetwork + ")"
+	}
 	for name, ep := range nc.EndpointsConfig {
-		switch name {
-		case "default", "bridge":
-		default:
-			return unsupported{flag: "--network " + name, why: whyNetwork}.message()
+		if name != mode && !(isDefaultMode(name) && isDefaultMode(mode)) {
+			return fmt.Sprintf("the endpoint settings are for network %s but the container's network is %s", name, mode)
 		}
 		if ep == nil {
 			continue
 		}
-		if len(ep.Aliases) > 0 || len(ep.Links) > 0 || ep.IPAMConfig != nil || len(ep.MacAddress) > 0 || len(ep.DriverOpts) > 0 || len(ep.DNSNames) > 0 {
-			return "--network-alias, --ip, --ip6, --link-local-ip, --mac-address and --driver-opt are not supported yet by Berth (" + whyNetwork + ")"
+		if len(ep.Links) > 0 || ep.IPAMConfig != nil || len(ep.MacAddress) > 0 || len(ep.DriverOpts) > 0 {
+			return "--ip, --ip6, --link-local-ip, --mac-address, --driver-opt and links are not supported yet by Berth (" + whyNetwork + ")"
 		}
 	}
 	return ""
+}
+
+// isDefaultMode reports whether a network mode names the default network.
+func isDefaultMode(mode string) bool { return mode == "" || mode == "default" || mode == "bridge" }
+
+// aliases are the network aliases a create request gives the container
+// on its network (--network-alias; compose's service name).
+func aliases(nc *network.NetworkingConfig) []string {
+	if nc == nil {
+		return nil
+	}
+	var out []string
+	for _, ep := range nc.EndpointsConfig {
+		if ep != nil {
+			out = append(out, ep.Aliases...)
+		}
+	}
+	return out
 }

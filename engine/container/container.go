@@ -54,6 +54,9 @@ type Spec struct {
 	// the order added; share add and rm change them, and every start
 	// mounts them.
 	RunShares []RunShare `json:"runShares,omitempty"`
+	// Aliases are the container's names on its network besides its own
+	// (--network-alias).
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // State is where a container stands.

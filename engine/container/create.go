@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -38,6 +39,9 @@ type CreateRequest struct {
 	Config     *mobycontainer.Config
 	HostConfig *mobycontainer.HostConfig
 	Pull       PullPolicy
+	// Aliases are the container's names on its network besides its own
+	// (--network-alias; compose's service name).
+	Aliases []string
 	// Progress receives pull progress when Create pulls.
 	Progress func(image.Event)
 }
@@ -69,6 +73,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if len(req.HostConfig.PortBindings) > 0 && m.networks == nil {
 		return nil, errdefs.InvalidArgument(errors.New("create container: publishing ports (-p) needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
 	}
+	mode, err := m.networkMode(req)
+	if err != nil {
+		return nil, err
+	}
+	req.HostConfig.NetworkMode = mobycontainer.NetworkMode(mode)
 	ref := req.Config.Image
 	img, err := m.resolveImage(ctx, ref, req)
 	if err != nil {
@@ -83,12 +92,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 		ImageManifest: img.Manifest.Digest.String(),
 		Config:        mergeImageConfig(req.Config, img.Config),
 		HostConfig:    req.HostConfig,
+		Aliases:       req.Aliases,
 	}
 	if spec.HostConfig.LogConfig.Type == "" {
 		spec.HostConfig.LogConfig.Type = "json-file"
-	}
-	if spec.HostConfig.NetworkMode == "" {
-		spec.HostConfig.NetworkMode = "default"
 	}
 	cmdline := append(append([]string{}, spec.Config.Entrypoint...), spec.Config.Cmd...)
 	if len(cmdline) == 0 {
@@ -242,6 +249,57 @@ func (m *Manager) resolveImage(ctx context.Context, ref string, req CreateReques
 		return nil, err
 	}
 	return res.Image, nil
+}
+
+// hostGateway is --add-host's special address: the host, as the
+// container's network reaches it (host.berth.internal).
+const hostGateway = "host-gateway"
+
+// isDefaultNetwork reports whether a network mode is the default
+// network's.
+func isDefaultNetwork(mode string) bool {
+	return mode == "" || mode == "default" || mode == network.DefaultName
+}
+
+// networkMode checks the network a create request names and returns
+// the mode the container keeps: "default" for the default network,
+// "none", or the network's name.
+func (m *Manager) networkMode(req CreateRequest) (string, error) {
+	mode := string(req.HostConfig.NetworkMode)
+	switch {
+	case isDefaultNetwork(mode):
+		mode = "default"
+	case mode == network.None:
+		if len(req.HostConfig.PortBindings) > 0 {
+			return "", errdefs.InvalidArgument(errors.New("conflicting options: port publishing and the container type network mode (--network none has no network to publish on)"))
+		}
+	case m.networks == nil:
+		return "", errdefs.InvalidArgument(fmt.Errorf("--network %s: user-defined networks need Berth's networks, which this engine has not got (not on this backend yet): leave --network out", mode))
+	default:
+		name, err := m.networks.Resolve(mode)
+		if err != nil {
+			return "", err
+		}
+		mode = name
+	}
+	if mode == network.None && len(req.Aliases) > 0 {
+		return "", errdefs.InvalidArgument(errors.New("--network-alias needs a network: the container has --network none"))
+	}
+	for _, a := range req.Aliases {
+		if !ValidName(a) {
+			return "", errdefs.InvalidArgument(fmt.Errorf("invalid network alias %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", a))
+		}
+	}
+	for _, h := range req.HostConfig.ExtraHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok || name == "" || (ip != hostGateway && net.ParseIP(ip) == nil) {
+			return "", errdefs.InvalidArgument(fmt.Errorf("invalid argument %q for \"--add-host\" flag: want HOST:IP (or HOST:host-gateway)", h))
+		}
+		if ip == hostGateway && (mode == network.None || m.networks == nil) {
+			return "", errdefs.InvalidArgument(fmt.Errorf("--add-host %s: host-gateway needs the container on a Berth network", h))
+		}
+	}
+	return mode, nil
 }
 
 // validate checks the values a user can get wrong, the resources against

@@ -595,6 +595,9 @@ func (m *Manager) Rename(ref, name string) error {
 	c.mu.Unlock()
 	m.mu.Unlock()
 	if err == nil {
+		if m.networks != nil {
+			m.networks.Rename(c.spec.ID, name)
+		}
 		m.publish(c, mobyevents.ActionRename, map[string]string{"oldName": "/" + old})
 	}
 	return err

@@ -228,6 +228,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	if att != nil {
 		req.Network = att.Network()
 	}
+	req.NoNetwork = spec.HostConfig.NetworkMode == network.None
 	vm, err := m.vms.Launch(bootCtx, req)
 	if err != nil {
 		if att != nil {
@@ -250,13 +251,24 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 	if err != nil {
 		return nil, err
 	}
+	mode := string(spec.HostConfig.NetworkMode)
+	if mode == network.None {
+		return nil, nil
+	}
 	if m.networks == nil {
 		if len(ports) > 0 {
 			return nil, errdefs.InvalidArgument(errors.New("publishing ports needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
 		}
 		return nil, nil
 	}
-	return m.networks.Attach(ctx, spec.ID, ports)
+	req := network.AttachRequest{ContainerID: spec.ID, Name: spec.Name, Network: mode, Aliases: spec.Aliases, Ports: ports}
+	if isDefaultNetwork(mode) {
+		req.Network = ""
+	}
+	for _, d := range spec.HostConfig.DNS {
+		req.DNS = append(req.DNS, d)
+	}
+	return m.networks.Attach(ctx, req)
 }
 
 // bringUp takes r's booted VM to a started main process, filling in r's
@@ -274,7 +286,7 @@ func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.T
 	if err := mountRunShares(ctx, c, r, spec.RunShares); err != nil {
 		return err
 	}
-	if err := configureGuest(ctx, r.agent, r.vm, spec.Config, spec.HostConfig); err != nil {
+	if err := configureGuest(ctx, r.agent, r.vm, r.net, spec.Config, spec.HostConfig); err != nil {
 		return err
 	}
 	r.ip = guestInfo(ctx, r.agent, r.boot)
@@ -305,12 +317,19 @@ func mountShares(ctx context.Context, ac *agent.Client, vm VM, mounts []share.Mo
 }
 
 // configureGuest gives the guest its network, hostname, DNS and hosts,
-// and makes the container's root read-only when asked.
-func configureGuest(ctx context.Context, ac *agent.Client, vm VM, cfg *mobycontainer.Config, hc *mobycontainer.HostConfig) error {
+// and makes the container's root read-only when asked. On a Berth
+// network (att set) the container's one nameserver is the network's
+// resolver, which its --dns servers are upstreams of (noted in
+// resolv.conf, as Docker does); elsewhere they are its nameservers.
+func configureGuest(ctx context.Context, ac *agent.Client, vm VM, att NetworkAttachment, cfg *mobycontainer.Config, hc *mobycontainer.HostConfig) error {
 	net := networkRequest(vm.Network())
 	net.Hostname = cfg.Hostname
 	for _, d := range hc.DNS {
-		net.DnsServers = append(net.DnsServers, d.String())
+		if att != nil {
+			net.DnsUpstreams = append(net.DnsUpstreams, d.String())
+		} else {
+			net.DnsServers = append(net.DnsServers, d.String())
+		}
 	}
 	if len(hc.DNSSearch) > 0 {
 		net.DnsSearch = hc.DNSSearch
@@ -320,9 +339,16 @@ func configureGuest(ctx context.Context, ac *agent.Client, vm VM, cfg *mobyconta
 	}
 	for _, h := range hc.ExtraHosts {
 		name, ip, ok := strings.Cut(h, ":")
-		if ok {
-			net.Hosts = append(net.Hosts, &agentpb.HostEntry{Ip: ip, Names: []string{name}})
+		if !ok {
+			continue
 		}
+		if ip == hostGateway {
+			if att == nil {
+				return errdefs.InvalidArgument(fmt.Errorf("--add-host %s: host-gateway needs the container on a Berth network", h))
+			}
+			ip = att.HostAlias().String()
+		}
+		net.Hosts = append(net.Hosts, &agentpb.HostEntry{Ip: ip, Names: []string{name}})
 	}
 	if err := ac.ConfigureNetwork(ctx, net); err != nil {
 		return fmt.Errorf("configure network: %w", err)

@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -61,23 +62,30 @@ type LaunchRequest struct {
 	// the container's mounts).
 	Shares []vmm.Share
 	// Network is the VM's NIC on a Berth network (Networks.Attach); nil:
-	// the backend's own NAT.
+	// the backend's own NAT, or no NIC with NoNetwork.
 	Network *vmm.Network
 	// Cold boots the VM even where the launcher would restore it from a
 	// saved template (fast start): the container asked for a cold boot.
 	Cold bool
+	// NoNetwork boots the VM without a NIC (--network none).
+	NoNetwork bool
 }
 
 // Networks attaches containers to Berth's networks (engine/network's
 // Manager behind an adapter): an address per container, its VM's place
 // on the network's switch, and the ports it publishes.
 type Networks interface {
-	// Attach joins container id to its network for one run, binding the
+	// Attach joins a container to its network for one run, binding the
 	// host side of its published ports (a port in use fails here, before
-	// the VM boots).
-	Attach(ctx context.Context, id string, ports []network.PortSpec) (NetworkAttachment, error)
-	// Release frees container id's address (at its removal).
+	// the VM boots) and making its names resolve there.
+	Attach(ctx context.Context, req network.AttachRequest) (NetworkAttachment, error)
+	// Release frees container id's addresses (at its removal).
 	Release(id string) error
+	// Resolve returns the name of the network ref names (a name, an ID
+	// or an ID prefix); errdefs.ErrNotFound when there is none.
+	Resolve(ref string) (string, error)
+	// Rename gives running container id its new name in DNS.
+	Rename(id, name string)
 }
 
 // NetworkAttachment is one run's place on a network.
@@ -86,6 +94,9 @@ type NetworkAttachment interface {
 	Network() *vmm.Network
 	// Ports are the published ports as bound.
 	Ports() []network.PortSpec
+	// HostAlias is the network's address for the host
+	// (host.berth.internal; --add-host NAME:host-gateway).
+	HostAlias() netip.Addr
 	// Close withdraws the published ports.
 	Close() error
 }

@@ -33,6 +33,15 @@ func (b backend) Events() api.Events         { return b.d.Engine.Events() }
 func (b backend) Terminals() api.Terminals   { return terminals{b.d} }
 func (b backend) Shares() api.Shares         { return shares{b.d.Engine.Containers()} }
 
+// Networks is nil (not a nil *network.Manager in an interface) where the
+// engine has none.
+func (b backend) Networks() api.Networks {
+	if n := b.d.Engine.Networks(); n != nil {
+		return n
+	}
+	return nil
+}
+
 func (b backend) Kernel(ctx context.Context) types.KernelInfo { return b.d.Engine.Kernel(ctx) }
 
 func (b backend) SetKernel(ctx context.Context, c types.KernelChoice) (types.KernelInfo, error) {
@@ -51,6 +60,15 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 		return types.Status{}, err
 	}
 	total, running := d.Engine.Containers().Counts()
+	mode, reason := "nat", "this backend keeps the hypervisor's NAT for each VM (Berth's own networks are Linux's for now)"
+	if n := d.Engine.Networks(); n != nil {
+		mode, reason = n.Mode(), n.ModeReason()
+		if n.HostLoopback() {
+			reason += "; the host's loopback is open to containers at host.berth.internal (--host-loopback)"
+		} else {
+			reason += "; the host's loopback is closed to containers (berth daemon --host-loopback opens it)"
+		}
+	}
 	var setup string
 	switch ks := d.Engine.KernelSetup(); ks.Phase {
 	case kernel.SetupDownloading, kernel.SetupUnpacking, kernel.SetupFailed:
@@ -74,6 +92,8 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 		Socket:            d.home.Socket(),
 		Backend:           d.Engine.Backend(),
 		Kernel:            d.Engine.Kernel(ctx),
+		NetworkMode:       mode,
+		NetworkReason:     reason,
 	}, nil
 }
 

@@ -155,7 +155,7 @@ func (l *Launcher) config(req container.LaunchRequest) vmm.Config {
 		Ping:       pingAgent,
 		Shutdown:   shutdownAgent,
 	}
-	if cfg.Network == nil {
+	if cfg.Network == nil && !req.NoNetwork {
 		cfg.Network = &vmm.Network{} // the backend's own NAT
 	}
 	return cfg

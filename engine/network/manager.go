@@ -2,18 +2,29 @@ package network
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/internal/atomicfile"
 )
 
 // DefaultSubnet is the default network's subnet. The network lives in
@@ -27,38 +38,112 @@ import (
 // advice written for Podman machine applies.
 var DefaultSubnet = netip.MustParsePrefix("192.168.127.0/24")
 
-// DefaultName is the default network's name.
-const DefaultName = "default"
+// userPool is where a network created without a subnet gets one: the
+// first /24 from 192.168.128.0 up to 192.168.254.0 that overlaps no
+// other network's (the ranges DefaultSubnet's reasons apply to).
+var userPool = netip.MustParsePrefix("192.168.128.0/17")
+
+// DefaultName is the default network's name: Docker's, so that
+// `--network bridge` and tools that look for "bridge" find it. "default"
+// names it too.
+const DefaultName = "bridge"
+
+// None is the network mode of a container without a network: its VM
+// has no NIC, only loopback.
+const None = "none"
+
+// defaultFile is the default network's address table, under Config.Dir.
+const defaultFile = "default.json"
+
+// indexFile lists the user-defined networks, under Config.Dir.
+const indexFile = "networks.json"
+
+// validName is what a network name may be (Docker's rule).
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // Config configures a Manager.
 type Config struct {
-	// Dir holds the networks' state (the address table, Dir/default.json).
+	// Dir holds the networks' state: networks.json (the user-defined
+	// networks) and each network's address table (default.json for the
+	// default network, ID.json for the others).
 	Dir string
 	// Subnet is the default network's; zero: DefaultSubnet.
 	Subnet netip.Prefix
 	// HostLoopback lets containers reach the host's loopback services
-	// (127.0.0.1) at the network's last host address (HostAlias). Off by
-	// default: a container reaches what the host reaches on its networks,
-	// not the services the host keeps to itself.
+	// (127.0.0.1) at each network's last host address (its host alias,
+	// which host.berth.internal names). Off by default: a container
+	// reaches what the host reaches on its networks, not the services
+	// the host keeps to itself.
 	HostLoopback bool
-	// Log receives what goes wrong with a published port's connection.
+	// Resolvers are the host's DNS servers (host:port) that names outside
+	// Berth's are forwarded to; nil: the nameservers of /etc/resolv.conf.
+	Resolvers []string
+	// Log receives what goes wrong with a published port's connection or
+	// a forwarded query.
 	Log *slog.Logger
 }
 
+// Info describes one network.
+type Info struct {
+	// ID is 64 hex digits, as Docker's.
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Subnet is the network's; its first host address is the gateway
+	// (and DNS server), its last one the host alias.
+	Subnet  netip.Prefix      `json:"subnet"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Created time.Time         `json:"created"`
+	// Default marks the default network (it cannot be removed).
+	Default bool `json:"-"`
+	// Endpoints are the containers running on the network, by ID.
+	Endpoints map[string]Endpoint `json:"-"`
+}
+
+// Gateway is the network's gateway: its first host address.
+func (i Info) Gateway() netip.Addr { return i.Subnet.Masked().Addr().Next() }
+
+// HostAlias is the network's last host address: host.berth.internal.
+func (i Info) HostAlias() netip.Addr { return lastHost(i.Subnet.Masked()) }
+
+// CreateOptions are a new network's settings.
+type CreateOptions struct {
+	Name string
+	// Subnet is the network's; zero: the first free /24 of
+	// 192.168.128.0/17.
+	Subnet netip.Prefix
+	Labels map[string]string
+}
+
 // Manager owns Berth's user-mode ("user", rootless) networking: the
-// default network's address plan, its addresses (IPAM, kept under
-// Config.Dir), and its user-space switch, which every container's VM
-// joins and which carries the ports containers publish. The switch
-// starts with the first Attach. It is safe for concurrent use.
+// networks (the default one and those users create), each with its
+// address plan, its addresses (IPAM, kept under Config.Dir), its names
+// (a DNS server on its gateway) and its own user-space switch, which
+// the VMs of its containers join and which carries the ports they
+// publish. Networks share nothing: no frame or connection passes from
+// one switch to another, so containers on different networks cannot
+// reach each other. A switch starts with its network's first Attach. It
+// is safe for concurrent use.
 type Manager struct {
 	cfg       Config
 	log       *slog.Logger
-	ipam      *IPAM
-	hostAlias netip.Addr
+	resolvers []string
 
 	mu     sync.Mutex
-	sw     *userSwitch
+	nets   map[string]*netw // by ID
 	closed bool
+}
+
+// netw is one network: its description, addresses, names and switch.
+type netw struct {
+	info  Info
+	ipam  *IPAM
+	names *names
+	sw    *userSwitch // nil until the first Attach
+}
+
+// indexJSON is networks.json.
+type indexJSON struct {
+	Networks []Info `json:"networks"`
 }
 
 // New opens the networks' state under cfg.Dir.
@@ -69,108 +154,438 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	subnet := cfg.Subnet.Masked()
-	alias := lastHost(subnet)
-	ipam, err := OpenIPAM(filepath.Join(cfg.Dir, DefaultName+".json"), subnet, alias)
-	if err != nil {
+	m := &Manager{cfg: cfg, log: cfg.Log, resolvers: cfg.Resolvers, nets: map[string]*netw{}}
+	if m.resolvers == nil {
+		m.resolvers = hostResolvers("/etc/resolv.conf")
+	}
+	sum := sha256.Sum256([]byte("berth default network"))
+	def := Info{ID: hex.EncodeToString(sum[:]), Name: DefaultName, Subnet: cfg.Subnet.Masked(), Default: true}
+	if st, err := os.Stat(filepath.Join(cfg.Dir, defaultFile)); err == nil {
+		def.Created = st.ModTime().UTC()
+	}
+	if err := m.open(def, defaultFile); err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, log: cfg.Log, ipam: ipam, hostAlias: alias}, nil
+	var idx indexJSON
+	switch b, err := os.ReadFile(filepath.Join(cfg.Dir, indexFile)); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("open networks: %w", err)
+	default:
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return nil, fmt.Errorf("open networks %s: %w", filepath.Join(cfg.Dir, indexFile), err)
+		}
+	}
+	for _, info := range idx.Networks {
+		if err := m.open(info, info.ID+".json"); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// open adds a network whose address table is file under Config.Dir.
+func (m *Manager) open(info Info, file string) error {
+	ipam, err := OpenIPAM(filepath.Join(m.cfg.Dir, file), info.Subnet, info.HostAlias())
+	if err != nil {
+		return err
+	}
+	m.nets[info.ID] = &netw{info: info, ipam: ipam, names: newNames()}
+	return nil
 }
 
 // Mode names the networking mode: "user" (a user-space network, no
 // privileges needed).
 func (m *Manager) Mode() string { return "user" }
 
-// HostAlias is the address at which containers reach the host's
-// loopback when Config.HostLoopback is on.
-func (m *Manager) HostAlias() netip.Addr { return m.hostAlias }
+// ModeReason says why Mode is the one in use.
+func (m *Manager) ModeReason() string {
+	return "rootless: each network is a user-space switch in the engine (gvisor-tap-vsock), needing no privileges; containers reach the host's network through the engine's sockets"
+}
+
+// HostLoopback reports whether containers reach the host's loopback at
+// host.berth.internal.
+func (m *Manager) HostLoopback() bool { return m.cfg.HostLoopback }
+
+// HostAlias is the address at which containers on the default network
+// reach the host's loopback when Config.HostLoopback is on.
+func (m *Manager) HostAlias() netip.Addr { return lastHost(m.cfg.Subnet.Masked()) }
 
 // IPAM is the default network's address table.
-func (m *Manager) IPAM() *IPAM { return m.ipam }
+func (m *Manager) IPAM() *IPAM {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.defaultLocked().ipam
+}
+
+func (m *Manager) defaultLocked() *netw {
+	for _, n := range m.nets {
+		if n.info.Default {
+			return n
+		}
+	}
+	panic("network: no default network")
+}
 
 // Keep releases the addresses of containers keep rejects (ones an engine
-// removed without releasing).
-func (m *Manager) Keep(keep func(id string) bool) error { return m.ipam.Keep(keep) }
+// removed without releasing), on every network.
+func (m *Manager) Keep(keep func(id string) bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, n := range m.nets {
+		errs = append(errs, n.ipam.Keep(keep))
+	}
+	return errors.Join(errs...)
+}
 
-// Release frees container id's address (at its removal).
-func (m *Manager) Release(id string) error { return m.ipam.Release(id) }
+// Release frees container id's addresses (at its removal).
+func (m *Manager) Release(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, n := range m.nets {
+		errs = append(errs, n.ipam.Release(id))
+	}
+	return errors.Join(errs...)
+}
 
-// switchLocked returns the default network's switch, starting it on
-// first use.
-func (m *Manager) switchLocked() (*userSwitch, error) {
+// Rename gives running container id its new name in DNS at once.
+func (m *Manager) Rename(id, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range m.nets {
+		n.names.rename(id, name)
+	}
+}
+
+// findLocked returns the network ref names: a name ("default" is the
+// default network), an ID or a unique ID prefix.
+func (m *Manager) findLocked(ref string) (*netw, error) {
+	if ref == "" || ref == "default" {
+		return m.defaultLocked(), nil
+	}
+	for _, n := range m.nets {
+		if n.info.Name == ref || n.info.ID == ref {
+			return n, nil
+		}
+	}
+	var found []*netw
+	for _, n := range m.nets {
+		if strings.HasPrefix(n.info.ID, ref) {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, errdefs.NotFound(fmt.Errorf("network %s not found", ref))
+	}
+	return nil, errdefs.InvalidArgument(fmt.Errorf("network %s is ambiguous (%d matches found on ID prefix)", ref, len(found)))
+}
+
+// infoLocked is n's description with its running containers.
+func (n *netw) infoLocked() Info {
+	i := n.info
+	i.Labels = maps.Clone(i.Labels)
+	i.Endpoints = n.names.list()
+	return i
+}
+
+// Get describes the network ref names (a name, an ID or an ID prefix);
+// errdefs.ErrNotFound with Docker's text when there is none.
+func (m *Manager) Get(ref string) (Info, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(ref)
+	if err != nil {
+		return Info{}, err
+	}
+	return n.infoLocked(), nil
+}
+
+// List describes every network, the default one first, then by name.
+func (m *Manager) List() []Info {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Info, 0, len(m.nets))
+	for _, n := range m.nets {
+		out = append(out, n.infoLocked())
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if a.Default != b.Default {
+			if a.Default {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+// Create makes a network. A name taken is errdefs.ErrConflict; a subnet
+// that overlaps another network's is errdefs.ErrInvalidArgument naming
+// that network.
+func (m *Manager) Create(opts CreateOptions) (Info, error) {
+	name := opts.Name
+	switch {
+	case name == "":
+		return Info{}, errdefs.InvalidArgument(errors.New("create network: a network needs a name"))
+	case !validName.MatchString(name):
+		return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network: invalid name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+	case name == "default" || name == None || name == "host":
+		return Info{}, errdefs.PermissionDenied(fmt.Errorf("create network: %s is a pre-defined network and cannot be created", name))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Info{}, errdefs.Unavailable(errors.New("create network: the engine's networks are closed"))
+	}
+	for _, n := range m.nets {
+		if n.info.Name == name {
+			return Info{}, errdefs.Conflict(fmt.Errorf("network with name %s already exists", name))
+		}
+	}
+	subnet := opts.Subnet.Masked()
+	if opts.Subnet.IsValid() {
+		if !subnet.Addr().Is4() || subnet.Bits() < 8 || subnet.Bits() > 30 {
+			return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network %s: subnet %s: Berth's networks are IPv4 subnets from /8 to /30", name, opts.Subnet))
+		}
+		if subnet != opts.Subnet {
+			return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network %s: invalid subnet %s: it is not a network address (did you mean %s?)", name, opts.Subnet, subnet))
+		}
+		for _, n := range m.nets {
+			if n.info.Subnet.Overlaps(subnet) {
+				return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network %s: invalid pool request: Pool overlaps with other one on this address space (subnet %s overlaps network %s's %s)", name, subnet, n.info.Name, n.info.Subnet))
+			}
+		}
+	} else {
+		var ok bool
+		if subnet, ok = m.freeSubnetLocked(); !ok {
+			return Info{}, errdefs.Unavailable(fmt.Errorf("create network %s: every /24 of %s is in use: remove networks you no longer need, or give one with --subnet", name, userPool))
+		}
+	}
+	var id [32]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return Info{}, fmt.Errorf("create network %s: %w", name, err)
+	}
+	info := Info{ID: hex.EncodeToString(id[:]), Name: name, Subnet: subnet, Labels: maps.Clone(opts.Labels), Created: time.Now().UTC()}
+	if err := m.open(info, info.ID+".json"); err != nil {
+		return Info{}, err
+	}
+	if err := m.saveLocked(); err != nil {
+		delete(m.nets, info.ID)
+		return Info{}, err
+	}
+	return m.nets[info.ID].infoLocked(), nil
+}
+
+// freeSubnetLocked is the first /24 of userPool no network overlaps.
+func (m *Manager) freeSubnetLocked() (netip.Prefix, bool) {
+	for p := netip.PrefixFrom(userPool.Addr(), 24); userPool.Contains(p.Addr()); p = netip.PrefixFrom(nextPrefix(p), 24) {
+		if isBroadcast(lastHost(p).Next(), userPool) {
+			break // 192.168.255.0/24: its last address is the pool's broadcast
+		}
+		free := true
+		for _, n := range m.nets {
+			free = free && !n.info.Subnet.Overlaps(p)
+		}
+		if free {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// nextPrefix is the address after p's last.
+func nextPrefix(p netip.Prefix) netip.Addr { return lastHost(p).Next().Next() }
+
+// Remove deletes the network ref names. The default network cannot be
+// removed (errdefs.ErrPermissionDenied), nor one a container runs on
+// (errdefs.ErrConflict with Docker's text).
+func (m *Manager) Remove(ref string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(ref)
+	if err != nil {
+		return err
+	}
+	return m.removeLocked(n)
+}
+
+func (m *Manager) removeLocked(n *netw) error {
+	if n.info.Default {
+		return errdefs.PermissionDenied(fmt.Errorf("%s is a pre-defined network and cannot be removed", n.info.Name))
+	}
+	if eps := n.names.list(); len(eps) > 0 {
+		var who []string
+		for id, ep := range eps {
+			who = append(who, fmt.Sprintf("name:%q id:%q", ep.Name, id[:12]))
+		}
+		slices.Sort(who)
+		return errdefs.Conflict(fmt.Errorf("error while removing network: network %s id %s has active endpoints (%s)", n.info.Name, n.info.ID, strings.Join(who, ", ")))
+	}
+	delete(m.nets, n.info.ID)
+	if err := m.saveLocked(); err != nil {
+		m.nets[n.info.ID] = n
+		return err
+	}
+	if n.sw != nil {
+		n.sw.close()
+		n.sw = nil
+	}
+	if err := os.Remove(filepath.Join(m.cfg.Dir, n.info.ID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		m.log.Warn("remove network: address table", "network", n.info.Name, "err", err)
+	}
+	return nil
+}
+
+// Prune removes the user-defined networks that no container runs on
+// and that match accepts, and returns their names.
+func (m *Manager) Prune(match func(Info) bool) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var removed []string
+	var errs []error
+	for _, n := range m.nets {
+		info := n.infoLocked()
+		if info.Default || len(info.Endpoints) > 0 || !match(info) {
+			continue
+		}
+		if err := m.removeLocked(n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, info.Name)
+	}
+	slices.Sort(removed)
+	return removed, errors.Join(errs...)
+}
+
+// saveLocked writes networks.json.
+func (m *Manager) saveLocked() error {
+	var idx indexJSON
+	for _, n := range m.nets {
+		if !n.info.Default {
+			idx.Networks = append(idx.Networks, n.info)
+		}
+	}
+	slices.SortFunc(idx.Networks, func(a, b Info) int { return a.Created.Compare(b.Created) })
+	if err := os.MkdirAll(m.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("save networks: %w", err)
+	}
+	if err := atomicfile.WriteJSON(filepath.Join(m.cfg.Dir, indexFile), idx); err != nil {
+		return fmt.Errorf("save networks: %w", err)
+	}
+	return nil
+}
+
+// switchLocked returns n's switch, starting it on first use.
+func (m *Manager) switchLocked(n *netw) (*userSwitch, error) {
 	if m.closed {
 		return nil, errdefs.Unavailable(errors.New("the engine's networks are closed"))
 	}
-	if m.sw != nil {
-		return m.sw, nil
+	if n.sw != nil {
+		return n.sw, nil
 	}
-	var alias netip.Addr
-	if m.cfg.HostLoopback {
-		alias = m.hostAlias
-	}
-	sw, err := newUserSwitch(m.ipam.Subnet(), m.ipam.Gateway(), alias)
+	res := &resolver{names: n.names, subnet: n.info.Subnet, hostAlias: n.info.HostAlias(), hostResolvers: m.resolvers, log: m.log.With("network", n.info.Name)}
+	sw, err := newUserSwitch(n.info.Subnet, n.info.Gateway(), n.info.HostAlias(), m.cfg.HostLoopback, res)
 	if err != nil {
 		return nil, err
 	}
-	m.sw = sw
+	n.sw = sw
 	return sw, nil
 }
 
-// Attach joins container id to the default network for one run: it
-// leases id's address (the one it had, if any), and binds the host side
-// of each published port, so that a port in use fails here, before the
-// VM boots. The attachment's Network is what the VM's NIC is given;
-// Close withdraws the ports at the run's end (the address stays id's
-// until Release).
-func (m *Manager) Attach(ctx context.Context, id string, ports []PortSpec) (*Attachment, error) {
+// AttachRequest is one container run's place on a network.
+type AttachRequest struct {
+	// ContainerID and Name are the container's; both resolve on the
+	// network while the attachment lasts.
+	ContainerID, Name string
+	// Network names the network ("" or "default": the default one).
+	Network string
+	// Aliases are more names for the container on this network.
+	Aliases []string
+	// DNS are the container's --dns servers: its resolver's upstreams.
+	DNS []netip.Addr
+	// Ports are the ports it publishes.
+	Ports []PortSpec
+}
+
+// Attach joins a container to its network for one run: it leases the
+// container's address (the one it had, if any), binds the host side of
+// each published port, so that a port in use fails here, before the VM
+// boots, and makes its names resolve on the network. The attachment's
+// Network is what the VM's NIC is given; Close withdraws the ports and
+// the names at the run's end (the address stays the container's until
+// Release).
+func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, error) {
 	m.mu.Lock()
-	sw, err := m.switchLocked()
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	n, err := m.findLocked(req.Network)
 	if err != nil {
 		return nil, err
 	}
-	ip, err := m.ipam.Lease(id)
+	sw, err := m.switchLocked(n)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := n.ipam.Lease(req.ContainerID)
 	if err != nil {
 		return nil, err
 	}
 	a := &Attachment{
-		sw: sw,
+		sw:    sw,
+		names: n.names,
+		id:    req.ContainerID,
 		plan: vmm.GuestNetwork{
-			Address: netip.PrefixFrom(ip, m.ipam.Subnet().Bits()),
-			Gateway: m.ipam.Gateway(),
+			Address: netip.PrefixFrom(ip, n.info.Subnet.Bits()),
+			Gateway: n.info.Gateway(),
 			MTU:     mtu,
-			DNS:     []netip.Addr{m.ipam.Gateway()},
+			DNS:     []netip.Addr{n.info.Gateway()},
 		},
+		info: n.info,
 	}
-	for _, p := range ports {
-		pub, err := publish(sw, ip, p, m.log.With("container", id))
+	for _, p := range req.Ports {
+		pub, err := publish(sw, ip, p, m.log.With("container", req.ContainerID))
 		if err != nil {
 			a.Close()
 			return nil, err
 		}
 		a.ports = append(a.ports, pub)
 	}
+	n.names.add(Endpoint{ContainerID: req.ContainerID, Name: req.Name, Aliases: slices.Clone(req.Aliases), Address: ip, DNS: slices.Clone(req.DNS)})
 	return a, nil
 }
 
-// Close stops the default network's switch (containers still attached
-// lose their network) and refuses further Attach calls.
+// Close stops every network's switch (containers still attached lose
+// their network) and refuses further Attach calls.
 func (m *Manager) Close() error {
 	m.mu.Lock()
-	sw := m.sw
-	m.sw, m.closed = nil, true
+	var sws []*userSwitch
+	for _, n := range m.nets {
+		if n.sw != nil {
+			sws = append(sws, n.sw)
+			n.sw = nil
+		}
+	}
+	m.closed = true
 	m.mu.Unlock()
-	if sw != nil {
+	for _, sw := range sws {
 		sw.close()
 	}
 	return nil
 }
 
 // Attachment is one container run's place on a network: its address
-// plan and the ports it publishes.
+// plan, its names and the ports it publishes.
 type Attachment struct {
 	sw    *userSwitch
+	names *names
+	id    string
+	info  Info
 	plan  vmm.GuestNetwork
 	ports []*publisher
 	once  sync.Once
@@ -186,6 +601,12 @@ func (a *Attachment) Network() *vmm.Network {
 // Address is the container's address.
 func (a *Attachment) Address() netip.Addr { return a.plan.Address.Addr() }
 
+// NetworkName is the name of the network attached to.
+func (a *Attachment) NetworkName() string { return a.info.Name }
+
+// HostAlias is the network's address for the host (host.berth.internal).
+func (a *Attachment) HostAlias() netip.Addr { return a.info.HostAlias() }
+
 // Ports are the published ports as bound (a host port of 0 in the spec
 // is the one the kernel picked).
 func (a *Attachment) Ports() []PortSpec {
@@ -196,10 +617,12 @@ func (a *Attachment) Ports() []PortSpec {
 	return out
 }
 
-// Close withdraws the published ports: their listeners close and the
-// connections through them end. It waits for their goroutines.
+// Close withdraws the container's names and published ports: their
+// listeners close and the connections through them end. It waits for
+// their goroutines.
 func (a *Attachment) Close() error {
 	a.once.Do(func() {
+		a.names.remove(a.id)
 		for _, p := range a.ports {
 			p.close()
 		}

@@ -7,10 +7,10 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/containers/gvisor-tap-vsock/pkg/services/dns"
 	"github.com/containers/gvisor-tap-vsock/pkg/services/forwarder"
 	"github.com/containers/gvisor-tap-vsock/pkg/tap"
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
+	"github.com/miekg/dns"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
@@ -33,7 +33,8 @@ const mtu = 1500
 // TCP/IP stack as the gateway on it. Frames between VMs go switch to
 // VM; frames for the gateway reach the stack, whose forwarders open the
 // connections on the host's sockets (outbound traffic) and whose DNS
-// server at the gateway's address answers from the host's resolvers.
+// server at the gateway's address (a resolver) answers the network's
+// names and forwards the rest.
 //
 // The forwarders only dial addresses outside the host: loopback
 // (127.0.0.0/8), 0.0.0.0/8 and the network's own subnet are dropped, so
@@ -48,19 +49,22 @@ type userSwitch struct {
 
 	stack  *stack.Stack
 	sw     *tap.Switch
-	dnsUDP net.PacketConn
-	dnsTCP net.Listener
+	dnsUDP *dns.Server
+	dnsTCP *dns.Server
 
 	wg sync.WaitGroup
 }
 
 // newUserSwitch builds the network of subnet with its gateway (the
-// first address). hostAlias, when valid, is answered by the gateway and
-// translated to the host's 127.0.0.1: the opt-in to reach the host's
-// loopback services.
-func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr) (*userSwitch, error) {
+// first address), whose port 53 names answers. With hostLoopback,
+// hostAlias is answered by the gateway too and translated to the host's
+// 127.0.0.1: the opt-in to reach the host's loopback services.
+func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr, hostLoopback bool, names dns.Handler) (*userSwitch, error) {
 	var virtualIPs []string
 	nat := map[tcpip.Address]tcpip.Address{}
+	if !hostLoopback {
+		hostAlias = netip.Addr{}
+	}
 	if hostAlias.IsValid() {
 		virtualIPs = append(virtualIPs, hostAlias.String())
 		nat[tcpipAddr(hostAlias)] = tcpipAddr(netip.AddrFrom4([4]byte{127, 0, 0, 1}))
@@ -83,7 +87,7 @@ func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr) (*userSwi
 		s.Wait()
 		return nil, fmt.Errorf("user network %s: %w", subnet, err)
 	}
-	if err := u.serveDNS(); err != nil {
+	if err := u.serveDNS(names); err != nil {
 		s.Close()
 		s.Wait()
 		return nil, fmt.Errorf("user network %s: DNS server: %w", subnet, err)
@@ -158,9 +162,8 @@ func (u *userSwitch) outboundAllowed(dst tcpip.Address) bool {
 	return true
 }
 
-// serveDNS serves DNS on the gateway's port 53 (UDP and TCP),
-// forwarding to the host's resolvers.
-func (u *userSwitch) serveDNS() error {
+// serveDNS serves DNS on the gateway's port 53 (UDP and TCP) with h.
+func (u *userSwitch) serveDNS(h dns.Handler) error {
 	addr := tcpip.FullAddress{NIC: 1, Addr: tcpipAddr(u.gateway), Port: 53}
 	uc, err := gonet.DialUDP(u.stack, &addr, nil, ipv4.ProtocolNumber)
 	if err != nil {
@@ -171,16 +174,17 @@ func (u *userSwitch) serveDNS() error {
 		uc.Close()
 		return err
 	}
-	srv, err := dns.New(uc, ln, nil)
-	if err != nil {
-		uc.Close()
-		ln.Close()
-		return err
+	u.dnsUDP = &dns.Server{PacketConn: uc, Handler: h}
+	u.dnsTCP = &dns.Server{Listener: ln, Handler: h}
+	started := make(chan struct{}, 2)
+	for _, srv := range []*dns.Server{u.dnsUDP, u.dnsTCP} {
+		srv.NotifyStartedFunc = func() { started <- struct{}{} }
+		u.wg.Add(1)
+		go func() { defer u.wg.Done(); _ = srv.ActivateAndServe() }()
 	}
-	u.dnsUDP, u.dnsTCP = uc, ln
-	u.wg.Add(2)
-	go func() { defer u.wg.Done(); _ = srv.Serve() }()
-	go func() { defer u.wg.Done(); _ = srv.ServeTCP() }()
+	// Shutdown before a server has started would not stop it.
+	<-started
+	<-started
 	return nil
 }
 
@@ -199,8 +203,8 @@ func (u *userSwitch) dialGuest(ctx context.Context, ip netip.Addr, port uint16) 
 // close stops the DNS server and the stack; VMs still attached lose
 // their network.
 func (u *userSwitch) close() {
-	u.dnsUDP.Close()
-	u.dnsTCP.Close()
+	_ = u.dnsUDP.Shutdown()
+	_ = u.dnsTCP.Shutdown()
 	u.wg.Wait()
 	u.stack.Close()
 	u.stack.Wait()

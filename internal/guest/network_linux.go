@@ -52,7 +52,7 @@ func validateNetwork(r *agentpb.ConfigureNetworkRequest) error {
 	if r.Gateway != "" && net.ParseIP(r.Gateway) == nil {
 		return bad("gateway %q is not an IP address", r.Gateway)
 	}
-	for _, d := range r.DnsServers {
+	for _, d := range append(r.DnsServers, r.DnsUpstreams...) {
 		if net.ParseIP(d) == nil {
 			return bad("DNS server %q is not an IP address", d)
 		}
@@ -152,6 +152,9 @@ func resolvConf(r *agentpb.ConfigureNetworkRequest) string {
 	}
 	if len(r.DnsOptions) > 0 {
 		fmt.Fprintf(&b, "options %s\n", strings.Join(r.DnsOptions, " "))
+	}
+	if len(r.DnsUpstreams) > 0 {
+		fmt.Fprintf(&b, "\n# The nameserver above is Berth's resolver for this network; names\n# outside it are forwarded to:\n# ExtServers: [%s]\n", strings.Join(r.DnsUpstreams, " "))
 	}
 	return b.String()
 }

@@ -605,8 +605,12 @@ type ConfigureNetworkRequest struct {
 	DnsSearch  []string `protobuf:"bytes,6,rep,name=dns_search,json=dnsSearch,proto3" json:"dns_search,omitempty"`
 	DnsOptions []string `protobuf:"bytes,7,rep,name=dns_options,json=dnsOptions,proto3" json:"dns_options,omitempty"`
 	// Hosts lines appended after the localhost entries of /etc/hosts.
-	Hosts         []*HostEntry `protobuf:"bytes,8,rep,name=hosts,proto3" json:"hosts,omitempty"`
-	Hostname      string       `protobuf:"bytes,9,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Hosts    []*HostEntry `protobuf:"bytes,8,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	Hostname string       `protobuf:"bytes,9,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// DnsUpstreams are the servers the nameservers forward to (a Berth
+	// network's resolver forwards to the container's --dns servers);
+	// resolv.conf notes them, as Docker notes its embedded resolver's.
+	DnsUpstreams  []string `protobuf:"bytes,10,rep,name=dns_upstreams,json=dnsUpstreams,proto3" json:"dns_upstreams,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +706,13 @@ func (x *ConfigureNetworkRequest) GetHostname() string {
 		return x.Hostname
 	}
 	return ""
+}
+
+func (x *ConfigureNetworkRequest) GetDnsUpstreams() []string {
+	if x != nil {
+		return x.DnsUpstreams
+	}
+	return nil
 }
 
 type HostEntry struct {
@@ -1940,7 +1951,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eUnmountRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04lazy\x18\x02 \x01(\bR\x04lazy\x12!\n" +
-	"\fshare_source\x18\x03 \x01(\tR\vshareSource\"\xab\x02\n" +
+	"\fshare_source\x18\x03 \x01(\tR\vshareSource\"\xd0\x02\n" +
 	"\x17ConfigureNetworkRequest\x12\x1c\n" +
 	"\tinterface\x18\x01 \x01(\tR\tinterface\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -1953,7 +1964,9 @@ const file_agent_proto_rawDesc = "" +
 	"\vdns_options\x18\a \x03(\tR\n" +
 	"dnsOptions\x12/\n" +
 	"\x05hosts\x18\b \x03(\v2\x19.berth.agent.v1.HostEntryR\x05hosts\x12\x1a\n" +
-	"\bhostname\x18\t \x01(\tR\bhostname\"1\n" +
+	"\bhostname\x18\t \x01(\tR\bhostname\x12#\n" +
+	"\rdns_upstreams\x18\n" +
+	" \x03(\tR\fdnsUpstreams\"1\n" +
 	"\tHostEntry\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x14\n" +
 	"\x05names\x18\x02 \x03(\tR\x05names\"D\n" +

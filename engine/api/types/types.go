@@ -33,6 +33,11 @@ type Status struct {
 	Containers        int `json:"containers"`
 	ContainersRunning int `json:"containersRunning"`
 	Images            int `json:"images"`
+	// NetworkMode is the containers' networking: "user" (Berth's
+	// rootless user-space networks) or "nat" (the hypervisor's own NAT,
+	// one per VM); NetworkReason says why that mode.
+	NetworkMode   string `json:"networkMode,omitempty"`
+	NetworkReason string `json:"networkReason,omitempty"`
 }
 
 // KernelInfo describes the guest kernel the engine boots: the answer to
