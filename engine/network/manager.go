@@ -138,6 +138,7 @@ type netw struct {
 	info  Info
 	ipam  *IPAM
 	names *names
+	res   *resolver   // nil until the first Attach
 	sw    *userSwitch // nil until the first Attach
 }
 
@@ -495,7 +496,7 @@ func (m *Manager) switchLocked(n *netw) (*userSwitch, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.sw = sw
+	n.sw, n.res = sw, res
 	return sw, nil
 }
 

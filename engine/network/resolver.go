@@ -26,7 +26,7 @@ const upstreamTimeout = 5 * time.Second
 // resolve there.
 type Endpoint struct {
 	// ContainerID is the container's full ID; its 12-digit prefix
-	// resolves too, as in Docker.
+	// resolves, as in Docker.
 	ContainerID string
 	// Name is the container's name (without Docker's leading slash).
 	Name string
@@ -87,14 +87,14 @@ func (n *names) list() map[string]Endpoint {
 }
 
 // lookup returns the addresses name (lower case, no trailing dot)
-// resolves to: every container whose name, alias, ID or 12-digit ID
-// prefix it is, sorted.
+// resolves to: every container whose name, alias or 12-digit ID prefix
+// it is (a full ID is longer than a DNS label may be), sorted.
 func (n *names) lookup(name string) []netip.Addr {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	var out []netip.Addr
 	for id, ep := range n.eps {
-		match := strings.EqualFold(ep.Name, name) || id == name || (len(name) == 12 && strings.HasPrefix(id, name))
+		match := strings.EqualFold(ep.Name, name) || (len(name) == 12 && strings.HasPrefix(id, name))
 		for _, a := range ep.Aliases {
 			match = match || strings.EqualFold(a, name)
 		}
