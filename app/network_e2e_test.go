@@ -200,3 +200,85 @@ func getRetry(t *testing.T, url string, limit time.Duration) string {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestNetworkNamesAndNetworks drives user-defined networks and names
+// with the real docker CLI, on three VMs: `docker network create` with a
+// label, ls with a filter; a server on that network with an alias; a
+// client on the same network that resolves it by name and alias (busybox
+// nslookup asks the network's resolver, which resolv.conf names) and
+// fetches from it by name, resolves host.docker.internal to the
+// network's host alias, and gets --add-host, --dns (noted as the
+// resolver's upstream), --dns-search and --hostname; a client on the
+// default network that neither resolves the server's name nor reaches
+// its address; `docker network rm` refused with Docker's text while the
+// server runs, then done; and berth system status naming the mode.
+func TestNetworkNamesAndNetworks(t *testing.T) {
+	home, ref := imageFixture(t)
+	r := mustOK(t, "network create", docker(t, home, "network", "create", "--label", "suite=names", "front"))
+	frontID := strings.TrimSpace(r.out)
+	r = mustOK(t, "network ls", docker(t, home, "network", "ls", "--filter", "label=suite=names", "--format", "{{.ID}} {{.Name}} {{.Driver}}"))
+	if strings.TrimSpace(r.out) != frontID[:12]+" front bridge" {
+		t.Fatalf("docker network ls: %q", r.out)
+	}
+	r = mustOK(t, "network inspect", docker(t, home, "network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}", "front"))
+	subnet, gateway, _ := strings.Cut(strings.TrimSpace(r.out), " ")
+	if subnet != "192.168.128.0/24" || gateway != "192.168.128.1" {
+		t.Fatalf("docker network inspect front: %q", r.out)
+	}
+
+	mustOK(t, "run api", docker(t, home, "run", "-d", "--name", "api", "--network", "front", "--network-alias", "backend", ref,
+		"sh", "-c", "mkdir -p /www && echo hello-from-api > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
+	r = mustOK(t, "inspect api", docker(t, home, "inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}} {{.NetworkSettings.Networks.front.Aliases}}", "api"))
+	apiIP, aliases, _ := strings.Cut(strings.TrimSpace(r.out), " ")
+	if !strings.HasPrefix(apiIP, "192.168.128.") || aliases != "[backend]" {
+		t.Fatalf("docker inspect api: %q", r.out)
+	}
+	r = docker(t, home, "network", "rm", "front")
+	if r.code == 0 || !strings.Contains(r.err, "error while removing network: network front id "+frontID+" has active endpoints") {
+		t.Fatalf("docker network rm front while api runs: %+v", r)
+	}
+
+	// The client on front. The image's static busybox crashes in glibc's
+	// resolver (wget NAME), so names are resolved with nslookup, which
+	// asks resolv.conf's nameserver itself, and fetched over nc.
+	// busybox's nslookup tries a dotless name under each search domain
+	// only (no ndots), so names end in a dot.
+	addr := `busybox nslookup %[1]s. 2>&1 | awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}'`
+	script := `echo api=$(` + fmt.Sprintf(addr, "api") + `); echo backend=$(` + fmt.Sprintf(addr, "backend") + `); ` +
+		`echo host=$(` + fmt.Sprintf(addr, "host.docker.internal") + `); ` +
+		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "api") + `) 80; ` +
+		`echo hostname=$(hostname); cat /etc/resolv.conf /etc/hosts`
+	r = docker(t, home, "run", "--rm", "--network", "front", "--hostname", "probe", "--add-host", "extra.test:10.1.2.3",
+		"--dns", "192.0.2.53", "--dns-search", "example.test", ref, "sh", "-c", script)
+	t.Logf("client on front:\n%s%s", r.out, r.err)
+	for _, want := range []string{
+		"api=" + apiIP + "\n", "backend=" + apiIP + "\n", "host=192.168.128.254\n", "hello-from-api", "hostname=probe\n",
+		"nameserver 192.168.128.1\n", "search example.test\n", "options ndots:0\n", "ExtServers: [192.0.2.53]", "10.1.2.3\textra.test\n",
+	} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("the client on front: no %q in its output", want)
+		}
+	}
+
+	// The client on the default network: api's name is not its network's,
+	// and api's address is on another switch, which the default
+	// network's forwarders refuse (connection refused, at once).
+	script = `echo api=$(` + fmt.Sprintf(addr, "api") + `); ` +
+		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 5 ` + apiIP + ` 80; echo nc-exit=$?`
+	r = docker(t, home, "run", "--rm", ref, "sh", "-c", script)
+	t.Logf("client on the default network:\n%s%s", r.out, r.err)
+	if !strings.Contains(r.out, "api=\n") || strings.Contains(r.out, "hello-from-api") || !strings.Contains(r.out+r.err, "Connection refused") {
+		t.Errorf("a container on the default network resolved or reached api on front")
+	}
+
+	r = mustOK(t, "system status", berth(t, home, "system", "status"))
+	if !strings.Contains(r.out, "Network:") || !strings.Contains(r.out, "user: rootless") {
+		t.Errorf("berth system status does not say the network mode:\n%s", r.out)
+	}
+	mustOK(t, "rm api", docker(t, home, "rm", "-f", "api"))
+	mustOK(t, "network rm", docker(t, home, "network", "rm", "front"))
+	r = mustOK(t, "network ls", docker(t, home, "network", "ls", "--format", "{{.Name}}"))
+	if strings.TrimSpace(r.out) != "bridge" {
+		t.Fatalf("docker network ls after rm: %q", r.out)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -336,6 +337,11 @@ func configureGuest(ctx context.Context, ac *agent.Client, vm VM, att NetworkAtt
 	}
 	if len(hc.DNSOptions) > 0 {
 		net.DnsOptions = hc.DNSOptions
+	}
+	if att != nil && !slices.ContainsFunc(net.DnsOptions, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
+		// As Docker does with its embedded resolver: a single-label name
+		// (a container's) is asked as it is before any search domain.
+		net.DnsOptions = append(net.DnsOptions, "ndots:0")
 	}
 	for _, h := range hc.ExtraHosts {
 		name, ip, ok := strings.Cut(h, ":")

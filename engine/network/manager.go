@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -131,6 +132,9 @@ type Manager struct {
 	mu     sync.Mutex
 	nets   map[string]*netw // by ID
 	closed bool
+	// subnets are every network's, for the forwarders' check without mu
+	// (replaced whole on create and remove).
+	subnets atomic.Pointer[[]netip.Prefix]
 }
 
 // netw is one network: its description, addresses, names and switch.
@@ -192,7 +196,29 @@ func (m *Manager) open(info Info, file string) error {
 		return err
 	}
 	m.nets[info.ID] = &netw{info: info, ipam: ipam, names: newNames()}
+	m.updateSubnetsLocked()
 	return nil
+}
+
+// updateSubnetsLocked publishes the networks' subnets for inBerth.
+func (m *Manager) updateSubnetsLocked() {
+	ps := make([]netip.Prefix, 0, len(m.nets))
+	for _, n := range m.nets {
+		ps = append(ps, n.info.Subnet)
+	}
+	m.subnets.Store(&ps)
+}
+
+// inBerth reports whether a is an address of one of Berth's networks.
+func (m *Manager) inBerth(a netip.Addr) bool {
+	if ps := m.subnets.Load(); ps != nil {
+		for _, p := range *ps {
+			if p.Contains(a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Mode names the networking mode: "user" (a user-space network, no
@@ -378,6 +404,7 @@ func (m *Manager) Create(opts CreateOptions) (Info, error) {
 	}
 	if err := m.saveLocked(); err != nil {
 		delete(m.nets, info.ID)
+		m.updateSubnetsLocked()
 		return Info{}, err
 	}
 	return m.nets[info.ID].infoLocked(), nil
@@ -433,6 +460,7 @@ func (m *Manager) removeLocked(n *netw) error {
 		m.nets[n.info.ID] = n
 		return err
 	}
+	m.updateSubnetsLocked()
 	if n.sw != nil {
 		n.sw.close()
 		n.sw = nil
@@ -492,7 +520,7 @@ func (m *Manager) switchLocked(n *netw) (*userSwitch, error) {
 		return n.sw, nil
 	}
 	res := &resolver{names: n.names, subnet: n.info.Subnet, hostAlias: n.info.HostAlias(), hostResolvers: m.resolvers, log: m.log.With("network", n.info.Name)}
-	sw, err := newUserSwitch(n.info.Subnet, n.info.Gateway(), n.info.HostAlias(), m.cfg.HostLoopback, res)
+	sw, err := newUserSwitch(n.info.Subnet, n.info.Gateway(), n.info.HostAlias(), m.cfg.HostLoopback, res, m.inBerth)
 	if err != nil {
 		return nil, err
 	}

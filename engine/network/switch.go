@@ -46,6 +46,8 @@ type userSwitch struct {
 	// hostAlias is the address that reaches the host's 127.0.0.1 when
 	// the opt-in is on; invalid when it is off.
 	hostAlias netip.Addr
+	// berth reports whether an address is in any Berth network's subnet.
+	berth func(netip.Addr) bool
 
 	stack  *stack.Stack
 	sw     *tap.Switch
@@ -59,7 +61,11 @@ type userSwitch struct {
 // first address), whose port 53 names answers. With hostLoopback,
 // hostAlias is answered by the gateway too and translated to the host's
 // 127.0.0.1: the opt-in to reach the host's loopback services.
-func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr, hostLoopback bool, names dns.Handler) (*userSwitch, error) {
+//
+// berth reports whether an address is in one of Berth's networks: the
+// forwarders refuse those (another network's containers are on another
+// switch, never behind the host's sockets).
+func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr, hostLoopback bool, names dns.Handler, berth func(netip.Addr) bool) (*userSwitch, error) {
 	var virtualIPs []string
 	nat := map[tcpip.Address]tcpip.Address{}
 	if !hostLoopback {
@@ -81,7 +87,7 @@ func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr, hostLoopb
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
-	u := &userSwitch{subnet: subnet, gateway: gateway, hostAlias: hostAlias, stack: s, sw: sw}
+	u := &userSwitch{subnet: subnet, gateway: gateway, hostAlias: hostAlias, berth: berth, stack: s, sw: sw}
 	if err := u.setupStack(ep, nat); err != nil {
 		s.Close()
 		s.Wait()
@@ -142,9 +148,10 @@ func (u *userSwitch) setupStack(ep stack.LinkEndpoint, nat map[tcpip.Address]tcp
 }
 
 // outboundAllowed says whether a guest's connection to dst may be
-// opened on the host: not to the host's loopback, 0.0.0.0/8, or the
-// network's own subnet (there is no host behind those), except the
-// host-loopback alias when it is on.
+// opened on the host: not to the host's loopback, 0.0.0.0/8, the
+// network's own subnet or any other Berth network's (there is no host
+// behind those: another network's containers are on another switch),
+// except the host-loopback alias when it is on.
 func (u *userSwitch) outboundAllowed(dst tcpip.Address) bool {
 	if dst.Len() != 4 {
 		return false
@@ -157,6 +164,8 @@ func (u *userSwitch) outboundAllowed(dst tcpip.Address) bool {
 	case a.IsLoopback(), a.IsUnspecified(), a.As4()[0] == 0, a.IsMulticast():
 		return false
 	case u.subnet.Contains(a), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return false
+	case u.berth != nil && u.berth(a):
 		return false
 	}
 	return true
