@@ -202,7 +202,7 @@ func getRetry(t *testing.T, url string, limit time.Duration) string {
 }
 
 // TestNetworkNamesAndNetworks drives user-defined networks and names
-// with the real docker CLI, on three VMs: `docker network create` with a
+// with the real docker CLI, on four VMs: `docker network create` with a
 // label, ls with a filter; a server on that network with an alias; a
 // client on the same network that resolves it by name and alias (busybox
 // nslookup asks the network's resolver, which resolv.conf names) and
@@ -210,8 +210,9 @@ func getRetry(t *testing.T, url string, limit time.Duration) string {
 // network's host alias, and gets --add-host, --dns (noted as the
 // resolver's upstream), --dns-search and --hostname; a client on the
 // default network that neither resolves the server's name nor reaches
-// its address; `docker network rm` refused with Docker's text while the
-// server runs, then done; and berth system status naming the mode.
+// its address; a --network none container with loopback only; `docker
+// network rm` refused with Docker's text while the server runs, then
+// done; and berth system status naming the mode.
 func TestNetworkNamesAndNetworks(t *testing.T) {
 	home, ref := imageFixture(t)
 	r := mustOK(t, "network create", docker(t, home, "network", "create", "--label", "suite=names", "front"))
@@ -269,6 +270,12 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 	t.Logf("client on the default network:\n%s%s", r.out, r.err)
 	if !strings.Contains(r.out, "api=\n") || strings.Contains(r.out, "hello-from-api") || !strings.Contains(r.out+r.err, "Connection refused") {
 		t.Errorf("a container on the default network resolved or reached api on front")
+	}
+
+	// --network none: a VM without a NIC, loopback only.
+	r = mustOK(t, "run --network none", docker(t, home, "run", "--rm", "--network", "none", ref, "sh", "-c", "ip -o link | awk '{print $2}'"))
+	if strings.TrimSpace(r.out) != "lo:" {
+		t.Errorf("--network none: links %q, want lo only", r.out)
 	}
 
 	r = mustOK(t, "system status", berth(t, home, "system", "status"))

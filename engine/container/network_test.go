@@ -1,0 +1,107 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/network"
+	mobycontainer "github.com/moby/moby/api/types/container"
+	mobynetwork "github.com/moby/moby/api/types/network"
+)
+
+// managerNetworks is engine/network's Manager as Networks (the engine's
+// own adapter lives in package engine, which imports this one).
+type managerNetworks struct{ m *network.Manager }
+
+func (n managerNetworks) Attach(ctx context.Context, req network.AttachRequest) (NetworkAttachment, error) {
+	a, err := n.m.Attach(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+func (n managerNetworks) Release(id string) error { return n.m.Release(id) }
+func (n managerNetworks) Rename(id, name string)  { n.m.Rename(id, name) }
+func (n managerNetworks) Resolve(ref string) (string, error) {
+	i, err := n.m.Get(ref)
+	return i.Name, err
+}
+
+// TestCreateNetworkModes: the network a create names is checked and
+// kept by name (the default one as "default"); what cannot work is
+// refused with the reason: an unknown network, ports or aliases without
+// a network, a malformed --add-host, host-gateway without a network, a
+// named network on an engine without networks.
+func TestCreateNetworkModes(t *testing.T) {
+	f := newFixture(t)
+	nets, err := network.New(network.Config{Dir: t.TempDir(), Resolvers: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nets.Close()
+	front, err := nets.Create(network.CreateOptions{Name: "front"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewManager(context.Background(), Config{
+		Dir: filepath.Join(f.dir, "with-networks"), Images: f.images, Rootfs: f.cache, Events: f.bus, Networks: managerNetworks{nets},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	create := func(m *Manager, hc *mobycontainer.HostConfig, aliases ...string) (Snapshot, error) {
+		c, err := m.Create(ctx, CreateRequest{Config: &mobycontainer.Config{Image: f.ref}, HostConfig: hc, Aliases: aliases})
+		if err != nil {
+			return Snapshot{}, err
+		}
+		return c.Snapshot(), nil
+	}
+	for mode, want := range map[string]string{"": "default", "bridge": "default", "default": "default", "front": "front", front.ID[:12]: "front", "none": "none"} {
+		s, err := create(m, &mobycontainer.HostConfig{NetworkMode: mobycontainer.NetworkMode(mode), ExtraHosts: []string{"h.test:10.0.0.1"}}, "web")
+		if mode == "none" {
+			s, err = create(m, &mobycontainer.HostConfig{NetworkMode: "none"})
+		}
+		if err != nil || string(s.Spec.HostConfig.NetworkMode) != want {
+			t.Errorf("--network %q: %v, mode %q, want %q", mode, err, s.Spec.HostConfig.NetworkMode, want)
+		}
+		if mode == "front" && strings.Join(s.Spec.Aliases, ",") != "web" {
+			t.Errorf("aliases: %v", s.Spec.Aliases)
+		}
+	}
+	ports := mobynetwork.PortMap{mobynetwork.MustParsePort("80/tcp"): {{HostPort: "8080"}}}
+	for what, c := range map[string]struct {
+		m       *Manager
+		hc      *mobycontainer.HostConfig
+		aliases []string
+		class   error
+		msg     string
+	}{
+		"unknown network":           {m, &mobycontainer.HostConfig{NetworkMode: "nope"}, nil, errdefs.ErrNotFound, "network nope not found"},
+		"none with -p":              {m, &mobycontainer.HostConfig{NetworkMode: "none", PortBindings: ports}, nil, errdefs.ErrInvalidArgument, "conflicting options: port publishing"},
+		"none with an alias":        {m, &mobycontainer.HostConfig{NetworkMode: "none"}, []string{"a"}, errdefs.ErrInvalidArgument, "--network-alias needs a network"},
+		"bad alias":                 {m, &mobycontainer.HostConfig{}, []string{"a b"}, errdefs.ErrInvalidArgument, `invalid network alias "a b"`},
+		"bad --add-host":            {m, &mobycontainer.HostConfig{ExtraHosts: []string{"nohost"}}, nil, errdefs.ErrInvalidArgument, `invalid argument "nohost" for "--add-host" flag`},
+		"host-gateway on none":      {m, &mobycontainer.HostConfig{NetworkMode: "none", ExtraHosts: []string{"h:host-gateway"}}, nil, errdefs.ErrInvalidArgument, "host-gateway needs the container on a Berth network"},
+		"a network, no networks":    {f.m, &mobycontainer.HostConfig{NetworkMode: "front"}, nil, errdefs.ErrInvalidArgument, "--network front: user-defined networks need Berth's networks"},
+		"host-gateway, no networks": {f.m, &mobycontainer.HostConfig{ExtraHosts: []string{"h:host-gateway"}}, nil, errdefs.ErrInvalidArgument, "host-gateway needs the container on a Berth network"},
+	} {
+		_, err := create(c.m, c.hc, c.aliases...)
+		if !errors.Is(err, c.class) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %v containing %q", what, err, c.class, c.msg)
+		}
+	}
+	// Without networks, none and the default network still work.
+	for _, mode := range []string{"", "none"} {
+		if _, err := create(f.m, &mobycontainer.HostConfig{NetworkMode: mobycontainer.NetworkMode(mode)}); err != nil {
+			t.Errorf("--network %q without networks: %v", mode, err)
+		}
+	}
+}
