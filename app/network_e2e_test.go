@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,21 +203,34 @@ func getRetry(t *testing.T, url string, limit time.Duration) string {
 }
 
 // TestNetworkNamesAndNetworks drives user-defined networks and names
-// with the real docker CLI, on four VMs: `docker network create` with a
-// label, ls with a filter; a server on that network with an alias; a
-// client on the same network that resolves it by name and alias (busybox
-// nslookup asks the network's resolver, which resolv.conf names) and
-// fetches from it by name, resolves host.docker.internal to the
-// network's host alias, and gets --add-host, --dns (noted as the
-// resolver's upstream), --dns-search and --hostname; a client on the
-// default network that neither resolves the server's name nor reaches
-// its address; a --network none container with loopback only; `docker
-// network rm` refused with Docker's text while the server runs, then
-// done; and berth system status naming the mode.
+// with the real docker CLI and berth's, on four VMs: `berth network
+// create` with a subnet, an overlapping one refused; `docker network
+// create` with a label, ls with a filter; a server on that network with
+// an alias; a client on the same network (berth run) that resolves it by
+// name and alias (busybox nslookup asks the network's resolver, which
+// resolv.conf names) and fetches from it by name, resolves
+// host.docker.internal to the network's host alias, and gets --add-host,
+// --dns (noted as the resolver's upstream), --dns-search and --hostname;
+// a client on the default network that neither resolves the server's
+// name nor reaches its address; a --network none container with
+// loopback only; `docker network rm` refused with Docker's text while
+// the server runs, then done; and berth system status naming the mode.
 func TestNetworkNamesAndNetworks(t *testing.T) {
 	home, ref := imageFixture(t)
 	r := mustOK(t, "network create", docker(t, home, "network", "create", "--label", "suite=names", "front"))
 	frontID := strings.TrimSpace(r.out)
+	// berth network: a subnet given, an overlapping one refused naming
+	// the network it overlaps.
+	mustOK(t, "berth network create", berth(t, home, "network", "create", "--subnet", "10.99.0.0/24", "back"))
+	r = berth(t, home, "network", "create", "--subnet", "10.99.0.128/25", "clash")
+	if r.code == 0 || !strings.Contains(r.err, "Pool overlaps with other one on this address space (subnet 10.99.0.128/25 overlaps network back's 10.99.0.0/24)") {
+		t.Fatalf("berth network create with an overlapping subnet: %+v", r)
+	}
+	r = mustOK(t, "berth network ls", berth(t, home, "network", "ls"))
+	if !regexp.MustCompile(`back\s+10\.99\.0\.0/24`).MatchString(r.out) {
+		t.Fatalf("berth network ls:\n%s", r.out)
+	}
+	mustOK(t, "berth network rm", berth(t, home, "network", "rm", "back"))
 	r = mustOK(t, "network ls", docker(t, home, "network", "ls", "--filter", "label=suite=names", "--format", "{{.ID}} {{.Name}} {{.Driver}}"))
 	if strings.TrimSpace(r.out) != frontID[:12]+" front bridge" {
 		t.Fatalf("docker network ls: %q", r.out)
@@ -249,7 +263,7 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 		`echo host=$(` + fmt.Sprintf(addr, "host.docker.internal") + `); ` +
 		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "api") + `) 80; ` +
 		`echo hostname=$(hostname); cat /etc/resolv.conf /etc/hosts`
-	r = docker(t, home, "run", "--rm", "--network", "front", "--hostname", "probe", "--add-host", "extra.test:10.1.2.3",
+	r = berth(t, home, "run", "--rm", "--network", "front", "--hostname", "probe", "--add-host", "extra.test:10.1.2.3",
 		"--dns", "192.0.2.53", "--dns-search", "example.test", ref, "sh", "-c", script)
 	t.Logf("client on front:\n%s%s", r.out, r.err)
 	for _, want := range []string{

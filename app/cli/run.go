@@ -37,6 +37,7 @@ type createFlags struct {
 	volumes, mounts, publish               []string
 	network                                string
 	aliases, dns, dnsSearch, addHosts      []string
+	dnsOptions                             []string
 }
 
 func (f *createFlags) register(c *cobra.Command, run bool) {
@@ -73,6 +74,7 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the container resolves by on its network")
 	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for names outside Berth's (asked through the network's resolver)")
 	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain")
+	fl.StringArrayVar(&f.dnsOptions, "dns-option", nil, "resolv.conf option (ndots:2, ...)")
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a line to /etc/hosts (HOST:IP, or HOST:host-gateway for the host)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a folder or volume (type=bind|volume,source=...,target=...[,readonly])")
 	fl.Float64Var(&f.cpus, "cpus", 0, "number of vCPUs of the container's VM (default 2)")
@@ -135,7 +137,7 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 // hostConfig is the part of the request about the container's VM.
 func (f *createFlags) hostConfig(c *cobra.Command) (*mobycontainer.HostConfig, error) {
 	hc := &mobycontainer.HostConfig{AutoRemove: f.rm, ReadonlyRootfs: f.readOnly, NetworkMode: mobycontainer.NetworkMode(f.network),
-		DNSSearch: f.dnsSearch, ExtraHosts: f.addHosts}
+		DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions, ExtraHosts: f.addHosts}
 	for _, d := range f.dns {
 		ip, err := netip.ParseAddr(d)
 		if err != nil {
