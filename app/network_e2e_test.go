@@ -243,9 +243,9 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 
 	mustOK(t, "run api", docker(t, home, "run", "-d", "--name", "api", "--network", "front", "--network-alias", "backend", ref,
 		"sh", "-c", "mkdir -p /www && echo hello-from-api > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
-	r = mustOK(t, "inspect api", docker(t, home, "inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}} {{.NetworkSettings.Networks.front.Aliases}}", "api"))
-	apiIP, aliases, _ := strings.Cut(strings.TrimSpace(r.out), " ")
-	if !strings.HasPrefix(apiIP, "192.168.128.") || aliases != "[backend]" {
+	r = mustOK(t, "inspect api", docker(t, home, "inspect", "--format", "{{with .NetworkSettings.Networks.front}}{{.IPAddress}} {{.Aliases}} {{.Gateway}}/{{.IPPrefixLen}}{{end}}", "api"))
+	apiIP, rest, _ := strings.Cut(strings.TrimSpace(r.out), " ")
+	if !strings.HasPrefix(apiIP, "192.168.128.") || rest != "[backend] 192.168.128.1/24" {
 		t.Fatalf("docker inspect api: %q", r.out)
 	}
 	r = docker(t, home, "network", "rm", "front")

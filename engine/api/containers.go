@@ -405,10 +405,9 @@ func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
 		name = string(sn.Spec.HostConfig.NetworkMode)
 	}
 	if ip, err := netip.ParseAddr(sn.State.IPAddress); err == nil && sn.State.Status == mobycontainer.StateRunning && name != bnet.None {
-		ep.IPAddress = ip
-		ep.IPPrefixLen = 24
-		if p, err := ip.Prefix(24); err == nil {
-			ep.Gateway = p.Addr().Next()
+		ep.IPAddress, ep.IPPrefixLen, ep.Gateway = ip, sn.State.IPPrefixLen, sn.State.Gateway
+		if ep.IPPrefixLen == 0 {
+			ep.IPPrefixLen = 24
 		}
 		ep.DNSNames = append([]string{sn.Spec.Name, sn.ShortID()}, sn.Spec.Aliases...)
 	}
@@ -515,6 +514,12 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 	}
 	if ip != "" {
 		resp.NetworkSettings.IPPrefixLen = 24
+		if st.IPPrefixLen != 0 {
+			resp.NetworkSettings.IPPrefixLen = st.IPPrefixLen
+		}
+		if st.Gateway.IsValid() {
+			resp.NetworkSettings.Gateway = st.Gateway.String()
+		}
 		if pm := bnet.ToPortMap(st.Ports); pm != nil {
 			resp.NetworkSettings.Ports = pm
 		}

@@ -19,11 +19,12 @@ package container
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/berthvm/berth/engine/network"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/share"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
@@ -73,6 +74,10 @@ type State struct {
 	FinishedAt time.Time `json:"finishedAt"`
 	// IPAddress is the guest's address as its agent reported it.
 	IPAddress string `json:"ipAddress,omitempty"`
+	// IPPrefixLen and Gateway are the address's network's, where the
+	// backend planned it (a Berth network); zero otherwise.
+	IPPrefixLen int        `json:"ipPrefixLen,omitempty"`
+	Gateway     netip.Addr `json:"gateway,omitzero"`
 	// Ports are the ports the run publishes, as bound (while running).
 	Ports []network.PortSpec `json:"ports,omitempty"`
 	// Boot is the last start's boot timeline.

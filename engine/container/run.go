@@ -161,6 +161,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if r.net != nil {
 		c.state.Ports = r.net.Ports()
 	}
+	if gn := r.vm.Network(); gn != nil && gn.Address.IsValid() {
+		c.state.IPPrefixLen, c.state.Gateway = gn.Address.Bits(), gn.Gateway
+	}
 	_ = c.saveStateLocked()
 	c.mu.Unlock()
 	m.publish(c, mobyevents.ActionStart, nil)

@@ -483,15 +483,16 @@ func TestConfigureNetworkWritesRootfsFiles(t *testing.T) {
 	os.Symlink("/etc/resolv.conf", filepath.Join(e.rootfs, "etc/resolv.conf"))
 	err := e.client.ConfigureNetwork(ctx, &agentpb.ConfigureNetworkRequest{
 		Address: "10.0.2.15/24", Gateway: "10.0.2.2",
-		DnsServers: []string{"10.0.2.3"}, DnsSearch: []string{"example.com"},
-		Hosts:    []*agentpb.HostEntry{{Ip: "10.0.2.2", Names: []string{"host.berth.internal"}}},
-		Hostname: "web",
+		DnsServers: []string{"10.0.2.3"}, DnsSearch: []string{"example.com"}, DnsOptions: []string{"ndots:0"},
+		DnsUpstreams: []string{"192.0.2.53", "192.0.2.54"},
+		Hosts:        []*agentpb.HostEntry{{Ip: "10.0.2.2", Names: []string{"host.berth.internal"}}},
+		Hostname:     "web",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"etc/resolv.conf": "nameserver 10.0.2.3\nsearch example.com\n",
+		"etc/resolv.conf": "nameserver 10.0.2.3\nsearch example.com\noptions ndots:0\n\n# The nameserver above is Berth's resolver for this network; names\n# outside it are forwarded to:\n# ExtServers: [192.0.2.53 192.0.2.54]\n",
 		"etc/hosts":       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.15\tweb\n10.0.2.2\thost.berth.internal\n",
 		"etc/hostname":    "web\n",
 	}
