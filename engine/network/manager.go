@@ -377,8 +377,9 @@ func (m *Manager) Create(opts CreateOptions) (Info, error) {
 	}
 	subnet := opts.Subnet.Masked()
 	if opts.Subnet.IsValid() {
-		if !subnet.Addr().Is4() || subnet.Bits() < 8 || subnet.Bits() > 30 {
-			return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network %s: subnet %s: Berth's networks are IPv4 subnets from /8 to /30", name, opts.Subnet))
+		if !subnet.Addr().Is4() || subnet.Bits() < 8 || subnet.Bits() > 29 {
+			// /29 at most: a gateway, a host alias and room for containers.
+			return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network %s: subnet %s: Berth's networks are IPv4 subnets from /8 to /29", name, opts.Subnet))
 		}
 		if subnet != opts.Subnet {
 			return Info{}, errdefs.InvalidArgument(fmt.Errorf("create network %s: invalid subnet %s: it is not a network address (did you mean %s?)", name, opts.Subnet, subnet))

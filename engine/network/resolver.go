@@ -169,7 +169,17 @@ func hostResolvers(path string) []string {
 
 // ServeDNS answers one query.
 func (r *resolver) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
-	if resp := r.answer(q, remoteAddr(w), isTCP(w)); resp != nil {
+	tcp := isTCP(w)
+	if resp := r.answer(q, remoteAddr(w), tcp); resp != nil {
+		if !tcp {
+			// What fits the client's UDP size (512 bytes without EDNS),
+			// marked truncated so that it asks again over TCP.
+			size := dns.MinMsgSize
+			if o := q.IsEdns0(); o != nil {
+				size = int(o.UDPSize())
+			}
+			resp.Truncate(size)
+		}
 		if err := w.WriteMsg(resp); err != nil {
 			r.log.Debug("dns: reply", "err", err)
 		}

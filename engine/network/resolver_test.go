@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,3 +210,26 @@ func TestResolverForwardsToContainerDNS(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestResolverTruncatesOverUDP: an alias many containers share answers
+// them all over TCP, and what fits over UDP, marked truncated.
+func TestResolverTruncatesOverUDP(t *testing.T) {
+	n := newNames()
+	for i := range 60 {
+		n.add(Endpoint{ContainerID: string(rune('a'+i%26)) + strings.Repeat("0", 11) + string(rune('a'+i/26)), Name: "c" + string(rune('a'+i)), Aliases: []string{"many"}, Address: netip.AddrFrom4([4]byte{192, 168, 127, byte(2 + i)})})
+	}
+	r := &resolver{names: n, subnet: DefaultSubnet, hostAlias: lastHost(DefaultSubnet), log: discardLog()}
+	addr := serveDNS(t, r)
+	q := new(dns.Msg)
+	q.SetQuestion("many.", dns.TypeA)
+	resp, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(q, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Truncated || len(resp.Answer) >= 60 {
+		t.Fatalf("over UDP: truncated %v, %d answers", resp.Truncated, len(resp.Answer))
+	}
+	if got := r.answer(q, netip.Addr{}, true); len(got.Answer) != 60 {
+		t.Errorf("over TCP: %d answers, want 60", len(got.Answer))
+	}
+}
