@@ -401,7 +401,7 @@ func portSummaries(sn container.Snapshot) []mobycontainer.PortSummary {
 func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
 	ep := &network.EndpointSettings{Aliases: sn.Spec.Aliases}
 	name := bnet.DefaultName
-	if sn.Spec.HostConfig != nil && !isDefaultMode(string(sn.Spec.HostConfig.NetworkMode)) {
+	if sn.Spec.HostConfig != nil && !bnet.IsDefault(string(sn.Spec.HostConfig.NetworkMode)) {
 		name = string(sn.Spec.HostConfig.NetworkMode)
 	}
 	if ip, err := netip.ParseAddr(sn.State.IPAddress); err == nil && sn.State.Status == mobycontainer.StateRunning && name != bnet.None {

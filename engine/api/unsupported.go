@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	bnet "github.com/berthvm/berth/engine/network"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 )
@@ -205,7 +206,7 @@ func checkEndpoints(mode string, nc *network.NetworkingConfig) string {
 		return "connecting a container to more than one network is not supported yet by Berth (" + whyNetwork + ")"
 	}
 	for name, ep := range nc.EndpointsConfig {
-		if name != mode && !(isDefaultMode(name) && isDefaultMode(mode)) {
+		if name != mode && !(bnet.IsDefault(name) && bnet.IsDefault(mode)) {
 			return fmt.Sprintf("the endpoint settings are for network %s but the container's network is %s", name, mode)
 		}
 		if ep == nil {
@@ -217,9 +218,6 @@ func checkEndpoints(mode string, nc *network.NetworkingConfig) string {
 	}
 	return ""
 }
-
-// isDefaultMode reports whether a network mode names the default network.
-func isDefaultMode(mode string) bool { return mode == "" || mode == "default" || mode == "bridge" }
 
 // aliases are the network aliases a create request gives the container
 // on its network (--network-alias; compose's service name).

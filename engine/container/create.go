@@ -255,19 +255,13 @@ func (m *Manager) resolveImage(ctx context.Context, ref string, req CreateReques
 // container's network reaches it (host.berth.internal).
 const hostGateway = "host-gateway"
 
-// isDefaultNetwork reports whether a network mode is the default
-// network's.
-func isDefaultNetwork(mode string) bool {
-	return mode == "" || mode == "default" || mode == network.DefaultName
-}
-
 // networkMode checks the network a create request names and returns
 // the mode the container keeps: "default" for the default network,
 // "none", or the network's name.
 func (m *Manager) networkMode(req CreateRequest) (string, error) {
 	mode := string(req.HostConfig.NetworkMode)
 	switch {
-	case isDefaultNetwork(mode):
+	case network.IsDefault(mode):
 		mode = "default"
 	case mode == network.None:
 		if len(req.HostConfig.PortBindings) > 0 {

@@ -266,7 +266,7 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 		return nil, nil
 	}
 	req := network.AttachRequest{ContainerID: spec.ID, Name: spec.Name, Network: mode, Aliases: spec.Aliases, Ports: ports}
-	if isDefaultNetwork(mode) {
+	if network.IsDefault(mode) {
 		req.Network = ""
 	}
 	for _, d := range spec.HostConfig.DNS {

@@ -53,6 +53,11 @@ const DefaultName = "bridge"
 // has no NIC, only loopback.
 const None = "none"
 
+// IsDefault reports whether a container's network mode names the
+// default network: empty (Docker's clients send "default" or nothing),
+// "default" or its name.
+func IsDefault(mode string) bool { return mode == "" || mode == "default" || mode == DefaultName }
+
 // defaultFile is the default network's address table, under Config.Dir.
 const defaultFile = "default.json"
 
