@@ -21,6 +21,7 @@ import (
 	"github.com/berthvm/berth/engine/events"
 	"github.com/docker/go-units"
 	mobycontainer "github.com/moby/moby/api/types/container"
+	mobyevents "github.com/moby/moby/api/types/events"
 	mobymount "github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 )
@@ -814,6 +815,9 @@ func (f filters) matchEvent(m events.Message) bool {
 		return false
 	}
 	if v := f["image"]; len(v) > 0 && !v[m.Actor.Attributes["image"]] && !v[m.Actor.ID] {
+		return false
+	}
+	if v := f["network"]; len(v) > 0 && (m.Type != mobyevents.NetworkEventType || (!v[m.Actor.ID] && !v[m.Actor.Attributes["name"]])) {
 		return false
 	}
 	return f.matchLabels(m.Actor.Attributes)

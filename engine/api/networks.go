@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/events"
 	bnet "github.com/berthvm/berth/engine/network"
+	moby "github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
 )
 
@@ -160,6 +163,7 @@ func (s *Server) networkCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.networkEvent(moby.ActionCreate, i)
 	writeJSON(w, http.StatusCreated, network.CreateResponse{ID: i.ID})
 }
 
@@ -213,10 +217,16 @@ func (s *Server) networkDelete(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := n.Remove(r.PathValue("id")); err != nil {
+	i, err := n.Get(r.PathValue("id"))
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := n.Remove(i.ID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.networkEvent(moby.ActionDestroy, i)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -245,10 +255,12 @@ func (s *Server) networkPrune(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	var gone []bnet.Info
 	deleted, err := n.Prune(func(i bnet.Info) bool {
 		if !until.IsZero() && !i.Created.Before(until) {
 			return false
 		}
+		defer func() { gone = append(gone, i) }()
 		for want := range f["label!"] {
 			k, val, hasValue := strings.Cut(want, "=")
 			if got, ok := i.Labels[k]; ok && (!hasValue || got == val) {
@@ -261,10 +273,21 @@ func (s *Server) networkPrune(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	for _, i := range gone {
+		if slices.Contains(deleted, i.Name) {
+			s.networkEvent(moby.ActionDestroy, i)
+		}
+	}
 	if deleted == nil {
 		deleted = []string{}
 	}
 	writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: deleted})
+}
+
+// networkEvent publishes a network's create or destroy, as Docker's
+// daemon does (attributes name and type).
+func (s *Server) networkEvent(action moby.Action, i bnet.Info) {
+	s.backend.Events().Publish(events.Message{Type: moby.NetworkEventType, Action: action, Actor: moby.Actor{ID: i.ID, Attributes: map[string]string{"name": i.Name, "type": "bridge"}}})
 }
 
 // networkConnect answers connect and disconnect: a container's VM has

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	bnet "github.com/berthvm/berth/engine/network"
 	"github.com/moby/moby/api/types/network"
@@ -14,10 +15,12 @@ import (
 // TestNetworkEndpoints drives /networks on a real network manager:
 // create (with labels and a subnet), list with filters, inspect with the
 // running containers, the refusals (overlap, unsupported options, in
-// use with Docker's text), prune, and connect's clear refusal.
+// use with Docker's text), prune, connect's clear refusal, and the
+// create and destroy events (filtered by network).
 func TestNetworkEndpoints(t *testing.T) {
 	b := newFakeBackend()
 	nets := b.newNetworks(t)
+	t0 := time.Now()
 	post := func(body string) (network.CreateResponse, int, string) {
 		rec := serve(t, b, "POST", "/v1.47/networks/create", strings.NewReader(body))
 		var out network.CreateResponse
@@ -110,6 +113,16 @@ func TestNetworkEndpoints(t *testing.T) {
 	check(t, "remove back", serve(t, b, "DELETE", "/v1.47/networks/back", nil), 204, "")
 	if got := strings.Join(list(""), " "); got != "bridge" {
 		t.Errorf("after remove and prune: %q", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	past, _ := b.events.Subscribe(ctx, t0, filters{"network": {"front": true, "back": true}}.matchEvent)
+	var seen []string
+	for _, m := range past {
+		seen = append(seen, string(m.Action)+" "+m.Actor.Attributes["name"])
+	}
+	if got := strings.Join(seen, ", "); got != "create front, create back, destroy front, destroy back" {
+		t.Errorf("network events: %s", got)
 	}
 }
 
