@@ -265,12 +265,9 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 		}
 		return nil, nil
 	}
-	req := network.AttachRequest{ContainerID: spec.ID, Name: spec.Name, Network: mode, Aliases: spec.Aliases, Ports: ports}
+	req := network.AttachRequest{ContainerID: spec.ID, Name: spec.Name, Network: mode, Aliases: spec.Aliases, DNS: spec.HostConfig.DNS, Ports: ports}
 	if network.IsDefault(mode) {
 		req.Network = ""
-	}
-	for _, d := range spec.HostConfig.DNS {
-		req.DNS = append(req.DNS, d)
 	}
 	return m.networks.Attach(ctx, req)
 }
@@ -339,7 +336,7 @@ func configureGuest(ctx context.Context, ac *agent.Client, vm VM, att NetworkAtt
 		net.DnsSearch = hc.DNSSearch
 	}
 	if len(hc.DNSOptions) > 0 {
-		net.DnsOptions = hc.DNSOptions
+		net.DnsOptions = slices.Clone(hc.DNSOptions)
 	}
 	if att != nil && !slices.ContainsFunc(net.DnsOptions, func(o string) bool { return strings.HasPrefix(o, "ndots:") }) {
 		// As Docker does with its embedded resolver: a single-label name
