@@ -153,7 +153,9 @@ type netw struct {
 
 // indexJSON is networks.json.
 type indexJSON struct {
-	Networks []Info `json:"networks"`
+	// DefaultCreated is when the default network was first opened.
+	DefaultCreated time.Time `json:"defaultCreated"`
+	Networks       []Info    `json:"networks"`
 }
 
 // New opens the networks' state under cfg.Dir.
@@ -168,14 +170,6 @@ func New(cfg Config) (*Manager, error) {
 	if m.resolvers == nil {
 		m.resolvers = hostResolvers("/etc/resolv.conf")
 	}
-	sum := sha256.Sum256([]byte("berth default network"))
-	def := Info{ID: hex.EncodeToString(sum[:]), Name: DefaultName, Subnet: cfg.Subnet.Masked(), Default: true}
-	if st, err := os.Stat(filepath.Join(cfg.Dir, defaultFile)); err == nil {
-		def.Created = st.ModTime().UTC()
-	}
-	if err := m.open(def, defaultFile); err != nil {
-		return nil, err
-	}
 	var idx indexJSON
 	switch b, err := os.ReadFile(filepath.Join(cfg.Dir, indexFile)); {
 	case errors.Is(err, os.ErrNotExist):
@@ -186,8 +180,19 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("open networks %s: %w", filepath.Join(cfg.Dir, indexFile), err)
 		}
 	}
+	sum := sha256.Sum256([]byte("berth default network"))
+	def := Info{ID: hex.EncodeToString(sum[:]), Name: DefaultName, Subnet: cfg.Subnet.Masked(), Created: idx.DefaultCreated, Default: true}
+	if err := m.open(def, defaultFile); err != nil {
+		return nil, err
+	}
 	for _, info := range idx.Networks {
 		if err := m.open(info, info.ID+".json"); err != nil {
+			return nil, err
+		}
+	}
+	if def.Created.IsZero() {
+		m.nets[def.ID].info.Created = time.Now().UTC()
+		if err := m.saveLocked(); err != nil {
 			return nil, err
 		}
 	}
@@ -503,7 +508,9 @@ func (m *Manager) Prune(match func(Info) bool) ([]string, error) {
 func (m *Manager) saveLocked() error {
 	var idx indexJSON
 	for _, n := range m.nets {
-		if !n.info.Default {
+		if n.info.Default {
+			idx.DefaultCreated = n.info.Created
+		} else {
 			idx.Networks = append(idx.Networks, n.info)
 		}
 	}

@@ -59,7 +59,7 @@ func TestNetworks(t *testing.T) {
 			t.Errorf("get %s: %+v %v", ref, i, err)
 		}
 	}
-	if i, err := m.Get("default"); err != nil || !i.Default || i.Name != "bridge" || i.Subnet != DefaultSubnet {
+	if i, err := m.Get("default"); err != nil || !i.Default || i.Name != "bridge" || i.Subnet != DefaultSubnet || i.Created.IsZero() {
 		t.Errorf("get default: %+v %v", i, err)
 	}
 	if _, err := m.Get("nope"); !errors.Is(err, errdefs.ErrNotFound) || err.Error() != "network nope not found" {
@@ -108,6 +108,10 @@ func TestNetworks(t *testing.T) {
 	got, err := m2.Get("d")
 	if err != nil || got.ID != d.ID || got.Subnet != d.Subnet || got.Labels["x"] != "1" || !got.Created.Equal(d.Created) {
 		t.Errorf("after a restart: %+v %v, want %+v", got, err, d)
+	}
+	def1, _ := m.Get("default")
+	if def2, _ := m2.Get("default"); !def2.Created.Equal(def1.Created) {
+		t.Errorf("the default network's creation time moved across a restart: %s, then %s", def1.Created, def2.Created)
 	}
 	if _, err := m2.Get("b"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("b after its removal and a restart: %v", err)
