@@ -419,6 +419,7 @@ func TestDockerCLIContainers(t *testing.T) {
 	if strings.TrimSpace(r.out) != "running 192.168.127.2 1" {
 		t.Fatalf("docker inspect: %q", r.out)
 	}
+	t.Run("cp", func(t *testing.T) { testCopy(t, home, "svc") })
 	s := dockerPTY(t, home, "exec", "-it", "svc", "sh")
 	at := s.expect(0, "# ")
 	s.send("echo $((6*7))\n")
