@@ -327,10 +327,20 @@ func TestDetachedLifecycle(t *testing.T) {
 // TestDaemonKilledMidRun: the daemon dies with SIGKILL while a container
 // runs; its VM goes with it (no QEMU left), and the restarted daemon shows
 // the container as exited with the reason; nothing else is lost.
+//
+// Restart policies ride along: a --restart always container (the real
+// docker CLI) whose process exits comes back at once, and after the
+// engine's SIGKILL and restart it runs again while victim (no policy)
+// stays down.
 func TestDaemonKilledMidRun(t *testing.T) {
 	home, ref := imageFixture(t)
 	mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "victim", ref, "sleep", "1000"))
 	mustOK(t, "create", berth(t, home, "create", "--name", "bystander", ref, "true"))
+	// Its first run exits 3; the ones after keep running (the rootfs
+	// keeps /ran across restarts).
+	mustOK(t, "docker run --restart always", docker(t, home, "run", "-d", "--restart", "always", "--name", "phoenix", ref,
+		"sh", "-c", "if [ -f /ran ]; then exec sleep 1000; fi; touch /ran; exit 3"))
+	waitInspect(t, home, "phoenix", "{{.State.Status}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}", "running 1 always")
 	st := mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
 	var insp []struct{ State struct{ Pid int } }
 	if err := json.Unmarshal([]byte(st.out), &insp); err != nil || insp[0].State.Pid == 0 {
@@ -350,6 +360,8 @@ func TestDaemonKilledMidRun(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	startDaemon(t, home)
+	// The always container comes back with the engine; victim does not.
+	waitInspect(t, home, "phoenix", "{{.State.Status}}", "running")
 	r := mustOK(t, "ps -a", berth(t, home, "ps", "-a"))
 	if !strings.Contains(r.out, "victim") || !strings.Contains(r.out, "Exited (137)") || !strings.Contains(r.out, "bystander") || !strings.Contains(r.out, "Created") {
 		t.Fatalf("after restart:\n%s", r.out)
@@ -377,6 +389,23 @@ func TestDaemonKilledMidRun(t *testing.T) {
 		t.Fatalf("no VM death reason:\n%s", r.out)
 	}
 	mustOK(t, "rm", berth(t, home, "rm", "victim"))
+}
+
+// waitInspect polls docker inspect --format format on ctr until it prints
+// want (60 s at most).
+func waitInspect(t *testing.T, home, ctr, format, want string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := docker(t, home, "inspect", "--format", format, ctr)
+		if strings.TrimSpace(r.out) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker inspect %s: %q (%s), want %q", ctr, r.out, r.err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // dockerPTY runs the real docker CLI under a pseudo-terminal.

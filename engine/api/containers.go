@@ -283,6 +283,8 @@ func statusText(st container.State) string {
 			return fmt.Sprintf("Exited (%d)", st.ExitCode)
 		}
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
+	case mobycontainer.StateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	case mobycontainer.StateCreated:
 		return "Created"
 	case mobycontainer.StateRemoving:
@@ -485,7 +487,9 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 				Error:      st.Error,
 				StartedAt:  ts(st.StartedAt),
 				FinishedAt: ts(st.FinishedAt),
+				Restarting: st.Status == mobycontainer.StateRestarting,
 			},
+			RestartCount: st.RestartCount,
 			Image:      sn.Spec.ImageID,
 			LogPath:    sn.Dir + "/container.log",
 			Name:       "/" + sn.Spec.Name,

@@ -37,7 +37,6 @@ const (
 	whyVM      = "each container runs in its own VM with Berth's fixed device and security model"
 	whyPorts   = "-p HOST_PORT:CONTAINER_PORT works; publishing every EXPOSEd port arrives with later networking work"
 	hintPorts  = "publish each port with -p"
-	hintRM     = "use --rm, or restart it yourself"
 )
 
 // refused are the options create answers 400 for.
@@ -92,9 +91,6 @@ var refused = []unsupported{
 		return h.Isolation != "" && h.Isolation != "default"
 	}},
 	{"--annotation", whyVM, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Annotations) > 0 }},
-	{"--restart", "restart policies arrive with the engine's supervisor", hintRM, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
-		return h.RestartPolicy.Name != "" && h.RestartPolicy.Name != mobycontainer.RestartPolicyDisabled
-	}},
 	{"--log-driver", "Berth logs in json-file format only", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return h.LogConfig.Type != "" && h.LogConfig.Type != "json-file"
 	}},

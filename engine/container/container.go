@@ -74,6 +74,12 @@ type State struct {
 	Ports []network.PortSpec `json:"ports,omitempty"`
 	// Boot is the last start's boot timeline.
 	Boot *BootTimeline `json:"boot,omitempty"`
+	// RestartCount counts the restarts by policy since the last start a
+	// user asked for.
+	RestartCount int `json:"restartCount,omitempty"`
+	// ManuallyStopped says a user stopped or killed the last run (an
+	// unless-stopped container then stays down when the engine starts).
+	ManuallyStopped bool `json:"manuallyStopped,omitempty"`
 }
 
 // BootTimeline is the last start's phases, host-side, from VM process

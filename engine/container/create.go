@@ -66,6 +66,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if err := validate(req, m.limits); err != nil {
 		return nil, err
 	}
+	if err := checkRestartPolicy(req.HostConfig.RestartPolicy, req.HostConfig.AutoRemove); err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("create container: %w", err))
+	}
 	if len(req.HostConfig.PortBindings) > 0 && m.networks == nil {
 		return nil, errdefs.InvalidArgument(errors.New("create container: publishing ports (-p) needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
 	}

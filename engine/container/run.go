@@ -125,7 +125,17 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	return m.startWith(ctx, c, false)
+}
+
+// startWith is Start; byPolicy marks a restart by the container's restart
+// policy, which keeps counting restarts (a user's start counts anew and
+// cancels a pending policy restart).
+func (m *Manager) startWith(ctx context.Context, c *Container, byPolicy bool) error {
 	c.mu.Lock()
+	if !byPolicy {
+		c.cancelRestartLocked()
+	}
 	switch {
 	case c.run != nil:
 		c.mu.Unlock()
@@ -144,13 +154,18 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 
 	r, err := m.start(ctx, c, spec)
 	if err != nil {
-		m.startFailed(c, err)
+		m.startFailed(c, err, byPolicy)
 		return fmt.Errorf("start container %s: %w", spec.ID[:12], err)
 	}
 	c.mu.Lock()
 	c.busy = ""
 	c.run = r
+	restarts := 0
+	if byPolicy {
+		restarts = c.state.RestartCount
+	}
 	c.state = State{
+		RestartCount: restarts,
 		Status:    mobycontainer.StateRunning,
 		Pid:       r.vm.Pid(),
 		StartedAt: time.Now().UTC(),
@@ -170,7 +185,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 // startFailed records a failed start as an exit (with the command's exit
 // code when the command was at fault) the way recordExit records a run's,
 // and removes an --rm container.
-func (m *Manager) startFailed(c *Container, err error) {
+func (m *Manager) startFailed(c *Container, err error, byPolicy bool) {
 	c.out.finish() // while busy still says starting
 	code := startFailedCode
 	var ce *exitCodeError
@@ -188,6 +203,9 @@ func (m *Manager) startFailed(c *Container, err error) {
 	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(code)}))
 	close(c.exited)
 	autoRemove := c.spec.HostConfig.AutoRemove
+	if byPolicy && !m.closed.Load() && c.shouldRestartLocked(code, false) {
+		m.scheduleRestartLocked(c, 0)
+	}
 	c.mu.Unlock()
 	if autoRemove {
 		if err := m.removeStopped(c, true); err != nil {

@@ -39,6 +39,13 @@ func (m *Manager) Stop(ctx context.Context, ref string, sig string, timeout time
 	}
 	c.mu.Lock()
 	r, exited := c.run, c.exited
+	if r == nil && c.cancelRestartLocked() {
+		c.state.ManuallyStopped = true
+		_ = c.saveStateLocked()
+		c.mu.Unlock()
+		m.publish(c, mobyevents.ActionStop, nil)
+		return nil
+	}
 	c.mu.Unlock()
 	if r == nil {
 		return ErrNotModified
@@ -110,6 +117,12 @@ func (m *Manager) Kill(ctx context.Context, ref string, sig string) error {
 	r := c.run
 	if r != nil && n == 9 {
 		r.killed = true
+	}
+	if r == nil && c.cancelRestartLocked() {
+		c.state.ManuallyStopped = true
+		_ = c.saveStateLocked()
+		c.mu.Unlock()
+		return nil
 	}
 	c.mu.Unlock()
 	if r == nil {

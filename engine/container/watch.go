@@ -136,6 +136,10 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(ex.code)}))
 	exited := c.exited
 	autoRemove := c.spec.HostConfig.AutoRemove
+	c.state.ManuallyStopped = r.killed
+	if !autoRemove && !m.closed.Load() && c.shouldRestartLocked(ex.code, r.killed) {
+		m.scheduleRestartLocked(c, c.state.FinishedAt.Sub(c.state.StartedAt))
+	}
 	c.mu.Unlock()
 	m.forgetExecs(execs)
 	close(exited)
