@@ -166,11 +166,11 @@ func (m *Manager) startWith(ctx context.Context, c *Container, byPolicy bool) er
 	}
 	c.state = State{
 		RestartCount: restarts,
-		Status:    mobycontainer.StateRunning,
-		Pid:       r.vm.Pid(),
-		StartedAt: time.Now().UTC(),
-		IPAddress: r.ip,
-		Boot:      r.boot,
+		Status:       mobycontainer.StateRunning,
+		Pid:          r.vm.Pid(),
+		StartedAt:    time.Now().UTC(),
+		IPAddress:    r.ip,
+		Boot:         r.boot,
 	}
 	if r.net != nil {
 		c.state.Ports = r.net.Ports()
