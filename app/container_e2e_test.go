@@ -391,6 +391,30 @@ func TestDaemonKilledMidRun(t *testing.T) {
 	mustOK(t, "rm", berth(t, home, "rm", "victim"))
 }
 
+// testHealth: ctr's --health-cmd (test -f /tmp/healthy, every second,
+// two retries) runs in its VM: it fails until the file exists
+// (unhealthy), then passes (healthy); docker ps shows it and filters on
+// it, inspect has the log, and the changes are events.
+func testHealth(t *testing.T, home, ctr, since string) {
+	// The failing streak goes on counting past the retries, as Docker's.
+	waitInspect(t, home, ctr, "{{.State.Health.Status}} {{le 2 .State.Health.FailingStreak}}", "unhealthy true")
+	mustOK(t, "exec touch", docker(t, home, "exec", ctr, "touch", "/tmp/healthy"))
+	waitInspect(t, home, ctr, "{{.State.Health.Status}} {{.State.Health.FailingStreak}}", "healthy 0")
+	r := mustOK(t, "ps health", docker(t, home, "ps", "--filter", "health=healthy", "--format", "{{.Names}} {{.Status}}"))
+	if !strings.HasPrefix(r.out, ctr+" Up") || !strings.HasSuffix(r.out, "(healthy)\n") {
+		t.Fatalf("docker ps --filter health=healthy: %q", r.out)
+	}
+	r = mustOK(t, "inspect log", docker(t, home, "inspect", "--format", "{{range .State.Health.Log}}{{.ExitCode}}{{end}}", ctr))
+	if out := strings.TrimSpace(r.out); !strings.HasSuffix(out, "0") || !strings.Contains(out, "1") {
+		t.Fatalf("health log exit codes: %q", out)
+	}
+	r = mustOK(t, "events", docker(t, home, "events", "--since", since, "--until", fmt.Sprint(time.Now().Unix()+1),
+		"--filter", "container="+ctr, "--format", "{{.Action}}"))
+	if !strings.Contains(r.out, "health_status: unhealthy\n") || !strings.Contains(r.out, "health_status: healthy\n") {
+		t.Fatalf("health events: %q", r.out)
+	}
+}
+
 // waitInspect polls docker inspect --format format on ctr until it prints
 // want (60 s at most).
 func waitInspect(t *testing.T, home, ctr, format, want string) {
@@ -426,7 +450,9 @@ func TestDockerCLIContainers(t *testing.T) {
 	if r.code != 4 || r.out != "hi from docker\n" {
 		t.Fatalf("docker run --rm: %+v", r)
 	}
-	r = mustOK(t, "docker run -d", docker(t, home, "run", "-d", "--name", "svc", "--label", "com.example=1", ref,
+	since := fmt.Sprint(time.Now().Unix())
+	r = mustOK(t, "docker run -d", docker(t, home, "run", "-d", "--name", "svc", "--label", "com.example=1",
+		"--health-cmd", "test -f /tmp/healthy", "--health-interval", "1s", "--health-retries", "2", ref,
 		"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"))
 	id := strings.TrimSpace(r.out)
 	r = mustOK(t, "docker ps", docker(t, home, "ps", "--filter", "label=com.example=1", "--format", "{{.ID}} {{.Names}} {{.Status}}"))
@@ -449,6 +475,7 @@ func TestDockerCLIContainers(t *testing.T) {
 		t.Fatalf("docker inspect: %q", r.out)
 	}
 	t.Run("cp", func(t *testing.T) { testCopy(t, home, "svc") })
+	t.Run("health", func(t *testing.T) { testHealth(t, home, "svc", since) })
 	s := dockerPTY(t, home, "exec", "-it", "svc", "sh")
 	at := s.expect(0, "# ")
 	s.send("echo $((6*7))\n")

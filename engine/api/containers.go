@@ -277,7 +277,14 @@ func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
 func statusText(st container.State) string {
 	switch st.Status {
 	case mobycontainer.StateRunning:
-		return "Up " + units.HumanDuration(time.Since(st.StartedAt))
+		up := "Up " + units.HumanDuration(time.Since(st.StartedAt))
+		if st.Health == nil {
+			return up
+		}
+		if st.Health.Status == mobycontainer.Starting {
+			return up + " (health: starting)"
+		}
+		return up + " (" + string(st.Health.Status) + ")"
 	case mobycontainer.StateExited:
 		if st.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", st.ExitCode)
@@ -296,7 +303,7 @@ func statusText(st container.State) string {
 }
 
 // matchContainer applies `docker ps --filter`: label, status, name, id,
-// ancestor.
+// ancestor, health.
 func (f filters) matchContainer(sn container.Snapshot) bool {
 	if !f.matchLabels(sn.Spec.Config.Labels) {
 		return false
@@ -328,6 +335,15 @@ func (f filters) matchContainer(sn container.Snapshot) bool {
 	}
 	if v, ok := f["ancestor"]; ok && len(v) > 0 && !v[sn.Spec.Image] && !v[sn.Spec.ImageID] {
 		return false
+	}
+	if v, ok := f["health"]; ok && len(v) > 0 {
+		status := string(mobycontainer.NoHealthcheck)
+		if sn.State.Health != nil {
+			status = string(sn.State.Health.Status)
+		}
+		if !v[status] {
+			return false
+		}
 	}
 	return true
 }
@@ -374,6 +390,9 @@ func summarize(sn container.Snapshot) mobycontainer.Summary {
 	}
 	if sum.Labels == nil {
 		sum.Labels = map[string]string{}
+	}
+	if h := sn.State.Health; h != nil {
+		sum.Health = &mobycontainer.HealthSummary{Status: h.Status, FailingStreak: h.FailingStreak}
 	}
 	if sn.Spec.HostConfig != nil {
 		sum.HostConfig.NetworkMode = string(sn.Spec.HostConfig.NetworkMode)
@@ -488,6 +507,7 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 				StartedAt:  ts(st.StartedAt),
 				FinishedAt: ts(st.FinishedAt),
 				Restarting: st.Status == mobycontainer.StateRestarting,
+				Health:     st.Health,
 			},
 			RestartCount: st.RestartCount,
 			Image:        sn.Spec.ImageID,

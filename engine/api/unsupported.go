@@ -13,8 +13,8 @@ import (
 
 // A create request asks for many things; the engine implements some.
 // Nothing a user asked for is dropped silently: what would change what
-// the process sees (mounts, ports, namespaces, privileges, devices,
-// restarts) is refused with a 400 naming the flag, until the issue that
+// the process sees (mounts, ports, namespaces, privileges, devices) is
+// refused with a 400 naming the flag, until the issue that
 // implements it; resource tuning that Docker itself discards with a
 // warning when the host cannot honour it becomes a Warnings entry, which
 // the docker CLI prints.
@@ -96,9 +96,6 @@ var refused = []unsupported{
 	}},
 	{"--log-opt", "Berth's container log has a fixed size cap", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return len(h.LogConfig.Config) > 0
-	}},
-	{"--health-cmd", "health checks arrive with the engine's supervisor", "", func(c *mobycontainer.Config, _ *mobycontainer.HostConfig) bool {
-		return c.Healthcheck != nil && len(c.Healthcheck.Test) > 0 && c.Healthcheck.Test[0] != "NONE"
 	}},
 }
 

@@ -87,7 +87,6 @@ func TestCreateRefusesWhatTheEngineDoesNotImplement(t *testing.T) {
 		{"", `{"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}}}`, "", "--log-opt is not supported yet"},
 		{"", `{"Runtime":"runc"}`, "", "--runtime is not supported yet"},
 		{`{"Domainname":"example.com"}`, "", "", "--domainname is not supported yet"},
-		{`{"Healthcheck":{"Test":["CMD","true"]}}`, "", "", "--health-cmd is not supported yet"},
 		{`{"WorkingDir":"rel/dir"}`, "", "", "the working directory 'rel/dir' is invalid, it needs to be an absolute path"},
 		// Several at once are named together.
 		{"", `{"Privileged":true,"CapAdd":["ALL"]}`, "", "--privileged is not supported yet by Berth (each container runs in its own VM with Berth's fixed device and security model); --cap-add"},

@@ -300,6 +300,11 @@ func mergeImageConfig(cfg *mobycontainer.Config, img *v1.ConfigFile) *mobycontai
 		out.StopSignal = ic.StopSignal
 	}
 	out.Env = mergeEnv(ic.Env, cfg.Env)
+	if h := ic.Healthcheck; h != nil {
+		out.Healthcheck = mergeHealthcheck(cfg.Healthcheck, &mobycontainer.HealthConfig{
+			Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries,
+		})
+	}
 	if len(ic.Volumes) > 0 {
 		// The image's VOLUME paths join the request's: each becomes an
 		// anonymous volume unless a bind or mount covers it.

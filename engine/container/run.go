@@ -175,10 +175,18 @@ func (m *Manager) startWith(ctx context.Context, c *Container, byPolicy bool) er
 	if r.net != nil {
 		c.state.Ports = r.net.Ports()
 	}
+	hc := healthConfig(spec.Config)
+	if hc != nil {
+		c.state.Health = &mobycontainer.Health{Status: mobycontainer.Starting, Log: []*mobycontainer.HealthcheckResult{}}
+	}
+	exited := c.exited
 	_ = c.saveStateLocked()
 	c.mu.Unlock()
 	m.publish(c, mobyevents.ActionStart, nil)
 	go m.watch(c, r)
+	if hc != nil {
+		go m.monitorHealth(c, r, hc, exited)
+	}
 	return nil
 }
 

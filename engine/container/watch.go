@@ -128,6 +128,10 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	c.state.FinishedAt = time.Now().UTC()
 	c.state.Pid = 0
 	c.state.Ports = nil
+	if h := c.state.Health; h != nil {
+		// Docker's: a health check that stopped monitoring is unhealthy.
+		c.state.Health = &mobycontainer.Health{Status: mobycontainer.Unhealthy, FailingStreak: h.FailingStreak, Log: h.Log}
+	}
 	_ = c.saveStateLocked()
 	execs := c.execs
 	c.execs = map[string]*Exec{}
