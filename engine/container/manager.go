@@ -113,7 +113,7 @@ type Container struct {
 	stdin *inputPipe
 	// pendingRestart is the timer of a policy restart waiting out its
 	// backoff (restart.go); restartDelay that backoff.
-	pendingRestart *time.Timer
+	pendingRestart *restartToken
 	restartDelay   time.Duration
 }
 

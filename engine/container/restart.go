@@ -19,6 +19,13 @@ import (
 // that ever started come back, and unless-stopped ones unless they were
 // stopped.
 
+// restartToken is one pending policy restart; its timer (set under the
+// container's lock) starts the container with it.
+type restartToken struct{ timer *time.Timer }
+
+// engineStart is the token of StartRestartable's starts.
+var engineStart = &restartToken{}
+
 // Docker's restart manager's backoff.
 const (
 	restartFirstDelay = 100 * time.Millisecond
@@ -54,26 +61,18 @@ func (m *Manager) scheduleRestartLocked(c *Container, ran time.Duration) {
 	}
 	c.state.Status = mobycontainer.StateRestarting
 	_ = c.saveStateLocked()
-	var t *time.Timer
-	t = time.AfterFunc(c.restartDelay, func() {
-		c.mu.Lock()
-		if c.pendingRestart != t {
-			c.mu.Unlock()
-			return // cancelled
-		}
-		c.pendingRestart = nil
-		c.state.RestartCount++
-		c.mu.Unlock()
+	tok := &restartToken{}
+	tok.timer = time.AfterFunc(c.restartDelay, func() {
 		if m.closed.Load() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Minute)
 		defer cancel()
-		if err := m.startWith(ctx, c, true); err != nil {
+		if err := m.startWith(ctx, c, tok); err != nil {
 			m.log.Warn("restart by policy failed", "container", c.spec.ID[:12], "err", err)
 		}
 	})
-	c.pendingRestart = t
+	c.pendingRestart = tok
 }
 
 // cancelRestartLocked stops a pending policy restart; the container is
@@ -82,7 +81,7 @@ func (c *Container) cancelRestartLocked() bool {
 	if c.pendingRestart == nil {
 		return false
 	}
-	c.pendingRestart.Stop()
+	c.pendingRestart.timer.Stop()
 	c.pendingRestart = nil
 	c.state.Status = mobycontainer.StateExited
 	_ = c.saveStateLocked()
@@ -112,7 +111,7 @@ func (m *Manager) StartRestartable(ctx context.Context) {
 	m.mu.Unlock()
 	for _, c := range todo {
 		go func() {
-			if err := m.startWith(ctx, c, true); err != nil {
+			if err := m.startWith(ctx, c, engineStart); err != nil {
 				m.log.Warn("restart at engine start failed", "container", c.spec.ID[:12], "err", err)
 			}
 		}()

@@ -125,16 +125,27 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	return m.startWith(ctx, c, false)
+	return m.startWith(ctx, c, nil)
 }
 
-// startWith is Start; byPolicy marks a restart by the container's restart
-// policy, which keeps counting restarts (a user's start counts anew and
-// cancels a pending policy restart).
-func (m *Manager) startWith(ctx context.Context, c *Container, byPolicy bool) error {
+// startWith is Start. policy, when set, is the token of a restart by the
+// container's restart policy (engineStart for the engine's own start):
+// the start goes ahead only while that restart is still pending, and
+// counts it. A user's start (nil) cancels a pending policy restart and
+// counts anew.
+func (m *Manager) startWith(ctx context.Context, c *Container, policy *restartToken) error {
+	byPolicy := policy != nil
 	c.mu.Lock()
-	if !byPolicy {
+	switch {
+	case policy == nil:
 		c.cancelRestartLocked()
+	case policy == engineStart:
+	case c.pendingRestart != policy:
+		c.mu.Unlock()
+		return nil // cancelled by a stop, kill, start or remove
+	default:
+		c.pendingRestart = nil
+		c.state.RestartCount++
 	}
 	switch {
 	case c.run != nil:

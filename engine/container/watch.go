@@ -128,6 +128,7 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	c.state.FinishedAt = time.Now().UTC()
 	c.state.Pid = 0
 	c.state.Ports = nil
+	c.state.ManuallyStopped = r.killed
 	if h := c.state.Health; h != nil {
 		// Docker's: a health check that stopped monitoring is unhealthy.
 		c.state.Health = &mobycontainer.Health{Status: mobycontainer.Unhealthy, FailingStreak: h.FailingStreak, Log: h.Log}
@@ -140,7 +141,6 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(ex.code)}))
 	exited := c.exited
 	autoRemove := c.spec.HostConfig.AutoRemove
-	c.state.ManuallyStopped = r.killed
 	if !autoRemove && !m.closed.Load() && c.shouldRestartLocked(ex.code, r.killed) {
 		m.scheduleRestartLocked(c, c.state.FinishedAt.Sub(c.state.StartedAt))
 	}
