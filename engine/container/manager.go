@@ -468,6 +468,16 @@ func (m *Manager) RemoveWith(ctx context.Context, ref string, o RemoveOptions) e
 		return err
 	}
 	c.mu.Lock()
+	// A start in progress (a restart by policy, say) is let finish first.
+	for c.run == nil && c.busy == "starting" {
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		c.mu.Lock()
+	}
 	running, name := c.run != nil, c.spec.Name
 	if c.pendingRestart != nil {
 		if !force {

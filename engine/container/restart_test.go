@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/errdefs"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
 
@@ -187,4 +188,61 @@ func TestRestartPolicies(t *testing.T) {
 			waitState(t, c2, "killed", func(s State) bool { return s.Status == mobycontainer.StateExited })
 		}
 	})
+}
+
+// A pending policy restart: a user's start replaces it (and counts
+// anew), kill cancels it, rm without force refuses, rm -f cancels it and
+// removes the container.
+func TestRestartPendingRemoveAndStart(t *testing.T) {
+	l := newLifecycle(t)
+	ctx := context.Background()
+	always := func(s *Spec) { s.HostConfig.RestartPolicy = mobycontainer.RestartPolicy{Name: mobycontainer.RestartPolicyAlways} }
+	c := l.add(t, "looper", []string{"exit", "0"}, always)
+	if err := l.m.Start(ctx, c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitPending := func() {
+		t.Helper()
+		waitState(t, c, "a pending restart", func(s State) bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return s.RestartCount >= 3 && c.pendingRestart != nil
+		})
+	}
+	waitPending()
+	// A user's start starts it at once and counts anew.
+	if err := l.m.Start(ctx, c.ID()); err != nil {
+		t.Fatalf("start during backoff: %v", err)
+	}
+	if n := c.Snapshot().State.RestartCount; n != 0 {
+		t.Fatalf("RestartCount %d after a user's start; want 0", n)
+	}
+	waitPending()
+	// kill cancels it.
+	if err := l.m.Kill(ctx, c.ID(), "SIGKILL"); err != nil {
+		t.Fatalf("kill during backoff: %v", err)
+	}
+	if st := c.Snapshot().State; st.Status != mobycontainer.StateExited || !st.ManuallyStopped {
+		t.Fatalf("after kill during backoff: %+v", st)
+	}
+	if err := l.m.Start(ctx, c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitPending()
+	if err := l.m.Remove(ctx, c.ID(), false); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "container is restarting") {
+		t.Fatalf("rm of a restarting container: %v", err)
+	}
+	if err := l.m.Remove(ctx, c.ID(), true); err != nil {
+		t.Fatalf("rm -f: %v", err)
+	}
+	before := l.vms.launched()
+	time.Sleep(time.Second)
+	if _, err := l.m.Get(c.ID()); !errors.Is(err, errdefs.ErrNotFound) || l.vms.launched() != before {
+		t.Fatalf("after rm -f: %v, %d launches since", err, l.vms.launched()-before)
+	}
+	// docker cp needs the container running.
+	d := l.add(t, "idle", []string{"sleep"}, nil)
+	if _, err := l.m.StatPath(ctx, d.ID(), "/"); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "start it first") {
+		t.Fatalf("cp from a created container: %v", err)
+	}
 }

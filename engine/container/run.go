@@ -139,6 +139,7 @@ func (m *Manager) startWith(ctx context.Context, c *Container, policy *restartTo
 	switch {
 	case policy == nil:
 		c.cancelRestartLocked()
+		c.restartDelay = 0 // the backoff starts over, as Docker's
 	case policy == engineStart:
 	case c.pendingRestart != policy:
 		c.mu.Unlock()
