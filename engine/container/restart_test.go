@@ -196,7 +196,9 @@ func TestRestartPolicies(t *testing.T) {
 func TestRestartPendingRemoveAndStart(t *testing.T) {
 	l := newLifecycle(t)
 	ctx := context.Background()
-	always := func(s *Spec) { s.HostConfig.RestartPolicy = mobycontainer.RestartPolicy{Name: mobycontainer.RestartPolicyAlways} }
+	always := func(s *Spec) {
+		s.HostConfig.RestartPolicy = mobycontainer.RestartPolicy{Name: mobycontainer.RestartPolicyAlways}
+	}
 	c := l.add(t, "looper", []string{"exit", "0"}, always)
 	if err := l.m.Start(ctx, c.ID()); err != nil {
 		t.Fatal(err)
