@@ -40,6 +40,11 @@ func testCopy(t *testing.T, home, ctr string) {
 	if l, err := os.Readlink(filepath.Join(out, "back", "link")); err != nil || l != "sub/deep" {
 		t.Fatalf("docker cp out: link -> %q, %v", l, err)
 	}
+	// "dir/." copies the folder's contents.
+	mustOK(t, "docker cp dir/. out", docker(t, home, "cp", ctr+":/tmp/copied/.", filepath.Join(out, "contents")))
+	if b, err := os.ReadFile(filepath.Join(out, "contents", "sub", "deep")); err != nil || string(b) != "deep\n" {
+		t.Fatalf("docker cp dir/. out: %q, %v", b, err)
+	}
 	r = docker(t, home, "cp", ctr+":/nope", out)
 	if r.code == 0 || !strings.Contains(r.err, "Could not find the file /nope in container "+ctr) {
 		t.Fatalf("docker cp of a missing path: %+v", r)
@@ -48,6 +53,10 @@ func testCopy(t *testing.T, home, ctr string) {
 	mustOK(t, "berth cp out", berth(t, home, "cp", ctr+":/tmp/hello.txt", filepath.Join(out, "renamed.txt")))
 	if b, err := os.ReadFile(filepath.Join(out, "renamed.txt")); err != nil || string(b) != "hello from the host\n" {
 		t.Fatalf("berth cp out: %q, %v", b, err)
+	}
+	mustOK(t, "berth cp dir/. out", berth(t, home, "cp", ctr+":/tmp/copied/.", filepath.Join(out, "contents2")))
+	if b, err := os.ReadFile(filepath.Join(out, "contents2", "sub", "deep")); err != nil || string(b) != "deep\n" {
+		t.Fatalf("berth cp dir/. out: %q, %v", b, err)
 	}
 	mustOK(t, "berth cp in", berth(t, home, "cp", filepath.Join(out, "renamed.txt"), ctr+":/tmp/again.txt"))
 	r = mustOK(t, "exec cat again", docker(t, home, "exec", ctr, "cat", "/tmp/again.txt"))

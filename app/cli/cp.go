@@ -82,6 +82,11 @@ func copyFromContainer(ctx context.Context, e *env, cl *client.Client, ctr, src,
 	fi, err := os.Stat(dst)
 	switch {
 	case err == nil && fi.IsDir():
+	case errors.Is(err, fs.ErrNotExist) && res.Stat.Name == "." && res.Stat.Mode.IsDir():
+		// "DIR/.": its contents, into a new folder dst.
+		if err := os.Mkdir(dst, 0o755); err != nil {
+			return fmt.Errorf("berth cp: %w", err)
+		}
 	case err == nil && res.Stat.Mode.IsDir():
 		return fmt.Errorf("berth cp: cannot copy the folder %s:%s onto the file %s", ctr, src, dst)
 	case err == nil || errors.Is(err, fs.ErrNotExist):

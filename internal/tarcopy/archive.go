@@ -17,7 +17,7 @@ import (
 // root itself) and, for a directory, everything under it, to w. Entries
 // are named as Docker names them: name's last element becomes as (for
 // /etc/hostname requested as "hostname": "hostname"; for a directory
-// "d": "d/", "d/x"). Symlinks are archived as symlinks, never followed;
+// "d": "d/", "d/x"; as "." for "d/.": "./", "./x"). Symlinks are archived as symlinks, never followed;
 // sockets are skipped, as Docker skips them. ctx is checked between
 // entries.
 func Archive(ctx context.Context, root *os.Root, name, as string, w io.Writer) error {
@@ -85,7 +85,9 @@ func archiveTree(ctx context.Context, root *os.Root, name, as string, tw *tar.Wr
 		}
 		slices.Sort(names)
 		for _, n := range names {
-			if err := archiveTree(ctx, root, path.Join(name, n), path.Join(as, n), tw); err != nil {
+			// Not path.Join: "." as the top name stays "./n", as Docker
+			// names the entries of "dir/.".
+			if err := archiveTree(ctx, root, path.Join(name, n), strings.TrimSuffix(as, "/")+"/"+n, tw); err != nil {
 				return err
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -198,5 +199,33 @@ func TestResolveInRoot(t *testing.T) {
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("ResolveInRoot(%q, %v) = %q, %v; want %q (error %v)", tc.in, tc.followLast, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// "dir/." is archived as "./" and "./x", as Docker names it.
+func TestArchiveDotNames(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "d", "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "sub", "f"), nil, 0o644)
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var buf bytes.Buffer
+	if err := Archive(context.Background(), root, "d", ".", &buf); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&buf)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	if got := strings.Join(names, " "); got != "./ ./sub/ ./sub/f" {
+		t.Fatalf("entries %q", got)
 	}
 }
