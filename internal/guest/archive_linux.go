@@ -114,6 +114,10 @@ func (v *service) OpenArchive(ctx context.Context, r *agentpb.ArchiveRequest) (*
 	var target *os.Root
 	if r.Write {
 		if fs.FileMode(st.Mode)&fs.ModeSymlink != 0 {
+			if st.LinkTarget == "" {
+				root.Close()
+				return nil, errdefs.InvalidArgument(fmt.Errorf("extraction point is not a directory: %s is a symlink that does not resolve", r.Path))
+			}
 			rel = strings.TrimPrefix(st.LinkTarget, "/")
 			if rel == "" {
 				rel = "."

@@ -21,6 +21,7 @@ func TestArchive(t *testing.T) {
 	os.MkdirAll(filepath.Join(e.rootfs, "data", "sub"), 0o755)
 	os.WriteFile(filepath.Join(e.rootfs, "data", "sub", "f"), []byte("in the guest"), 0o640)
 	os.Symlink("/data/sub", filepath.Join(e.rootfs, "link"))
+	os.Symlink("loop", filepath.Join(e.rootfs, "loop"))
 	// A place beside the rootfs that a hostile archive must not reach.
 	outside := t.TempDir()
 
@@ -97,6 +98,12 @@ func TestArchive(t *testing.T) {
 		}
 		if err := e.client.WriteArchive(ctx, "/data/sub/f", bytes.NewReader(body), agent.ArchiveOptions{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Fatalf("extract into a file: %v; want invalid argument", err)
+		}
+		if err := e.client.WriteArchive(ctx, "/loop", bytes.NewReader(body), agent.ArchiveOptions{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Fatalf("extract into a symlink loop: %v; want invalid argument", err)
+		}
+		if _, err := os.Stat(filepath.Join(e.rootfs, "new")); err == nil {
+			t.Fatal("extracted into the root through a symlink loop")
 		}
 		if err := e.client.WriteArchive(ctx, "/missing", bytes.NewReader(body), agent.ArchiveOptions{}); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("extract into a missing directory: %v; want not found", err)
