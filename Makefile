@@ -17,7 +17,7 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: screenshots help build guest run test vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
+.PHONY: screenshots help build guest run test compose vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
@@ -25,6 +25,7 @@ help:
 	@echo "make build     bin/berth for this machine (after make web)"
 	@echo "make web       the web pages' bundle berth embeds (assets/web; needs Node.js 20+)"
 	@echo "make screenshots docs/berth-window{,-dark}.png from the Berth window e2e test (chromium, QEMU), docs/menu{,-dark}.png"
+	@echo "make compose   docker compose (pinned, tools/build-compose.sh) as the docker CLI plugin"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
@@ -183,6 +184,13 @@ else
 	@echo "make app: the berth binary in Berth.app needs macOS (cgo with the macOS SDK for Virtualization.framework and AppKit, and codesign); this is $(GOOS). '$(APP_DIR)' holds the rest of the bundle (make app-layout); 'make darwin-check darwin-build' type-check and link the darwin code instead." >&2
 	@exit 1
 endif
+
+# Docker Compose, the version tools/build-compose.sh pins, built from the
+# Go module proxy (outside Berth's go.mod) and installed as the docker CLI
+# plugin ~/.docker/cli-plugins/docker-compose; cached, so a second run is
+# instant (docs/compose.md).
+compose:
+	GO=$(GO) bash tools/build-compose.sh
 
 # The GitHub workflows, linted by actionlint at the version tools/go.mod
 # pins (a module of its own, so the engine's go.mod stays free of it; it

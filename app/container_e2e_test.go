@@ -327,10 +327,20 @@ func TestDetachedLifecycle(t *testing.T) {
 // TestDaemonKilledMidRun: the daemon dies with SIGKILL while a container
 // runs; its VM goes with it (no QEMU left), and the restarted daemon shows
 // the container as exited with the reason; nothing else is lost.
+//
+// Restart policies ride along: a --restart always container (the real
+// docker CLI) whose process exits comes back at once, and after the
+// engine's SIGKILL and restart it runs again while victim (no policy)
+// stays down.
 func TestDaemonKilledMidRun(t *testing.T) {
 	home, ref := imageFixture(t)
 	mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "victim", ref, "sleep", "1000"))
 	mustOK(t, "create", berth(t, home, "create", "--name", "bystander", ref, "true"))
+	// Its first run exits 3; the ones after keep running (the rootfs
+	// keeps /ran across restarts).
+	mustOK(t, "docker run --restart always", docker(t, home, "run", "-d", "--restart", "always", "--name", "phoenix", ref,
+		"sh", "-c", "if [ -f /ran ]; then exec sleep 1000; fi; touch /ran; exit 3"))
+	waitInspect(t, home, "phoenix", "{{.State.Status}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}", "running 1 always")
 	st := mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
 	var insp []struct{ State struct{ Pid int } }
 	if err := json.Unmarshal([]byte(st.out), &insp); err != nil || insp[0].State.Pid == 0 {
@@ -350,6 +360,8 @@ func TestDaemonKilledMidRun(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	startDaemon(t, home)
+	// The always container comes back with the engine; victim does not.
+	waitInspect(t, home, "phoenix", "{{.State.Status}}", "running")
 	r := mustOK(t, "ps -a", berth(t, home, "ps", "-a"))
 	if !strings.Contains(r.out, "victim") || !strings.Contains(r.out, "Exited (137)") || !strings.Contains(r.out, "bystander") || !strings.Contains(r.out, "Created") {
 		t.Fatalf("after restart:\n%s", r.out)
@@ -379,6 +391,47 @@ func TestDaemonKilledMidRun(t *testing.T) {
 	mustOK(t, "rm", berth(t, home, "rm", "victim"))
 }
 
+// testHealth: ctr's --health-cmd (test -f /tmp/healthy, every second,
+// two retries) runs in its VM: it fails until the file exists
+// (unhealthy), then passes (healthy); docker ps shows it and filters on
+// it, inspect has the log, and the changes are events.
+func testHealth(t *testing.T, home, ctr, since string) {
+	// The failing streak goes on counting past the retries, as Docker's.
+	waitInspect(t, home, ctr, "{{.State.Health.Status}} {{le 2 .State.Health.FailingStreak}}", "unhealthy true")
+	mustOK(t, "exec touch", docker(t, home, "exec", ctr, "touch", "/tmp/healthy"))
+	waitInspect(t, home, ctr, "{{.State.Health.Status}} {{.State.Health.FailingStreak}}", "healthy 0")
+	r := mustOK(t, "ps health", docker(t, home, "ps", "--filter", "health=healthy", "--format", "{{.Names}} {{.Status}}"))
+	if !strings.HasPrefix(r.out, ctr+" Up") || !strings.HasSuffix(r.out, "(healthy)\n") {
+		t.Fatalf("docker ps --filter health=healthy: %q", r.out)
+	}
+	r = mustOK(t, "inspect log", docker(t, home, "inspect", "--format", "{{range .State.Health.Log}}{{.ExitCode}}{{end}}", ctr))
+	if out := strings.TrimSpace(r.out); !strings.HasSuffix(out, "0") || !strings.Contains(out, "1") {
+		t.Fatalf("health log exit codes: %q", out)
+	}
+	r = mustOK(t, "events", docker(t, home, "events", "--since", since, "--until", fmt.Sprint(time.Now().Unix()+1),
+		"--filter", "container="+ctr, "--format", "{{.Action}}"))
+	if !strings.Contains(r.out, "health_status: unhealthy\n") || !strings.Contains(r.out, "health_status: healthy\n") {
+		t.Fatalf("health events: %q", r.out)
+	}
+}
+
+// waitInspect polls docker inspect --format format on ctr until it prints
+// want (60 s at most).
+func waitInspect(t *testing.T, home, ctr, format, want string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := docker(t, home, "inspect", "--format", format, ctr)
+		if strings.TrimSpace(r.out) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker inspect %s: %q (%s), want %q", ctr, r.out, r.err, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // dockerPTY runs the real docker CLI under a pseudo-terminal.
 func dockerPTY(t *testing.T, home string, args ...string) *ptySession {
 	t.Helper()
@@ -397,7 +450,9 @@ func TestDockerCLIContainers(t *testing.T) {
 	if r.code != 4 || r.out != "hi from docker\n" {
 		t.Fatalf("docker run --rm: %+v", r)
 	}
-	r = mustOK(t, "docker run -d", docker(t, home, "run", "-d", "--name", "svc", "--label", "com.example=1", ref,
+	since := fmt.Sprint(time.Now().Unix())
+	r = mustOK(t, "docker run -d", docker(t, home, "run", "-d", "--name", "svc", "--label", "com.example=1",
+		"--health-cmd", "test -f /tmp/healthy", "--health-interval", "1s", "--health-retries", "2", ref,
 		"sh", "-c", "trap '' TERM; echo started; while true; do sleep 1; done"))
 	id := strings.TrimSpace(r.out)
 	r = mustOK(t, "docker ps", docker(t, home, "ps", "--filter", "label=com.example=1", "--format", "{{.ID}} {{.Names}} {{.Status}}"))
@@ -419,6 +474,8 @@ func TestDockerCLIContainers(t *testing.T) {
 	if strings.TrimSpace(r.out) != "running 192.168.127.2 1" {
 		t.Fatalf("docker inspect: %q", r.out)
 	}
+	t.Run("cp", func(t *testing.T) { testCopy(t, home, "svc") })
+	t.Run("health", func(t *testing.T) { testHealth(t, home, "svc", since) })
 	s := dockerPTY(t, home, "exec", "-it", "svc", "sh")
 	at := s.expect(0, "# ")
 	s.send("echo $((6*7))\n")

@@ -147,6 +147,8 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
 	go e.pruner()
+	// always and unless-stopped containers come back (restart policies).
+	e.containers.StartRestartable(e.ctx)
 	return e, nil
 }
 
@@ -239,6 +241,7 @@ func (e *Engine) Events() *events.Bus { return e.events }
 // releases what New opened (the image store's lock). Running containers
 // are not stopped: the daemon's VMs die with its process.
 func (e *Engine) Close() error {
+	e.containers.Close()
 	e.cancel()
 	e.wg.Wait()
 	if e.vms != nil {

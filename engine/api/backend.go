@@ -144,6 +144,16 @@ type Containers interface {
 	Attach(ctx context.Context, ref string, opts container.AttachOptions) error
 	Logs(ctx context.Context, ref string, opts container.LogOptions, emit func(container.LogEntry) error) error
 	Stats(ctx context.Context, ref string) (mobycontainer.StatsResponse, error)
+	// StatPath, ArchivePath and ExtractArchive are docker cp's
+	// /containers/{id}/archive (HEAD, GET, PUT) on a running container.
+	// A missing path is errdefs.ErrNotFound ("Could not find the file
+	// PATH in container NAME"); an archive entry that would land outside
+	// the target errdefs.ErrInvalidArgument.
+	StatPath(ctx context.Context, ref, path string) (mobycontainer.PathStat, error)
+	// ArchivePath writes a tar of path to the writer start returns once
+	// the path is found; an error after that means the tar is cut short.
+	ArchivePath(ctx context.Context, ref, path string, start func(mobycontainer.PathStat) (io.Writer, error)) error
+	ExtractArchive(ctx context.Context, ref, path string, r io.Reader, opts container.ArchiveOptions) error
 }
 
 // ExecStart is how an exec session is started.

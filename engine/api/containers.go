@@ -41,6 +41,9 @@ func (s *Server) containerRoutes() {
 	s.mux.HandleFunc("POST /containers/{id}/rename", s.statusOnly(s.containerRename))
 	s.mux.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
 	s.mux.HandleFunc("GET /containers/{id}/stats", s.containerStats)
+	s.mux.HandleFunc("HEAD /containers/{id}/archive", s.archiveHead)
+	s.mux.HandleFunc("GET /containers/{id}/archive", s.archiveGet)
+	s.mux.HandleFunc("PUT /containers/{id}/archive", s.archivePut)
 	s.mux.HandleFunc("DELETE /containers/{id}", s.statusOnly(s.containerDelete))
 	s.mux.HandleFunc("POST /containers/{id}/exec", s.execCreate)
 	s.mux.HandleFunc("POST /exec/{id}/start", s.execStart)
@@ -276,12 +279,21 @@ func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
 func statusText(st container.State) string {
 	switch st.Status {
 	case mobycontainer.StateRunning:
-		return "Up " + units.HumanDuration(time.Since(st.StartedAt))
+		up := "Up " + units.HumanDuration(time.Since(st.StartedAt))
+		if st.Health == nil {
+			return up
+		}
+		if st.Health.Status == mobycontainer.Starting {
+			return up + " (health: starting)"
+		}
+		return up + " (" + string(st.Health.Status) + ")"
 	case mobycontainer.StateExited:
 		if st.FinishedAt.IsZero() {
 			return fmt.Sprintf("Exited (%d)", st.ExitCode)
 		}
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
+	case mobycontainer.StateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	case mobycontainer.StateCreated:
 		return "Created"
 	case mobycontainer.StateRemoving:
@@ -293,7 +305,7 @@ func statusText(st container.State) string {
 }
 
 // matchContainer applies `docker ps --filter`: label, status, name, id,
-// ancestor.
+// ancestor, health.
 func (f filters) matchContainer(sn container.Snapshot) bool {
 	if !f.matchLabels(sn.Spec.Config.Labels) {
 		return false
@@ -325,6 +337,15 @@ func (f filters) matchContainer(sn container.Snapshot) bool {
 	}
 	if v, ok := f["ancestor"]; ok && len(v) > 0 && !v[sn.Spec.Image] && !v[sn.Spec.ImageID] {
 		return false
+	}
+	if v, ok := f["health"]; ok && len(v) > 0 {
+		status := string(mobycontainer.NoHealthcheck)
+		if sn.State.Health != nil {
+			status = string(sn.State.Health.Status)
+		}
+		if !v[status] {
+			return false
+		}
 	}
 	return true
 }
@@ -371,6 +392,9 @@ func summarize(sn container.Snapshot) mobycontainer.Summary {
 	}
 	if sum.Labels == nil {
 		sum.Labels = map[string]string{}
+	}
+	if h := sn.State.Health; h != nil {
+		sum.Health = &mobycontainer.HealthSummary{Status: h.Status, FailingStreak: h.FailingStreak}
 	}
 	if sn.Spec.HostConfig != nil {
 		sum.HostConfig.NetworkMode = string(sn.Spec.HostConfig.NetworkMode)
@@ -495,16 +519,19 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 				Error:      st.Error,
 				StartedAt:  ts(st.StartedAt),
 				FinishedAt: ts(st.FinishedAt),
+				Restarting: st.Status == mobycontainer.StateRestarting,
+				Health:     st.Health,
 			},
-			Image:      sn.Spec.ImageID,
-			LogPath:    sn.Dir + "/container.log",
-			Name:       "/" + sn.Spec.Name,
-			Driver:     "berth-ext4",
-			Platform:   "linux",
-			ExecIDs:    execIDs,
-			HostConfig: sn.Spec.HostConfig,
-			Mounts:     mountPoints(sn),
-			Config:     sn.Spec.Config,
+			RestartCount: st.RestartCount,
+			Image:        sn.Spec.ImageID,
+			LogPath:      sn.Dir + "/container.log",
+			Name:         "/" + sn.Spec.Name,
+			Driver:       "berth-ext4",
+			Platform:     "linux",
+			ExecIDs:      execIDs,
+			HostConfig:   sn.Spec.HostConfig,
+			Mounts:       mountPoints(sn),
+			Config:       sn.Spec.Config,
 		},
 		NetworkSettings: &inspectNetworkSettings{
 			IPAddress: ip,

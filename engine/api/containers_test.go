@@ -446,3 +446,34 @@ func TestContainerStatsStream(t *testing.T) {
 		t.Errorf("stream=false: %s (%v), want one sample with PreCPUStats", rec.Body, err)
 	}
 }
+
+// Health in docker ps (status text, summary, --filter health=) and in
+// inspect's State.Health.
+func TestContainerHealth(t *testing.T) {
+	b := newFakeBackend()
+	b.containers.byID[webID].State.Health = &mobycontainer.Health{Status: mobycontainer.Healthy,
+		Log: []*mobycontainer.HealthcheckResult{{ExitCode: 0, Output: "ok\n"}}}
+	rec := serve(t, b, "GET", "/containers/json?all=1&filters="+url.QueryEscape(`{"health":{"healthy":true}}`), nil)
+	var list []mobycontainer.Summary
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &list) != nil || len(list) != 1 {
+		t.Fatalf("health=healthy: %d %s", rec.Code, rec.Body)
+	}
+	if s := list[0]; !strings.HasSuffix(s.Status, " (healthy)") || s.Health == nil || s.Health.Status != mobycontainer.Healthy {
+		t.Fatalf("summary: %q %+v", s.Status, s.Health)
+	}
+	rec = serve(t, b, "GET", "/containers/json?all=1&filters="+url.QueryEscape(`{"health":{"none":true}}`), nil)
+	if json.Unmarshal(rec.Body.Bytes(), &list) != nil || len(list) != 1 || list[0].Names[0] != "/job" {
+		t.Fatalf("health=none: %s", rec.Body)
+	}
+	rec = serve(t, b, "GET", "/containers/web/json", nil)
+	var got containerInspectResponse
+	if json.Unmarshal(rec.Body.Bytes(), &got) != nil || got.State.Health == nil || got.State.Health.Log[0].Output != "ok\n" {
+		t.Fatalf("inspect: %s", rec.Body)
+	}
+	for st, want := range map[mobycontainer.HealthStatus]string{mobycontainer.Starting: " (health: starting)", mobycontainer.Unhealthy: " (unhealthy)"} {
+		text := statusText(container.State{Status: mobycontainer.StateRunning, StartedAt: time.Now(), Health: &mobycontainer.Health{Status: st}})
+		if !strings.HasSuffix(text, want) {
+			t.Errorf("%s: %q", st, text)
+		}
+	}
+}

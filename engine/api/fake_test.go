@@ -1,6 +1,7 @@
 package api
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
@@ -316,6 +317,8 @@ type fakeContainers struct {
 	resized [][2]uint32
 	removed []string
 	samples uint64 // Stats calls so far: each reports 1ms more CPU time
+	// extracted are the entries PUT archive extracted, "PATH:NAME".
+	extracted []string
 }
 
 // add records a container named name; its ID is name's letters repeated.
@@ -629,3 +632,51 @@ func fakeExec() *container.ExecState {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// fakeFile is the one file the fake containers' docker cp knows.
+const fakeFile = "/etc/hostname"
+
+func (f *fakeContainers) StatPath(_ context.Context, ref, path string) (mobycontainer.PathStat, error) {
+	sn, err := f.Inspect(ref)
+	if err != nil {
+		return mobycontainer.PathStat{}, err
+	}
+	if path != fakeFile {
+		return mobycontainer.PathStat{}, errdefs.NotFound(fmt.Errorf("Could not find the file %s in container %s", path, sn.Spec.Name))
+	}
+	return mobycontainer.PathStat{Name: "hostname", Size: 5, Mode: 0o644, Mtime: time.Unix(1700000000, 0).UTC()}, nil
+}
+
+func (f *fakeContainers) ArchivePath(ctx context.Context, ref, path string, start func(mobycontainer.PathStat) (io.Writer, error)) error {
+	st, err := f.StatPath(ctx, ref, path)
+	if err != nil {
+		return err
+	}
+	w, err := start(st)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	tw.WriteHeader(&tar.Header{Name: st.Name, Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
+	tw.Write([]byte("fake\n"))
+	return tw.Close()
+}
+
+func (f *fakeContainers) ExtractArchive(_ context.Context, ref, path string, r io.Reader, opts container.ArchiveOptions) error {
+	if _, err := f.Inspect(ref); err != nil {
+		return err
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return errdefs.InvalidArgument(err)
+		}
+		f.mu.Lock()
+		f.extracted = append(f.extracted, path+":"+h.Name)
+		f.mu.Unlock()
+	}
+}

@@ -14,8 +14,8 @@ import (
 
 // A create request asks for many things; the engine implements some.
 // Nothing a user asked for is dropped silently: what would change what
-// the process sees (mounts, ports, namespaces, privileges, devices,
-// restarts) is refused with a 400 naming the flag, until the issue that
+// the process sees (mounts, ports, namespaces, privileges, devices) is
+// refused with a 400 naming the flag, until the issue that
 // implements it; resource tuning that Docker itself discards with a
 // warning when the host cannot honour it becomes a Warnings entry, which
 // the docker CLI prints.
@@ -38,7 +38,6 @@ const (
 	whyVM      = "each container runs in its own VM with Berth's fixed device and security model"
 	whyPorts   = "-p HOST_PORT:CONTAINER_PORT works; publishing every EXPOSEd port arrives with later networking work"
 	hintPorts  = "publish each port with -p"
-	hintRM     = "use --rm, or restart it yourself"
 )
 
 // refused are the options create answers 400 for.
@@ -91,17 +90,11 @@ var refused = []unsupported{
 		return h.Isolation != "" && h.Isolation != "default"
 	}},
 	{"--annotation", whyVM, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Annotations) > 0 }},
-	{"--restart", "restart policies arrive with the engine's supervisor", hintRM, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
-		return h.RestartPolicy.Name != "" && h.RestartPolicy.Name != mobycontainer.RestartPolicyDisabled
-	}},
 	{"--log-driver", "Berth logs in json-file format only", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return h.LogConfig.Type != "" && h.LogConfig.Type != "json-file"
 	}},
 	{"--log-opt", "Berth's container log has a fixed size cap", "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return len(h.LogConfig.Config) > 0
-	}},
-	{"--health-cmd", "health checks arrive with the engine's supervisor", "", func(c *mobycontainer.Config, _ *mobycontainer.HostConfig) bool {
-		return c.Healthcheck != nil && len(c.Healthcheck.Test) > 0 && c.Healthcheck.Test[0] != "NONE"
 	}},
 }
 

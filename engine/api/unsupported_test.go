@@ -77,8 +77,6 @@ func TestCreateRefusesWhatTheEngineDoesNotImplement(t *testing.T) {
 		{"", `{"CapAdd":["NET_ADMIN"]}`, "", "--cap-add is not supported yet"},
 		{"", `{"CapDrop":["ALL"]}`, "", "--cap-drop is not supported yet"},
 		{"", `{"SecurityOpt":["seccomp=unconfined"]}`, "", "--security-opt is not supported yet"},
-		{"", `{"RestartPolicy":{"Name":"always"}}`, "", "--restart is not supported yet by Berth (restart policies arrive with the engine's supervisor); use --rm, or restart it yourself"},
-		{"", `{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}`, "", "--restart is not supported yet"},
 		{"", `{"ShmSize":1073741824}`, "", "--shm-size is not supported yet"},
 		{"", `{"Sysctls":{"net.ipv4.ip_forward":"1"}}`, "", "--sysctl is not supported yet"},
 		{"", `{"GroupAdd":["audio"]}`, "", "--group-add is not supported yet"},
@@ -87,7 +85,6 @@ func TestCreateRefusesWhatTheEngineDoesNotImplement(t *testing.T) {
 		{"", `{"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}}}`, "", "--log-opt is not supported yet"},
 		{"", `{"Runtime":"runc"}`, "", "--runtime is not supported yet"},
 		{`{"Domainname":"example.com"}`, "", "", "--domainname is not supported yet"},
-		{`{"Healthcheck":{"Test":["CMD","true"]}}`, "", "", "--health-cmd is not supported yet"},
 		{`{"WorkingDir":"rel/dir"}`, "", "", "the working directory 'rel/dir' is invalid, it needs to be an absolute path"},
 		// Several at once are named together.
 		{"", `{"Privileged":true,"CapAdd":["ALL"]}`, "", "--privileged is not supported yet by Berth (each container runs in its own VM with Berth's fixed device and security model); --cap-add"},
@@ -111,6 +108,8 @@ func TestCreateWarnsForIgnoredResourceControls(t *testing.T) {
 		{"", nil},
 		// What the engine does honour passes without a word.
 		{`{"Memory":536870912,"NanoCpus":2000000000,"MemorySwap":536870912,"ReadonlyRootfs":true,"Init":true,"Dns":["1.1.1.1"],"ExtraHosts":["h:1.2.3.4"],"AutoRemove":true,"RestartPolicy":{"Name":""},"LogConfig":{"Type":"json-file"},"NetworkMode":"bridge","MemorySwappiness":-1,"Ulimits":[{"Name":"nofile","Soft":1024,"Hard":2048}]}`, nil},
+		{`{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}`, nil},
+		{`{"RestartPolicy":{"Name":"unless-stopped"}}`, nil},
 		{`{"CpuShares":512}`, []string{"--cpu-shares is not supported by Berth: each container runs in its own VM, sized by --cpus and --memory. The setting is discarded."}},
 		{`{"PidsLimit":100,"OomKillDisable":true}`, []string{"--oom-kill-disable", "--pids-limit"}},
 		{`{"CpusetCpus":"0-1","MemoryReservation":1000000,"BlkioWeight":300}`, []string{"--cpuset-cpus", "--blkio-weight", "--memory-reservation"}},

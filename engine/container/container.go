@@ -82,6 +82,15 @@ type State struct {
 	Ports []network.PortSpec `json:"ports,omitempty"`
 	// Boot is the last start's boot timeline.
 	Boot *BootTimeline `json:"boot,omitempty"`
+	// Health is the health check's state while the container has one
+	// (health.go); replaced, never changed in place.
+	Health *mobycontainer.Health `json:"health,omitempty"`
+	// RestartCount counts the restarts by policy since the last start a
+	// user asked for.
+	RestartCount int `json:"restartCount,omitempty"`
+	// ManuallyStopped says a user stopped or killed the last run (an
+	// unless-stopped container then stays down when the engine starts).
+	ManuallyStopped bool `json:"manuallyStopped,omitempty"`
 }
 
 // BootTimeline is the last start's phases, host-side, from VM process

@@ -70,6 +70,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if err := validate(req, m.limits); err != nil {
 		return nil, err
 	}
+	if err := checkRestartPolicy(req.HostConfig.RestartPolicy, req.HostConfig.AutoRemove); err != nil {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("create container: %w", err))
+	}
 	if len(req.HostConfig.PortBindings) > 0 && m.networks == nil {
 		return nil, errdefs.InvalidArgument(errors.New("create container: publishing ports (-p) needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
 	}
@@ -349,6 +352,11 @@ func mergeImageConfig(cfg *mobycontainer.Config, img *v1.ConfigFile) *mobycontai
 		out.StopSignal = ic.StopSignal
 	}
 	out.Env = mergeEnv(ic.Env, cfg.Env)
+	if h := ic.Healthcheck; h != nil {
+		out.Healthcheck = mergeHealthcheck(cfg.Healthcheck, &mobycontainer.HealthConfig{
+			Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries,
+		})
+	}
 	if len(ic.Volumes) > 0 {
 		// The image's VOLUME paths join the request's: each becomes an
 		// anonymous volume unless a bind or mount covers it.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
@@ -42,6 +43,11 @@ type Manager struct {
 	networks Networks
 	limits   HostLimits
 	timeouts timeouts
+
+	// ctx ends with Close: policy restarts run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	closed atomic.Bool
 
 	mu    sync.Mutex
 	byID  map[string]*Container
@@ -105,6 +111,10 @@ type Container struct {
 	// stdin is what attached clients write the process's input into,
 	// renewed for every run.
 	stdin *inputPipe
+	// pendingRestart is the timer of a policy restart waiting out its
+	// backoff (restart.go); restartDelay that backoff.
+	pendingRestart *restartToken
+	restartDelay   time.Duration
 }
 
 // newContainer returns the in-memory container for a spec and state.
@@ -135,6 +145,7 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 		volumes: cfg.Volumes, networks: cfg.Networks, limits: cfg.Limits, timeouts: defaultTimeouts,
 		byID: map[string]*Container{}, names: map[string]string{}, execs: map[string]*Exec{},
 	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open containers %s: %w", cfg.Dir, err)
 	}
@@ -457,7 +468,24 @@ func (m *Manager) RemoveWith(ctx context.Context, ref string, o RemoveOptions) e
 		return err
 	}
 	c.mu.Lock()
+	// A start in progress (a restart by policy, say) is let finish first.
+	for c.run == nil && c.busy == "starting" {
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		c.mu.Lock()
+	}
 	running, name := c.run != nil, c.spec.Name
+	if c.pendingRestart != nil {
+		if !force {
+			c.mu.Unlock()
+			return errdefs.Conflict(fmt.Errorf("cannot remove container %q: container is restarting: stop the container before removing or force remove", "/"+name))
+		}
+		c.cancelRestartLocked()
+	}
 	switch c.busy {
 	case "removing":
 		c.mu.Unlock()

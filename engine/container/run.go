@@ -126,7 +126,29 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	return m.startWith(ctx, c, nil)
+}
+
+// startWith is Start. policy, when set, is the token of a restart by the
+// container's restart policy (engineStart for the engine's own start):
+// the start goes ahead only while that restart is still pending, and
+// counts it. A user's start (nil) cancels a pending policy restart and
+// counts anew.
+func (m *Manager) startWith(ctx context.Context, c *Container, policy *restartToken) error {
+	byPolicy := policy != nil
 	c.mu.Lock()
+	switch {
+	case policy == nil:
+		c.cancelRestartLocked()
+		c.restartDelay = 0 // the backoff starts over, as Docker's
+	case policy == engineStart:
+	case c.pendingRestart != policy:
+		c.mu.Unlock()
+		return nil // cancelled by a stop, kill, start or remove
+	default:
+		c.pendingRestart = nil
+		c.state.RestartCount++
+	}
 	switch {
 	case c.run != nil:
 		c.mu.Unlock()
@@ -145,18 +167,23 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 
 	r, err := m.start(ctx, c, spec)
 	if err != nil {
-		m.startFailed(c, err)
+		m.startFailed(c, err, byPolicy)
 		return fmt.Errorf("start container %s: %w", spec.ID[:12], err)
 	}
 	c.mu.Lock()
 	c.busy = ""
 	c.run = r
+	restarts := 0
+	if byPolicy {
+		restarts = c.state.RestartCount
+	}
 	c.state = State{
-		Status:    mobycontainer.StateRunning,
-		Pid:       r.vm.Pid(),
-		StartedAt: time.Now().UTC(),
-		IPAddress: r.ip,
-		Boot:      r.boot,
+		RestartCount: restarts,
+		Status:       mobycontainer.StateRunning,
+		Pid:          r.vm.Pid(),
+		StartedAt:    time.Now().UTC(),
+		IPAddress:    r.ip,
+		Boot:         r.boot,
 	}
 	if r.net != nil {
 		c.state.Ports = r.net.Ports()
@@ -164,17 +191,25 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if gn := r.vm.Network(); gn != nil && gn.Address.IsValid() {
 		c.state.IPPrefixLen, c.state.Gateway = gn.Address.Bits(), gn.Gateway
 	}
+	hc := healthConfig(spec.Config)
+	if hc != nil {
+		c.state.Health = &mobycontainer.Health{Status: mobycontainer.Starting, Log: []*mobycontainer.HealthcheckResult{}}
+	}
+	exited := c.exited
 	_ = c.saveStateLocked()
 	c.mu.Unlock()
 	m.publish(c, mobyevents.ActionStart, nil)
 	go m.watch(c, r)
+	if hc != nil {
+		go m.monitorHealth(c, r, hc, exited)
+	}
 	return nil
 }
 
 // startFailed records a failed start as an exit (with the command's exit
 // code when the command was at fault) the way recordExit records a run's,
 // and removes an --rm container.
-func (m *Manager) startFailed(c *Container, err error) {
+func (m *Manager) startFailed(c *Container, err error, byPolicy bool) {
 	c.out.finish() // while busy still says starting
 	code := startFailedCode
 	var ce *exitCodeError
@@ -192,6 +227,9 @@ func (m *Manager) startFailed(c *Container, err error) {
 	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(code)}))
 	close(c.exited)
 	autoRemove := c.spec.HostConfig.AutoRemove
+	if byPolicy && !m.closed.Load() && c.shouldRestartLocked(code, false) {
+		m.scheduleRestartLocked(c, 0)
+	}
 	c.mu.Unlock()
 	if autoRemove {
 		if err := m.removeStopped(c, true); err != nil {

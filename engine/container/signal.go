@@ -18,8 +18,9 @@ const defaultStopTimeout = 10 * time.Second
 // Stop sends the stop signal (the container's StopSignal, else SIGTERM,
 // or sig when given), waits up to timeout (negative: the container's
 // StopTimeout, else 10s) for the process to exit, then kills it and,
-// failing that, the VM. A container that is not running is
-// ErrNotModified.
+// failing that, the VM. A start in progress is let finish first; a
+// policy restart waiting out its backoff is cancelled. A container that
+// is not running is ErrNotModified.
 func (m *Manager) Stop(ctx context.Context, ref string, sig string, timeout time.Duration) error {
 	c, err := m.Get(ref)
 	if err != nil {
@@ -38,7 +39,25 @@ func (m *Manager) Stop(ctx context.Context, ref string, sig string, timeout time
 		timeout = defaultStopTimeout
 	}
 	c.mu.Lock()
+	// A start in progress (a restart by policy, say) is let finish, then
+	// stopped.
+	for c.run == nil && c.busy == "starting" {
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		c.mu.Lock()
+	}
 	r, exited := c.run, c.exited
+	if r == nil && c.cancelRestartLocked() {
+		c.state.ManuallyStopped = true
+		_ = c.saveStateLocked()
+		c.mu.Unlock()
+		m.publish(c, mobyevents.ActionStop, nil)
+		return nil
+	}
 	c.mu.Unlock()
 	if r == nil {
 		return ErrNotModified
@@ -110,6 +129,12 @@ func (m *Manager) Kill(ctx context.Context, ref string, sig string) error {
 	r := c.run
 	if r != nil && n == 9 {
 		r.killed = true
+	}
+	if r == nil && c.cancelRestartLocked() {
+		c.state.ManuallyStopped = true
+		_ = c.saveStateLocked()
+		c.mu.Unlock()
+		return nil
 	}
 	c.mu.Unlock()
 	if r == nil {

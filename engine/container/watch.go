@@ -128,6 +128,11 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	c.state.FinishedAt = time.Now().UTC()
 	c.state.Pid = 0
 	c.state.Ports = nil
+	c.state.ManuallyStopped = r.killed
+	if h := c.state.Health; h != nil {
+		// Docker's: a health check that stopped monitoring is unhealthy.
+		c.state.Health = &mobycontainer.Health{Status: mobycontainer.Unhealthy, FailingStreak: h.FailingStreak, Log: h.Log}
+	}
 	_ = c.saveStateLocked()
 	execs := c.execs
 	c.execs = map[string]*Exec{}
@@ -136,6 +141,9 @@ func (m *Manager) recordExit(c *Container, r *running, ex runExit) {
 	m.events.Publish(c.eventLocked(mobyevents.ActionDie, map[string]string{"exitCode": fmt.Sprint(ex.code)}))
 	exited := c.exited
 	autoRemove := c.spec.HostConfig.AutoRemove
+	if !autoRemove && !m.closed.Load() && c.shouldRestartLocked(ex.code, r.killed) {
+		m.scheduleRestartLocked(c, c.state.FinishedAt.Sub(c.state.StartedAt))
+	}
 	c.mu.Unlock()
 	m.forgetExecs(execs)
 	close(exited)

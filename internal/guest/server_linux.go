@@ -97,6 +97,7 @@ type Server struct {
 	inits      map[int]*container // container init pid → container
 	ports      map[uint32]string  // stdio port → process ID
 	subs       map[chan *agentpb.Event]struct{}
+	archives   map[uint32]*archiveJob // docker cp transfers by port
 
 	stageMu sync.Mutex
 	staged  map[string]string // share source → its staging mount point
@@ -134,6 +135,7 @@ func NewServer(cfg Config) (*Server, error) {
 		inits:      map[int]*container{},
 		ports:      map[uint32]string{},
 		subs:       map[chan *agentpb.Event]struct{}{},
+		archives:   map[uint32]*archiveJob{},
 		staged:     map[string]string{},
 		serving:    make(chan struct{}),
 	}, nil

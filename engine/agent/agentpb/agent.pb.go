@@ -1914,6 +1914,259 @@ func (x *FinishRestoreRequest) GetRootSize() uint64 {
 	return 0
 }
 
+type StatPathRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path is absolute, inside the container.
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatPathRequest) Reset() {
+	*x = StatPathRequest{}
+	mi := &file_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatPathRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatPathRequest) ProtoMessage() {}
+
+func (x *StatPathRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatPathRequest.ProtoReflect.Descriptor instead.
+func (*StatPathRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *StatPathRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+// PathStat is Docker's container path stat (the
+// X-Docker-Container-Path-Stat header).
+type PathStat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size  int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Mode is Go's os.FileMode bits.
+	Mode    uint32 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	MtimeNs int64  `protobuf:"varint,4,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	// LinkTarget is, for a symlink, the path it resolves to inside the
+	// container.
+	LinkTarget    string `protobuf:"bytes,5,opt,name=link_target,json=linkTarget,proto3" json:"link_target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathStat) Reset() {
+	*x = PathStat{}
+	mi := &file_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathStat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathStat) ProtoMessage() {}
+
+func (x *PathStat) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathStat.ProtoReflect.Descriptor instead.
+func (*PathStat) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PathStat) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PathStat) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PathStat) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *PathStat) GetMtimeNs() int64 {
+	if x != nil {
+		return x.MtimeNs
+	}
+	return 0
+}
+
+func (x *PathStat) GetLinkTarget() string {
+	if x != nil {
+		return x.LinkTarget
+	}
+	return ""
+}
+
+type ArchiveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Port is where the guest listens for the host's connection.
+	Port uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// Write extracts a tar read from the connection into path (a
+	// directory); otherwise the guest writes a tar of path.
+	Write bool `protobuf:"varint,3,opt,name=write,proto3" json:"write,omitempty"`
+	// CopyUidGid keeps the archive's owners (docker cp -a); otherwise
+	// extracted files belong to root.
+	CopyUidGid bool `protobuf:"varint,4,opt,name=copy_uid_gid,json=copyUidGid,proto3" json:"copy_uid_gid,omitempty"`
+	// NoOverwriteDirNonDir refuses to replace a directory with a
+	// non-directory or the reverse.
+	NoOverwriteDirNonDir bool `protobuf:"varint,5,opt,name=no_overwrite_dir_non_dir,json=noOverwriteDirNonDir,proto3" json:"no_overwrite_dir_non_dir,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ArchiveRequest) Reset() {
+	*x = ArchiveRequest{}
+	mi := &file_agent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArchiveRequest) ProtoMessage() {}
+
+func (x *ArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArchiveRequest.ProtoReflect.Descriptor instead.
+func (*ArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ArchiveRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ArchiveRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ArchiveRequest) GetWrite() bool {
+	if x != nil {
+		return x.Write
+	}
+	return false
+}
+
+func (x *ArchiveRequest) GetCopyUidGid() bool {
+	if x != nil {
+		return x.CopyUidGid
+	}
+	return false
+}
+
+func (x *ArchiveRequest) GetNoOverwriteDirNonDir() bool {
+	if x != nil {
+		return x.NoOverwriteDirNonDir
+	}
+	return false
+}
+
+type WaitArchiveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WaitArchiveRequest) Reset() {
+	*x = WaitArchiveRequest{}
+	mi := &file_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WaitArchiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WaitArchiveRequest) ProtoMessage() {}
+
+func (x *WaitArchiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WaitArchiveRequest.ProtoReflect.Descriptor instead.
+func (*WaitArchiveRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WaitArchiveRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -2053,7 +2306,25 @@ const file_agent_proto_rawDesc = "" +
 	"\aunix_ns\x18\x01 \x01(\x03R\x06unixNs\x12\x18\n" +
 	"\aentropy\x18\x02 \x01(\fR\aentropy\x12\x10\n" +
 	"\x03mac\x18\x03 \x01(\tR\x03mac\x12\x1b\n" +
-	"\troot_size\x18\x04 \x01(\x04R\brootSize2\xf8\t\n" +
+	"\troot_size\x18\x04 \x01(\x04R\brootSize\"%\n" +
+	"\x0fStatPathRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\x82\x01\n" +
+	"\bPathStat\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x19\n" +
+	"\bmtime_ns\x18\x04 \x01(\x03R\amtimeNs\x12\x1f\n" +
+	"\vlink_target\x18\x05 \x01(\tR\n" +
+	"linkTarget\"\xa8\x01\n" +
+	"\x0eArchiveRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x14\n" +
+	"\x05write\x18\x03 \x01(\bR\x05write\x12 \n" +
+	"\fcopy_uid_gid\x18\x04 \x01(\bR\n" +
+	"copyUidGid\x126\n" +
+	"\x18no_overwrite_dir_non_dir\x18\x05 \x01(\bR\x14noOverwriteDirNonDir\"(\n" +
+	"\x12WaitArchiveRequest\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port2\xd2\v\n" +
 	"\x05Agent\x12A\n" +
 	"\x04Ping\x12\x1b.berth.agent.v1.PingRequest\x1a\x1c.berth.agent.v1.PingResponse\x12A\n" +
 	"\x04Info\x12\x1b.berth.agent.v1.InfoRequest\x1a\x1c.berth.agent.v1.InfoResponse\x12<\n" +
@@ -2072,7 +2343,10 @@ const file_agent_proto_rawDesc = "" +
 	"\x06Events\x12\x1d.berth.agent.v1.EventsRequest\x1a\x15.berth.agent.v1.Event0\x01\x12@\n" +
 	"\aSetTime\x12\x1e.berth.agent.v1.SetTimeRequest\x1a\x15.berth.agent.v1.Empty\x12B\n" +
 	"\bShutdown\x12\x1f.berth.agent.v1.ShutdownRequest\x1a\x15.berth.agent.v1.Empty\x12L\n" +
-	"\rFinishRestore\x12$.berth.agent.v1.FinishRestoreRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
+	"\rFinishRestore\x12$.berth.agent.v1.FinishRestoreRequest\x1a\x15.berth.agent.v1.Empty\x12E\n" +
+	"\bStatPath\x12\x1f.berth.agent.v1.StatPathRequest\x1a\x18.berth.agent.v1.PathStat\x12G\n" +
+	"\vOpenArchive\x12\x1e.berth.agent.v1.ArchiveRequest\x1a\x18.berth.agent.v1.PathStat\x12H\n" +
+	"\vWaitArchive\x12\".berth.agent.v1.WaitArchiveRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2087,7 +2361,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_agent_proto_goTypes = []any{
 	(Event_Kind)(0),                 // 0: berth.agent.v1.Event.Kind
 	(*Empty)(nil),                   // 1: berth.agent.v1.Empty
@@ -2118,6 +2392,10 @@ var file_agent_proto_goTypes = []any{
 	(*SetTimeRequest)(nil),          // 26: berth.agent.v1.SetTimeRequest
 	(*ShutdownRequest)(nil),         // 27: berth.agent.v1.ShutdownRequest
 	(*FinishRestoreRequest)(nil),    // 28: berth.agent.v1.FinishRestoreRequest
+	(*StatPathRequest)(nil),         // 29: berth.agent.v1.StatPathRequest
+	(*PathStat)(nil),                // 30: berth.agent.v1.PathStat
+	(*ArchiveRequest)(nil),          // 31: berth.agent.v1.ArchiveRequest
+	(*WaitArchiveRequest)(nil),      // 32: berth.agent.v1.WaitArchiveRequest
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: berth.agent.v1.InfoResponse.boot:type_name -> berth.agent.v1.BootTimes
@@ -2141,25 +2419,31 @@ var file_agent_proto_depIdxs = []int32{
 	26, // 18: berth.agent.v1.Agent.SetTime:input_type -> berth.agent.v1.SetTimeRequest
 	27, // 19: berth.agent.v1.Agent.Shutdown:input_type -> berth.agent.v1.ShutdownRequest
 	28, // 20: berth.agent.v1.Agent.FinishRestore:input_type -> berth.agent.v1.FinishRestoreRequest
-	3,  // 21: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
-	6,  // 22: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
-	1,  // 23: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
-	1,  // 24: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
-	1,  // 25: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
-	13, // 26: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
-	15, // 27: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
-	17, // 28: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
-	1,  // 29: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
-	1,  // 30: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
-	1,  // 31: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
-	1,  // 32: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
-	23, // 33: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
-	25, // 34: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
-	1,  // 35: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
-	1,  // 36: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
-	1,  // 37: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
-	21, // [21:38] is the sub-list for method output_type
-	4,  // [4:21] is the sub-list for method input_type
+	29, // 21: berth.agent.v1.Agent.StatPath:input_type -> berth.agent.v1.StatPathRequest
+	31, // 22: berth.agent.v1.Agent.OpenArchive:input_type -> berth.agent.v1.ArchiveRequest
+	32, // 23: berth.agent.v1.Agent.WaitArchive:input_type -> berth.agent.v1.WaitArchiveRequest
+	3,  // 24: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
+	6,  // 25: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
+	1,  // 26: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
+	1,  // 27: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
+	1,  // 28: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
+	13, // 29: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
+	15, // 30: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
+	17, // 31: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
+	1,  // 32: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
+	1,  // 33: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
+	1,  // 34: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
+	1,  // 35: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
+	23, // 36: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
+	25, // 37: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
+	1,  // 38: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
+	1,  // 39: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
+	1,  // 40: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
+	30, // 41: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
+	30, // 42: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
+	1,  // 43: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
+	24, // [24:44] is the sub-list for method output_type
+	4,  // [4:24] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -2176,7 +2460,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,9 @@ type AgentService interface {
 	SetTime(context.Context, *SetTimeRequest) (*Empty, error)
 	Shutdown(context.Context, *ShutdownRequest) (*Empty, error)
 	FinishRestore(context.Context, *FinishRestoreRequest) (*Empty, error)
+	StatPath(context.Context, *StatPathRequest) (*PathStat, error)
+	OpenArchive(context.Context, *ArchiveRequest) (*PathStat, error)
+	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
 }
 
 type Agent_EventsServer interface {
@@ -155,6 +158,27 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.FinishRestore(ctx, &req)
 			},
+			"StatPath": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req StatPathRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.StatPath(ctx, &req)
+			},
+			"OpenArchive": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ArchiveRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.OpenArchive(ctx, &req)
+			},
+			"WaitArchive": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req WaitArchiveRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.WaitArchive(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Events": {
@@ -190,6 +214,9 @@ type AgentClient interface {
 	SetTime(context.Context, *SetTimeRequest) (*Empty, error)
 	Shutdown(context.Context, *ShutdownRequest) (*Empty, error)
 	FinishRestore(context.Context, *FinishRestoreRequest) (*Empty, error)
+	StatPath(context.Context, *StatPathRequest) (*PathStat, error)
+	OpenArchive(context.Context, *ArchiveRequest) (*PathStat, error)
+	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
 }
 
 type agentClient struct {
@@ -354,6 +381,30 @@ func (c *agentClient) Shutdown(ctx context.Context, req *ShutdownRequest) (*Empt
 func (c *agentClient) FinishRestore(ctx context.Context, req *FinishRestoreRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "FinishRestore", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) StatPath(ctx context.Context, req *StatPathRequest) (*PathStat, error) {
+	var resp PathStat
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "StatPath", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) OpenArchive(ctx context.Context, req *ArchiveRequest) (*PathStat, error) {
+	var resp PathStat
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "OpenArchive", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) WaitArchive(ctx context.Context, req *WaitArchiveRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "WaitArchive", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
