@@ -17,7 +17,7 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: screenshots help build guest run test compose vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
+.PHONY: screenshots help build guest builder-bins run test compose vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
@@ -27,6 +27,7 @@ help:
 	@echo "make screenshots docs/berth-window{,-dark}.png from the Berth window e2e test (chromium, QEMU), docs/menu{,-dark}.png"
 	@echo "make compose   docker compose (pinned, tools/build-compose.sh) as the docker CLI plugin"
 	@echo "make guest     static guestinit for linux/amd64 and linux/arm64"
+	@echo "make builder-bins  the image builder guest's static buildkitd, buildctl, runc (builder/bin/ARCH)"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
 	@echo "make app       Berth.app, signed with entitlements.plist (macOS only; UNIVERSAL=1: arm64+amd64)"
@@ -72,6 +73,17 @@ endif
 	  -o $(BIN)/guestinit-linux-$(GOARCH) ./guestinit
 
 GUEST_LDFLAGS := -s -w -X main.version=$(VERSION)
+
+# The image builder guest's programs (issue 26): BuildKit's buildkitd and
+# buildctl and a static runc with seccomp, at the versions builder/go.mod
+# and builder/runc/go.mod pin, into builder/bin/ARCH (ignored by git). For
+# this machine's arch and, when its cross toolchain is installed (deps.sh
+# test installs it), the other of amd64/arm64; BUILDER_ARCHES="amd64 arm64"
+# asks for both and fails naming what is missing. Up-to-date arches are
+# not rebuilt. Linux only: runc links libseccomp with cgo.
+BUILDER_ARCHES ?=
+builder-bins:
+	GO=$(GO) bash builder/build.sh $(BUILDER_ARCHES)
 
 guest:
 	@for a in $(GUEST_ARCHES); do \
@@ -271,5 +283,5 @@ generate:
 	cd engine/agent/agentpb && PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate .
 
 clean:
-	rm -rf $(BIN) Berth.app build
+	rm -rf $(BIN) Berth.app build builder/bin
 	find $(WEB)/dist -mindepth 1 ! -name README.txt -delete

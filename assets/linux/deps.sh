@@ -24,11 +24,21 @@ esac
 #     a bzip2-compressed archive for image load
 #   qemu-utils; debootstrap: a real Debian rootfs for the ext4 benchmark
 #   chromium: the real browser the terminal page's end-to-end test drives
+#   gcc, libc6-dev, libseccomp-dev, pkg-config, binutils: the image
+#     builder's static runc with seccomp (make builder-bins); for the other
+#     arch of amd64/arm64, its cross gcc, cross libc and libseccomp-dev
+#     (a foreign dpkg architecture, added here when missing)
 test_pkgs=(qemu-system-x86 qemu-system-arm qemu-utils docker-registry apache2-utils
-           e2fsprogs btrfs-progs cpio xz-utils bzip2 debootstrap chromium)
+           e2fsprogs btrfs-progs cpio xz-utils bzip2 debootstrap chromium
+           gcc libc6-dev libseccomp-dev pkg-config binutils)
+case "$(dpkg --print-architecture)" in
+  amd64) cross_arch=arm64 cross_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libseccomp-dev:arm64) ;;
+  arm64) cross_arch=amd64 cross_pkgs=(gcc-x86-64-linux-gnu libc6-dev-amd64-cross libseccomp-dev:amd64) ;;
+  *) cross_arch="" cross_pkgs=() ;;
+esac
 
 pkgs=("${run_pkgs[@]}")
-[ "$mode" = test ] && pkgs+=("${test_pkgs[@]}")
+[ "$mode" = test ] && pkgs+=("${test_pkgs[@]}" "${cross_pkgs[@]}")
 # Node.js and npm build the web pages (`make web`, which runs npm ci). Only
 # when there is no node at all: a NodeSource nodejs (which bundles npm)
 # must not get Debian's npm on top. `make web` needs Node.js 20 or later
@@ -45,5 +55,10 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo=sudo
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [ "$mode" = test ] && [ -n "$cross_arch" ] &&
+   ! { dpkg --print-foreign-architectures | grep -qx "$cross_arch"; }; then
+  echo "deps: adding the dpkg architecture $cross_arch (libseccomp-dev:$cross_arch)"
+  $sudo dpkg --add-architecture "$cross_arch"
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
