@@ -1,0 +1,132 @@
+// Package builder makes the image builder guest (issue 26): a Berth
+// micro-VM running BuildKit's buildkitd with runc. This first part writes
+// its root filesystem; nothing in the engine starts the builder yet.
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/ext4"
+)
+
+// Programs are the builder guest's executables, each a static linux
+// binary for the guest's arch (make builder-bins puts them in
+// builder/bin/ARCH), installed in /usr/bin.
+var Programs = []string{"buildkitd", "buildctl", "runc"}
+
+// DefaultCABundle is where Debian's ca-certificates keeps the PEM bundle
+// of the host's trusted roots.
+const DefaultCABundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// RootfsSpec says what goes into the builder's root filesystem.
+type RootfsSpec struct {
+	// BinDir holds the Programs.
+	BinDir string
+	// CABundle is a PEM file of the CA roots buildkitd trusts when it
+	// pulls from registries; DefaultCABundle when empty.
+	CABundle string
+}
+
+// buildkitdConfig is /etc/buildkit/buildkitd.toml: the OCI worker (runc)
+// only, its state on the cache disk that is mounted at /var/lib/buildkit.
+const buildkitdConfig = `root = "/var/lib/buildkit"
+
+[worker.oci]
+  enabled = true
+  binary = "/usr/bin/runc"
+  snapshotter = "overlayfs"
+
+[worker.containerd]
+  enabled = false
+`
+
+// WriteRootfs writes the builder's root filesystem as an ext4 image at
+// path, with Berth's own ext4 writer: the Programs, /etc files, the CA
+// roots and the empty directories guestinit and buildkitd mount or write
+// into. A program missing from spec.BinDir is an error that says to run
+// make builder-bins.
+func WriteRootfs(ctx context.Context, path string, spec RootfsSpec) (err error) {
+	ca := spec.CABundle
+	if ca == "" {
+		ca = DefaultCABundle
+	}
+	w, err := ext4.Create(path, ext4.WithMinFree(16<<20))
+	if err != nil {
+		return fmt.Errorf("write builder rootfs: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			w.Abort()
+			os.Remove(path)
+		}
+	}()
+	dir := ext4.Metadata{Mode: 0o755}
+	for _, d := range []string{"/bin", "/dev", "/etc", "/etc/buildkit", "/etc/ssl", "/etc/ssl/certs",
+		"/proc", "/root", "/run", "/sys", "/usr", "/usr/bin", "/var", "/var/lib", "/var/lib/buildkit"} {
+		if err := w.Mkdir(ctx, d, dir); err != nil {
+			return fmt.Errorf("write builder rootfs %s: %w", path, err)
+		}
+	}
+	for _, d := range []string{"/tmp", "/var/tmp"} {
+		if err := w.Mkdir(ctx, d, ext4.Metadata{Mode: 0o1777}); err != nil {
+			return fmt.Errorf("write builder rootfs %s: %w", path, err)
+		}
+	}
+	for _, p := range Programs {
+		if err := copyFile(ctx, w, filepath.Join(spec.BinDir, p), "/usr/bin/"+p, 0o755); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return errdefs.NotFound(fmt.Errorf("write builder rootfs %s: %s is missing from %s; build it with make builder-bins: %w", path, p, spec.BinDir, err))
+			}
+			return fmt.Errorf("write builder rootfs %s: %w", path, err)
+		}
+	}
+	if err := copyFile(ctx, w, ca, "/etc/ssl/certs/ca-certificates.crt", 0o644); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errdefs.NotFound(fmt.Errorf("write builder rootfs %s: no CA roots at %s (Debian: apt-get install ca-certificates): %w", path, ca, err))
+		}
+		return fmt.Errorf("write builder rootfs %s: %w", path, err)
+	}
+	files := map[string]string{
+		"/etc/passwd":                  "root:x:0:0:root:/root:/bin/sh\n",
+		"/etc/group":                   "root:x:0:\n",
+		"/etc/hosts":                   "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+		"/etc/nsswitch.conf":           "hosts: files dns\n",
+		"/etc/buildkit/buildkitd.toml": buildkitdConfig,
+	}
+	for p, c := range files {
+		if err := w.WriteFile(ctx, p, ext4.Metadata{Mode: 0o644}, strings.NewReader(c), int64(len(c))); err != nil {
+			return fmt.Errorf("write builder rootfs %s: %w", path, err)
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		return fmt.Errorf("write builder rootfs %s: %w", path, err)
+	}
+	return nil
+}
+
+// copyFile writes the host file src into the image at dst with mode.
+func copyFile(ctx context.Context, w *ext4.Writer, src, dst string, mode uint32) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", src, err)
+	}
+	if !st.Mode().IsRegular() {
+		return errdefs.InvalidArgument(fmt.Errorf("%s is not a regular file", src))
+	}
+	if err := w.WriteFile(ctx, dst, ext4.Metadata{Mode: mode}, f, st.Size()); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
