@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +39,25 @@ func binDir(t *testing.T, arch string) string {
 		}
 	}
 	return d
+}
+
+// syncBuffer is a bytes.Buffer that a process's stdout and stderr copies
+// write to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // TestRootfsMissingProgram: a bin dir without the programs is a clear
@@ -160,4 +181,54 @@ func TestBuilderGuest(t *testing.T) {
 		t.Errorf("buildctl from the overlay = %q", out)
 	}
 	t.Logf("in the guest: %s", strings.ReplaceAll(out, "\n", "; "))
+
+	// buildkitd as a daemon with the config the rootfs carries: its OCI
+	// worker (runc, overlayfs snapshotter on the ext4 root) comes up and
+	// buildctl reaches it.
+	const sock = "unix:///run/buildkit/buildkitd.sock"
+	var dOut syncBuffer
+	daemon := &agentpb.CreateProcessRequest{Id: "buildkitd", Args: []string{"/usr/bin/buildkitd", "--addr", sock},
+		Env: []string{"PATH=/usr/bin"}}
+	c.AssignPorts(daemon, agent.Stdio{Stdout: &dOut, Stderr: &dOut})
+	if err := c.CreateProcess(ctx, daemon); err != nil {
+		t.Fatal(err)
+	}
+	att, err := c.Attach(ctx, daemon, agent.Stdio{Stdout: &dOut, Stderr: &dOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer att.Close()
+	if _, err := c.StartProcess(ctx, daemon.Id); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	var workers string
+	for i := 0; ; i++ {
+		var o, e bytes.Buffer
+		st, err := c.Run(ctx, &agentpb.CreateProcessRequest{Id: "workers-" + strconv.Itoa(i), Env: []string{"PATH=/usr/bin"},
+			Args: []string{"/usr/bin/buildctl", "--addr", sock, "debug", "workers", "-v"}}, agent.Stdio{Stdout: &o, Stderr: &e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Code == 0 && strings.Contains(o.String(), "Labels:") {
+			workers = o.String()
+			break
+		}
+		if time.Since(started) > time.Minute {
+			t.Fatalf("buildctl debug workers after %v: exit %d, %q %q; buildkitd's output:\n%s", time.Since(started), st.Code, o.String(), e.String(), dOut.String())
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("buildkitd's worker up after %v:\n%s", time.Since(started).Round(100*time.Millisecond), workers)
+	labels := map[string]string{}
+	for _, line := range strings.Split(workers, "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			labels[strings.TrimSuffix(f[0], ":")] = f[1]
+		}
+	}
+	for k, want := range map[string]string{"org.mobyproject.buildkit.worker.executor": "oci", "org.mobyproject.buildkit.worker.snapshotter": "overlayfs"} {
+		if labels[k] != want {
+			t.Errorf("buildctl debug workers: %s = %q, want %q:\n%s", k, labels[k], want, workers)
+		}
+	}
 }
