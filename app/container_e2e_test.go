@@ -39,8 +39,15 @@ func TestRunEchoExitCode(t *testing.T) {
 // a real registry and pulled.
 func imageFixture(t *testing.T) (home, ref string) {
 	t.Helper()
+	return imageFixtureWith(t, nil)
+}
+
+// imageFixtureWith is imageFixture with extra files (path → content) in
+// the image.
+func imageFixtureWith(t *testing.T, extra map[string]string) (home, ref string) {
+	t.Helper()
 	reg := testenv.StartRegistry(t)
-	ref = reg.Push(t, "test/busybox", "e2e", testenv.BusyboxImage(t, nil))
+	ref = reg.Push(t, "test/busybox", "e2e", testenv.BusyboxImage(t, extra))
 	home = shortHome(t)
 	startDaemon(t, home)
 	mustOK(t, "pull", berth(t, home, "pull", ref))

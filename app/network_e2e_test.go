@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,7 +25,7 @@ import (
 // services, by any address (the gateway, the host alias that the opt-in
 // would use, QEMU's old 10.0.2.2).
 func TestNetworkUserMode(t *testing.T) {
-	home, ref := imageFixture(t)
+	home, ref := imageFixtureWith(t, map[string]string{"bin/udpecho": buildUDPEcho(t)})
 	secretPort := serveSecret(t, "127.0.0.1:0")
 	hostIP := outsideIPv4(t)
 	outsideURL, outsidePort := "", ""
@@ -33,13 +36,20 @@ func TestNetworkUserMode(t *testing.T) {
 		t.Log("this host has no non-loopback IPv4 address: outbound to the host's network is not checked")
 	}
 
-	hostPort := freePort(t)
-	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
-		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
+	hostPort, udpPort := freePort(t), freeUDPPort(t)
+	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort),
+		"-p", fmt.Sprintf("%d:80/udp", hostPort), "-p", fmt.Sprintf("%d:53/udp", udpPort), ref,
+		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && busybox httpd -p 80 -h /www && chmod +x /bin/udpecho && exec udpecho 80 53"))
 
-	// The published port, from the host.
+	// The published ports, from the host: tcp, and udp on the same host
+	// port number and on another.
 	if body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/", hostPort), 60*time.Second); body != "hello-from-web\n" {
 		t.Fatalf("published port answered %q", body)
+	}
+	for _, p := range []int{hostPort, udpPort} {
+		if got := udpEcho(t, fmt.Sprintf("127.0.0.1:%d", p), "ping", 20*time.Second); got != "echo:ping" {
+			t.Fatalf("published udp port %d answered %q", p, got)
+		}
 	}
 
 	// inspect and ps: the container's own address and its port.
@@ -57,12 +67,16 @@ func TestNetworkUserMode(t *testing.T) {
 	if !strings.HasPrefix(webIP, "192.168.127.") {
 		t.Fatalf("web's address %q is not on the default network 192.168.127.0/24", webIP)
 	}
-	if b := insp[0].NetworkSettings.Ports["80/tcp"]; len(b) != 1 || b[0].HostIp != "127.0.0.1" || b[0].HostPort != strconv.Itoa(hostPort) {
-		t.Fatalf("inspect ports: %+v", insp[0].NetworkSettings.Ports)
+	for port, hp := range map[string]int{"80/tcp": hostPort, "80/udp": hostPort, "53/udp": udpPort} {
+		if b := insp[0].NetworkSettings.Ports[port]; len(b) != 1 || b[0].HostIp != "127.0.0.1" || b[0].HostPort != strconv.Itoa(hp) {
+			t.Fatalf("inspect ports %s: %+v", port, insp[0].NetworkSettings.Ports)
+		}
 	}
 	r = mustOK(t, "ps", berth(t, home, "ps"))
-	if want := fmt.Sprintf("127.0.0.1:%d->80/tcp", hostPort); !strings.Contains(r.out, want) || !strings.Contains(r.out, webIP) {
-		t.Fatalf("ps lacks %s or %s:\n%s", want, webIP, r.out)
+	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d->80/tcp", hostPort), fmt.Sprintf("127.0.0.1:%d->80/udp", hostPort), webIP} {
+		if !strings.Contains(r.out, want) {
+			t.Fatalf("ps lacks %s:\n%s", want, r.out)
+		}
 	}
 
 	// A host port in use: a clear error naming it; the container does not start.
@@ -76,6 +90,11 @@ func TestNetworkUserMode(t *testing.T) {
 		t.Fatalf("clash after its port could not be published: %v %s", err, r.out)
 	}
 	mustOK(t, "rm clash", berth(t, home, "rm", "clash"))
+	r = berth(t, home, "run", "--name", "clash-udp", "-p", fmt.Sprintf("%d:53/udp", udpPort), ref, "true")
+	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use", udpPort, udpPort)) {
+		t.Fatalf("publishing a udp port in use: %+v", r)
+	}
+	mustOK(t, "rm clash-udp", berth(t, home, "rm", "clash-udp"))
 
 	// A second container: web by IP, the host's network, not the host's loopback.
 	// HTTP by hand over nc: the image's static busybox wget crashes in
@@ -178,6 +197,62 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// freeUDPPort is a UDP port free on 127.0.0.1 a moment ago.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// udpEcho sends msg to addr once a second until an answer comes or
+// limit passes, and returns the answer.
+func udpEcho(t *testing.T, addr, msg string, limit time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	var last error
+	for end := time.Now().Add(limit); time.Now().Before(end); {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			last = err
+			time.Sleep(time.Second)
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+		last = err
+	}
+	t.Fatalf("no udp answer from %s within %s: %v", addr, limit, last)
+	return ""
+}
+
+// buildUDPEcho builds testdata/udpecho, a UDP echo server (the busybox
+// image has none), for the guest, and returns the binary's content.
+func buildUDPEcho(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "udpecho")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/udpecho")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build udpecho: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // getRetry GETs url until it answers 200 or limit passes.

@@ -167,7 +167,7 @@ func (f *createFlags) hostConfig(c *cobra.Command) (*mobycontainer.HostConfig, e
 		if hc.PortBindings == nil {
 			hc.PortBindings = mobynetwork.PortMap{}
 		}
-		port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.TCP)
+		port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.IPProtocol(spec.Proto))
 		b := mobynetwork.PortBinding{HostIP: spec.HostIP}
 		if spec.HostPort != 0 {
 			b.HostPort = strconv.Itoa(int(spec.HostPort))

@@ -27,7 +27,7 @@ type PortSpec struct {
 	HostPort uint16 `json:"hostPort,omitempty"`
 	// ContainerPort is the port in the container.
 	ContainerPort uint16 `json:"containerPort"`
-	// Proto is "tcp", the one protocol published so far.
+	// Proto is "tcp" or "udp".
 	Proto string `json:"proto"`
 }
 
@@ -49,21 +49,21 @@ func (p PortSpec) listenAddr() string {
 }
 
 // ParsePortSpec parses one -p value as Docker writes it:
-// [ip:][hostPort]:containerPort[/tcp], or containerPort[/tcp] alone (any
-// free host port). An IPv6 host address goes in brackets ([::1]:8080:80).
-// Ranges and udp are refused with what to do instead.
+// [ip:][hostPort]:containerPort[/tcp|/udp], or containerPort[/proto]
+// alone (any free host port). An IPv6 host address goes in brackets
+// ([::1]:8080:80). Ranges and sctp are refused with what to do instead.
 func ParsePortSpec(s string) (PortSpec, error) {
 	bad := func(why string) (PortSpec, error) {
-		return PortSpec{}, errdefs.InvalidArgument(fmt.Errorf("invalid port spec %q: %s (want [IP:]HOST_PORT:CONTAINER_PORT[/tcp])", s, why))
+		return PortSpec{}, errdefs.InvalidArgument(fmt.Errorf("invalid port spec %q: %s (want [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp])", s, why))
 	}
 	rest, proto, hasProto := strings.Cut(s, "/")
 	if !hasProto {
 		proto = "tcp"
 	}
 	switch proto {
-	case "tcp":
-	case "udp", "sctp":
-		return bad(proto + " ports are not published yet; only tcp is")
+	case "tcp", "udp":
+	case "sctp":
+		return bad("sctp ports are not published; only tcp and udp are")
 	default:
 		return bad("unknown protocol " + strconv.Quote(proto))
 	}
@@ -134,13 +134,14 @@ func parsePort(s string) (uint16, error) {
 }
 
 // FromPortMap turns the Docker API's PortBindings into specs, in a
-// stable order, refusing what is not published yet (udp, ranges) and
+// stable order, refusing what is not published (sctp, ranges) and
 // malformed host ports.
 func FromPortMap(pm mobynetwork.PortMap) ([]PortSpec, error) {
 	var out []PortSpec
 	for port, bindings := range pm {
-		if port.Proto() != mobynetwork.TCP {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: %s ports are not published yet; only tcp is", port, port.Proto()))
+		proto := string(port.Proto())
+		if proto != "tcp" && proto != "udp" {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: %s ports are not published; only tcp and udp are", port, proto))
 		}
 		if port.Num() == 0 {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: container port 0", port))
@@ -149,7 +150,7 @@ func FromPortMap(pm mobynetwork.PortMap) ([]PortSpec, error) {
 			bindings = []mobynetwork.PortBinding{{}}
 		}
 		for _, b := range bindings {
-			spec := PortSpec{HostIP: b.HostIP, ContainerPort: port.Num(), Proto: "tcp"}
+			spec := PortSpec{HostIP: b.HostIP, ContainerPort: port.Num(), Proto: proto}
 			if b.HostPort != "" {
 				if strings.Contains(b.HostPort, "-") {
 					return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: host port range %q: port ranges are not published yet", port, b.HostPort))
@@ -167,6 +168,9 @@ func FromPortMap(pm mobynetwork.PortMap) ([]PortSpec, error) {
 		if out[i].ContainerPort != out[j].ContainerPort {
 			return out[i].ContainerPort < out[j].ContainerPort
 		}
+		if out[i].Proto != out[j].Proto {
+			return out[i].Proto < out[j].Proto
+		}
 		return out[i].HostPort < out[j].HostPort
 	})
 	return out, nil
@@ -180,7 +184,7 @@ func ToPortMap(specs []PortSpec) mobynetwork.PortMap {
 	}
 	pm := mobynetwork.PortMap{}
 	for _, s := range specs {
-		port, ok := mobynetwork.PortFrom(s.ContainerPort, mobynetwork.TCP)
+		port, ok := mobynetwork.PortFrom(s.ContainerPort, s.proto())
 		if !ok {
 			continue
 		}
@@ -191,4 +195,13 @@ func ToPortMap(specs []PortSpec) mobynetwork.PortMap {
 		pm[port] = append(pm[port], mobynetwork.PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(s.HostPort))})
 	}
 	return pm
+}
+
+// proto is the spec's protocol as the Docker API types name it (tcp
+// when unset, as in specs stored before udp was published).
+func (p PortSpec) proto() mobynetwork.IPProtocol {
+	if p.Proto == "udp" {
+		return mobynetwork.UDP
+	}
+	return mobynetwork.TCP
 }

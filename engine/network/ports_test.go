@@ -25,7 +25,11 @@ func TestParsePortSpec(t *testing.T) {
 		{"0.0.0.0:8080:80", PortSpec{HostIP: any4, HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, ""},
 		{"0.0.0.0::80", PortSpec{HostIP: any4, ContainerPort: 80, Proto: "tcp"}, ""},
 		{"[::1]:8080:80", PortSpec{HostIP: v6, HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, ""},
-		{"8080:80/udp", PortSpec{}, "udp ports are not published yet"},
+		{"5353:53/udp", PortSpec{HostPort: 5353, ContainerPort: 53, Proto: "udp"}, ""},
+		{"127.0.0.1:8080:80/udp", PortSpec{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 80, Proto: "udp"}, ""},
+		{"53/udp", PortSpec{ContainerPort: 53, Proto: "udp"}, ""},
+		{"8080:80/sctp", PortSpec{}, "sctp ports are not published"},
+		{"8080:80/", PortSpec{}, "unknown protocol"},
 		{"8080:80/xyz", PortSpec{}, "unknown protocol"},
 		{"8000-8010:80", PortSpec{}, "port ranges are not published yet"},
 		{"::1:8080:80", PortSpec{}, "too many colons"},
@@ -84,9 +88,19 @@ func TestPortMapRoundTrip(t *testing.T) {
 		t.Error("ToPortMap(nil) is not nil")
 	}
 
-	pUDP, _ := mobynetwork.PortFrom(53, mobynetwork.UDP)
+	// tcp and udp on one port number stay apart, tcp first.
+	pUDP, _ := mobynetwork.PortFrom(80, mobynetwork.UDP)
+	both, err := FromPortMap(mobynetwork.PortMap{pUDP: {{HostPort: "8080"}}, p80: {{HostPort: "8080"}}})
+	if err != nil || len(both) != 2 || both[0].Proto != "tcp" || both[1].Proto != "udp" || both[1].HostPort != 8080 {
+		t.Fatalf("FromPortMap of 80/tcp and 80/udp = %+v, %v", both, err)
+	}
+	if back := ToPortMap(both); len(back[p80]) != 1 || len(back[pUDP]) != 1 || back[pUDP][0].HostPort != "8080" {
+		t.Errorf("ToPortMap of 80/tcp and 80/udp = %+v", back)
+	}
+
+	pSCTP, _ := mobynetwork.PortFrom(53, mobynetwork.SCTP)
 	for _, bad := range []mobynetwork.PortMap{
-		{pUDP: {{HostPort: "53"}}},
+		{pSCTP: {{HostPort: "53"}}},
 		{p80: {{HostPort: "8000-8010"}}},
 		{p80: {{HostPort: "x"}}},
 	} {
