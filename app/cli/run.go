@@ -160,19 +160,24 @@ func (f *createFlags) hostConfig(c *cobra.Command) (*mobycontainer.HostConfig, e
 		hc.Memory = n
 	}
 	for _, p := range f.publish {
-		spec, err := bnet.ParsePortSpec(p)
+		specs, err := bnet.ParsePortSpec(p)
 		if err != nil {
 			return nil, err
 		}
 		if hc.PortBindings == nil {
 			hc.PortBindings = mobynetwork.PortMap{}
 		}
-		port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.IPProtocol(spec.Proto))
-		b := mobynetwork.PortBinding{HostIP: spec.HostIP}
-		if spec.HostPort != 0 {
-			b.HostPort = strconv.Itoa(int(spec.HostPort))
+		for _, spec := range specs {
+			port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.IPProtocol(spec.Proto))
+			b := mobynetwork.PortBinding{HostIP: spec.HostIP}
+			if spec.HostPort != 0 {
+				b.HostPort = strconv.Itoa(int(spec.HostPort))
+			}
+			if spec.HostPortEnd != 0 {
+				b.HostPort += "-" + strconv.Itoa(int(spec.HostPortEnd))
+			}
+			hc.PortBindings[port] = append(hc.PortBindings[port], b)
 		}
-		hc.PortBindings[port] = append(hc.PortBindings[port], b)
 	}
 	return hc, nil
 }

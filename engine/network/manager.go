@@ -690,12 +690,28 @@ type published interface {
 	close()
 }
 
-// publish binds spec's host side and starts serving it.
+// publish binds spec's host side (the first free port of its range, if
+// it has one) and starts serving it.
 func publish(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (published, error) {
-	if spec.Proto == "udp" {
-		return publishUDP(sw, ip, spec, log)
+	one := func(s PortSpec) (published, error) {
+		if s.Proto == "udp" {
+			return publishUDP(sw, ip, s, log)
+		}
+		return publishTCP(sw, ip, s, log)
 	}
-	return publishTCP(sw, ip, spec, log)
+	if spec.HostPortEnd == 0 || spec.HostPort == 0 {
+		spec.HostPortEnd = 0
+		return one(spec)
+	}
+	for port := int(spec.HostPort); port <= int(spec.HostPortEnd); port++ {
+		s := spec
+		s.HostPort, s.HostPortEnd = uint16(port), 0
+		p, err := one(s)
+		if err == nil || !errors.Is(err, errdefs.ErrConflict) {
+			return p, err
+		}
+	}
+	return nil, errdefs.Conflict(fmt.Errorf("publish %s: every host port from %d to %d on %s is in use: pick another range", spec, spec.HostPort, spec.HostPortEnd, spec.hostIP()))
 }
 
 // publisher is one published TCP port: a listener on the host whose
