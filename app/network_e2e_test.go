@@ -316,12 +316,43 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 		t.Fatalf("docker network inspect front: %q", r.out)
 	}
 
-	mustOK(t, "run api", docker(t, home, "run", "-d", "--name", "api", "--network", "front", "--network-alias", "backend", ref,
+	// api publishes its --expose 80 with -P (a free host port) and 81 on
+	// a host range (the first free port of it).
+	rangeLo := freePort(t)
+	hostRange := fmt.Sprintf("%d-%d", rangeLo, rangeLo+9)
+	mustOK(t, "run api", docker(t, home, "run", "-d", "--name", "api", "--network", "front", "--network-alias", "backend",
+		"--expose", "80", "-P", "-p", "127.0.0.1:"+hostRange+":81", ref,
 		"sh", "-c", "mkdir -p /www && echo hello-from-api > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
 	r = mustOK(t, "inspect api", docker(t, home, "inspect", "--format", "{{with .NetworkSettings.Networks.front}}{{.IPAddress}} {{.Aliases}} {{.Gateway}}/{{.IPPrefixLen}}{{end}}", "api"))
 	apiIP, rest, _ := strings.Cut(strings.TrimSpace(r.out), " ")
 	if !strings.HasPrefix(apiIP, "192.168.128.") || rest != "[backend] 192.168.128.1/24" {
 		t.Fatalf("docker inspect api: %q", r.out)
+	}
+	r = mustOK(t, "inspect api ports", docker(t, home, "inspect", "--format", "{{json .HostConfig.PortBindings}} {{json .Config.ExposedPorts}} {{.HostConfig.PublishAllPorts}}", "api"))
+	if want := `{"81/tcp":[{"HostIp":"127.0.0.1","HostPort":"` + hostRange + `"}]} {"80/tcp":{},"81/tcp":{}} true`; strings.TrimSpace(r.out) != want {
+		t.Fatalf("docker inspect api's ports: %q, want %q", r.out, want)
+	}
+	r = mustOK(t, "docker port", docker(t, home, "port", "api"))
+	m := regexp.MustCompile(`^80/tcp -> 127\.0\.0\.1:(\d+)\n81/tcp -> 127\.0\.0\.1:(\d+)\n$`).FindStringSubmatch(r.out)
+	if m == nil {
+		t.Fatalf("docker port api:\n%s", r.out)
+	}
+	if p81, _ := strconv.Atoi(m[2]); p81 < rangeLo || p81 > rangeLo+9 {
+		t.Errorf("81 published on %d, outside %s", p81, hostRange)
+	}
+	r = mustOK(t, "docker port api 80", docker(t, home, "port", "api", "80"))
+	if strings.TrimSpace(r.out) != "127.0.0.1:"+m[1] {
+		t.Errorf("docker port api 80: %q, want 127.0.0.1:%s", r.out, m[1])
+	}
+	r = mustOK(t, "berth port api 80/tcp", berth(t, home, "port", "api", "80/tcp"))
+	if strings.TrimSpace(r.out) != "127.0.0.1:"+m[1] {
+		t.Errorf("berth port api 80/tcp: %q, want 127.0.0.1:%s", r.out, m[1])
+	}
+	if r = berth(t, home, "port", "api", "53/udp"); r.code == 0 || !strings.Contains(r.err, "no public port '53/udp' published for api") {
+		t.Errorf("berth port api 53/udp: %+v", r)
+	}
+	if body := getRetry(t, "http://127.0.0.1:"+m[1]+"/", 60*time.Second); body != "hello-from-api\n" {
+		t.Errorf("api's -P port answered %q", body)
 	}
 	r = docker(t, home, "network", "rm", "front")
 	if r.code == 0 || !strings.Contains(r.err, "error while removing network: network front id "+frontID+" has active endpoints") {

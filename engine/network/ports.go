@@ -214,15 +214,7 @@ func FromPortMap(pm mobynetwork.PortMap) ([]PortSpec, error) {
 			out = append(out, spec)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].ContainerPort != out[j].ContainerPort {
-			return out[i].ContainerPort < out[j].ContainerPort
-		}
-		if out[i].Proto != out[j].Proto {
-			return out[i].Proto < out[j].Proto
-		}
-		return out[i].HostPort < out[j].HostPort
-	})
+	sortSpecs(out)
 	return out, nil
 }
 
@@ -254,4 +246,35 @@ func (p PortSpec) proto() mobynetwork.IPProtocol {
 		return mobynetwork.UDP
 	}
 	return mobynetwork.TCP
+}
+
+// PublishAll is what -P (HostConfig.PublishAllPorts) adds to bindings:
+// each exposed tcp or udp port that bindings do not already publish, on
+// a free host port of DefaultHostIP. (sctp ports are not published.)
+func PublishAll(exposed mobynetwork.PortSet, bindings mobynetwork.PortMap) []PortSpec {
+	var out []PortSpec
+	for port := range exposed {
+		if _, ok := bindings[port]; ok || port.Num() == 0 {
+			continue
+		}
+		if proto := string(port.Proto()); proto == "tcp" || proto == "udp" {
+			out = append(out, PortSpec{ContainerPort: port.Num(), Proto: proto})
+		}
+	}
+	sortSpecs(out)
+	return out
+}
+
+// sortSpecs orders specs by container port, protocol, host port.
+func sortSpecs(specs []PortSpec) {
+	sort.Slice(specs, func(i, j int) bool {
+		a, b := specs[i], specs[j]
+		if a.ContainerPort != b.ContainerPort {
+			return a.ContainerPort < b.ContainerPort
+		}
+		if a.Proto != b.Proto {
+			return a.Proto < b.Proto
+		}
+		return a.HostPort < b.HostPort
+	})
 }

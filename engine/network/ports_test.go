@@ -189,3 +189,21 @@ func holdPort(t *testing.T, proto string) (io.Closer, uint16) {
 	t.Cleanup(func() { ln.Close() })
 	return ln, uint16(ln.Addr().(*net.TCPAddr).Port)
 }
+
+func TestPublishAll(t *testing.T) {
+	exposed := mobynetwork.PortSet{
+		mobynetwork.MustParsePort("80/tcp"):   {},
+		mobynetwork.MustParsePort("53/udp"):   {},
+		mobynetwork.MustParsePort("443/tcp"):  {},
+		mobynetwork.MustParsePort("132/sctp"): {},
+	}
+	bound := mobynetwork.PortMap{mobynetwork.MustParsePort("443/tcp"): {{HostPort: "8443"}}}
+	got := PublishAll(exposed, bound)
+	want := []PortSpec{{ContainerPort: 53, Proto: "udp"}, {ContainerPort: 80, Proto: "tcp"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("PublishAll = %+v, want %+v (443 bound already, sctp not published)", got, want)
+	}
+	if got := PublishAll(nil, nil); len(got) != 0 {
+		t.Errorf("PublishAll(nil) = %+v", got)
+	}
+}
