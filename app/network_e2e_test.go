@@ -81,7 +81,7 @@ func TestNetworkUserMode(t *testing.T) {
 
 	// A host port in use: a clear error naming it; the container does not start.
 	r = berth(t, home, "run", "--name", "clash", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref, "true")
-	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use", hostPort, hostPort)) {
+	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use by Berth itself (another container publishes it)", hostPort, hostPort)) {
 		t.Fatalf("publishing a port in use: %+v", r)
 	}
 	r = mustOK(t, "inspect clash", berth(t, home, "inspect", "clash"))
@@ -91,7 +91,7 @@ func TestNetworkUserMode(t *testing.T) {
 	}
 	mustOK(t, "rm clash", berth(t, home, "rm", "clash"))
 	r = berth(t, home, "run", "--name", "clash-udp", "-p", fmt.Sprintf("%d:53/udp", udpPort), ref, "true")
-	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use", udpPort, udpPort)) {
+	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use by Berth itself", udpPort, udpPort)) {
 		t.Fatalf("publishing a udp port in use: %+v", r)
 	}
 	mustOK(t, "rm clash-udp", berth(t, home, "rm", "clash-udp"))

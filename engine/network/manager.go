@@ -752,11 +752,15 @@ func bindError(spec PortSpec, err error) error {
 	addr := spec.listenAddr()
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		suffix := ""
+		suffix, proto := "", "tcp"
 		if spec.Proto == "udp" {
-			suffix = "/udp"
+			suffix, proto = "/udp", "udp"
 		}
-		return errdefs.Conflict(fmt.Errorf("publish %s: host port %d on %s is already in use: pick another host port (-p OTHER:%d%s) or stop what listens there", spec, spec.HostPort, addr, spec.ContainerPort, suffix))
+		by := ""
+		if h, ok := holderOf("/proc", proto, spec.HostPort); ok {
+			by = " by " + h.describe()
+		}
+		return errdefs.Conflict(fmt.Errorf("publish %s: host port %d on %s is already in use%s: pick another host port (-p OTHER:%d%s) or stop what listens there", spec, spec.HostPort, addr, by, spec.ContainerPort, suffix))
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return errdefs.InvalidArgument(fmt.Errorf("publish %s: %s is not an address of this host", spec, spec.HostIP))
 	case errors.Is(err, syscall.EACCES):

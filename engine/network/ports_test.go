@@ -7,11 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/internal/testenv"
 	mobynetwork "github.com/moby/moby/api/types/network"
 )
 
@@ -205,5 +210,53 @@ func TestPublishAll(t *testing.T) {
 	}
 	if got := PublishAll(nil, nil); len(got) != 0 {
 		t.Errorf("PublishAll(nil) = %+v", got)
+	}
+}
+
+// TestPortInUseNamesTheHolder: a host port another process listens on
+// fails to publish naming that process (found through /proc, on Linux);
+// one this process holds is named as Berth itself.
+func TestPortInUseNamesTheHolder(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("not Linux: the holder of a port is looked up in Linux's /proc only")
+	}
+	bb := testenv.RequireTool(t, testenv.BusyboxBin, "busybox-static")
+	log := slog.New(slog.DiscardHandler)
+	_, port := holdPort(t, "tcp")
+	_, err := publish(nil, netip.Addr{}, PortSpec{HostPort: port, ContainerPort: 80, Proto: "tcp"}, log)
+	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "already in use by Berth itself (another container publishes it): pick another host port (-p OTHER:80)") {
+		t.Errorf("publish a port this process holds: %v", err)
+	}
+	_, uport := holdPort(t, "udp")
+	_, err = publish(nil, netip.Addr{}, PortSpec{HostPort: uport, ContainerPort: 53, Proto: "udp"}, log)
+	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "already in use by Berth itself (another container publishes it): pick another host port (-p OTHER:53/udp)") {
+		t.Errorf("publish a udp port this process holds: %v", err)
+	}
+
+	// Another process: busybox nc listening.
+	held, free := holdPort(t, "tcp")
+	held.Close()
+	cmd := exec.Command(bb, "nc", "-l", "-p", strconv.Itoa(int(free)))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, ok := holderOf("/proc", "tcp", free)
+		if ok && h.PID == cmd.Process.Pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("holderOf(%d) = %+v, %v; want busybox nc, pid %d", free, h, ok, cmd.Process.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = publish(nil, netip.Addr{}, PortSpec{HostPort: free, ContainerPort: 80, Proto: "tcp"}, log)
+	if want := fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use by busybox (pid %d)", free, free, cmd.Process.Pid); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("publish a port busybox holds: %v, want %q", err, want)
+	}
+	if h, ok := holderOf(t.TempDir(), "tcp", free); ok {
+		t.Errorf("holderOf without a /proc = %+v, want unknown", h)
 	}
 }
