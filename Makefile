@@ -262,16 +262,18 @@ screenshots: web
 # 60 s quiet phases, likewise). BenchmarkEngineRSS (10
 # container starts per op) runs once, on its own line; BenchmarkShares (one
 # VM, 1 GiB each way and 10k-file trees on three places) three times on its
-# own. The rootfs ones need a
+# own, BenchmarkNetwork (two VMs, 1 GB and 1000 connections on three paths)
+# likewise. The rootfs ones need a
 # Debian rootfs tarball: engine/rootfs/testdata/make-bench-rootfs.sh (root,
 # debootstrap) writes it to ~/.cache/berth/bench once.
 bench:
-	$(GO) test -run '^$$' -bench '^Benchmark([^ES]|S[^h])' -benchtime $(BENCHTIME) -timeout 60m $$($(GO) list ./... | grep -v -e engine/rootfs -e '/app$$')
+	$(GO) test -run '^$$' -bench '^Benchmark([^ENS]|S[^h]|N[^e])' -benchtime $(BENCHTIME) -timeout 60m $$($(GO) list ./... | grep -v -e engine/rootfs -e '/app$$')
 	$(GO) test ./app -run '^$$' -bench '^BenchmarkTerminal$$' -benchtime 3x -timeout 30m
 	$(GO) test ./app -run '^$$' -bench '^BenchmarkIdleCPU$$' -benchtime 1x -count 3 -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineRSS$$' -benchtime 1x -timeout 20m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineFastStart$$' -benchtime 7x -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkShares$$' -benchtime 1x -count 3 -timeout 120m
+	$(GO) test ./engine -run '^$$' -bench '^BenchmarkNetwork$$' -benchtime 1x -count 3 -timeout 120m
 	$(GO) test ./engine/rootfs -run '^$$' -bench 'Berth|Baseline|Flat' -benchtime 3x -count 5 -timeout 40m
 	$(GO) test ./engine/rootfs -run '^$$' -bench SideBySide -benchtime 2x -count 5 -timeout 30m
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,8 +40,15 @@ func TestRunEchoExitCode(t *testing.T) {
 // a real registry and pulled.
 func imageFixture(t *testing.T) (home, ref string) {
 	t.Helper()
+	return imageFixtureWith(t, nil)
+}
+
+// imageFixtureWith is imageFixture with extra files (path → content) in
+// the image.
+func imageFixtureWith(t *testing.T, extra map[string]string) (home, ref string) {
+	t.Helper()
 	reg := testenv.StartRegistry(t)
-	ref = reg.Push(t, "test/busybox", "e2e", testenv.BusyboxImage(t, nil))
+	ref = reg.Push(t, "test/busybox", "e2e", testenv.BusyboxImage(t, extra))
 	home = shortHome(t)
 	startDaemon(t, home)
 	mustOK(t, "pull", berth(t, home, "pull", ref))
@@ -325,21 +333,31 @@ func TestDetachedLifecycle(t *testing.T) {
 }
 
 // TestDaemonKilledMidRun: the daemon dies with SIGKILL while a container
-// runs; its VM goes with it (no QEMU left), and the restarted daemon shows
-// the container as exited with the reason; nothing else is lost.
+// runs; its VM goes with it (no QEMU left), its published port with it
+// (no listener left), and the restarted daemon shows the container as
+// exited with the reason; nothing else is lost: started again, the
+// container publishes its port again.
 //
 // Restart policies ride along: a --restart always container (the real
 // docker CLI) whose process exits comes back at once, and after the
-// engine's SIGKILL and restart it runs again while victim (no policy)
-// stays down.
+// engine's SIGKILL and restart it runs again, its published port with
+// it, while victim (no policy) stays down.
 func TestDaemonKilledMidRun(t *testing.T) {
 	home, ref := imageFixture(t)
-	mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "victim", ref, "sleep", "1000"))
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	mustOK(t, "run -d", berth(t, home, "run", "-d", "--name", "victim", "-p", fmt.Sprintf("%d:80", port), ref,
+		"sh", "-c", "mkdir -p /www && echo victim > /www/index.html && busybox httpd -p 80 -h /www && exec sleep 1000"))
+	if body := getRetry(t, url, 60*time.Second); body != "victim\n" {
+		t.Fatalf("victim's published port answered %q", body)
+	}
 	mustOK(t, "create", berth(t, home, "create", "--name", "bystander", ref, "true"))
 	// Its first run exits 3; the ones after keep running (the rootfs
 	// keeps /ran across restarts).
-	mustOK(t, "docker run --restart always", docker(t, home, "run", "-d", "--restart", "always", "--name", "phoenix", ref,
-		"sh", "-c", "if [ -f /ran ]; then exec sleep 1000; fi; touch /ran; exit 3"))
+	phoenixPort := freePort(t)
+	mustOK(t, "docker run --restart always", docker(t, home, "run", "-d", "--restart", "always", "--name", "phoenix",
+		"-p", fmt.Sprintf("127.0.0.1:%d:80", phoenixPort), ref,
+		"sh", "-c", "if [ -f /ran ]; then busybox httpd -p 80 -h /www && exec sleep 1000; fi; mkdir -p /www && echo phoenix > /www/index.html && touch /ran; exit 3"))
 	waitInspect(t, home, "phoenix", "{{.State.Status}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}", "running 1 always")
 	st := mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
 	var insp []struct{ State struct{ Pid int } }
@@ -359,9 +377,17 @@ func TestDaemonKilledMidRun(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("port %d still listens after the engine was killed", port)
+	}
 	startDaemon(t, home)
-	// The always container comes back with the engine; victim does not.
+	// The always container comes back with the engine, its port with it;
+	// victim does not.
 	waitInspect(t, home, "phoenix", "{{.State.Status}}", "running")
+	if body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/", phoenixPort), 60*time.Second); body != "phoenix\n" {
+		t.Fatalf("phoenix's published port after the engine's restart answered %q", body)
+	}
 	r := mustOK(t, "ps -a", berth(t, home, "ps", "-a"))
 	if !strings.Contains(r.out, "victim") || !strings.Contains(r.out, "Exited (137)") || !strings.Contains(r.out, "bystander") || !strings.Contains(r.out, "Created") {
 		t.Fatalf("after restart:\n%s", r.out)
@@ -373,6 +399,12 @@ func TestDaemonKilledMidRun(t *testing.T) {
 	// The container starts again; its VM killed from outside is reported
 	// as the container's death, with the reason.
 	mustOK(t, "start", berth(t, home, "start", "victim"))
+	if body := getRetry(t, url, 60*time.Second); body != "victim\n" {
+		t.Fatalf("victim's port after the engine's restart answered %q", body)
+	}
+	if r = mustOK(t, "port", berth(t, home, "port", "victim")); r.out != fmt.Sprintf("80/tcp -> 127.0.0.1:%d\n", port) {
+		t.Fatalf("berth port victim after the engine's restart: %q", r.out)
+	}
 	st = mustOK(t, "inspect", berth(t, home, "inspect", "victim"))
 	if err := json.Unmarshal([]byte(st.out), &insp); err != nil || insp[0].State.Pid == 0 {
 		t.Fatalf("inspect pid: %v %s", err, st.out)

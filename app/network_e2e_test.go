@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,7 +25,7 @@ import (
 // services, by any address (the gateway, the host alias that the opt-in
 // would use, QEMU's old 10.0.2.2).
 func TestNetworkUserMode(t *testing.T) {
-	home, ref := imageFixture(t)
+	home, ref := imageFixtureWith(t, map[string]string{"bin/udpecho": buildUDPEcho(t)})
 	secretPort := serveSecret(t, "127.0.0.1:0")
 	hostIP := outsideIPv4(t)
 	outsideURL, outsidePort := "", ""
@@ -33,13 +36,20 @@ func TestNetworkUserMode(t *testing.T) {
 		t.Log("this host has no non-loopback IPv4 address: outbound to the host's network is not checked")
 	}
 
-	hostPort := freePort(t)
-	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
-		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
+	hostPort, udpPort := freePort(t), freeUDPPort(t)
+	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort),
+		"-p", fmt.Sprintf("%d:80/udp", hostPort), "-p", fmt.Sprintf("%d:53/udp", udpPort), ref,
+		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && busybox httpd -p 80 -h /www && chmod +x /bin/udpecho && exec udpecho 80 53"))
 
-	// The published port, from the host.
+	// The published ports, from the host: tcp, and udp on the same host
+	// port number and on another.
 	if body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/", hostPort), 60*time.Second); body != "hello-from-web\n" {
 		t.Fatalf("published port answered %q", body)
+	}
+	for _, p := range []int{hostPort, udpPort} {
+		if got := udpEcho(t, fmt.Sprintf("127.0.0.1:%d", p), "ping", 20*time.Second); got != "echo:ping" {
+			t.Fatalf("published udp port %d answered %q", p, got)
+		}
 	}
 
 	// inspect and ps: the container's own address and its port.
@@ -57,17 +67,21 @@ func TestNetworkUserMode(t *testing.T) {
 	if !strings.HasPrefix(webIP, "192.168.127.") {
 		t.Fatalf("web's address %q is not on the default network 192.168.127.0/24", webIP)
 	}
-	if b := insp[0].NetworkSettings.Ports["80/tcp"]; len(b) != 1 || b[0].HostIp != "127.0.0.1" || b[0].HostPort != strconv.Itoa(hostPort) {
-		t.Fatalf("inspect ports: %+v", insp[0].NetworkSettings.Ports)
+	for port, hp := range map[string]int{"80/tcp": hostPort, "80/udp": hostPort, "53/udp": udpPort} {
+		if b := insp[0].NetworkSettings.Ports[port]; len(b) != 1 || b[0].HostIp != "127.0.0.1" || b[0].HostPort != strconv.Itoa(hp) {
+			t.Fatalf("inspect ports %s: %+v", port, insp[0].NetworkSettings.Ports)
+		}
 	}
 	r = mustOK(t, "ps", berth(t, home, "ps"))
-	if want := fmt.Sprintf("127.0.0.1:%d->80/tcp", hostPort); !strings.Contains(r.out, want) || !strings.Contains(r.out, webIP) {
-		t.Fatalf("ps lacks %s or %s:\n%s", want, webIP, r.out)
+	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d->80/tcp", hostPort), fmt.Sprintf("127.0.0.1:%d->80/udp", hostPort), webIP} {
+		if !strings.Contains(r.out, want) {
+			t.Fatalf("ps lacks %s:\n%s", want, r.out)
+		}
 	}
 
 	// A host port in use: a clear error naming it; the container does not start.
 	r = berth(t, home, "run", "--name", "clash", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref, "true")
-	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use", hostPort, hostPort)) {
+	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use by Berth itself (another container publishes it)", hostPort, hostPort)) {
 		t.Fatalf("publishing a port in use: %+v", r)
 	}
 	r = mustOK(t, "inspect clash", berth(t, home, "inspect", "clash"))
@@ -76,6 +90,11 @@ func TestNetworkUserMode(t *testing.T) {
 		t.Fatalf("clash after its port could not be published: %v %s", err, r.out)
 	}
 	mustOK(t, "rm clash", berth(t, home, "rm", "clash"))
+	r = berth(t, home, "run", "--name", "clash-udp", "-p", fmt.Sprintf("%d:53/udp", udpPort), ref, "true")
+	if r.code == 0 || !strings.Contains(r.err, fmt.Sprintf("host port %d on 127.0.0.1:%d is already in use by Berth itself", udpPort, udpPort)) {
+		t.Fatalf("publishing a udp port in use: %+v", r)
+	}
+	mustOK(t, "rm clash-udp", berth(t, home, "rm", "clash-udp"))
 
 	// A second container: web by IP, the host's network, not the host's loopback.
 	// HTTP by hand over nc: the image's static busybox wget crashes in
@@ -180,6 +199,62 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// freeUDPPort is a UDP port free on 127.0.0.1 a moment ago.
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// udpEcho sends msg to addr once a second until an answer comes or
+// limit passes, and returns the answer.
+func udpEcho(t *testing.T, addr, msg string, limit time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 1500)
+	var last error
+	for end := time.Now().Add(limit); time.Now().Before(end); {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			last = err
+			time.Sleep(time.Second)
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+		last = err
+	}
+	t.Fatalf("no udp answer from %s within %s: %v", addr, limit, last)
+	return ""
+}
+
+// buildUDPEcho builds testdata/udpecho, a UDP echo server (the busybox
+// image has none), for the guest, and returns the binary's content.
+func buildUDPEcho(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "udpecho")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./testdata/udpecho")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build udpecho: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // getRetry GETs url until it answers 200 or limit passes.
 func getRetry(t *testing.T, url string, limit time.Duration) string {
 	t.Helper()
@@ -241,12 +316,43 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 		t.Fatalf("docker network inspect front: %q", r.out)
 	}
 
-	mustOK(t, "run api", docker(t, home, "run", "-d", "--name", "api", "--network", "front", "--network-alias", "backend", ref,
+	// api publishes its --expose 80 with -P (a free host port) and 81 on
+	// a host range (the first free port of it).
+	rangeLo := freePort(t)
+	hostRange := fmt.Sprintf("%d-%d", rangeLo, rangeLo+9)
+	mustOK(t, "run api", docker(t, home, "run", "-d", "--name", "api", "--network", "front", "--network-alias", "backend",
+		"--expose", "80", "-P", "-p", "127.0.0.1:"+hostRange+":81", ref,
 		"sh", "-c", "mkdir -p /www && echo hello-from-api > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
 	r = mustOK(t, "inspect api", docker(t, home, "inspect", "--format", "{{with .NetworkSettings.Networks.front}}{{.IPAddress}} {{.Aliases}} {{.Gateway}}/{{.IPPrefixLen}}{{end}}", "api"))
 	apiIP, rest, _ := strings.Cut(strings.TrimSpace(r.out), " ")
 	if !strings.HasPrefix(apiIP, "192.168.128.") || rest != "[backend] 192.168.128.1/24" {
 		t.Fatalf("docker inspect api: %q", r.out)
+	}
+	r = mustOK(t, "inspect api ports", docker(t, home, "inspect", "--format", "{{json .HostConfig.PortBindings}} {{json .Config.ExposedPorts}} {{.HostConfig.PublishAllPorts}}", "api"))
+	if want := `{"81/tcp":[{"HostIp":"127.0.0.1","HostPort":"` + hostRange + `"}]} {"80/tcp":{},"81/tcp":{}} true`; strings.TrimSpace(r.out) != want {
+		t.Fatalf("docker inspect api's ports: %q, want %q", r.out, want)
+	}
+	r = mustOK(t, "docker port", docker(t, home, "port", "api"))
+	m := regexp.MustCompile(`^80/tcp -> 127\.0\.0\.1:(\d+)\n81/tcp -> 127\.0\.0\.1:(\d+)\n$`).FindStringSubmatch(r.out)
+	if m == nil {
+		t.Fatalf("docker port api:\n%s", r.out)
+	}
+	if p81, _ := strconv.Atoi(m[2]); p81 < rangeLo || p81 > rangeLo+9 {
+		t.Errorf("81 published on %d, outside %s", p81, hostRange)
+	}
+	r = mustOK(t, "docker port api 80", docker(t, home, "port", "api", "80"))
+	if strings.TrimSpace(r.out) != "127.0.0.1:"+m[1] {
+		t.Errorf("docker port api 80: %q, want 127.0.0.1:%s", r.out, m[1])
+	}
+	r = mustOK(t, "berth port api 80/tcp", berth(t, home, "port", "api", "80/tcp"))
+	if strings.TrimSpace(r.out) != "127.0.0.1:"+m[1] {
+		t.Errorf("berth port api 80/tcp: %q, want 127.0.0.1:%s", r.out, m[1])
+	}
+	if r = berth(t, home, "port", "api", "53/udp"); r.code == 0 || !strings.Contains(r.err, "no public port '53/udp' published for api") {
+		t.Errorf("berth port api 53/udp: %+v", r)
+	}
+	if body := getRetry(t, "http://127.0.0.1:"+m[1]+"/", 60*time.Second); body != "hello-from-api\n" {
+		t.Errorf("api's -P port answered %q", body)
 	}
 	r = docker(t, home, "network", "rm", "front")
 	if r.code == 0 || !strings.Contains(r.err, "error while removing network: network front id "+frontID+" has active endpoints") {

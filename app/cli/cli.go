@@ -101,7 +101,7 @@ func newRoot(stdio IO) (*cobra.Command, *env) {
 		newShareCmd(e),
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),
-		newExecCmd(e), newShellCmd(e), newUICmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e), newCpCmd(e), newComposeCmd(e),
+		newExecCmd(e), newShellCmd(e), newUICmd(e), newWaitCmd(e), newAttachCmd(e), newStatsCmd(e), newPruneCmd(e), newCpCmd(e), newComposeCmd(e), newPortCmd(e),
 		newPluginCmd(e),
 	)
 	// The Docker-style top-level aliases of image commands.

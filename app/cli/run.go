@@ -34,7 +34,8 @@ type createFlags struct {
 	env, envFiles, labels, labelFiles      []string
 	cpus                                   float64
 	memory                                 string
-	volumes, mounts, publish               []string
+	volumes, mounts, publish, expose       []string
+	publishAll                             bool
 	network                                string
 	aliases, dns, dnsSearch, addHosts      []string
 	dnsOptions                             []string
@@ -69,7 +70,9 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "set a label (KEY=VALUE)")
 	fl.StringArrayVar(&f.labelFiles, "label-file", nil, "read labels (KEY=VALUE lines) from a file")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "share a host folder (HOST:CONTAINER[:ro]) or mount a named volume (NAME:CONTAINER[:ro])")
-	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port on the host ([IP:]HOST_PORT:CONTAINER_PORT[/tcp]; IP defaults to 127.0.0.1)")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port on the host ([IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]; IP defaults to 127.0.0.1)")
+	fl.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish every exposed port (the image's EXPOSE and --expose) on a free host port of 127.0.0.1")
+	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports (80, 53/udp, 8000-8002) for -P")
 	fl.StringVar(&f.network, "network", "", "the network to run on: a network's name (berth network ls), or none (default: the default network)")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the container resolves by on its network")
 	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for names outside Berth's (asked through the network's resolver)")
@@ -111,10 +114,14 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 		}
 		cfg.Labels[container.ColdBootLabel] = "true"
 	}
+	if cfg.ExposedPorts, err = exposedPorts(f.expose); err != nil {
+		return docker.ContainerCreateOptions{}, err
+	}
 	hc, err := f.hostConfig(c)
 	if err != nil {
 		return docker.ContainerCreateOptions{}, err
 	}
+	hc.PublishAllPorts = f.publishAll
 	if err := mountFlags(f.volumes, f.mounts, cfg, hc); err != nil {
 		return docker.ContainerCreateOptions{}, err
 	}
@@ -160,19 +167,24 @@ func (f *createFlags) hostConfig(c *cobra.Command) (*mobycontainer.HostConfig, e
 		hc.Memory = n
 	}
 	for _, p := range f.publish {
-		spec, err := bnet.ParsePortSpec(p)
+		specs, err := bnet.ParsePortSpec(p)
 		if err != nil {
 			return nil, err
 		}
 		if hc.PortBindings == nil {
 			hc.PortBindings = mobynetwork.PortMap{}
 		}
-		port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.TCP)
-		b := mobynetwork.PortBinding{HostIP: spec.HostIP}
-		if spec.HostPort != 0 {
-			b.HostPort = strconv.Itoa(int(spec.HostPort))
+		for _, spec := range specs {
+			port, _ := mobynetwork.PortFrom(spec.ContainerPort, mobynetwork.IPProtocol(spec.Proto))
+			b := mobynetwork.PortBinding{HostIP: spec.HostIP}
+			if spec.HostPort != 0 {
+				b.HostPort = strconv.Itoa(int(spec.HostPort))
+			}
+			if spec.HostPortEnd != 0 {
+				b.HostPort += "-" + strconv.Itoa(int(spec.HostPortEnd))
+			}
+			hc.PortBindings[port] = append(hc.PortBindings[port], b)
 		}
-		hc.PortBindings[port] = append(hc.PortBindings[port], b)
 	}
 	return hc, nil
 }
@@ -426,4 +438,25 @@ func newCreateCmd(e *env) *cobra.Command {
 	}
 	f.register(c, false)
 	return c
+}
+
+// exposedPorts reads --expose values: PORT[-END][/PROTO].
+func exposedPorts(vals []string) (mobynetwork.PortSet, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	set := mobynetwork.PortSet{}
+	for _, v := range vals {
+		pr, err := mobynetwork.ParsePortRange(v)
+		if err != nil || pr.Start() == 0 {
+			return nil, fmt.Errorf("invalid --expose %q: want PORT[-END][/tcp|/udp] (80, 8000-8002, 53/udp)", v)
+		}
+		if p := pr.Proto(); p != mobynetwork.TCP && p != mobynetwork.UDP {
+			return nil, fmt.Errorf("invalid --expose %q: only tcp and udp ports are published", v)
+		}
+		for p := range pr.All() {
+			set[p] = struct{}{}
+		}
+	}
+	return set, nil
 }

@@ -551,6 +551,15 @@ func inspectContainer(sn container.Snapshot) containerInspectResponse {
 		if pm := bnet.ToPortMap(st.Ports); pm != nil {
 			resp.NetworkSettings.Ports = pm
 		}
+		// Exposed ports not published are there without bindings, as
+		// Docker shows them.
+		if sn.Spec.Config != nil {
+			for port := range sn.Spec.Config.ExposedPorts {
+				if _, ok := resp.NetworkSettings.Ports[port]; !ok {
+					resp.NetworkSettings.Ports[port] = nil
+				}
+			}
+		}
 	}
 	return resp
 }

@@ -36,8 +36,6 @@ const (
 	whySharing = "binds and named volumes work; this option arrives with later sharing work"
 	whyNetwork = "each container has its own VM on a Berth network: the default one, one you create (docker network create), or none"
 	whyVM      = "each container runs in its own VM with Berth's fixed device and security model"
-	whyPorts   = "-p HOST_PORT:CONTAINER_PORT works; publishing every EXPOSEd port arrives with later networking work"
-	hintPorts  = "publish each port with -p"
 )
 
 // refused are the options create answers 400 for.
@@ -47,9 +45,6 @@ var refused = []unsupported{
 		return h.VolumeDriver != "" && h.VolumeDriver != "local"
 	}},
 	{"--tmpfs", whySharing, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return len(h.Tmpfs) > 0 }},
-	{"--publish-all (-P)", whyPorts, hintPorts, func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
-		return h.PublishAllPorts
-	}},
 	{"--network host", whyNetwork, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool { return h.NetworkMode.IsHost() }},
 	{"--network container:NAME", whyNetwork, "", func(_ *mobycontainer.Config, h *mobycontainer.HostConfig) bool {
 		return h.NetworkMode.IsContainer()

@@ -63,7 +63,6 @@ func TestCreateRefusesWhatTheEngineDoesNotImplement(t *testing.T) {
 		{"", `{"VolumesFrom":["other"]}`, "", "--volumes-from is not supported yet by Berth (binds and named volumes work; this option arrives with later sharing work)"},
 		{"", `{"VolumeDriver":"nfs"}`, "", "--volume-driver is not supported yet"},
 		{"", `{"Tmpfs":{"/run":""}}`, "", "--tmpfs is not supported yet"},
-		{"", `{"PublishAllPorts":true}`, "", "--publish-all (-P) is not supported yet by Berth (-p HOST_PORT:CONTAINER_PORT works; publishing every EXPOSEd port arrives with later networking work); publish each port with -p"},
 		{"", `{"Privileged":true}`, "", "--privileged is not supported yet"},
 		{"", `{"NetworkMode":"host"}`, "", "--network host is not supported yet"},
 		{"", `{"NetworkMode":"container:web"}`, "", "--network container:NAME is not supported yet"},

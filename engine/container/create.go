@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
+	mobynetwork "github.com/moby/moby/api/types/network"
 )
 
 // PullPolicy says when Create pulls the image.
@@ -73,7 +75,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 	if err := checkRestartPolicy(req.HostConfig.RestartPolicy, req.HostConfig.AutoRemove); err != nil {
 		return nil, errdefs.InvalidArgument(fmt.Errorf("create container: %w", err))
 	}
-	if len(req.HostConfig.PortBindings) > 0 && m.networks == nil {
+	if (len(req.HostConfig.PortBindings) > 0 || req.HostConfig.PublishAllPorts) && m.networks == nil {
 		return nil, errdefs.InvalidArgument(errors.New("create container: publishing ports (-p) needs Berth's networks, which this engine has not got (not on this backend yet): use the container's own IP"))
 	}
 	mode, err := m.networkMode(req)
@@ -96,6 +98,16 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 		Config:        mergeImageConfig(req.Config, img.Config),
 		HostConfig:    req.HostConfig,
 		Aliases:       req.Aliases,
+	}
+	// Published ports are exposed ones too, as the docker CLI makes
+	// them, whatever the client.
+	if len(spec.HostConfig.PortBindings) > 0 {
+		exposed := mobynetwork.PortSet{}
+		maps.Copy(exposed, spec.Config.ExposedPorts)
+		for port := range spec.HostConfig.PortBindings {
+			exposed[port] = struct{}{}
+		}
+		spec.Config.ExposedPorts = exposed
 	}
 	if spec.HostConfig.LogConfig.Type == "" {
 		spec.HostConfig.LogConfig.Type = "json-file"
@@ -368,6 +380,20 @@ func mergeImageConfig(cfg *mobycontainer.Config, img *v1.ConfigFile) *mobycontai
 			vols[p] = struct{}{}
 		}
 		out.Volumes = vols
+	}
+	if len(ic.ExposedPorts) > 0 {
+		// The image's EXPOSE joins the request's (--expose): what -P
+		// publishes.
+		exposed := mobynetwork.PortSet{}
+		for p := range ic.ExposedPorts {
+			if port, err := mobynetwork.ParsePort(p); err == nil && port.Num() != 0 {
+				exposed[port] = struct{}{}
+			}
+		}
+		for p := range cfg.ExposedPorts {
+			exposed[p] = struct{}{}
+		}
+		out.ExposedPorts = exposed
 	}
 	if len(ic.Labels) > 0 {
 		labels := map[string]string{}

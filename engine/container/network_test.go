@@ -11,6 +11,7 @@ import (
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/network"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobynetwork "github.com/moby/moby/api/types/network"
 )
@@ -92,6 +93,7 @@ func TestCreateNetworkModes(t *testing.T) {
 		"host-gateway on none":      {m, &mobycontainer.HostConfig{NetworkMode: "none", ExtraHosts: []string{"h:host-gateway"}}, nil, errdefs.ErrInvalidArgument, "host-gateway needs the container on a Berth network"},
 		"a network, no networks":    {f.m, &mobycontainer.HostConfig{NetworkMode: "front"}, nil, errdefs.ErrInvalidArgument, "--network front: user-defined networks need Berth's networks"},
 		"host-gateway, no networks": {f.m, &mobycontainer.HostConfig{ExtraHosts: []string{"h:host-gateway"}}, nil, errdefs.ErrInvalidArgument, "host-gateway needs the container on a Berth network"},
+		"-P, no networks":           {f.m, &mobycontainer.HostConfig{PublishAllPorts: true}, nil, errdefs.ErrInvalidArgument, "publishing ports (-p) needs Berth's networks"},
 	} {
 		_, err := create(c.m, c.hc, c.aliases...)
 		if !errors.Is(err, c.class) || !strings.Contains(err.Error(), c.msg) {
@@ -103,5 +105,45 @@ func TestCreateNetworkModes(t *testing.T) {
 		if _, err := create(f.m, &mobycontainer.HostConfig{NetworkMode: mobycontainer.NetworkMode(mode)}); err != nil {
 			t.Errorf("--network %q without networks: %v", mode, err)
 		}
+	}
+}
+
+// TestExposedPorts: a container's exposed ports are the image's EXPOSE,
+// the request's (--expose) and its published ones, without changing the
+// request's set.
+func TestExposedPorts(t *testing.T) {
+	req := mobynetwork.PortSet{mobynetwork.MustParsePort("53/udp"): {}}
+	img := &v1.ConfigFile{Config: v1.Config{ExposedPorts: map[string]struct{}{"80/tcp": {}, "8080": {}, "x": {}}}}
+	got := mergeImageConfig(&mobycontainer.Config{ExposedPorts: req}, img).ExposedPorts
+	if len(got) != 3 || len(req) != 1 {
+		t.Fatalf("merged exposed ports %v (request's now %v)", got, req)
+	}
+	for _, p := range []string{"53/udp", "80/tcp", "8080/tcp"} {
+		if _, ok := got[mobynetwork.MustParsePort(p)]; !ok {
+			t.Errorf("merged exposed ports %v lack %s", got, p)
+		}
+	}
+
+	f := newFixture(t)
+	nets, err := network.New(network.Config{Dir: t.TempDir(), Resolvers: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nets.Close()
+	m, err := NewManager(context.Background(), Config{
+		Dir: filepath.Join(f.dir, "with-networks"), Images: f.images, Rootfs: f.cache, Events: f.bus, Networks: managerNetworks{nets},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := mobynetwork.PortMap{mobynetwork.MustParsePort("80/tcp"): {{HostPort: "8080"}}}
+	c, err := m.Create(context.Background(), CreateRequest{Config: &mobycontainer.Config{Image: f.ref, ExposedPorts: req}, HostConfig: &mobycontainer.HostConfig{PortBindings: ports, PublishAllPorts: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := c.Snapshot().Spec.Config.ExposedPorts
+	if _, ok := exp[mobynetwork.MustParsePort("80/tcp")]; !ok || len(exp) != 2 || len(req) != 1 {
+		t.Errorf("created container's exposed ports %v, want 53/udp and the published 80/tcp (request's now %v)", exp, req)
 	}
 }

@@ -293,6 +293,9 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 	if err != nil {
 		return nil, err
 	}
+	if spec.HostConfig.PublishAllPorts && spec.Config != nil {
+		ports = append(ports, network.PublishAll(spec.Config.ExposedPorts, spec.HostConfig.PortBindings)...)
+	}
 	mode := string(spec.HostConfig.NetworkMode)
 	if mode == network.None {
 		return nil, nil

@@ -40,7 +40,6 @@ func TestBackendServesTheEngine(t *testing.T) {
 		{"POST", "/v1.47/containers/nope/start", "", 404, "No such container: nope"},
 		{"POST", "/v1.47/exec/nope/start", `{"Detach":true}`, 404, "No such exec instance: nope"},
 		{"POST", "/v1.47/containers/create", `{"Image":"nope:1"}`, 404, "No such image: nope:1"},
-		{"POST", "/v1.47/containers/create", `{"Image":"nope:1","HostConfig":{"PublishAllPorts":true}}`, 400, "--publish-all (-P) is not supported yet"},
 		{"POST", "/v1.47/images/prune", "", 200, `"SpaceReclaimed":0`},
 		{"POST", "/v1.47/containers/prune", "", 200, `"ContainersDeleted":[]`},
 		{"POST", "/berth/containers/nope/terminals", "", 404, "No such container: nope"},

@@ -629,7 +629,7 @@ type Attachment struct {
 	id    string
 	info  Info
 	plan  vmm.GuestNetwork
-	ports []*publisher
+	ports []published
 	once  sync.Once
 }
 
@@ -654,7 +654,7 @@ func (a *Attachment) HostAlias() netip.Addr { return a.info.HostAlias() }
 func (a *Attachment) Ports() []PortSpec {
 	out := make([]PortSpec, 0, len(a.ports))
 	for _, p := range a.ports {
-		out = append(out, p.spec)
+		out = append(out, p.bound())
 	}
 	return out
 }
@@ -681,7 +681,40 @@ func lastHost(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(host >> 24), byte(host >> 16), byte(host >> 8), byte(host)})
 }
 
-// publisher is one published port: a listener on the host whose
+// published is one published port as bound: a tcpPublisher or a
+// udpPublisher.
+type published interface {
+	// bound is the spec with the host address and port it is bound to.
+	bound() PortSpec
+	// close unbinds the host side and waits for what it started.
+	close()
+}
+
+// publish binds spec's host side (the first free port of its range, if
+// it has one) and starts serving it.
+func publish(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (published, error) {
+	one := func(s PortSpec) (published, error) {
+		if s.Proto == "udp" {
+			return publishUDP(sw, ip, s, log)
+		}
+		return publishTCP(sw, ip, s, log)
+	}
+	if spec.HostPortEnd == 0 || spec.HostPort == 0 {
+		spec.HostPortEnd = 0
+		return one(spec)
+	}
+	for port := int(spec.HostPort); port <= int(spec.HostPortEnd); port++ {
+		s := spec
+		s.HostPort, s.HostPortEnd = uint16(port), 0
+		p, err := one(s)
+		if err == nil || !errors.Is(err, errdefs.ErrConflict) {
+			return p, err
+		}
+	}
+	return nil, errdefs.Conflict(fmt.Errorf("publish %s: every host port from %d to %d on %s is in use: pick another range", spec, spec.HostPort, spec.HostPortEnd, spec.hostIP()))
+}
+
+// publisher is one published TCP port: a listener on the host whose
 // connections it carries to the container's port through the switch.
 type publisher struct {
 	spec PortSpec
@@ -697,8 +730,8 @@ type publisher struct {
 	conns  map[net.Conn]struct{}
 }
 
-// publish binds spec's host side and starts serving it.
-func publish(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (*publisher, error) {
+// publishTCP binds spec's host side and starts serving it.
+func publishTCP(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (*publisher, error) {
 	ln, err := net.Listen("tcp", spec.listenAddr())
 	if err != nil {
 		return nil, bindError(spec, err)
@@ -719,7 +752,15 @@ func bindError(spec PortSpec, err error) error {
 	addr := spec.listenAddr()
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return errdefs.Conflict(fmt.Errorf("publish %s: host port %d on %s is already in use: pick another host port (-p OTHER:%d) or stop what listens there", spec, spec.HostPort, addr, spec.ContainerPort))
+		suffix, proto := "", "tcp"
+		if spec.Proto == "udp" {
+			suffix, proto = "/udp", "udp"
+		}
+		by := ""
+		if h, ok := holderOf("/proc", proto, spec.HostPort); ok {
+			by = " by " + h.describe()
+		}
+		return errdefs.Conflict(fmt.Errorf("publish %s: host port %d on %s is already in use%s: pick another host port (-p OTHER:%d%s) or stop what listens there", spec, spec.HostPort, addr, by, spec.ContainerPort, suffix))
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return errdefs.InvalidArgument(fmt.Errorf("publish %s: %s is not an address of this host", spec, spec.HostIP))
 	case errors.Is(err, syscall.EACCES):
@@ -727,6 +768,8 @@ func bindError(spec PortSpec, err error) error {
 	}
 	return fmt.Errorf("publish %s: %w", spec, err)
 }
+
+func (p *publisher) bound() PortSpec { return p.spec }
 
 func (p *publisher) serve() {
 	defer p.wg.Done()

@@ -25,9 +25,13 @@ type PortSpec struct {
 	HostIP netip.Addr `json:"hostIP,omitzero"`
 	// HostPort is the host port; 0: one the kernel picks.
 	HostPort uint16 `json:"hostPort,omitempty"`
+	// HostPortEnd, when set, makes HostPort..HostPortEnd a range: the
+	// port is published on the first free host port in it. A bound
+	// spec has none.
+	HostPortEnd uint16 `json:"hostPortEnd,omitempty"`
 	// ContainerPort is the port in the container.
 	ContainerPort uint16 `json:"containerPort"`
-	// Proto is "tcp", the one protocol published so far.
+	// Proto is "tcp" or "udp".
 	Proto string `json:"proto"`
 }
 
@@ -36,34 +40,46 @@ func (p PortSpec) String() string {
 	if !ip.IsValid() {
 		ip = DefaultHostIP
 	}
-	return fmt.Sprintf("%s->%d/%s", netip.AddrPortFrom(ip, p.HostPort), p.ContainerPort, p.Proto)
+	host := netip.AddrPortFrom(ip, p.HostPort).String()
+	if p.HostPortEnd != 0 {
+		host += fmt.Sprintf("-%d", p.HostPortEnd)
+	}
+	return fmt.Sprintf("%s->%d/%s", host, p.ContainerPort, p.Proto)
+}
+
+// hostIP is the host address p listens on.
+func (p PortSpec) hostIP() netip.Addr {
+	if !p.HostIP.IsValid() {
+		return DefaultHostIP
+	}
+	return p.HostIP
 }
 
 // listenAddr is where the host listens for p.
 func (p PortSpec) listenAddr() string {
-	ip := p.HostIP
-	if !ip.IsValid() {
-		ip = DefaultHostIP
-	}
-	return netip.AddrPortFrom(ip, p.HostPort).String()
+	return netip.AddrPortFrom(p.hostIP(), p.HostPort).String()
 }
 
 // ParsePortSpec parses one -p value as Docker writes it:
-// [ip:][hostPort]:containerPort[/tcp], or containerPort[/tcp] alone (any
-// free host port). An IPv6 host address goes in brackets ([::1]:8080:80).
-// Ranges and udp are refused with what to do instead.
-func ParsePortSpec(s string) (PortSpec, error) {
-	bad := func(why string) (PortSpec, error) {
-		return PortSpec{}, errdefs.InvalidArgument(fmt.Errorf("invalid port spec %q: %s (want [IP:]HOST_PORT:CONTAINER_PORT[/tcp])", s, why))
+// [ip:][hostPort]:containerPort[/tcp|/udp], or containerPort[/proto]
+// alone (any free host port). An IPv6 host address goes in brackets
+// ([::1]:8080:80). Either port may be a range (8000-8002:80-82), by
+// Docker's rules: a host range as long as the container range pairs
+// their ports in order; a host range for one container port publishes it
+// on the first free host port of the range; a container range alone
+// publishes each port on a free host port. sctp is refused.
+func ParsePortSpec(s string) ([]PortSpec, error) {
+	bad := func(why string) ([]PortSpec, error) {
+		return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port spec %q: %s (want [IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp])", s, why))
 	}
 	rest, proto, hasProto := strings.Cut(s, "/")
 	if !hasProto {
 		proto = "tcp"
 	}
 	switch proto {
-	case "tcp":
-	case "udp", "sctp":
-		return bad(proto + " ports are not published yet; only tcp is")
+	case "tcp", "udp":
+	case "sctp":
+		return bad("sctp ports are not published; only tcp and udp are")
 	default:
 		return bad("unknown protocol " + strconv.Quote(proto))
 	}
@@ -92,34 +108,64 @@ func ParsePortSpec(s string) (PortSpec, error) {
 			return bad("too many colons (put an IPv6 address in brackets)")
 		}
 	}
-	var spec PortSpec
-	spec.Proto = proto
+	var hostIP netip.Addr
 	if ipPart != "" {
 		ip, err := netip.ParseAddr(ipPart)
 		if err != nil {
 			return bad(strconv.Quote(ipPart) + " is not an IP address")
 		}
-		spec.HostIP = ip
+		hostIP = ip
 	}
-	if strings.Contains(hostPart, "-") || strings.Contains(ctrPart, "-") {
-		return bad("port ranges are not published yet; publish each port with its own -p")
-	}
-	if hostPart != "" {
-		n, err := parsePort(hostPart)
-		if err != nil {
-			return bad("host port " + err.Error())
-		}
-		spec.HostPort = n
-	}
-	n, err := parsePort(ctrPart)
+	clo, chi, err := parsePortRange(ctrPart)
 	if err != nil {
 		return bad("container port " + err.Error())
 	}
-	if n == 0 {
+	if clo == 0 {
 		return bad("container port 0")
 	}
-	spec.ContainerPort = n
-	return spec, nil
+	var hlo, hhi uint16
+	if hostPart != "" {
+		if hlo, hhi, err = parsePortRange(hostPart); err != nil {
+			return bad("host port " + err.Error())
+		}
+		if hlo == 0 && hhi != 0 {
+			return bad("host port range " + strconv.Quote(hostPart) + " starts at 0")
+		}
+	}
+	var out []PortSpec
+	switch {
+	case hostPart == "" || hlo == 0:
+		for c := int(clo); c <= int(chi); c++ {
+			out = append(out, PortSpec{HostIP: hostIP, ContainerPort: uint16(c), Proto: proto})
+		}
+	case hhi-hlo == chi-clo:
+		for i := 0; i <= int(chi-clo); i++ {
+			out = append(out, PortSpec{HostIP: hostIP, HostPort: hlo + uint16(i), ContainerPort: clo + uint16(i), Proto: proto})
+		}
+	case clo == chi:
+		out = append(out, PortSpec{HostIP: hostIP, HostPort: hlo, HostPortEnd: hhi, ContainerPort: clo, Proto: proto})
+	default:
+		return bad(fmt.Sprintf("host range %s has %d ports, container range %s has %d: give ranges of equal length, or a host range for one container port", hostPart, hhi-hlo+1, ctrPart, chi-clo+1))
+	}
+	return out, nil
+}
+
+// parsePortRange parses "N" or "LO-HI" (LO <= HI); "N" is N-N.
+func parsePortRange(s string) (lo, hi uint16, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = parsePort(a); err != nil {
+		return 0, 0, err
+	}
+	if !isRange {
+		return lo, lo, nil
+	}
+	if hi, err = parsePort(b); err != nil {
+		return 0, 0, fmt.Errorf("range %q: end %w", s, err)
+	}
+	if hi < lo {
+		return 0, 0, fmt.Errorf("range %q ends before it starts", s)
+	}
+	return lo, hi, nil
 }
 
 func parsePort(s string) (uint16, error) {
@@ -134,13 +180,15 @@ func parsePort(s string) (uint16, error) {
 }
 
 // FromPortMap turns the Docker API's PortBindings into specs, in a
-// stable order, refusing what is not published yet (udp, ranges) and
-// malformed host ports.
+// stable order, refusing what is not published (sctp) and malformed
+// host ports. A HostPort of "LO-HI" is a range (the first free port in
+// it), as the docker CLI sends for -p 8000-8010:80.
 func FromPortMap(pm mobynetwork.PortMap) ([]PortSpec, error) {
 	var out []PortSpec
 	for port, bindings := range pm {
-		if port.Proto() != mobynetwork.TCP {
-			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: %s ports are not published yet; only tcp is", port, port.Proto()))
+		proto := string(port.Proto())
+		if proto != "tcp" && proto != "udp" {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: %s ports are not published; only tcp and udp are", port, proto))
 		}
 		if port.Num() == 0 {
 			return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: container port 0", port))
@@ -149,26 +197,24 @@ func FromPortMap(pm mobynetwork.PortMap) ([]PortSpec, error) {
 			bindings = []mobynetwork.PortBinding{{}}
 		}
 		for _, b := range bindings {
-			spec := PortSpec{HostIP: b.HostIP, ContainerPort: port.Num(), Proto: "tcp"}
+			spec := PortSpec{HostIP: b.HostIP, ContainerPort: port.Num(), Proto: proto}
 			if b.HostPort != "" {
-				if strings.Contains(b.HostPort, "-") {
-					return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: host port range %q: port ranges are not published yet", port, b.HostPort))
-				}
-				n, err := parsePort(b.HostPort)
+				lo, hi, err := parsePortRange(b.HostPort)
 				if err != nil {
 					return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: host port %w", port, err))
 				}
-				spec.HostPort = n
+				if lo == 0 && hi != 0 {
+					return nil, errdefs.InvalidArgument(fmt.Errorf("invalid port binding %s: host port range %q starts at 0", port, b.HostPort))
+				}
+				spec.HostPort = lo
+				if hi != lo {
+					spec.HostPortEnd = hi
+				}
 			}
 			out = append(out, spec)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].ContainerPort != out[j].ContainerPort {
-			return out[i].ContainerPort < out[j].ContainerPort
-		}
-		return out[i].HostPort < out[j].HostPort
-	})
+	sortSpecs(out)
 	return out, nil
 }
 
@@ -180,7 +226,7 @@ func ToPortMap(specs []PortSpec) mobynetwork.PortMap {
 	}
 	pm := mobynetwork.PortMap{}
 	for _, s := range specs {
-		port, ok := mobynetwork.PortFrom(s.ContainerPort, mobynetwork.TCP)
+		port, ok := mobynetwork.PortFrom(s.ContainerPort, s.proto())
 		if !ok {
 			continue
 		}
@@ -191,4 +237,44 @@ func ToPortMap(specs []PortSpec) mobynetwork.PortMap {
 		pm[port] = append(pm[port], mobynetwork.PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(s.HostPort))})
 	}
 	return pm
+}
+
+// proto is the spec's protocol as the Docker API types name it (tcp
+// when unset, as in specs stored before udp was published).
+func (p PortSpec) proto() mobynetwork.IPProtocol {
+	if p.Proto == "udp" {
+		return mobynetwork.UDP
+	}
+	return mobynetwork.TCP
+}
+
+// PublishAll is what -P (HostConfig.PublishAllPorts) adds to bindings:
+// each exposed tcp or udp port that bindings do not already publish, on
+// a free host port of DefaultHostIP. (sctp ports are not published.)
+func PublishAll(exposed mobynetwork.PortSet, bindings mobynetwork.PortMap) []PortSpec {
+	var out []PortSpec
+	for port := range exposed {
+		if _, ok := bindings[port]; ok || port.Num() == 0 {
+			continue
+		}
+		if proto := string(port.Proto()); proto == "tcp" || proto == "udp" {
+			out = append(out, PortSpec{ContainerPort: port.Num(), Proto: proto})
+		}
+	}
+	sortSpecs(out)
+	return out
+}
+
+// sortSpecs orders specs by container port, protocol, host port.
+func sortSpecs(specs []PortSpec) {
+	sort.Slice(specs, func(i, j int) bool {
+		a, b := specs[i], specs[j]
+		if a.ContainerPort != b.ContainerPort {
+			return a.ContainerPort < b.ContainerPort
+		}
+		if a.Proto != b.Proto {
+			return a.Proto < b.Proto
+		}
+		return a.HostPort < b.HostPort
+	})
 }
