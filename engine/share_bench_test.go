@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,13 +30,16 @@ import (
 )
 
 // shareRig is one running busybox container with a host folder bound at
-// create time (-v, QEMU virtio-9p) at /v and another shared at run time
-// (berth share add, 9P over the agent) at /r.
+// create time (-v, QEMU virtio-9p) at /v, another shared at run time
+// (berth share add) at /r, on one of the VM's spare virtio-serial ports,
+// and a third shared at run time at /y once the spare ports are used up,
+// so over the agent transport (yamux on virtio-serial).
 type shareRig struct {
 	eng      *engine.Engine
 	id       string
 	bindDir  string
 	shareDir string
+	yamuxDir string
 }
 
 func startShareRig(tb testing.TB, img v1.Image) *shareRig {
@@ -47,8 +51,8 @@ func startShareRig(tb testing.TB, img v1.Image) *shareRig {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
-	r := &shareRig{bindDir: filepath.Join(dir, "bind"), shareDir: filepath.Join(dir, "share")}
-	for _, d := range []string{r.bindDir, r.shareDir} {
+	r := &shareRig{bindDir: filepath.Join(dir, "bind"), shareDir: filepath.Join(dir, "share"), yamuxDir: filepath.Join(dir, "yamux")}
+	for _, d := range []string{r.bindDir, r.shareDir, r.yamuxDir, filepath.Join(dir, "spent")} {
 		if err := os.Mkdir(d, 0o777); err != nil {
 			tb.Fatal(err)
 		}
@@ -81,6 +85,23 @@ func startShareRig(tb testing.TB, img v1.Image) *shareRig {
 	}
 	if _, err := cm.AddShare(ctx, r.id, container.RunShare{Source: r.shareDir, Target: "/r"}); err != nil {
 		tb.Fatal(err)
+	}
+	// A port serves one share per run: shares added and removed use up
+	// the rest, and the next goes over the agent transport.
+	for range container.RunSharePorts - 1 {
+		if _, err := cm.AddShare(ctx, r.id, container.RunShare{Source: filepath.Join(dir, "spent"), Target: "/spent"}); err != nil {
+			tb.Fatal(err)
+		}
+		if err := cm.RemoveShare(ctx, r.id, "/spent"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := cm.AddShare(ctx, r.id, container.RunShare{Source: r.yamuxDir, Target: "/y"}); err != nil {
+		tb.Fatal(err)
+	}
+	mounts := r.sh(tb, "cat /proc/mounts")
+	if !strings.Contains(mounts, "\nport0 /r 9p ") || !regexp.MustCompile(`\nrun[0-9]+ /y 9p `).MatchString(mounts) {
+		tb.Fatalf("want /r on spare port 0 and /y over an agent port; the guest's mounts:\n%s", mounts)
 	}
 	return r
 }
@@ -234,7 +255,7 @@ func BenchmarkShares(b *testing.B) {
 	if testing.Short() {
 		seqMiB, treeFiles, repoFiles = 16, 300, 200
 	}
-	places := []sharePlace{{"run-time", "/r", r.shareDir}, {"bind", "/v", r.bindDir}, {"host", "", hostDir}}
+	places := []sharePlace{{"run-time", "/r", r.shareDir}, {"run-time-yamux", "/y", r.yamuxDir}, {"bind", "/v", r.bindDir}, {"host", "", hostDir}}
 	for _, p := range places {
 		makeTree(b, filepath.Join(p.host, "tree"), treeFiles)
 		repo := filepath.Join(p.host, "repo")

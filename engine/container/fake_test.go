@@ -133,6 +133,12 @@ func (v *fakeVM) Kill() error {
 
 func (v *fakeVM) ConsoleTail(n int) string { return "fake console line" }
 
+// SharePort: the fake guest has no spare ports (its launcher gives
+// none), so run-time shares take the agent-port path.
+func (v *fakeVM) SharePort(i int) (net.Conn, error) {
+	return nil, fmt.Errorf("share port %d: the fake VM has none", i)
+}
+
 func (v *fakeVM) GuestShare(s vmm.Share) vmm.GuestShare {
 	return vmm.GuestShare{Fstype: "fakefs", Source: s.Tag}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -64,8 +65,11 @@ type running struct {
 	// published ports close when the run ends.
 	net NetworkAttachment
 
-	// shares are the run-time shares mounted in this run.
-	shares liveShares
+	// shares are the run-time shares mounted in this run; the VM has
+	// sharePorts spare ports for them (VM.SharePort).
+	shares     liveShares
+	sharePorts int
+	log        *slog.Logger
 
 	// killed says the engine ended the process (stop, or kill with
 	// SIGKILL): the exit is then not an error of the container's.
@@ -266,6 +270,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 		ID: spec.ID, Boot: boot, Dir: c.dir, Rootfs: filepath.Join(c.dir, "rootfs.ext4"),
 		ConsoleLog: filepath.Join(c.dir, "console.log"), CPUs: cpus, MemoryBytes: mem,
 		Shares: share.Plan(spec.Mounts), Cold: spec.Config.Labels[ColdBootLabel] == "true",
+		SharePorts: RunSharePorts,
 	}
 	if att != nil {
 		req.Network = att.Network()
@@ -278,7 +283,8 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 		}
 		return nil, fmt.Errorf("boot VM: %w", err)
 	}
-	r := &running{vm: vm, net: att, tty: spec.Config.Tty, boot: &BootTimeline{VMStarted: time.Since(t0), Backend: vm.Backend()}}
+	r := &running{vm: vm, net: att, tty: spec.Config.Tty, boot: &BootTimeline{VMStarted: time.Since(t0), Backend: vm.Backend()},
+		sharePorts: req.SharePorts, log: m.log}
 	if err := bringUp(bootCtx, c, spec, r, t0); err != nil {
 		r.abort()
 		return nil, err

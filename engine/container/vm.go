@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"net"
 	"net/netip"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
@@ -69,6 +70,9 @@ type LaunchRequest struct {
 	Cold bool
 	// NoNetwork boots the VM without a NIC (--network none).
 	NoNetwork bool
+	// SharePorts is the number of spare byte pipes the VM gets for
+	// run-time shares (vmm.Config.SharePorts, VM.SharePort).
+	SharePorts int
 }
 
 // Networks attaches containers to Berth's networks (engine/network's
@@ -132,6 +136,9 @@ type VM interface {
 	ConsoleTail(n int) string
 	// GuestShare says how the guest mounts one of LaunchRequest.Shares.
 	GuestShare(s vmm.Share) vmm.GuestShare
+	// SharePort is the host end of spare port i (0 <= i <
+	// LaunchRequest.SharePorts), the guest's vmm.SharePortName(i).
+	SharePort(i int) (net.Conn, error)
 }
 
 // networkRequest is the agent's network configuration for a backend's

@@ -152,6 +152,7 @@ func (l *Launcher) config(req container.LaunchRequest) vmm.Config {
 		Network:    req.Network,
 		ConsoleLog: req.ConsoleLog,
 		Shares:     req.Shares,
+		SharePorts: req.SharePorts,
 		Ping:       pingAgent,
 		Shutdown:   shutdownAgent,
 	}

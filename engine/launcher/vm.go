@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"sync"
 
@@ -42,6 +43,8 @@ func newMachineVM(m vmm.Machine) *machineVM {
 }
 
 func (v *machineVM) Dialer() transport.Dialer { return v.m.Dialer() }
+
+func (v *machineVM) SharePort(i int) (net.Conn, error) { return v.m.SharePort(i) }
 
 func (v *machineVM) Network() *vmm.GuestNetwork { return v.m.GuestNetwork() }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +53,8 @@ type Driver interface {
 	// GuestNetwork is the backend's address plan for the guest's NIC
 	// (Machine.GuestNetwork).
 	GuestNetwork() *GuestNetwork
+	// SharePort is the host end of spare port i (Machine.SharePort).
+	SharePort(i int) (net.Conn, error)
 }
 
 // VM is a Machine built from a backend's Driver: the lifecycle policy
@@ -107,6 +110,14 @@ func (m *VM) Backend() string { return m.drv.Backend() }
 
 // GuestNetwork is the backend's address plan for the guest's NIC.
 func (m *VM) GuestNetwork() *GuestNetwork { return m.drv.GuestNetwork() }
+
+// SharePort returns the host end of spare port i (Config.SharePorts).
+func (m *VM) SharePort(i int) (net.Conn, error) {
+	if i < 0 || i >= m.cfg.SharePorts {
+		return nil, fmt.Errorf("share port %d: the VM has %d", i, m.cfg.SharePorts)
+	}
+	return m.drv.SharePort(i)
+}
 
 // State returns the current state.
 func (m *VM) State() State {

@@ -73,6 +73,10 @@ func (f *fakeDriver) Backend() string { return "fake" }
 
 func (f *fakeDriver) GuestNetwork() *vmm.GuestNetwork { return nil }
 
+func (f *fakeDriver) SharePort(i int) (net.Conn, error) {
+	return nil, errors.New("the fake driver has no share ports")
+}
+
 // end makes the fake VM gone (once).
 func (f *fakeDriver) end(e vmm.Exit) { f.Finish(e, nil) }
 

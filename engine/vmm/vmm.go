@@ -35,6 +35,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
@@ -105,6 +106,12 @@ type Machine interface {
 	// under this backend; nil when the VM has no NIC or the backend's
 	// network hands out addresses itself.
 	GuestNetwork() *GuestNetwork
+	// SharePort returns the host end of spare byte pipe i (0 <= i <
+	// Config.SharePorts): the virtio-serial (virtio console) port the
+	// guest sees as SharePortName(i). It is valid once Start has returned
+	// without error; every call returns the same connection. Closing it
+	// disconnects the port for the rest of the VM's life.
+	SharePort(i int) (net.Conn, error)
 }
 
 // GuestNetwork is a backend's address plan for the guest's NIC: the
@@ -234,6 +241,14 @@ type Share struct {
 	ReadOnly bool
 }
 
+// MaxSharePorts bounds Config.SharePorts: a virtio-serial device has at
+// most 31 ports, one of which QEMU's agent channel may take.
+const MaxSharePorts = 16
+
+// SharePortName is the guest's name of spare port i (Config.SharePorts):
+// berth.share.I, found under /sys/class/virtio-ports/*/name.
+func SharePortName(i int) string { return "berth.share." + strconv.Itoa(i) }
+
 // VirtioFSSharesTag is the tag of the one virtio-fs device that carries
 // every boot-time share on Virtualization.framework.
 const VirtioFSSharesTag = "berth-shares"
@@ -314,6 +329,14 @@ type Config struct {
 	Network *Network
 	// Shares are host directories given to the guest at boot.
 	Shares []Share
+	// SharePorts is the number of spare byte pipes (virtio-serial ports
+	// named SharePortName(0..SharePorts-1)) the VM gets at boot for
+	// run-time shares (Machine.SharePort), at most MaxSharePorts: a 9P
+	// server on the host end, the guest kernel's 9P client (trans=fd) on
+	// the other, and nothing in between. Neither backend can add a port
+	// to a running VM (Virtualization.framework has no hot-plug), so the
+	// pool is fixed at boot.
+	SharePorts int
 	// ConsoleLog is the file the guest console is appended to; "": none.
 	ConsoleLog string
 	// Ping checks that the agent answers; nil: dial transport.AgentPort.
@@ -395,6 +418,9 @@ func (c Config) Validate(hostArch string) (Config, error) {
 			errs = append(errs, fmt.Errorf("share tag %q: empty, longer than 36 bytes or used twice", s.Tag))
 		}
 		tags[s.Tag] = true
+	}
+	if c.SharePorts < 0 || c.SharePorts > MaxSharePorts {
+		errs = append(errs, fmt.Errorf("%d share ports: need 0 to %d", c.SharePorts, MaxSharePorts))
 	}
 	if c.Network != nil {
 		n := *c.Network

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
 )
 
@@ -271,7 +272,7 @@ func (s *Server) mountShare(r *agentpb.MountRequest) error {
 		return errdefs.InvalidArgument(fmt.Errorf("mount share %s: subdir %q leaves the share", r.Source, r.Subdir))
 	}
 	flags, data := ParseMountOptions(r.Options...)
-	staged, err := s.stageShare(r.Source, r.Fstype, data, r.Port)
+	staged, err := s.stageShare(r.Source, r.Fstype, data, r.Port, r.SerialPort)
 	if err != nil {
 		return err
 	}
@@ -345,8 +346,10 @@ func (s *Server) copyUpShare(r *agentpb.MountRequest, rel string, share int) err
 // first time a share names it and returns that directory.
 //
 // With a port (a run-time share), the filesystem is 9P from the host's
-// server on that agent port: see connectShare.
-func (s *Server) stageShare(source, fstype, data string, port uint32) (string, error) {
+// server on that agent port: see connectShare. With a serial port (a
+// run-time share on one of the VM's spare ports), it is 9P from the
+// host's server on that virtio-serial port: see openSharePort.
+func (s *Server) stageShare(source, fstype, data string, port uint32, serialPort string) (string, error) {
 	if source == "" || strings.ContainsRune(source, '/') || !filepath.IsLocal(source) {
 		return "", errdefs.InvalidArgument(fmt.Errorf("mount share: source %q is not a share tag", source))
 	}
@@ -365,8 +368,20 @@ func (s *Server) stageShare(source, fstype, data string, port uint32) (string, e
 	}
 	s.waitLateModules(fstype)
 	var conn io.Closer
-	if port != 0 {
-		fd, c, err := s.connectShare(source, fstype, port)
+	if port != 0 && serialPort != "" {
+		return "", errdefs.InvalidArgument(fmt.Errorf("mount share %s: both an agent port and a serial port", source))
+	}
+	if port != 0 || serialPort != "" {
+		var (
+			fd  int
+			c   io.Closer
+			err error
+		)
+		if port != 0 {
+			fd, c, err = s.connectShare(source, fstype, port)
+		} else {
+			fd, c, err = s.openSharePort(source, fstype, serialPort)
+		}
 		if err != nil {
 			return "", err
 		}
@@ -429,6 +444,42 @@ func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Close
 	if err != nil {
 		return -1, nil, fmt.Errorf("mount share %s: accept on agent port %d: %w", source, port, err)
 	}
+	return s.relayShare(source, conn)
+}
+
+// openSharePort opens the spare virtio-serial port called name and
+// returns one end of a socket pair for the kernel's 9P client
+// (trans=fd), the other end copied to and from the port (relayShare).
+// The kernel cannot be handed the port itself: its fd transport reads
+// and writes with kernel_read/kernel_write, which since Linux 5.10 need
+// read_iter/write_iter, and the virtio console driver has only read and
+// write ("kernel write not supported for file /vport1p2"). Still, each
+// 9P message then crosses one relay and the port, not yamux as well.
+//
+// A port opens once at a time: a port still held by an earlier mount is
+// refused with EBUSY.
+func (s *Server) openSharePort(source, fstype, name string) (int, io.Closer, error) {
+	if fstype != "9p" {
+		return -1, nil, errdefs.InvalidArgument(fmt.Errorf("mount share %s: a share over a serial port is 9p, not %q", source, fstype))
+	}
+	if !strings.HasPrefix(name, "berth.share.") {
+		return -1, nil, errdefs.InvalidArgument(fmt.Errorf("mount share %s: %q is not a share port (berth.share.N)", source, name))
+	}
+	p, err := transport.FindVirtioPort(name)
+	if err != nil {
+		return -1, nil, fmt.Errorf("mount share %s: %w", source, err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("mount share %s: open %s: %w", source, name, err)
+	}
+	return s.relayShare(source, f)
+}
+
+// relayShare returns one end of a socket pair for the kernel's 9P
+// client, the other end copied to and from conn until either side ends.
+// Closing the returned Closer ends the copy and closes conn.
+func (s *Server) relayShare(source string, conn io.ReadWriteCloser) (int, io.Closer, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		conn.Close()

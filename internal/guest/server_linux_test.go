@@ -946,3 +946,20 @@ func TestMountShare(t *testing.T) {
 		t.Errorf("source that is a path: %v, want invalid argument", err)
 	}
 }
+
+// TestMountShareSerialPortRefused: a share over a spare serial port must
+// be 9p, name a berth.share.N port and not also an agent port; each is
+// refused as an invalid argument before anything is opened.
+func TestMountShareSerialPortRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	for _, r := range []*agentpb.MountRequest{
+		{Share: true, Source: "p0", Fstype: "tmpfs", Target: "/data/a", SerialPort: "berth.share.0"},
+		{Share: true, Source: "p1", Fstype: "9p", Target: "/data/b", SerialPort: "berth.agent"},
+		{Share: true, Source: "p2", Fstype: "9p", Target: "/data/c", SerialPort: "berth.share.0", Port: 1234},
+	} {
+		if err := e.client.Mount(ctx, r); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("mount %s over serial port %q (fstype %s, port %d): %v, want invalid argument", r.Source, r.SerialPort, r.Fstype, r.Port, err)
+		}
+	}
+}

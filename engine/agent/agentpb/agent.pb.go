@@ -431,7 +431,13 @@ type MountRequest struct {
 	// directory is empty: Docker's volume copy-up, so a new volume starts
 	// with the image's content at its path (owners, modes, times and
 	// symlinks kept; device nodes, fifos and sockets are left out).
-	CopyUp        bool `protobuf:"varint,9,opt,name=copy_up,json=copyUp,proto3" json:"copy_up,omitempty"`
+	CopyUp bool `protobuf:"varint,9,opt,name=copy_up,json=copyUp,proto3" json:"copy_up,omitempty"`
+	// SerialPort, on a share mount with fstype 9p, names the spare
+	// virtio-serial port (berth.share.N) the host's 9P server (a run-time
+	// share) answers on: guestinit opens that port and hands it to the
+	// kernel's 9P client as its trans=fd descriptors, with nothing in
+	// between. Port and SerialPort are exclusive.
+	SerialPort    string `protobuf:"bytes,10,opt,name=serial_port,json=serialPort,proto3" json:"serial_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -527,6 +533,13 @@ func (x *MountRequest) GetCopyUp() bool {
 		return x.CopyUp
 	}
 	return false
+}
+
+func (x *MountRequest) GetSerialPort() string {
+	if x != nil {
+		return x.SerialPort
+	}
+	return ""
 }
 
 type UnmountRequest struct {
@@ -2190,7 +2203,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04boot\x18\x05 \x01(\v2\x19.berth.agent.v1.BootTimesR\x04boot\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12&\n" +
 	"\x0fnow_boottime_ns\x18\a \x01(\x03R\rnowBoottimeNs\x12&\n" +
-	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xee\x01\n" +
+	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\x8f\x02\n" +
 	"\fMountRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
@@ -2200,7 +2213,10 @@ const file_agent_proto_rawDesc = "" +
 	"\x05share\x18\x06 \x01(\bR\x05share\x12\x16\n" +
 	"\x06subdir\x18\a \x01(\tR\x06subdir\x12\x12\n" +
 	"\x04port\x18\b \x01(\rR\x04port\x12\x17\n" +
-	"\acopy_up\x18\t \x01(\bR\x06copyUp\"_\n" +
+	"\acopy_up\x18\t \x01(\bR\x06copyUp\x12\x1f\n" +
+	"\vserial_port\x18\n" +
+	" \x01(\tR\n" +
+	"serialPort\"_\n" +
 	"\x0eUnmountRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04lazy\x18\x02 \x01(\bR\x04lazy\x12!\n" +

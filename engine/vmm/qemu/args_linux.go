@@ -20,6 +20,16 @@ const (
 	fdNet     = 6 // the NIC's stream socket, when it joins a Link
 )
 
+// fdSharePort is the descriptor of spare share port i's socket
+// (vmm.Config.SharePorts): they follow fdNet, or take its place when the
+// NIC does not join a Link.
+func fdSharePort(cfg vmm.Config, i int) int {
+	if cfg.Network != nil && cfg.Network.Link != nil {
+		return fdNet + 1 + i
+	}
+	return fdNet + i
+}
+
 // launch holds what the command line depends on besides the Config.
 type launch struct {
 	accel Accel
@@ -146,13 +156,30 @@ func commandLine(cfg vmm.Config, l launch) []string {
 		}
 		a = append(a, "-drive", drive, "-device", "virtio-blk-pci,drive=disk"+strconv.Itoa(i))
 	}
+	// One virtio-serial device carries the agent's port (without vsock)
+	// and the spare share ports, each a socket whose host end the engine
+	// keeps (vmm.Machine.SharePort).
+	ports := cfg.SharePorts
 	if l.vsock {
 		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d,vhostfd=%d", l.cid, fdAgent))
 	} else {
+		ports++
+	}
+	if ports > 0 {
+		// Port 0 is kept for a console: the named ports take 1 on.
+		a = append(a, "-device", "virtio-serial-pci,max_ports="+strconv.Itoa(ports+1))
+	}
+	if !l.vsock {
 		a = append(a,
-			"-device", "virtio-serial-pci,max_ports=2",
 			"-chardev", "socket,id=agent,fd="+strconv.Itoa(fdAgent),
 			"-device", "virtserialport,chardev=agent,name="+transport.SerialPortName,
+		)
+	}
+	for i := range cfg.SharePorts {
+		id := "share" + strconv.Itoa(i)
+		a = append(a,
+			"-chardev", "socket,id="+id+",fd="+strconv.Itoa(fdSharePort(cfg, i)),
+			"-device", "virtserialport,chardev="+id+",name="+vmm.SharePortName(i),
 		)
 	}
 	if cfg.Network != nil {

@@ -3,6 +3,7 @@
 package qemu
 
 import (
+	"net"
 	"strings"
 	"testing"
 
@@ -56,3 +57,52 @@ func TestCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandLineSharePorts: the spare share ports are named
+// virtio-serial ports on the agent's device (or a device of their own
+// with vsock), on the descriptors after the NIC's, and port 0 is left
+// for a console.
+func TestCommandLineSharePorts(t *testing.T) {
+	base := vmm.Config{ID: "c1", StateDir: "/s", Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r"}, SharePorts: 2}
+	withLink := base
+	withLink.Network = &vmm.Network{Link: linkStub{}}
+	for _, tc := range []struct {
+		name string
+		cfg  vmm.Config
+		l    launch
+		want []string
+	}{
+		{"serial", base, launch{accel: AccelTCG}, []string{
+			"virtio-serial-pci,max_ports=4",
+			"virtserialport,chardev=agent,name=berth.agent",
+			"-chardev socket,id=share0,fd=6 -device virtserialport,chardev=share0,name=berth.share.0",
+			"-chardev socket,id=share1,fd=7 -device virtserialport,chardev=share1,name=berth.share.1",
+		}},
+		{"vsock", base, launch{accel: AccelKVM, vsock: true, cid: 3}, []string{
+			"virtio-serial-pci,max_ports=3", "socket,id=share1,fd=7",
+		}},
+		{"link", withLink, launch{accel: AccelTCG}, []string{
+			"addr.str=6", "socket,id=share0,fd=7", "socket,id=share1,fd=8",
+		}},
+	} {
+		cfg, err := tc.cfg.Validate("amd64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := strings.Join(commandLine(cfg, tc.l), " ")
+		for _, w := range tc.want {
+			if !strings.Contains(line, w) {
+				t.Errorf("%s: command line lacks %q:\n%s", tc.name, w, line)
+			}
+		}
+	}
+	if _, err := (vmm.Config{ID: "c1", StateDir: "/s", Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r"}, SharePorts: vmm.MaxSharePorts + 1}).Validate("amd64"); err == nil {
+		t.Errorf("Validate took %d share ports", vmm.MaxSharePorts+1)
+	}
+}
+
+// linkStub is a vmm.Link that carries nothing: only its presence
+// matters to the command line.
+type linkStub struct{}
+
+func (linkStub) ServeStream(net.Conn) error { return nil }

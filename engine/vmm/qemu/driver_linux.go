@@ -31,13 +31,14 @@ type driver struct {
 	opts  options
 	accel Accel
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	qmp      *qmp
-	dialer   transport.Dialer
-	closers  []io.Closer // host ends of the sockets, closed when QEMU is gone
-	shutdown string      // the reason of QMP's SHUTDOWN event
-	stderr   strings.Builder
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	qmp        *qmp
+	dialer     transport.Dialer
+	closers    []io.Closer // host ends of the sockets, closed when QEMU is gone
+	sharePorts []net.Conn  // host ends of the spare share ports
+	shutdown   string      // the reason of QMP's SHUTDOWN event
+	stderr     strings.Builder
 
 	*vmm.Ending // Exited and Exit: closed once QEMU is gone and released
 }
@@ -57,6 +58,17 @@ func (d *driver) ShareFilesystem() string { return "9p" }
 // default of 128 KiB costs throughput on large reads and writes).
 func (d *driver) GuestShare(s vmm.Share) vmm.GuestShare {
 	return vmm.GuestShare{Fstype: "9p", Source: s.Tag, Options: []string{"trans=virtio", "version=9p2000.L", "msize=524288"}}
+}
+
+// SharePort is the host end of spare share port i: a socket QEMU's
+// chardev for the port holds the other end of.
+func (d *driver) SharePort(i int) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if i < 0 || i >= len(d.sharePorts) {
+		return nil, fmt.Errorf("share port %d: QEMU was started with %d", i, len(d.sharePorts))
+	}
+	return d.sharePorts[i], nil
 }
 
 // Backend is "qemu (ACCEL)" with the accelerator this VM runs under.
@@ -106,8 +118,9 @@ func (d *driver) control() *qmp {
 
 // channels are the host's and QEMU's ends of the sockets QEMU inherits.
 type channels struct {
-	qmp, console, agent net.Conn // host ends; agent is nil with vsock
-	nic                 net.Conn // host end of the NIC's stream; nil without a Link
+	qmp, console, agent net.Conn   // host ends; agent is nil with vsock
+	nic                 net.Conn   // host end of the NIC's stream; nil without a Link
+	shares              []net.Conn // host ends of the spare share ports
 	child               []*os.File
 	cid                 uint32
 }
@@ -125,7 +138,7 @@ func (d *driver) Start(ctx context.Context, console io.Writer) error {
 		return err
 	}
 	l := d.plan()
-	ch, err := openChannels(l.vsock, d.cfg.Network != nil && d.cfg.Network.Link != nil)
+	ch, err := openChannels(l.vsock, d.cfg.Network != nil && d.cfg.Network.Link != nil, d.cfg.SharePorts)
 	if err != nil {
 		d.finishUnstarted(err)
 		return err
@@ -175,8 +188,8 @@ func (d *driver) plan() launch {
 
 // openChannels makes the sockets (and with vsock the vhost-vsock
 // descriptor) QEMU inherits, in the order of fdQMP, fdConsole, fdAgent,
-// and with nic fdNet.
-func openChannels(vsock, nic bool) (ch channels, err error) {
+// with nic fdNet, then one socket per spare share port (fdSharePort).
+func openChannels(vsock, nic bool, sharePorts int) (ch channels, err error) {
 	defer func() {
 		if err != nil {
 			ch.closeAll()
@@ -206,12 +219,20 @@ func openChannels(vsock, nic bool) (ch channels, err error) {
 		}
 		ch.child = append(ch.child, f)
 	}
+	for i := range sharePorts {
+		c, f, err := socketPair("share" + fmt.Sprint(i))
+		if err != nil {
+			return ch, err
+		}
+		ch.shares = append(ch.shares, c)
+		ch.child = append(ch.child, f)
+	}
 	return ch, nil
 }
 
 func (ch channels) hostEnds() []io.Closer {
 	var out []io.Closer
-	for _, c := range []net.Conn{ch.qmp, ch.console, ch.agent, ch.nic} {
+	for _, c := range append([]net.Conn{ch.qmp, ch.console, ch.agent, ch.nic}, ch.shares...) {
 		if c != nil {
 			out = append(out, c)
 		}
@@ -257,6 +278,7 @@ func (d *driver) startProcess(prog string, l launch, ch channels) error {
 	d.mu.Lock()
 	d.cmd = cmd
 	d.closers = ch.hostEnds()
+	d.sharePorts = ch.shares
 	d.mu.Unlock()
 	if err := d.writePidFile(); err != nil {
 		// The VM runs; without a pid file only Sweep is weaker.

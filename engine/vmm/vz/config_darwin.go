@@ -28,7 +28,9 @@ func kernelCmdline(cfg vmm.Config) string {
 // buildConfig turns a validated vmm.Config into a Virtualization.framework
 // configuration. console receives what the guest writes on its console;
 // consoleIn is what the guest reads (nothing is ever written to it).
-func buildConfig(cfg vmm.Config, consoleIn, console *os.File) (*vz.VirtualMachineConfiguration, error) {
+// sharePorts are the framework's ends of the spare share ports
+// (cfg.SharePorts); none on macOS before 13.
+func buildConfig(cfg vmm.Config, consoleIn, console *os.File, sharePorts []*os.File) (*vz.VirtualMachineConfiguration, error) {
 	boot, err := vz.NewLinuxBootLoader(cfg.Kernel,
 		vz.WithInitrd(cfg.Initramfs),
 		vz.WithCommandLine(kernelCmdline(cfg)),
@@ -48,6 +50,9 @@ func buildConfig(cfg vmm.Config, consoleIn, console *os.File) (*vz.VirtualMachin
 		}
 	}
 	if err := addConsole(vc, consoleIn, console); err != nil {
+		return nil, err
+	}
+	if err := addSharePorts(vc, sharePorts); err != nil {
 		return nil, err
 	}
 	if ok, err := vc.Validate(); err != nil {
@@ -121,6 +126,35 @@ func addConsole(vc *vz.VirtualMachineConfiguration, consoleIn, console *os.File)
 		return fmt.Errorf("console: %w", err)
 	}
 	vc.SetSerialPortsVirtualMachineConfiguration([]*vz.VirtioConsoleDeviceSerialPortConfiguration{con})
+	return nil
+}
+
+// addSharePorts gives the VM one virtio console device whose ports are
+// the spare share ports, named vmm.SharePortName(i), each attached to
+// the framework's end of a socket pair (both directions on one socket).
+func addSharePorts(vc *vz.VirtualMachineConfiguration, files []*os.File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	dev, err := vz.NewVirtioConsoleDeviceConfiguration()
+	if err != nil {
+		return fmt.Errorf("share ports: %w", err)
+	}
+	for i, f := range files {
+		att, err := vz.NewFileHandleSerialPortAttachment(f, f)
+		if err != nil {
+			return fmt.Errorf("share port %d: %w", i, err)
+		}
+		port, err := vz.NewVirtioConsolePortConfiguration(
+			vz.WithVirtioConsolePortConfigurationName(vmm.SharePortName(i)),
+			vz.WithVirtioConsolePortConfigurationAttachment(att),
+		)
+		if err != nil {
+			return fmt.Errorf("share port %d: %w", i, err)
+		}
+		dev.SetVirtioConsolePortConfiguration(i, port)
+	}
+	vc.SetConsoleDevicesVirtualMachineConfiguration([]vz.ConsoleDeviceConfiguration{dev})
 	return nil
 }
 

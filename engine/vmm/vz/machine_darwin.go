@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/Code-Hex/vz/v3"
@@ -51,6 +52,10 @@ type driver struct {
 	consoleIn *os.File // the guest's console input; never written
 	consoleW  *os.File // the framework writes the guest's output here
 	inW       *os.File // kept open so the guest's console input never reads EOF
+	// shareHost and shareVM are the two ends of the spare share ports'
+	// socket pairs: the engine's (SharePort) and the framework's.
+	shareHost []net.Conn
+	shareVM   []*os.File
 
 	*vmm.Ending // Exited and Exit
 }
@@ -91,7 +96,11 @@ func (d *driver) Start(ctx context.Context, console io.Writer) error {
 		d.finish(vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: err.Error()})
 		return err
 	}
-	vc, err := buildConfig(d.cfg, d.consoleIn, d.consoleW)
+	if err := d.openSharePorts(); err != nil {
+		d.finish(vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: err.Error()})
+		return err
+	}
+	vc, err := buildConfig(d.cfg, d.consoleIn, d.consoleW, d.shareVM)
 	if err != nil {
 		d.finish(vmm.Exit{Reason: vmm.ExitHypervisorError, Detail: err.Error()})
 		return err
@@ -134,6 +143,48 @@ func (d *driver) openConsole(console io.Writer) error {
 	return nil
 }
 
+// openSharePorts makes a socket pair per spare share port
+// (Config.SharePorts); on macOS before 13, which has no named console
+// ports, none, and run-time shares go over vsock.
+func (d *driver) openSharePorts() error {
+	if d.cfg.SharePorts == 0 {
+		return nil
+	}
+	if _, err := vz.NewVirtioConsoleDeviceConfiguration(); errors.Is(err, vz.ErrUnsupportedOSVersion) {
+		return nil
+	}
+	for i := range d.cfg.SharePorts {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+		if err != nil {
+			return fmt.Errorf("share port %d: socketpair: %w", i, err)
+		}
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+		hf := os.NewFile(uintptr(fds[0]), "share-host")
+		c, err := net.FileConn(hf)
+		hf.Close()
+		if err != nil {
+			syscall.Close(fds[1])
+			return fmt.Errorf("share port %d: %w", i, err)
+		}
+		d.mu.Lock()
+		d.shareHost = append(d.shareHost, c)
+		d.shareVM = append(d.shareVM, os.NewFile(uintptr(fds[1]), "share-vm"))
+		d.mu.Unlock()
+	}
+	return nil
+}
+
+// SharePort is the engine's end of spare share port i.
+func (d *driver) SharePort(i int) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if i < 0 || i >= len(d.shareHost) {
+		return nil, fmt.Errorf("share port %d: the VM has %d (named console ports need macOS 13)", i, len(d.shareHost))
+	}
+	return d.shareHost[i], nil
+}
+
 // watch follows the framework's state changes until the VM is stopped or
 // failed.
 func (d *driver) watch(states <-chan vz.VirtualMachineState) {
@@ -153,10 +204,13 @@ func (d *driver) watch(states <-chan vz.VirtualMachineState) {
 func (d *driver) finish(exit vmm.Exit) {
 	exit.At = time.Now()
 	d.Finish(exit, func() {
-		for _, f := range []*os.File{d.consoleW, d.consoleIn, d.inW} {
+		for _, f := range append([]*os.File{d.consoleW, d.consoleIn, d.inW}, d.shareVM...) {
 			if f != nil {
 				f.Close()
 			}
+		}
+		for _, c := range d.shareHost {
+			c.Close()
 		}
 	})
 }
