@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -88,6 +89,11 @@ func TestRunTimeShares(t *testing.T) {
 	}
 	if r := mustOK(t, "cat", sh("cat /mnt/proj/hello.txt")); r.out != "hello from the host\n" {
 		t.Errorf("the shared file in the guest: %q", r.out)
+	}
+	// The first share takes the VM's first spare port, not the agent
+	// transport.
+	if r := mustOK(t, "mounts", sh("grep ' /mnt/proj ' /proc/mounts")); !strings.HasPrefix(r.out, "port0 ") {
+		t.Errorf("the share is not on spare port 0: %q", r.out)
 	}
 	mustOK(t, "write", sh("echo written in the guest > /mnt/proj/from-guest && mkdir /mnt/proj/dir"))
 	for _, p := range []string{filepath.Join(proj, "from-guest"), filepath.Join(proj, "dir")} {
@@ -171,9 +177,18 @@ func TestRunTimeShares(t *testing.T) {
 		t.Errorf("share ls after rm: %q", r.out)
 	}
 
+	// A port serves one share per run: once the rest are used up too,
+	// the next share goes over the agent transport, and works the same.
+	for i := 1; i < container.RunSharePorts; i++ {
+		mustOK(t, "share add other", berth(t, home, "share", "add", "--target", "/spent", "s1", other))
+		mustOK(t, "share rm other", berth(t, home, "share", "rm", "s1", "/spent"))
+	}
 	// Recorded shares come back at the next start: one added while it
 	// runs, one added while it is stopped.
 	mustOK(t, "share add again", berth(t, home, "share", "add", "--target", "/src", "s1", proj))
+	if r := mustOK(t, "over the agent", sh("grep ' /src ' /proc/mounts && cat /src/hello.txt")); !strings.HasPrefix(r.out, "run") || !strings.HasSuffix(r.out, "hello from the host\n") {
+		t.Errorf("the share after the spare ports: want one over an agent port (run*) that reads the folder: %q", r.out)
+	}
 	mustOK(t, "stop", berth(t, home, "stop", "-t", "1", "s1"))
 	mustOK(t, "share add stopped", berth(t, home, "share", "add", "--ro", "s1", other))
 	if r := mustOK(t, "share ls", berth(t, home, "share", "ls", "s1")); !strings.Contains(r.out, "/src") || !strings.Contains(r.out, "/mnt/other") {
@@ -182,6 +197,9 @@ func TestRunTimeShares(t *testing.T) {
 	mustOK(t, "start", berth(t, home, "start", "s1"))
 	if r := mustOK(t, "after restart", sh("cat /src/hello.txt /mnt/other/o.txt")); r.out != "hello from the host\nother\n" {
 		t.Errorf("shares after restart: %q", r.out)
+	}
+	if r := mustOK(t, "mounts after restart", sh("grep -cE '^port[0-9]+ (/src|/mnt/other) ' /proc/mounts")); strings.TrimSpace(r.out) != "2" {
+		t.Errorf("after restart both shares should be on the new VM's spare ports: %q", r.out)
 	}
 	if r := sh("touch /mnt/other/nope"); r.code == 0 {
 		t.Error("a read-only share accepted a write")

@@ -456,6 +456,14 @@ func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Close
 // write ("kernel write not supported for file /vport1p2"). Still, each
 // 9P message then crosses one relay and the port, not yamux as well.
 //
+// The port is opened blocking, outside Go's poller: each relay goroutine
+// sits in read(2) on its own thread, and a write returns once QEMU took
+// the data. Through the poller (O_NONBLOCK, epoll) the same relay ran
+// 500 small files in 140 s instead of ~70 and left a git status hanging
+// for over 10 minutes (docs/BENCHMARKS.md). A read returns 0 once the
+// host closes its end (share rm, or the engine gone), which ends the
+// relay and the mount.
+//
 // A port opens once at a time: a port still held by an earlier mount is
 // refused with EBUSY.
 func (s *Server) openSharePort(source, fstype, name string) (int, io.Closer, error) {
@@ -469,11 +477,11 @@ func (s *Server) openSharePort(source, fstype, name string) (int, io.Closer, err
 	if err != nil {
 		return -1, nil, fmt.Errorf("mount share %s: %w", source, err)
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|unix.O_NOCTTY, 0)
+	fd, err := unix.Open(p, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, fmt.Errorf("mount share %s: open %s: %w", source, name, err)
 	}
-	return s.relayShare(source, f)
+	return s.relayShare(source, os.NewFile(uintptr(fd), name))
 }
 
 // relayShare returns one end of a socket pair for the kernel's 9P
