@@ -135,6 +135,17 @@ func TestFastStart(t *testing.T) {
 		t.Errorf("two VMs restored from one template share state: %+v / %+v", a, b)
 	}
 
+	// A run-time share on a restored VM takes its first spare port (the
+	// ports' state came through the template too).
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f.txt"), []byte("shared\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, "share add (restored)", berth(t, h, "share", "add", "--target", "/mnt/d", ids[0], dir))
+	if r := mustOK(t, "share read (restored)", berth(t, h, "exec", ids[0], "sh", "-c", "grep ' /mnt/d ' /proc/mounts; cat /mnt/d/f.txt")); !strings.HasPrefix(r.out, "port0 ") || !strings.HasSuffix(r.out, "shared\n") {
+		t.Errorf("a run-time share on a restored VM: want it on spare port 0 and the file read: %q", r.out)
+	}
+
 	// A tty on a restored VM.
 	s := startPTY(t, h, 24, 80, "run", "-t", "-i", "--rm", ref, "sh")
 	at := s.expect(0, "/ # ")
