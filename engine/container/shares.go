@@ -38,8 +38,9 @@ type RunShare struct {
 // message skips yamux, guestinit and a socket pair: docs/BENCHMARKS.md);
 // a port serves one share per run (a removed share's port stays
 // disconnected until the VM restarts), and shares beyond the pool go
-// over the agent transport. Each port costs the guest about half a MiB of
-// receive buffers.
+// over the agent transport. Each port costs the guest its receive
+// buffers (the virtio console driver fills a queue per port); what the
+// four cost in boot time and memory is not measured yet.
 const RunSharePorts = 4
 
 // liveShares are a run's mounted run-time shares, by target, and the
