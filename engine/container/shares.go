@@ -33,9 +33,9 @@ type RunShare struct {
 }
 
 // RunSharePorts is how many spare byte pipes (virtio-serial ports) each
-// VM gets for run-time shares. A share on one of them is several times
-// faster on small files than one over the agent transport (each 9P
-// message skips yamux, guestinit and a socket pair: docs/BENCHMARKS.md);
+// VM gets for run-time shares. A share on one of them is 1.2–2.7× faster
+// than one over the agent transport (each 9P message skips yamux; the
+// guest still relays it to the kernel: docs/BENCHMARKS.md);
 // a port serves one share per run (a removed share's port stays
 // disconnected until the VM restarts), and shares beyond the pool go
 // over the agent transport. Each port costs the guest its receive

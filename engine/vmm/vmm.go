@@ -331,9 +331,9 @@ type Config struct {
 	Shares []Share
 	// SharePorts is the number of spare byte pipes (virtio-serial ports
 	// named SharePortName(0..SharePorts-1)) the VM gets at boot for
-	// run-time shares (Machine.SharePort), at most MaxSharePorts: a 9P
-	// server on the host end, the guest kernel's 9P client (trans=fd) on
-	// the other, and nothing in between. Neither backend can add a port
+	// run-time shares (Machine.SharePort), at most MaxSharePorts: the
+	// engine's 9P server on the host end, guestinit's relay to the guest
+	// kernel's 9P client on the other. Neither backend can add a port
 	// to a running VM (Virtualization.framework has no hot-plug), so the
 	// pool is fixed at boot.
 	SharePorts int

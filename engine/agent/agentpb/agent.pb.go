@@ -434,9 +434,10 @@ type MountRequest struct {
 	CopyUp bool `protobuf:"varint,9,opt,name=copy_up,json=copyUp,proto3" json:"copy_up,omitempty"`
 	// SerialPort, on a share mount with fstype 9p, names the spare
 	// virtio-serial port (berth.share.N) the host's 9P server (a run-time
-	// share) answers on: guestinit opens that port and hands it to the
-	// kernel's 9P client as its trans=fd descriptors, with nothing in
-	// between. Port and SerialPort are exclusive.
+	// share) answers on: guestinit opens that port, relays it to a socket
+	// pair and mounts the share over the other end with trans=fd (the
+	// kernel cannot read a virtio port itself). Port and SerialPort are
+	// exclusive.
 	SerialPort    string `protobuf:"bytes,10,opt,name=serial_port,json=serialPort,proto3" json:"serial_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
