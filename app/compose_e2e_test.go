@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berthvm/berth/internal/testenv"
 )
@@ -42,4 +45,151 @@ func TestComposePlugin(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "Docker Compose is not installed") || !strings.Contains(string(out), "make compose") {
 		t.Fatalf("berth compose without the plugin: %q, %v", out, err)
 	}
+}
+
+// composeApp is the two-service application TestComposeApp runs: web, a
+// busybox httpd whose CGI script finds db by its service name (Berth's
+// DNS on the project network) and fetches from it; db, a busybox httpd
+// whose CGI script counts visits in a file on the named volume dbdata,
+// healthy once that file exists. web waits for db to be healthy.
+const composeApp = `
+services:
+  web:
+    image: %[1]s
+    command: ["sh", "-c", "chmod +x /www/cgi-bin/hit && exec busybox httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:%[2]d:80"]
+    depends_on:
+      db:
+        condition: service_healthy
+  db:
+    image: %[1]s
+    command: ["sh", "/srv/start.sh"]
+    volumes: ["dbdata:/data"]
+    healthcheck:
+      test: ["CMD", "sh", "-c", "test -s /data/count"]
+      interval: 1s
+      retries: 60
+volumes:
+  dbdata: {}
+`
+
+// composeFiles are the scripts in the test's image (added as 0644; the
+// services' commands make the CGI scripts executable).
+var composeFiles = map[string]string{
+	// db's start: the count survives on the volume; a fresh volume starts at 0.
+	"srv/start.sh": "test -s /data/count || echo 0 > /data/count\n" +
+		"echo \"db starting at count $(cat /data/count)\"\n" +
+		"chmod +x /srv/cgi-bin/incr\n" +
+		"exec busybox httpd -f -p 80 -h /srv\n",
+	"srv/cgi-bin/incr": "#!/bin/sh\n" +
+		"n=$(($(cat /data/count) + 1)); echo $n > /data/count\n" +
+		"printf 'Content-Type: text/plain\\r\\n\\r\\ncount=%s\\n' \"$n\"\n",
+	// web's page: db's address from the network's resolver (the image's
+	// static busybox cannot resolve through glibc; see TestNetworks),
+	// then db's page over nc.
+	"www/cgi-bin/hit": "#!/bin/sh\n" +
+		"ip=$(busybox nslookup db. 2>&1 | busybox awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}')\n" +
+		"printf 'Content-Type: text/plain\\r\\n\\r\\n'\n" +
+		"printf 'GET /cgi-bin/incr HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 10 \"$ip\" 80 | busybox tail -n 1\n" +
+		"echo \"db is $ip\"\n",
+}
+
+// TestComposeApp: the real docker compose (the pinned plugin, through
+// berth compose) runs a two-service application on two VMs: up -d
+// --wait waits for db's health check, web reaches db by its service
+// name, ps shows the health, logs and exec work, the named volume keeps
+// db's count across down and up, and down -v leaves no container, VM,
+// network or volume behind. A compose file naming an image that does not
+// exist fails with Docker's error.
+func TestComposeApp(t *testing.T) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.RequireTool(t, filepath.Join(home, ".docker", "cli-plugins", "docker-compose"), "docker compose (make compose)")
+	reg := testenv.StartRegistry(t)
+	ref := reg.Push(t, "test/shop", "1", testenv.BusyboxImage(t, composeFiles))
+	bh := shortHome(t)
+	startDaemon(t, bh)
+
+	dir := t.TempDir()
+	port := freePort(t)
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(composeApp, ref, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	compose := func(args ...string) result {
+		t.Helper()
+		return berth(t, bh, append([]string{"compose", "-f", file, "-p", "shop"}, args...)...)
+	}
+	hit := func(want string) {
+		t.Helper()
+		body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/hit", port), 30*time.Second)
+		if !strings.Contains(body, want) || !strings.Contains(body, "db is 192.168.") {
+			t.Fatalf("web's page: %q, want %q from db, found by name", body, want)
+		}
+	}
+
+	start := time.Now()
+	mustOK(t, "compose up", compose("up", "-d", "--wait"))
+	t.Logf("docker compose up -d --wait: %v", time.Since(start))
+	hit("count=1")
+	hit("count=2")
+
+	r := mustOK(t, "compose ps", compose("ps"))
+	if !regexp.MustCompile(`shop-db-1 .*Up .*\(healthy\)`).MatchString(r.out) || !strings.Contains(r.out, "shop-web-1") ||
+		!strings.Contains(r.out, fmt.Sprintf("127.0.0.1:%d->80/tcp", port)) {
+		t.Errorf("compose ps:\n%s", r.out)
+	}
+	r = mustOK(t, "compose logs", compose("logs", "db"))
+	if !strings.Contains(r.out, "db starting at count 0") {
+		t.Errorf("compose logs db:\n%s", r.out)
+	}
+	r = mustOK(t, "compose exec", compose("exec", "-T", "db", "cat", "/data/count"))
+	if strings.TrimSpace(r.out) != "2" {
+		t.Errorf("compose exec db cat /data/count: %q", r.out)
+	}
+
+	// down keeps the named volume; up again starts from its count.
+	mustOK(t, "compose down", compose("down"))
+	if r := mustOK(t, "ps -a", docker(t, bh, "ps", "-a", "-q")); strings.TrimSpace(r.out) != "" {
+		t.Fatalf("containers left after compose down: %q", r.out)
+	}
+	if r := mustOK(t, "network ls", docker(t, bh, "network", "ls", "-q", "--filter", "label=com.docker.compose.project=shop")); strings.TrimSpace(r.out) != "" {
+		t.Fatalf("project network left after compose down: %q", r.out)
+	}
+	if r := mustOK(t, "volume ls", docker(t, bh, "volume", "ls", "-q")); strings.TrimSpace(r.out) != "shop_dbdata" {
+		t.Fatalf("volumes after compose down: %q, want shop_dbdata", r.out)
+	}
+	mustOK(t, "compose up again", compose("up", "-d", "--wait"))
+	hit("count=3")
+	r = mustOK(t, "compose logs again", compose("logs", "db"))
+	if !strings.Contains(r.out, "db starting at count 2") {
+		t.Errorf("compose logs db after down and up:\n%s", r.out)
+	}
+
+	mustOK(t, "compose down -v", compose("down", "-v"))
+	for what, args := range map[string][]string{
+		"containers": {"ps", "-a", "-q"},
+		"volumes":    {"volume", "ls", "-q"},
+		"networks":   {"network", "ls", "-q", "--filter", "type=custom"},
+	} {
+		if r := mustOK(t, what, docker(t, bh, args...)); strings.TrimSpace(r.out) != "" {
+			t.Errorf("%s left after compose down -v: %q", what, r.out)
+		}
+	}
+	if out, _ := exec.Command("pgrep", "-f", "qemu.*"+bh).Output(); len(out) != 0 {
+		t.Errorf("VMs left after compose down -v: pids %s", out)
+	}
+
+	// An image that does not exist: compose shows Docker's error.
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("services:\n  ghost:\n    image: "+reg.Host+"/test/nope:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = berth(t, bh, "compose", "-f", bad, "-p", "bad", "up", "-d")
+	if r.code == 0 || !strings.Contains(r.err, "not found") {
+		t.Fatalf("compose up of a missing image: %+v", r)
+	}
+	t.Logf("compose up of a missing image:\n%s", r.err)
 }
