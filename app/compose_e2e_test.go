@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +61,7 @@ services:
     image: %[1]s
     command: ["sh", "-c", "chmod +x /www/cgi-bin/hit && exec busybox httpd -f -p 80 -h /www"]
     ports: ["127.0.0.1:%[2]d:80"]
+    stop_grace_period: 1s
     depends_on:
       db:
         condition: service_healthy
@@ -65,6 +69,7 @@ services:
     image: %[1]s
     command: ["sh", "/srv/start.sh"]
     volumes: ["dbdata:/data"]
+    stop_grace_period: 1s
     healthcheck:
       test: ["CMD", "sh", "-c", "test -s /data/count"]
       interval: 1s
@@ -122,21 +127,36 @@ func TestComposeApp(t *testing.T) {
 		t.Helper()
 		return berth(t, bh, append([]string{"compose", "-f", file, "-p", "shop"}, args...)...)
 	}
+	// hit fetches web's page until db answers through it (web answers
+	// without db's count while db's VM is still booting).
 	hit := func(want string) {
 		t.Helper()
-		body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/hit", port), 30*time.Second)
-		if !strings.Contains(body, want) || !strings.Contains(body, "db is 192.168.") {
-			t.Fatalf("web's page: %q, want %q from db, found by name", body, want)
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			body := getRetry(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/hit", port), time.Until(deadline))
+			if strings.Contains(body, "count=") {
+				if !strings.Contains(body, want) || !strings.Contains(body, "db is 192.168.") {
+					t.Fatalf("web's page: %q, want %q from db, found by name", body, want)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("web's page: %q, no count from db after 90 s", body)
+			}
+			time.Sleep(time.Second)
 		}
 	}
 
 	start := time.Now()
-	mustOK(t, "compose up", compose("up", "-d", "--wait"))
+	r := mustOK(t, "compose up", compose("up", "-d", "--wait"))
 	t.Logf("docker compose up -d --wait: %v", time.Since(start))
+	if h, s := strings.Index(r.err, "Container shop-db-1 Healthy"), strings.Index(r.err, "Container shop-web-1 Starting"); h < 0 || s < h {
+		t.Errorf("compose up did not start web after db was healthy:\n%s", r.err)
+	}
 	hit("count=1")
 	hit("count=2")
 
-	r := mustOK(t, "compose ps", compose("ps"))
+	r = mustOK(t, "compose ps", compose("ps"))
 	if !regexp.MustCompile(`shop-db-1 .*Up .*\(healthy\)`).MatchString(r.out) || !strings.Contains(r.out, "shop-web-1") ||
 		!strings.Contains(r.out, fmt.Sprintf("127.0.0.1:%d->80/tcp", port)) {
 		t.Errorf("compose ps:\n%s", r.out)
@@ -165,6 +185,10 @@ func TestComposeApp(t *testing.T) {
 	// restart boots db's VM again: its name answers again, the count goes on.
 	mustOK(t, "compose restart", compose("restart", "db"))
 	hit("count=3")
+	r = mustOK(t, "compose run --rm", compose("run", "--rm", "db", "cat", "/data/count"))
+	if strings.TrimSpace(r.out) != "3" {
+		t.Errorf("compose run --rm db cat /data/count: %q", r.out)
+	}
 
 	// down keeps the named volume; up again starts from its count.
 	mustOK(t, "compose down", compose("down"))
@@ -177,11 +201,40 @@ func TestComposeApp(t *testing.T) {
 	if r := mustOK(t, "volume ls", docker(t, bh, "volume", "ls", "-q")); strings.TrimSpace(r.out) != "shop_dbdata" {
 		t.Fatalf("volumes after compose down: %q, want shop_dbdata", r.out)
 	}
-	mustOK(t, "compose up again", compose("up", "-d", "--wait"))
+	// up again, attached: the services' output comes through, and Ctrl-C
+	// (SIGINT) stops them.
+	up := exec.Command(berthBin, "compose", "-f", file, "-p", "shop", "up")
+	up.Env = append(os.Environ(), "BERTH_HOME="+bh)
+	var upOut syncBuffer
+	up.Stdout, up.Stderr = &upOut, &upOut
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Wait() }()
+	t.Cleanup(func() { up.Process.Kill() })
 	hit("count=4")
-	r = mustOK(t, "compose logs again", compose("logs", "db"))
-	if !strings.Contains(r.out, "db starting at count 3") {
-		t.Errorf("compose logs db after down and up:\n%s", r.out)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(upOut.String(), "db-1  | db starting at count 3") {
+		if time.Now().After(deadline) {
+			t.Fatalf("compose up (attached) did not show db's output:\n%s", upOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := up.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-upDone:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("compose up (attached) still running 60 s after SIGINT:\n%s", upOut.String())
+	}
+	if out := upOut.String(); !strings.Contains(out, "Container shop-web-1 Stopped") || !strings.Contains(out, "Container shop-db-1 Stopped") {
+		t.Errorf("compose up (attached) after SIGINT:\n%s", out)
+	}
+	r = mustOK(t, "compose ps -a", compose("ps", "-a", "--format", "{{.Service}} {{.State}}"))
+	if got := strings.Fields(r.out); strings.Join(got, " ") != "db exited web exited" {
+		t.Errorf("compose ps -a after the attached up stopped: %q", r.out)
 	}
 
 	mustOK(t, "compose down -v", compose("down", "-v"))
@@ -208,4 +261,23 @@ func TestComposeApp(t *testing.T) {
 		t.Fatalf("compose up of a missing image: %+v", r)
 	}
 	t.Logf("compose up of a missing image:\n%s", r.err)
+}
+
+// syncBuffer is a bytes.Buffer safe to write from a command while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
