@@ -127,6 +127,11 @@ func TestComposeApp(t *testing.T) {
 		t.Helper()
 		return berth(t, bh, append([]string{"compose", "-f", file, "-p", "shop"}, args...)...)
 	}
+	// vms counts the QEMU processes running a disk under this Berth home.
+	vms := func() int {
+		out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+bh).Output()
+		return len(strings.Fields(string(out)))
+	}
 	// hit fetches web's page until db answers through it (web answers
 	// without db's count while db's VM is still booting).
 	hit := func(want string) {
@@ -152,6 +157,9 @@ func TestComposeApp(t *testing.T) {
 	t.Logf("docker compose up -d --wait: %v", time.Since(start))
 	if h, s := strings.Index(r.err, "Container shop-db-1 Healthy"), strings.Index(r.err, "Container shop-web-1 Starting"); h < 0 || s < h {
 		t.Errorf("compose up did not start web after db was healthy:\n%s", r.err)
+	}
+	if n := vms(); n != 2 {
+		t.Errorf("%d VMs run the project, want 2 (one per service)", n)
 	}
 	hit("count=1")
 	hit("count=2")
@@ -247,8 +255,8 @@ func TestComposeApp(t *testing.T) {
 			t.Errorf("%s left after compose down -v: %q", what, r.out)
 		}
 	}
-	if out, _ := exec.Command("pgrep", "-f", "qemu.*"+bh).Output(); len(out) != 0 {
-		t.Errorf("VMs left after compose down -v: pids %s", out)
+	if n := vms(); n != 0 {
+		t.Errorf("%d VMs left after compose down -v", n)
 	}
 
 	// An image that does not exist: compose shows Docker's error.
