@@ -105,7 +105,8 @@ var composeFiles = map[string]string{
 // name, ps shows the health, logs and exec work, the named volume keeps
 // db's count across down and up, and down -v leaves no container, VM,
 // network or volume behind. A compose file naming an image that does not
-// exist fails with Docker's error.
+// exist fails with Docker's error, and one that never becomes healthy
+// fails up --wait.
 func TestComposeApp(t *testing.T) {
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -269,7 +270,39 @@ func TestComposeApp(t *testing.T) {
 		t.Fatalf("compose up of a missing image: %+v", r)
 	}
 	t.Logf("compose up of a missing image:\n%s", r.err)
+
+	// A service that never becomes healthy: up --wait fails naming it,
+	// and its health log says why; down cleans up.
+	sick := filepath.Join(dir, "sick.yaml")
+	if err := os.WriteFile(sick, []byte(fmt.Sprintf(composeSick, ref)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = berth(t, bh, "compose", "-f", sick, "-p", "sick", "up", "-d", "--wait")
+	if r.code == 0 || !strings.Contains(r.err, "container sick-sick-1 is unhealthy") {
+		t.Errorf("compose up --wait of a service that never becomes healthy: %+v", r)
+	}
+	r = mustOK(t, "inspect sick", docker(t, bh, "inspect", "--format", "{{.State.Health.Status}} {{(index .State.Health.Log 0).Output}}", "sick-sick-1"))
+	if !strings.HasPrefix(r.out, "unhealthy not ready") {
+		t.Errorf("sick's health: %q", r.out)
+	}
+	mustOK(t, "compose down sick", berth(t, bh, "compose", "-f", sick, "-p", "sick", "down"))
+	if n := vms(); n != 0 {
+		t.Errorf("%d VMs left after compose down of sick", n)
+	}
 }
+
+// composeSick is a service whose health check always fails.
+const composeSick = `
+services:
+  sick:
+    image: %s
+    command: ["sleep", "600"]
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "sh", "-c", "echo not ready; exit 1"]
+      interval: 1s
+      retries: 2
+`
 
 // syncBuffer is a bytes.Buffer safe to write from a command while the
 // test reads it.
