@@ -105,7 +105,8 @@ var composeFiles = map[string]string{
 // name, ps shows the health, logs and exec work, the named volume keeps
 // db's count across down and up, and down -v leaves no container, VM,
 // network or volume behind. A compose file naming an image that does not
-// exist fails with Docker's error, and one that never becomes healthy
+// exist fails with Docker's error, a service on two networks with
+// Berth's reason (one NIC per VM), and one that never becomes healthy
 // fails up --wait.
 func TestComposeApp(t *testing.T) {
 	home, err := os.UserHomeDir()
@@ -270,6 +271,21 @@ func TestComposeApp(t *testing.T) {
 		t.Fatalf("compose up of a missing image: %+v", r)
 	}
 	t.Logf("compose up of a missing image:\n%s", r.err)
+
+	// A service on two networks: a VM has one NIC, so Berth refuses it
+	// at create, saying why; down removes the networks compose made.
+	two := filepath.Join(dir, "two.yaml")
+	if err := os.WriteFile(two, []byte("services:\n  two:\n    image: "+ref+"\n    networks: [a, b]\nnetworks:\n  a: {}\n  b: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = berth(t, bh, "compose", "-f", two, "-p", "two", "up", "-d")
+	if r.code == 0 || !strings.Contains(r.err, "connecting a container to more than one network is not supported yet by Berth") {
+		t.Errorf("compose up of a service on two networks: %+v", r)
+	}
+	mustOK(t, "compose down two", berth(t, bh, "compose", "-f", two, "-p", "two", "down"))
+	if r := mustOK(t, "network ls", docker(t, bh, "network", "ls", "-q", "--filter", "type=custom")); strings.TrimSpace(r.out) != "" {
+		t.Errorf("networks left after compose down of two: %q", r.out)
+	}
 
 	// A service that never becomes healthy: up --wait fails naming it,
 	// and its health log says why; down cleans up.
