@@ -90,7 +90,7 @@ var composeFiles = map[string]string{
 		"n=$(($(cat /data/count) + 1)); echo $n > /data/count\n" +
 		"printf 'Content-Type: text/plain\\r\\n\\r\\ncount=%s\\n' \"$n\"\n",
 	// web's page: db's address from the network's resolver (the image's
-	// static busybox cannot resolve through glibc; see TestNetworks),
+	// static busybox cannot resolve through glibc; see TestNetworkNamesAndNetworks),
 	// then db's page over nc.
 	"www/cgi-bin/hit": "#!/bin/sh\n" +
 		"ip=$(busybox nslookup db. 2>&1 | busybox awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}')\n" +
