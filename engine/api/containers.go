@@ -41,6 +41,7 @@ func (s *Server) containerRoutes() {
 	s.mux.HandleFunc("POST /containers/{id}/rename", s.statusOnly(s.containerRename))
 	s.mux.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
 	s.mux.HandleFunc("GET /containers/{id}/stats", s.containerStats)
+	s.mux.HandleFunc("GET /containers/{id}/top", s.containerTop)
 	s.mux.HandleFunc("HEAD /containers/{id}/archive", s.archiveHead)
 	s.mux.HandleFunc("GET /containers/{id}/archive", s.archiveGet)
 	s.mux.HandleFunc("PUT /containers/{id}/archive", s.archivePut)
@@ -896,4 +897,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
+}
+
+// containerTop answers docker top (and docker compose top): a missing
+// container is 404 and a stopped one 409, as Docker answers; a running
+// one's processes are in its VM, which the agent cannot list yet, so
+// that is 501 saying what to do instead.
+func (s *Server) containerTop(w http.ResponseWriter, r *http.Request) {
+	sn, err := s.backend.Containers().Inspect(r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if sn.State.Status != mobycontainer.StateRunning {
+		s.writeError(w, r, errdefs.Conflict(fmt.Errorf("container %s is not running", sn.Spec.ID)))
+		return
+	}
+	s.writeError(w, r, errdefs.NotImplemented(fmt.Errorf("docker top is not supported yet by Berth: container %s's processes are in its VM, which cannot list them yet; run ps in it instead (docker exec %s ps)", sn.Spec.Name, sn.Spec.Name)))
 }
