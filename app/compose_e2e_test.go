@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -215,7 +213,7 @@ func TestComposeApp(t *testing.T) {
 	// (SIGINT) stops them.
 	up := exec.Command(berthBin, "compose", "-f", file, "-p", "shop", "up")
 	up.Env = append(os.Environ(), "BERTH_HOME="+bh)
-	var upOut syncBuffer
+	var upOut testenv.SyncBuffer
 	up.Stdout, up.Stderr = &upOut, &upOut
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
@@ -319,22 +317,3 @@ services:
       interval: 1s
       retries: 2
 `
-
-// syncBuffer is a bytes.Buffer safe to write from a command while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,25 +38,6 @@ func binDir(t *testing.T, arch string) string {
 		}
 	}
 	return d
-}
-
-// syncBuffer is a bytes.Buffer that a process's stdout and stderr copies
-// write to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestRootfsMissingProgram: a bin dir without the programs is a clear
@@ -186,7 +166,7 @@ func TestBuilderGuest(t *testing.T) {
 	// worker (runc, overlayfs snapshotter on the ext4 root) comes up and
 	// buildctl reaches it.
 	const sock = "unix:///run/buildkit/buildkitd.sock"
-	var dOut syncBuffer
+	var dOut testenv.SyncBuffer
 	daemon := &agentpb.CreateProcessRequest{Id: "buildkitd", Args: []string{"/usr/bin/buildkitd", "--addr", sock},
 		Env: []string{"PATH=/usr/bin"}}
 	c.AssignPorts(daemon, agent.Stdio{Stdout: &dOut, Stderr: &dOut})

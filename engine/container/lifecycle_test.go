@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/internal/atomicfile"
+	"github.com/berthvm/berth/internal/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
 
@@ -457,24 +457,6 @@ func TestRestartAndAutoRemove(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the output's writer and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestExecHonoursAttachFlags: an exec gets only the streams it was
 // created to attach; the others are not even opened in the guest.
 func TestExecHonoursAttachFlags(t *testing.T) {
@@ -497,7 +479,7 @@ func TestExecHonoursAttachFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var stdout, stderr syncBuffer
+		var stdout, stderr testenv.SyncBuffer
 		code, err := l.m.StartExec(ctx, id, agent.Stdio{Stdin: strings.NewReader("in"), Stdout: &stdout, Stderr: &stderr})
 		if err != nil || code != 0 {
 			t.Fatalf("exec: %d %v", code, err)
@@ -557,7 +539,7 @@ func TestAttachStreams(t *testing.T) {
 	l := newLifecycle(t)
 	ctx := context.Background()
 	c := l.add(t, "x", []string{"tee2"}, func(s *Spec) { s.Config.OpenStdin, s.Config.StdinOnce = true, true })
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	attached := make(chan error, 1)
 	go func() {
 		attached <- l.m.Attach(ctx, "x", AttachOptions{Stdin: strings.NewReader("hi\n"), Stderr: &stderr})

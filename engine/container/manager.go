@@ -469,14 +469,8 @@ func (m *Manager) RemoveWith(ctx context.Context, ref string, o RemoveOptions) e
 	}
 	c.mu.Lock()
 	// A start in progress (a restart by policy, say) is let finish first.
-	for c.run == nil && c.busy == "starting" {
-		c.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		c.mu.Lock()
+	if err := c.waitStartLocked(ctx); err != nil {
+		return err
 	}
 	running, name := c.run != nil, c.spec.Name
 	if c.pendingRestart != nil {

@@ -41,14 +41,8 @@ func (m *Manager) Stop(ctx context.Context, ref string, sig string, timeout time
 	c.mu.Lock()
 	// A start in progress (a restart by policy, say) is let finish, then
 	// stopped.
-	for c.run == nil && c.busy == "starting" {
-		c.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		c.mu.Lock()
+	if err := c.waitStartLocked(ctx); err != nil {
+		return err
 	}
 	r, exited := c.run, c.exited
 	if r == nil && c.cancelRestartLocked() {
@@ -181,4 +175,20 @@ func (m *Manager) Resize(ctx context.Context, ref string, rows, cols uint32) err
 		return nil
 	}
 	return r.agent.ResizePty(ctx, mainProcess, rows, cols)
+}
+
+// waitStartLocked waits, with c.mu held on entry, until a start in
+// progress has finished (the container runs or the start failed). It
+// returns with c.mu held, or unlocked with ctx's error.
+func (c *Container) waitStartLocked(ctx context.Context) error {
+	for c.run == nil && c.busy == "starting" {
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		c.mu.Lock()
+	}
+	return nil
 }

@@ -175,24 +175,7 @@ func (v *service) OpenArchive(ctx context.Context, r *agentpb.ArchiveRequest) (*
 
 // runArchive accepts the host's connection on l and runs the transfer.
 func (s *Server) runArchive(l net.Listener, r *agentpb.ArchiveRequest, root *os.Root, rel, base string, target *os.Root) error {
-	type accepted struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := l.Accept()
-		ch <- accepted{c, err}
-	}()
-	var conn net.Conn
-	var err error
-	select {
-	case a := <-ch:
-		conn, err = a.c, a.err
-	case <-time.After(archiveAcceptTimeout):
-		err = fmt.Errorf("the host did not connect within %v", archiveAcceptTimeout)
-	}
-	l.Close()
+	conn, err := acceptWithin(l, archiveAcceptTimeout)
 	if err != nil {
 		return fmt.Errorf("archive %s: accept on port %d: %w", r.Path, r.Port, err)
 	}

@@ -186,24 +186,6 @@ func (e *env) run(t *testing.T, r *agentpb.CreateProcessRequest, stdin string) (
 	return out.String(), errb.String(), st
 }
 
-// safeBuffer is a bytes.Buffer for one writer and one polling reader.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls cond until it holds or 10 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -216,4 +198,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-var _ io.Writer = (*safeBuffer)(nil)
+var _ io.Writer = (*testenv.SyncBuffer)(nil)

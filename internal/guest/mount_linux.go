@@ -424,23 +424,7 @@ func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Close
 	if err != nil {
 		return -1, nil, fmt.Errorf("mount share %s: %w", source, err)
 	}
-	type accepted struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan accepted, 1)
-	go func() {
-		c, err := l.Accept()
-		ch <- accepted{c, err}
-	}()
-	var conn net.Conn
-	select {
-	case a := <-ch:
-		conn, err = a.c, a.err
-	case <-time.After(shareAcceptTimeout):
-		err = fmt.Errorf("the host did not connect within %v", shareAcceptTimeout)
-	}
-	l.Close()
+	conn, err := acceptWithin(l, shareAcceptTimeout)
 	if err != nil {
 		return -1, nil, fmt.Errorf("mount share %s: accept on agent port %d: %w", source, port, err)
 	}
@@ -524,4 +508,31 @@ func (s *Server) unstageShare(source string) error {
 	}
 	os.Remove(dir)
 	return nil
+}
+
+// acceptWithin accepts one connection on l, waiting at most timeout for
+// the host to connect, and closes l either way.
+func acceptWithin(l net.Listener, timeout time.Duration) (net.Conn, error) {
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		c, err := l.Accept()
+		ch <- accepted{c, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		l.Close()
+		return a.c, a.err
+	case <-t.C:
+		l.Close()
+		if a := <-ch; a.err == nil {
+			a.c.Close()
+		}
+		return nil, fmt.Errorf("the host did not connect within %v", timeout)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 func TestRunStdoutStderrExitCode(t *testing.T) {
@@ -89,7 +90,7 @@ func TestSignalsAndExitCodes(t *testing.T) {
 	})
 	t.Run("trap-forwarded", func(t *testing.T) {
 		// The shell traps USR1 and exits 42: the signal reaches it.
-		var out safeBuffer
+		var out testenv.SyncBuffer
 		r := &agentpb.CreateProcessRequest{Id: "trap", Args: []string{"sh", "-c", "trap 'echo got; exit 42' USR1; echo ready; while :; do sleep 0.05; done"}}
 		e.client.AssignPorts(r, agent.Stdio{Stdout: &out})
 		if err := e.client.CreateProcess(ctx, r); err != nil {
@@ -121,12 +122,12 @@ func TestSignalsAndExitCodes(t *testing.T) {
 
 // ttySession starts a tty shell and returns a writer to its terminal and
 // its accumulated output.
-func ttySession(t *testing.T, e *env, id string, rows, cols uint32) (io.Writer, *safeBuffer, *agent.Attached) {
+func ttySession(t *testing.T, e *env, id string, rows, cols uint32) (io.Writer, *testenv.SyncBuffer, *agent.Attached) {
 	t.Helper()
 	ctx := ctxT(t)
 	pr, pw := io.Pipe()
 	t.Cleanup(func() { pw.Close() })
-	out := &safeBuffer{}
+	out := &testenv.SyncBuffer{}
 	r := &agentpb.CreateProcessRequest{Id: id, Args: []string{"sh"}, Tty: true, Rows: rows, Cols: cols}
 	stdio := agent.Stdio{Stdin: pr, Stdout: out}
 	e.client.AssignPorts(r, stdio)
@@ -652,7 +653,7 @@ func TestCloseStdinPipe(t *testing.T) {
 	ctx := ctxT(t)
 	pr, pw := io.Pipe() // never closed by the test: only CloseStdin ends the input
 	defer pw.Close()
-	var out safeBuffer
+	var out testenv.SyncBuffer
 	r := &agentpb.CreateProcessRequest{Id: "cat", Args: []string{"cat"}}
 	stdio := agent.Stdio{Stdin: pr, Stdout: &out}
 	e.client.AssignPorts(r, stdio)
@@ -806,7 +807,7 @@ func TestReapAllCollectsOrphans(t *testing.T) {
 
 func TestTtyBelongsToUser(t *testing.T) {
 	e := newEnv(t)
-	var out safeBuffer
+	var out testenv.SyncBuffer
 	st, err := e.client.Run(ctxT(t), &agentpb.CreateProcessRequest{Id: "t", User: "tester", Tty: true,
 		Args: []string{"sh", "-c", "ls -l $(tty); echo reopened > $(tty)"}}, agent.Stdio{Stdout: &out})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // These tests run over transporttest.NoHalfClose (newEnv): stdin's EOF
@@ -93,7 +94,7 @@ func TestTtyCloseStdinAfterInput(t *testing.T) {
 	ctx := ctxT(t)
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	var out safeBuffer
+	var out testenv.SyncBuffer
 	r := &agentpb.CreateProcessRequest{Id: "tty", Args: []string{"sh", "-c", "stty -echo; echo ready; cat; echo cat-ended"}, Tty: true}
 	stdio := agent.Stdio{Stdin: pr, Stdout: &out}
 	e.client.AssignPorts(r, stdio)
