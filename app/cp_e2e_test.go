@@ -97,13 +97,15 @@ func testCopy(t *testing.T, home, ctr string) {
 	}
 }
 
-// dockerStdin is docker with stdin.
+// dockerStdin is docker with stdin (none when nil).
 func dockerStdin(t *testing.T, home string, stdin []byte, args ...string) result {
 	t.Helper()
 	bin := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(home, "berth.sock"), "DOCKER_CONFIG="+filepath.Join(home, "docker-config"))
-	cmd.Stdin = bytes.NewReader(stdin)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var o, e strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

@@ -14,19 +14,7 @@ import (
 // docker runs the real docker CLI against the daemon on home.
 func docker(t *testing.T, home string, args ...string) result {
 	t.Helper()
-	bin := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(home, "berth.sock"), "DOCKER_CONFIG="+filepath.Join(home, "docker-config"))
-	var o, e strings.Builder
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{o.String(), e.String(), code}
+	return dockerStdin(t, home, nil, args...)
 }
 
 func mustOK(t testing.TB, what string, r result) result {

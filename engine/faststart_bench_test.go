@@ -3,18 +3,14 @@ package engine_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/errdefs"
-	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/internal/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
@@ -32,20 +28,9 @@ func BenchmarkEngineFastStart(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	h, err := home.Resolve(filepath.Join(dir, "h"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	eng, h := startBenchEngine(b, dir, ref, engine.WithFastStart(true))
 	ctx := context.Background()
-	eng, err := engine.New(ctx, h, engine.WithFastStart(true), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close()
-	if _, err := eng.Images().Pull(ctx, ref); err != nil {
-		b.Fatal(err)
-	}
 	cm := eng.Containers()
 	// phases of each run: start (create + VM up + process started), the
 	// process's exit seen, teardown (power-off and removal).
@@ -110,14 +95,9 @@ func BenchmarkEngineFastStart(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	median := func(d []time.Duration) float64 {
-		s := append([]time.Duration(nil), d...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return float64(s[len(s)/2]) / 1e6
-	}
-	b.ReportMetric(median(colds), "cold-median-ms")
-	b.ReportMetric(median(warms), "warm-median-ms")
-	b.ReportMetric(100*median(warms)/median(colds), "warm-%-of-cold")
+	b.ReportMetric(medianMs(colds), "cold-median-ms")
+	b.ReportMetric(medianMs(warms), "warm-median-ms")
+	b.ReportMetric(100*medianMs(warms)/medianMs(colds), "warm-%-of-cold")
 	for _, cold := range []bool{true, false} {
 		var a, s, e, td []time.Duration
 		for _, p := range split[cold] {
@@ -125,10 +105,10 @@ func BenchmarkEngineFastStart(b *testing.B) {
 		}
 		name := map[bool]string{true: "cold", false: "warm"}[cold]
 		if len(s) > 0 {
-			b.ReportMetric(median(a), name+"-agent-ms")
-			b.ReportMetric(median(s), name+"-start-ms")
-			b.ReportMetric(median(e), name+"-exit-ms")
-			b.ReportMetric(median(td), name+"-teardown-ms")
+			b.ReportMetric(medianMs(a), name+"-agent-ms")
+			b.ReportMetric(medianMs(s), name+"-start-ms")
+			b.ReportMetric(medianMs(e), name+"-exit-ms")
+			b.ReportMetric(medianMs(td), name+"-teardown-ms")
 		}
 	}
 	b.ReportMetric(0, "ns/op")

@@ -3,8 +3,6 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +15,6 @@ import (
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/internal/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobynetwork "github.com/moby/moby/api/types/network"
@@ -48,19 +45,7 @@ func BenchmarkNetwork(b *testing.B) {
 	}
 	reg := testenv.StartRegistry(b)
 	ref := reg.Push(b, "bench/netbench", "net", testenv.BusyboxImage(b, map[string]string{"bin/netbench": string(guest)}))
-	h, err := home.Resolve(filepath.Join(dir, "h"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	eng, err := engine.New(ctx, h, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { eng.Close() })
-	if _, err := eng.Images().Pull(ctx, ref); err != nil {
-		b.Fatal(err)
-	}
+	eng, _ := startBenchEngine(b, dir, ref)
 
 	// The host's baseline server, the container's (published), a client container.
 	hostSink, hostEcho := benchFreePort(b), benchFreePort(b)

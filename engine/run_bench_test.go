@@ -2,17 +2,11 @@ package engine_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/internal/testenv"
 	mobycontainer "github.com/moby/moby/api/types/container"
 )
@@ -28,20 +22,9 @@ func BenchmarkRunRmTrue(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	h, err := home.Resolve(filepath.Join(dir, "h"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	eng, _ := startBenchEngine(b, dir, ref)
 	ctx := context.Background()
-	eng, err := engine.New(ctx, h, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer eng.Close()
-	if _, err := eng.Images().Pull(ctx, ref); err != nil {
-		b.Fatal(err)
-	}
 	cm := eng.Containers()
 	warm, err := cm.Create(ctx, container.CreateRequest{Config: &mobycontainer.Config{Image: ref, Cmd: []string{"true"}}})
 	if err != nil {
@@ -72,16 +55,11 @@ func BenchmarkRunRmTrue(b *testing.B) {
 		creates, boots, execs, teardowns, totals = append(creates, t1.Sub(t0)), append(boots, t2.Sub(t1)), append(execs, t3.Sub(t2)), append(teardowns, t4.Sub(t3)), append(totals, t4.Sub(t0))
 	}
 	b.StopTimer()
-	ms := func(d []time.Duration) float64 {
-		s := append([]time.Duration(nil), d...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return float64(s[len(s)/2]) / 1e6
-	}
-	b.ReportMetric(ms(creates), "create-ms")
-	b.ReportMetric(ms(boots), "boot-ms")
-	b.ReportMetric(ms(execs), "exec-ms")
-	b.ReportMetric(ms(teardowns), "teardown-ms")
-	b.ReportMetric(ms(totals), "median-total-ms")
+	b.ReportMetric(medianMs(creates), "create-ms")
+	b.ReportMetric(medianMs(boots), "boot-ms")
+	b.ReportMetric(medianMs(execs), "exec-ms")
+	b.ReportMetric(medianMs(teardowns), "teardown-ms")
+	b.ReportMetric(medianMs(totals), "median-total-ms")
 	b.ReportMetric(0, "ns/op")
 	b.Logf("backend %s", eng.Backend())
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/container"
-	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/internal/testenv"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -57,19 +55,8 @@ func startShareRig(tb testing.TB, img v1.Image) *shareRig {
 			tb.Fatal(err)
 		}
 	}
-	h, err := home.Resolve(filepath.Join(dir, "h"))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	r.eng, _ = startBenchEngine(tb, dir, ref)
 	ctx := context.Background()
-	r.eng, err = engine.New(ctx, h, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { r.eng.Close() })
-	if _, err := r.eng.Images().Pull(ctx, ref); err != nil {
-		tb.Fatal(err)
-	}
 	cm := r.eng.Containers()
 	c, err := cm.Create(ctx, container.CreateRequest{
 		Config:     &mobycontainer.Config{Image: ref, Cmd: []string{"sleep", "100000"}},
@@ -148,12 +135,6 @@ func (p sharePlace) run(tb testing.TB, r *shareRig, script string) (string, time
 		tb.Fatalf("host %q: %v: %s", script, err, errb.String())
 	}
 	return string(out), time.Since(t0)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // gitLayer is an image layer with the host's git (Debian's package, as
