@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // TestTemplateKeyAndSweep: containers that differ only in what is per VM (ID,
@@ -24,8 +24,8 @@ func TestTemplateKeyAndSweep(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("templates exist on the QEMU backend (Linux) only")
 	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil && runtime.GOARCH == "amd64" {
-		t.Skip("qemu-system-x86_64 not installed: the layout names it")
+	if runtime.GOARCH == "amd64" {
+		testenv.RequireCommand(t, "qemu-system-x86_64", "qemu-system-x86: the layout names it")
 	}
 	dir := t.TempDir()
 	h, err := home.Resolve(filepath.Join(dir, "h"))

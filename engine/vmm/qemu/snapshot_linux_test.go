@@ -11,6 +11,7 @@ import (
 
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/vmm"
+	"github.com/berthvm/berth/internal/testenv"
 )
 
 // TestTemplateCommandLine: a template and a restore get guestinit's
@@ -56,10 +57,7 @@ func TestTemplateCommandLine(t *testing.T) {
 // match (memory, vCPUs, the NIC's backend); shares and vhost-vsock are
 // refused.
 func TestTemplateLayout(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed: the layout names the binary")
-	}
+	qemu := testenv.RequireCommand(t, "qemu-system-x86_64", "qemu-system-x86: the layout names the binary")
 	base := vmm.Config{ID: "a", StateDir: "/s", Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/ra"}, Network: &vmm.Network{}, Arch: "amd64"}
 	layout := func(c vmm.Config, opt ...Option) string {
 		t.Helper()
