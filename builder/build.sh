@@ -72,16 +72,19 @@ check() {
   local a=$1 f want machine
   machine=$( [ "$a" = amd64 ] && echo 'X86-64' || echo 'AArch64')
   for f in buildkitd buildctl runc; do
-    readelf -h "bin/$a/$f" | grep -q "Machine:.*$machine" ||
+    # Outputs are captured before grep -q reads them: with pipefail, a
+    # grep that stops at its first match can fail the pipeline by
+    # SIGPIPE-ing the writer.
+    grep -q "Machine:.*$machine" <<<"$(readelf -h "bin/$a/$f")" ||
       { echo "builder: bin/$a/$f is not a linux/$a executable" >&2; return 1; }
-    if readelf -lW "bin/$a/$f" | grep -q INTERP; then
+    if grep -q INTERP <<<"$(readelf -lW "bin/$a/$f")"; then
       echo "builder: bin/$a/$f is dynamically linked; the builder guest needs static programs" >&2
       return 1
     fi
     [ "$a" = "$host" ] || continue
     want=$bk_version
     [ "$f" = runc ] && want="runc version ${runc_version#v}"
-    "bin/$a/$f" --version | grep -qF "$want" ||
+    grep -qF "$want" <<<"$("bin/$a/$f" --version)" ||
       { echo "builder: bin/$a/$f --version does not report $want" >&2; return 1; }
   done
 }
