@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -88,6 +89,15 @@ func TestImagesWithBerthCLI(t *testing.T) {
 		t.Fatalf("unpack over an existing file: %+v", r)
 	}
 
+	// berth image push: to another repository of the registry.
+	mustOK(t, "tag for push", berth(t, home, "image", "tag", ref, reg.Host+"/test/copy:7"))
+	r = mustOK(t, "push", berth(t, home, "image", "push", reg.Host+"/test/copy:7"))
+	if !strings.Contains(r.out, "The push refers to repository ["+reg.Host+"/test/copy]") || !strings.Contains(r.out, ": Pushed") ||
+		!regexp.MustCompile(`7: digest: sha256:[0-9a-f]{64} size: \d+`).MatchString(r.out) {
+		t.Fatalf("berth image push:\n%s", r.out)
+	}
+	mustOK(t, "rmi pushed", berth(t, home, "rmi", reg.Host+"/test/copy:7"))
+
 	mustOK(t, "tag", berth(t, home, "image", "tag", ref, "demo:v1"))
 	r = mustOK(t, "images after tag", berth(t, home, "image", "ls"))
 	if !strings.Contains(r.out, "demo ") || !strings.Contains(r.out, "v1") {
@@ -143,6 +153,36 @@ func TestImagesWithDockerCLI(t *testing.T) {
 	r = docker(t, home, "image", "inspect", "nosuch")
 	if r.code == 0 || !strings.Contains(r.err, "No such image: nosuch") {
 		t.Fatalf("docker inspect missing: %+v", r)
+	}
+
+	// docker push: under another name to the same registry, then pulled
+	// back under that name: the same manifest digest.
+	pulledDigest := regexp.MustCompile(`Digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(mustOK(t, "docker pull again", docker(t, home, "pull", ref)).out)
+	pushed := reg.Host + "/test/pushed:v1"
+	mustOK(t, "docker tag for push", docker(t, home, "tag", ref, pushed))
+	r = mustOK(t, "docker push", docker(t, home, "push", pushed))
+	pushedDigest := regexp.MustCompile(`v1: digest: (sha256:[0-9a-f]{64}) size: \d+`).FindStringSubmatch(r.out)
+	if !strings.Contains(r.out, "The push refers to repository ["+reg.Host+"/test/pushed]") || !strings.Contains(r.out, "Pushed") ||
+		pushedDigest == nil || pulledDigest == nil || pushedDigest[1] != pulledDigest[1] {
+		t.Fatalf("docker push (pulled as %v):\n%s\n%s", pulledDigest, r.out, r.err)
+	}
+	mustOK(t, "docker rmi pushed", docker(t, home, "rmi", pushed))
+	r = mustOK(t, "docker pull pushed", docker(t, home, "pull", pushed))
+	if !strings.Contains(r.out, "Digest: "+pushedDigest[1]) {
+		t.Fatalf("docker pull of the pushed image: want digest %s:\n%s", pushedDigest[1], r.out)
+	}
+	r = mustOK(t, "docker push again", docker(t, home, "push", pushed))
+	if !strings.Contains(r.out, "Layer already exists") || !strings.Contains(r.out, "v1: digest: "+pushedDigest[1]) {
+		t.Fatalf("second docker push:\n%s", r.out)
+	}
+	r = docker(t, home, "push", reg.Host+"/test/nosuch:1")
+	if r.code == 0 || !strings.Contains(r.err, "No such image: "+reg.Host+"/test/nosuch:1") {
+		t.Fatalf("docker push of a missing image: %+v", r)
+	}
+	mustOK(t, "docker tag unreachable", docker(t, home, "tag", ref, "127.0.0.1:1/test/x:1"))
+	r = docker(t, home, "push", "127.0.0.1:1/test/x:1")
+	if r.code == 0 || !strings.Contains(r.out+r.err, "registry 127.0.0.1:1 unreachable") {
+		t.Fatalf("docker push to an unreachable registry: %+v", r)
 	}
 	r = docker(t, home, "pull", reg.Host+"/test/missing:1")
 	if r.code == 0 || !strings.Contains(r.out+r.err, "test/missing") {
@@ -229,4 +269,12 @@ func TestLoginAndPrivatePull(t *testing.T) {
 	}
 	mustOK(t, "docker pull after login", docker(t, home, "pull", ref))
 	mustOK(t, "berth pull after login", berth(t, home, "pull", ref2))
+
+	// Pushes carry the same credentials, from the docker CLI
+	// (X-Registry-Auth) and from berth (the engine's Docker config);
+	// engine/image's TestPushErrors has the anonymous push refused.
+	mustOK(t, "docker tag", docker(t, home, "tag", ref, reg.Host+"/private/pushed:1"))
+	mustOK(t, "docker push after login", docker(t, home, "push", reg.Host+"/private/pushed:1"))
+	mustOK(t, "berth tag", berth(t, home, "image", "tag", ref, reg.Host+"/private/pushed:2"))
+	mustOK(t, "berth push after login", berth(t, home, "push", reg.Host+"/private/pushed:2"))
 }

@@ -105,7 +105,7 @@ func newRoot(stdio IO) (*cobra.Command, *env) {
 		newPluginCmd(e),
 	)
 	// The Docker-style top-level aliases of image commands.
-	root.AddCommand(newPullCmd(e, "pull"), newImagesCmd(e, "images"), newRmiCmd(e, "rmi"),
+	root.AddCommand(newPullCmd(e, "pull"), newPushCmd(e), newImagesCmd(e, "images"), newRmiCmd(e, "rmi"),
 		newLoadCmd(e, "load"), newSaveCmd(e, "save"))
 	return root, e
 }

@@ -27,7 +27,7 @@ import (
 // (pull, images, rmi, load, save) Docker users type.
 func newImageCmd(e *env) *cobra.Command {
 	img := newGroupCmd("image", "Manage images", "i")
-	img.AddCommand(newUnpackCmd(e), newPullCmd(e, "pull"), newImagesCmd(e, "ls", "list"), newImageInspectCmd(e),
+	img.AddCommand(newUnpackCmd(e), newPullCmd(e, "pull"), newPushCmd(e), newImagesCmd(e, "ls", "list"), newImageInspectCmd(e),
 		newRmiCmd(e, "rm", "remove", "delete"), newTagCmd(e), newImagePruneCmd(e),
 		newLoadCmd(e, "load", "import"), newSaveCmd(e, "save", "export"))
 	return img
@@ -73,6 +73,56 @@ func newPullCmd(e *env, use string) *cobra.Command {
 	}
 	c.Flags().StringVar(&platform, "platform", "", "platform to pull (os/arch[/variant]; default: this machine's linux/ARCH)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image's full reference once pulled")
+	return c
+}
+
+// newPushCmd builds `berth image push` (and `berth push`): the engine
+// sends a stored image to its registry, with the credentials of its
+// Docker config (docker login), showing each layer's progress.
+func newPushCmd(e *env) *cobra.Command {
+	var all, quiet bool
+	c := &cobra.Command{
+		Use:   "push [flags] NAME[:TAG]",
+		Short: "Push an image to a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			resp, err := cl.ImagePush(cmd.Context(), args[0], docker.ImagePushOptions{All: all})
+			if err != nil {
+				return err
+			}
+			defer resp.Close()
+			if quiet {
+				if err := eachMessage(resp.JSONMessages(cmd.Context()), nil); err != nil {
+					return err
+				}
+				fmt.Fprintln(e.io.Out, args[0])
+				return nil
+			}
+			pp := newPullProgress(e.io.Out)
+			var last string
+			err = eachMessage(resp.JSONMessages(cmd.Context()), func(m jsonstream.Message) {
+				pp.handle(m)
+				if strings.Contains(m.Status, ": digest: ") {
+					last += m.Status + "\n"
+				}
+			})
+			pp.done()
+			if err != nil {
+				return err
+			}
+			if pp.tty {
+				fmt.Fprint(e.io.Out, last)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&all, "all-tags", "a", false, "push every local tag of NAME")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the reference once pushed")
 	return c
 }
 

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/term"
 )
 
-// pullProgress renders a pull's progress messages: one bar per layer
+// pullProgress renders a pull's (or a push's) progress messages: one bar per layer
 // (mpb) when out is a terminal, else one plain line per layer state
 // change, so logs and pipes stay readable.
 type pullProgress struct {
@@ -78,7 +78,7 @@ func (pp *pullProgress) handle(m jsonstream.Message) {
 		}
 	}
 	switch m.Status {
-	case "Pull complete", "Already exists":
+	case "Pull complete", "Already exists", "Pushed", "Layer already exists":
 		// Final states only: a bar completed earlier would not redraw
 		// its state. The last download message may have been throttled:
 		// fill the bar to the layer's size.

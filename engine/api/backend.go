@@ -99,11 +99,24 @@ type PullRequest struct {
 	Progress func(image.Event)
 }
 
+// PushRequest is one POST /images/{name}/push.
+type PushRequest struct {
+	// Ref is the reference to push ("registry:5000/team/app:1").
+	Ref string
+	// Auth is the registry credential from X-Registry-Auth; nil: the
+	// store's keychain.
+	Auth authn.Authenticator
+	// Progress receives the push's progress events.
+	Progress func(image.Event)
+}
+
 // Images is the image store as the API uses it. Errors carry errdefs
 // classes; a missing image is errdefs.ErrNotFound with Docker's text
 // ("No such image: REF").
 type Images interface {
 	Pull(ctx context.Context, req PullRequest) (*image.PullResult, error)
+	// Push sends a stored image to its registry.
+	Push(ctx context.Context, req PushRequest) (*image.PushResult, error)
 	List(ctx context.Context) ([]*image.Image, error)
 	Get(ctx context.Context, refOrID string) (*image.Image, error)
 	Tag(ctx context.Context, source, target string) error

@@ -212,6 +212,7 @@ type fakeImages struct {
 	mu        sync.Mutex
 	images    []*image.Image
 	pulled    []PullRequest
+	pushed    []PushRequest
 	removed   []string
 	forced    []bool
 	prunedAll []bool
@@ -244,6 +245,24 @@ func (f *fakeImages) Pull(_ context.Context, req PullRequest) (*image.PullResult
 		req.Progress(image.Event{ID: "layer1", State: image.Downloading, Current: 10, Total: 10})
 	}
 	return &image.PullResult{Ref: req.Ref, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("b", 64)}, Updated: true}, nil
+}
+
+func (f *fakeImages) Push(_ context.Context, req PushRequest) (*image.PushResult, error) {
+	f.mu.Lock()
+	f.pushed = append(f.pushed, req)
+	f.mu.Unlock()
+	if strings.Contains(req.Ref, "unreachable") {
+		return nil, errdefs.Unavailable(fmt.Errorf("push %s: registry unreachable.example unreachable: dial tcp: connection refused", req.Ref))
+	}
+	if req.Progress != nil {
+		req.Progress(image.Event{ID: "layer1", State: image.Preparing})
+		req.Progress(image.Event{ID: "layer1", State: image.Pushing, Current: 5, Total: 10})
+		req.Progress(image.Event{ID: "layer1", State: image.Pushed, Current: 10, Total: 10})
+		req.Progress(image.Event{ID: "layer2", State: image.Preparing})
+		req.Progress(image.Event{ID: "layer2", State: image.LayerExists, Total: 3})
+	}
+	_, tag, _ := strings.Cut(req.Ref[strings.LastIndex(req.Ref, "/")+1:], ":")
+	return &image.PushResult{Ref: req.Ref, Tag: tag, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("c", 64)}, Size: 527}, nil
 }
 
 func (f *fakeImages) List(context.Context) ([]*image.Image, error) { return f.images, nil }

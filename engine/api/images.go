@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +58,131 @@ func (s *Server) imagePostRoutes(w http.ResponseWriter, r *http.Request) {
 		s.imageTag(w, r, name)
 		return
 	}
+	if name, ok := strings.CutSuffix(rest, "/push"); ok {
+		s.imagePush(w, r, name)
+		return
+	}
 	s.writeError(w, r, errdefs.NotFound(fmt.Errorf("page not found")))
+}
+
+// imagePush sends name:tag (every local tag of name when there is no tag)
+// to its registry, streaming dockerd's JSON progress: "The push refers
+// to repository [REPO]", per layer Preparing, Pushing, Pushed or "Layer
+// already exists", then "TAG: digest: DIGEST size: N" and an aux object
+// with Tag, Digest and Size. Credentials come from X-Registry-Auth, as
+// for a pull. An image that is not stored is a 404 before the stream
+// starts; registry errors come inside the stream.
+func (s *Server) imagePush(w http.ResponseWriter, r *http.Request, name string) {
+	refs, err := s.pushRefs(r, name, r.URL.Query().Get("tag"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	auth, err := image.AuthFromHeader(r.Header.Get("X-Registry-Auth"))
+	if err != nil {
+		s.writeError(w, r, errdefs.InvalidArgument(fmt.Errorf("push %s: X-Registry-Auth: %w", name, err)))
+		return
+	}
+	ps := newProgressStream(w)
+	ps.send(JSONMessage{Status: "The push refers to repository [" + repoName(refs[0]) + "]"})
+	for _, ref := range refs {
+		res, err := s.backend.Images().Push(r.Context(), PushRequest{Ref: ref, Auth: auth, Progress: pushProgress(ps)})
+		if err != nil {
+			ps.fail(s, r, err)
+			return
+		}
+		ident := res.Tag
+		if ident == "" {
+			ident = "latest"
+		}
+		ps.send(JSONMessage{Status: fmt.Sprintf("%s: digest: %s size: %d", ident, res.Digest, res.Size)})
+		ps.send(JSONMessage{ProgressDetail: &ProgressDetail{}, Aux: pushResult{Tag: res.Tag, Digest: res.Digest.String(), Size: res.Size}})
+		s.backend.Events().Publish(events.Message{Type: moby.ImageEventType, Action: moby.ActionPush, Actor: moby.Actor{ID: res.Ref, Attributes: map[string]string{"name": res.Ref}}})
+	}
+}
+
+// pushResult is the aux object ending each pushed tag's progress
+// (dockerd's types.PushResult).
+type pushResult struct {
+	Tag    string
+	Digest string
+	Size   int64
+}
+
+// pushRefs are the references a push of name with tag sends: name:tag;
+// name itself when it carries a tag or digest; else every stored tag of
+// the repository name (dockerd's push without a tag). Each is stored: an
+// image the store lacks is errdefs.ErrNotFound with Docker's text.
+func (s *Server) pushRefs(r *http.Request, name, tag string) ([]string, error) {
+	ref, err := image.ParseReference(name)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", name, err)
+	}
+	explicit := strings.LastIndexAny(name, ":@") > strings.LastIndex(name, "/")
+	switch {
+	case tag != "" && !explicit:
+		full := name + ":" + tag
+		if strings.HasPrefix(tag, "sha256:") {
+			full = name + "@" + tag
+		}
+		if _, err := s.backend.Images().Get(r.Context(), full); err != nil {
+			return nil, err
+		}
+		return []string{full}, nil
+	case explicit:
+		if _, err := s.backend.Images().Get(r.Context(), name); err != nil {
+			return nil, err
+		}
+		return []string{name}, nil
+	}
+	imgs, err := s.backend.Images().List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, img := range imgs {
+		for _, t := range img.RepoTags {
+			if tr, err := image.ParseReference(t); err == nil && tr.Context().Name() == ref.Context().Name() {
+				refs = append(refs, t)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil, errdefs.NotFound(fmt.Errorf("An image does not exist locally with the tag: %s", name))
+	}
+	sort.Strings(refs)
+	return refs, nil
+}
+
+// repoName is the repository dockerd names in a push's first line
+// ("docker.io/library/alpine", "localhost:5000/team/app").
+func repoName(ref string) string {
+	r, err := image.ParseReference(ref)
+	if err != nil {
+		return ref
+	}
+	if r.Context().RegistryStr() == "index.docker.io" {
+		return "docker.io/" + r.Context().RepositoryStr()
+	}
+	return r.Context().Name()
+}
+
+// pushProgress turns the store's push events into dockerd's progress
+// lines.
+func pushProgress(ps *progressStream) func(image.Event) {
+	lastPush := map[string]time.Time{}
+	return func(e image.Event) {
+		m := JSONMessage{Status: string(e.State), ID: e.ID, ProgressDetail: &ProgressDetail{}}
+		if e.State == image.Pushing {
+			if t, ok := lastPush[e.ID]; ok && time.Since(t) < 100*time.Millisecond {
+				return
+			}
+			lastPush[e.ID] = time.Now()
+			m.ProgressDetail = &ProgressDetail{Current: e.Current, Total: e.Total}
+			m.Progress = progressBar(e.Current, e.Total)
+		}
+		ps.send(m)
+	}
 }
 
 // imageCreate pulls fromImage[:tag], streaming Docker's JSON progress.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/events"
+	"github.com/berthvm/berth/engine/image"
 	moby "github.com/moby/moby/api/types/events"
 	mobyimage "github.com/moby/moby/api/types/image"
 )
@@ -114,7 +115,7 @@ func TestImageTagRemovePrune(t *testing.T) {
 		{"POST", "/images/alpine/tag?repo=me/app&tag=1", 201, ""},
 		{"POST", "/images/alpine/tag?tag=1", 400, "repo is required"},
 		{"POST", "/images/nope/tag?repo=x", 404, "No such image: nope"},
-		{"POST", "/images/alpine/push", 404, "page not found"},
+		{"POST", "/images/alpine/pusher", 404, "page not found"},
 		{"DELETE", "/images/alpine", 409, "conflict: unable to remove repository reference \"alpine\" (must force)"},
 		{"DELETE", "/images/alpine?force=0", 409, "must force"},
 		{"DELETE", "/images/alpine?force=1", 200, ""},
@@ -211,6 +212,66 @@ func TestImagePull(t *testing.T) {
 		for _, want := range c.wantStream {
 			if !strings.Contains(rec.Body.String(), want) {
 				t.Errorf("pull%s: stream lacks %s:\n%s", c.query, want, rec.Body)
+			}
+		}
+	}
+}
+
+// TestImagePush: POST /images/{name}/push streams dockerd's push
+// progress for name:tag, or for every stored tag of name without one,
+// with X-Registry-Auth's credentials; an image the store lacks is a 404
+// with Docker's text before any stream, a registry error comes inside it.
+func TestImagePush(t *testing.T) {
+	app := func(tags ...string) *image.Image {
+		return &image.Image{ID: "sha256:" + strings.Repeat("e", 64), RepoTags: tags}
+	}
+	cases := []struct {
+		path       string
+		code       int
+		msg        string
+		pushed     []string
+		wantStream []string
+	}{
+		{"/images/reg.example/team/app/push?tag=1", 200, "", []string{"reg.example/team/app:1"}, []string{
+			`{"status":"The push refers to repository [reg.example/team/app]"}`,
+			`{"status":"Preparing","id":"layer1","progressDetail":{}}`,
+			`{"status":"Pushing","id":"layer1","progress":"[=========================\u003e `,
+			`]       5B/10B","progressDetail":{"current":5,"total":10}}`,
+			`{"status":"Pushed","id":"layer1","progressDetail":{}}`,
+			`{"status":"Layer already exists","id":"layer2","progressDetail":{}}`,
+			`{"status":"1: digest: sha256:` + strings.Repeat("c", 64) + ` size: 527"}`,
+			`{"progressDetail":{},"aux":{"Tag":"1","Digest":"sha256:` + strings.Repeat("c", 64) + `","Size":527}}`,
+		}},
+		{"/images/reg.example/team/app:2/push", 200, "", []string{"reg.example/team/app:2"}, nil},
+		{"/images/reg.example/team/app/push", 200, "", []string{"reg.example/team/app:1", "reg.example/team/app:2"}, []string{`"2: digest: sha256:`}},
+		{"/images/reg.example/team/app/push?tag=3", 404, "No such image: reg.example/team/app:3", nil, nil},
+		{"/images/reg.example/other/push", 404, "An image does not exist locally with the tag: reg.example/other", nil, nil},
+		{"/images/UPPER/push", 400, "invalid reference format", nil, nil},
+		{"/images/unreachable.example/app/push?tag=1", 200, "", []string{"unreachable.example/app:1"},
+			[]string{`"error":"push unreachable.example/app:1: registry unreachable.example unreachable`}},
+	}
+	for _, c := range cases {
+		b := newFakeBackend()
+		b.images.images = append(b.images.images, app("reg.example/team/app:1", "reg.example/team/app:2", "unreachable.example/app:1"))
+		req := newRequest("POST", c.path, nil)
+		req.Header.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString([]byte(`{"username":"u","password":"p"}`)))
+		rec := serveRequest(b, req)
+		if !check(t, "push "+c.path, rec, c.code, c.msg) {
+			continue
+		}
+		var got []string
+		for _, p := range b.images.pushed {
+			got = append(got, p.Ref)
+			if a, err := p.Auth.Authorization(); err != nil || a.Username != "u" || a.Password != "p" {
+				t.Errorf("push %s: auth %+v %v", c.path, a, err)
+			}
+		}
+		if strings.Join(got, " ") != strings.Join(c.pushed, " ") {
+			t.Errorf("push %s: pushed %q, want %q", c.path, got, c.pushed)
+		}
+		for _, want := range c.wantStream {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("push %s: stream lacks %s:\n%s", c.path, want, rec.Body)
 			}
 		}
 	}

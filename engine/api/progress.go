@@ -20,6 +20,8 @@ type JSONMessage struct {
 	Stream         string          `json:"stream,omitempty"`
 	ErrorDetail    *ErrorDetail    `json:"errorDetail,omitempty"`
 	Error          string          `json:"error,omitempty"`
+	// Aux carries a result object (a push's tag, digest and size).
+	Aux any `json:"aux,omitempty"`
 }
 
 // ProgressDetail is a JSONMessage's byte counts.

@@ -116,6 +116,17 @@ func (i imageStore) Pull(ctx context.Context, req api.PullRequest) (*image.PullR
 	return i.Store.Pull(ctx, req.Ref, opts...)
 }
 
+func (i imageStore) Push(ctx context.Context, req api.PushRequest) (*image.PushResult, error) {
+	var opts []image.PushOption
+	if req.Auth != nil {
+		opts = append(opts, image.WithPushAuth(req.Auth))
+	}
+	if req.Progress != nil {
+		opts = append(opts, image.WithPushProgress(req.Progress))
+	}
+	return i.Store.Push(ctx, req.Ref, opts...)
+}
+
 func (i imageStore) Remove(ctx context.Context, refOrID string, force bool) ([]image.DeleteItem, error) {
 	var opts []image.RemoveOption
 	if force {
