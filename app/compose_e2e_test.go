@@ -182,9 +182,19 @@ func TestComposeApp(t *testing.T) {
 	if strings.TrimSpace(r.out) != fmt.Sprintf("127.0.0.1:%d", port) {
 		t.Errorf("compose port web 80: %q", r.out)
 	}
-	// top is not there yet (docs/compose.md): Berth says so, naming the way round.
-	if r = compose("top", "db"); r.code == 0 || !strings.Contains(r.err, "docker top is not supported yet by Berth") || !strings.Contains(r.err, "docker exec shop-db-1 ps") {
-		t.Errorf("compose top db: %+v", r)
+	// top: the agent lists the service's processes in its VM, with ps
+	// -ef's columns; PID 1 is the service's main process.
+	topRow := regexp.MustCompile(`(?m)root +1 +0 +\d+ +\d\d:\d\d +\? +\d\d:\d\d:\d\d +busybox httpd -f -p 80 -h /srv$`)
+	r = mustOK(t, "compose top", compose("top", "db"))
+	if !regexp.MustCompile(`SERVICE +# +UID +PID +PPID +C +STIME +TTY +TIME +CMD`).MatchString(r.out) || !regexp.MustCompile(`(?m)^db +1 +root +1 +0 `).MatchString(r.out) || !topRow.MatchString(r.out) {
+		t.Errorf("compose top db:\n%s", r.out)
+	}
+	r = mustOK(t, "docker top", docker(t, bh, "top", "shop-db-1"))
+	if !topRow.MatchString(r.out) || strings.Contains(r.out, "guestinit") || strings.Contains(r.out, "berth-") {
+		t.Errorf("docker top shop-db-1 (want db's processes only):\n%s", r.out)
+	}
+	if r = docker(t, bh, "top", "shop-db-1", "aux"); r.code == 0 || !strings.Contains(r.err, `docker top options "aux" are not supported by Berth`) {
+		t.Errorf("docker top with ps options: %+v", r)
 	}
 	mustOK(t, "compose cp", compose("cp", "db:/data/count", filepath.Join(dir, "count")))
 	if b, err := os.ReadFile(filepath.Join(dir, "count")); err != nil || string(b) != "2\n" {
@@ -302,6 +312,80 @@ func TestComposeApp(t *testing.T) {
 	mustOK(t, "compose down sick", berth(t, bh, "compose", "-f", sick, "-p", "sick", "down"))
 	if n := vms(); n != 0 {
 		t.Errorf("%d VMs left after compose down of sick", n)
+	}
+
+	testComposeEngineKilled(t, bh, file, vms)
+}
+
+// testComposeEngineKilled: the engine dies (SIGKILL) while docker compose
+// up -d is creating the project's services: both containers created, db's
+// VM booting (compose's start of db in flight), web waiting for db's
+// health. After the engine's restart compose ps shows what is true (web
+// created and never started; db created, or exited if its start won the
+// race) and down -v leaves no container, network, volume or VM behind.
+func testComposeEngineKilled(t *testing.T, bh, file string, vms func() int) {
+	start := time.Now()
+	defer func() { t.Logf("engine killed during compose up: %v", time.Since(start)) }()
+	up := exec.Command(berthBin, "compose", "-f", file, "-p", "shop", "up", "-d")
+	up.Env = append(os.Environ(), "BERTH_HOME="+bh)
+	var upOut testenv.SyncBuffer
+	up.Stdout, up.Stderr = &upOut, &upOut
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Wait() }()
+	t.Cleanup(func() { up.Process.Kill() })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if strings.Contains(upOut.String(), "Container shop-db-1 Starting") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("compose up -d did not create db in 60 s:\n%s", upOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := runningDaemon(t, bh).Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-upDone:
+		if err == nil {
+			t.Errorf("compose up -d succeeded though the engine was killed under it:\n%s", upOut.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("compose up -d still running 60 s after the engine was killed:\n%s", upOut.String())
+	}
+	t.Logf("compose up -d when the engine was killed:\n%s", upOut.String())
+	deadline = time.Now().Add(20 * time.Second)
+	for vms() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d VMs outlived the killed engine", vms())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	startDaemon(t, bh)
+	r := mustOK(t, "compose ps -a after the engine's restart", berth(t, bh, "compose", "-f", file, "-p", "shop", "ps", "-a", "--format", "{{.Service}} {{.State}}"))
+	if got := strings.Join(strings.Fields(r.out), " "); got != "db created web created" && got != "db exited web created" {
+		t.Errorf("compose ps -a after the engine's restart: %q, want db created (or exited) and web created", r.out)
+	}
+	if r = mustOK(t, "compose ps", berth(t, bh, "compose", "-f", file, "-p", "shop", "ps", "-q")); strings.TrimSpace(r.out) != "" {
+		t.Errorf("compose ps after the engine's restart shows running containers: %q", r.out)
+	}
+	mustOK(t, "compose down -v after the engine's restart", berth(t, bh, "compose", "-f", file, "-p", "shop", "down", "-v"))
+	for what, args := range map[string][]string{
+		"containers": {"ps", "-a", "-q"},
+		"volumes":    {"volume", "ls", "-q"},
+		"networks":   {"network", "ls", "-q", "--filter", "type=custom"},
+	} {
+		if r := mustOK(t, what, docker(t, bh, args...)); strings.TrimSpace(r.out) != "" {
+			t.Errorf("%s left after compose down -v (engine killed during up): %q", what, r.out)
+		}
+	}
+	if n := vms(); n != 0 {
+		t.Errorf("%d VMs left after compose down -v (engine killed during up)", n)
 	}
 }
 

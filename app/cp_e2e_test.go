@@ -98,7 +98,7 @@ func testCopy(t *testing.T, home, ctr string) {
 }
 
 // dockerStdin is docker with stdin (none when nil).
-func dockerStdin(t *testing.T, home string, stdin []byte, args ...string) result {
+func dockerStdin(t testing.TB, home string, stdin []byte, args ...string) result {
 	t.Helper()
 	bin := testenv.RequireCommand(t, "docker", "the docker CLI (part of this machine's image)")
 	cmd := exec.Command(bin, args...)

@@ -13,7 +13,7 @@ import (
 )
 
 // docker runs the real docker CLI against the daemon on home.
-func docker(t *testing.T, home string, args ...string) result {
+func docker(t testing.TB, home string, args ...string) result {
 	t.Helper()
 	return dockerStdin(t, home, nil, args...)
 }

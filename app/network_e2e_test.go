@@ -190,7 +190,7 @@ func outsideIPv4(t *testing.T) string {
 }
 
 // freePort is a TCP port free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

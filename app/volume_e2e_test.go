@@ -203,8 +203,7 @@ func TestBindsAndVolumes(t *testing.T) {
 	}
 
 	// Volumes: in use, listed alike, outliving their containers.
-	berthT := func(t *testing.T, home string, args ...string) result { return berth(t, home, args...) }
-	for _, cli := range []func(*testing.T, string, ...string) result{berthT, docker} {
+	for _, cli := range []func(testing.TB, string, ...string) result{berth, docker} {
 		r = cli(t, home, "volume", "rm", "shared")
 		if r.code == 0 || !strings.Contains(r.err, "remove shared: volume is in use - [") {
 			t.Errorf("volume rm in use: %+v", r)

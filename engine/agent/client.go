@@ -250,6 +250,15 @@ func (c *Client) Stats(ctx context.Context) (*agentpb.StatsResponse, error) {
 	return r, fromStatus("stats", err)
 }
 
+// ListProcesses lists the container's processes (docker top).
+func (c *Client) ListProcesses(ctx context.Context) ([]*agentpb.ProcessInfo, error) {
+	r, err := c.api.ListProcesses(ctx, &agentpb.ListProcessesRequest{})
+	if err != nil {
+		return nil, fromStatus("list processes", err)
+	}
+	return r.Processes, nil
+}
+
 // EventStream delivers the guest's events; Recv returns an error once ctx
 // (given to Events) ends or the guest goes away.
 type EventStream interface {

@@ -157,6 +157,10 @@ type Containers interface {
 	Attach(ctx context.Context, ref string, opts container.AttachOptions) error
 	Logs(ctx context.Context, ref string, opts container.LogOptions, emit func(container.LogEntry) error) error
 	Stats(ctx context.Context, ref string) (mobycontainer.StatsResponse, error)
+	// Top lists a running container's processes (docker top) with ps
+	// -ef's columns; psArgs other than "" or "-ef" are
+	// errdefs.ErrInvalidArgument, a stopped container errdefs.ErrConflict.
+	Top(ctx context.Context, ref, psArgs string) (mobycontainer.TopResponse, error)
 	// StatPath, ArchivePath and ExtractArchive are docker cp's
 	// /containers/{id}/archive (HEAD, GET, PUT) on a running container.
 	// A missing path is errdefs.ErrNotFound ("Could not find the file

@@ -899,19 +899,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// containerTop answers docker top (and docker compose top): a missing
-// container is 404 and a stopped one 409, as Docker answers; a running
-// one's processes are in its VM, which the agent cannot list yet, so
-// that is 501 saying what to do instead.
+// containerTop answers docker top (and docker compose top): Docker's
+// Titles and Processes, with ps -ef's columns, listed by the container's
+// agent. A missing container is 404, a stopped one 409, ps options other
+// than -ef 400 (Berth runs no ps).
 func (s *Server) containerTop(w http.ResponseWriter, r *http.Request) {
-	sn, err := s.backend.Containers().Inspect(r.PathValue("id"))
+	top, err := s.backend.Containers().Top(r.Context(), r.PathValue("id"), r.URL.Query().Get("ps_args"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if sn.State.Status != mobycontainer.StateRunning {
-		s.writeError(w, r, errdefs.Conflict(fmt.Errorf("container %s is not running", sn.Spec.ID)))
-		return
-	}
-	s.writeError(w, r, errdefs.NotImplemented(fmt.Errorf("docker top is not supported yet by Berth: container %s's processes are in its VM, which cannot list them yet; run ps in it instead (docker exec %s ps)", sn.Spec.Name, sn.Spec.Name)))
+	writeJSON(w, http.StatusOK, top)
 }

@@ -557,6 +557,21 @@ func (f *fakeContainers) Stats(_ context.Context, ref string) (mobycontainer.Sta
 		MemoryStats: mobycontainer.MemoryStats{Usage: 10 << 20, Limit: 512 << 20}}, err
 }
 
+func (f *fakeContainers) Top(_ context.Context, ref, psArgs string) (mobycontainer.TopResponse, error) {
+	sn, err := f.Inspect(ref)
+	if err != nil {
+		return mobycontainer.TopResponse{}, err
+	}
+	if sn.State.Status != mobycontainer.StateRunning {
+		return mobycontainer.TopResponse{}, errdefs.Conflict(fmt.Errorf("container %s is not running", sn.Spec.ID))
+	}
+	if psArgs != "" && psArgs != "-ef" {
+		return mobycontainer.TopResponse{}, errdefs.InvalidArgument(fmt.Errorf("docker top options %q are not supported by Berth", psArgs))
+	}
+	return mobycontainer.TopResponse{Titles: []string{"UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"},
+		Processes: [][]string{{"root", "1", "0", "0", "10:00", "?", "00:00:00", "sleep 60"}}}, nil
+}
+
 // fakeExecs are exec sessions that print "ran CMD" when started.
 type fakeExecs struct {
 	containers *fakeContainers

@@ -137,6 +137,23 @@ func lookupGroup(groupPart string, groups []groupLine) (uint32, error) {
 	return 0, errdefs.InvalidArgument(fmt.Errorf("unable to find group %s: no matching entries in group file", groupPart))
 }
 
+// Names returns the user names of a passwd file by uid (the first line
+// of a uid wins, as getpwuid finds it). Lines that do not parse are
+// skipped.
+func Names(passwd io.Reader) (map[uint32]string, error) {
+	lines, err := readPasswd(passwd)
+	if err != nil {
+		return nil, err
+	}
+	names := map[uint32]string{}
+	for _, l := range lines {
+		if _, dup := names[l.uid]; l.err == nil && !dup {
+			names[l.uid] = l.name
+		}
+	}
+	return names, nil
+}
+
 // passwdLine is one line of /etc/passwd; err says why it does not parse.
 type passwdLine struct {
 	name, uidField string

@@ -42,3 +42,19 @@ func TestResolveReadErrorsAndLongLines(t *testing.T) {
 		t.Errorf("a 2 MiB line: %v", err)
 	}
 }
+
+// TestNames: docker top's user names by uid; the first line of a uid
+// wins, lines that do not parse are skipped.
+func TestNames(t *testing.T) {
+	passwd := "root:x:0:0:root:/root:/bin/sh\n# comment\nbroken:x:zz:0\nwww:x:33:33::/var/www:/bin/false\nalias:x:33:33::/:/bin/sh\nshort\n"
+	got, err := user.Names(strings.NewReader(passwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "root" || got[33] != "www" {
+		t.Errorf("Names = %v, want 0:root 33:www", got)
+	}
+	if got, err := user.Names(nil); err != nil || len(got) != 0 {
+		t.Errorf("Names(nil) = %v, %v", got, err)
+	}
+}

@@ -147,6 +147,10 @@ func (v *service) Stats(ctx context.Context, _ *agentpb.StatsRequest) (*agentpb.
 	return readStats()
 }
 
+func (v *service) ListProcesses(ctx context.Context, _ *agentpb.ListProcessesRequest) (*agentpb.ListProcessesResponse, error) {
+	return v.s.listProcesses()
+}
+
 // Events streams exit and OOM events until the host goes away. ttrpc has
 // no stream interceptor, so it recovers from panics itself.
 func (v *service) Events(ctx context.Context, _ *agentpb.EventsRequest, srv agentpb.Agent_EventsServer) (err error) {

@@ -2181,6 +2181,204 @@ func (x *WaitArchiveRequest) GetPort() uint32 {
 	return 0
 }
 
+type ListProcessesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProcessesRequest) Reset() {
+	*x = ListProcessesRequest{}
+	mi := &file_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProcessesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProcessesRequest) ProtoMessage() {}
+
+func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProcessesRequest.ProtoReflect.Descriptor instead.
+func (*ListProcessesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{32}
+}
+
+// ProcessInfo is one process of the container, as ps -ef shows it.
+type ProcessInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pid and Ppid are as the container sees them; Ppid is 0 when the
+	// parent is outside the container's PID namespace (its main process
+	// and exec'd processes, as ps in the container shows them).
+	Pid  int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Ppid int32 `protobuf:"varint,2,opt,name=ppid,proto3" json:"ppid,omitempty"`
+	// Uid is the effective user; User its name in the container's
+	// /etc/passwd ("" when it has none).
+	Uid  uint32 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	User string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	// StartUnixNs is when the process started (the guest's clock).
+	StartUnixNs int64 `protobuf:"varint,5,opt,name=start_unix_ns,json=startUnixNs,proto3" json:"start_unix_ns,omitempty"`
+	// CpuUsec is the user and system CPU time the process used.
+	CpuUsec uint64 `protobuf:"varint,6,opt,name=cpu_usec,json=cpuUsec,proto3" json:"cpu_usec,omitempty"`
+	// Tty is its controlling terminal ("pts/0"), "" for none.
+	Tty string `protobuf:"bytes,7,opt,name=tty,proto3" json:"tty,omitempty"`
+	// Args is its command line; empty for a zombie, whose Comm remains.
+	Args          []string `protobuf:"bytes,8,rep,name=args,proto3" json:"args,omitempty"`
+	Comm          string   `protobuf:"bytes,9,opt,name=comm,proto3" json:"comm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessInfo) Reset() {
+	*x = ProcessInfo{}
+	mi := &file_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessInfo) ProtoMessage() {}
+
+func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
+func (*ProcessInfo) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ProcessInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetPpid() int32 {
+	if x != nil {
+		return x.Ppid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ProcessInfo) GetStartUnixNs() int64 {
+	if x != nil {
+		return x.StartUnixNs
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetCpuUsec() uint64 {
+	if x != nil {
+		return x.CpuUsec
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetTty() string {
+	if x != nil {
+		return x.Tty
+	}
+	return ""
+}
+
+func (x *ProcessInfo) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ProcessInfo) GetComm() string {
+	if x != nil {
+		return x.Comm
+	}
+	return ""
+}
+
+type ListProcessesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Processes     []*ProcessInfo         `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProcessesResponse) Reset() {
+	*x = ListProcessesResponse{}
+	mi := &file_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProcessesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProcessesResponse) ProtoMessage() {}
+
+func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
+func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListProcessesResponse) GetProcesses() []*ProcessInfo {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -2341,7 +2539,20 @@ const file_agent_proto_rawDesc = "" +
 	"copyUidGid\x126\n" +
 	"\x18no_overwrite_dir_non_dir\x18\x05 \x01(\bR\x14noOverwriteDirNonDir\"(\n" +
 	"\x12WaitArchiveRequest\x12\x12\n" +
-	"\x04port\x18\x01 \x01(\rR\x04port2\xd2\v\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\"\x16\n" +
+	"\x14ListProcessesRequest\"\xd2\x01\n" +
+	"\vProcessInfo\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x12\n" +
+	"\x04ppid\x18\x02 \x01(\x05R\x04ppid\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\"\n" +
+	"\rstart_unix_ns\x18\x05 \x01(\x03R\vstartUnixNs\x12\x19\n" +
+	"\bcpu_usec\x18\x06 \x01(\x04R\acpuUsec\x12\x10\n" +
+	"\x03tty\x18\a \x01(\tR\x03tty\x12\x12\n" +
+	"\x04args\x18\b \x03(\tR\x04args\x12\x12\n" +
+	"\x04comm\x18\t \x01(\tR\x04comm\"R\n" +
+	"\x15ListProcessesResponse\x129\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x1b.berth.agent.v1.ProcessInfoR\tprocesses2\xb0\f\n" +
 	"\x05Agent\x12A\n" +
 	"\x04Ping\x12\x1b.berth.agent.v1.PingRequest\x1a\x1c.berth.agent.v1.PingResponse\x12A\n" +
 	"\x04Info\x12\x1b.berth.agent.v1.InfoRequest\x1a\x1c.berth.agent.v1.InfoResponse\x12<\n" +
@@ -2363,7 +2574,8 @@ const file_agent_proto_rawDesc = "" +
 	"\rFinishRestore\x12$.berth.agent.v1.FinishRestoreRequest\x1a\x15.berth.agent.v1.Empty\x12E\n" +
 	"\bStatPath\x12\x1f.berth.agent.v1.StatPathRequest\x1a\x18.berth.agent.v1.PathStat\x12G\n" +
 	"\vOpenArchive\x12\x1e.berth.agent.v1.ArchiveRequest\x1a\x18.berth.agent.v1.PathStat\x12H\n" +
-	"\vWaitArchive\x12\".berth.agent.v1.WaitArchiveRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
+	"\vWaitArchive\x12\".berth.agent.v1.WaitArchiveRequest\x1a\x15.berth.agent.v1.Empty\x12\\\n" +
+	"\rListProcesses\x12$.berth.agent.v1.ListProcessesRequest\x1a%.berth.agent.v1.ListProcessesResponseB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2378,7 +2590,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_agent_proto_goTypes = []any{
 	(Event_Kind)(0),                 // 0: berth.agent.v1.Event.Kind
 	(*Empty)(nil),                   // 1: berth.agent.v1.Empty
@@ -2413,57 +2625,63 @@ var file_agent_proto_goTypes = []any{
 	(*PathStat)(nil),                // 30: berth.agent.v1.PathStat
 	(*ArchiveRequest)(nil),          // 31: berth.agent.v1.ArchiveRequest
 	(*WaitArchiveRequest)(nil),      // 32: berth.agent.v1.WaitArchiveRequest
+	(*ListProcessesRequest)(nil),    // 33: berth.agent.v1.ListProcessesRequest
+	(*ProcessInfo)(nil),             // 34: berth.agent.v1.ProcessInfo
+	(*ListProcessesResponse)(nil),   // 35: berth.agent.v1.ListProcessesResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: berth.agent.v1.InfoResponse.boot:type_name -> berth.agent.v1.BootTimes
 	10, // 1: berth.agent.v1.ConfigureNetworkRequest.hosts:type_name -> berth.agent.v1.HostEntry
 	11, // 2: berth.agent.v1.CreateProcessRequest.rlimits:type_name -> berth.agent.v1.Rlimit
 	0,  // 3: berth.agent.v1.Event.kind:type_name -> berth.agent.v1.Event.Kind
-	2,  // 4: berth.agent.v1.Agent.Ping:input_type -> berth.agent.v1.PingRequest
-	4,  // 5: berth.agent.v1.Agent.Info:input_type -> berth.agent.v1.InfoRequest
-	7,  // 6: berth.agent.v1.Agent.Mount:input_type -> berth.agent.v1.MountRequest
-	8,  // 7: berth.agent.v1.Agent.Unmount:input_type -> berth.agent.v1.UnmountRequest
-	9,  // 8: berth.agent.v1.Agent.ConfigureNetwork:input_type -> berth.agent.v1.ConfigureNetworkRequest
-	12, // 9: berth.agent.v1.Agent.CreateProcess:input_type -> berth.agent.v1.CreateProcessRequest
-	14, // 10: berth.agent.v1.Agent.StartProcess:input_type -> berth.agent.v1.StartProcessRequest
-	16, // 11: berth.agent.v1.Agent.WaitProcess:input_type -> berth.agent.v1.WaitProcessRequest
-	18, // 12: berth.agent.v1.Agent.SignalProcess:input_type -> berth.agent.v1.SignalProcessRequest
-	19, // 13: berth.agent.v1.Agent.ResizePty:input_type -> berth.agent.v1.ResizePtyRequest
-	20, // 14: berth.agent.v1.Agent.CloseStdin:input_type -> berth.agent.v1.CloseStdinRequest
-	21, // 15: berth.agent.v1.Agent.DeleteProcess:input_type -> berth.agent.v1.DeleteProcessRequest
-	22, // 16: berth.agent.v1.Agent.Stats:input_type -> berth.agent.v1.StatsRequest
-	24, // 17: berth.agent.v1.Agent.Events:input_type -> berth.agent.v1.EventsRequest
-	26, // 18: berth.agent.v1.Agent.SetTime:input_type -> berth.agent.v1.SetTimeRequest
-	27, // 19: berth.agent.v1.Agent.Shutdown:input_type -> berth.agent.v1.ShutdownRequest
-	28, // 20: berth.agent.v1.Agent.FinishRestore:input_type -> berth.agent.v1.FinishRestoreRequest
-	29, // 21: berth.agent.v1.Agent.StatPath:input_type -> berth.agent.v1.StatPathRequest
-	31, // 22: berth.agent.v1.Agent.OpenArchive:input_type -> berth.agent.v1.ArchiveRequest
-	32, // 23: berth.agent.v1.Agent.WaitArchive:input_type -> berth.agent.v1.WaitArchiveRequest
-	3,  // 24: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
-	6,  // 25: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
-	1,  // 26: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
-	1,  // 27: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
-	1,  // 28: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
-	13, // 29: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
-	15, // 30: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
-	17, // 31: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
-	1,  // 32: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
-	1,  // 33: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
-	1,  // 34: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
-	1,  // 35: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
-	23, // 36: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
-	25, // 37: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
-	1,  // 38: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
-	1,  // 39: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
-	1,  // 40: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
-	30, // 41: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
-	30, // 42: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
-	1,  // 43: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
-	24, // [24:44] is the sub-list for method output_type
-	4,  // [4:24] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	34, // 4: berth.agent.v1.ListProcessesResponse.processes:type_name -> berth.agent.v1.ProcessInfo
+	2,  // 5: berth.agent.v1.Agent.Ping:input_type -> berth.agent.v1.PingRequest
+	4,  // 6: berth.agent.v1.Agent.Info:input_type -> berth.agent.v1.InfoRequest
+	7,  // 7: berth.agent.v1.Agent.Mount:input_type -> berth.agent.v1.MountRequest
+	8,  // 8: berth.agent.v1.Agent.Unmount:input_type -> berth.agent.v1.UnmountRequest
+	9,  // 9: berth.agent.v1.Agent.ConfigureNetwork:input_type -> berth.agent.v1.ConfigureNetworkRequest
+	12, // 10: berth.agent.v1.Agent.CreateProcess:input_type -> berth.agent.v1.CreateProcessRequest
+	14, // 11: berth.agent.v1.Agent.StartProcess:input_type -> berth.agent.v1.StartProcessRequest
+	16, // 12: berth.agent.v1.Agent.WaitProcess:input_type -> berth.agent.v1.WaitProcessRequest
+	18, // 13: berth.agent.v1.Agent.SignalProcess:input_type -> berth.agent.v1.SignalProcessRequest
+	19, // 14: berth.agent.v1.Agent.ResizePty:input_type -> berth.agent.v1.ResizePtyRequest
+	20, // 15: berth.agent.v1.Agent.CloseStdin:input_type -> berth.agent.v1.CloseStdinRequest
+	21, // 16: berth.agent.v1.Agent.DeleteProcess:input_type -> berth.agent.v1.DeleteProcessRequest
+	22, // 17: berth.agent.v1.Agent.Stats:input_type -> berth.agent.v1.StatsRequest
+	24, // 18: berth.agent.v1.Agent.Events:input_type -> berth.agent.v1.EventsRequest
+	26, // 19: berth.agent.v1.Agent.SetTime:input_type -> berth.agent.v1.SetTimeRequest
+	27, // 20: berth.agent.v1.Agent.Shutdown:input_type -> berth.agent.v1.ShutdownRequest
+	28, // 21: berth.agent.v1.Agent.FinishRestore:input_type -> berth.agent.v1.FinishRestoreRequest
+	29, // 22: berth.agent.v1.Agent.StatPath:input_type -> berth.agent.v1.StatPathRequest
+	31, // 23: berth.agent.v1.Agent.OpenArchive:input_type -> berth.agent.v1.ArchiveRequest
+	32, // 24: berth.agent.v1.Agent.WaitArchive:input_type -> berth.agent.v1.WaitArchiveRequest
+	33, // 25: berth.agent.v1.Agent.ListProcesses:input_type -> berth.agent.v1.ListProcessesRequest
+	3,  // 26: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
+	6,  // 27: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
+	1,  // 28: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
+	1,  // 29: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
+	1,  // 30: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
+	13, // 31: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
+	15, // 32: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
+	17, // 33: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
+	1,  // 34: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
+	1,  // 35: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
+	1,  // 36: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
+	1,  // 37: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
+	23, // 38: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
+	25, // 39: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
+	1,  // 40: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
+	1,  // 41: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
+	1,  // 42: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
+	30, // 43: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
+	30, // 44: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
+	1,  // 45: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
+	35, // 46: berth.agent.v1.Agent.ListProcesses:output_type -> berth.agent.v1.ListProcessesResponse
+	26, // [26:47] is the sub-list for method output_type
+	5,  // [5:26] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2477,7 +2695,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ type AgentService interface {
 	StatPath(context.Context, *StatPathRequest) (*PathStat, error)
 	OpenArchive(context.Context, *ArchiveRequest) (*PathStat, error)
 	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
+	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
 }
 
 type Agent_EventsServer interface {
@@ -179,6 +180,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.WaitArchive(ctx, &req)
 			},
+			"ListProcesses": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ListProcessesRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ListProcesses(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Events": {
@@ -217,6 +225,7 @@ type AgentClient interface {
 	StatPath(context.Context, *StatPathRequest) (*PathStat, error)
 	OpenArchive(context.Context, *ArchiveRequest) (*PathStat, error)
 	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
+	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
 }
 
 type agentClient struct {
@@ -405,6 +414,14 @@ func (c *agentClient) OpenArchive(ctx context.Context, req *ArchiveRequest) (*Pa
 func (c *agentClient) WaitArchive(ctx context.Context, req *WaitArchiveRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "WaitArchive", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ListProcesses(ctx context.Context, req *ListProcessesRequest) (*ListProcessesResponse, error) {
+	var resp ListProcessesResponse
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "ListProcesses", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
