@@ -270,6 +270,7 @@ bench:
 	$(GO) test -run '^$$' -bench '^Benchmark([^ENS]|S[^h]|N[^e])' -benchtime $(BENCHTIME) -timeout 60m $$($(GO) list ./... | grep -v -e engine/rootfs -e '/app$$')
 	$(GO) test ./app -run '^$$' -bench '^BenchmarkTerminal$$' -benchtime 3x -timeout 30m
 	$(GO) test ./app -run '^$$' -bench '^BenchmarkIdleCPU$$' -benchtime 1x -count 3 -timeout 30m
+	$(GO) test ./app -run '^$$' -bench '^BenchmarkComposeUp$$' -benchtime 1x -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineRSS$$' -benchtime 1x -timeout 20m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkEngineFastStart$$' -benchtime 7x -timeout 30m
 	$(GO) test ./engine -run '^$$' -bench '^BenchmarkShares$$' -benchtime 1x -count 3 -timeout 120m

@@ -314,7 +314,7 @@ func TestComposeApp(t *testing.T) {
 		t.Errorf("%d VMs left after compose down of sick", n)
 	}
 
-	testComposeEngineKilled(t, bh, file, vms)
+	testComposeEngineKilled(t, bh, file, vms, hit)
 }
 
 // testComposeEngineKilled: the engine dies (SIGKILL) while docker compose
@@ -322,8 +322,9 @@ func TestComposeApp(t *testing.T) {
 // VM booting (compose's start of db in flight), web waiting for db's
 // health. After the engine's restart compose ps shows what is true (web
 // created and never started; db created, or exited if its start won the
-// race) and down -v leaves no container, network, volume or VM behind.
-func testComposeEngineKilled(t *testing.T, bh, file string, vms func() int) {
+// race), up -d --wait finishes the job, and down -v leaves no container,
+// network, volume or VM behind.
+func testComposeEngineKilled(t *testing.T, bh, file string, vms func() int, hit func(want string)) {
 	start := time.Now()
 	defer func() { t.Logf("engine killed during compose up: %v", time.Since(start)) }()
 	up := exec.Command(berthBin, "compose", "-f", file, "-p", "shop", "up", "-d")
@@ -374,6 +375,10 @@ func testComposeEngineKilled(t *testing.T, bh, file string, vms func() int) {
 	if r = mustOK(t, "compose ps", berth(t, bh, "compose", "-f", file, "-p", "shop", "ps", "-q")); strings.TrimSpace(r.out) != "" {
 		t.Errorf("compose ps after the engine's restart shows running containers: %q", r.out)
 	}
+	// up again finishes what the killed one began (db's count starts on
+	// the fresh volume).
+	mustOK(t, "compose up -d --wait after the engine's restart", berth(t, bh, "compose", "-f", file, "-p", "shop", "up", "-d", "--wait"))
+	hit("count=1")
 	mustOK(t, "compose down -v after the engine's restart", berth(t, bh, "compose", "-f", file, "-p", "shop", "down", "-v"))
 	for what, args := range map[string][]string{
 		"containers": {"ps", "-a", "-q"},
