@@ -91,6 +91,9 @@ type State struct {
 	// ManuallyStopped says a user stopped or killed the last run (an
 	// unless-stopped container then stays down when the engine starts).
 	ManuallyStopped bool `json:"manuallyStopped,omitempty"`
+	// Starting says a start was under way when the state was saved: an
+	// engine that finds it set when it opens died during that start.
+	Starting bool `json:"starting,omitempty"`
 }
 
 // BootTimeline is the last start's phases, host-side, from VM process

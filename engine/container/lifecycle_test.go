@@ -166,7 +166,7 @@ func TestRunToExit(t *testing.T) {
 	}
 	// On disk too.
 	var onDisk State
-	if err := readJSON(filepath.Join(c.dir, "state.json"), &onDisk); err != nil || onDisk.Status != mobycontainer.StateExited {
+	if err := readJSON(filepath.Join(c.dir, "state.json"), &onDisk); err != nil || onDisk.Status != mobycontainer.StateExited || onDisk.Starting {
 		t.Fatalf("state.json: %+v %v", onDisk, err)
 	}
 }
@@ -376,7 +376,7 @@ func TestStartFailures(t *testing.T) {
 				t.Fatalf("start took %v after its request was gone", time.Since(t0))
 			}
 			st := c.Snapshot().State
-			if st.Status != mobycontainer.StateExited || st.ExitCode != tc.code || !strings.Contains(st.Error, tc.wantErr) {
+			if st.Status != mobycontainer.StateExited || st.ExitCode != tc.code || !strings.Contains(st.Error, tc.wantErr) || st.Starting {
 				t.Fatalf("state %+v", st)
 			}
 			select {

@@ -182,6 +182,21 @@ func NewManager(ctx context.Context, cfg Config) (*Manager, error) {
 			c.state.Pid = 0
 			c.state.Ports = nil
 			_ = atomicfile.WriteJSON(filepath.Join(dir, "state.json"), c.state)
+		case mobycontainer.StateCreated, mobycontainer.StateExited:
+			if !c.state.Starting {
+				break
+			}
+			// It died with the engine during its start: a failed start.
+			c.state = State{
+				Status:          mobycontainer.StateExited,
+				ExitCode:        startFailedCode,
+				Error:           "Berth's engine stopped while the container was starting; its VM was stopped",
+				StartedAt:       c.state.StartedAt,
+				FinishedAt:      time.Now().UTC(),
+				RestartCount:    c.state.RestartCount,
+				ManuallyStopped: c.state.ManuallyStopped,
+			}
+			_ = atomicfile.WriteJSON(filepath.Join(dir, "state.json"), c.state)
 		case mobycontainer.StateRemoving, mobycontainer.StateDead:
 			m.log.Warn("finishing removal of container", "id", c.spec.ID)
 			os.RemoveAll(dir)

@@ -213,8 +213,9 @@ func TestGetListRenameRemove(t *testing.T) {
 }
 
 // TestRecoverAfterCrash: a container recorded as running by an engine
-// that died comes back exited with the reason; an --rm one is cleaned
-// up; a half-created directory is removed.
+// that died comes back exited with the reason, and so does one whose
+// start was under way (a failed start); an --rm one is cleaned up; a
+// half-created directory is removed.
 func TestRecoverAfterCrash(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -234,6 +235,16 @@ func TestRecoverAfterCrash(t *testing.T) {
 		}
 		c.mu.Unlock()
 	}
+	starting, err := f.m.Create(ctx, CreateRequest{Name: "starting", Config: &mobycontainer.Config{Image: f.ref}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	starting.mu.Lock()
+	starting.state.Starting = true // as startWith saves it before booting
+	if err := starting.saveStateLocked(); err != nil {
+		t.Fatal(err)
+	}
+	starting.mu.Unlock()
 	half := filepath.Join(f.dir, "containers", strings.Repeat("ab", 32))
 	if err := os.MkdirAll(half, 0o700); err != nil {
 		t.Fatal(err)
@@ -246,6 +257,14 @@ func TestRecoverAfterCrash(t *testing.T) {
 	s := c.Snapshot()
 	if s.State.Status != mobycontainer.StateExited || !strings.Contains(s.State.Error, "engine stopped") || s.State.ExitCode != 137 {
 		t.Fatalf("recovered state: %+v", s.State)
+	}
+	c, err = m2.Get("starting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Snapshot().State; s.Status != mobycontainer.StateExited || s.Starting || s.ExitCode != startFailedCode ||
+		s.Error != "Berth's engine stopped while the container was starting; its VM was stopped" {
+		t.Fatalf("recovered state of a container killed while starting: %+v", s)
 	}
 	if _, err := m2.Get("rm"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("--rm container not cleaned up: %v", err)

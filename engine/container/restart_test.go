@@ -125,8 +125,13 @@ func TestRestartPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The backoff doubles: by the fourth restart it waits 800 ms.
-		waitState(t, c, "restarting after 3 restarts", func(s State) bool {
-			return s.RestartCount >= 3 && s.Status == mobycontainer.StateRestarting
+		// Wait for that wait (a restart armed, none starting: the status
+		// says restarting during a restart's start too).
+		waitState(t, c, "a restart pending after 3 restarts", func(s State) bool {
+			c.mu.Lock()
+			pending := c.pendingRestart != nil && c.busy == ""
+			c.mu.Unlock()
+			return s.RestartCount >= 3 && s.Status == mobycontainer.StateRestarting && pending
 		})
 		before := l.vms.launched()
 		if err := l.m.Stop(ctx, c.ID(), "", time.Second); err != nil {

@@ -163,6 +163,10 @@ func (m *Manager) startWith(ctx context.Context, c *Container, policy *restartTo
 		return errdefs.Conflict(fmt.Errorf("container %s is %s", c.spec.ID[:12], busy))
 	}
 	c.busy = "starting"
+	// On disk, so that an engine killed during the start says so when it
+	// opens again (the start's outcome replaces it).
+	c.state.Starting = true
+	_ = c.saveStateLocked()
 	spec := c.spec
 	c.exited = make(chan struct{})
 	close(c.nextStart)
@@ -222,6 +226,7 @@ func (m *Manager) startFailed(c *Container, err error, byPolicy bool) {
 	}
 	c.mu.Lock()
 	c.busy = ""
+	c.state.Starting = false
 	c.state.Status = mobycontainer.StateExited
 	c.state.Error = err.Error()
 	c.state.ExitCode = code
