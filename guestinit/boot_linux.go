@@ -525,7 +525,8 @@ func (b *booter) serve(l transport.Listener) error {
 			default:
 			}
 		},
-		MountRoot: b.mountRootAfterRestore(),
+		MountRoot:    b.mountRootAfterRestore(),
+		CgroupParent: cgroupParent(b.logger),
 	})
 	if err != nil {
 		return err
@@ -654,4 +655,16 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// cgroupParent is where containers get their cgroups: /sys/fs/cgroup/berth
+// when /sys/fs/cgroup is cgroup2 (mountSystem's mount may have failed, it
+// is optional), else "" (the containers stay in guestinit's cgroup).
+func cgroupParent(logger *log.Logger) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		logger.Printf("no cgroup2 at /sys/fs/cgroup: containers get no cgroup of their own")
+		return ""
+	}
+	return "/sys/fs/cgroup/berth"
 }

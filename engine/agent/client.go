@@ -299,3 +299,11 @@ func (c *Client) Shutdown(ctx context.Context, reboot bool) error {
 	}
 	return fromStatus("shutdown", err)
 }
+
+// ForwardUnix has the guest listen on port for as long as it runs and
+// splice each connection made there (Dialer.DialPort) to the unix socket
+// at path inside the container rootfs.
+func (c *Client) ForwardUnix(ctx context.Context, port uint32, path string) error {
+	_, err := c.api.ForwardUnix(ctx, &agentpb.ForwardUnixRequest{Port: port, Path: path})
+	return fromStatus("forward "+path, err)
+}

@@ -20,6 +20,9 @@ type container struct {
 	id  string // the main process's ID
 	ctl *ctlConn
 	pid int // the init's pid in guestinit's PID namespace
+	// cgroup is the container's cgroup directory (containerCgroup), ""
+	// when it has none; removed once the init is reaped.
+	cgroup string
 
 	mu      sync.Mutex
 	waiters map[string]chan *ctlMsg
@@ -32,9 +35,9 @@ type container struct {
 const initReadyTimeout = 30 * time.Second
 
 // startContainer re-executes this program as a container init in new
-// mount, PID, UTS and IPC namespaces and waits until it has pivoted into
-// the rootfs.
-func (s *Server) startContainer(ctx context.Context, id, hostname string) (*container, error) {
+// mount, PID, UTS, IPC and cgroup namespaces, in a cgroup of its own
+// (containerCgroup), and waits until it has pivoted into the rootfs.
+func (s *Server) startContainer(ctx context.Context, id, hostname string, privileged bool) (*container, error) {
 	ctl, child, err := newCtlPair()
 	if err != nil {
 		return nil, err
@@ -46,27 +49,41 @@ func (s *Server) startContainer(ctx context.Context, id, hostname string) (*cont
 		return nil, fmt.Errorf("start container %s: %w", id, err)
 	}
 	defer devnull.Close()
+	cgroup, cgfd, err := s.containerCgroup(id)
+	if err != nil {
+		ctl.close()
+		return nil, fmt.Errorf("start container %s: %w", id, err)
+	}
 	attr := &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   []string{"PATH=" + defaultPath},
 		Files: []uintptr{devnull.Fd(), os.Stderr.Fd(), os.Stderr.Fd(), child.Fd()},
 		Sys: &syscall.SysProcAttr{
-			Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
+			Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP,
 			Pdeathsig:  unix.SIGKILL,
 		},
 	}
+	if cgfd >= 0 {
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = true, cgfd
+	}
 	s.mu.Lock() // the reaper must not miss this pid
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{containerInitArg0}, attr)
+	if cgfd >= 0 {
+		unix.Close(cgfd)
+	}
 	if err != nil {
 		s.mu.Unlock()
 		ctl.close()
+		if cgroup != "" {
+			removeCgroup(cgroup)
+		}
 		return nil, fmt.Errorf("start container %s: start its init: %w", id, err)
 	}
-	c := &container{s: s, id: id, ctl: ctl, pid: pid, waiters: map[string]chan *ctlMsg{}, goneCh: make(chan struct{})}
+	c := &container{s: s, id: id, ctl: ctl, pid: pid, cgroup: cgroup, waiters: map[string]chan *ctlMsg{}, goneCh: make(chan struct{})}
 	s.inits[pid] = c
 	s.mu.Unlock()
 
-	if err := c.handshake(ctx, hostname); err != nil {
+	if err := c.handshake(ctx, hostname, privileged); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		ctl.close()
 		return nil, fmt.Errorf("start container %s: %w", id, err)
@@ -76,8 +93,8 @@ func (s *Server) startContainer(ctx context.Context, id, hostname string) (*cont
 }
 
 // handshake sends the init message and waits for the init to be ready.
-func (c *container) handshake(ctx context.Context, hostname string) error {
-	if err := c.ctl.send(&ctlMsg{Op: opInit, Init: &initSpec{Rootfs: c.s.cfg.Rootfs, Hostname: hostname, StageExe: c.s.cfg.StageExe}}); err != nil {
+func (c *container) handshake(ctx context.Context, hostname string, privileged bool) error {
+	if err := c.ctl.send(&ctlMsg{Op: opInit, Init: &initSpec{Rootfs: c.s.cfg.Rootfs, Hostname: hostname, StageExe: c.s.cfg.StageExe, Privileged: privileged}}); err != nil {
 		return err
 	}
 	dl := time.Now().Add(initReadyTimeout)

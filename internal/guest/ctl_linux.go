@@ -61,6 +61,9 @@ type initSpec struct {
 	// StageExe is the static executable the main process starts as
 	// (Config.StageExe); empty: the init's own.
 	StageExe string `json:"stageExe,omitempty"`
+	// Privileged mounts sysfs and cgroup2 read-write
+	// (CreateProcessRequest.privileged).
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // procSpec is a process for the container init to start. Its stdio

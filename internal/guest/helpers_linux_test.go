@@ -54,7 +54,7 @@ func requireRoot(t *testing.T) {
 const busyboxPath = "/bin/busybox"
 
 var applets = []string{"sh", "ps", "cat", "echo", "sleep", "id", "stty", "hostname", "grep",
-	"ls", "kill", "tty", "wc", "sed", "true", "false", "env", "pwd", "mount", "head", "tr", "timeout", "seq"}
+	"ls", "kill", "tty", "wc", "sed", "true", "false", "env", "pwd", "mount", "head", "tr", "timeout", "seq", "mkdir"}
 
 // newRootfs makes a throwaway container rootfs from busybox-static, with a
 // test user "tester" (1000) in group "tester" (1000) and member of
@@ -109,8 +109,9 @@ type env struct {
 
 // newEnv starts an agent server on a fresh busybox rootfs, reached over
 // the unix-socket transport with half-close taken away
-// (transporttest.NoHalfClose), and a client dialed to it.
-func newEnv(t *testing.T) *env {
+// (transporttest.NoHalfClose), and a client dialed to it; opts change
+// the server's Config.
+func newEnv(t *testing.T, opts ...func(*Config)) *env {
 	t.Helper()
 	requireRoot(t)
 	rootfs := newRootfs(t)
@@ -120,7 +121,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	e := &env{rootfs: rootfs, staging: t.TempDir(), tr: transporttest.NewNoHalfClose(transport.NewUnix(sockDir))}
-	srv, err := NewServer(Config{
+	cfg := Config{
 		Rootfs:       rootfs,
 		ShareStaging: e.staging,
 		StageExe:     testStageExe,
@@ -132,7 +133,11 @@ func newEnv(t *testing.T) *env {
 			e.shutdowns = append(e.shutdowns, reboot)
 			e.mu.Unlock()
 		},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -208,7 +208,7 @@ func (s *Server) startProcess(ctx context.Context, id string) (int, error) {
 // the running container it execs into.
 func (s *Server) containerFor(ctx context.Context, p *process) (*container, error) {
 	if p.req.ContainerId == "" {
-		c, err := s.startContainer(ctx, p.id, p.req.Hostname)
+		c, err := s.startContainer(ctx, p.id, p.req.Hostname, p.req.Privileged)
 		if err != nil {
 			return nil, err
 		}

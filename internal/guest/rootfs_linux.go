@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ func setupContainer(spec *initSpec) error {
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s: %w", root, err)
 	}
-	if err := mountContainerFilesystems(root); err != nil {
+	if err := mountContainerFilesystems(root, spec.Privileged); err != nil {
 		return err
 	}
 	if err := exposeStage(root, spec.StageExe); err != nil {
@@ -41,16 +42,27 @@ type containerMount struct {
 	target, fstype, source string
 	flags                  uintptr
 	data                   string
+	// optional: a kernel without the filesystem (ENODEV) skips it.
+	optional bool
 }
 
 // containerMounts are the filesystems every container gets, in order:
-// proc, sysfs (read-only), a tmpfs /dev, the guest's /dev/pts, and /dev/shm
-// and /dev/mqueue of its own.
-func containerMounts() []containerMount {
+// proc, sysfs, cgroup2 at /sys/fs/cgroup (the container's cgroup
+// namespace, so its own cgroup is the root it sees), a tmpfs /dev, the
+// guest's /dev/pts, and /dev/shm and /dev/mqueue of its own. sysfs and
+// cgroup2 are read-only unless privileged, as Docker mounts them: a
+// privileged container (the builder's buildkitd, whose runc makes a
+// cgroup per RUN step) may write both.
+func containerMounts(privileged bool) []containerMount {
 	const nsd = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	var ro uintptr = unix.MS_RDONLY
+	if privileged {
+		ro = 0
+	}
 	return []containerMount{
 		{target: "proc", fstype: "proc", source: "proc", flags: nsd},
-		{target: "sys", fstype: "sysfs", source: "sysfs", flags: nsd | unix.MS_RDONLY},
+		{target: "sys", fstype: "sysfs", source: "sysfs", flags: nsd | ro},
+		{target: "sys/fs/cgroup", fstype: "cgroup2", source: "cgroup2", flags: nsd | ro, optional: true},
 		{target: "dev", fstype: "tmpfs", source: "tmpfs", flags: unix.MS_NOSUID | unix.MS_STRICTATIME, data: "mode=755,size=65536k"},
 		{target: "dev/pts", source: "/dev/pts", flags: unix.MS_BIND},
 		{target: "dev/shm", fstype: "tmpfs", source: "shm", flags: nsd, data: "mode=1777,size=65536k"},
@@ -63,9 +75,9 @@ func containerMounts() []containerMount {
 // that a container starts on an image that lacks them even once the
 // rootfs is read-only (docker run --read-only), as runc does.
 func makeMountPoints(root string) error {
-	for _, m := range containerMounts() {
+	for _, m := range containerMounts(false) {
 		if strings.Contains(m.target, "/") {
-			continue // inside the /dev tmpfs
+			continue // inside the /sys or /dev mount
 		}
 		if err := mkdirInRoot(root, m.target); err != nil {
 			return fmt.Errorf("create mount point /%s in the rootfs: %w", m.target, err)
@@ -76,9 +88,12 @@ func makeMountPoints(root string) error {
 
 // mountContainerFilesystems mounts containerMounts inside root and fills
 // /dev.
-func mountContainerFilesystems(root string) error {
-	for _, m := range containerMounts() {
+func mountContainerFilesystems(root string, privileged bool) error {
+	for _, m := range containerMounts(privileged) {
 		if err := mountIn(root, m); err != nil {
+			if m.optional && errors.Is(err, unix.ENODEV) {
+				continue
+			}
 			return err
 		}
 	}

@@ -83,6 +83,11 @@ type Config struct {
 	// mounted, and FinishRestore completes it after a restore. nil:
 	// FinishRestore is refused.
 	MountRoot func(ctx context.Context, rootSize uint64) error
+	// CgroupParent is a cgroup2 directory under which every container
+	// gets a cgroup of its own, the root of its cgroup namespace
+	// (guestinit: /sys/fs/cgroup/berth); empty: containers stay in the
+	// server's cgroup, still in a cgroup namespace of their own.
+	CgroupParent string
 }
 
 // Server is the guest's agent: the ttrpc service on transport.AgentPort
@@ -98,6 +103,7 @@ type Server struct {
 	ports      map[uint32]string  // stdio port → process ID
 	subs       map[chan *agentpb.Event]struct{}
 	archives   map[uint32]*archiveJob // docker cp transfers by port
+	forwards   map[uint32]string      // ForwardUnix's ports → socket paths
 
 	stageMu sync.Mutex
 	staged  map[string]string // share source → its staging mount point
@@ -106,6 +112,8 @@ type Server struct {
 	shareConns map[string]io.Closer
 
 	restore restoreState // FinishRestore's
+
+	cgroupSeq atomic.Uint64 // numbers the containers' cgroups
 
 	shutdownOnce sync.Once
 	serving      chan struct{}
@@ -275,6 +283,11 @@ func (s *Server) initExited(pid int, ws unix.WaitStatus) {
 	s.mu.Unlock()
 	if c == nil {
 		return
+	}
+	if c.cgroup != "" {
+		if err := removeCgroup(c.cgroup); err != nil {
+			s.logger.Printf("container %s: %v", c.id, err)
+		}
 	}
 	// The processes' fates arrive on the control socket, which ends after
 	// the last message the init sent: its readLoop calls initGone.

@@ -885,8 +885,14 @@ type CreateProcessRequest struct {
 	// ShutdownOnExit powers the VM off once this main process has exited,
 	// its output is flushed and its exit reported (WaitProcess or Events).
 	ShutdownOnExit bool `protobuf:"varint,17,opt,name=shutdown_on_exit,json=shutdownOnExit,proto3" json:"shutdown_on_exit,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Privileged (docker run --privileged) gives a new container's
+	// processes a writable /sys and a writable cgroup2 at /sys/fs/cgroup
+	// (its own cgroup subtree, in a cgroup namespace rooted there), so
+	// that a runtime inside (runc under buildkitd) can make cgroups. Every
+	// container gets cgroup2 read-only otherwise. Ignored for an exec.
+	Privileged    bool `protobuf:"varint,19,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateProcessRequest) Reset() {
@@ -1041,6 +1047,13 @@ func (x *CreateProcessRequest) GetInit() bool {
 func (x *CreateProcessRequest) GetShutdownOnExit() bool {
 	if x != nil {
 		return x.ShutdownOnExit
+	}
+	return false
+}
+
+func (x *CreateProcessRequest) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
 	}
 	return false
 }
@@ -2379,6 +2392,60 @@ func (x *ListProcessesResponse) GetProcesses() []*ProcessInfo {
 	return nil
 }
 
+type ForwardUnixRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Port is where the guest listens for the host's connections.
+	Port uint32 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	// Path is the unix socket's absolute path inside the container rootfs.
+	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardUnixRequest) Reset() {
+	*x = ForwardUnixRequest{}
+	mi := &file_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardUnixRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardUnixRequest) ProtoMessage() {}
+
+func (x *ForwardUnixRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardUnixRequest.ProtoReflect.Descriptor instead.
+func (*ForwardUnixRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ForwardUnixRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ForwardUnixRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -2441,7 +2508,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x06Rlimit\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x04R\x04soft\x12\x12\n" +
-	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\x80\x04\n" +
+	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\xa0\x04\n" +
 	"\x14CreateProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x12\n" +
@@ -2464,7 +2531,10 @@ const file_agent_proto_rawDesc = "" +
 	"\arlimits\x18\x0f \x03(\v2\x16.berth.agent.v1.RlimitR\arlimits\x12\x1a\n" +
 	"\bhostname\x18\x10 \x01(\tR\bhostname\x12\x12\n" +
 	"\x04init\x18\x12 \x01(\bR\x04init\x12(\n" +
-	"\x10shutdown_on_exit\x18\x11 \x01(\bR\x0eshutdownOnExit\"\x17\n" +
+	"\x10shutdown_on_exit\x18\x11 \x01(\bR\x0eshutdownOnExit\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\x13 \x01(\bR\n" +
+	"privileged\"\x17\n" +
 	"\x15CreateProcessResponse\"%\n" +
 	"\x13StartProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"(\n" +
@@ -2552,7 +2622,10 @@ const file_agent_proto_rawDesc = "" +
 	"\x04args\x18\b \x03(\tR\x04args\x12\x12\n" +
 	"\x04comm\x18\t \x01(\tR\x04comm\"R\n" +
 	"\x15ListProcessesResponse\x129\n" +
-	"\tprocesses\x18\x01 \x03(\v2\x1b.berth.agent.v1.ProcessInfoR\tprocesses2\xb0\f\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x1b.berth.agent.v1.ProcessInfoR\tprocesses\"<\n" +
+	"\x12ForwardUnixRequest\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path2\xfa\f\n" +
 	"\x05Agent\x12A\n" +
 	"\x04Ping\x12\x1b.berth.agent.v1.PingRequest\x1a\x1c.berth.agent.v1.PingResponse\x12A\n" +
 	"\x04Info\x12\x1b.berth.agent.v1.InfoRequest\x1a\x1c.berth.agent.v1.InfoResponse\x12<\n" +
@@ -2575,7 +2648,8 @@ const file_agent_proto_rawDesc = "" +
 	"\bStatPath\x12\x1f.berth.agent.v1.StatPathRequest\x1a\x18.berth.agent.v1.PathStat\x12G\n" +
 	"\vOpenArchive\x12\x1e.berth.agent.v1.ArchiveRequest\x1a\x18.berth.agent.v1.PathStat\x12H\n" +
 	"\vWaitArchive\x12\".berth.agent.v1.WaitArchiveRequest\x1a\x15.berth.agent.v1.Empty\x12\\\n" +
-	"\rListProcesses\x12$.berth.agent.v1.ListProcessesRequest\x1a%.berth.agent.v1.ListProcessesResponseB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
+	"\rListProcesses\x12$.berth.agent.v1.ListProcessesRequest\x1a%.berth.agent.v1.ListProcessesResponse\x12H\n" +
+	"\vForwardUnix\x12\".berth.agent.v1.ForwardUnixRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2590,7 +2664,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_agent_proto_goTypes = []any{
 	(Event_Kind)(0),                 // 0: berth.agent.v1.Event.Kind
 	(*Empty)(nil),                   // 1: berth.agent.v1.Empty
@@ -2628,6 +2702,7 @@ var file_agent_proto_goTypes = []any{
 	(*ListProcessesRequest)(nil),    // 33: berth.agent.v1.ListProcessesRequest
 	(*ProcessInfo)(nil),             // 34: berth.agent.v1.ProcessInfo
 	(*ListProcessesResponse)(nil),   // 35: berth.agent.v1.ListProcessesResponse
+	(*ForwardUnixRequest)(nil),      // 36: berth.agent.v1.ForwardUnixRequest
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: berth.agent.v1.InfoResponse.boot:type_name -> berth.agent.v1.BootTimes
@@ -2656,29 +2731,31 @@ var file_agent_proto_depIdxs = []int32{
 	31, // 23: berth.agent.v1.Agent.OpenArchive:input_type -> berth.agent.v1.ArchiveRequest
 	32, // 24: berth.agent.v1.Agent.WaitArchive:input_type -> berth.agent.v1.WaitArchiveRequest
 	33, // 25: berth.agent.v1.Agent.ListProcesses:input_type -> berth.agent.v1.ListProcessesRequest
-	3,  // 26: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
-	6,  // 27: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
-	1,  // 28: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
-	1,  // 29: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
-	1,  // 30: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
-	13, // 31: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
-	15, // 32: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
-	17, // 33: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
-	1,  // 34: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
-	1,  // 35: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
-	1,  // 36: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
-	1,  // 37: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
-	23, // 38: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
-	25, // 39: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
-	1,  // 40: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
-	1,  // 41: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
-	1,  // 42: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
-	30, // 43: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
-	30, // 44: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
-	1,  // 45: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
-	35, // 46: berth.agent.v1.Agent.ListProcesses:output_type -> berth.agent.v1.ListProcessesResponse
-	26, // [26:47] is the sub-list for method output_type
-	5,  // [5:26] is the sub-list for method input_type
+	36, // 26: berth.agent.v1.Agent.ForwardUnix:input_type -> berth.agent.v1.ForwardUnixRequest
+	3,  // 27: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
+	6,  // 28: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
+	1,  // 29: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
+	1,  // 30: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
+	1,  // 31: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
+	13, // 32: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
+	15, // 33: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
+	17, // 34: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
+	1,  // 35: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
+	1,  // 36: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
+	1,  // 37: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
+	1,  // 38: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
+	23, // 39: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
+	25, // 40: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
+	1,  // 41: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
+	1,  // 42: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
+	1,  // 43: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
+	30, // 44: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
+	30, // 45: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
+	1,  // 46: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
+	35, // 47: berth.agent.v1.Agent.ListProcesses:output_type -> berth.agent.v1.ListProcessesResponse
+	1,  // 48: berth.agent.v1.Agent.ForwardUnix:output_type -> berth.agent.v1.Empty
+	27, // [27:49] is the sub-list for method output_type
+	5,  // [5:27] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -2695,7 +2772,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ type AgentService interface {
 	OpenArchive(context.Context, *ArchiveRequest) (*PathStat, error)
 	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
 	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
+	ForwardUnix(context.Context, *ForwardUnixRequest) (*Empty, error)
 }
 
 type Agent_EventsServer interface {
@@ -187,6 +188,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.ListProcesses(ctx, &req)
 			},
+			"ForwardUnix": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ForwardUnixRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ForwardUnix(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Events": {
@@ -226,6 +234,7 @@ type AgentClient interface {
 	OpenArchive(context.Context, *ArchiveRequest) (*PathStat, error)
 	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
 	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
+	ForwardUnix(context.Context, *ForwardUnixRequest) (*Empty, error)
 }
 
 type agentClient struct {
@@ -422,6 +431,14 @@ func (c *agentClient) WaitArchive(ctx context.Context, req *WaitArchiveRequest) 
 func (c *agentClient) ListProcesses(ctx context.Context, req *ListProcessesRequest) (*ListProcessesResponse, error) {
 	var resp ListProcessesResponse
 	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "ListProcesses", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ForwardUnix(ctx context.Context, req *ForwardUnixRequest) (*Empty, error) {
+	var resp Empty
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "ForwardUnix", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
