@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/berthvm/berth/engine/builder"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/home"
@@ -44,6 +46,9 @@ type Engine struct {
 	// vms launches the containers' VMs (and builds fast-start templates
 	// in the background until Close).
 	vms *launcher.Launcher
+	// builder runs the image builder VM and serves the host's BuildKit
+	// socket (h/run/buildkitd.sock).
+	builder *builder.Manager
 
 	// ctx is cancelled by Close; wg counts the goroutines the engine
 	// started itself, which Close waits for.
@@ -60,6 +65,7 @@ type options struct {
 	log          *slog.Logger
 	hostLoopback bool
 	fastStart    bool
+	builderIdle  time.Duration
 }
 
 // WithLogger sets the engine's logger (default: slog.Default()).
@@ -78,13 +84,22 @@ func WithHostLoopback(on bool) Option { return func(o *options) { o.hostLoopback
 // it is new.
 func WithFastStart(on bool) Option { return func(o *options) { o.fastStart = on } }
 
+// WithBuilderIdleTimeout sets how long the image builder's VM stays up
+// with no BuildKit client connected (default builder.DefaultIdleTimeout;
+// negative: until the engine stops).
+func WithBuilderIdleTimeout(d time.Duration) Option {
+	return func(o *options) { o.builderIdle = d }
+}
+
 // New opens the engine's state under h: it creates the home if needed,
 // opens the image store (h/images), the base rootfs cache (h/rootfs) and
 // the named volumes (h/volumes),
 // stops the VMs a dead engine left running (engine/launcher), opens the
 // containers (h/containers, marking those that were running as exited),
-// and starts the engine's one background worker (pruning base root
-// filesystems of removed images), which Close stops.
+// starts the engine's background workers (pruning base root filesystems
+// of removed images; serving the image builder's BuildKit socket at
+// h/run/buildkitd.sock, which starts the builder VM on first use), which
+// Close stops.
 func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 	o := options{log: slog.Default()}
 	for _, opt := range opts {
@@ -145,8 +160,19 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.wg.Add(1)
+	if e.builder, err = builder.New(builder.Config{Dir: h.Path("builder"), Socket: h.Path("run", "buildkitd.sock"),
+		VMs: vms, IdleTimeout: o.builderIdle, Log: o.log}); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
+	}
+	e.wg.Add(2)
 	go e.pruner()
+	go func() {
+		defer e.wg.Done()
+		if err := e.builder.Serve(e.ctx); err != nil {
+			o.log.Warn("image builder socket", "err", err)
+		}
+	}()
 	// always and unless-stopped containers come back (restart policies).
 	e.containers.StartRestartable(e.ctx)
 	return e, nil
@@ -237,11 +263,16 @@ func (e *Engine) Images() *image.Store { return e.images }
 // Events is the event bus.
 func (e *Engine) Events() *events.Bus { return e.events }
 
+// Builder is the image builder.
+func (e *Engine) Builder() *builder.Manager { return e.builder }
+
 // Close stops the engine's background work, waits for it to end, and
 // releases what New opened (the image store's lock). Running containers
-// are not stopped: the daemon's VMs die with its process.
+// are not stopped: the daemon's VMs die with its process. The image
+// builder's VM is shut down (its cache disk synced).
 func (e *Engine) Close() error {
 	e.containers.Close()
+	e.builder.Close()
 	e.cancel()
 	e.wg.Wait()
 	if e.vms != nil {

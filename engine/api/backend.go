@@ -42,6 +42,9 @@ type Backend interface {
 	// Networks serves /networks/...; nil where the engine has no
 	// networks of its own (macOS: each VM keeps vz's NAT).
 	Networks() Networks
+	// Builder serves /berth/builder/...; nil where the engine has no
+	// image builder.
+	Builder() Builder
 }
 
 // Shares are containers' run-time shares (engine/container's AddShare,

@@ -37,6 +37,8 @@ import (
 
 // fakeBackend is the engine as the API sees it.
 type fakeBackend struct {
+	builder *fakeBuilder
+
 	images     *fakeImages
 	containers *fakeContainers
 	execs      *fakeExecs
@@ -61,6 +63,15 @@ func (b *fakeBackend) newNetworks(t *testing.T) *bnet.Manager {
 	t.Cleanup(func() { m.Close() })
 	b.nets = m
 	return m
+}
+
+// Builder is b.builder: nil (the endpoints answer errNoBuilder) unless a
+// test sets a fakeBuilder; engine/builder's tests run the real one.
+func (b *fakeBackend) Builder() Builder {
+	if b.builder == nil {
+		return nil
+	}
+	return b.builder
 }
 
 func (b *fakeBackend) Networks() Networks {

@@ -74,6 +74,7 @@ func (s *Server) routes() {
 	s.containerRoutes()
 	s.volumeRoutes()
 	s.networkRoutes()
+	s.builderRoutes()
 }
 
 // ServeHTTP strips and checks the API version prefix, then dispatches.

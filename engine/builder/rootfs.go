@@ -130,3 +130,47 @@ func copyFile(ctx context.Context, w *ext4.Writer, src, dst string, mode uint32)
 	}
 	return nil
 }
+
+// WriteCacheDisk writes the builder's cache disk at path: an empty,
+// sparse ext4 of size bytes (Berth's ext4 writer, so a Mac, which has no
+// mkfs.ext4, makes it too), with an inode for every 32 KiB (BuildKit's
+// snapshots are many small files). The guest mounts it at
+// /var/lib/buildkit.
+func WriteCacheDisk(ctx context.Context, path string, size int64) error {
+	w, err := ext4.Create(path, ext4.WithSize(size), ext4.WithMinFreeInodes(uint32(min(size/(32<<10), 1<<24))))
+	if err != nil {
+		return fmt.Errorf("write builder cache disk: %w", err)
+	}
+	if err := w.Close(ctx); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write builder cache disk %s: %w", path, err)
+	}
+	return nil
+}
+
+// BinDirEnv names the environment variable that points at the directory
+// holding the builder's Programs (overriding the search next to the
+// berth executable).
+const BinDirEnv = "BERTH_BUILDER_BIN"
+
+// FindBinDir returns the directory with the Programs for arch:
+// $BERTH_BUILDER_BIN, else builder-linux-ARCH next to the running
+// executable or in the app bundle's Resources.
+func FindBinDir(arch string) (string, error) {
+	if d := os.Getenv(BinDirEnv); d != "" {
+		return d, nil
+	}
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		name := "builder-linux-" + arch
+		for _, d := range []string{filepath.Join(dir, name), filepath.Join(dir, "..", "Resources", name)} {
+			if _, err := os.Stat(filepath.Join(d, Programs[0])); err == nil {
+				return d, nil
+			}
+			tried = append(tried, d)
+		}
+	}
+	return "", errdefs.Unavailable(fmt.Errorf("no image builder programs for linux/%s: looked at $%s and %s; build them with `make builder-bins` and set $%s to builder/bin/%s",
+		arch, BinDirEnv, strings.Join(tried, ", "), BinDirEnv, arch))
+}

@@ -5,25 +5,41 @@ package builder_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/berthvm/berth/engine/agent"
-	"github.com/berthvm/berth/engine/agent/agentpb"
-	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/builder"
-	"github.com/berthvm/berth/engine/initramfs"
-	"github.com/berthvm/berth/engine/vmm"
-	"github.com/berthvm/berth/engine/vmm/qemu"
+	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/kerneltest"
 	"github.com/berthvm/berth/internal/testenv"
 )
+
+// TestMain builds guestinit for the host arch and points the launcher
+// at it, as `make build` lays it out next to berth.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berth-builder-test")
+	if err != nil {
+		panic(err)
+	}
+	out, err := testenv.BuildGuestinit(dir, "../../guestinit")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv(launcher.GuestinitEnv, out)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // binDir is where make builder-bins leaves the programs for arch.
 func binDir(t *testing.T, arch string) string {
@@ -49,166 +65,215 @@ func TestRootfsMissingProgram(t *testing.T) {
 	}
 }
 
-// TestBuilderGuest writes the builder's root filesystem from the real
-// programs with Berth's ext4 writer, has e2fsck check it, boots it in a
-// QEMU micro-VM with Debian's kernel and the real guestinit, and runs
-// buildkitd --version, runc --version and runc features through the agent.
-func TestBuilderGuest(t *testing.T) {
-	arch := runtime.GOARCH
-	bins := binDir(t, arch)
+// TestDisksPassFsck: the root filesystem and the cache disk the engine's
+// ext4 writer makes pass e2fsck, and the 64 GiB cache disk is sparse.
+func TestDisksPassFsck(t *testing.T) {
+	bins := binDir(t, runtime.GOARCH)
 	e2fsck := testenv.RequireCommand(t, "e2fsck", "e2fsprogs")
-	testenv.RequireCommand(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch],
-		map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	work := t.TempDir()
-
-	root := filepath.Join(work, "builder.ext4")
-	start := time.Now()
+	ctx := context.Background()
+	root, cache := filepath.Join(t.TempDir(), "builder.ext4"), filepath.Join(t.TempDir(), "cache.ext4")
 	if err := builder.WriteRootfs(ctx, root, builder.RootfsSpec{BinDir: bins}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := os.Stat(root)
-	t.Logf("rootfs written in %v: %d MiB", time.Since(start).Round(time.Millisecond), st.Size()>>20)
-	if b, err := exec.CommandContext(ctx, e2fsck, "-fn", root).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck -fn %s: %v\n%s", root, err, b)
-	}
-
-	k := kerneltest.Debian(t, arch)
-	img, err := k.BootImage(ctx, filepath.Join(kerneltest.CacheDir(t), "test-cache"))
-	if err != nil {
+	if err := builder.WriteCacheDisk(ctx, cache, builder.DefaultCacheSize); err != nil {
 		t.Fatal(err)
 	}
-	init := filepath.Join(work, "guestinit")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", init, "github.com/berthvm/berth/guestinit")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build guestinit: %v\n%s", err, b)
-	}
-	ird, err := initramfs.Build(ctx, initramfs.Spec{Init: init, Kernel: k, Needs: qemu.GuestConfigs(), CacheDir: filepath.Join(work, "initramfs")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := t.TempDir()
-	cfg := vmm.Config{
-		ID: "buildertest-" + arch, StateDir: state, Arch: arch, CPUs: 1, MemoryMiB: 512,
-		Kernel: img, Initramfs: ird, Root: vmm.Disk{Path: root},
-		ConsoleLog: filepath.Join(state, "console.log"),
-		Ping: func(ctx context.Context, d transport.Dialer) error {
-			c, err := agent.Dial(ctx, d)
-			if err != nil {
-				return err
-			}
-			return c.Close()
-		},
-	}
-	m, err := qemu.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Kill(context.Background()) })
-	if err := m.Start(ctx); err != nil {
-		b, _ := os.ReadFile(cfg.ConsoleLog)
-		t.Fatalf("boot: %v\nconsole:\n%s", err, b)
-	}
-	c, err := agent.Dial(ctx, m.Dialer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-
-	run := func(id string, args ...string) string {
-		t.Helper()
-		var out, errOut bytes.Buffer
-		st, err := c.Run(ctx, &agentpb.CreateProcessRequest{Id: id, Args: args, Env: []string{"PATH=/usr/bin"}},
-			agent.Stdio{Stdout: &out, Stderr: &errOut})
-		if err != nil {
-			t.Fatalf("%v: %v (stderr %q)", args, err, errOut.String())
-		}
-		if st.Code != 0 {
-			t.Fatalf("%v: exit %d, stdout %q, stderr %q", args, st.Code, out.String(), errOut.String())
-		}
-		return out.String()
-	}
-	if out := run("buildkitd", "/usr/bin/buildkitd", "--version"); !strings.HasPrefix(out, "buildkitd github.com/moby/buildkit v") {
-		t.Errorf("buildkitd --version in the guest = %q", out)
-	}
-	if out := run("buildctl", "/usr/bin/buildctl", "--version"); !strings.HasPrefix(out, "buildctl github.com/moby/buildkit v") {
-		t.Errorf("buildctl --version in the guest = %q", out)
-	}
-	out := run("runc", "/usr/bin/runc", "--version")
-	if !strings.HasPrefix(out, "runc version ") || !strings.Contains(out, "libseccomp: ") {
-		t.Errorf("runc --version in the guest = %q; want a version and libseccomp", out)
-	}
-	// runc features: this runc was built with seccomp and cgroup v2.
-	feat := run("runc-features", "/usr/bin/runc", "features")
-	for _, want := range []string{`"seccomp": {`, `"enabled": true`, `"v2": true`} {
-		if !strings.Contains(feat, want) {
-			t.Errorf("runc features in the guest lacks %s:\n%s", want, feat)
+	for _, p := range []string{root, cache} {
+		if b, err := exec.CommandContext(ctx, e2fsck, "-fn", p).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck -fn %s: %v\n%s", p, err, b)
 		}
 	}
-	// overlayfs, BuildKit's snapshotter, in the guest kernel: a read-only
-	// overlay of /etc and /usr/bin, and buildctl run from it. The agent
-	// resolves only the target inside the rootfs; the kernel reads the
-	// lowerdir paths in guestinit's view, where the root disk is mounted
-	// at /run/berth/rootfs.
-	const disk = "/run/berth/rootfs"
-	if err := c.Mount(ctx, &agentpb.MountRequest{Source: "overlay", Target: "/run/ovl", Fstype: "overlay",
-		Options: []string{"lowerdir=" + disk + "/etc:" + disk + "/usr/bin"}, MkdirTarget: true}); err != nil {
-		t.Fatalf("overlay mount in the builder guest: %v", err)
+	if st, err := os.Stat(cache); err != nil || st.Size() != builder.DefaultCacheSize {
+		t.Errorf("cache disk: %v, %v; want %d bytes", st, err, int64(builder.DefaultCacheSize))
 	}
-	if out := run("overlay", "/run/ovl/buildctl", "--version"); !strings.HasPrefix(out, "buildctl ") {
-		t.Errorf("buildctl from the overlay = %q", out)
+	if du, err := exec.Command("du", "-k", cache).Output(); err != nil || len(du) == 0 || len(strings.Fields(string(du))[0]) > 5 {
+		t.Errorf("du -k %s = %q, %v; want it sparse (under 100 MB)", cache, du, err)
 	}
-	t.Logf("in the guest: %s", strings.ReplaceAll(out, "\n", "; "))
+}
 
-	// buildkitd as a daemon with the config the rootfs carries: its OCI
-	// worker (runc, overlayfs snapshotter on the ext4 root) comes up and
-	// buildctl reaches it.
-	const sock = "unix:///run/buildkit/buildkitd.sock"
-	var dOut testenv.SyncBuffer
-	daemon := &agentpb.CreateProcessRequest{Id: "buildkitd", Args: []string{"/usr/bin/buildkitd", "--addr", sock},
-		Env: []string{"PATH=/usr/bin"}}
-	c.AssignPorts(daemon, agent.Stdio{Stdout: &dOut, Stderr: &dOut})
-	if err := c.CreateProcess(ctx, daemon); err != nil {
+// TestBuilder is the image builder end to end on one builder VM and one
+// restart of it: a builder Manager on a fresh home (Debian's kernel, the
+// real guestinit and programs, QEMU) starts the VM on the first
+// connection to its host socket; the host's buildctl, through that
+// socket, finds the OCI worker (runc, overlayfs), builds a Dockerfile
+// whose RUN step (a busybox COPYed into a scratch image: the guest has no
+// network) writes a file, and exports the result to a host directory
+// that holds it; a failing RUN reaches buildctl as the build's error.
+// The builder stops after its idle timeout; the next build starts it
+// again and finds the RUN step CACHED on the persistent cache disk.
+func TestBuilder(t *testing.T) {
+	arch := runtime.GOARCH
+	bins := binDir(t, arch)
+	busybox := testenv.RequireTool(t, "/bin/busybox", "busybox-static")
+	testenv.RequireCommand(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch],
+		map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
+	kerneltest.Debian(t, arch)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	h := home.Home{Dir: t.TempDir()}
+	// The kernel's boot image and the initramfs, made once for every run
+	// of this test rather than in each fresh home (a minute under load).
+	if err := os.Symlink(filepath.Join(kerneltest.CacheDir(t), "builder-test-cache"), h.Path("cache")); err != nil {
 		t.Fatal(err)
 	}
-	att, err := c.Attach(ctx, daemon, agent.Stdio{Stdout: &dOut, Stderr: &dOut})
+	var logBuf testenv.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	defer func() { t.Logf("engine log:\n%s", logBuf.String()) }()
+	vms := launcher.New(h, log, kernel.NewSetup(kernel.Options{Home: h.Dir, CacheDir: kerneltest.CacheDir(t)}))
+	defer vms.Close()
+	const idle = 4 * time.Second
+	m, err := builder.New(builder.Config{
+		Dir: h.Path("builder"), Socket: h.Path("run", "buildkitd.sock"), VMs: vms, BinDir: bins,
+		IdleTimeout: idle, CPUs: 2, MemoryBytes: 1 << 30, Log: log,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer att.Close()
-	if _, err := c.StartProcess(ctx, daemon.Id); err != nil {
-		t.Fatal(err)
+	serveCtx, stopServe := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- m.Serve(serveCtx) }()
+	t.Cleanup(func() {
+		stopServe()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		m.Close()
+	})
+	sock := h.Path("run", "buildkitd.sock")
+	waitFor(t, "the builder socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	if st, _ := os.Stat(sock); st.Mode().Perm() != 0o600 {
+		t.Errorf("%s has mode %v, want 0600", sock, st.Mode().Perm())
 	}
-	started := time.Now()
-	var workers string
-	for i := 0; ; i++ {
+	if st := m.Status(); st.Running {
+		t.Fatalf("the builder runs before anyone asked: %+v", st)
+	}
+
+	buildctl := func(args ...string) (string, string, error) {
 		var o, e bytes.Buffer
-		st, err := c.Run(ctx, &agentpb.CreateProcessRequest{Id: "workers-" + strconv.Itoa(i), Env: []string{"PATH=/usr/bin"},
-			Args: []string{"/usr/bin/buildctl", "--addr", sock, "debug", "workers", "-v"}}, agent.Stdio{Stdout: &o, Stderr: &e})
-		if err != nil {
+		cmd := exec.CommandContext(ctx, filepath.Join(bins, "buildctl"), append([]string{"--addr", "unix://" + sock, "--timeout", "180", "--wait"}, args...)...)
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		return o.String(), e.String(), err
+	}
+	start := time.Now()
+	if err := m.Start(ctx); err != nil {
+		t.Fatalf("start the builder: %v\nconsole:\n%s", err, readFile(filepath.Join(h.Path("builder"), "console.log")))
+	}
+	t.Logf("builder started in %v", time.Since(start).Round(100*time.Millisecond))
+	workers, errOut, err := buildctl("debug", "workers", "-v")
+	if err != nil {
+		t.Fatalf("buildctl debug workers through %s: %v\n%s\nbuildkitd's log:\n%s", sock, err, errOut, readFile(m.Status().Log))
+	}
+	t.Logf("builder started and answered in %v", time.Since(start).Round(100*time.Millisecond))
+	for _, want := range []string{"org.mobyproject.buildkit.worker.executor:", "oci", "org.mobyproject.buildkit.worker.snapshotter:", "overlayfs"} {
+		if !strings.Contains(workers, want) {
+			t.Errorf("buildctl debug workers -v lacks %q:\n%s", want, workers)
+		}
+	}
+	if st := m.Status(); !st.Running || st.CacheBytes == 0 {
+		t.Errorf("status after the first connection: %+v; want running with a cache disk", st)
+	}
+
+	// (buildctl's --timeout covers the builder's start: by default it
+	// gives up on a connection after 5 s.)
+
+	// A Dockerfile whose RUN step writes a file, built from a host context.
+	dir := t.TempDir()
+	bb, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"busybox":    string(bb),
+		"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /out && /bin/busybox echo built by RUN > /out/result && /bin/busybox cat /proc/self/cgroup >> /out/result\"]\n",
+		"fail/Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo failing on purpose >&2; exit 3\"]\n",
+	}
+	for name, content := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if st.Code == 0 && strings.Contains(o.String(), "Labels:") {
-			workers = o.String()
-			break
-		}
-		if time.Since(started) > time.Minute {
-			t.Fatalf("buildctl debug workers after %v: exit %d, %q %q; buildkitd's output:\n%s", time.Since(started), st.Code, o.String(), e.String(), dOut.String())
-		}
-		time.Sleep(time.Second)
 	}
-	t.Logf("buildkitd's worker up after %v:\n%s", time.Since(started).Round(100*time.Millisecond), workers)
-	labels := map[string]string{}
-	for _, line := range strings.Split(workers, "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			labels[strings.TrimSuffix(f[0], ":")] = f[1]
+	build := func(dockerfileDir, out string) (string, error) {
+		_, progress, err := buildctl("build", "--frontend", "dockerfile.v0", "--progress", "plain",
+			"--local", "context="+dir, "--local", "dockerfile="+dockerfileDir, "--output", "type=local,dest="+out)
+		return progress, err
+	}
+	out1 := t.TempDir()
+	start = time.Now()
+	progress, err := build(dir, out1)
+	if err != nil {
+		t.Fatalf("buildctl build: %v\n%s\nbuildkitd's log:\n%s", err, progress, readFile(m.Status().Log))
+	}
+	t.Logf("first build in %v", time.Since(start).Round(100*time.Millisecond))
+	result := readFile(filepath.Join(out1, "out", "result"))
+	if !strings.HasPrefix(result, "built by RUN\n0::/") {
+		t.Errorf("the RUN step's /out/result in the exported image = %q; want its line and its cgroup", result)
+	}
+	if _, err := os.Stat(filepath.Join(out1, "bin", "busybox")); err != nil {
+		t.Errorf("the COPY step's file in the exported image: %v", err)
+	}
+
+	// A failing RUN: the build's error reaches the client.
+	progress, err = build(filepath.Join(dir, "fail"), t.TempDir())
+	if err == nil || !strings.Contains(progress, "failing on purpose") || !strings.Contains(progress, "exit code: 3") {
+		t.Errorf("a build whose RUN exits 3: %v; want buildctl to fail with the step's output and exit code:\n%s", err, progress)
+	}
+
+	// Idle: the builder stops; the next build starts it again and the
+	// cache disk still holds the RUN step.
+	waitFor(t, "the idle builder to stop", func() bool { return !m.Status().Running })
+	out2 := t.TempDir()
+	start = time.Now()
+	progress, err = build(dir, out2)
+	if err != nil {
+		t.Fatalf("buildctl build after a restart: %v\n%s", err, progress)
+	}
+	t.Logf("build after the builder's restart in %v", time.Since(start).Round(100*time.Millisecond))
+	if !strings.Contains(progress, "RUN [\"/bin/busybox\"") || !cachedRun(progress) {
+		t.Errorf("the build after a restart did not find the RUN step CACHED:\n%s", progress)
+	}
+	if got := readFile(filepath.Join(out2, "out", "result")); got != result {
+		t.Errorf("the cached build's /out/result = %q, want %q", got, result)
+	}
+	if out, err := m.Prune(ctx); err != nil || !strings.Contains(out, "Total:") {
+		t.Errorf("Prune on the running builder: %q, %v; want buildctl prune's report", out, err)
+	}
+	if err := m.Stop(ctx); err != nil || m.Status().Running {
+		t.Errorf("Stop: %v, status %+v", err, m.Status())
+	}
+}
+
+// cachedRun reports whether BuildKit's plain progress shows the RUN step
+// as CACHED.
+func cachedRun(progress string) bool {
+	ids := map[string]bool{}
+	for _, line := range strings.Split(progress, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && strings.HasPrefix(f[0], "#") && strings.Contains(line, "RUN [") {
+			ids[f[0]] = true
+		}
+		if len(f) == 2 && ids[f[0]] && f[1] == "CACHED" {
+			return true
 		}
 	}
-	for k, want := range map[string]string{"org.mobyproject.buildkit.worker.executor": "oci", "org.mobyproject.buildkit.worker.snapshotter": "overlayfs"} {
-		if labels[k] != want {
-			t.Errorf("buildctl debug workers: %s = %q, want %q:\n%s", k, labels[k], want, workers)
+	return false
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// waitFor polls cond every 100 ms for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -73,6 +73,9 @@ type LaunchRequest struct {
 	// SharePorts is the number of spare byte pipes the VM gets for
 	// run-time shares (vmm.Config.SharePorts, VM.SharePort).
 	SharePorts int
+	// Disks are further disks after the root (/dev/vdb, …): the image
+	// builder's cache disk.
+	Disks []vmm.Disk
 }
 
 // Networks attaches containers to Berth's networks (engine/network's

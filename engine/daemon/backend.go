@@ -8,6 +8,7 @@ import (
 
 	"github.com/berthvm/berth/engine/api"
 	"github.com/berthvm/berth/engine/api/types"
+	"github.com/berthvm/berth/engine/builder"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
@@ -35,6 +36,22 @@ func (b backend) Shares() api.Shares         { return shares{b.d.Engine.Containe
 
 // Networks is nil (not a nil *network.Manager in an interface) where the
 // engine has none.
+func (b backend) Builder() api.Builder { return builderAPI{b.d.Engine.Builder()} }
+
+// builderAPI is the image builder as the API sees it.
+type builderAPI struct{ m *builder.Manager }
+
+func (b builderAPI) Status(context.Context) types.BuilderStatus {
+	s := b.m.Status()
+	return types.BuilderStatus{Running: s.Running, Since: s.Since, Socket: s.Socket, CacheDisk: s.CacheDisk,
+		CacheBytes: s.CacheBytes, CacheSize: s.CacheSize, Connections: s.Connections, IdleTimeout: s.IdleTimeout,
+		Log: s.Log, Backend: s.Backend}
+}
+
+func (b builderAPI) Stop(ctx context.Context) error { return b.m.Stop(ctx) }
+
+func (b builderAPI) Prune(ctx context.Context) (string, error) { return b.m.Prune(ctx) }
+
 func (b backend) Networks() api.Networks {
 	if n := b.d.Engine.Networks(); n != nil {
 		return n

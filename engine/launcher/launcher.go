@@ -149,6 +149,7 @@ func (l *Launcher) config(req container.LaunchRequest) vmm.Config {
 		Kernel:     boot.Kernel,
 		Initramfs:  boot.Initramfs,
 		Root:       vmm.Disk{Path: req.Rootfs},
+		Disks:      req.Disks,
 		Network:    req.Network,
 		ConsoleLog: req.ConsoleLog,
 		Shares:     req.Shares,

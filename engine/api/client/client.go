@@ -227,3 +227,22 @@ func (c *Client) AddShare(ctx context.Context, containerRef string, s types.Shar
 func (c *Client) RemoveShare(ctx context.Context, containerRef, target string) error {
 	return c.do(ctx, http.MethodDelete, "/berth/containers/"+url.PathEscape(containerRef)+"/shares?target="+url.QueryEscape(target), nil, nil)
 }
+
+// BuilderStatus describes the image builder (GET /berth/builder).
+func (c *Client) BuilderStatus(ctx context.Context) (types.BuilderStatus, error) {
+	var st types.BuilderStatus
+	err := c.do(ctx, http.MethodGet, "/berth/builder", nil, &st)
+	return st, err
+}
+
+// StopBuilder shuts the image builder's VM down (POST /berth/builder/stop).
+func (c *Client) StopBuilder(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/berth/builder/stop", nil, nil)
+}
+
+// PruneBuilder empties the build cache (POST /berth/builder/prune).
+func (c *Client) PruneBuilder(ctx context.Context) (types.BuilderPrune, error) {
+	var p types.BuilderPrune
+	err := c.do(ctx, http.MethodPost, "/berth/builder/prune", nil, &p)
+	return p, err
+}

@@ -108,3 +108,34 @@ type Share struct {
 	Target   string `json:"target,omitempty"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 }
+
+// BuilderStatus is the answer to GET /berth/builder: the image builder
+// (BuildKit in its own micro-VM), as `berth builder status` shows it.
+type BuilderStatus struct {
+	// Running is true while the builder VM is up and BuildKit serves.
+	Running bool `json:"running"`
+	// Since is when it started serving.
+	Since time.Time `json:"since,omitzero"`
+	// Socket is the host's BuildKit socket (buildctl --addr unix://…,
+	// docker buildx create --driver remote unix://…).
+	Socket string `json:"socket"`
+	// CacheDisk is the build cache's disk; CacheBytes what it takes on
+	// the host (it is sparse), CacheSize its size.
+	CacheDisk  string `json:"cacheDisk"`
+	CacheBytes int64  `json:"cacheBytes"`
+	CacheSize  int64  `json:"cacheSize"`
+	// Connections are the BuildKit clients connected now.
+	Connections int `json:"connections"`
+	// IdleTimeout is how long the builder stays up unused (0: forever).
+	IdleTimeout time.Duration `json:"idleTimeout"`
+	// Log is BuildKit's log.
+	Log string `json:"log"`
+	// Backend is the VM's backend while running ("qemu (kvm)").
+	Backend string `json:"backend,omitempty"`
+}
+
+// BuilderPrune is the answer to POST /berth/builder/prune.
+type BuilderPrune struct {
+	// Report is BuildKit's account of what was removed.
+	Report string `json:"report"`
+}

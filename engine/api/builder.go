@@ -1,0 +1,65 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/berthvm/berth/engine/api/types"
+	"github.com/berthvm/berth/engine/errdefs"
+)
+
+// Builder is the image builder as the API uses it (engine/builder's
+// Manager).
+type Builder interface {
+	Status(ctx context.Context) types.BuilderStatus
+	// Stop shuts the builder VM down; its build cache stays.
+	Stop(ctx context.Context) error
+	// Prune empties the build cache and reports what went.
+	Prune(ctx context.Context) (string, error)
+}
+
+// errNoBuilder answers the builder endpoints on an engine without one.
+var errNoBuilder = errdefs.NotImplemented(errors.New("this engine has no image builder"))
+
+func (s *Server) builderRoutes() {
+	s.mux.HandleFunc("GET /berth/builder", s.builderStatus)
+	s.mux.HandleFunc("POST /berth/builder/stop", s.builderStop)
+	s.mux.HandleFunc("POST /berth/builder/prune", s.builderPrune)
+}
+
+func (s *Server) builderStatus(w http.ResponseWriter, r *http.Request) {
+	b := s.backend.Builder()
+	if b == nil {
+		s.writeError(w, r, errNoBuilder)
+		return
+	}
+	writeJSON(w, http.StatusOK, b.Status(r.Context()))
+}
+
+func (s *Server) builderStop(w http.ResponseWriter, r *http.Request) {
+	b := s.backend.Builder()
+	if b == nil {
+		s.writeError(w, r, errNoBuilder)
+		return
+	}
+	if err := b.Stop(r.Context()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) builderPrune(w http.ResponseWriter, r *http.Request) {
+	b := s.backend.Builder()
+	if b == nil {
+		s.writeError(w, r, errNoBuilder)
+		return
+	}
+	report, err := b.Prune(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, types.BuilderPrune{Report: report})
+}
