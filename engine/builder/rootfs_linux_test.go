@@ -185,8 +185,8 @@ func TestBuilder(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"busybox":    string(bb),
-		"Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /out && /bin/busybox echo built by RUN > /out/result && /bin/busybox cat /proc/self/cgroup >> /out/result\"]\n",
+		"busybox":         string(bb),
+		"Dockerfile":      "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /out && /bin/busybox echo built by RUN > /out/result && /bin/busybox cat /proc/self/cgroup >> /out/result\"]\n",
 		"fail/Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo failing on purpose >&2; exit 3\"]\n",
 	}
 	for name, content := range files {
