@@ -14,7 +14,7 @@ import (
 // micro-VM of its own, reached at $BERTH_HOME/run/buildkitd.sock).
 func newBuilderCmd(e *env) *cobra.Command {
 	b := newGroupCmd("builder", "Manage the image builder (BuildKit in its own VM; its socket is $BERTH_HOME/run/buildkitd.sock)")
-	b.AddCommand(newBuilderStatusCmd(e), newBuilderStopCmd(e), newBuilderPruneCmd(e))
+	b.AddCommand(newBuilderStatusCmd(e), newBuilderStartCmd(e), newBuilderStopCmd(e), newBuilderPruneCmd(e))
 	return b
 }
 
@@ -48,11 +48,25 @@ func newBuilderStatusCmd(e *env) *cobra.Command {
 			fmt.Fprintf(w, "Stops:\t%s\n", idle)
 			fmt.Fprintf(w, "Cache:\t%s (%d MiB used of %d GiB)\n", st.CacheDisk, st.CacheBytes>>20, st.CacheSize>>30)
 			fmt.Fprintf(w, "Log:\t%s\n", st.Log)
+			if st.LastError != "" {
+				fmt.Fprintf(w, "Last start failed:\t%s\n", st.LastError)
+			}
 			return w.Flush()
 		}),
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return c
+}
+
+func newBuilderStartCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "start",
+		Short: "Start the builder's VM now and wait until BuildKit serves (a build starts it too)",
+		Args:  cobra.NoArgs,
+		RunE: e.withClient(func(cmd *cobra.Command, _ []string, cl *client.Client) error {
+			return cl.StartBuilder(cmd.Context())
+		}),
+	}
 }
 
 func newBuilderStopCmd(e *env) *cobra.Command {

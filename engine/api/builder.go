@@ -13,6 +13,9 @@ import (
 // Manager).
 type Builder interface {
 	Status(ctx context.Context) types.BuilderStatus
+	// Start boots the builder unless it runs and waits until BuildKit
+	// serves; its error says why it could not.
+	Start(ctx context.Context) error
 	// Stop shuts the builder VM down; its build cache stays.
 	Stop(ctx context.Context) error
 	// Prune empties the build cache and reports what went.
@@ -24,6 +27,7 @@ var errNoBuilder = errdefs.NotImplemented(errors.New("this engine has no image b
 
 func (s *Server) builderRoutes() {
 	s.mux.HandleFunc("GET /berth/builder", s.builderStatus)
+	s.mux.HandleFunc("POST /berth/builder/start", s.builderStart)
 	s.mux.HandleFunc("POST /berth/builder/stop", s.builderStop)
 	s.mux.HandleFunc("POST /berth/builder/prune", s.builderPrune)
 }
@@ -35,6 +39,19 @@ func (s *Server) builderStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, b.Status(r.Context()))
+}
+
+func (s *Server) builderStart(w http.ResponseWriter, r *http.Request) {
+	b := s.backend.Builder()
+	if b == nil {
+		s.writeError(w, r, errNoBuilder)
+		return
+	}
+	if err := b.Start(r.Context()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) builderStop(w http.ResponseWriter, r *http.Request) {

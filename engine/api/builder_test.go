@@ -14,7 +14,16 @@ import (
 // tested in engine/builder): it records stops and answers prunes.
 type fakeBuilder struct {
 	running  bool
+	startErr error
 	pruneErr error
+}
+
+func (f *fakeBuilder) Start(context.Context) error {
+	if f.startErr != nil {
+		return f.startErr
+	}
+	f.running = true
+	return nil
 }
 
 func (f *fakeBuilder) Status(context.Context) types.BuilderStatus {
@@ -45,13 +54,19 @@ func TestBuilderEndpoints(t *testing.T) {
 	if rec := serve(t, b, "POST", "/v1.47/berth/builder/stop", nil); rec.Code != 204 || f.running {
 		t.Errorf("POST /berth/builder/stop: %d, running %v", rec.Code, f.running)
 	}
+	if rec := serve(t, b, "POST", "/v1.47/berth/builder/start", nil); rec.Code != 204 || !f.running {
+		t.Errorf("POST /berth/builder/start: %d, running %v", rec.Code, f.running)
+	}
 	rec = serve(t, b, "POST", "/v1.47/berth/builder/prune", nil)
 	var p types.BuilderPrune
 	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &p) != nil || p.Report != "Total:\t1.2MB\n" {
 		t.Errorf("POST /berth/builder/prune: %d %s", rec.Code, rec.Body)
 	}
 	f.pruneErr = errdefs.Unavailable(errors.New("start builder: buildkitd exited with 1 before it served; its log is /h/builder/buildkitd.log"))
-	if rec := serve(t, b, "POST", "/v1.47/berth/builder/prune", nil); rec.Code != 503 || errorMessage(t, rec) != f.pruneErr.Error() {
-		t.Errorf("a prune the builder fails: %d %s", rec.Code, rec.Body)
+	f.startErr = f.pruneErr
+	for _, p := range []string{"/v1.47/berth/builder/prune", "/v1.47/berth/builder/start"} {
+		if rec := serve(t, b, "POST", p, nil); rec.Code != 503 || errorMessage(t, rec) != f.pruneErr.Error() {
+			t.Errorf("POST %s when the builder cannot start: %d %s", p, rec.Code, rec.Body)
+		}
 	}
 }

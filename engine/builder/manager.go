@@ -43,6 +43,9 @@ const (
 	DefaultMemory      = 2 << 30
 	// readyTimeout bounds the wait for buildkitd's worker after boot.
 	readyTimeout = 2 * time.Minute
+	// retryAfter is how long a failed start answers connections with its
+	// error before the next connection tries again.
+	retryAfter = 30 * time.Second
 )
 
 // Config configures a Manager.
@@ -91,6 +94,8 @@ type Status struct {
 	Log string `json:"log"`
 	// Backend is the VM's backend ("qemu (kvm)") while running.
 	Backend string `json:"backend,omitempty"`
+	// LastError is why the last start failed, until one succeeds.
+	LastError string `json:"lastError,omitempty"`
 }
 
 // Manager runs the builder VM: it starts it on the first connection to
@@ -105,6 +110,12 @@ type Manager struct {
 	run      *running      // nil while stopped
 	starting chan struct{} // closed when the start under way ends
 	startErr error
+	// failed is the last start's error and when it ended, kept until a
+	// start succeeds: a client connecting within retryAfter of it is
+	// refused at once instead of booting the VM again (no boot loop for
+	// a client that retries, as buildctl --wait does).
+	failed   error
+	failedAt time.Time
 	conns    int
 	idle     *time.Timer
 	listener net.Listener
@@ -164,10 +175,14 @@ func (m *Manager) Status() Status {
 	if r := m.run; r != nil {
 		s.Running, s.Since, s.Backend = true, r.since, r.vm.Backend()
 	}
+	if m.failed != nil {
+		s.LastError = m.failed.Error()
+	}
 	return s
 }
 
-// Start boots the builder unless it runs: it writes the root filesystem
+// Start boots the builder unless it runs (trying again even right after
+// a failed start): it writes the root filesystem
 // (WriteRootfs) and, when missing, the cache disk (WriteCacheDisk);
 // boots the VM with both; mounts the cache disk at /var/lib/buildkit;
 // starts buildkitd as a privileged container (it runs runc, which makes
@@ -175,12 +190,13 @@ func (m *Manager) Status() Status {
 // has the agent forward a port to buildkitd's socket; and waits until
 // buildkitd's worker is up. Concurrent calls share one start.
 func (m *Manager) Start(ctx context.Context) error {
-	_, err := m.ensure(ctx)
+	_, err := m.ensure(ctx, true)
 	return err
 }
 
-// ensure returns the running builder, starting it if needed.
-func (m *Manager) ensure(ctx context.Context) (*running, error) {
+// ensure returns the running builder, starting it if needed; unless
+// retry, a start that failed less than retryAfter ago is its answer.
+func (m *Manager) ensure(ctx context.Context, retry bool) (*running, error) {
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -190,6 +206,11 @@ func (m *Manager) ensure(ctx context.Context) (*running, error) {
 		if r := m.run; r != nil && !r.gone() {
 			m.mu.Unlock()
 			return r, nil
+		}
+		if !retry && m.run == nil && m.starting == nil && m.failed != nil && time.Since(m.failedAt) < retryAfter {
+			err := m.failed
+			m.mu.Unlock()
+			return nil, err
 		}
 		if m.run != nil { // died under us: clean up, then start anew
 			r := m.run
@@ -225,6 +246,7 @@ func (m *Manager) ensure(ctx context.Context) (*running, error) {
 		r, err := m.boot(context.WithoutCancel(ctx))
 		m.mu.Lock()
 		m.starting, m.startErr = nil, err
+		m.failed, m.failedAt = err, time.Now()
 		if err == nil {
 			m.run = r
 			if m.closed {
@@ -461,7 +483,7 @@ func (m *Manager) Prune(ctx context.Context) (string, error) {
 	}
 	m.mu.Unlock()
 	defer m.hold()()
-	r, err := m.ensure(ctx)
+	r, err := m.ensure(ctx, false)
 	if err != nil {
 		return "", fmt.Errorf("prune build cache: %w", err)
 	}
@@ -524,7 +546,7 @@ func (m *Manager) Serve(ctx context.Context) error {
 func (m *Manager) forward(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	defer m.hold()()
-	r, err := m.ensure(ctx)
+	r, err := m.ensure(ctx, false)
 	if err != nil {
 		m.log.Warn("builder: a client connected and the builder could not start", "err", err)
 		return

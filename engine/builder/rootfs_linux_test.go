@@ -91,10 +91,11 @@ func TestDisksPassFsck(t *testing.T) {
 	}
 }
 
-// TestBuilder is the image builder end to end on one builder VM and one
-// restart of it: a builder Manager on a fresh home (Debian's kernel, the
-// real guestinit and programs, QEMU) starts the VM on the first
-// connection to its host socket; the host's buildctl, through that
+// TestBuilder is the image builder end to end on one builder VM, a
+// failed start before it and one restart: a builder Manager on a fresh
+// home (Debian's kernel, the real guestinit and programs, QEMU) with a
+// buildkitd that fails reports the failure and its log; then, started,
+// the host's buildctl, through that
 // socket, finds the OCI worker (runc, overlayfs), builds a Dockerfile
 // whose RUN step (a busybox COPYed into a scratch image: the guest has no
 // network) writes a file, and exports the result to a host directory
@@ -103,8 +104,20 @@ func TestDisksPassFsck(t *testing.T) {
 // again and finds the RUN step CACHED on the persistent cache disk.
 func TestBuilder(t *testing.T) {
 	arch := runtime.GOARCH
-	bins := binDir(t, arch)
+	realBins := binDir(t, arch)
 	busybox := testenv.RequireTool(t, "/bin/busybox", "busybox-static")
+	// The builder's programs as links to the real ones, so that the test
+	// can put a buildkitd that fails in their place.
+	bins := t.TempDir()
+	link := func(name, to string) {
+		os.Remove(filepath.Join(bins, name))
+		if err := os.Symlink(to, filepath.Join(bins, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range builder.Programs {
+		link(p, filepath.Join(realBins, p))
+	}
 	testenv.RequireCommand(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch],
 		map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
 	kerneltest.Debian(t, arch)
@@ -151,12 +164,37 @@ func TestBuilder(t *testing.T) {
 
 	buildctl := func(args ...string) (string, string, error) {
 		var o, e bytes.Buffer
-		cmd := exec.CommandContext(ctx, filepath.Join(bins, "buildctl"), append([]string{"--addr", "unix://" + sock, "--timeout", "180", "--wait"}, args...)...)
+		cmd := exec.CommandContext(ctx, filepath.Join(realBins, "buildctl"), append([]string{"--addr", "unix://" + sock, "--timeout", "180"}, args...)...)
 		cmd.Stdout, cmd.Stderr = &o, &e
 		err := cmd.Run()
 		return o.String(), e.String(), err
 	}
+	// A buildkitd that cannot start (busybox: "applet not found"): the
+	// connection that started the builder ends, the status names the
+	// failure, buildkitd's output and its log; a client retrying at once
+	// is refused without booting again.
+	link("buildkitd", busybox)
 	start := time.Now()
+	if _, errOut, err := buildctl("debug", "workers"); err == nil {
+		t.Fatalf("buildctl through a builder whose buildkitd fails: no error\n%s", errOut)
+	}
+	t.Logf("failed start reported after %v", time.Since(start).Round(100*time.Millisecond))
+	st := m.Status()
+	for _, want := range []string{"start builder: buildkitd exited with 127 before it served", "its log is " + st.Log, "applet not found"} {
+		if !strings.Contains(st.LastError, want) {
+			t.Errorf("status after a failed start: LastError %q lacks %q", st.LastError, want)
+		}
+	}
+	if st.Running {
+		t.Errorf("status after a failed start: running")
+	}
+	start = time.Now()
+	if _, _, err := buildctl("debug", "workers"); err == nil || time.Since(start) > 10*time.Second {
+		t.Errorf("a client right after a failed start: %v after %v; want a quick refusal", err, time.Since(start))
+	}
+	link("buildkitd", filepath.Join(realBins, "buildkitd"))
+
+	start = time.Now()
 	if err := m.Start(ctx); err != nil {
 		t.Fatalf("start the builder: %v\nconsole:\n%s", err, readFile(filepath.Join(h.Path("builder"), "console.log")))
 	}
@@ -171,12 +209,9 @@ func TestBuilder(t *testing.T) {
 			t.Errorf("buildctl debug workers -v lacks %q:\n%s", want, workers)
 		}
 	}
-	if st := m.Status(); !st.Running || st.CacheBytes == 0 {
-		t.Errorf("status after the first connection: %+v; want running with a cache disk", st)
+	if st := m.Status(); !st.Running || st.CacheBytes == 0 || st.LastError != "" {
+		t.Errorf("status after a start: %+v; want running with a cache disk, no error", st)
 	}
-
-	// (buildctl's --timeout covers the builder's start: by default it
-	// gives up on a connection after 5 s.)
 
 	// A Dockerfile whose RUN step writes a file, built from a host context.
 	dir := t.TempDir()
@@ -195,9 +230,9 @@ func TestBuilder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	build := func(dockerfileDir, out string) (string, error) {
-		_, progress, err := buildctl("build", "--frontend", "dockerfile.v0", "--progress", "plain",
-			"--local", "context="+dir, "--local", "dockerfile="+dockerfileDir, "--output", "type=local,dest="+out)
+	build := func(dockerfileDir, out string, global ...string) (string, error) {
+		_, progress, err := buildctl(append(global, "build", "--frontend", "dockerfile.v0", "--progress", "plain",
+			"--local", "context="+dir, "--local", "dockerfile="+dockerfileDir, "--output", "type=local,dest="+out)...)
 		return progress, err
 	}
 	out1 := t.TempDir()
@@ -226,7 +261,9 @@ func TestBuilder(t *testing.T) {
 	waitFor(t, "the idle builder to stop", func() bool { return !m.Status().Running })
 	out2 := t.TempDir()
 	start = time.Now()
-	progress, err = build(dir, out2)
+	// --wait: the builder's start outlasts gRPC's 20 s connect timeout
+	// under TCG; buildctl then connects again.
+	progress, err = build(dir, out2, "--wait")
 	if err != nil {
 		t.Fatalf("buildctl build after a restart: %v\n%s", err, progress)
 	}

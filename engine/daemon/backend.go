@@ -45,8 +45,10 @@ func (b builderAPI) Status(context.Context) types.BuilderStatus {
 	s := b.m.Status()
 	return types.BuilderStatus{Running: s.Running, Since: s.Since, Socket: s.Socket, CacheDisk: s.CacheDisk,
 		CacheBytes: s.CacheBytes, CacheSize: s.CacheSize, Connections: s.Connections, IdleTimeout: s.IdleTimeout,
-		Log: s.Log, Backend: s.Backend}
+		Log: s.Log, Backend: s.Backend, LastError: s.LastError}
 }
+
+func (b builderAPI) Start(ctx context.Context) error { return b.m.Start(ctx) }
 
 func (b builderAPI) Stop(ctx context.Context) error { return b.m.Stop(ctx) }
 

@@ -7,12 +7,15 @@
 //
 // A process created with no container ID starts a container. guestinit
 // re-executes itself (/proc/self/exe, argv[0] "berth-init") in new mount,
-// PID, UTS and IPC namespaces. That container init (containerInit):
+// PID, UTS, IPC and cgroup namespaces, in a cgroup of its own under
+// Config.CgroupParent (removed once the init is reaped). That container
+// init (containerInit):
 //
 //  1. makes every mount a slave of guestinit's (mounts under the rootfs
 //     made later by the agent's Mount call propagate in);
-//  2. bind-mounts the rootfs onto itself and mounts proc, sysfs (read-only),
-//     a tmpfs /dev with the usual nodes bound from the guest's /dev,
+//  2. bind-mounts the rootfs onto itself and mounts proc, sysfs and
+//     cgroup2 at /sys/fs/cgroup (read-only, or read-write for a privileged
+//     container), a tmpfs /dev with the usual nodes bound from the guest's /dev,
 //     /dev/pts bound from the guest (the agent allocates ptys there),
 //     /dev/shm and /dev/mqueue of its own (containerMounts), each on a
 //     mount point resolved inside the rootfs; a Mount call that makes the

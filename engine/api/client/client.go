@@ -235,6 +235,12 @@ func (c *Client) BuilderStatus(ctx context.Context) (types.BuilderStatus, error)
 	return st, err
 }
 
+// StartBuilder starts the image builder unless it runs and waits until
+// BuildKit serves (POST /berth/builder/start).
+func (c *Client) StartBuilder(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/berth/builder/start", nil, nil)
+}
+
 // StopBuilder shuts the image builder's VM down (POST /berth/builder/stop).
 func (c *Client) StopBuilder(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/berth/builder/stop", nil, nil)

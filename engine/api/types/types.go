@@ -132,6 +132,8 @@ type BuilderStatus struct {
 	Log string `json:"log"`
 	// Backend is the VM's backend while running ("qemu (kvm)").
 	Backend string `json:"backend,omitempty"`
+	// LastError is why the last start failed, until one succeeds.
+	LastError string `json:"lastError,omitempty"`
 }
 
 // BuilderPrune is the answer to POST /berth/builder/prune.
