@@ -141,6 +141,13 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 	vms := launcher.New(h, o.log, e.kernels, launcher.WithFastStart(o.fastStart))
 	e.vms = vms
 	vms.SweepOrphans(ctx, h.Path("containers"))
+	// The image builder's VM, left by an engine that died, holds the
+	// cache disk.
+	if stale, err := backend.SweepOrphans(ctx, h.Path("builder")); err != nil {
+		o.log.Warn("sweep an orphaned builder VM", "err", err)
+	} else if len(stale) > 0 {
+		o.log.Warn("stopped a builder VM whose engine was gone", "pid", stale[0].PID)
+	}
 	cc := container.Config{
 		Dir: h.Path("containers"), Images: st, Rootfs: e.rootfs, Events: e.events, VMs: vms, Volumes: e.volumes, Log: o.log,
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berthvm/berth/engine/builder"
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/kerneltest"
@@ -92,16 +93,17 @@ func TestDisksPassFsck(t *testing.T) {
 }
 
 // TestBuilder is the image builder end to end on one builder VM, a
-// failed start before it and one restart: a builder Manager on a fresh
+// failed start before it and one restart. A builder Manager on a fresh
 // home (Debian's kernel, the real guestinit and programs, QEMU) with a
-// buildkitd that fails reports the failure and its log; then, started,
-// the host's buildctl, through that
-// socket, finds the OCI worker (runc, overlayfs), builds a Dockerfile
-// whose RUN step (a busybox COPYed into a scratch image: the guest has no
-// network) writes a file, and exports the result to a host directory
-// that holds it; a failing RUN reaches buildctl as the build's error.
-// The builder stops after its idle timeout; the next build starts it
-// again and finds the RUN step CACHED on the persistent cache disk.
+// buildkitd that fails reports the failure and its log. Started, it
+// serves the host's buildctl through its socket: the OCI worker (runc,
+// overlayfs) is up; a Dockerfile whose RUN step (a busybox COPYed into
+// a scratch image: the guest has no network) writes a file builds, and
+// the local export holds that file; a failing RUN reaches buildctl as
+// the build's error. The builder stops after its idle timeout; the next
+// build starts it again and finds the RUN step CACHED on the persistent
+// cache disk; the result exported as a docker archive loads into Berth's
+// image store with its two layers and CMD; prune and stop work.
 func TestBuilder(t *testing.T) {
 	arch := runtime.GOARCH
 	realBins := binDir(t, arch)
@@ -221,7 +223,7 @@ func TestBuilder(t *testing.T) {
 	}
 	files := map[string]string{
 		"busybox":         string(bb),
-		"Dockerfile":      "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /out && /bin/busybox echo built by RUN > /out/result && /bin/busybox cat /proc/self/cgroup >> /out/result\"]\n",
+		"Dockerfile":      "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox mkdir /out && /bin/busybox echo built by RUN > /out/result && /bin/busybox cat /proc/self/cgroup >> /out/result\"]\nCMD [\"/bin/busybox\", \"cat\", \"/out/result\"]\n",
 		"fail/Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo failing on purpose >&2; exit 3\"]\n",
 	}
 	for name, content := range files {
@@ -274,6 +276,32 @@ func TestBuilder(t *testing.T) {
 	if got := readFile(filepath.Join(out2, "out", "result")); got != result {
 		t.Errorf("the cached build's /out/result = %q, want %q", got, result)
 	}
+
+	// The result as a docker archive, loaded into Berth's image store as
+	// `buildctl … --output type=docker | berth load` does.
+	archive := filepath.Join(t.TempDir(), "built.tar")
+	if _, progress, err := buildctl("build", "--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir,
+		"--output", "type=docker,name=docker.io/library/built:test,dest="+archive); err != nil {
+		t.Fatalf("buildctl build --output type=docker: %v\n%s", err, progress)
+	}
+	store, err := image.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := store.Import(ctx, f)
+	f.Close()
+	if err != nil || len(imgs) != 1 || len(imgs[0].RepoTags) != 1 || imgs[0].RepoTags[0] != "built:test" {
+		t.Fatalf("load the built image into the store: %v, %+v", err, imgs)
+	}
+	if cfg := imgs[0].Config; cfg == nil || len(cfg.RootFS.DiffIDs) != 2 || strings.Join(cfg.Config.Cmd, " ") != "/bin/busybox cat /out/result" {
+		t.Errorf("the loaded image's config: %+v; want two layers (COPY, RUN) and the Dockerfile's CMD", cfg)
+	}
+
 	if out, err := m.Prune(ctx); err != nil || !strings.Contains(out, "Total:") {
 		t.Errorf("Prune on the running builder: %q, %v; want buildctl prune's report", out, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
@@ -73,13 +75,15 @@ func (s *Server) forwardUnix(r *agentpb.ForwardUnixRequest) error {
 func (s *Server) spliceUnix(c net.Conn, rel, name string) {
 	defer c.Close()
 	dir, err := resolveInRoot(s.cfg.Rootfs, filepath.Dir(rel))
-	if err != nil {
-		s.logger.Printf("forward %s: %v", name, err)
-		return
+	var u net.Conn
+	if err == nil {
+		u, err = net.Dial("unix", filepath.Join(dir, filepath.Base(rel)))
 	}
-	u, err := net.Dial("unix", filepath.Join(dir, filepath.Base(rel)))
 	if err != nil {
-		s.logger.Printf("forward %s: %v", name, err)
+		// Not there yet is what the host's readiness probes meet.
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
+			s.logger.Printf("forward %s: %v", name, err)
+		}
 		return
 	}
 	defer u.Close()
