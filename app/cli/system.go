@@ -13,6 +13,7 @@ import (
 	"github.com/berthvm/berth/engine"
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/api/types"
+	"github.com/berthvm/berth/engine/builder"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/version"
 	docker "github.com/moby/moby/client"
@@ -172,6 +173,7 @@ func newKernelCmd(e *env) *cobra.Command {
 
 func newDaemonCmd(e *env) *cobra.Command {
 	var hostLoopback, fastStart bool
+	var builderIdle time.Duration
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the Berth engine in the foreground (logs to stderr and $BERTH_HOME/daemon.log)",
@@ -184,11 +186,13 @@ func newDaemonCmd(e *env) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err,
-				Plugins:       daemon.PluginOptions{Discovery: PluginConfig(h.Dir)},
-				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback), engine.WithFastStart(fastStart)}})
+				Plugins: daemon.PluginOptions{Discovery: PluginConfig(h.Dir)},
+				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback), engine.WithFastStart(fastStart),
+					engine.WithBuilderIdleTimeout(builderIdle)}})
 		},
 	}
 	c.Flags().BoolVar(&fastStart, "fast-start", false, "restore containers' VMs from a saved template instead of booting them (experimental; `run --cold` boots one cold)")
+	c.Flags().DurationVar(&builderIdle, "builder-idle", builder.DefaultIdleTimeout, "stop the image builder's VM after it served no BuildKit client for this long (negative: never)")
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", false, "let containers reach the host's loopback services (127.0.0.1) at the network's host address (192.168.127.254); off by default")
 	return c
 }
