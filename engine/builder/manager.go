@@ -105,6 +105,10 @@ type Status struct {
 type Manager struct {
 	cfg Config
 	log *slog.Logger
+	// life bounds starts (which outlive the caller that asked: others
+	// may wait on them); Close cancels it.
+	life    context.Context
+	endLife context.CancelFunc
 
 	mu       sync.Mutex
 	run      *running      // nil while stopped
@@ -151,6 +155,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.MemoryBytes = DefaultMemory
 	}
 	m := &Manager{cfg: cfg, log: cfg.Log}
+	m.life, m.endLife = context.WithCancel(context.Background())
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -243,7 +248,7 @@ func (m *Manager) ensure(ctx context.Context, retry bool) (*running, error) {
 		m.mu.Unlock()
 
 		// The start outlives a caller that gives up: others may wait on it.
-		r, err := m.boot(context.WithoutCancel(ctx))
+		r, err := m.boot(m.life)
 		m.mu.Lock()
 		m.starting, m.startErr = nil, err
 		m.failed, m.failedAt = err, time.Now()
@@ -607,6 +612,7 @@ func (m *Manager) armIdleLocked() {
 
 // Close stops serving the socket and stops the builder.
 func (m *Manager) Close() error {
+	m.endLife()
 	m.mu.Lock()
 	m.closed = true
 	if m.listener != nil {

@@ -1,6 +1,9 @@
-// Package builder makes the image builder guest (issue 26): a Berth
-// micro-VM running BuildKit's buildkitd with runc. This first part writes
-// its root filesystem; nothing in the engine starts the builder yet.
+// Package builder runs the image builder (issue 26, docs/build.md): a
+// Berth micro-VM running BuildKit's buildkitd with runc. WriteRootfs and
+// WriteCacheDisk write its two disks with Berth's ext4 writer; Manager
+// starts the VM on the first connection to the host's BuildKit socket,
+// forwards connections to buildkitd through the agent, and stops the VM
+// when it has been idle.
 package builder
 
 import (
