@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,14 +101,34 @@ func startDaemonAs(t *testing.T, home string, cred *syscall.Credential, env ...s
 	return startDaemonWith(t, home, cred, nil, env...)
 }
 
-// startDaemonWith is startDaemonAs with flags for `berth daemon`.
+// startDaemonWith is startDaemonAs with flags for `berth daemon`. The
+// daemon runs in user network mode unless flags name one: tests run as
+// root, where the default (auto) would make bridges on the host's own
+// network.
 func startDaemonWith(t *testing.T, home string, cred *syscall.Credential, flags []string, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(berthBin, append([]string{"daemon"}, flags...)...)
-	cmd.Env = append(append(os.Environ(), "BERTH_HOME="+home), env...)
+	cmd := daemonCommand(home, flags, env...)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
+	return runDaemon(t, home, cmd)
+}
+
+// daemonCommand is `berth daemon` on home with flags (user network mode
+// unless they name one) and extra environment.
+func daemonCommand(home string, flags []string, env ...string) *exec.Cmd {
+	if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--network-mode") }) {
+		flags = append([]string{"--network-mode=user"}, flags...)
+	}
+	cmd := exec.Command(berthBin, append([]string{"daemon"}, flags...)...)
+	cmd.Env = append(append(os.Environ(), "BERTH_HOME="+home), env...)
+	return cmd
+}
+
+// runDaemon starts cmd, a daemonCommand, and waits until it answers on
+// home's socket; it is stopped with SIGTERM at cleanup.
+func runDaemon(t *testing.T, home string, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -66,6 +66,7 @@ type options struct {
 	hostLoopback bool
 	fastStart    bool
 	builderIdle  time.Duration
+	networkMode  string
 }
 
 // WithLogger sets the engine's logger (default: slog.Default()).
@@ -76,6 +77,24 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // Off by default: a container reaches what the host reaches on its
 // networks, not what the host keeps to itself.
 func WithHostLoopback(on bool) Option { return func(o *options) { o.hostLoopback = on } }
+
+// The networking modes WithNetworkMode takes.
+const (
+	// NetworkModeUser: user-space networks, no privileges (the default).
+	NetworkModeUser = network.ModeUser
+	// NetworkModeBridge: Linux bridges and TAP devices; needs root or
+	// CAP_NET_ADMIN (Linux).
+	NetworkModeBridge = network.ModeBridge
+	// NetworkModeAuto: bridge mode where the engine has the privileges
+	// for it (and --host-loopback is off), user mode otherwise or when
+	// setting up bridge mode fails.
+	NetworkModeAuto = "auto"
+)
+
+// WithNetworkMode chooses the networking mode on Linux:
+// NetworkModeUser (the default), NetworkModeBridge or NetworkModeAuto.
+// `berth system status` says which is in use and why.
+func WithNetworkMode(mode string) Option { return func(o *options) { o.networkMode = mode } }
 
 // WithFastStart restores containers' VMs from saved templates instead of
 // booting them where it can (engine/launcher, docs/fast-start.md),

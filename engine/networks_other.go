@@ -8,5 +8,5 @@ import (
 )
 
 // openNetworks: Berth's own networks are Linux's for now; on macOS each
-// VM keeps vz's NAT.
+// VM keeps vz's NAT (whatever mode is asked for).
 func openNetworks(home.Home, options) (*network.Manager, error) { return nil, nil }

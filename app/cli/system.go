@@ -174,6 +174,7 @@ func newKernelCmd(e *env) *cobra.Command {
 func newDaemonCmd(e *env) *cobra.Command {
 	var hostLoopback, fastStart bool
 	var builderIdle time.Duration
+	var networkMode string
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the Berth engine in the foreground (logs to stderr and $BERTH_HOME/daemon.log)",
@@ -188,11 +189,12 @@ func newDaemonCmd(e *env) *cobra.Command {
 			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err,
 				Plugins: daemon.PluginOptions{Discovery: PluginConfig(h.Dir)},
 				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback), engine.WithFastStart(fastStart),
-					engine.WithBuilderIdleTimeout(builderIdle)}})
+					engine.WithBuilderIdleTimeout(builderIdle), engine.WithNetworkMode(networkMode)}})
 		},
 	}
 	c.Flags().BoolVar(&fastStart, "fast-start", false, "restore containers' VMs from a saved template instead of booting them (experimental; `run --cold` boots one cold)")
 	c.Flags().DurationVar(&builderIdle, "builder-idle", builder.DefaultIdleTimeout, "stop the image builder's VM after it served no BuildKit client for this long (negative: never)")
+	c.Flags().StringVar(&networkMode, "network-mode", engine.NetworkModeAuto, "Linux networking: auto (bridge when run as root or with CAP_NET_ADMIN, else user), user (user-space networks, no privileges) or bridge (a Linux bridge per network, the host reaches containers' addresses)")
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", false, "let containers reach the host's loopback services (127.0.0.1) at the network's host address (192.168.127.254); off by default")
 	return c
 }

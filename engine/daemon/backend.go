@@ -13,6 +13,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/kernel"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/plugin"
 	"github.com/berthvm/berth/engine/terminal"
 	"github.com/berthvm/berth/engine/version"
@@ -82,9 +83,12 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 	mode, reason := "nat", "this backend keeps the hypervisor's NAT for each VM (Berth's own networks are Linux's for now)"
 	if n := d.Engine.Networks(); n != nil {
 		mode, reason = n.Mode(), n.ModeReason()
-		if n.HostLoopback() {
+		switch {
+		case mode == network.ModeBridge:
+			reason += "; containers reach the host at their network's gateway address, not its loopback"
+		case n.HostLoopback():
 			reason += "; the host's loopback is open to containers at host.berth.internal (--host-loopback)"
-		} else {
+		default:
 			reason += "; the host's loopback is closed to containers (berth daemon --host-loopback opens it)"
 		}
 	}

@@ -67,8 +67,23 @@ const indexFile = "networks.json"
 // validName is what a network name may be (Docker's rule).
 var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// The networking modes (Config.Mode, Manager.Mode).
+const (
+	// ModeUser: each network is a user-space switch in the engine
+	// (gvisor-tap-vsock); no privileges needed.
+	ModeUser = "user"
+	// ModeBridge: each network is a Linux bridge with a TAP device per
+	// VM, outbound NAT by nftables (Linux; root or CAP_NET_ADMIN).
+	ModeBridge = "bridge"
+)
+
 // Config configures a Manager.
 type Config struct {
+	// Mode is ModeUser ("" too) or ModeBridge.
+	Mode string
+	// ModeReason says why Mode was chosen ("asked for with
+	// --network-mode"), for ModeReason; "": nothing is said.
+	ModeReason string
 	// Dir holds the networks' state: networks.json (the user-defined
 	// networks) and each network's address table (default.json for the
 	// default network, ID.json for the others).
@@ -133,6 +148,8 @@ type Manager struct {
 	cfg       Config
 	log       *slog.Logger
 	resolvers []string
+	// bridges is bridge mode's host side; nil in user mode.
+	bridges *bridgeHost
 
 	mu     sync.Mutex
 	nets   map[string]*netw // by ID
@@ -147,8 +164,8 @@ type netw struct {
 	info  Info
 	ipam  *IPAM
 	names *names
-	res   *resolver   // nil until the first Attach
-	sw    *userSwitch // nil until the first Attach
+	res   *resolver // nil until the first Attach
+	fab   fabric    // nil until the first Attach
 }
 
 // indexJSON is networks.json.
@@ -196,6 +213,23 @@ func New(cfg Config) (*Manager, error) {
 			return nil, err
 		}
 	}
+	switch cfg.Mode {
+	case "", ModeUser:
+	case ModeBridge:
+		if cfg.HostLoopback {
+			return nil, errdefs.InvalidArgument(errors.New("bridge mode cannot open the host's loopback to containers (--host-loopback): they reach the host at their network's gateway; use user mode for the opt-in"))
+		}
+		keep := make([]Info, 0, len(m.nets))
+		for _, n := range m.nets {
+			keep = append(keep, n.info)
+		}
+		var err error
+		if m.bridges, err = newBridgeHost(m.log, keep); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errdefs.InvalidArgument(fmt.Errorf("networking mode %q: it is %s or %s", cfg.Mode, ModeUser, ModeBridge))
+	}
 	return m, nil
 }
 
@@ -231,13 +265,25 @@ func (m *Manager) inBerth(a netip.Addr) bool {
 	return false
 }
 
-// Mode names the networking mode: "user" (a user-space network, no
-// privileges needed).
-func (m *Manager) Mode() string { return "user" }
+// Mode names the networking mode: ModeUser (a user-space network, no
+// privileges needed) or ModeBridge (Linux bridges).
+func (m *Manager) Mode() string {
+	if m.bridges != nil {
+		return ModeBridge
+	}
+	return ModeUser
+}
 
-// ModeReason says why Mode is the one in use.
+// ModeReason says what Mode is and why it is the one in use.
 func (m *Manager) ModeReason() string {
-	return "rootless: each network is a user-space switch in the engine (gvisor-tap-vsock), needing no privileges; containers reach the host's network through the engine's sockets"
+	what := "rootless: each network is a user-space switch in the engine (gvisor-tap-vsock), needing no privileges; containers reach the host's network through the engine's sockets"
+	if m.bridges != nil {
+		what = "each network is a Linux bridge (berth0 for the default one) with a TAP device per VM; the host reaches every container at its own address; outbound through nftables NAT (table ip berth)"
+	}
+	if m.cfg.ModeReason != "" {
+		return what + " (" + m.cfg.ModeReason + ")"
+	}
+	return what
 }
 
 // HostLoopback reports whether containers reach the host's loopback at
@@ -472,9 +518,9 @@ func (m *Manager) removeLocked(n *netw) error {
 		return err
 	}
 	m.updateSubnetsLocked()
-	if n.sw != nil {
-		n.sw.close()
-		n.sw = nil
+	if n.fab != nil {
+		n.fab.close()
+		n.fab = nil
 	}
 	if err := os.Remove(filepath.Join(m.cfg.Dir, n.info.ID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		m.log.Warn("remove network: address table", "network", n.info.Name, "err", err)
@@ -524,21 +570,28 @@ func (m *Manager) saveLocked() error {
 	return nil
 }
 
-// switchLocked returns n's switch, starting it on first use.
-func (m *Manager) switchLocked(n *netw) (*userSwitch, error) {
+// fabricLocked returns n's data path (its switch or its bridge),
+// starting it on first use.
+func (m *Manager) fabricLocked(n *netw) (fabric, error) {
 	if m.closed {
 		return nil, errdefs.Unavailable(errors.New("the engine's networks are closed"))
 	}
-	if n.sw != nil {
-		return n.sw, nil
+	if n.fab != nil {
+		return n.fab, nil
 	}
 	res := &resolver{names: n.names, subnet: n.info.Subnet, hostAlias: n.info.HostAlias(), hostResolvers: m.resolvers, log: m.log.With("network", n.info.Name)}
-	sw, err := newUserSwitch(n.info.Subnet, n.info.Gateway(), n.info.HostAlias(), m.cfg.HostLoopback, res, m.inBerth)
+	var fab fabric
+	var err error
+	if m.bridges != nil {
+		fab, err = m.bridges.open(n.info, res)
+	} else {
+		fab, err = newUserSwitch(n.info.Subnet, n.info.Gateway(), n.info.HostAlias(), m.cfg.HostLoopback, res, m.inBerth)
+	}
 	if err != nil {
 		return nil, err
 	}
-	n.sw, n.res = sw, res
-	return sw, nil
+	n.fab, n.res = fab, res
+	return fab, nil
 }
 
 // AttachRequest is one container run's place on a network.
@@ -570,7 +623,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	if err != nil {
 		return nil, err
 	}
-	sw, err := m.switchLocked(n)
+	fab, err := m.fabricLocked(n)
 	if err != nil {
 		return nil, err
 	}
@@ -578,8 +631,12 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	if err != nil {
 		return nil, err
 	}
+	nic, err := fab.nic(req.ContainerID)
+	if err != nil {
+		return nil, err
+	}
 	a := &Attachment{
-		sw:    sw,
+		nic:   nic,
 		names: n.names,
 		id:    req.ContainerID,
 		plan: vmm.GuestNetwork{
@@ -591,7 +648,7 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 		info: n.info,
 	}
 	for _, p := range req.Ports {
-		pub, err := publish(sw, ip, p, m.log.With("container", req.ContainerID))
+		pub, err := publish(fab, ip, p, m.log.With("container", req.ContainerID))
 		if err != nil {
 			a.Close()
 			return nil, err
@@ -606,17 +663,20 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 // their network) and refuses further Attach calls.
 func (m *Manager) Close() error {
 	m.mu.Lock()
-	var sws []*userSwitch
+	var fabs []fabric
 	for _, n := range m.nets {
-		if n.sw != nil {
-			sws = append(sws, n.sw)
-			n.sw = nil
+		if n.fab != nil {
+			fabs = append(fabs, n.fab)
+			n.fab = nil
 		}
 	}
 	m.closed = true
 	m.mu.Unlock()
-	for _, sw := range sws {
-		sw.close()
+	for _, f := range fabs {
+		f.close()
+	}
+	if m.bridges != nil {
+		return m.bridges.close()
 	}
 	return nil
 }
@@ -624,7 +684,7 @@ func (m *Manager) Close() error {
 // Attachment is one container run's place on a network: its address
 // plan, its names and the ports it publishes.
 type Attachment struct {
-	sw    *userSwitch
+	nic   nic
 	names *names
 	id    string
 	info  Info
@@ -637,7 +697,9 @@ type Attachment struct {
 // switch its frames go to.
 func (a *Attachment) Network() *vmm.Network {
 	plan := a.plan
-	return &vmm.Network{Link: a.sw, Plan: &plan}
+	n := a.nic.network()
+	n.Plan = &plan
+	return n
 }
 
 // Address is the container's address.
@@ -668,6 +730,7 @@ func (a *Attachment) Close() error {
 		for _, p := range a.ports {
 			p.close()
 		}
+		a.nic.release()
 	})
 	return nil
 }
@@ -692,12 +755,12 @@ type published interface {
 
 // publish binds spec's host side (the first free port of its range, if
 // it has one) and starts serving it.
-func publish(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (published, error) {
+func publish(fab fabric, ip netip.Addr, spec PortSpec, log *slog.Logger) (published, error) {
 	one := func(s PortSpec) (published, error) {
 		if s.Proto == "udp" {
-			return publishUDP(sw, ip, s, log)
+			return publishUDP(fab, ip, s, log)
 		}
-		return publishTCP(sw, ip, s, log)
+		return publishTCP(fab, ip, s, log)
 	}
 	if spec.HostPortEnd == 0 || spec.HostPort == 0 {
 		spec.HostPortEnd = 0
@@ -719,7 +782,7 @@ func publish(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (pu
 type publisher struct {
 	spec PortSpec
 	ln   net.Listener
-	sw   *userSwitch
+	fab  fabric
 	ip   netip.Addr
 	log  *slog.Logger
 
@@ -731,7 +794,7 @@ type publisher struct {
 }
 
 // publishTCP binds spec's host side and starts serving it.
-func publishTCP(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (*publisher, error) {
+func publishTCP(fab fabric, ip netip.Addr, spec PortSpec, log *slog.Logger) (*publisher, error) {
 	ln, err := net.Listen("tcp", spec.listenAddr())
 	if err != nil {
 		return nil, bindError(spec, err)
@@ -741,7 +804,7 @@ func publishTCP(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) 
 	}
 	spec.HostPort = uint16(ln.Addr().(*net.TCPAddr).Port)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &publisher{spec: spec, ln: ln, sw: sw, ip: ip, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	p := &publisher{spec: spec, ln: ln, fab: fab, ip: ip, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	return p, nil
@@ -791,7 +854,7 @@ func (p *publisher) carry(c net.Conn) {
 		return
 	}
 	defer p.untrack(c)
-	g, err := p.sw.dialGuest(p.ctx, p.ip, p.spec.ContainerPort)
+	g, err := p.fab.dialTCP(p.ctx, p.ip, p.spec.ContainerPort)
 	if err != nil {
 		p.log.Debug("published port: dial container", "port", p.spec.String(), "err", err)
 		c.Close()

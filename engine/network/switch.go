@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/berthvm/berth/engine/vmm"
 	"github.com/containers/gvisor-tap-vsock/pkg/services/forwarder"
 	"github.com/containers/gvisor-tap-vsock/pkg/tap"
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
@@ -204,10 +205,26 @@ func (u *userSwitch) ServeStream(conn net.Conn) error {
 	return u.sw.Accept(context.Background(), conn, types.QemuProtocol)
 }
 
-// dialGuest opens a TCP connection from the gateway to a guest's port.
-func (u *userSwitch) dialGuest(ctx context.Context, ip netip.Addr, port uint16) (net.Conn, error) {
+// dialTCP opens a TCP connection from the gateway to a guest's port.
+func (u *userSwitch) dialTCP(ctx context.Context, ip netip.Addr, port uint16) (net.Conn, error) {
 	return gonet.DialContextTCP(ctx, u.stack, tcpip.FullAddress{NIC: 1, Addr: tcpipAddr(ip), Port: port}, ipv4.ProtocolNumber)
 }
+
+// dialUDP opens a UDP socket on the gateway (an ephemeral port)
+// connected to a guest's port.
+func (u *userSwitch) dialUDP(ip netip.Addr, port uint16) (net.Conn, error) {
+	return gonet.DialUDP(u.stack, nil, &tcpip.FullAddress{NIC: 1, Addr: tcpipAddr(ip), Port: port}, ipv4.ProtocolNumber)
+}
+
+// nic joins a VM's NIC to the switch over a stream socket; there is
+// nothing on the host to release.
+func (u *userSwitch) nic(string) (nic, error) { return switchPort{u}, nil }
+
+// switchPort is a VM's NIC on a user switch.
+type switchPort struct{ sw *userSwitch }
+
+func (p switchPort) network() *vmm.Network { return &vmm.Network{Link: p.sw} }
+func (switchPort) release()                {}
 
 // close stops the DNS server and the stack; VMs still attached lose
 // their network.

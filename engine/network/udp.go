@@ -9,10 +9,6 @@ import (
 	"net/netip"
 	"sync"
 	"time"
-
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
 
 // udpFlowIdle is how long a UDP flow (one host peer's datagrams to a
@@ -30,7 +26,7 @@ const maxDatagram = 65507
 type udpPublisher struct {
 	spec PortSpec
 	pc   net.PacketConn
-	sw   *userSwitch
+	fab  fabric
 	ip   netip.Addr
 	log  *slog.Logger
 
@@ -38,11 +34,11 @@ type udpPublisher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	flows  map[netip.AddrPort]*gonet.UDPConn
+	flows  map[netip.AddrPort]net.Conn
 }
 
 // publishUDP binds spec's host side and starts serving it.
-func publishUDP(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) (*udpPublisher, error) {
+func publishUDP(fab fabric, ip netip.Addr, spec PortSpec, log *slog.Logger) (*udpPublisher, error) {
 	pc, err := net.ListenPacket("udp", spec.listenAddr())
 	if err != nil {
 		return nil, bindError(spec, err)
@@ -52,7 +48,7 @@ func publishUDP(sw *userSwitch, ip netip.Addr, spec PortSpec, log *slog.Logger) 
 	}
 	spec.HostPort = uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &udpPublisher{spec: spec, pc: pc, sw: sw, ip: ip, log: log, ctx: ctx, cancel: cancel, flows: map[netip.AddrPort]*gonet.UDPConn{}}
+	p := &udpPublisher{spec: spec, pc: pc, fab: fab, ip: ip, log: log, ctx: ctx, cancel: cancel, flows: map[netip.AddrPort]net.Conn{}}
 	p.wg.Add(1)
 	go p.serve()
 	return p, nil
@@ -88,7 +84,7 @@ func (p *udpPublisher) serve() {
 
 // flow is peer's socket on the gateway, opened (with its reply loop)
 // on peer's first datagram.
-func (p *udpPublisher) flow(peer netip.AddrPort) (*gonet.UDPConn, error) {
+func (p *udpPublisher) flow(peer netip.AddrPort) (net.Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.flows[peer]; ok {
@@ -97,7 +93,7 @@ func (p *udpPublisher) flow(peer netip.AddrPort) (*gonet.UDPConn, error) {
 	if p.ctx.Err() != nil {
 		return nil, net.ErrClosed
 	}
-	c, err := p.sw.dialGuestUDP(p.ip, p.spec.ContainerPort)
+	c, err := p.fab.dialUDP(p.ip, p.spec.ContainerPort)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +105,7 @@ func (p *udpPublisher) flow(peer netip.AddrPort) (*gonet.UDPConn, error) {
 
 // replies sends the container's datagrams on c back to peer until the
 // flow is idle for udpFlowIdle or the port is withdrawn.
-func (p *udpPublisher) replies(peer netip.AddrPort, c *gonet.UDPConn) {
+func (p *udpPublisher) replies(peer netip.AddrPort, c net.Conn) {
 	defer p.wg.Done()
 	defer func() {
 		p.mu.Lock()
@@ -152,10 +148,4 @@ func (p *udpPublisher) close() {
 	p.mu.Unlock()
 	p.pc.Close()
 	p.wg.Wait()
-}
-
-// dialGuestUDP opens a UDP socket on the gateway (an ephemeral port)
-// connected to a guest's port.
-func (u *userSwitch) dialGuestUDP(ip netip.Addr, port uint16) (*gonet.UDPConn, error) {
-	return gonet.DialUDP(u.stack, nil, &tcpip.FullAddress{NIC: 1, Addr: tcpipAddr(ip), Port: port}, ipv4.ProtocolNumber)
 }

@@ -265,9 +265,9 @@ type GuestShare struct {
 }
 
 // Network is the VM's NIC: virtio-net behind the hypervisor's user-mode
-// NAT (QEMU -netdev user, vz's NAT), or on a Berth network's switch when
-// Link is set; the backend's GuestNetwork says how the guest configures
-// it.
+// NAT (QEMU -netdev user, vz's NAT), on a Berth network's switch when
+// Link is set, or on a host TAP device when TAP is set; the backend's
+// GuestNetwork says how the guest configures it.
 type Network struct {
 	// MAC is the NIC's address; empty: MACFor(Config.ID).
 	MAC net.HardwareAddr
@@ -275,6 +275,10 @@ type Network struct {
 	// hypervisor's NAT (engine/network's user-space networks). Backends
 	// that cannot join one ignore it (vz, for now).
 	Link Link
+	// TAP, when set, names a host TAP device (on a Linux bridge: Berth's
+	// bridge mode) the NIC uses instead of the hypervisor's NAT: QEMU's
+	// -netdev tap. Only QEMU on Linux takes it.
+	TAP string
 	// Plan is the address the guest applies on a Link; nil: the
 	// backend's own plan.
 	Plan *GuestNetwork

@@ -188,6 +188,10 @@ func commandLine(cfg vmm.Config, l launch) []string {
 			// The NIC's frames go over an inherited socket to the
 			// engine's switch (engine/network), not to QEMU's slirp.
 			netdev = "stream,id=net0,server=off,addr.type=fd,addr.str=" + strconv.Itoa(fdNet)
+		} else if cfg.Network.TAP != "" {
+			// A TAP device the engine made on a Linux bridge (bridge
+			// mode); QEMU opens it by name and runs no scripts.
+			netdev = "tap,id=net0,ifname=" + cfg.Network.TAP + ",script=no,downscript=no"
 		}
 		a = append(a,
 			"-netdev", netdev,

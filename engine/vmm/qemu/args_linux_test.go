@@ -66,6 +66,8 @@ func TestCommandLineSharePorts(t *testing.T) {
 	base := vmm.Config{ID: "c1", StateDir: "/s", Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r"}, SharePorts: 2}
 	withLink := base
 	withLink.Network = &vmm.Network{Link: linkStub{}}
+	withTAP := base
+	withTAP.Network = &vmm.Network{TAP: "bt-0123456789ab"}
 	for _, tc := range []struct {
 		name string
 		cfg  vmm.Config
@@ -83,6 +85,10 @@ func TestCommandLineSharePorts(t *testing.T) {
 		}},
 		{"link", withLink, launch{accel: AccelTCG}, []string{
 			"addr.str=6", "socket,id=share0,fd=7", "socket,id=share1,fd=8",
+		}},
+		{"tap", withTAP, launch{accel: AccelTCG}, []string{
+			"-netdev tap,id=net0,ifname=bt-0123456789ab,script=no,downscript=no -device virtio-net-pci,netdev=net0",
+			"socket,id=share0,fd=6",
 		}},
 	} {
 		cfg, err := tc.cfg.Validate("amd64")

@@ -38,6 +38,9 @@ func TemplateLayout(cfg vmm.Config, opt ...Option) (string, error) {
 	for _, f := range opt {
 		f(&o)
 	}
+	if cfg.Network != nil && cfg.Network.TAP != "" {
+		return "", errdefs.NotImplemented(errors.New("template layout: a NIC on a TAP device (bridge mode) is not restored from templates yet"))
+	}
 	d := newDriver(cfg, o)
 	l := d.plan()
 	if l.vsock {

@@ -95,6 +95,11 @@ func TestTemplateLayout(t *testing.T) {
 	if _, err := TemplateLayout(base, WithAccel(AccelTCG), WithTransport(TransportVsock)); !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Errorf("layout with vhost-vsock: %v, want not implemented", err)
 	}
+	tap := base
+	tap.Network = &vmm.Network{TAP: "bt-0123456789ab"}
+	if _, err := TemplateLayout(tap, WithAccel(AccelTCG), WithTransport(TransportSerial)); !errors.Is(err, errdefs.ErrNotImplemented) {
+		t.Errorf("layout with a TAP NIC: %v, want not implemented", err)
+	}
 }
 
 // nopLink is a Link that is never served (the layout only looks at

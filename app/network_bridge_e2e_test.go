@@ -1,0 +1,166 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthvm/berth/internal/testenv"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// TestNetworkBridgeMode runs `berth daemon --network-mode bridge` in a
+// network namespace of its own (so nothing touches this host's
+// network): busybox httpd in a container on a bridge network is reached
+// from the namespace's host side at the container's own address and
+// through a published port on the namespace's loopback; a second
+// container on that network reaches it by name; a third, on another
+// bridge network, neither resolves nor reaches it; `berth system
+// status` says bridge mode and why.
+func TestNetworkBridgeMode(t *testing.T) {
+	testenv.RequireRoot(t, "bridge mode (bridges, TAP devices, nftables in a network namespace)")
+	home := shortHome(t)
+	cmd := daemonCommand(home, []string{"--network-mode=bridge"})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	runDaemon(t, home, cmd)
+	ns, err := netns.GetFromPid(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	if self, err := netns.Get(); err == nil {
+		if self.Equal(ns) {
+			t.Fatal("the daemon runs in this test's network namespace")
+		}
+		self.Close()
+	}
+	nl, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+
+	// The daemon cannot reach this host's registry: the image is loaded.
+	const ref = "test/busybox:bridge"
+	tar := filepath.Join(t.TempDir(), "busybox.tar")
+	if err := tarball.WriteToFile(tar, name.MustParseReference(ref), testenv.BusyboxImage(t, nil)); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, "load", berth(t, home, "load", "-q", "-i", tar))
+
+	r := mustOK(t, "system status", berth(t, home, "system", "status"))
+	if !strings.Contains(r.out, "bridge: each network is a Linux bridge") || !strings.Contains(r.out, "asked for with --network-mode bridge") {
+		t.Errorf("berth system status does not say bridge mode and why:\n%s", r.out)
+	}
+	mustOK(t, "network create front", berth(t, home, "network", "create", "--subnet", "10.77.1.0/24", "front"))
+	mustOK(t, "network create back", berth(t, home, "network", "create", "--subnet", "10.77.2.0/24", "back"))
+
+	const hostPort = 18080
+	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "--network", "front", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
+		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
+	r = mustOK(t, "inspect web", docker(t, home, "inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}}", "web"))
+	webIP := strings.TrimSpace(r.out)
+	if !strings.HasPrefix(webIP, "10.77.1.") {
+		t.Fatalf("web's address %q is not on front's 10.77.1.0/24", webIP)
+	}
+
+	// The namespace's host side: the container's own address, and the
+	// published port.
+	for _, addr := range []string{net.JoinHostPort(webIP, "80"), fmt.Sprintf("127.0.0.1:%d", hostPort)} {
+		if body := httpGetIn(t, ns, addr, 60*time.Second); !strings.Contains(body, "hello-from-web") {
+			t.Errorf("GET http://%s/ from the host side: %q", addr, body)
+		}
+	}
+
+	// HTTP by hand over nc and names by nslookup: the image's static
+	// busybox wget crashes in glibc's resolver.
+	addr := `busybox nslookup %[1]s. 2>&1 | awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}'`
+	script := `echo web=$(` + fmt.Sprintf(addr, "web") + `); ` +
+		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "web") + `) 80`
+	r = berth(t, home, "run", "--rm", "--network", "front", ref, "sh", "-c", script)
+	t.Logf("client on front:\n%s%s", r.out, r.err)
+	if !strings.Contains(r.out, "web="+webIP+"\n") || !strings.Contains(r.out, "hello-from-web") {
+		t.Errorf("a container on front did not reach web by name")
+	}
+
+	script = `echo web=$(` + fmt.Sprintf(addr, "web") + `); ` +
+		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 ` + webIP + ` 80; echo nc-exit=$?`
+	r = berth(t, home, "run", "--rm", "--network", "back", ref, "sh", "-c", script)
+	t.Logf("client on back:\n%s%s", r.out, r.err)
+	if !strings.Contains(r.out, "web=\n") || strings.Contains(r.out, "hello-from-web") || !strings.Contains(r.out, "nc-exit=") {
+		t.Errorf("a container on back resolved or reached web on front")
+	}
+	mustOK(t, "rm web", berth(t, home, "rm", "-f", "web"))
+}
+
+// httpGetIn GETs / from addr over HTTP/1.0 from network namespace ns,
+// retrying until it answers or limit passes, and returns the response.
+func httpGetIn(t *testing.T, ns netns.NsHandle, addr string, limit time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		var body string
+		body, last = inNetns(ns, func() (string, error) {
+			d := net.Dialer{Timeout: 3 * time.Second}
+			c, err := d.DialContext(context.Background(), "tcp4", addr)
+			if err != nil {
+				return "", err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+				return "", err
+			}
+			b, err := io.ReadAll(c)
+			return string(b), err
+		})
+		if last == nil && strings.Contains(body, "200 OK") {
+			return body
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Errorf("GET http://%s/ in the daemon's network namespace: %v", addr, last)
+	return ""
+}
+
+// inNetns runs f on an OS thread moved into network namespace ns (the
+// sockets f opens there are the namespace's); the thread is not given
+// back to the Go runtime but ends with f.
+func inNetns(ns netns.NsHandle, f func() (string, error)) (string, error) {
+	type result struct {
+		s   string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with this goroutine
+		if err := netns.Set(ns); err != nil {
+			done <- result{err: fmt.Errorf("enter the namespace: %w", err)}
+			return
+		}
+		s, err := f()
+		done <- result{s, err}
+	}()
+	r := <-done
+	return r.s, r.err
+}
