@@ -33,7 +33,9 @@ func TestNetworkBridgeMode(t *testing.T) {
 	testenv.RequireRoot(t, "bridge mode (bridges, TAP devices, nftables in a network namespace)")
 	home := shortHome(t)
 	cmd := daemonCommand(home, []string{"--network-mode=bridge"})
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking OS thread ends, and
+	// inNetns ends the threads it moves into namespaces.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	runDaemon(t, home, cmd)
 	ns, err := netns.GetFromPid(cmd.Process.Pid)
 	if err != nil {
@@ -91,25 +93,108 @@ func TestNetworkBridgeMode(t *testing.T) {
 		}
 	}
 
+	// "Outside": a second namespace behind a veth pair, whose server
+	// answers with the address a connection comes from.
+	outside := outsideServer(t, nl)
+
 	// HTTP by hand over nc and names by nslookup: the image's static
 	// busybox wget crashes in glibc's resolver.
-	addr := `busybox nslookup %[1]s. 2>&1 | awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}'`
-	script := `echo web=$(` + fmt.Sprintf(addr, "web") + `); ` +
-		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "web") + `) 80`
+	addr := `busybox nslookup %[1]s. %[2]s 2>&1 | awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}'`
+	script := `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); ` +
+		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "web", "") + `) 80; ` +
+		`echo outside=$(busybox nc -w 5 ` + outside + ` </dev/null)`
 	r = berth(t, home, "run", "--rm", "--network", "front", ref, "sh", "-c", script)
 	t.Logf("client on front:\n%s%s", r.out, r.err)
 	if !strings.Contains(r.out, "web="+webIP+"\n") || !strings.Contains(r.out, "hello-from-web") {
 		t.Errorf("a container on front did not reach web by name")
 	}
+	if !strings.Contains(r.out, "outside=from 10.200.0.1:") {
+		t.Errorf("a container's connection out did not leave under the host's address (NAT)")
+	}
 
-	script = `echo web=$(` + fmt.Sprintf(addr, "web") + `); ` +
+	// On back: web's name neither from back's resolver nor from front's
+	// (asked at front's gateway), web's address not reached.
+	script = `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); echo viafront=$(` + fmt.Sprintf(addr, "web", "10.77.1.1") + `); ` +
 		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 ` + webIP + ` 80; echo nc-exit=$?`
 	r = berth(t, home, "run", "--rm", "--network", "back", ref, "sh", "-c", script)
 	t.Logf("client on back:\n%s%s", r.out, r.err)
-	if !strings.Contains(r.out, "web=\n") || strings.Contains(r.out, "hello-from-web") || !strings.Contains(r.out, "nc-exit=") {
+	if !strings.Contains(r.out, "web=\n") || !strings.Contains(r.out, "viafront=\n") || strings.Contains(r.out, "hello-from-web") || !strings.Contains(r.out, "nc-exit=") {
 		t.Errorf("a container on back resolved or reached web on front")
 	}
 	mustOK(t, "rm web", berth(t, home, "rm", "-f", "web"))
+}
+
+// outsideServer makes a second network namespace joined to the daemon's
+// (nl's) by a veth pair, 10.200.0.1/24 on the daemon's side and
+// 10.200.0.2/24 on the other, where a TCP server answers each
+// connection with "from ADDR:PORT" (its peer) and closes it. It
+// returns the server's address as nc takes it ("10.200.0.2 PORT").
+func outsideServer(t *testing.T, nl *netlink.Handle) string {
+	t.Helper()
+	type made struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan made, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in the new namespace
+		ns, err := netns.New()
+		ch <- made{ns, err}
+	}()
+	m := <-ch
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	t.Cleanup(func() { m.ns.Close() })
+	la := netlink.NewLinkAttrs()
+	la.Name = "out0"
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "out1", PeerNamespace: netlink.NsFd(m.ns)}); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := netlink.NewHandleAt(m.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	for _, end := range []struct {
+		h    *netlink.Handle
+		name string
+		addr string
+	}{{nl, "out0", "10.200.0.1/24"}, {peer, "out1", "10.200.0.2/24"}, {peer, "lo", ""}} {
+		l, err := end.h.LinkByName(end.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end.addr != "" {
+			a, _ := netlink.ParseAddr(end.addr)
+			if err := end.h.AddrAdd(l, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := end.h.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ln net.Listener
+	if _, err := inNetns(m.ns, func() (string, error) {
+		var err error
+		ln, err = net.Listen("tcp4", "10.200.0.2:0")
+		return "", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "from %s\n", c.RemoteAddr())
+			c.Close()
+		}
+	}()
+	return fmt.Sprintf("10.200.0.2 %d", ln.Addr().(*net.TCPAddr).Port)
 }
 
 // httpGetIn GETs / from addr over HTTP/1.0 from network namespace ns,

@@ -156,11 +156,14 @@ func (h *bridgeHost) open(info Info, names dns.Handler) (*bridgeNet, error) {
 // open bridges:
 //
 //	chain forward  (filter, forward hook): iifname B oifname "berth*" oifname != B drop
-//	chain postrouting (nat, srcnat): ip saddr SUBNET(B) oifname != B masquerade
+//	chain input    (filter, input hook):   iifname "berth*" iifname != B ip daddr SUBNET(B) drop
+//	chain postrouting (nat, srcnat):       ip saddr SUBNET(B) oifname != B masquerade
 //
 // The first keeps networks apart (a packet from one bridge never leaves
-// by another, whatever addresses it claims); the second lets containers
-// reach what the host reaches, under the host's address.
+// by another, whatever addresses it claims); the second keeps each
+// network's own host addresses (its gateway with its DNS server, its
+// host alias) to it; the third lets containers reach what the host
+// reaches, under the host's address.
 func (h *bridgeHost) syncRules() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -174,6 +177,8 @@ func (h *bridgeHost) syncRules() error {
 	accept := nftables.ChainPolicyAccept
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	for _, name := range slices.Sorted(maps.Keys(h.nets)) {
@@ -185,12 +190,14 @@ func (h *bridgeHost) syncRules() error {
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
 		)})
 		sub := b.info.Subnet.Masked()
+		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: slices.Concat(
+			ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, []byte(bridgePrefix)),
+			ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, ifnameBytes(name)),
+			inSubnet(16, sub),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
+		)})
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: slices.Concat(
-			[]expr.Any{
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(sub.Bits(), 32), Xor: make([]byte, 4)},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: sub.Addr().AsSlice()},
-			},
+			inSubnet(12, sub),
 			ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, ifnameBytes(name)),
 			[]expr.Any{&expr.Masq{}},
 		)})
@@ -208,6 +215,16 @@ func ifname(key expr.MetaKey, op expr.CmpOp, name []byte) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: key, Register: 1},
 		&expr.Cmp{Op: op, Register: 1, Data: name},
+	}
+}
+
+// inSubnet matches an IPv4 header's address at offset (12: source, 16:
+// destination) in sub.
+func inSubnet(offset uint32, sub netip.Prefix) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(sub.Bits(), 32), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: sub.Addr().AsSlice()},
 	}
 }
 
