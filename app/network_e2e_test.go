@@ -398,6 +398,8 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 		t.Errorf("--network none: links %q, want lo only", r.out)
 	}
 
+	testConnectDisconnect(t, home, ref)
+
 	r = mustOK(t, "system status", berth(t, home, "system", "status"))
 	if !strings.Contains(r.out, "Network:") || !strings.Contains(r.out, "user: rootless") {
 		t.Errorf("berth system status does not say the network mode:\n%s", r.out)
@@ -408,4 +410,77 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 	if strings.TrimSpace(r.out) != "bridge" {
 		t.Fatalf("docker network ls after rm: %q", r.out)
 	}
+}
+
+// testConnectDisconnect drives docker network connect and disconnect
+// (on the daemon of TestNetworkNamesAndNetworks, whose network front
+// exists): a container created on the default network is refused a
+// second network, is disconnected (inspect shows no network; it starts
+// with loopback only), connected to front with an alias (it starts
+// with an address on front, which lists it), and, while it runs, is
+// refused a disconnect with what to do.
+func testConnectDisconnect(t *testing.T, home, ref string) {
+	t.Helper()
+	script := `ip -4 -o addr show eth0 2>/dev/null | awk '{print "eth0=" $4}'; ip -o link | awk '{print "link=" $2}'; exec sleep 60`
+	mustOK(t, "create mover", docker(t, home, "create", "--name", "mover", ref, "sh", "-c", script))
+	r := docker(t, home, "network", "connect", "front", "mover")
+	if r.code == 0 || !strings.Contains(r.err, "a Berth container is on one network (its VM has one NIC) and this one is on bridge: disconnect it from bridge first") {
+		t.Fatalf("docker network connect front to a container on bridge: %+v", r)
+	}
+	mustOK(t, "disconnect bridge", docker(t, home, "network", "disconnect", "bridge", "mover"))
+	r = mustOK(t, "inspect mover", docker(t, home, "inspect", "--format", "{{json .NetworkSettings.Networks}}", "mover"))
+	if strings.TrimSpace(r.out) != "{}" {
+		t.Errorf("inspect after disconnect: %q, want no network", r.out)
+	}
+	if r = docker(t, home, "network", "disconnect", "bridge", "mover"); r.code == 0 || !strings.Contains(r.err, "is not connected to network bridge") {
+		t.Errorf("a second disconnect: %+v", r)
+	}
+	// Started disconnected: loopback only.
+	mustOK(t, "start mover", docker(t, home, "start", "mover"))
+	waitInspect(t, home, "mover", "{{.State.Running}}", "true")
+	r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(r.out, "link=") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
+	}
+	if strings.Contains(r.out, "eth0") || strings.TrimSpace(r.out) != "link=lo:" {
+		t.Errorf("the disconnected container's links: %q, want lo only", r.out)
+	}
+	// Running: neither connect nor disconnect, with what to do.
+	if r = docker(t, home, "network", "connect", "front", "mover"); r.code == 0 || !strings.Contains(r.err, "the container is running, and its VM's NIC cannot change while it runs") || !strings.Contains(r.err, "stop it, connect it, and start it again") {
+		t.Errorf("connect a running container: %+v", r)
+	}
+	mustOK(t, "kill mover", docker(t, home, "kill", "mover"))
+	waitInspect(t, home, "mover", "{{.State.Running}}", "false")
+
+	mustOK(t, "connect front", docker(t, home, "network", "connect", "--alias", "mv", "front", "mover"))
+	r = mustOK(t, "inspect mover", docker(t, home, "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.Aliases}}{{end}}", "mover"))
+	if strings.TrimSpace(r.out) != "front [mv]" {
+		t.Errorf("inspect after connect: %q, want front [mv]", r.out)
+	}
+	mustOK(t, "start mover", docker(t, home, "start", "mover"))
+	waitInspect(t, home, "mover", "{{.State.Running}}", "true")
+	r = mustOK(t, "network inspect front", docker(t, home, "network", "inspect", "--format", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "front"))
+	var addr string
+	for _, ep := range strings.Fields(r.out) {
+		if a, ok := strings.CutPrefix(ep, "mover="); ok {
+			addr = a
+		}
+	}
+	if !strings.HasPrefix(addr, "192.168.128.") {
+		t.Errorf("front's endpoints: %q, want mover on 192.168.128.0/24", r.out)
+	}
+	r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
+	for !strings.Contains(r.out, "eth0=") && time.Now().Before(deadline.Add(30*time.Second)) {
+		time.Sleep(200 * time.Millisecond)
+		r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
+	}
+	if !strings.Contains(r.out, "eth0="+addr) {
+		t.Errorf("the connected container's output: %q, want eth0=%s", r.out, addr)
+	}
+	if r = docker(t, home, "network", "disconnect", "front", "mover"); r.code == 0 || !strings.Contains(r.err, "stop it, disconnect it, and start it again") {
+		t.Errorf("disconnect a running container: %+v", r)
+	}
+	mustOK(t, "rm mover", docker(t, home, "rm", "-f", "mover"))
 }

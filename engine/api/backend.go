@@ -153,6 +153,12 @@ type Containers interface {
 	Wait(ctx context.Context, ref string, cond container.WaitCondition) (int, error)
 	Resize(ctx context.Context, ref string, rows, cols uint32) error
 	Rename(ref, name string) error
+	// Connect and Disconnect change the network a stopped container
+	// joins at its next start (docker network connect, disconnect) and
+	// return the network's name; a running one is
+	// errdefs.ErrNotImplemented, saying what to do.
+	Connect(ref, network string, aliases []string) (string, error)
+	Disconnect(ref, network string) (string, error)
 	Remove(ctx context.Context, ref string, opts container.RemoveOptions) error
 	// Prune removes the stopped containers keep accepts and returns their
 	// IDs.

@@ -425,10 +425,13 @@ func portSummaries(sn container.Snapshot) []mobycontainer.PortSummary {
 // its one network (the default one is Docker's "bridge"), its aliases,
 // and, while it runs, its address.
 func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
+	if sn.Spec.Network == bnet.None {
+		return map[string]*network.EndpointSettings{} // disconnected (docker network disconnect)
+	}
 	ep := &network.EndpointSettings{Aliases: sn.Spec.Aliases}
 	name := bnet.DefaultName
-	if sn.Spec.HostConfig != nil && !bnet.IsDefault(string(sn.Spec.HostConfig.NetworkMode)) {
-		name = string(sn.Spec.HostConfig.NetworkMode)
+	if mode := sn.Spec.NetworkName(); !bnet.IsDefault(mode) {
+		name = mode
 	}
 	if ip, err := netip.ParseAddr(sn.State.IPAddress); err == nil && sn.State.Status == mobycontainer.StateRunning && name != bnet.None {
 		ep.IPAddress, ep.IPPrefixLen, ep.Gateway = ip, sn.State.IPPrefixLen, sn.State.Gateway

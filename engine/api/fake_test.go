@@ -349,6 +349,9 @@ type fakeContainers struct {
 	samples uint64 // Stats calls so far: each reports 1ms more CPU time
 	// extracted are the entries PUT archive extracted, "PATH:NAME".
 	extracted []string
+	// connects are the Connect and Disconnect calls, "VERB NETWORK REF
+	// [ALIASES]".
+	connects []string
 }
 
 // add records a container named name; its ID is name's letters repeated.
@@ -484,6 +487,26 @@ func (f *fakeContainers) Rename(ref, name string) error {
 	}
 	sn.Spec.Name = name
 	return nil
+}
+
+func (f *fakeContainers) Connect(ref, network string, aliases []string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.get(ref); err != nil {
+		return "", err
+	}
+	f.connects = append(f.connects, fmt.Sprintf("connect %s %s %v", network, ref, aliases))
+	return network, nil
+}
+
+func (f *fakeContainers) Disconnect(ref, network string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.get(ref); err != nil {
+		return "", err
+	}
+	f.connects = append(f.connects, fmt.Sprintf("disconnect %s %s", network, ref))
+	return network, nil
 }
 
 func (f *fakeContainers) Remove(_ context.Context, ref string, opts container.RemoveOptions) error {

@@ -290,12 +290,60 @@ func (s *Server) networkEvent(action moby.Action, i bnet.Info) {
 	s.backend.Events().Publish(events.Message{Type: moby.NetworkEventType, Action: action, Actor: moby.Actor{ID: i.ID, Attributes: map[string]string{"name": i.Name, "type": "bridge"}}})
 }
 
-// networkConnect answers connect and disconnect: a container's VM has
-// one NIC, on the network it was created on.
+// networkConnect answers connect and disconnect: a stopped or created
+// container's network changes from its next start (a Berth container is
+// on one network: connect takes one disconnected from its network); a
+// running container's is refused with what to do.
 func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) {
-	verb := "connect"
-	if strings.HasSuffix(r.URL.Path, "/disconnect") {
-		verb = "disconnect"
+	if _, err := s.networks(); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	s.writeError(w, r, errdefs.NotImplemented(fmt.Errorf("docker network %s is not supported yet by Berth: a container's VM has one network, the one it is created on (docker run --network NAME)", verb)))
+	ref := r.PathValue("id")
+	var name, ctr string
+	var err error
+	action := moby.ActionConnect
+	if strings.HasSuffix(r.URL.Path, "/disconnect") {
+		action = moby.ActionDisconnect
+		var req network.DisconnectRequest
+		if err := decodeBody(w, r, "disconnect from network", &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		ctr = req.Container
+		name, err = s.backend.Containers().Disconnect(ctr, ref)
+	} else {
+		var req network.ConnectRequest
+		if err := decodeBody(w, r, "connect to network", &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var aliases []string
+		if ep := req.EndpointConfig; ep != nil {
+			ipam := ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid() || len(ep.IPAMConfig.LinkLocalIPs) > 0)
+			if ipam || len(ep.Links) > 0 || len(ep.MacAddress) > 0 || len(ep.DriverOpts) > 0 {
+				s.writeError(w, r, errdefs.NotImplemented(errors.New("docker network connect: --ip, --ip6, --link-local-ip, --link and --driver-opt are not supported yet by Berth")))
+				return
+			}
+			aliases = ep.Aliases
+		}
+		ctr = req.Container
+		name, err = s.backend.Containers().Connect(ctr, ref, aliases)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	attrs := map[string]string{"name": name, "type": "bridge"}
+	id := ref
+	if n, err := s.networks(); err == nil {
+		if i, err := n.Get(name); err == nil {
+			id = i.ID
+		}
+	}
+	if sn, err := s.backend.Containers().Inspect(ctr); err == nil {
+		attrs["container"] = sn.Spec.ID
+	}
+	s.backend.Events().Publish(events.Message{Type: moby.NetworkEventType, Action: action, Actor: moby.Actor{ID: id, Attributes: attrs}})
+	w.WriteHeader(http.StatusOK)
 }

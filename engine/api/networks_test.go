@@ -15,8 +15,9 @@ import (
 // TestNetworkEndpoints drives /networks on a real network manager:
 // create (with labels and a subnet), list with filters, inspect with the
 // running containers, the refusals (overlap, unsupported options, in
-// use with Docker's text), prune, connect's clear refusal, and the
-// create and destroy events (filtered by network).
+// use with Docker's text), prune, connect and disconnect reaching the
+// containers (--ip refused), and the create, connect, disconnect and
+// destroy events (filtered by network).
 func TestNetworkEndpoints(t *testing.T) {
 	b := newFakeBackend()
 	nets := b.newNetworks(t)
@@ -102,7 +103,14 @@ func TestNetworkEndpoints(t *testing.T) {
 	check(t, "remove back in use", rec, 409, "error while removing network: network back id ")
 	check(t, "remove bridge", serve(t, b, "DELETE", "/v1.47/networks/bridge", nil), 403, "bridge is a pre-defined network and cannot be removed")
 	check(t, "inspect nope", serve(t, b, "GET", "/v1.47/networks/nope", nil), 404, "network nope not found")
-	check(t, "connect", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web"}`)), 501, "docker network connect is not supported yet")
+	b.containers.add("web", "busybox", "exited", nil)
+	check(t, "disconnect", serve(t, b, "POST", "/v1.47/networks/back/disconnect", strings.NewReader(`{"Container":"web"}`)), 200, "")
+	check(t, "connect", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web","EndpointConfig":{"Aliases":["api"]}}`)), 200, "")
+	check(t, "connect --ip", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.77.0.9"}}}`)), 501, "--ip, --ip6, --link-local-ip, --link and --driver-opt are not supported yet by Berth")
+	check(t, "connect nosuch", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"nosuch"}`)), 404, "No such container: nosuch")
+	if got := strings.Join(b.containers.connects, ", "); got != "disconnect back web, connect back web [api]" {
+		t.Errorf("connect and disconnect reached the containers as %q", got)
+	}
 
 	rec = serve(t, b, "POST", "/v1.47/networks/prune", nil)
 	var rep network.PruneReport
@@ -121,7 +129,7 @@ func TestNetworkEndpoints(t *testing.T) {
 	for _, m := range past {
 		seen = append(seen, string(m.Action)+" "+m.Actor.Attributes["name"])
 	}
-	if got := strings.Join(seen, ", "); got != "create front, create back, destroy front, destroy back" {
+	if got := strings.Join(seen, ", "); got != "create front, create back, disconnect back, connect back, destroy front, destroy back" {
 		t.Errorf("network events: %s", got)
 	}
 }

@@ -56,8 +56,28 @@ type Spec struct {
 	// mounts them.
 	RunShares []RunShare `json:"runShares,omitempty"`
 	// Aliases are the container's names on its network besides its own
-	// (--network-alias).
+	// (--network-alias, or docker network connect --alias).
 	Aliases []string `json:"aliases,omitempty"`
+	// Network is the network the container joins at its next start when
+	// docker network connect or disconnect changed it from its network
+	// mode (HostConfig.NetworkMode keeps what create asked, as in
+	// Docker): a network's name ("default" for the default network), or
+	// "none" once it was disconnected from its network. "": its network
+	// mode's.
+	Network string `json:"network,omitempty"`
+}
+
+// NetworkName is the network the container is on (or joins at its next
+// start): "default" (or "" or "bridge") for the default network,
+// "none", or a network's name.
+func (s Spec) NetworkName() string {
+	if s.Network != "" {
+		return s.Network
+	}
+	if s.HostConfig == nil {
+		return ""
+	}
+	return string(s.HostConfig.NetworkMode)
 }
 
 // State is where a container stands.

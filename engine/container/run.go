@@ -280,7 +280,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	if att != nil {
 		req.Network = att.Network()
 	}
-	req.NoNetwork = spec.HostConfig.NetworkMode == network.None
+	req.NoNetwork = spec.NetworkName() == network.None
 	vm, err := m.vms.Launch(bootCtx, req)
 	if err != nil {
 		if att != nil {
@@ -307,7 +307,7 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 	if spec.HostConfig.PublishAllPorts && spec.Config != nil {
 		ports = append(ports, network.PublishAll(spec.Config.ExposedPorts, spec.HostConfig.PortBindings)...)
 	}
-	mode := string(spec.HostConfig.NetworkMode)
+	mode := spec.NetworkName()
 	if mode == network.None {
 		return nil, nil
 	}
