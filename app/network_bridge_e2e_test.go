@@ -27,8 +27,10 @@ import (
 // from the namespace's host side at the container's own address and
 // through a published port on the namespace's loopback; a second
 // container on that network reaches it by name; a third, on another
-// bridge network, neither resolves nor reaches it; `berth system
-// status` says bridge mode and why.
+// bridge network, an --internal one, neither resolves nor reaches it,
+// nor the outside (a second namespace, which the first container
+// reaches under the host's address); `berth system status` says bridge
+// mode and why.
 func TestNetworkBridgeMode(t *testing.T) {
 	testenv.RequireRoot(t, "bridge mode (bridges, TAP devices, nftables in a network namespace)")
 	home := shortHome(t)
@@ -74,7 +76,7 @@ func TestNetworkBridgeMode(t *testing.T) {
 		t.Errorf("berth system status does not say bridge mode and why:\n%s", r.out)
 	}
 	mustOK(t, "network create front", berth(t, home, "network", "create", "--subnet", "10.77.1.0/24", "front"))
-	mustOK(t, "network create back", berth(t, home, "network", "create", "--subnet", "10.77.2.0/24", "back"))
+	mustOK(t, "network create back", berth(t, home, "network", "create", "--internal", "--subnet", "10.77.2.0/24", "back"))
 
 	const hostPort = 18080
 	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "--network", "front", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
@@ -113,13 +115,18 @@ func TestNetworkBridgeMode(t *testing.T) {
 	}
 
 	// On back: web's name neither from back's resolver nor from front's
-	// (asked at front's gateway), web's address not reached.
+	// (asked at front's gateway), web's address not reached; back is
+	// --internal: the outside is not reached either.
 	script = `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); echo viafront=$(` + fmt.Sprintf(addr, "web", "10.77.1.1") + `); ` +
-		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 ` + webIP + ` 80; echo nc-exit=$?`
+		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 ` + webIP + ` 80; echo nc-exit=$?; ` +
+		`echo outside=$(busybox nc -w 3 ` + outside + ` </dev/null)`
 	r = berth(t, home, "run", "--rm", "--network", "back", ref, "sh", "-c", script)
 	t.Logf("client on back:\n%s%s", r.out, r.err)
 	if !strings.Contains(r.out, "web=\n") || !strings.Contains(r.out, "viafront=\n") || strings.Contains(r.out, "hello-from-web") || !strings.Contains(r.out, "nc-exit=") {
 		t.Errorf("a container on back resolved or reached web on front")
+	}
+	if !strings.Contains(r.out, "outside=\n") {
+		t.Errorf("a container on back, an internal network, reached the outside")
 	}
 	mustOK(t, "rm web", berth(t, home, "rm", "-f", "web"))
 }

@@ -416,14 +416,31 @@ func TestNetworkNamesAndNetworks(t *testing.T) {
 // (on the daemon of TestNetworkNamesAndNetworks, whose network front
 // exists): a container created on the default network is refused a
 // second network, is disconnected (inspect shows no network; it starts
-// with loopback only), connected to front with an alias (it starts
-// with an address on front, which lists it), and, while it runs, is
-// refused a disconnect with what to do.
+// with loopback only), connected to quiet, an --internal network, with
+// an alias (it starts with an address on quiet, which lists it, and
+// does not reach the host's network), and, while it runs, is refused a
+// disconnect with what to do.
 func testConnectDisconnect(t *testing.T, home, ref string) {
 	t.Helper()
-	script := `ip -4 -o addr show eth0 2>/dev/null | awk '{print "eth0=" $4}'; ip -o link | awk '{print "link=" $2}'; exec sleep 60`
+	outside := ""
+	if hostIP := outsideIPv4(t); hostIP != "" {
+		u := serveHTTP(t, net.JoinHostPort(hostIP, "0"), "outside-ok\n")
+		outside = hostIP + " " + u[strings.LastIndex(u, ":")+1:len(u)-1]
+	} else {
+		t.Log("this host has no non-loopback IPv4 address: an internal network's outbound is not checked")
+	}
+	mustOK(t, "network create --internal", berth(t, home, "network", "create", "--internal", "--subnet", "10.98.0.0/24", "quiet"))
+	r := mustOK(t, "network inspect quiet", docker(t, home, "network", "inspect", "--format", "{{.Internal}}", "quiet"))
+	if strings.TrimSpace(r.out) != "true" {
+		t.Errorf("docker network inspect quiet: Internal %q", r.out)
+	}
+	script := `ip -4 -o addr show eth0 2>/dev/null | awk '{print "eth0=" $4}'; ip -o link | awk '{print "link=" $2}'; `
+	if outside != "" {
+		script += `[ -e /sys/class/net/eth0 ] && { printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 5 ` + outside + ` 2>&1; echo outside-done; }; `
+	}
+	script += `exec sleep 60`
 	mustOK(t, "create mover", docker(t, home, "create", "--name", "mover", ref, "sh", "-c", script))
-	r := docker(t, home, "network", "connect", "front", "mover")
+	r = docker(t, home, "network", "connect", "front", "mover")
 	if r.code == 0 || !strings.Contains(r.err, "a Berth container is on one network (its VM has one NIC) and this one is on bridge: disconnect it from bridge first") {
 		t.Fatalf("docker network connect front to a container on bridge: %+v", r)
 	}
@@ -444,7 +461,7 @@ func testConnectDisconnect(t *testing.T, home, ref string) {
 		time.Sleep(200 * time.Millisecond)
 		r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
 	}
-	if strings.Contains(r.out, "eth0") || strings.TrimSpace(r.out) != "link=lo:" {
+	if strings.TrimSpace(r.out) != "link=lo:" {
 		t.Errorf("the disconnected container's links: %q, want lo only", r.out)
 	}
 	// Running: neither connect nor disconnect, with what to do.
@@ -454,33 +471,40 @@ func testConnectDisconnect(t *testing.T, home, ref string) {
 	mustOK(t, "kill mover", docker(t, home, "kill", "mover"))
 	waitInspect(t, home, "mover", "{{.State.Running}}", "false")
 
-	mustOK(t, "connect front", docker(t, home, "network", "connect", "--alias", "mv", "front", "mover"))
+	mustOK(t, "connect quiet", docker(t, home, "network", "connect", "--alias", "mv", "quiet", "mover"))
 	r = mustOK(t, "inspect mover", docker(t, home, "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.Aliases}}{{end}}", "mover"))
-	if strings.TrimSpace(r.out) != "front [mv]" {
-		t.Errorf("inspect after connect: %q, want front [mv]", r.out)
+	if strings.TrimSpace(r.out) != "quiet [mv]" {
+		t.Errorf("inspect after connect: %q, want quiet [mv]", r.out)
 	}
 	mustOK(t, "start mover", docker(t, home, "start", "mover"))
 	waitInspect(t, home, "mover", "{{.State.Running}}", "true")
-	r = mustOK(t, "network inspect front", docker(t, home, "network", "inspect", "--format", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "front"))
+	r = mustOK(t, "network inspect quiet", docker(t, home, "network", "inspect", "--format", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "quiet"))
 	var addr string
 	for _, ep := range strings.Fields(r.out) {
 		if a, ok := strings.CutPrefix(ep, "mover="); ok {
 			addr = a
 		}
 	}
-	if !strings.HasPrefix(addr, "192.168.128.") {
-		t.Errorf("front's endpoints: %q, want mover on 192.168.128.0/24", r.out)
+	if !strings.HasPrefix(addr, "10.98.0.") {
+		t.Errorf("quiet's endpoints: %q, want mover on 10.98.0.0/24", r.out)
 	}
 	r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
-	for !strings.Contains(r.out, "eth0=") && time.Now().Before(deadline.Add(30*time.Second)) {
+	for !strings.Contains(r.out, "eth0=") || (outside != "" && !strings.Contains(r.out, "outside-done")) {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			break
+		}
 		time.Sleep(200 * time.Millisecond)
 		r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
 	}
 	if !strings.Contains(r.out, "eth0="+addr) {
 		t.Errorf("the connected container's output: %q, want eth0=%s", r.out, addr)
 	}
-	if r = docker(t, home, "network", "disconnect", "front", "mover"); r.code == 0 || !strings.Contains(r.err, "stop it, disconnect it, and start it again") {
+	if outside != "" && (strings.Contains(r.out, "outside-ok") || !strings.Contains(r.out, "Connection refused")) {
+		t.Errorf("a container on an internal network reached, or was not refused, the host's network at %s: %q", outside, r.out)
+	}
+	if r = docker(t, home, "network", "disconnect", "quiet", "mover"); r.code == 0 || !strings.Contains(r.err, "stop it, disconnect it, and start it again") {
 		t.Errorf("disconnect a running container: %+v", r)
 	}
 	mustOK(t, "rm mover", docker(t, home, "rm", "-f", "mover"))
+	mustOK(t, "network rm quiet", docker(t, home, "network", "rm", "quiet"))
 }

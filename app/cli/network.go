@@ -23,13 +23,14 @@ func newNetworkCmd(e *env) *cobra.Command {
 
 func newNetworkCreateCmd(e *env) *cobra.Command {
 	var subnet string
+	var internal bool
 	var labels []string
 	c := &cobra.Command{
 		Use:   "create [flags] NAME",
 		Short: "Create a network (a free 192.168.x.0/24 unless --subnet is given)",
 		Args:  cobra.ExactArgs(1),
 		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
-			opts := docker.NetworkCreateOptions{Labels: map[string]string{}}
+			opts := docker.NetworkCreateOptions{Labels: map[string]string{}, Internal: internal}
 			for _, l := range labels {
 				k, v, _ := strings.Cut(l, "=")
 				opts.Labels[k] = v
@@ -49,6 +50,7 @@ func newNetworkCreateCmd(e *env) *cobra.Command {
 			return nil
 		}),
 	}
+	c.Flags().BoolVar(&internal, "internal", false, "no outbound access: containers reach each other, not the host's networks")
 	c.Flags().StringVar(&subnet, "subnet", "", "the network's IPv4 subnet in CIDR form (must not overlap another network's)")
 	c.Flags().StringArrayVarP(&labels, "label", "l", nil, "set a label (KEY=VALUE)")
 	return c

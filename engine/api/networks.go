@@ -53,7 +53,7 @@ func networkJSON(i bnet.Info) network.Inspect {
 	}
 	out := network.Inspect{
 		Network: network.Network{
-			Name: i.Name, ID: i.ID, Created: i.Created, Scope: "local", Driver: "bridge", EnableIPv4: true,
+			Name: i.Name, ID: i.ID, Created: i.Created, Scope: "local", Driver: "bridge", EnableIPv4: true, Internal: i.Internal,
 			IPAM:    network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{{Subnet: i.Subnet, Gateway: i.Gateway()}}},
 			Options: map[string]string{}, Labels: labels,
 			ConfigFrom: network.ConfigReference{},
@@ -183,14 +183,12 @@ func createOptions(req network.CreateRequest) (bnet.CreateOptions, error) {
 		return bad("--ipv6 is not supported by Berth yet (its networks are IPv4)")
 	case req.EnableIPv4 != nil && !*req.EnableIPv4:
 		return bad("--ipv4=false is not supported by Berth (its networks are IPv4)")
-	case req.Internal:
-		return bad("--internal is not supported by Berth yet")
 	case req.Attachable || req.Ingress || req.ConfigOnly || req.ConfigFrom != nil:
 		return bad("--attachable, --ingress, --config-only and --config-from are swarm features Berth has not got")
 	case len(req.Options) > 0:
 		return bad("driver options (-o) are not supported by Berth")
 	}
-	opts := bnet.CreateOptions{Name: req.Name, Labels: req.Labels}
+	opts := bnet.CreateOptions{Name: req.Name, Labels: req.Labels, Internal: req.Internal}
 	if req.IPAM != nil {
 		if req.IPAM.Driver != "" && req.IPAM.Driver != "default" {
 			return bad("IPAM driver %q is not supported by Berth (use the default one)", req.IPAM.Driver)

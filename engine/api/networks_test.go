@@ -37,14 +37,13 @@ func TestNetworkEndpoints(t *testing.T) {
 	if code != 201 || len(front.ID) != 64 {
 		t.Fatalf("create front: %d %s", code, msg)
 	}
-	if _, code, msg = post(`{"Name":"back","Driver":"bridge","IPAM":{"Driver":"default","Config":[{"Subnet":"10.77.0.0/24","Gateway":"10.77.0.1"}]}}`); code != 201 {
+	if _, code, msg = post(`{"Name":"back","Driver":"bridge","Internal":true,"IPAM":{"Driver":"default","Config":[{"Subnet":"10.77.0.0/24","Gateway":"10.77.0.1"}]}}`); code != 201 {
 		t.Fatalf("create back: %d %s", code, msg)
 	}
 	for body, want := range map[string]string{
 		`{"Name":"x","IPAM":{"Config":[{"Subnet":"10.77.0.128/25"}]}}`:                     "Pool overlaps with other one on this address space",
 		`{"Name":"x","Driver":"macvlan"}`:                                                  `driver "macvlan" is not supported by Berth`,
 		`{"Name":"x","EnableIPv6":true}`:                                                   "--ipv6 is not supported",
-		`{"Name":"x","Internal":true}`:                                                     "--internal is not supported",
 		`{"Name":"x","IPAM":{"Config":[{"Subnet":"10.78.0.0/24","Gateway":"10.78.0.9"}]}}`: "gateway is its subnet's first address (10.78.0.1)",
 	} {
 		if _, code, msg := post(body); code != 400 || !strings.Contains(msg, want) {
@@ -95,7 +94,7 @@ func TestNetworkEndpoints(t *testing.T) {
 		t.Fatalf("inspect back: %d %s", rec.Code, rec.Body)
 	}
 	ep := insp.Containers[strings.Repeat("c", 64)]
-	if insp.Driver != "bridge" || insp.Scope != "local" || insp.IPAM.Config[0].Subnet.String() != "10.77.0.0/24" || insp.IPAM.Config[0].Gateway.String() != "10.77.0.1" ||
+	if insp.Driver != "bridge" || insp.Scope != "local" || !insp.Internal || insp.IPAM.Config[0].Subnet.String() != "10.77.0.0/24" || insp.IPAM.Config[0].Gateway.String() != "10.77.0.1" ||
 		ep.Name != "web" || ep.IPv4Address.String() != "10.77.0.2/24" {
 		t.Errorf("inspect back: %s", rec.Body)
 	}

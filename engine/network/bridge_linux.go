@@ -159,6 +159,9 @@ func (h *bridgeHost) open(info Info, names dns.Handler) (*bridgeNet, error) {
 //	chain input    (filter, input hook):   iifname "berth*" iifname != B ip daddr SUBNET(B) drop
 //	chain postrouting (nat, srcnat):       ip saddr SUBNET(B) oifname != B masquerade
 //
+// and for an internal network's B, in chain forward, instead of the
+// masquerade: iifname B oifname != B drop; oifname B iifname != B drop.
+//
 // The first keeps networks apart (a packet from one bridge never leaves
 // by another, whatever addresses it claims); the second keeps each
 // network's own host addresses (its gateway with its DNS server, its
@@ -189,6 +192,16 @@ func (h *bridgeHost) syncRules() error {
 			ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, ifnameBytes(name)),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
 		)})
+		if b.info.Internal {
+			// No way out, nor in from elsewhere than the bridge itself.
+			for _, key := range [][2]expr.MetaKey{{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME}, {expr.MetaKeyOIFNAME, expr.MetaKeyIIFNAME}} {
+				c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: slices.Concat(
+					ifname(key[0], expr.CmpOpEq, ifnameBytes(name)),
+					ifname(key[1], expr.CmpOpNeq, ifnameBytes(name)),
+					[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
+				)})
+			}
+		}
 		sub := b.info.Subnet.Masked()
 		c.AddRule(&nftables.Rule{Table: t, Chain: in, Exprs: slices.Concat(
 			ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, []byte(bridgePrefix)),
@@ -196,6 +209,9 @@ func (h *bridgeHost) syncRules() error {
 			inSubnet(16, sub),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
 		)})
+		if b.info.Internal {
+			continue
+		}
 		c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: slices.Concat(
 			inSubnet(12, sub),
 			ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, ifnameBytes(name)),

@@ -114,6 +114,10 @@ type Info struct {
 	Subnet  netip.Prefix      `json:"subnet"`
 	Labels  map[string]string `json:"labels,omitempty"`
 	Created time.Time         `json:"created"`
+	// Internal networks have no outbound access (--internal): their
+	// containers reach each other and their resolver, which answers
+	// their names only, not the host's networks or the host.
+	Internal bool `json:"internal,omitempty"`
 	// Default marks the default network (it cannot be removed).
 	Default bool `json:"-"`
 	// Endpoints are the containers running on the network, by ID.
@@ -133,6 +137,8 @@ type CreateOptions struct {
 	// 192.168.128.0/17.
 	Subnet netip.Prefix
 	Labels map[string]string
+	// Internal: no outbound access (Info.Internal).
+	Internal bool
 }
 
 // Manager owns Berth's user-mode ("user", rootless) networking: the
@@ -455,7 +461,7 @@ func (m *Manager) Create(opts CreateOptions) (Info, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return Info{}, fmt.Errorf("create network %s: %w", name, err)
 	}
-	info := Info{ID: hex.EncodeToString(id[:]), Name: name, Subnet: subnet, Labels: maps.Clone(opts.Labels), Created: time.Now().UTC()}
+	info := Info{ID: hex.EncodeToString(id[:]), Name: name, Subnet: subnet, Labels: maps.Clone(opts.Labels), Created: time.Now().UTC(), Internal: opts.Internal}
 	if err := m.open(info, info.ID+".json"); err != nil {
 		return Info{}, err
 	}
@@ -579,13 +585,13 @@ func (m *Manager) fabricLocked(n *netw) (fabric, error) {
 	if n.fab != nil {
 		return n.fab, nil
 	}
-	res := &resolver{names: n.names, subnet: n.info.Subnet, hostAlias: n.info.HostAlias(), hostResolvers: m.resolvers, log: m.log.With("network", n.info.Name)}
+	res := &resolver{names: n.names, subnet: n.info.Subnet, hostAlias: n.info.HostAlias(), hostResolvers: m.resolvers, internal: n.info.Internal, log: m.log.With("network", n.info.Name)}
 	var fab fabric
 	var err error
 	if m.bridges != nil {
 		fab, err = m.bridges.open(n.info, res)
 	} else {
-		fab, err = newUserSwitch(n.info.Subnet, n.info.Gateway(), n.info.HostAlias(), m.cfg.HostLoopback, res, m.inBerth)
+		fab, err = newUserSwitch(n.info, m.cfg.HostLoopback, res, m.inBerth)
 	}
 	if err != nil {
 		return nil, err

@@ -151,7 +151,10 @@ type resolver struct {
 	hostAlias netip.Addr
 	// hostResolvers are the host's DNS servers (host:port).
 	hostResolvers []string
-	log           *slog.Logger
+	// internal: the network has no outbound access; nothing is
+	// forwarded (names outside it are REFUSED).
+	internal bool
+	log      *slog.Logger
 }
 
 // hostResolvers reads the host's DNS servers from path (resolv.conf).
@@ -219,6 +222,11 @@ func (r *resolver) answer(q *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
 		case !found:
 			m.Rcode = dns.RcodeNameError
 		}
+		return m
+	}
+	if r.internal {
+		m := new(dns.Msg)
+		m.SetRcode(q, dns.RcodeRefused)
 		return m
 	}
 	return r.forward(q, src, tcp)

@@ -155,7 +155,8 @@ func TestResolverScopesNamesPerNetwork(t *testing.T) {
 
 // TestResolverForwardsToContainerDNS: a container's --dns servers are
 // its resolver's upstreams for names outside Berth; a loopback one is
-// left out (the host's resolvers answer); nothing answering is SERVFAIL.
+// left out (the host's resolvers answer); nothing answering is SERVFAIL;
+// an internal network's forwards nothing (REFUSED).
 func TestResolverForwardsToContainerDNS(t *testing.T) {
 	hostDNS := upstream(t, "example.test", netip.MustParseAddr("203.0.113.7"))
 	ownDNS := upstream(t, "example.test", netip.MustParseAddr("198.51.100.9"))
@@ -206,6 +207,17 @@ func TestResolverForwardsToContainerDNS(t *testing.T) {
 	dead.Close()
 	if got := ask(plain, []string{dead.LocalAddr().String()}); got != "SERVFAIL" {
 		t.Errorf("no upstream answering: %s, want SERVFAIL", got)
+	}
+	// An internal network's resolver forwards nothing, and still answers
+	// its names.
+	r.internal = true
+	if got := ask(plain, nil); got != "REFUSED" {
+		t.Errorf("on an internal network: %s, want REFUSED", got)
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("a.", dns.TypeA)
+	if resp := r.answer(q, plain, false); len(resp.Answer) != 1 || resp.Answer[0].(*dns.A).A.String() != withDNS.String() {
+		t.Errorf("a container's name on an internal network: %v", resp)
 	}
 }
 

@@ -47,6 +47,8 @@ type userSwitch struct {
 	// hostAlias is the address that reaches the host's 127.0.0.1 when
 	// the opt-in is on; invalid when it is off.
 	hostAlias netip.Addr
+	// internal: the forwarders dial nothing (--internal).
+	internal bool
 	// berth reports whether an address is in any Berth network's subnet.
 	berth func(netip.Addr) bool
 
@@ -58,18 +60,21 @@ type userSwitch struct {
 	wg sync.WaitGroup
 }
 
-// newUserSwitch builds the network of subnet with its gateway (the
-// first address), whose port 53 names answers. With hostLoopback,
-// hostAlias is answered by the gateway too and translated to the host's
+// newUserSwitch builds network info's switch with its gateway (the
+// subnet's first address), whose port 53 names answers. With
+// hostLoopback, the host alias is answered by the gateway too and translated to the host's
 // 127.0.0.1: the opt-in to reach the host's loopback services.
 //
 // berth reports whether an address is in one of Berth's networks: the
 // forwarders refuse those (another network's containers are on another
 // switch, never behind the host's sockets).
-func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr, hostLoopback bool, names dns.Handler, berth func(netip.Addr) bool) (*userSwitch, error) {
+//
+// An internal network's (info.Internal) forwarders dial nothing.
+func newUserSwitch(info Info, hostLoopback bool, names dns.Handler, berth func(netip.Addr) bool) (*userSwitch, error) {
+	subnet, gateway, hostAlias := info.Subnet, info.Gateway(), info.HostAlias()
 	var virtualIPs []string
 	nat := map[tcpip.Address]tcpip.Address{}
-	if !hostLoopback {
+	if !hostLoopback || info.Internal {
 		hostAlias = netip.Addr{}
 	}
 	if hostAlias.IsValid() {
@@ -88,7 +93,7 @@ func newUserSwitch(subnet netip.Prefix, gateway, hostAlias netip.Addr, hostLoopb
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
-	u := &userSwitch{subnet: subnet, gateway: gateway, hostAlias: hostAlias, berth: berth, stack: s, sw: sw}
+	u := &userSwitch{subnet: subnet, gateway: gateway, hostAlias: hostAlias, internal: info.Internal, berth: berth, stack: s, sw: sw}
 	if err := u.setupStack(ep, nat); err != nil {
 		s.Close()
 		s.Wait()
@@ -154,7 +159,7 @@ func (u *userSwitch) setupStack(ep stack.LinkEndpoint, nat map[tcpip.Address]tcp
 // behind those: another network's containers are on another switch),
 // except the host-loopback alias when it is on.
 func (u *userSwitch) outboundAllowed(dst tcpip.Address) bool {
-	if dst.Len() != 4 {
+	if dst.Len() != 4 || u.internal {
 		return false
 	}
 	a := netip.AddrFrom4(dst.As4())
