@@ -471,7 +471,15 @@ func testConnectDisconnect(t *testing.T, home, ref string) {
 	mustOK(t, "kill mover", docker(t, home, "kill", "mover"))
 	waitInspect(t, home, "mover", "{{.State.Running}}", "false")
 
-	mustOK(t, "connect quiet", docker(t, home, "network", "connect", "--alias", "mv", "quiet", "mover"))
+	// --ip: refused on the default network, outside the subnet (at the
+	// start, before a VM boots), taken on connect.
+	if r = docker(t, home, "create", "--ip", "10.98.0.9", ref, "true"); r.code == 0 || !strings.Contains(r.err, "user specified IP address is supported on user defined networks only") {
+		t.Errorf("--ip on the default network: %+v", r)
+	}
+	if r = docker(t, home, "run", "--rm", "--network", "quiet", "--ip", "10.97.0.9", ref, "true"); r.code == 0 || !strings.Contains(r.err, "address 10.97.0.9: it is not a host address of the network's subnet 10.98.0.0/24") {
+		t.Errorf("--ip outside the subnet: %+v", r)
+	}
+	mustOK(t, "connect quiet", docker(t, home, "network", "connect", "--alias", "mv", "--ip", "10.98.0.77", "quiet", "mover"))
 	r = mustOK(t, "inspect mover", docker(t, home, "inspect", "--format", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.Aliases}}{{end}}", "mover"))
 	if strings.TrimSpace(r.out) != "quiet [mv]" {
 		t.Errorf("inspect after connect: %q, want quiet [mv]", r.out)
@@ -485,8 +493,8 @@ func testConnectDisconnect(t *testing.T, home, ref string) {
 			addr = a
 		}
 	}
-	if !strings.HasPrefix(addr, "10.98.0.") {
-		t.Errorf("quiet's endpoints: %q, want mover on 10.98.0.0/24", r.out)
+	if addr != "10.98.0.77/24" {
+		t.Errorf("quiet's endpoints: %q, want mover at 10.98.0.77/24 (--ip)", r.out)
 	}
 	r = mustOK(t, "logs mover", docker(t, home, "logs", "mover"))
 	for !strings.Contains(r.out, "eth0=") || (outside != "" && !strings.Contains(r.out, "outside-done")) {

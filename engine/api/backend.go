@@ -157,7 +157,7 @@ type Containers interface {
 	// joins at its next start (docker network connect, disconnect) and
 	// return the network's name; a running one is
 	// errdefs.ErrNotImplemented, saying what to do.
-	Connect(ref, network string, aliases []string) (string, error)
+	Connect(ref, network string, ep container.Endpoint) (string, error)
 	Disconnect(ref, network string) (string, error)
 	Remove(ctx context.Context, ref string, opts container.RemoveOptions) error
 	// Prune removes the stopped containers keep accepts and returns their

@@ -100,7 +100,7 @@ func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
 	// Docker's create never pulls: the client pulls on "No such image".
 	id, err := s.backend.Containers().Create(r.Context(), container.CreateRequest{
 		Name: r.URL.Query().Get("name"), Config: req.Config, HostConfig: req.HostConfig, Pull: container.PullNever,
-		Aliases: aliases(req.NetworkingConfig),
+		Aliases: aliases(req.NetworkingConfig), IP: requestedIP(req.NetworkingConfig),
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -429,6 +429,9 @@ func endpoints(sn container.Snapshot) map[string]*network.EndpointSettings {
 		return map[string]*network.EndpointSettings{} // disconnected (docker network disconnect)
 	}
 	ep := &network.EndpointSettings{Aliases: sn.Spec.Aliases}
+	if sn.Spec.IP.IsValid() {
+		ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: sn.Spec.IP}
+	}
 	name := bnet.DefaultName
 	if mode := sn.Spec.NetworkName(); !bnet.IsDefault(mode) {
 		name = mode

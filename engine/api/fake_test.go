@@ -489,13 +489,13 @@ func (f *fakeContainers) Rename(ref, name string) error {
 	return nil
 }
 
-func (f *fakeContainers) Connect(ref, network string, aliases []string) (string, error) {
+func (f *fakeContainers) Connect(ref, network string, ep container.Endpoint) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, err := f.get(ref); err != nil {
 		return "", err
 	}
-	f.connects = append(f.connects, fmt.Sprintf("connect %s %s %v", network, ref, aliases))
+	f.connects = append(f.connects, fmt.Sprintf("connect %s %s %v %v", network, ref, ep.Aliases, ep.IP))
 	return network, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	bnet "github.com/berthvm/berth/engine/network"
@@ -316,17 +317,20 @@ func (s *Server) networkConnect(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		var aliases []string
+		var cep container.Endpoint
 		if ep := req.EndpointConfig; ep != nil {
-			ipam := ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address.IsValid() || ep.IPAMConfig.IPv6Address.IsValid() || len(ep.IPAMConfig.LinkLocalIPs) > 0)
+			ipam := ep.IPAMConfig != nil && (ep.IPAMConfig.IPv6Address.IsValid() || len(ep.IPAMConfig.LinkLocalIPs) > 0)
 			if ipam || len(ep.Links) > 0 || len(ep.MacAddress) > 0 || len(ep.DriverOpts) > 0 {
-				s.writeError(w, r, errdefs.NotImplemented(errors.New("docker network connect: --ip, --ip6, --link-local-ip, --link and --driver-opt are not supported yet by Berth")))
+				s.writeError(w, r, errdefs.NotImplemented(errors.New("docker network connect: --ip6, --link-local-ip, --link and --driver-opt are not supported yet by Berth")))
 				return
 			}
-			aliases = ep.Aliases
+			cep.Aliases = ep.Aliases
+			if ep.IPAMConfig != nil {
+				cep.IP = ep.IPAMConfig.IPv4Address
+			}
 		}
 		ctr = req.Container
-		name, err = s.backend.Containers().Connect(ctr, ref, aliases)
+		name, err = s.backend.Containers().Connect(ctr, ref, cep)
 	}
 	if err != nil {
 		s.writeError(w, r, err)

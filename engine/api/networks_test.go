@@ -105,9 +105,10 @@ func TestNetworkEndpoints(t *testing.T) {
 	b.containers.add("web", "busybox", "exited", nil)
 	check(t, "disconnect", serve(t, b, "POST", "/v1.47/networks/back/disconnect", strings.NewReader(`{"Container":"web"}`)), 200, "")
 	check(t, "connect", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web","EndpointConfig":{"Aliases":["api"]}}`)), 200, "")
-	check(t, "connect --ip", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.77.0.9"}}}`)), 501, "--ip, --ip6, --link-local-ip, --link and --driver-opt are not supported yet by Berth")
+	check(t, "connect --ip", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.77.0.9"}}}`)), 200, "")
+	check(t, "connect --ip6", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"web","EndpointConfig":{"IPAMConfig":{"IPv6Address":"fd00::9"}}}`)), 501, "--ip6, --link-local-ip, --link and --driver-opt are not supported yet by Berth")
 	check(t, "connect nosuch", serve(t, b, "POST", "/v1.47/networks/back/connect", strings.NewReader(`{"Container":"nosuch"}`)), 404, "No such container: nosuch")
-	if got := strings.Join(b.containers.connects, ", "); got != "disconnect back web, connect back web [api]" {
+	if got := strings.Join(b.containers.connects, ", "); got != "disconnect back web, connect back web [api] invalid IP, connect back web [] 10.77.0.9" {
 		t.Errorf("connect and disconnect reached the containers as %q", got)
 	}
 
@@ -128,7 +129,7 @@ func TestNetworkEndpoints(t *testing.T) {
 	for _, m := range past {
 		seen = append(seen, string(m.Action)+" "+m.Actor.Attributes["name"])
 	}
-	if got := strings.Join(seen, ", "); got != "create front, create back, disconnect back, connect back, destroy front, destroy back" {
+	if got := strings.Join(seen, ", "); got != "create front, create back, disconnect back, connect back, connect back, destroy front, destroy back" {
 		t.Errorf("network events: %s", got)
 	}
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
 	"strings"
 
@@ -200,11 +201,26 @@ func checkEndpoints(mode string, nc *network.NetworkingConfig) string {
 		if ep == nil {
 			continue
 		}
-		if len(ep.Links) > 0 || ep.IPAMConfig != nil || len(ep.MacAddress) > 0 || len(ep.DriverOpts) > 0 {
-			return "--ip, --ip6, --link-local-ip, --mac-address, --driver-opt and links are not supported yet by Berth (" + whyNetwork + ")"
+		ipam := ep.IPAMConfig != nil && (ep.IPAMConfig.IPv6Address.IsValid() || len(ep.IPAMConfig.LinkLocalIPs) > 0)
+		if len(ep.Links) > 0 || ipam || len(ep.MacAddress) > 0 || len(ep.DriverOpts) > 0 {
+			return "--ip6, --link-local-ip, --mac-address, --driver-opt and links are not supported yet by Berth (" + whyNetwork + ")"
 		}
 	}
 	return ""
+}
+
+// requestedIP is the address a create request asks for on the
+// container's network (--ip); zero when none.
+func requestedIP(nc *network.NetworkingConfig) netip.Addr {
+	if nc == nil {
+		return netip.Addr{}
+	}
+	for _, ep := range nc.EndpointsConfig {
+		if ep != nil && ep.IPAMConfig != nil {
+			return ep.IPAMConfig.IPv4Address
+		}
+	}
+	return netip.Addr{}
 }
 
 // aliases are the network aliases a create request gives the container

@@ -67,7 +67,7 @@ func TestCreateRefusesWhatTheEngineDoesNotImplement(t *testing.T) {
 		{"", `{"NetworkMode":"host"}`, "", "--network host is not supported yet"},
 		{"", `{"NetworkMode":"container:web"}`, "", "--network container:NAME is not supported yet"},
 		{"", `{"NetworkMode":"mynet"}`, `{"mynet":{}}`, "connecting a container to more than one network is not supported yet"},
-		{"", "", `{"default":{"IPAMConfig":{"IPv4Address":"10.0.0.9"}}}`, "--ip"},
+		{"", "", `{"default":{"IPAMConfig":{"IPv6Address":"fd00::9"}}}`, "--ip6"},
 		{"", `{"PidMode":"host"}`, "", "--pid is not supported yet"},
 		{"", `{"IpcMode":"host"}`, "", "--ipc is not supported yet"},
 		{"", `{"UTSMode":"host"}`, "", "--uts is not supported yet"},

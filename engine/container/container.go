@@ -65,6 +65,10 @@ type Spec struct {
 	// "none" once it was disconnected from its network. "": its network
 	// mode's.
 	Network string `json:"network,omitempty"`
+	// IP is the address the container asked for on its network (--ip,
+	// or docker network connect --ip); zero: one from the network's
+	// pool.
+	IP netip.Addr `json:"ip,omitzero"`
 }
 
 // NetworkName is the network the container is on (or joins at its next

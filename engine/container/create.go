@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"net"
 	"os"
 	"path/filepath"
@@ -44,6 +45,9 @@ type CreateRequest struct {
 	// Aliases are the container's names on its network besides its own
 	// (--network-alias; compose's service name).
 	Aliases []string
+	// IP is the address the container asks for on its network (--ip);
+	// zero: one from the network's pool.
+	IP netip.Addr
 	// Progress receives pull progress when Create pulls.
 	Progress func(image.Event)
 }
@@ -98,6 +102,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (*Container, er
 		Config:        mergeImageConfig(req.Config, img.Config),
 		HostConfig:    req.HostConfig,
 		Aliases:       req.Aliases,
+		IP:            req.IP,
 	}
 	// Published ports are exposed ones too, as the docker CLI makes
 	// them, whatever the client.
@@ -293,6 +298,14 @@ func (m *Manager) networkMode(req CreateRequest) (string, error) {
 	}
 	if mode == network.None && len(req.Aliases) > 0 {
 		return "", errdefs.InvalidArgument(errors.New("--network-alias needs a network: the container has --network none"))
+	}
+	if req.IP.IsValid() {
+		switch {
+		case !req.IP.Is4():
+			return "", errdefs.InvalidArgument(fmt.Errorf("--ip %s: Berth's networks are IPv4", req.IP))
+		case mode == network.None || mode == "default":
+			return "", errdefs.InvalidArgument(fmt.Errorf("--ip %s: user specified IP address is supported on user defined networks only", req.IP))
+		}
 	}
 	for _, a := range req.Aliases {
 		if !ValidName(a) {

@@ -3,6 +3,7 @@ package container
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 
@@ -15,13 +16,20 @@ import (
 // errOneNetwork says why a container cannot be on a second network.
 const errOneNetwork = "a Berth container is on one network (its VM has one NIC)"
 
+// Endpoint is a container's settings on the network it connects to:
+// its aliases and the address it asks for (zero: one from the pool).
+type Endpoint struct {
+	Aliases []string
+	IP      netip.Addr
+}
+
 // Connect puts container ref on network netRef (docker network connect)
-// with aliases, from its next start. Berth's containers are on one
+// with ep's aliases and address, from its next start. Berth's containers are on one
 // network each, so the container must have none: created with a
 // network and then disconnected from it. A running container's NIC is
 // fixed while its VM runs: it is refused (errdefs.ErrNotImplemented)
 // with what to do. It returns the network's name.
-func (m *Manager) Connect(ref, netRef string, aliases []string) (string, error) {
+func (m *Manager) Connect(ref, netRef string, ep Endpoint) (string, error) {
 	if m.networks == nil {
 		return "", errdefs.NotImplemented(errors.New("docker network connect needs Berth's networks, which this engine has not got (not on this backend yet)"))
 	}
@@ -29,7 +37,7 @@ func (m *Manager) Connect(ref, netRef string, aliases []string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	for _, a := range aliases {
+	for _, a := range ep.Aliases {
 		if !ValidName(a) {
 			return "", errdefs.InvalidArgument(fmt.Errorf("invalid network alias %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", a))
 		}
@@ -56,7 +64,10 @@ func (m *Manager) Connect(ref, netRef string, aliases []string) (string, error) 
 	if network.IsDefault(name) {
 		mode = "default"
 	}
-	return name, c.setNetworkLocked(mode, slices.Clone(aliases))
+	if ep.IP.IsValid() && (mode == "default" || !ep.IP.Is4()) {
+		return "", errdefs.InvalidArgument(fmt.Errorf("--ip %s: user specified IP address is supported on user defined networks only, and Berth's are IPv4", ep.IP))
+	}
+	return name, c.setNetworkLocked(mode, slices.Clone(ep.Aliases), ep.IP)
 }
 
 // Disconnect takes stopped or created container ref off network netRef
@@ -84,7 +95,7 @@ func (m *Manager) Disconnect(ref, netRef string) (string, error) {
 	if err := c.stoppedLocked("disconnect", name); err != nil {
 		return "", err
 	}
-	return name, c.setNetworkLocked(network.None, nil)
+	return name, c.setNetworkLocked(network.None, nil, netip.Addr{})
 }
 
 // stoppedLocked refuses a connect or disconnect (verb) of c to network
@@ -102,11 +113,11 @@ func (c *Container) stoppedLocked(verb, name string) error {
 }
 
 // setNetworkLocked records the network c joins at its next start.
-func (c *Container) setNetworkLocked(mode string, aliases []string) error {
-	oldNet, oldAliases := c.spec.Network, c.spec.Aliases
-	c.spec.Network, c.spec.Aliases = mode, aliases
+func (c *Container) setNetworkLocked(mode string, aliases []string, ip netip.Addr) error {
+	oldNet, oldAliases, oldIP := c.spec.Network, c.spec.Aliases, c.spec.IP
+	c.spec.Network, c.spec.Aliases, c.spec.IP = mode, aliases, ip
 	if err := atomicfile.WriteJSON(filepath.Join(c.dir, "config.json"), c.spec); err != nil {
-		c.spec.Network, c.spec.Aliases = oldNet, oldAliases
+		c.spec.Network, c.spec.Aliases, c.spec.IP = oldNet, oldAliases, oldIP
 		return fmt.Errorf("record the network of container %s: %w", c.spec.ID[:12], err)
 	}
 	return nil

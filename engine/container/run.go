@@ -317,7 +317,7 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 		}
 		return nil, nil
 	}
-	req := network.AttachRequest{ContainerID: spec.ID, Name: spec.Name, Network: mode, Aliases: spec.Aliases, DNS: spec.HostConfig.DNS, Ports: ports}
+	req := network.AttachRequest{ContainerID: spec.ID, Name: spec.Name, Network: mode, Aliases: spec.Aliases, IP: spec.IP, DNS: spec.HostConfig.DNS, Ports: ports}
 	if network.IsDefault(mode) {
 		req.Network = ""
 	}

@@ -105,6 +105,50 @@ func (a *IPAM) Lease(id string) (netip.Addr, error) {
 	return netip.Addr{}, errdefs.Unavailable(fmt.Errorf("lease an address for %s: every address of %s is in use (remove containers you no longer need)", id, a.subnet))
 }
 
+// LeaseAddr gives id the address ip (docker run --ip): id's lease
+// becomes ip. An address outside the subnet, the gateway, a reserved
+// one or the broadcast address is errdefs.ErrInvalidArgument; one
+// another container holds is errdefs.ErrConflict naming it.
+func (a *IPAM) LeaseAddr(id string, ip netip.Addr) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case !a.subnet.Contains(ip) || ip == a.subnet.Addr() || isBroadcast(ip, a.subnet):
+		return errdefs.InvalidArgument(fmt.Errorf("address %s: it is not a host address of the network's subnet %s", ip, a.subnet))
+	case ip == a.gateway:
+		return errdefs.InvalidArgument(fmt.Errorf("address %s: it is the network's gateway", ip))
+	case a.reserved[ip]:
+		return errdefs.InvalidArgument(fmt.Errorf("address %s: it is the network's host alias (host.berth.internal)", ip))
+	}
+	for other, o := range a.leases {
+		if o == ip && other != id {
+			return errdefs.Conflict(fmt.Errorf("Address already in use: %s is container %s's", ip, shortID(other)))
+		}
+	}
+	old, had := a.leases[id]
+	if had && old == ip {
+		return nil
+	}
+	a.leases[id] = ip
+	if err := a.saveLocked(); err != nil {
+		if had {
+			a.leases[id] = old
+		} else {
+			delete(a.leases, id)
+		}
+		return err
+	}
+	return nil
+}
+
+// shortID is the 12-character form of a container ID.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
 // Release frees id's address; an id without one is not an error.
 func (a *IPAM) Release(id string) error {
 	a.mu.Lock()

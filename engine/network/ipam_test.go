@@ -116,3 +116,49 @@ func TestIPAMConcurrentLeases(t *testing.T) {
 		seen[ip] = true
 	}
 }
+
+// TestIPAMLeaseAddr: --ip gives a container the address it asks for,
+// replacing its lease; an address another holds, the gateway, the
+// reserved host alias, the network or broadcast address and one outside
+// the subnet are refused, naming why.
+func TestIPAMLeaseAddr(t *testing.T) {
+	subnet := netip.MustParsePrefix("10.9.0.0/29") // .1 gateway, .6 host alias, .7 broadcast
+	a, err := OpenIPAM(filepath.Join(t.TempDir(), "n.json"), subnet, netip.MustParseAddr("10.9.0.6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Lease("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.LeaseAddr("a", netip.MustParseAddr("10.9.0.5")); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Leases()["a"]; got != netip.MustParseAddr("10.9.0.5") {
+		t.Errorf("a's lease after --ip: %s", got)
+	}
+	if ip, _ := a.Lease("b"); ip != netip.MustParseAddr("10.9.0.2") {
+		t.Errorf("b's lease: %s, want .2 (a gave it back)", ip)
+	}
+	for ip, want := range map[string]string{
+		"10.9.0.5": "Address already in use: 10.9.0.5 is container a's",
+		"10.9.0.1": "it is the network's gateway",
+		"10.9.0.6": "host alias",
+		"10.9.0.0": "not a host address of the network's subnet 10.9.0.0/29",
+		"10.9.0.7": "not a host address",
+		"10.9.1.3": "not a host address",
+	} {
+		if err := a.LeaseAddr("b", netip.MustParseAddr(ip)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--ip %s: %v, want %q", ip, err, want)
+		}
+	}
+	if err := a.LeaseAddr("b", netip.MustParseAddr("10.9.0.5")); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("an address in use: %v, want a conflict", err)
+	}
+	b, err := OpenIPAM(filepath.Join(filepath.Dir(a.path), "n.json"), subnet, netip.MustParseAddr("10.9.0.6"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Leases()["a"]; got != netip.MustParseAddr("10.9.0.5") {
+		t.Errorf("a's --ip lease after reopening: %s", got)
+	}
+}

@@ -609,6 +609,9 @@ type AttachRequest struct {
 	Network string
 	// Aliases are more names for the container on this network.
 	Aliases []string
+	// IP is the address the container asks for (--ip); zero: the one it
+	// had on the network, else the lowest free one.
+	IP netip.Addr
 	// DNS are the container's --dns servers: its resolver's upstreams.
 	DNS []netip.Addr
 	// Ports are the ports it publishes.
@@ -633,8 +636,15 @@ func (m *Manager) Attach(ctx context.Context, req AttachRequest) (*Attachment, e
 	if err != nil {
 		return nil, err
 	}
-	ip, err := n.ipam.Lease(req.ContainerID)
-	if err != nil {
+	ip := req.IP
+	if ip.IsValid() {
+		if n.info.Default {
+			return nil, errdefs.InvalidArgument(fmt.Errorf("--ip %s: user specified IP address is supported on user defined networks only (the container is on the default network)", ip))
+		}
+		if err := n.ipam.LeaseAddr(req.ContainerID, ip); err != nil {
+			return nil, fmt.Errorf("--ip on network %s: %w", n.info.Name, err)
+		}
+	} else if ip, err = n.ipam.Lease(req.ContainerID); err != nil {
 		return nil, err
 	}
 	nic, err := fab.nic(req.ContainerID)
