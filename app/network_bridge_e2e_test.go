@@ -105,8 +105,9 @@ func TestNetworkBridgeMode(t *testing.T) {
 	script := `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); ` +
 		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "web", "") + `) 80; ` +
 		`echo outside=$(busybox nc -w 5 ` + outside + ` </dev/null)`
+	t0 := time.Now()
 	r = berth(t, home, "run", "--rm", "--network", "front", ref, "sh", "-c", script)
-	t.Logf("client on front:\n%s%s", r.out, r.err)
+	t.Logf("client on front (%s):\n%s%s", time.Since(t0).Round(time.Millisecond), r.out, r.err)
 	if !strings.Contains(r.out, "web="+webIP+"\n") || !strings.Contains(r.out, "hello-from-web") {
 		t.Errorf("a container on front did not reach web by name")
 	}
@@ -117,11 +118,12 @@ func TestNetworkBridgeMode(t *testing.T) {
 	// On back: web's name neither from back's resolver nor from front's
 	// (asked at front's gateway), web's address not reached; back is
 	// --internal: the outside is not reached either.
-	script = `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); echo viafront=$(` + fmt.Sprintf(addr, "web", "10.77.1.1") + `); ` +
+	script = `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); echo viafront=$(busybox timeout 3 ` + fmt.Sprintf(addr, "web", "10.77.1.1") + `); ` +
 		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 ` + webIP + ` 80; echo nc-exit=$?; ` +
 		`echo outside=$(busybox nc -w 3 ` + outside + ` </dev/null)`
+	t0 = time.Now()
 	r = berth(t, home, "run", "--rm", "--network", "back", ref, "sh", "-c", script)
-	t.Logf("client on back:\n%s%s", r.out, r.err)
+	t.Logf("client on back (%s):\n%s%s", time.Since(t0).Round(time.Millisecond), r.out, r.err)
 	if !strings.Contains(r.out, "web=\n") || !strings.Contains(r.out, "viafront=\n") || strings.Contains(r.out, "hello-from-web") || !strings.Contains(r.out, "nc-exit=") {
 		t.Errorf("a container on back resolved or reached web on front")
 	}
