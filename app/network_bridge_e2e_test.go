@@ -79,7 +79,7 @@ func TestNetworkBridgeMode(t *testing.T) {
 	mustOK(t, "network create back", berth(t, home, "network", "create", "--internal", "--subnet", "10.77.2.0/24", "back"))
 
 	const hostPort = 18080
-	mustOK(t, "run -d web", docker(t, home, "run", "-d", "--name", "web", "--network", "front", "--ip", "10.77.1.50", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
+	mustOK(t, "run -d web", berth(t, home, "run", "-d", "--name", "web", "--network", "front", "--ip", "10.77.1.50", "-p", fmt.Sprintf("127.0.0.1:%d:80", hostPort), ref,
 		"sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec busybox httpd -f -p 80 -h /www"))
 	r = mustOK(t, "inspect web", docker(t, home, "inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}} {{.NetworkSettings.Networks.front.IPAMConfig.IPv4Address}}", "web"))
 	webIP, asked, _ := strings.Cut(strings.TrimSpace(r.out), " ")

@@ -444,7 +444,7 @@ func testConnectDisconnect(t *testing.T, home, ref string) {
 	if r.code == 0 || !strings.Contains(r.err, "a Berth container is on one network (its VM has one NIC) and this one is on bridge: disconnect it from bridge first") {
 		t.Fatalf("docker network connect front to a container on bridge: %+v", r)
 	}
-	mustOK(t, "disconnect bridge", docker(t, home, "network", "disconnect", "bridge", "mover"))
+	mustOK(t, "berth network disconnect bridge", berth(t, home, "network", "disconnect", "bridge", "mover"))
 	r = mustOK(t, "inspect mover", docker(t, home, "inspect", "--format", "{{json .NetworkSettings.Networks}}", "mover"))
 	if strings.TrimSpace(r.out) != "{}" {
 		t.Errorf("inspect after disconnect: %q, want no network", r.out)

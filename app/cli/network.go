@@ -17,7 +17,8 @@ import (
 // newNetworkCmd is `berth network`: Berth's networks, as `docker network`.
 func newNetworkCmd(e *env) *cobra.Command {
 	n := newGroupCmd("network", "Manage networks (each its own switch: containers on different networks cannot reach each other)")
-	n.AddCommand(newNetworkCreateCmd(e), newNetworkLsCmd(e), newNetworkInspectCmd(e), newNetworkRmCmd(e), newNetworkPruneCmd(e))
+	n.AddCommand(newNetworkCreateCmd(e), newNetworkLsCmd(e), newNetworkInspectCmd(e), newNetworkRmCmd(e), newNetworkPruneCmd(e),
+		newNetworkConnectCmd(e), newNetworkDisconnectCmd(e))
 	return n
 }
 
@@ -133,6 +134,43 @@ func newNetworkRmCmd(e *env) *cobra.Command {
 				fmt.Fprintln(e.io.Out, a)
 			}
 			return errors.Join(errs...)
+		}),
+	}
+}
+
+func newNetworkConnectCmd(e *env) *cobra.Command {
+	var aliases []string
+	var ip string
+	c := &cobra.Command{
+		Use:   "connect [flags] NETWORK CONTAINER",
+		Short: "Put a stopped container on a network from its next start (disconnect it from its own first)",
+		Args:  cobra.ExactArgs(2),
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
+			ep := &mobynetwork.EndpointSettings{Aliases: aliases}
+			if ip != "" {
+				a, err := netip.ParseAddr(ip)
+				if err != nil || !a.Is4() {
+					return fmt.Errorf("invalid --ip %q: want an IPv4 address", ip)
+				}
+				ep.IPAMConfig = &mobynetwork.EndpointIPAMConfig{IPv4Address: a}
+			}
+			_, err := cl.NetworkConnect(cmd.Context(), args[0], docker.NetworkConnectOptions{Container: args[1], EndpointConfig: ep})
+			return err
+		}),
+	}
+	c.Flags().StringArrayVar(&aliases, "alias", nil, "another name the container resolves by on the network")
+	c.Flags().StringVar(&ip, "ip", "", "the container's IPv4 address on the network")
+	return c
+}
+
+func newNetworkDisconnectCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "disconnect NETWORK CONTAINER",
+		Short: "Take a stopped container off its network from its next start (it then has loopback only)",
+		Args:  cobra.ExactArgs(2),
+		RunE: e.withClient(func(cmd *cobra.Command, args []string, cl *client.Client) error {
+			_, err := cl.NetworkDisconnect(cmd.Context(), args[0], docker.NetworkDisconnectOptions{Container: args[1]})
+			return err
 		}),
 	}
 }

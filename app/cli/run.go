@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	bnet "github.com/berthvm/berth/engine/network"
-	mobynetwork "github.com/moby/moby/api/types/network"
 	"io"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+
+	bnet "github.com/berthvm/berth/engine/network"
+	mobynetwork "github.com/moby/moby/api/types/network"
 
 	"github.com/berthvm/berth/engine/api/client"
 	"github.com/berthvm/berth/engine/container"
@@ -36,7 +37,7 @@ type createFlags struct {
 	memory                                 string
 	volumes, mounts, publish, expose       []string
 	publishAll                             bool
-	network                                string
+	network, ip                            string
 	aliases, dns, dnsSearch, addHosts      []string
 	dnsOptions                             []string
 }
@@ -75,6 +76,7 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports (80, 53/udp, 8000-8002) for -P")
 	fl.StringVar(&f.network, "network", "", "the network to run on: a network's name (berth network ls), or none (default: the default network)")
 	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another name the container resolves by on its network")
+	fl.StringVar(&f.ip, "ip", "", "the container's IPv4 address on its (user-defined) network")
 	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for names outside Berth's (asked through the network's resolver)")
 	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain")
 	fl.StringArrayVar(&f.dnsOptions, "dns-option", nil, "resolv.conf option (ndots:2, ...)")
@@ -131,12 +133,20 @@ func (f *createFlags) request(c *cobra.Command, img string, cmd []string) (docke
 		return docker.ContainerCreateOptions{}, fmt.Errorf("invalid --pull %q: use missing, always or never", f.pull)
 	}
 	opts := docker.ContainerCreateOptions{Name: f.name, Config: cfg, HostConfig: hc}
-	if len(f.aliases) > 0 {
+	if len(f.aliases) > 0 || f.ip != "" {
 		mode := f.network
 		if mode == "" {
 			mode = "default"
 		}
-		opts.NetworkingConfig = &mobynetwork.NetworkingConfig{EndpointsConfig: map[string]*mobynetwork.EndpointSettings{mode: {Aliases: f.aliases}}}
+		ep := &mobynetwork.EndpointSettings{Aliases: f.aliases}
+		if f.ip != "" {
+			ip, err := netip.ParseAddr(f.ip)
+			if err != nil || !ip.Is4() {
+				return docker.ContainerCreateOptions{}, fmt.Errorf("invalid --ip %q: want an IPv4 address", f.ip)
+			}
+			ep.IPAMConfig = &mobynetwork.EndpointIPAMConfig{IPv4Address: ip}
+		}
+		opts.NetworkingConfig = &mobynetwork.NetworkingConfig{EndpointsConfig: map[string]*mobynetwork.EndpointSettings{mode: ep}}
 	}
 	return opts, nil
 }
