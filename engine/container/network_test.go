@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/netip"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -145,5 +146,84 @@ func TestExposedPorts(t *testing.T) {
 	exp := c.Snapshot().Spec.Config.ExposedPorts
 	if _, ok := exp[mobynetwork.MustParsePort("80/tcp")]; !ok || len(exp) != 2 || len(req) != 1 {
 		t.Errorf("created container's exposed ports %v, want 53/udp and the published 80/tcp (request's now %v)", exp, req)
+	}
+}
+
+// TestConnectDisconnectStopped: docker network connect and disconnect
+// of a created container (the running case is the end-to-end test's):
+// connecting one already on a network is refused naming it, as is one
+// created with --network none; disconnect leaves it on no network (the
+// network mode kept) and connect then takes it, with aliases and --ip,
+// persisted; --ip on the default network and bad aliases are refused;
+// an engine without networks refuses both.
+func TestConnectDisconnectStopped(t *testing.T) {
+	f := newFixture(t)
+	nets, err := network.New(network.Config{Dir: t.TempDir(), Resolvers: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nets.Close()
+	if _, err := nets.Create(network.CreateOptions{Name: "front"}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(f.dir, "with-networks")
+	cfg := Config{Dir: dir, Images: f.images, Rootfs: f.cache, Events: f.bus, Networks: managerNetworks{nets}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m, err := NewManager(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	web, err := m.Create(ctx, CreateRequest{Name: "web", Config: &mobycontainer.Config{Image: f.ref}, HostConfig: &mobycontainer.HostConfig{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(ctx, CreateRequest{Name: "quiet", Config: &mobycontainer.Config{Image: f.ref}, HostConfig: &mobycontainer.HostConfig{NetworkMode: "none"}}); err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.168.128.9")
+	for what, c := range map[string]struct {
+		err   error
+		class error
+		msg   string
+	}{
+		"connect front to web on bridge": {func() error { _, err := m.Connect("web", "front", Endpoint{}); return err }(), errdefs.ErrNotImplemented, "this one is on bridge: disconnect it from bridge first"},
+		"connect bridge to web":          {func() error { _, err := m.Connect("web", "bridge", Endpoint{}); return err }(), errdefs.ErrPermissionDenied, "endpoint with name web already exists in network bridge"},
+		"connect a none container":       {func() error { _, err := m.Connect("quiet", "front", Endpoint{}); return err }(), errdefs.ErrInvalidArgument, "private (none) mode"},
+		"disconnect from front":          {func() error { _, err := m.Disconnect("web", "front"); return err }(), errdefs.ErrInvalidArgument, "is not connected to network front"},
+		"disconnect from nope":           {func() error { _, err := m.Disconnect("web", "nope"); return err }(), errdefs.ErrNotFound, "network nope not found"},
+	} {
+		if !errors.Is(c.err, c.class) || !strings.Contains(c.err.Error(), c.msg) {
+			t.Errorf("%s: %v, want %v containing %q", what, c.err, c.class, c.msg)
+		}
+	}
+	if name, err := m.Disconnect("web", "bridge"); err != nil || name != "bridge" {
+		t.Fatalf("disconnect web: %q %v", name, err)
+	}
+	if s := web.Snapshot().Spec; s.NetworkName() != network.None || s.HostConfig.NetworkMode != "default" {
+		t.Errorf("after disconnect: network %q, mode %q", s.NetworkName(), s.HostConfig.NetworkMode)
+	}
+	if _, err := m.Connect("web", "bridge", Endpoint{IP: ip}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "user defined networks only") {
+		t.Errorf("connect --ip to the default network: %v", err)
+	}
+	if _, err := m.Connect("web", "front", Endpoint{Aliases: []string{"a b"}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("connect with a bad alias: %v", err)
+	}
+	if name, err := m.Connect("web", "front", Endpoint{Aliases: []string{"api"}, IP: ip}); err != nil || name != "front" {
+		t.Fatalf("connect web to front: %q %v", name, err)
+	}
+	// Recorded: a manager opened afresh has it.
+	m2, err := NewManager(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m2.Get("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Snapshot().Spec; s.NetworkName() != "front" || strings.Join(s.Aliases, ",") != "api" || s.IP != ip {
+		t.Errorf("after connect, reopened: network %q, aliases %v, ip %s", s.NetworkName(), s.Aliases, s.IP)
+	}
+	if _, err := f.m.Connect("web", "front", Endpoint{}); !errors.Is(err, errdefs.ErrNotImplemented) {
+		t.Errorf("connect on an engine without networks: %v", err)
 	}
 }
