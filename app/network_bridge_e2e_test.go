@@ -23,14 +23,15 @@ import (
 
 // TestNetworkBridgeMode runs `berth daemon --network-mode bridge` in a
 // network namespace of its own (so nothing touches this host's
-// network): busybox httpd in a container on a bridge network is reached
-// from the namespace's host side at the container's own address and
-// through a published port on the namespace's loopback; a second
-// container on that network reaches it by name; a third, on another
-// bridge network, an --internal one, neither resolves nor reaches it,
-// nor the outside (a second namespace, which the first container
-// reaches under the host's address); `berth system status` says bridge
-// mode and why.
+// network): busybox httpd in a container on a bridge network (at the
+// address --ip asked for) is reached from the namespace's host side at
+// the container's own address and through a published port on the
+// namespace's loopback; a second container on that network reaches it
+// by name, the outside (a second namespace behind a veth pair) under the
+// host's address (NAT), and the host side at host.berth.internal but not
+// its loopback; a third, on another bridge network, an --internal one,
+// neither resolves nor reaches it, nor the outside; `berth system
+// status` says bridge mode and why.
 func TestNetworkBridgeMode(t *testing.T) {
 	testenv.RequireRoot(t, "bridge mode (bridges, TAP devices, nftables in a network namespace)")
 	home := shortHome(t)
@@ -98,13 +99,19 @@ func TestNetworkBridgeMode(t *testing.T) {
 	// "Outside": a second namespace behind a veth pair, whose server
 	// answers with the address a connection comes from.
 	outside := outsideServer(t, nl)
+	// The host side's own services: one on all addresses (reached at
+	// the host alias), one on its loopback only (not reached).
+	hostAll := greeterIn(t, ns, "0.0.0.0:0", "host-ok")
+	hostLoop := greeterIn(t, ns, "127.0.0.1:0", "loopback-secret")
 
 	// HTTP by hand over nc and names by nslookup: the image's static
 	// busybox wget crashes in glibc's resolver.
 	addr := `busybox nslookup %[1]s. %[2]s 2>&1 | awk '/^Name:/ {n=1} n && /^Address/ {print $NF; exit}'`
 	script := `echo web=$(` + fmt.Sprintf(addr, "web", "") + `); ` +
 		`printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 10 $(` + fmt.Sprintf(addr, "web", "") + `) 80; ` +
-		`echo outside=$(busybox nc -w 5 ` + outside + ` </dev/null)`
+		`echo outside=$(busybox nc -w 5 ` + outside + ` </dev/null); ` +
+		fmt.Sprintf(`echo host=$(busybox nc -w 5 host.berth.internal %d </dev/null); `, hostAll) +
+		fmt.Sprintf(`echo loop=$(busybox nc -w 3 10.77.1.1 %d </dev/null; busybox nc -w 3 10.77.1.254 %d </dev/null)`, hostLoop, hostLoop)
 	t0 := time.Now()
 	r = berth(t, home, "run", "--rm", "--network", "front", ref, "sh", "-c", script)
 	t.Logf("client on front (%s):\n%s%s", time.Since(t0).Round(time.Millisecond), r.out, r.err)
@@ -113,6 +120,9 @@ func TestNetworkBridgeMode(t *testing.T) {
 	}
 	if !strings.Contains(r.out, "outside=from 10.200.0.1:") {
 		t.Errorf("a container's connection out did not leave under the host's address (NAT)")
+	}
+	if !strings.Contains(r.out, "host=host-ok") || strings.Contains(r.out, "loopback-secret") {
+		t.Errorf("a container did not reach the host side at host.berth.internal, or reached its loopback")
 	}
 
 	// On back: web's name neither from back's resolver nor from front's
@@ -204,6 +214,32 @@ func outsideServer(t *testing.T, nl *netlink.Handle) string {
 		}
 	}()
 	return fmt.Sprintf("10.200.0.2 %d", ln.Addr().(*net.TCPAddr).Port)
+}
+
+// greeterIn listens on addr in network namespace ns and answers each
+// connection with greeting; it returns the port.
+func greeterIn(t *testing.T, ns netns.NsHandle, addr, greeting string) int {
+	t.Helper()
+	var ln net.Listener
+	if _, err := inNetns(ns, func() (string, error) {
+		var err error
+		ln, err = net.Listen("tcp4", addr)
+		return "", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, greeting)
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // httpGetIn GETs / from addr over HTTP/1.0 from network namespace ns,
