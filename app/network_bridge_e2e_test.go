@@ -17,6 +17,7 @@ import (
 	"github.com/berthvm/berth/internal/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -40,6 +41,7 @@ func TestNetworkBridgeMode(t *testing.T) {
 	// inNetns ends the threads it moves into namespaces.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	runDaemon(t, home, cmd)
+	daemonPID := cmd.Process.Pid
 	ns, err := netns.GetFromPid(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +143,36 @@ func TestNetworkBridgeMode(t *testing.T) {
 		t.Errorf("a container on back, an internal network, reached the outside")
 	}
 	mustOK(t, "rm web", berth(t, home, "rm", "-f", "web"))
+
+	// A daemon that stops takes its bridges, TAP devices and table
+	// away (the namespace lives on through ns).
+	if err := syscall.Kill(daemonPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(daemonPID, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		if n := l.Attrs().Name; strings.HasPrefix(n, "berth") || strings.HasPrefix(n, "bt-") {
+			t.Errorf("link %s is left after the daemon stopped", n)
+		}
+	}
+	nft, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := nft.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range tables {
+		t.Errorf("nftables table %s is left after the daemon stopped", tb.Name)
+	}
 }
 
 // outsideServer makes a second network namespace joined to the daemon's
