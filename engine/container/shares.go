@@ -43,7 +43,8 @@ type RunShare struct {
 // serves one share at a time and is used again once that share is
 // removed; shares beyond the free ports go over the agent transport.
 // Each port costs the guest its receive buffers (the virtio console
-// driver fills a queue per port).
+// driver fills a queue per port); a cold boot with the four showed no
+// cost in time or memory beyond the noise (docs/BENCHMARKS.md).
 const RunSharePorts = 4
 
 // MaxRunShares is how many run-time shares one container can have at
