@@ -215,11 +215,13 @@ func makeTree(tb testing.TB, dir string, n int) {
 	}
 }
 
-// BenchmarkShares compares a run-time share (berth share add: 9P over the
-// agent transport), a create-time bind (-v: QEMU's virtio-9p) and the host
-// folder itself, with one VM for all of it: 1 GiB sequential write
-// (dd, fsync at the end) and read, 500 small files created and read back
-// (the shell loop TestRunTimeShares runs), find + stat over 10,000 files,
+// BenchmarkShares compares a run-time share on a spare port and one over
+// the agent transport (berth share add: 9P), a create-time bind (-v:
+// QEMU's virtio-9p) and the host folder itself, with one VM for all of
+// it: 1 GiB sequential write (dd, fsync at the end) and read, 500 small
+// files created and read back (the loop TestRunTimeShares ran before it
+// moved into the folder: kept, so that the numbers stay comparable),
+// find + stat over 10,000 files,
 // and git status in a 5,000-file checkout. Each metric is the median of
 // b.N runs; guest times include the exec's own ~0.1–0.2 s.
 func BenchmarkShares(b *testing.B) {

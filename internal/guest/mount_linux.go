@@ -450,8 +450,8 @@ func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Close
 // hanging for over 10 minutes (docs/BENCHMARKS.md).
 //
 // A port serves one share at a time and is reused after share rm: with
-// sync (MountRequest.serial_sync) the relay first writes it to the port
-// and drops what the port gives until the host echoes it (portsync), so
+// a token (MountRequest.serial_sync) the relay first writes it to the
+// port and drops what the port gives until the host echoes it (portsync), so
 // bytes an earlier share left in the port never reach this mount. A
 // port still held by an earlier mount is refused with EBUSY.
 func (s *Server) openSharePort(source, fstype, name string, token []byte) (int, io.Closer, error) {
