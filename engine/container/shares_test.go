@@ -198,7 +198,7 @@ func TestSharePorts(t *testing.T) {
 // token, then reads the new stream; its Close stops it without closing
 // the port, so the next session on that port starts the same way.
 func TestPortSession(t *testing.T) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
