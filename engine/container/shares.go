@@ -1,9 +1,11 @@
 package container
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path"
@@ -11,10 +13,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/share/ninep"
+	"github.com/berthvm/berth/engine/share/portsync"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/internal/atomicfile"
 	mobyevents "github.com/moby/moby/api/types/events"
@@ -35,40 +39,79 @@ type RunShare struct {
 // RunSharePorts is how many spare byte pipes (virtio-serial ports) each
 // VM gets for run-time shares. A share on one of them is 1.2–2.7× faster
 // than one over the agent transport (each 9P message skips yamux; the
-// guest still relays it to the kernel: docs/BENCHMARKS.md);
-// a port serves one share per run (a removed share's port stays
-// disconnected until the VM restarts), and shares beyond the pool go
-// over the agent transport. Each port costs the guest its receive
-// buffers (the virtio console driver fills a queue per port); what the
-// four cost in boot time and memory is not measured yet.
+// guest still relays it to the kernel: docs/BENCHMARKS.md). A port
+// serves one share at a time and is used again once that share is
+// removed; shares beyond the free ports go over the agent transport.
+// Each port costs the guest its receive buffers (the virtio console
+// driver fills a queue per port); a cold boot with the four showed no
+// cost in time or memory beyond the noise (docs/BENCHMARKS.md).
 const RunSharePorts = 4
 
+// MaxRunShares is how many run-time shares one container can have at
+// once (recorded, so mounted at every start): RunSharePorts of them on
+// the fast spare ports, the rest over the agent transport.
+const MaxRunShares = 16
+
 // liveShares are a run's mounted run-time shares, by target, and the
-// spare ports this run has used.
+// state of its spare ports.
 type liveShares struct {
-	mu        sync.Mutex
-	m         map[string]*liveShare
-	portsUsed int // spare ports taken, in order (a port is used once)
+	mu    sync.Mutex
+	m     map[string]*liveShare
+	ports []portState // by port, sized by the first takePort
 }
 
-// takePort returns the next unused spare port of the run's n, or -1.
+// portState is what a spare port is doing in this run.
+type portState uint8
+
+const (
+	portFree    portState = iota
+	portBusy              // serving a share, or being set up for one
+	portRetired           // closed after a failure: never used again this run
+)
+
+// takePort marks the lowest free spare port of the run's n busy and
+// returns it, or -1 when none is free.
 func (ls *liveShares) takePort(n int) int {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if ls.portsUsed >= n {
-		return -1
+	if ls.ports == nil {
+		ls.ports = make([]portState, n)
 	}
-	ls.portsUsed++
-	return ls.portsUsed - 1
+	for i, st := range ls.ports {
+		if st == portFree {
+			ls.ports[i] = portBusy
+			return i
+		}
+	}
+	return -1
+}
+
+// releasePort frees busy port i for the next share, or, when reuse is
+// false (the guest may still hold it), closes its host end and retires
+// it for the rest of the run.
+func (ls *liveShares) releasePort(i int, conn net.Conn, reuse bool) {
+	if !reuse {
+		conn.Close()
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if reuse {
+		ls.ports[i] = portFree
+	} else {
+		ls.ports[i] = portRetired
+	}
 }
 
 // liveShare is one mounted run-time share: its server and the staging
-// tag the guest mounted it under.
+// tag the guest mounted it under, and its spare port (port -1: over the
+// agent transport).
 type liveShare struct {
 	tag    string
 	server *ninep.Server
 	cancel context.CancelFunc
 	done   chan struct{}
+	port   int
+	conn   net.Conn // the port's host end
 }
 
 func (l *liveShare) close() {
@@ -174,6 +217,11 @@ func (m *Manager) AddShare(ctx context.Context, ref string, s RunShare) (RunShar
 			c.mu.Unlock()
 			return RunShare{}, errdefs.Conflict(fmt.Errorf("%s is already shared with container %s at %s", src, c.spec.ID[:12], o.Target))
 		}
+	}
+	if len(c.spec.RunShares) >= MaxRunShares {
+		c.mu.Unlock()
+		return RunShare{}, errdefs.Conflict(fmt.Errorf("share %s: container %s already has %d folders shared at run time, the most one container takes: remove one first (berth share ls %[2]s, berth share rm %[2]s TARGET), or share a folder that holds several of them",
+			src, c.spec.Name, MaxRunShares))
 	}
 	used := usedTargets(c.spec)
 	if s.Target == "" {
@@ -312,7 +360,12 @@ func (r *running) mountRunShare(ctx context.Context, s RunShare) error {
 		opts = append(opts, "ro")
 	}
 	req := &agentpb.MountRequest{Share: true, Fstype: "9p", Target: s.Target, Options: opts}
-	if i := r.shares.takePort(r.sharePorts); i >= 0 {
+	i := r.shares.takePort(r.sharePorts)
+	if i < 0 && r.sharePorts > 0 {
+		r.log.Info("run-time share: all spare ports are in use, so this one goes over the agent transport (slower on small files); berth share rm of another frees a port",
+			"source", s.Source, "target", s.Target, "ports", r.sharePorts)
+	}
+	if i >= 0 {
 		l, perr := r.mountOverSharePort(ctx, srv, req, i)
 		if perr == nil {
 			r.shares.add(s.Target, l)
@@ -328,7 +381,7 @@ func (r *running) mountRunShare(ctx context.Context, s RunShare) error {
 		req.SerialPort = ""
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	l := &liveShare{server: srv, cancel: cancel, done: make(chan struct{})}
+	l := &liveShare{server: srv, cancel: cancel, done: make(chan struct{}), port: -1}
 	served := false
 	err = r.agent.MountOverPort(ctx, req, func(conn net.Conn) {
 		served = true
@@ -362,29 +415,104 @@ func (ls *liveShares) add(target string, l *liveShare) {
 	ls.m[target] = l
 }
 
-// mountOverSharePort serves srv on spare port i and has the guest mount
-// req over that port: the guest kernel's 9P client reads and writes the
-// port itself. On failure the port is closed (retired for this run) and
-// srv is left to the caller.
+// mountOverSharePort serves srv on spare port i (taken with takePort)
+// and has the guest mount req over that port, which guestinit relays to
+// the kernel's 9P client. The stream starts with a fresh token each way
+// (portsync), so bytes an earlier share left in the port are dropped.
+// On failure the port is retired for this run and srv is left to the
+// caller.
 func (r *running) mountOverSharePort(ctx context.Context, srv *ninep.Server, req *agentpb.MountRequest, i int) (*liveShare, error) {
 	conn, err := r.vm.SharePort(i)
 	if err != nil {
+		r.shares.mu.Lock()
+		r.shares.ports[i] = portRetired
+		r.shares.mu.Unlock()
+		return nil, err
+	}
+	token, err := portsync.NewToken()
+	if err != nil {
+		r.shares.releasePort(i, conn, true)
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	l := &liveShare{tag: "port" + strconv.Itoa(i), server: srv, cancel: cancel, done: make(chan struct{})}
+	l := &liveShare{tag: "port" + strconv.Itoa(i), server: srv, cancel: cancel, done: make(chan struct{}), port: i, conn: conn}
+	ps := &portSession{conn: conn}
 	go func() {
 		defer close(l.done)
-		_ = srv.Serve(sctx, conn) // closes conn when it ends
+		stop := context.AfterFunc(sctx, func() { ps.Close() })
+		defer stop()
+		if err := ps.start(token); err != nil {
+			if sctx.Err() == nil {
+				r.log.Warn("run-time share: start the stream on a spare port", "port", i, "err", err)
+			}
+			return
+		}
+		_ = srv.Serve(sctx, ps) // "closes" ps: the port stays open
 	}()
 	req.Source = l.tag
 	req.SerialPort = vmm.SharePortName(i)
+	req.SerialSync = token
 	if err := r.agent.Mount(ctx, req); err != nil {
 		cancel()
 		<-l.done
+		r.shares.releasePort(i, conn, false)
 		return nil, fmt.Errorf("share port %s: %w", req.SerialPort, err)
 	}
 	return l, nil
+}
+
+// portSession is one share's use of a spare port's host end: its Close
+// stops reads (a past read deadline) and later writes, and leaves the
+// connection open for the port's next share.
+type portSession struct {
+	conn    net.Conn
+	r       io.Reader // after start: what followed the guest's token, then conn
+	mu      sync.Mutex
+	stopped bool
+}
+
+// start drops what the port holds up to the guest's copy of token and
+// answers with token (portsync). It waits as long as the guest's Mount
+// call does (the guest may first wait for its 9P modules): a failed
+// mount ends it through Close.
+func (p *portSession) start(token []byte) error {
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return net.ErrClosed
+	}
+	// A past deadline is what the port's last session left.
+	p.conn.SetReadDeadline(time.Time{})
+	p.mu.Unlock()
+	rest, err := portsync.Skip(p.conn, token)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Write(token); err != nil {
+		return fmt.Errorf("share port sync: %w", err)
+	}
+	p.r = io.MultiReader(bytes.NewReader(rest), p.conn)
+	return nil
+}
+
+func (p *portSession) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+func (p *portSession) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	stopped := p.stopped
+	p.mu.Unlock()
+	if stopped {
+		return 0, net.ErrClosed
+	}
+	return p.conn.Write(b)
+}
+
+// Close ends the session's reads and writes; the port stays open.
+func (p *portSession) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	return p.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // unmountRunShare unmounts the share at target and closes its server.
@@ -398,6 +526,12 @@ func (r *running) unmountRunShare(ctx context.Context, target string) error {
 	}
 	err := r.agent.UnmountShare(ctx, target, l.tag)
 	l.close()
+	if l.port >= 0 {
+		// The guest closed the port only when the unmount succeeded:
+		// else it may still hold it, so the port ends here (which ends
+		// the guest's mount too).
+		r.shares.releasePort(l.port, l.conn, err == nil)
+	}
 	if err != nil && !strings.Contains(err.Error(), "not a mount point") {
 		return fmt.Errorf("unshare %s: %w", target, err)
 	}

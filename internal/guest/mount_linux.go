@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,6 +17,7 @@ import (
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/share/portsync"
 )
 
 // mountFlags are the -o options mount(8) turns into flags.
@@ -272,7 +275,7 @@ func (s *Server) mountShare(r *agentpb.MountRequest) error {
 		return errdefs.InvalidArgument(fmt.Errorf("mount share %s: subdir %q leaves the share", r.Source, r.Subdir))
 	}
 	flags, data := ParseMountOptions(r.Options...)
-	staged, err := s.stageShare(r.Source, r.Fstype, data, r.Port, r.SerialPort)
+	staged, err := s.stageShare(r.Source, r.Fstype, data, r.Port, r.SerialPort, r.SerialSync)
 	if err != nil {
 		return err
 	}
@@ -349,7 +352,7 @@ func (s *Server) copyUpShare(r *agentpb.MountRequest, rel string, share int) err
 // server on that agent port: see connectShare. With a serial port (a
 // run-time share on one of the VM's spare ports), it is 9P from the
 // host's server on that virtio-serial port: see openSharePort.
-func (s *Server) stageShare(source, fstype, data string, port uint32, serialPort string) (string, error) {
+func (s *Server) stageShare(source, fstype, data string, port uint32, serialPort string, serialSync []byte) (string, error) {
 	if source == "" || strings.ContainsRune(source, '/') || !filepath.IsLocal(source) {
 		return "", errdefs.InvalidArgument(fmt.Errorf("mount share: source %q is not a share tag", source))
 	}
@@ -380,7 +383,7 @@ func (s *Server) stageShare(source, fstype, data string, port uint32, serialPort
 		if port != 0 {
 			fd, c, err = s.connectShare(source, fstype, port)
 		} else {
-			fd, c, err = s.openSharePort(source, fstype, serialPort)
+			fd, c, err = s.openSharePort(source, fstype, serialPort, serialSync)
 		}
 		if err != nil {
 			return "", err
@@ -433,7 +436,7 @@ func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Close
 
 // openSharePort opens the spare virtio-serial port called name and
 // returns one end of a socket pair for the kernel's 9P client
-// (trans=fd), the other end copied to and from the port (relayShare).
+// (trans=fd), the other end copied to and from the port (portRelay).
 // The kernel cannot be handed the port itself: its fd transport reads
 // and writes with kernel_read/kernel_write, which since Linux 5.10 need
 // read_iter/write_iter, and the virtio console driver has only read and
@@ -441,16 +444,17 @@ func (s *Server) connectShare(source, fstype string, port uint32) (int, io.Close
 // 9P message then crosses one relay and the port, not yamux as well.
 //
 // The port is opened blocking, outside Go's poller: each relay goroutine
-// sits in read(2) on its own thread, and a write returns once QEMU took
-// the data. Through the poller (O_NONBLOCK, epoll) the same relay ran
-// 500 small files in 140 s instead of ~70 and left a git status hanging
-// for over 10 minutes (docs/BENCHMARKS.md). A read returns 0 once the
-// host closes its end (share rm, or the engine gone), which ends the
-// relay and the mount.
+// sits in poll(2) and read(2) on its own thread, and a write returns once
+// QEMU took the data. Through Go's poller (O_NONBLOCK, epoll) the same
+// relay ran 500 small files in 140 s instead of ~70 and left a git status
+// hanging for over 10 minutes (docs/BENCHMARKS.md).
 //
-// A port opens once at a time: a port still held by an earlier mount is
-// refused with EBUSY.
-func (s *Server) openSharePort(source, fstype, name string) (int, io.Closer, error) {
+// A port serves one share at a time and is reused after share rm: with
+// a token (MountRequest.serial_sync) the relay first writes it to the
+// port and drops what the port gives until the host echoes it (portsync), so
+// bytes an earlier share left in the port never reach this mount. A
+// port still held by an earlier mount is refused with EBUSY.
+func (s *Server) openSharePort(source, fstype, name string, token []byte) (int, io.Closer, error) {
 	if fstype != "9p" {
 		return -1, nil, errdefs.InvalidArgument(fmt.Errorf("mount share %s: a share over a serial port is 9p, not %q", source, fstype))
 	}
@@ -465,7 +469,186 @@ func (s *Server) openSharePort(source, fstype, name string) (int, io.Closer, err
 	if err != nil {
 		return -1, nil, fmt.Errorf("mount share %s: open %s: %w", source, name, err)
 	}
-	return s.relayShare(source, os.NewFile(uintptr(fd), name))
+	if len(token) > 0 {
+		if err := writeFull(fd, token); err != nil {
+			unix.Close(fd)
+			return -1, nil, fmt.Errorf("mount share %s: start the stream on %s: %w", source, name, err)
+		}
+	}
+	r, kernel, err := newPortRelay(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("mount share %s: %w", source, err)
+	}
+	s.goSafe("share "+source+" from host", func() { r.fromHost(s, source, token) })
+	s.goSafe("share "+source+" to host", func() { r.toHost() })
+	return kernel, r, nil
+}
+
+// shareSyncTimeout bounds the wait for the host's echo of a share's
+// sync token on a spare port.
+const shareSyncTimeout = 30 * time.Second
+
+// portRelay copies between a spare port and its end of the socket pair
+// whose other end the kernel's 9P client holds, until Close, the host
+// closing the port, or the kernel closing its end. Close waits for both
+// directions to end and then closes the port, so that the next share can
+// open it.
+type portRelay struct {
+	port, sock   int // the port and the relay's end of the socket pair
+	stopR, stopW int // a pipe: a byte on it ends fromHost's poll
+	stopOnce     sync.Once
+	left         atomic.Int32  // directions still running
+	finished     chan struct{} // closed once both have ended and the fds are closed
+}
+
+// newPortRelay makes the socket pair and the stop pipe for port and
+// returns the relay and the kernel's end of the pair.
+func newPortRelay(port int) (*portRelay, int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, fmt.Errorf("socketpair: %w", err)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, -1, fmt.Errorf("pipe: %w", err)
+	}
+	r := &portRelay{port: port, sock: fds[1], stopR: p[0], stopW: p[1], finished: make(chan struct{})}
+	r.left.Store(2)
+	return r, fds[0], nil
+}
+
+// stop ends both directions without waiting: fromHost's poll sees the
+// pipe, and the shut-down socket ends toHost's read and fails
+// fromHost's write.
+func (r *portRelay) stop() {
+	r.stopOnce.Do(func() {
+		unix.Write(r.stopW, []byte{0})
+		unix.Shutdown(r.sock, unix.SHUT_RDWR)
+	})
+}
+
+// done is called by each direction as it ends; the last one closes the
+// descriptors.
+func (r *portRelay) done() {
+	r.stop()
+	if r.left.Add(-1) == 0 {
+		for _, fd := range []int{r.port, r.sock, r.stopR, r.stopW} {
+			unix.Close(fd)
+		}
+		close(r.finished)
+	}
+}
+
+// Close ends the relay and returns once the port is closed.
+func (r *portRelay) Close() error {
+	r.stop()
+	<-r.finished
+	return nil
+}
+
+// fromHost copies the port to the kernel's socket, after the host's echo
+// of token when there is one.
+func (r *portRelay) fromHost(s *Server, source string, token []byte) {
+	defer r.done()
+	if len(token) > 0 {
+		pr := &pollReader{r: r, deadline: time.Now().Add(shareSyncTimeout)}
+		rest, err := portsync.Skip(pr, token)
+		if err != nil {
+			s.logger.Printf("share %s: %v", source, err)
+			return
+		}
+		if writeFull(r.sock, rest) != nil {
+			return
+		}
+	}
+	buf := make([]byte, 64<<10)
+	pr := &pollReader{r: r}
+	for {
+		n, err := pr.Read(buf)
+		if n > 0 && writeFull(r.sock, buf[:n]) != nil {
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// toHost copies the kernel's socket to the port.
+func (r *portRelay) toHost() {
+	defer r.done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(r.sock, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n <= 0 || err != nil || writeFull(r.port, buf[:n]) != nil {
+			return
+		}
+	}
+}
+
+// pollReader reads the relay's port, waiting in poll(2) so that stop
+// (or the deadline, when set) ends the wait: a read(2) blocked on a
+// virtio port returns only when data comes or the host closes it.
+type pollReader struct {
+	r        *portRelay
+	deadline time.Time
+}
+
+func (p *pollReader) Read(b []byte) (int, error) {
+	for {
+		timeout := -1
+		if !p.deadline.IsZero() {
+			d := time.Until(p.deadline)
+			if d <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timeout = int(d/time.Millisecond) + 1
+		}
+		fds := []unix.PollFd{{Fd: int32(p.r.port), Events: unix.POLLIN}, {Fd: int32(p.r.stopR), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, timeout); err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return 0, fmt.Errorf("poll: %w", err)
+		}
+		if fds[1].Revents != 0 {
+			return 0, io.EOF
+		}
+		if fds[0].Revents == 0 {
+			continue
+		}
+		n, err := unix.Read(p.r.port, b)
+		switch {
+		case errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN):
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF // the host closed the port
+		}
+		return n, nil
+	}
+}
+
+// writeFull writes all of b to fd.
+func writeFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // relayShare returns one end of a socket pair for the kernel's 9P

@@ -438,7 +438,14 @@ type MountRequest struct {
 	// pair and mounts the share over the other end with trans=fd (the
 	// kernel cannot read a virtio port itself). Port and SerialPort are
 	// exclusive.
-	SerialPort    string `protobuf:"bytes,10,opt,name=serial_port,json=serialPort,proto3" json:"serial_port,omitempty"`
+	SerialPort string `protobuf:"bytes,10,opt,name=serial_port,json=serialPort,proto3" json:"serial_port,omitempty"`
+	// SerialSync, with SerialPort, starts the share's stream on that
+	// port: guestinit writes it to the port once opened, then drops what
+	// the port gives until the host echoes it back, and only then relays
+	// (a reused port may still hold an earlier share's bytes). The host
+	// drops what it reads until it sees it, and answers with it. Random
+	// per mount; empty skips the exchange.
+	SerialSync    []byte `protobuf:"bytes,11,opt,name=serial_sync,json=serialSync,proto3" json:"serial_sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,6 +548,13 @@ func (x *MountRequest) GetSerialPort() string {
 		return x.SerialPort
 	}
 	return ""
+}
+
+func (x *MountRequest) GetSerialSync() []byte {
+	if x != nil {
+		return x.SerialSync
+	}
+	return nil
 }
 
 type UnmountRequest struct {
@@ -2469,7 +2483,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04boot\x18\x05 \x01(\v2\x19.berth.agent.v1.BootTimesR\x04boot\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12&\n" +
 	"\x0fnow_boottime_ns\x18\a \x01(\x03R\rnowBoottimeNs\x12&\n" +
-	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\x8f\x02\n" +
+	"\x0fagent_rss_bytes\x18\b \x01(\x04R\ragentRssBytes\"\xb0\x02\n" +
 	"\fMountRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
@@ -2482,7 +2496,9 @@ const file_agent_proto_rawDesc = "" +
 	"\acopy_up\x18\t \x01(\bR\x06copyUp\x12\x1f\n" +
 	"\vserial_port\x18\n" +
 	" \x01(\tR\n" +
-	"serialPort\"_\n" +
+	"serialPort\x12\x1f\n" +
+	"\vserial_sync\x18\v \x01(\fR\n" +
+	"serialSync\"_\n" +
 	"\x0eUnmountRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04lazy\x18\x02 \x01(\bR\x04lazy\x12!\n" +
