@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthvm/berth/engine/api/types"
+
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/container"
@@ -73,30 +75,9 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Status describes the builder.
-type Status struct {
-	// Running is true while the builder VM is up and buildkitd serves.
-	Running bool `json:"running"`
-	// Since is when it started serving (zero when stopped).
-	Since time.Time `json:"since,omitzero"`
-	// Socket is the host's BuildKit socket (buildctl --addr unix://…).
-	Socket string `json:"socket"`
-	// CacheDisk is the cache disk's path; CacheBytes the bytes it takes
-	// on the host (it is sparse), CacheSize its size.
-	CacheDisk  string `json:"cacheDisk"`
-	CacheBytes int64  `json:"cacheBytes"`
-	CacheSize  int64  `json:"cacheSize"`
-	// Connections are the clients connected now.
-	Connections int `json:"connections"`
-	// IdleTimeout is how long the builder stays up unused (0: forever).
-	IdleTimeout time.Duration `json:"idleTimeout"`
-	// Log is buildkitd's log on the host.
-	Log string `json:"log"`
-	// Backend is the VM's backend ("qemu (kvm)") while running.
-	Backend string `json:"backend,omitempty"`
-	// LastError is why the last start failed, until one succeeds.
-	LastError string `json:"lastError,omitempty"`
-}
+// Status describes the builder: the API's answer to GET /berth/builder,
+// as `berth builder status` shows it.
+type Status = types.BuilderStatus
 
 // Manager runs the builder VM: it starts it on the first connection to
 // the host socket (or Start), stops it after IdleTimeout without

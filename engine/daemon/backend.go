@@ -43,10 +43,7 @@ func (b backend) Builder() api.Builder { return builderAPI{b.d.Engine.Builder()}
 type builderAPI struct{ m *builder.Manager }
 
 func (b builderAPI) Status(context.Context) types.BuilderStatus {
-	s := b.m.Status()
-	return types.BuilderStatus{Running: s.Running, Since: s.Since, Socket: s.Socket, CacheDisk: s.CacheDisk,
-		CacheBytes: s.CacheBytes, CacheSize: s.CacheSize, Connections: s.Connections, IdleTimeout: s.IdleTimeout,
-		Log: s.Log, Backend: s.Backend, LastError: s.LastError}
+	return b.m.Status()
 }
 
 func (b builderAPI) Start(ctx context.Context) error { return b.m.Start(ctx) }
