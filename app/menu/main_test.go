@@ -22,18 +22,7 @@ import (
 // it (as `make build` lays it out next to berth), and fails the run when
 // a test leaves a goroutine behind (a State or Dispatcher not stopped).
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-menu-test")
-	if err != nil {
-		panic(err)
-	}
-	out, err := testenv.BuildGuestinit(dir, "../../guestinit")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Setenv(launcher.GuestinitEnv, out)
-	code := m.Run()
-	os.RemoveAll(dir)
+	code := testenv.RunWithGuestinit(m, "../../guestinit", launcher.GuestinitEnv)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutines left behind: %v\n", err)

@@ -5,7 +5,6 @@ package builder_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -27,19 +26,7 @@ import (
 // TestMain builds guestinit for the host arch and points the launcher
 // at it, as `make build` lays it out next to berth.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "berth-builder-test")
-	if err != nil {
-		panic(err)
-	}
-	out, err := testenv.BuildGuestinit(dir, "../../guestinit")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Setenv(launcher.GuestinitEnv, out)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunWithGuestinit(m, "../../guestinit", launcher.GuestinitEnv))
 }
 
 // binDir is where make builder-bins leaves the programs for arch.

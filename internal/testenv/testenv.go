@@ -261,3 +261,24 @@ func BuildGuestinit(dir, pkg string) (string, error) {
 	}
 	return out, nil
 }
+
+// RunWithGuestinit is the body of a TestMain whose tests boot VMs: it
+// builds guestinit from pkg (as BuildGuestinit) into a temporary
+// directory, sets the environment variable env (the launcher's
+// GuestinitEnv) to it, runs the tests and removes the directory. It
+// returns m.Run's exit code, or 1 when guestinit does not build.
+func RunWithGuestinit(m *testing.M, pkg, env string) int {
+	dir, err := os.MkdirTemp("", "berth-guestinit-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	out, err := BuildGuestinit(dir, pkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Setenv(env, out)
+	return m.Run()
+}
