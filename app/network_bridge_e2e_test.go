@@ -234,17 +234,7 @@ func outsideServer(t *testing.T, nl *netlink.Handle) string {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "from %s\n", c.RemoteAddr())
-			c.Close()
-		}
-	}()
+	answerEach(t, ln, func(c net.Conn) string { return fmt.Sprintf("from %s", c.RemoteAddr()) })
 	return fmt.Sprintf("10.200.0.2 %d", ln.Addr().(*net.TCPAddr).Port)
 }
 
@@ -260,17 +250,7 @@ func greeterIn(t *testing.T, ns netns.NsHandle, addr, greeting string) int {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, greeting)
-			c.Close()
-		}
-	}()
+	answerEach(t, ln, func(net.Conn) string { return greeting })
 	return ln.Addr().(*net.TCPAddr).Port
 }
 

@@ -147,6 +147,13 @@ func serveSecret(t *testing.T, addr string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	answerEach(t, ln, func(net.Conn) string { return "loopback-secret" })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// answerEach accepts connections on ln until the test ends, writing the
+// line answer gives for each and closing it.
+func answerEach(t *testing.T, ln net.Listener, answer func(net.Conn) string) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -154,11 +161,10 @@ func serveSecret(t *testing.T, addr string) int {
 			if err != nil {
 				return
 			}
-			io.WriteString(c, "loopback-secret\n")
+			io.WriteString(c, answer(c)+"\n")
 			c.Close()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // serveHTTP serves body on addr and returns its URL.
