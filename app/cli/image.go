@@ -53,22 +53,11 @@ func newPullCmd(e *env, use string) *cobra.Command {
 			if quiet {
 				return e.pullQuiet(cmd.Context(), cl, args[0], opts)
 			}
-			pp := newPullProgress(e.io.Out)
-			var last string
-			err = pullImage(cmd.Context(), cl, args[0], opts, func(m jsonstream.Message) {
-				pp.handle(m)
-				if strings.HasPrefix(m.Status, "Status: ") || strings.HasPrefix(m.Status, "Digest: ") {
-					last += m.Status + "\n"
-				}
+			return showProgress(e.io.Out, func(fn func(jsonstream.Message)) error {
+				return pullImage(cmd.Context(), cl, args[0], opts, fn)
+			}, func(status string) bool {
+				return strings.HasPrefix(status, "Status: ") || strings.HasPrefix(status, "Digest: ")
 			})
-			pp.done()
-			if err != nil {
-				return err
-			}
-			if pp.tty {
-				fmt.Fprint(e.io.Out, last)
-			}
-			return nil
 		},
 	}
 	c.Flags().StringVar(&platform, "platform", "", "platform to pull (os/arch[/variant]; default: this machine's linux/ARCH)")
@@ -103,22 +92,9 @@ func newPushCmd(e *env) *cobra.Command {
 				fmt.Fprintln(e.io.Out, args[0])
 				return nil
 			}
-			pp := newPullProgress(e.io.Out)
-			var last string
-			err = eachMessage(resp.JSONMessages(cmd.Context()), func(m jsonstream.Message) {
-				pp.handle(m)
-				if strings.Contains(m.Status, ": digest: ") {
-					last += m.Status + "\n"
-				}
-			})
-			pp.done()
-			if err != nil {
-				return err
-			}
-			if pp.tty {
-				fmt.Fprint(e.io.Out, last)
-			}
-			return nil
+			return showProgress(e.io.Out, func(fn func(jsonstream.Message)) error {
+				return eachMessage(resp.JSONMessages(cmd.Context()), fn)
+			}, func(status string) bool { return strings.Contains(status, ": digest: ") })
 		},
 	}
 	c.Flags().BoolVarP(&all, "all-tags", "a", false, "push every local tag of NAME")
@@ -479,4 +455,27 @@ func parseFilters(in []string) (docker.Filters, error) {
 		f.Add(k, v)
 	}
 	return f, nil
+}
+
+// showProgress shows a pull's or push's progress messages on w as each
+// delivers them (layer bars on a terminal, lines otherwise); on a
+// terminal the status lines keep picks are printed again once the bars
+// are done, as docker does.
+func showProgress(w io.Writer, each func(func(jsonstream.Message)) error, keep func(status string) bool) error {
+	pp := newPullProgress(w)
+	var last string
+	err := each(func(m jsonstream.Message) {
+		pp.handle(m)
+		if keep(m.Status) {
+			last += m.Status + "\n"
+		}
+	})
+	pp.done()
+	if err != nil {
+		return err
+	}
+	if pp.tty {
+		fmt.Fprint(w, last)
+	}
+	return nil
 }
