@@ -74,6 +74,11 @@ type running struct {
 	// killed says the engine ended the process (stop, or kill with
 	// SIGKILL): the exit is then not an error of the container's.
 	killed bool
+	// disposable says nothing of the VM outlives the run: an --rm
+	// container without binds, volumes or run-time shares (nor any
+	// mounted later: shares), whose root disk is removed with it. Its
+	// VM is killed instead of powered off.
+	disposable bool
 }
 
 // abort undoes a start that failed half-way: it closes what was opened
@@ -255,6 +260,8 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 		return nil, errdefs.Unavailable(errors.New("this engine has no VM backend configured"))
 	}
 	t0 := time.Now()
+	sp := newSpans(t0)
+	defer sp.log(m.log, "start: phases", "container", spec.ID[:12])
 	log, err := openLogFile(filepath.Join(c.dir, "container.log"), 0)
 	if err != nil {
 		return nil, err
@@ -264,6 +271,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	if err != nil {
 		return nil, fmt.Errorf("boot VM: %w", err)
 	}
+	sp.mark("prepare")
 	bootCtx, cancel := context.WithTimeout(ctx, m.timeouts.boot)
 	defer cancel()
 	cpus, mem := vmSize(spec.HostConfig)
@@ -280,6 +288,7 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 	if att != nil {
 		req.Network = att.Network()
 	}
+	sp.mark("network")
 	req.NoNetwork = spec.NetworkName() == network.None
 	vm, err := m.vms.Launch(bootCtx, req)
 	if err != nil {
@@ -289,8 +298,10 @@ func (m *Manager) start(ctx context.Context, c *Container, spec Spec) (*running,
 		return nil, fmt.Errorf("boot VM: %w", err)
 	}
 	r := &running{vm: vm, net: att, tty: spec.Config.Tty, boot: &BootTimeline{VMStarted: time.Since(t0), Backend: vm.Backend()},
-		sharePorts: req.SharePorts, log: m.log}
-	if err := bringUp(bootCtx, c, spec, r, t0); err != nil {
+		sharePorts: req.SharePorts, log: m.log,
+		disposable: spec.HostConfig.AutoRemove && len(spec.Mounts) == 0 && len(spec.RunShares) == 0}
+	sp.mark("launch")
+	if err := bringUp(bootCtx, c, spec, r, t0, sp); err != nil {
 		r.abort()
 		return nil, err
 	}
@@ -326,26 +337,56 @@ func (m *Manager) attachNetwork(ctx context.Context, spec Spec) (NetworkAttachme
 
 // bringUp takes r's booted VM to a started main process, filling in r's
 // agent, stdio, address and boot phases (since t0).
-func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.Time) error {
+func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.Time, sp *spans) error {
 	var err error
 	if r.agent, err = dialAgent(ctx, r.vm); err != nil {
 		return fmt.Errorf("VM did not come up: %w\nconsole:\n%s", err, r.vm.ConsoleTail(20))
 	}
 	r.boot.AgentReady = time.Since(t0)
+	sp.mark("agent")
 	_ = r.agent.SetTime(ctx, time.Now())
+	sp.mark("settime")
 	if err := mountShares(ctx, r.agent, r.vm, spec.Mounts); err != nil {
 		return err
 	}
 	if err := mountRunShares(ctx, c, r, spec.RunShares); err != nil {
 		return err
 	}
-	if err := configureGuest(ctx, r.agent, r.vm, r.net, spec.Config, spec.HostConfig); err != nil {
+	sp.mark("shares")
+	// The main process is created and attached while the guest's
+	// network is configured; it starts once both are done.
+	type created struct {
+		stdio *agent.Attached
+		err   error
+	}
+	cc := make(chan created, 1)
+	go func() {
+		stdio, err := createMain(ctx, c, r.agent, spec)
+		cc <- created{stdio, err}
+	}()
+	err = configureGuest(ctx, r.agent, r.vm, r.net, spec.Config, spec.HostConfig)
+	if err == nil {
+		sp.mark("configure")
+		r.ip = guestInfo(ctx, r.agent, r.boot)
+		sp.mark("info")
+	}
+	cr := <-cc
+	sp.mark("created")
+	if err == nil {
+		err = cr.err
+	}
+	if err != nil {
+		if cr.stdio != nil {
+			cr.stdio.Close()
+		}
 		return err
 	}
-	r.ip = guestInfo(ctx, r.agent, r.boot)
-	if r.stdio, err = startMain(ctx, c, r.agent, spec); err != nil {
-		return err
+	if _, err := r.agent.StartProcess(ctx, mainProcess); err != nil {
+		cr.stdio.Close()
+		return processError(spec.Path, err)
 	}
+	r.stdio = cr.stdio
+	sp.mark("startprocess")
 	r.boot.ProcessUp = time.Since(t0)
 	return nil
 }
@@ -440,9 +481,10 @@ func guestInfo(ctx context.Context, ac *agent.Client, tl *BootTimeline) (ip stri
 	return ip
 }
 
-// startMain creates the container's main process with its stdio wired to
-// the container's output and input, attaches, and starts it.
-func startMain(ctx context.Context, c *Container, ac *agent.Client, spec Spec) (*agent.Attached, error) {
+// createMain creates the container's main process with its stdio wired
+// to the container's output and input and attaches; StartProcess starts
+// it.
+func createMain(ctx context.Context, c *Container, ac *agent.Client, spec Spec) (*agent.Attached, error) {
 	cfg, hc := spec.Config, spec.HostConfig
 	req := &agentpb.CreateProcessRequest{
 		Id:       mainProcess,
@@ -470,15 +512,7 @@ func startMain(ctx context.Context, c *Container, ac *agent.Client, spec Spec) (
 	if err := ac.CreateProcess(ctx, req); err != nil {
 		return nil, processError(spec.Path, err)
 	}
-	attached, err := ac.Attach(ctx, req, stdio)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := ac.StartProcess(ctx, mainProcess); err != nil {
-		attached.Close()
-		return nil, processError(spec.Path, err)
-	}
-	return attached, nil
+	return ac.Attach(ctx, req, stdio)
 }
 
 // dialAgent connects to the guest's agent, giving up early when the VM

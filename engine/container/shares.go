@@ -60,6 +60,22 @@ type liveShares struct {
 	ports []portState // by port, sized by the first takePort
 }
 
+// used reports whether any share is mounted, or a spare port in use,
+// in the run.
+func (ls *liveShares) used() bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.m) > 0 {
+		return true
+	}
+	for _, p := range ls.ports {
+		if p == portBusy {
+			return true
+		}
+	}
+	return false
+}
+
 // portState is what a spare port is doing in this run.
 type portState uint8
 

@@ -84,8 +84,15 @@ func (r *running) drain(limit time.Duration) {
 }
 
 // powerOff asks the guest to power off and kills the VM when it has not
-// within the timeout.
+// within the timeout. A run whose disk is thrown away after it
+// (r.disposable, and no share was mounted since) has its VM killed at once: a clean power-off (sync,
+// unmount) would only save what is deleted next.
 func (r *running) powerOff(to timeouts, log *slog.Logger) {
+	if r.disposable && !r.shares.used() {
+		_ = r.vm.Kill()
+		<-r.vm.Done()
+		return
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), to.lostAgent)
 	_ = r.agent.Shutdown(sctx, false)
 	cancel()

@@ -55,22 +55,32 @@ func (v *service) FinishRestore(ctx context.Context, r *agentpb.FinishRestoreReq
 	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
 		return nil, fmt.Errorf("finish restore: set time: %w", err)
 	}
+	// The NIC's MAC is set while the CRNG is reseeded and the root
+	// mounted: on 2 vCPUs these overlap.
+	macDone := make(chan error, 1)
+	go func() {
+		var err error
+		if r.Mac != "" {
+			err = setMAC(r.Mac)
+		}
+		macDone <- err
+	}()
 	if err := reseedRandom(r.Entropy); err != nil {
+		<-macDone
 		return nil, fmt.Errorf("finish restore: %w", err)
 	}
 	reseeded := time.Since(start)
-	if r.Mac != "" {
-		if err := setMAC(r.Mac); err != nil {
-			return nil, fmt.Errorf("finish restore: %w", err)
-		}
-	}
-	macSet := time.Since(start)
 	if err := v.s.cfg.MountRoot(ctx, r.RootSize); err != nil {
+		<-macDone
+		return nil, fmt.Errorf("finish restore: %w", err)
+	}
+	mounted := time.Since(start)
+	if err := <-macDone; err != nil {
 		return nil, fmt.Errorf("finish restore: %w", err)
 	}
 	st.done = true
-	v.s.logger.Printf("restored from a template: clock set, CRNG reseeded with %d host bytes (%v), MAC set (%v), root mounted (%v)",
-		len(r.Entropy), reseeded.Round(time.Microsecond), macSet.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
+	v.s.logger.Printf("restored from a template: clock set, CRNG reseeded with %d host bytes (%v), root mounted (%v), MAC set (%v)",
+		len(r.Entropy), reseeded.Round(time.Microsecond), mounted.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
 	return empty, nil
 }
 
