@@ -12,16 +12,17 @@ import (
 	"time"
 
 	"github.com/berthvm/berth/engine/home"
+	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/internal/testenv"
 )
 
 // waitTemplate waits for the daemon on h to have saved a fast-start
-// template and returns its path.
-func waitTemplate(t *testing.T, h string, timeout time.Duration) string {
+// template in dir and returns its path.
+func waitTemplate(t *testing.T, h, dir string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		m, _ := filepath.Glob(filepath.Join(h, "templates", "*.state"))
+		m, _ := filepath.Glob(filepath.Join(dir, "*.state"))
 		if len(m) == 1 {
 			return m[0]
 		}
@@ -82,26 +83,40 @@ func facts(t *testing.T, h, id string) guestFacts {
 	return guestFacts{random: lines[1], bootID: lines[2], mac: lines[3], ip: ip, skew: skew}
 }
 
-// TestFastStart runs containers on a daemon with --fast-start: the first
-// boots cold and leaves a template behind; later ones are restored from
-// it and behave as cold ones do (output, exit code, exec, tty, stop),
-// while no two share random state, boot ID, MAC or IP, and each has the
-// host's time. A corrupt template falls back to a cold boot, as --cold
-// asks for one.
+// TestFastStart runs containers on a daemon (fast start is on by
+// default) with a template directory of its own: the first two boot
+// cold and the second leaves a template behind; later ones are restored from it and
+// behave as cold ones do (output, exit code, exec, tty, stop), while no
+// two share random state, boot ID, MAC or IP, and each has the host's
+// time. A daemon on another home restores from the same template. A
+// corrupt template falls back to a cold boot, as --cold and
+// --fast-start=false ask for one.
 func TestFastStart(t *testing.T) {
 	reg := testenv.StartRegistry(t)
 	ref := reg.Push(t, "test/busybox", "fast", testenv.BusyboxImage(t, nil))
 	h := shortHome(t)
-	startDaemonWith(t, h, nil, []string{"--fast-start"})
+	// Its own templates: this test corrupts one.
+	tdir := filepath.Join(t.TempDir(), "templates")
+	tenv := launcher.TemplateDirEnv + "=" + tdir
+	startDaemon(t, h, tenv)
 	mustOK(t, "pull", berth(t, h, "pull", ref))
 	logFile := daemonLog(t, h)
-	restored := func() int {
+	restoredIn := func(logFile string) int {
 		b, _ := os.ReadFile(logFile)
 		return bytes.Count(b, []byte("fast start: restored from a template"))
 	}
+	restored := func() int { return restoredIn(logFile) }
 
+	// A layout's second cold boot builds its template.
 	mustOK(t, "first run (cold)", berth(t, h, "run", "--rm", ref, "true"))
-	tpl := waitTemplate(t, h, 2*time.Minute)
+	if m, _ := filepath.Glob(filepath.Join(tdir, "*.state")); len(m) != 0 {
+		t.Fatalf("a template %q after one cold boot", m)
+	}
+	mustOK(t, "second run (cold)", berth(t, h, "run", "--rm", ref, "true"))
+	tpl := waitTemplate(t, h, tdir, 2*time.Minute)
+	if st := mustOK(t, "system status", berth(t, h, "system", "status")).out; !strings.Contains(st, "Fast start:  on: 1 VM template") || !strings.Contains(st, "template "+strings.TrimSuffix(filepath.Base(tpl), ".state")) {
+		t.Errorf("system status does not show fast start on with its template:\n%s", st)
+	}
 	if fi, err := os.Stat(tpl); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("template %s: %v, mode %v; want 0600", tpl, err, fi.Mode())
 	}
@@ -171,6 +186,21 @@ func TestFastStart(t *testing.T) {
 	mustOK(t, "run --cold", berth(t, h, "run", "--rm", "--cold", ref, "true"))
 	if log, _ := os.ReadFile(logFile); !bytes.Contains(log, []byte("booting cold as asked")) || restored() != 4 {
 		t.Errorf("run --cold was not a cold boot; daemon log:\n%s", log)
+	}
+
+	// A daemon on another home shares the template; one started with
+	// --fast-start=false boots cold and says so in its status.
+	h2 := shortHome(t)
+	startDaemon(t, h2, tenv)
+	mustOK(t, "pull (second home)", berth(t, h2, "pull", ref))
+	if r := mustOK(t, "run (second home)", berth(t, h2, "run", "--rm", ref, "echo", "other home")); r.out != "other home\n" || restoredIn(daemonLog(t, h2)) != 1 {
+		log, _ := os.ReadFile(daemonLog(t, h2))
+		t.Errorf("a daemon on another home did not restore from the shared template: %+v; its log:\n%s", r, log)
+	}
+	h3 := shortHome(t)
+	startDaemonWith(t, h3, nil, []string{"--fast-start=false"}, tenv)
+	if st := mustOK(t, "system status (off)", berth(t, h3, "system", "status")).out; !strings.Contains(st, "Fast start:  off") {
+		t.Errorf("system status of a --fast-start=false daemon:\n%s", st)
 	}
 
 	// A corrupt template: the container still runs, booted cold, the

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/builder"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/events"
@@ -98,9 +99,9 @@ func WithNetworkMode(mode string) Option { return func(o *options) { o.networkMo
 
 // WithFastStart restores containers' VMs from saved templates instead of
 // booting them where it can (engine/launcher, docs/fast-start.md),
-// falling back to a cold boot; a container labelled
-// container.ColdBootLabel=true always boots cold. Off by default while
-// it is new.
+// falling back to a cold boot (the reason logged); a container labelled
+// container.ColdBootLabel=true always boots cold. On by default;
+// WithFastStart(false) boots every container cold.
 func WithFastStart(on bool) Option { return func(o *options) { o.fastStart = on } }
 
 // WithBuilderIdleTimeout sets how long the image builder's VM stays up
@@ -120,7 +121,7 @@ func WithBuilderIdleTimeout(d time.Duration) Option {
 // h/run/buildkitd.sock, which starts the builder VM on first use), which
 // Close stops.
 func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
-	o := options{log: slog.Default()}
+	o := options{log: slog.Default(), fastStart: true}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -266,6 +267,10 @@ func (e *Engine) PrepareKernel() {
 // ("qemu (kvm)", "qemu (tcg)", "vz"): the backend's own decision, the
 // one its VMs get.
 func (e *Engine) Backend() string { return backend.Describe() }
+
+// FastStart says whether containers' VMs are restored from templates
+// (WithFastStart) and lists the templates kept.
+func (e *Engine) FastStart() types.FastStartStatus { return e.vms.FastStartStatus() }
 
 // Networks is the user-mode networking; nil where containers' VMs keep
 // the backend's own NAT (macOS, for now).

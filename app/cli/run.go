@@ -54,7 +54,7 @@ func (f *createFlags) register(c *cobra.Command, run bool) {
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fl.BoolVar(&f.init, "init", false, "run an init as the container's PID 1 that reaps orphans and forwards signals")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the pull output")
-	fl.BoolVar(&f.cold, "cold", false, "boot the container's VM cold even when the engine runs with --fast-start (sets the label "+container.ColdBootLabel+"=true)")
+	fl.BoolVar(&f.cold, "cold", false, "boot the container's VM cold instead of restoring it from a fast-start template (sets the label "+container.ColdBootLabel+"=true)")
 	fl.StringVar(&f.name, "name", "", "name the container")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
 	fl.StringVarP(&f.user, "user", "u", "", "user (name|uid[:group|gid])")

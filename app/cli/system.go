@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -110,9 +111,36 @@ func newStatusCmd(e *env) *cobra.Command {
 			if st.NetworkMode != "" {
 				fmt.Fprintf(w, "Network:\t%s: %s\n", st.NetworkMode, st.NetworkReason)
 			}
+			fmt.Fprintf(w, "Fast start:\t%s\n", fastStartLine(st.FastStart))
+			for _, t := range st.FastStart.Templates {
+				fmt.Fprintf(w, "  template %s: %d MiB, last used %s ago\n", t.Key, t.Size>>20, time.Since(t.LastUsed).Round(time.Second))
+			}
 			return nil
 		},
 	}
+}
+
+// fastStartLine is one line about fast start; the templates follow it.
+func fastStartLine(f types.FastStartStatus) string {
+	if !f.Enabled {
+		return "off: every container's VM boots cold (berth daemon --fast-start=false)"
+	}
+	var b strings.Builder
+	switch n := len(f.Templates); n {
+	case 0:
+		b.WriteString("on: no VM template yet (the first container of each VM size builds one)")
+	case 1:
+		b.WriteString("on: 1 VM template in " + f.Dir)
+	default:
+		fmt.Fprintf(&b, "on: %d VM templates in %s", n, f.Dir)
+	}
+	if f.Building > 0 {
+		fmt.Fprintf(&b, "; building %d", f.Building)
+	}
+	if f.Failed != "" {
+		fmt.Fprintf(&b, "; a build failed: %s", f.Failed)
+	}
+	return b.String()
 }
 
 // kernelLine is one line about the guest kernel.
@@ -192,7 +220,7 @@ func newDaemonCmd(e *env) *cobra.Command {
 					engine.WithBuilderIdleTimeout(builderIdle), engine.WithNetworkMode(networkMode)}})
 		},
 	}
-	c.Flags().BoolVar(&fastStart, "fast-start", false, "restore containers' VMs from a saved template instead of booting them (experimental; `run --cold` boots one cold)")
+	c.Flags().BoolVar(&fastStart, "fast-start", true, "restore containers' VMs from a saved template instead of booting them; --fast-start=false boots every VM cold (`run --cold` boots one cold)")
 	c.Flags().DurationVar(&builderIdle, "builder-idle", builder.DefaultIdleTimeout, "stop the image builder's VM after it served no BuildKit client for this long (negative: never)")
 	c.Flags().StringVar(&networkMode, "network-mode", engine.NetworkModeAuto, "Linux networking: auto (bridge when run as root or with CAP_NET_ADMIN, else user), user (user-space networks, no privileges) or bridge (a Linux bridge per network, the host reaches containers' addresses)")
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", false, "let containers reach the host's loopback services (127.0.0.1) at the network's host address (192.168.127.254); off by default")

@@ -114,6 +114,7 @@ func (b backend) Status(ctx context.Context) (types.Status, error) {
 		Kernel:            d.Engine.Kernel(ctx),
 		NetworkMode:       mode,
 		NetworkReason:     reason,
+		FastStart:         d.Engine.FastStart(),
 	}, nil
 }
 

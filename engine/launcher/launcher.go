@@ -28,8 +28,9 @@ type Launcher struct {
 	digests  *digests
 	kernels  *kernel.Setup
 
-	fast      bool       // WithFastStart
-	templates *templates // HOME/templates
+	fast        bool       // WithFastStart
+	templateDir string     // WithTemplateDir, TemplateDir
+	templates   *templates // in templateDir
 }
 
 var _ container.VMLauncher = (*Launcher)(nil)
@@ -38,11 +39,11 @@ var _ container.VMLauncher = (*Launcher)(nil)
 // kernels prepares (downloading it first if need be, one download at a
 // time) and keeps boot files in h/cache.
 func New(h home.Home, log *slog.Logger, kernels *kernel.Setup, opts ...Option) *Launcher {
-	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels,
-		templates: newTemplates(h.Path("templates"), log)}
+	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels, templateDir: TemplateDir()}
 	for _, o := range opts {
 		o(l)
 	}
+	l.templates = newTemplates(l.templateDir, log)
 	l.templates.sweep()
 	return l
 }
@@ -58,6 +59,22 @@ func KernelCacheDir() string {
 		return filepath.Join(d, "berth", "kernel")
 	}
 	return filepath.Join(os.TempDir(), "berth-kernel")
+}
+
+// TemplateDirEnv names the environment variable that sets where fast
+// start's VM templates are kept (TemplateDir).
+const TemplateDirEnv = "BERTH_TEMPLATE_DIR"
+
+// TemplateDir is where fast start's VM templates are kept by default:
+// $BERTH_TEMPLATE_DIR, else ~/.cache/berth/templates (next to the
+// kernels). Every engine of the user shares them: a template's name
+// hashes everything it depends on (kernel, initramfs, hypervisor, VM
+// layout), none of it a home's.
+func TemplateDir() string {
+	if d := os.Getenv(TemplateDirEnv); d != "" {
+		return d
+	}
+	return filepath.Join(filepath.Dir(KernelCacheDir()), "templates")
 }
 
 // SweepOrphans stops the VMs an engine that died left running for the

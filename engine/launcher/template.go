@@ -13,17 +13,21 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/berthvm/berth/engine/agent"
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/backend"
 )
 
 // Fast start (issue #25, docs/fast-start.md): a container's VM is
-// restored from a saved template instead of booted. A template is a VM
+// restored from a saved template instead of booted. A layout's template
+// is built in the background when a second VM of it boots cold. A template is a VM
 // booted with vmm.Config.Template (guestinit serves its agent without
 // mounting a root disk), saved once its console says it is ready and
 // never spoken to (vmm.Snapshotter); each restore gets the container's own
@@ -32,7 +36,7 @@ import (
 // the root. A template is kept per kernel and initramfs content (which
 // holds guestinit) and backend layout (backend.TemplateLayout: the
 // hypervisor, architecture, vCPUs, memory, devices), in
-// HOME/templates/KEY.state, mode 0600.
+// TemplateDir()/KEY.state, mode 0600, shared by the user's engines.
 
 const (
 	// templateBuildTimeout bounds one template's boot and save.
@@ -45,19 +49,50 @@ const (
 	// templateMaxAge is how long a template nothing restored from is
 	// kept: one of an older kernel, guestinit or QEMU is never used again.
 	templateMaxAge = 14 * 24 * time.Hour
+	// leftoverAge is how old a build's leftovers (its directory, an
+	// unfinished state file) must be before sweep removes them: another
+	// engine sharing the directory may be building now.
+	leftoverAge = 2 * templateBuildTimeout
 	// restoreTimeout bounds a restore up to a finished guest (about a
 	// second under TCG), so that a restore that hangs leaves the cold
 	// boot after it the rest of the boot timeout.
 	restoreTimeout = 20 * time.Second
 )
 
+// FastStartStatus says whether fast start is on and lists the saved
+// templates, newest use first.
+func (l *Launcher) FastStartStatus() types.FastStartStatus {
+	st := types.FastStartStatus{Enabled: l.fast, Dir: l.templates.dir}
+	m, _ := filepath.Glob(filepath.Join(l.templates.dir, "*.state"))
+	for _, p := range m {
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		st.Templates = append(st.Templates, types.TemplateStatus{Key: strings.TrimSuffix(filepath.Base(p), ".state"), Size: fi.Size(), LastUsed: fi.ModTime()})
+	}
+	slices.SortFunc(st.Templates, func(a, b types.TemplateStatus) int { return b.LastUsed.Compare(a.LastUsed) })
+	t := l.templates
+	t.mu.Lock()
+	st.Building = len(t.building)
+	if t.lastFailed != nil {
+		st.Failed = t.lastFailed.Error()
+	}
+	t.mu.Unlock()
+	return st
+}
+
 // Option configures a Launcher.
 type Option func(*Launcher)
 
-// WithFastStart turns fast start on: containers' VMs are restored from a
-// template where one exists (it is built in the background after the
-// first cold boot of each layout), and boot cold otherwise, or when a
-// restore fails (the reason is logged). Off by default.
+// WithTemplateDir keeps templates in dir instead of TemplateDir().
+func WithTemplateDir(dir string) Option { return func(l *Launcher) { l.templateDir = dir } }
+
+// WithFastStart turns fast start on or off: on, containers' VMs are
+// restored from a template where one exists (it is built in the
+// background when a second VM of a layout boots cold), and boot cold
+// otherwise, or when a restore fails (the reason is logged). Off by
+// default here; the engine turns it on unless told not to.
 func WithFastStart(on bool) Option { return func(l *Launcher) { l.fast = on } }
 
 // templates builds and finds a Launcher's saved templates.
@@ -72,6 +107,8 @@ type templates struct {
 	mu       sync.Mutex
 	building map[string]chan struct{} // key → closed when its build ends
 	failed   map[string]error         // key → why its last build failed
+	// lastFailed is the last build failure (FastStartStatus).
+	lastFailed error
 }
 
 func newTemplates(dir string, log *slog.Logger) *templates {
@@ -80,18 +117,21 @@ func newTemplates(dir string, log *slog.Logger) *templates {
 }
 
 // sweep removes what builds of an engine that died left behind (their
-// directories: placeholder disk, console log; unfinished state files)
-// and templates nothing restored from for templateMaxAge (each restore
-// touches its template).
+// directories: placeholder disk, console log; unfinished state files),
+// once older than leftoverAge, and templates nothing restored from for
+// templateMaxAge (each restore touches its template).
 func (t *templates) sweep() {
 	for _, pat := range []string{"build-*", ".*.state.*"} {
 		m, _ := filepath.Glob(filepath.Join(t.dir, pat))
 		for _, p := range m {
-			os.RemoveAll(p)
+			if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > leftoverAge {
+				os.RemoveAll(p)
+			}
 		}
 	}
 	m, _ := filepath.Glob(filepath.Join(t.dir, "*.state"))
-	for _, p := range m {
+	w, _ := filepath.Glob(filepath.Join(t.dir, "*.wanted"))
+	for _, p := range append(m, w...) {
 		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > templateMaxAge {
 			if os.Remove(p) == nil {
 				t.log.Info("fast start: removed a template unused for long", "template", filepath.Base(p), "lastUsed", fi.ModTime())
@@ -175,6 +215,7 @@ func (t *templates) build(ctx context.Context, cfg vmm.Config, tpl template) err
 		delete(t.building, tpl.key)
 		if err != nil {
 			t.failed[tpl.key] = err
+			t.lastFailed = err
 		} else {
 			delete(t.failed, tpl.key)
 		}
@@ -182,6 +223,24 @@ func (t *templates) build(ctx context.Context, cfg vmm.Config, tpl template) err
 		close(done)
 		return err
 	}
+}
+
+// wanted reports whether tpl's layout has booted cold before (in any
+// engine sharing the directory): a template is built only for a layout
+// that is used again, not for a one-off VM size. The first call for a
+// layout leaves a marker, KEY.wanted, and reports false.
+func (t *templates) wanted(tpl template) bool {
+	marker := strings.TrimSuffix(tpl.path, ".state") + ".wanted"
+	if _, err := os.Stat(marker); err == nil {
+		return true
+	}
+	if err := os.MkdirAll(t.dir, 0o700); err != nil {
+		return true // the build will say why
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return true
+	}
+	return false
 }
 
 // buildLater starts tpl's build in the background unless one runs.
@@ -259,6 +318,7 @@ func (t *templates) save(ctx context.Context, cfg vmm.Config, tpl template) erro
 	if fi, err := os.Stat(tpl.path); err == nil {
 		size = fi.Size()
 	}
+	os.Remove(strings.TrimSuffix(tpl.path, ".state") + ".wanted")
 	t.log.Info("fast start: saved a VM template", "template", tpl.key, "booted", booted.Round(time.Millisecond),
 		"saved", (time.Since(start) - booted).Round(time.Millisecond), "MiB", size>>20)
 	return nil
@@ -285,6 +345,9 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 		return nil, err
 	}
 	if _, err := os.Stat(tpl.path); errors.Is(err, fs.ErrNotExist) {
+		if !l.templates.wanted(tpl) {
+			return nil, errors.New("no template for this layout yet (one is built when a second VM of it boots)")
+		}
 		l.templates.buildLater(cfg, tpl)
 		return nil, errors.New("no template for this layout yet (building one)")
 	} else if err != nil {

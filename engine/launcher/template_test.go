@@ -17,9 +17,10 @@ import (
 )
 
 // TestTemplateKeyAndSweep: containers that differ only in what is per VM (ID,
-// root disk, directory) share a template (New having swept what dead
-// builds left and templates unused for templateMaxAge); other initramfs contents (a new
-// guestinit), another memory size or boot-time shares do not.
+// root disk, directory) or per home (where the boot files are) share a
+// template (New having swept what dead builds left and templates unused
+// for templateMaxAge); other initramfs contents (a new guestinit),
+// another memory size or boot-time shares do not.
 func TestTemplateKeyAndSweep(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("templates exist on the QEMU backend (Linux) only")
@@ -32,28 +33,40 @@ func TestTemplateKeyAndSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What a build cut short by a dead engine leaves is swept by New.
-	leftovers := []string{h.Path("templates", "build-123", "root.img"), h.Path("templates", ".abc.state.456")}
-	for _, p := range leftovers {
+	tdir := filepath.Join(dir, "templates")
+	// What a build cut short by a dead engine leaves is swept by New,
+	// once old enough not to be another engine's build under way.
+	leftovers := []string{filepath.Join(tdir, "build-123", "root.img"), filepath.Join(tdir, ".abc.state.456")}
+	building := []string{filepath.Join(tdir, "build-789", "root.img"), filepath.Join(tdir, ".def.state.789")}
+	for _, p := range append(leftovers, building...) {
 		os.MkdirAll(filepath.Dir(p), 0o700)
 		os.WriteFile(p, nil, 0o600)
 	}
-	kept := h.Path("templates", "abc.state")
+	old := time.Now().Add(-leftoverAge - time.Minute)
+	for _, p := range []string{filepath.Join(tdir, "build-123"), filepath.Join(tdir, ".abc.state.456")} {
+		os.Chtimes(p, old, old)
+	}
+	kept := filepath.Join(tdir, "abc.state")
 	os.WriteFile(kept, nil, 0o600)
-	stale := h.Path("templates", "old.state")
+	stale := filepath.Join(tdir, "old.state")
 	os.WriteFile(stale, nil, 0o600)
 	long := time.Now().Add(-templateMaxAge - time.Hour)
 	os.Chtimes(stale, long, long)
 	leftovers = append(leftovers, stale)
-	l := New(h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, WithFastStart(true))
+	l := New(h, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, WithFastStart(true), WithTemplateDir(tdir))
 	defer l.Close()
 	for _, p := range leftovers {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("New left %s", p)
 		}
 	}
-	if _, err := os.Stat(kept); err != nil {
-		t.Errorf("New removed a template: %v", err)
+	for _, p := range append(building, kept) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("New removed %s: %v", p, err)
+		}
+	}
+	if st := l.FastStartStatus(); !st.Enabled || st.Dir != tdir || len(st.Templates) != 1 || st.Templates[0].Key != "abc" {
+		t.Errorf("FastStartStatus = %+v, want on, in %s, with template abc", st, tdir)
 	}
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -72,14 +85,32 @@ func TestTemplateKeyAndSweep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if filepath.Dir(tpl.path) != h.Path("templates") || !strings.HasSuffix(tpl.path, ".state") {
-			t.Errorf("template path %s is not HOME/templates/KEY.state", tpl.path)
+		if filepath.Dir(tpl.path) != tdir || !strings.HasSuffix(tpl.path, ".state") {
+			t.Errorf("template path %s is not %s/KEY.state", tpl.path, tdir)
 		}
 		return tpl.key
 	}
 	a := key(req("aaaa"))
 	if b := key(req("bbbb")); b != a {
 		t.Errorf("two containers of one layout have templates %s and %s", a, b)
+	}
+	// Another home's copies of the same boot files: the same template
+	// (engines share them).
+	other := req("ffff")
+	other.Boot.Kernel, other.Boot.Initramfs = write("vmlinux-other-home", "kernel"), write("initrd-other-home", "guestinit v1")
+	if key(other) != a {
+		t.Error("the same boot files at other paths got another template")
+	}
+	// A layout's template is wanted from its second cold boot on.
+	tpl, err := l.templateFor(l.config(req("aaaa")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.templates.wanted(tpl) {
+		t.Error("a template was wanted at a layout's first boot")
+	}
+	if !l.templates.wanted(tpl) {
+		t.Error("no template wanted at a layout's second boot")
 	}
 	mem := req("cccc")
 	mem.MemoryBytes = 512 << 20

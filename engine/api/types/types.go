@@ -38,6 +38,34 @@ type Status struct {
 	// one per VM); NetworkReason says why that mode.
 	NetworkMode   string `json:"networkMode,omitempty"`
 	NetworkReason string `json:"networkReason,omitempty"`
+	// FastStart is whether containers' VMs are restored from saved
+	// templates, and the templates (docs/fast-start.md).
+	FastStart FastStartStatus `json:"fastStart"`
+}
+
+// FastStartStatus is the engine's fast start: on or off, and the VM
+// templates it keeps in its home.
+type FastStartStatus struct {
+	Enabled bool `json:"enabled"`
+	// Dir is where the templates are kept (shared by the user's
+	// engines).
+	Dir       string           `json:"dir,omitempty"`
+	Templates []TemplateStatus `json:"templates,omitempty"`
+	// Building counts the templates being built now.
+	Building int `json:"building,omitempty"`
+	// Failed is why the last template build that failed did, since the
+	// engine started ("" when none did).
+	Failed string `json:"failed,omitempty"`
+}
+
+// TemplateStatus is one saved VM template.
+type TemplateStatus struct {
+	// Key names it: a hash of the kernel, initramfs and VM layout.
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+	// LastUsed is when a VM was last restored from it (or it was
+	// saved).
+	LastUsed time.Time `json:"lastUsed"`
 }
 
 // KernelInfo describes the guest kernel the engine boots: the answer to

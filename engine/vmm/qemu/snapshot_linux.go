@@ -58,6 +58,9 @@ func TemplateLayout(cfg vmm.Config, opt ...Option) (string, error) {
 	canon.ID = "template"
 	canon.StateDir = ""
 	canon.Root.Path = "ROOT"
+	// The boot files' contents are in the template's key; where a
+	// home keeps them is not part of the layout.
+	canon.Kernel, canon.Initramfs = "KERNEL", "INITRAMFS"
 	canon.Disks = append([]vmm.Disk(nil), cfg.Disks...)
 	for i := range canon.Disks {
 		canon.Disks[i].Path = fmt.Sprintf("DISK%d", i)
