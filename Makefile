@@ -238,7 +238,7 @@ darwin-build:
 # with a bare "context deadline exceeded" when -fuzztime's deadline races a
 # worker (go.dev/issue/75804, fixed in Go 1.27); counts have no deadline.
 test: web vet fmt-check darwin-check darwin-build workflow-lint
-	$(GO) test -race -count=1 -timeout 50m ./...
+	BERTH_TEMPLATE_DIR=$${BERTH_TEMPLATE_DIR:-$$HOME/.cache/berth/test-templates} $(GO) test -race -count=1 -timeout 50m ./...
 	$(GO) test ./engine/rootfs -run '^$$' -fuzz '^FuzzApply$$' -fuzztime 30000x -fuzzminimizetime 200x
 	$(GO) test ./engine/api -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime 40000x -fuzzminimizetime 1000x
 	$(GO) test ./engine/share/ninep -run '^$$' -fuzz '^FuzzWalkNames$$' -fuzztime 150000x -fuzzminimizetime 1000x

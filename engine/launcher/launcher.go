@@ -39,7 +39,7 @@ var _ container.VMLauncher = (*Launcher)(nil)
 // kernels prepares (downloading it first if need be, one download at a
 // time) and keeps boot files in h/cache.
 func New(h home.Home, log *slog.Logger, kernels *kernel.Setup, opts ...Option) *Launcher {
-	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels, templateDir: TemplateDir()}
+	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels, templateDir: TemplateDir(h)}
 	for _, o := range opts {
 		o(l)
 	}
@@ -65,16 +65,18 @@ func KernelCacheDir() string {
 // start's VM templates are kept (TemplateDir).
 const TemplateDirEnv = "BERTH_TEMPLATE_DIR"
 
-// TemplateDir is where fast start's VM templates are kept by default:
-// $BERTH_TEMPLATE_DIR, else ~/.cache/berth/templates (next to the
-// kernels). Every engine of the user shares them: a template's name
-// hashes everything it depends on (kernel, initramfs, hypervisor, VM
-// layout), none of it a home's.
-func TemplateDir() string {
+// TemplateDir is where fast start's VM templates are kept for the
+// engine on h: $BERTH_TEMPLATE_DIR when set, else h/templates. A
+// template holds a guest's memory before any container state, so it
+// stays in the Berth home (0600) unless the user moves it; engines
+// pointed at one directory share it (a template's name hashes everything
+// it depends on: kernel, initramfs, hypervisor, VM layout, none of it a
+// home's). The tests point theirs at one directory (make test).
+func TemplateDir(h home.Home) string {
 	if d := os.Getenv(TemplateDirEnv); d != "" {
 		return d
 	}
-	return filepath.Join(filepath.Dir(KernelCacheDir()), "templates")
+	return h.Path("templates")
 }
 
 // SweepOrphans stops the VMs an engine that died left running for the

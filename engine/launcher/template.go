@@ -36,7 +36,8 @@ import (
 // the root. A template is kept per kernel and initramfs content (which
 // holds guestinit) and backend layout (backend.TemplateLayout: the
 // hypervisor, architecture, vCPUs, memory, devices), in
-// TemplateDir()/KEY.state, mode 0600, shared by the user's engines.
+// TemplateDir(home)/KEY.state, mode 0600 (HOME/templates unless
+// $BERTH_TEMPLATE_DIR moves it; engines sharing a directory share templates).
 
 const (
 	// templateBuildTimeout bounds one template's boot and save.
@@ -85,7 +86,7 @@ func (l *Launcher) FastStartStatus() types.FastStartStatus {
 // Option configures a Launcher.
 type Option func(*Launcher)
 
-// WithTemplateDir keeps templates in dir instead of TemplateDir().
+// WithTemplateDir keeps templates in dir instead of TemplateDir(home).
 func WithTemplateDir(dir string) Option { return func(l *Launcher) { l.templateDir = dir } }
 
 // WithFastStart turns fast start on or off: on, containers' VMs are

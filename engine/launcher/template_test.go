@@ -127,3 +127,19 @@ func TestTemplateKeyAndSweep(t *testing.T) {
 		t.Error("a container with boot-time shares got a template")
 	}
 }
+
+// TestTemplateDirInHome: templates live in the Berth home unless
+// $BERTH_TEMPLATE_DIR moves them (make test points every test engine at
+// one directory).
+func TestTemplateDirInHome(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	t.Setenv(TemplateDirEnv, "")
+	if got, want := TemplateDir(h), filepath.Join(h.Dir, "templates"); got != want {
+		t.Errorf("TemplateDir = %s, want %s", got, want)
+	}
+	moved := t.TempDir()
+	t.Setenv(TemplateDirEnv, moved)
+	if got := TemplateDir(h); got != moved {
+		t.Errorf("TemplateDir with %s=%s = %s", TemplateDirEnv, moved, got)
+	}
+}
