@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/daemon"
 	"github.com/berthvm/berth/engine/home"
 	"github.com/berthvm/berth/internal/testenv"
@@ -330,5 +331,20 @@ func TestPullQuietAndDigests(t *testing.T) {
 	r = berth(t, h, "pull", "-q", reg.Host+"/test/missing:1")
 	if r.code != 1 || r.out != "" || !strings.Contains(r.err, "test/missing") {
 		t.Fatalf("pull -q of a missing image: %+v", r)
+	}
+}
+
+// TestFastStartLine: the status line says when fast start cannot help
+// (bridge mode's TAP NICs boot cold) and which container builds a template.
+func TestFastStartLine(t *testing.T) {
+	on := types.FastStartStatus{Enabled: true}
+	if got := fastStartLine(on, "user"); !strings.Contains(got, "second container") || strings.Contains(got, "bridge") {
+		t.Errorf("user mode, no template: %q", got)
+	}
+	if got := fastStartLine(on, "bridge"); !strings.Contains(got, "bridge networks boot cold") || !strings.Contains(got, "--network-mode user") {
+		t.Errorf("bridge mode: %q", got)
+	}
+	if got := fastStartLine(types.FastStartStatus{}, "bridge"); !strings.HasPrefix(got, "off:") {
+		t.Errorf("off: %q", got)
 	}
 }

@@ -111,7 +111,7 @@ func newStatusCmd(e *env) *cobra.Command {
 			if st.NetworkMode != "" {
 				fmt.Fprintf(w, "Network:\t%s: %s\n", st.NetworkMode, st.NetworkReason)
 			}
-			fmt.Fprintf(w, "Fast start:\t%s\n", fastStartLine(st.FastStart))
+			fmt.Fprintf(w, "Fast start:\t%s\n", fastStartLine(st.FastStart, st.NetworkMode))
 			for _, t := range st.FastStart.Templates {
 				fmt.Fprintf(w, "  template %s: %d MiB, last used %s ago\n", t.Key, t.Size>>20, time.Since(t.LastUsed).Round(time.Second))
 			}
@@ -120,15 +120,16 @@ func newStatusCmd(e *env) *cobra.Command {
 	}
 }
 
-// fastStartLine is one line about fast start; the templates follow it.
-func fastStartLine(f types.FastStartStatus) string {
+// fastStartLine is one line about fast start under the engine's network
+// mode; the templates follow it.
+func fastStartLine(f types.FastStartStatus, networkMode string) string {
 	if !f.Enabled {
 		return "off: every container's VM boots cold (berth daemon --fast-start=false)"
 	}
 	var b strings.Builder
 	switch n := len(f.Templates); n {
 	case 0:
-		b.WriteString("on: no VM template yet (the first container of each VM size builds one)")
+		b.WriteString("on: no VM template yet (the second container of each VM size builds one)")
 	case 1:
 		b.WriteString("on: 1 VM template in " + f.Dir)
 	default:
@@ -139,6 +140,9 @@ func fastStartLine(f types.FastStartStatus) string {
 	}
 	if f.Failed != "" {
 		fmt.Fprintf(&b, "; a build failed: %s", f.Failed)
+	}
+	if networkMode == "bridge" {
+		b.WriteString("; containers on bridge networks boot cold (a TAP NIC is not restored from templates yet: berth daemon --network-mode user restores them)")
 	}
 	return b.String()
 }

@@ -249,6 +249,7 @@ func (d *Daemon) openLog(extra io.Writer) error {
 		w = io.MultiWriter(extra, f)
 	}
 	d.log = slog.New(slog.NewTextHandler(w, nil))
+	routeLibraryLogs(d.log)
 	return nil
 }
 
