@@ -35,7 +35,7 @@ func newLifecycle(t *testing.T) *lifecycle {
 	t.Helper()
 	l := &lifecycle{vms: &fakeLauncher{t: t}, bus: events.NewBus()}
 	m, err := NewManager(context.Background(), Config{
-		Dir: t.TempDir(), VMs: l.vms, Events: l.bus,
+		Dir: settledTempDir(t), VMs: l.vms, Events: l.bus,
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Limits: HostLimits{CPUs: 8, MemoryBytes: 8 << 30},
 	})
@@ -803,4 +803,33 @@ func TestSignalExec(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.waitExit(t, c)
+}
+
+// settledTempDir is a temporary directory removed when the test ends,
+// retrying for a few seconds: Manager.Close does not wait for the exit
+// handlers of VMs still running (they outlive it, as VMs outlive an
+// engine), so one may still be saving a container's state file while
+// the test's cleanup runs (t.TempDir then fails with "directory not
+// empty", seen once in CI under load).
+func settledTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "berth-lifecycle-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("remove %s: %v", dir, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return dir
 }
