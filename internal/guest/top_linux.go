@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berthvm/berth/internal/procstat"
+
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/user"
 )
@@ -38,13 +40,13 @@ func (s *Server) listProcesses() (*agentpb.ListProcessesResponse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	stats := map[int]*procStat{}
+	stats := map[int]procstat.Stat{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, err := readProcStat(pid); err == nil {
+		if st, err := procstat.Read(pid); err == nil {
 			stats[pid] = st
 		}
 	}
@@ -54,10 +56,10 @@ func (s *Server) listProcesses() (*agentpb.ListProcessesResponse, error) {
 			if !ok || pid <= 1 {
 				return false
 			}
-			if inits[st.ppid] {
+			if inits[st.PPID] {
 				return true
 			}
-			pid = st.ppid
+			pid = st.PPID
 		}
 		return false
 	}
@@ -94,49 +96,16 @@ func (s *Server) listProcesses() (*agentpb.ListProcessesResponse, error) {
 	return resp, nil
 }
 
-// procStat is what /proc/PID/stat says of a process.
-type procStat struct {
-	comm      string
-	ppid      int
-	ttyNr     int
-	cpuTicks  uint64
-	startTick uint64
-}
-
-func readProcStat(pid int) (*procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	// "PID (COMM) STATE PPID ..."; COMM may hold spaces and parentheses.
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return nil, fmt.Errorf("/proc/%d/stat: no command", pid)
-	}
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 20 {
-		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	st := &procStat{comm: string(b[open+1 : end])}
-	st.ppid, _ = strconv.Atoi(f[1])
-	st.ttyNr, _ = strconv.Atoi(f[4])
-	utime, _ := strconv.ParseUint(f[11], 10, 64)
-	stime, _ := strconv.ParseUint(f[12], 10, 64)
-	st.cpuTicks = utime + stime
-	st.startTick, _ = strconv.ParseUint(f[19], 10, 64)
-	return st, nil
-}
-
 // readProcessInfo completes st with /proc/PID/status and cmdline. Ppid
 // is left as the guest's pid of the parent.
-func readProcessInfo(pid int, st *procStat, bootUnix int64) (*agentpb.ProcessInfo, error) {
+func readProcessInfo(pid int, st procstat.Stat, bootUnix int64) (*agentpb.ProcessInfo, error) {
 	p := &agentpb.ProcessInfo{
 		Pid:         int32(pid),
-		Ppid:        int32(st.ppid),
-		Comm:        st.comm,
-		CpuUsec:     st.cpuTicks * 1e6 / clockTicks,
-		StartUnixNs: bootUnix*1e9 + int64(st.startTick)*1e9/clockTicks,
-		Tty:         ttyName(st.ttyNr),
+		Ppid:        int32(st.PPID),
+		Comm:        st.Comm,
+		CpuUsec:     st.CPUTicks * 1e6 / clockTicks,
+		StartUnixNs: bootUnix*1e9 + int64(st.StartTicks)*1e9/clockTicks,
+		Tty:         ttyName(st.TTY),
 	}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
