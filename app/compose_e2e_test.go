@@ -256,18 +256,7 @@ func TestComposeApp(t *testing.T) {
 	}
 
 	mustOK(t, "compose down -v", compose("down", "-v"))
-	for what, args := range map[string][]string{
-		"containers": {"ps", "-a", "-q"},
-		"volumes":    {"volume", "ls", "-q"},
-		"networks":   {"network", "ls", "-q", "--filter", "type=custom"},
-	} {
-		if r := mustOK(t, what, docker(t, bh, args...)); strings.TrimSpace(r.out) != "" {
-			t.Errorf("%s left after compose down -v: %q", what, r.out)
-		}
-	}
-	if n := vms(); n != 0 {
-		t.Errorf("%d VMs left after compose down -v", n)
-	}
+	nothingLeft(t, bh, vms, "compose down -v")
 
 	// An image that does not exist: compose shows Docker's error.
 	bad := filepath.Join(dir, "bad.yaml")
@@ -385,17 +374,24 @@ func testComposeEngineKilled(t *testing.T, bh, file string, vms func() int, hit 
 	mustOK(t, "compose up -d --wait after the engine's restart", berth(t, bh, "compose", "-f", file, "-p", "shop", "up", "-d", "--wait"))
 	hit("count=1")
 	mustOK(t, "compose down -v after the engine's restart", berth(t, bh, "compose", "-f", file, "-p", "shop", "down", "-v"))
-	for what, args := range map[string][]string{
+	nothingLeft(t, bh, vms, "compose down -v (engine killed during up)")
+}
+
+// nothingLeft fails t when the engine on bh still has a container,
+// volume, custom network or VM after what.
+func nothingLeft(t *testing.T, bh string, vms func() int, what string) {
+	t.Helper()
+	for kind, args := range map[string][]string{
 		"containers": {"ps", "-a", "-q"},
 		"volumes":    {"volume", "ls", "-q"},
 		"networks":   {"network", "ls", "-q", "--filter", "type=custom"},
 	} {
-		if r := mustOK(t, what, docker(t, bh, args...)); strings.TrimSpace(r.out) != "" {
-			t.Errorf("%s left after compose down -v (engine killed during up): %q", what, r.out)
+		if r := mustOK(t, kind, docker(t, bh, args...)); strings.TrimSpace(r.out) != "" {
+			t.Errorf("%s left after %s: %q", kind, what, r.out)
 		}
 	}
 	if n := vms(); n != 0 {
-		t.Errorf("%d VMs left after compose down -v (engine killed during up)", n)
+		t.Errorf("%d VMs left after %s", n, what)
 	}
 }
 
