@@ -48,6 +48,11 @@ type Manager struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	closed atomic.Bool
+	// policy counts the policy starts under way (restarts and the
+	// engine's own starts); Close waits for them. bgMu orders their Add
+	// against Close's Wait.
+	bgMu   sync.Mutex
+	policy sync.WaitGroup
 
 	mu    sync.Mutex
 	byID  map[string]*Container

@@ -63,14 +63,11 @@ func (m *Manager) scheduleRestartLocked(c *Container, ran time.Duration) {
 	_ = c.saveStateLocked()
 	tok := &restartToken{}
 	tok.timer = time.AfterFunc(c.restartDelay, func() {
-		if m.closed.Load() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Minute)
-		defer cancel()
-		if err := m.startWith(ctx, c, tok); err != nil {
-			m.log.Warn("restart by policy failed", "container", c.spec.ID[:12], "err", err)
-		}
+		m.goPolicy(context.Background(), 5*time.Minute, func(ctx context.Context) {
+			if err := m.startWith(ctx, c, tok); err != nil {
+				m.log.Warn("restart by policy failed", "container", c.spec.ID[:12], "err", err)
+			}
+		})
 	})
 	c.pendingRestart = tok
 }
@@ -110,25 +107,54 @@ func (m *Manager) StartRestartable(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	for _, c := range todo {
-		go func() {
+		go m.goPolicy(ctx, 0, func(ctx context.Context) {
 			if err := m.startWith(ctx, c, engineStart); err != nil {
 				m.log.Warn("restart at engine start failed", "container", c.spec.ID[:12], "err", err)
 			}
-		}()
+		})
 	}
 }
 
-// Close stops scheduling restarts and cancels the pending ones.
+// goPolicy runs start, a policy start, under a context that ends with
+// parent, with Close, and after timeout (0: none), unless the Manager is
+// closed; Close waits for it.
+func (m *Manager) goPolicy(parent context.Context, timeout time.Duration, start func(context.Context)) {
+	m.bgMu.Lock()
+	if m.closed.Load() {
+		m.bgMu.Unlock()
+		return
+	}
+	m.policy.Add(1)
+	m.bgMu.Unlock()
+	defer m.policy.Done()
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	stop := context.AfterFunc(m.ctx, cancel)
+	defer stop()
+	if timeout > 0 {
+		var cancelT context.CancelFunc
+		ctx, cancelT = context.WithTimeout(ctx, timeout)
+		defer cancelT()
+	}
+	start(ctx)
+}
+
+// Close stops scheduling restarts, cancels the pending ones and the
+// policy starts under way, and waits for those to end, so that no start
+// by policy begins or saves state after Close returns.
 func (m *Manager) Close() {
+	m.bgMu.Lock()
 	m.closed.Store(true)
+	m.bgMu.Unlock()
 	m.cancel()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, c := range m.byID {
 		c.mu.Lock()
 		c.cancelRestartLocked()
 		c.mu.Unlock()
 	}
+	m.mu.Unlock()
+	m.policy.Wait()
 }
 
 // checkRestartPolicy validates a create request's restart policy as

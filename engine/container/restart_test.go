@@ -253,3 +253,45 @@ func TestRestartPendingRemoveAndStart(t *testing.T) {
 		t.Fatalf("cp from a created container: %v", err)
 	}
 }
+
+// TestCloseWaitsForPolicyStart: Close cancels a policy restart whose VM
+// is booting and returns only once that start has ended and recorded its
+// outcome; nothing starts after it.
+func TestCloseWaitsForPolicyStart(t *testing.T) {
+	l := newLifecycle(t)
+	ctx := context.Background()
+	c := l.add(t, "looper", []string{"exit", "0"}, func(s *Spec) {
+		s.HostConfig.RestartPolicy = mobycontainer.RestartPolicy{Name: mobycontainer.RestartPolicyAlways}
+	})
+	if err := l.m.Start(ctx, c.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, "a pending restart", func(State) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.pendingRestart != nil
+	})
+	// The next restart boots a VM whose agent never answers: it hangs
+	// until its context ends.
+	l.vms.mu.Lock()
+	l.vms.boot = bootSilent
+	l.vms.mu.Unlock()
+	before := l.vms.launched()
+	waitState(t, c, "the restart booting", func(State) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.busy == "starting"
+	})
+	l.m.Close()
+	c.mu.Lock()
+	busy, st := c.busy, c.state
+	c.mu.Unlock()
+	if busy != "" || st.Starting || st.Status == mobycontainer.StateRunning {
+		t.Fatalf("after Close: busy %q, state %+v; want the cancelled start recorded", busy, st)
+	}
+	launched := l.vms.launched()
+	time.Sleep(500 * time.Millisecond)
+	if n := l.vms.launched(); n != launched || launched < before {
+		t.Fatalf("launches: %d before the silent boot, %d at Close, %d after it", before, launched, n)
+	}
+}
