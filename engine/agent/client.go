@@ -300,6 +300,13 @@ func (c *Client) Shutdown(ctx context.Context, reboot bool) error {
 	return fromStatus("shutdown", err)
 }
 
+// AcquireLease has the guest bring its NIC up and get a lease from the
+// network's DHCP server (which it then keeps renewing).
+func (c *Client) AcquireLease(ctx context.Context, r *agentpb.LeaseRequest) (*agentpb.Lease, error) {
+	l, err := c.api.AcquireLease(ctx, r)
+	return l, fromStatus("acquire a DHCP lease", err)
+}
+
 // ForwardUnix has the guest listen on port for as long as it runs and
 // splice each connection made there (Dialer.DialPort) to the unix socket
 // at path inside the container rootfs.

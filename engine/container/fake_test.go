@@ -49,6 +49,10 @@ type fakeLauncher struct {
 	boot     fakeBoot
 	requests []LaunchRequest
 	vms      []*fakeVM
+	// guestNet is what the VMs' Network reports (nil: none); lease is
+	// their agent's answer to AcquireLease.
+	guestNet *vmm.GuestNetwork
+	lease    func() (*agentpb.Lease, error)
 }
 
 // Prepare has nothing to prepare: the fake boots no kernel.
@@ -61,11 +65,11 @@ func (l *fakeLauncher) Launch(ctx context.Context, req LaunchRequest) (VM, error
 	}
 	l.t.Cleanup(func() { os.RemoveAll(dir) })
 	l.mu.Lock()
-	boot := l.boot
+	boot, gn, lease := l.boot, l.guestNet, l.lease
 	l.requests = append(l.requests, req)
 	l.mu.Unlock()
-	vm := &fakeVM{done: make(chan struct{})}
-	vm.guest = &fakeGuest{vm: vm, tr: transporttest.NewNoHalfClose(transport.NewUnix(dir)), procs: map[string]*fakeProc{}, dead: make(chan struct{})}
+	vm := &fakeVM{done: make(chan struct{}), net: gn}
+	vm.guest = &fakeGuest{vm: vm, tr: transporttest.NewNoHalfClose(transport.NewUnix(dir)), procs: map[string]*fakeProc{}, dead: make(chan struct{}), lease: lease}
 	switch boot {
 	case bootOK:
 		if err := vm.guest.serve(); err != nil {
@@ -103,6 +107,7 @@ func (l *fakeLauncher) launched() int {
 // fakeVM is a fake container.VM.
 type fakeVM struct {
 	guest *fakeGuest
+	net   *vmm.GuestNetwork
 
 	mu      sync.Mutex
 	err     error
@@ -112,7 +117,7 @@ type fakeVM struct {
 }
 
 func (v *fakeVM) Dialer() transport.Dialer   { return v.guest.tr }
-func (v *fakeVM) Network() *vmm.GuestNetwork { return nil }
+func (v *fakeVM) Network() *vmm.GuestNetwork { return v.net }
 func (v *fakeVM) Pid() int                   { return 4242 }
 func (v *fakeVM) Backend() string            { return "fake" }
 func (v *fakeVM) Done() <-chan struct{}      { return v.done }
@@ -176,6 +181,7 @@ type fakeGuest struct {
 	mu      sync.Mutex
 	procs   map[string]*fakeProc
 	network *agentpb.ConfigureNetworkRequest
+	lease   func() (*agentpb.Lease, error)
 	mounts  []*agentpb.MountRequest
 	dead    chan struct{}
 	died    bool
@@ -255,6 +261,13 @@ func (g *fakeGuest) ConfigureNetwork(_ context.Context, r *agentpb.ConfigureNetw
 	g.network = r
 	g.mu.Unlock()
 	return &agentpb.Empty{}, nil
+}
+
+func (g *fakeGuest) AcquireLease(context.Context, *agentpb.LeaseRequest) (*agentpb.Lease, error) {
+	if g.lease == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "the fake VM has no DHCP server")
+	}
+	return g.lease()
 }
 
 func (g *fakeGuest) Mount(_ context.Context, r *agentpb.MountRequest) (*agentpb.Empty, error) {

@@ -15,6 +15,7 @@ import (
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/share"
+	"github.com/berthvm/berth/engine/vmm"
 	mobycontainer "github.com/moby/moby/api/types/container"
 	mobyevents "github.com/moby/moby/api/types/events"
 )
@@ -64,6 +65,9 @@ type running struct {
 	// net is the run's place on a Berth network (nil without one): its
 	// published ports close when the run ends.
 	net NetworkAttachment
+	// guestNet is the guest's network as configured: the backend's plan,
+	// or the DHCP lease it got (nil: none).
+	guestNet *vmm.GuestNetwork
 
 	// shares are the run-time shares mounted in this run; the VM has
 	// sharePorts spare ports for them (VM.SharePort).
@@ -201,7 +205,7 @@ func (m *Manager) startWith(ctx context.Context, c *Container, policy *restartTo
 	if r.net != nil {
 		c.state.Ports = r.net.Ports()
 	}
-	if gn := r.vm.Network(); gn != nil && gn.Address.IsValid() {
+	if gn := r.guestNet; gn != nil && gn.Address.IsValid() {
 		c.state.IPPrefixLen, c.state.Gateway = gn.Address.Bits(), gn.Gateway
 	}
 	hc := healthConfig(spec.Config)
@@ -364,7 +368,7 @@ func bringUp(ctx context.Context, c *Container, spec Spec, r *running, t0 time.T
 		stdio, err := createMain(ctx, c, r.agent, spec)
 		cc <- created{stdio, err}
 	}()
-	err = configureGuest(ctx, r.agent, r.vm, r.net, spec.Config, spec.HostConfig)
+	r.guestNet, err = configureGuest(ctx, r.agent, r.vm, r.net, spec.Config, spec.HostConfig)
 	if err == nil {
 		sp.mark("configure")
 		r.ip = guestInfo(ctx, r.agent, r.boot)
@@ -410,13 +414,22 @@ func mountShares(ctx context.Context, ac *agent.Client, vm VM, mounts []share.Mo
 	return nil
 }
 
-// configureGuest gives the guest its network, hostname, DNS and hosts,
-// and makes the container's root read-only when asked. On a Berth
+// configureGuest gives the guest its network (the backend's plan, or a
+// DHCP lease the guest gets first where the backend says so), hostname,
+// DNS and hosts, makes the container's root read-only when asked, and
+// returns the network it configured. On a Berth
 // network (att set) the container's one nameserver is the network's
 // resolver, which its --dns servers are upstreams of (noted in
 // resolv.conf, as Docker does); elsewhere they are its nameservers.
-func configureGuest(ctx context.Context, ac *agent.Client, vm VM, att NetworkAttachment, cfg *mobycontainer.Config, hc *mobycontainer.HostConfig) error {
-	net := networkRequest(vm.Network())
+func configureGuest(ctx context.Context, ac *agent.Client, vm VM, att NetworkAttachment, cfg *mobycontainer.Config, hc *mobycontainer.HostConfig) (*vmm.GuestNetwork, error) {
+	gn := vm.Network()
+	if gn != nil && gn.DHCP {
+		var err error
+		if gn, err = leaseNetwork(ctx, ac, cfg.Hostname); err != nil {
+			return nil, err
+		}
+	}
+	net := networkRequest(gn)
 	net.Hostname = cfg.Hostname
 	for _, d := range hc.DNS {
 		if att != nil {
@@ -443,23 +456,23 @@ func configureGuest(ctx context.Context, ac *agent.Client, vm VM, att NetworkAtt
 		}
 		if ip == hostGateway {
 			if att == nil {
-				return errdefs.InvalidArgument(fmt.Errorf("--add-host %s: host-gateway needs the container on a Berth network", h))
+				return nil, errdefs.InvalidArgument(fmt.Errorf("--add-host %s: host-gateway needs the container on a Berth network", h))
 			}
 			ip = att.HostAlias().String()
 		}
 		net.Hosts = append(net.Hosts, &agentpb.HostEntry{Ip: ip, Names: []string{name}})
 	}
 	if err := ac.ConfigureNetwork(ctx, net); err != nil {
-		return fmt.Errorf("configure network: %w", err)
+		return nil, fmt.Errorf("configure network: %w", err)
 	}
 	if hc.ReadonlyRootfs {
 		// The disk stays writable for the guest (resolv.conf, hosts and
 		// hostname are written above); the container's root is not.
 		if err := ac.Mount(ctx, &agentpb.MountRequest{Source: "rootfs", Target: "/", Options: []string{"remount", "bind", "ro"}}); err != nil {
-			return fmt.Errorf("make the root filesystem read-only: %w", err)
+			return nil, fmt.Errorf("make the root filesystem read-only: %w", err)
 		}
 	}
-	return nil
+	return gn, nil
 }
 
 // guestInfo asks the guest for its address and boot times (recorded in

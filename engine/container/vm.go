@@ -2,9 +2,12 @@ package container
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
+	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/network"
@@ -142,6 +145,42 @@ type VM interface {
 	// SharePort is the host end of spare port i (0 <= i <
 	// LaunchRequest.SharePorts), the guest's vmm.SharePortName(i).
 	SharePort(i int) (net.Conn, error)
+}
+
+// leaseTimeout bounds a guest's DHCP exchange at start.
+const leaseTimeout = 10 * time.Second
+
+// leaseNetwork has the guest get a DHCP lease (a backend whose
+// GuestNetwork says DHCP) and returns it as the guest's network, checked
+// here: it is the guest's word.
+func leaseNetwork(ctx context.Context, ac *agent.Client, hostname string) (*vmm.GuestNetwork, error) {
+	l, err := ac.AcquireLease(ctx, &agentpb.LeaseRequest{Hostname: hostname, TimeoutMs: uint32(leaseTimeout / time.Millisecond)})
+	if err != nil {
+		return nil, fmt.Errorf("get the VM's address from the network's DHCP server (macOS's vmnet on a Mac; restarting the container tries again): %w", err)
+	}
+	bad := func(what, v string) error {
+		return fmt.Errorf("get the VM's address by DHCP: the guest reported %s %q, which is not valid", what, v)
+	}
+	gn := &vmm.GuestNetwork{MTU: int(l.Mtu)}
+	if gn.Address, err = netip.ParsePrefix(l.Address); err != nil || !gn.Address.Addr().Is4() {
+		return nil, bad("address", l.Address)
+	}
+	if l.Gateway != "" {
+		if gn.Gateway, err = netip.ParseAddr(l.Gateway); err != nil || !gn.Address.Masked().Contains(gn.Gateway) {
+			return nil, bad("gateway", l.Gateway)
+		}
+	}
+	for _, d := range l.DnsServers {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return nil, bad("DNS server", d)
+		}
+		gn.DNS = append(gn.DNS, a)
+	}
+	if l.Mtu != 0 && (l.Mtu < 576 || l.Mtu > 65535) {
+		return nil, bad("MTU", fmt.Sprint(l.Mtu))
+	}
+	return gn, nil
 }
 
 // networkRequest is the agent's network configuration for a backend's

@@ -126,6 +126,10 @@ type GuestNetwork struct {
 	MTU int
 	// DNS are the resolvers the guest uses.
 	DNS []netip.Addr
+	// DHCP: the guest asks the network's DHCP server for its address
+	// (vz's NAT, where macOS's vmnet picks it); the fields above are then
+	// empty until the lease says them.
+	DHCP bool
 }
 
 // State is where a Machine is in its life.

@@ -102,8 +102,10 @@ type Server struct {
 	inits      map[int]*container // container init pid → container
 	ports      map[uint32]string  // stdio port → process ID
 	subs       map[chan *agentpb.Event]struct{}
-	archives   map[uint32]*archiveJob // docker cp transfers by port
-	forwards   map[uint32]string      // ForwardUnix's ports → socket paths
+	archives   map[uint32]*archiveJob        // docker cp transfers by port
+	forwards   map[uint32]string             // ForwardUnix's ports → socket paths
+	leases     map[string]context.CancelFunc // AcquireLease's renewals by NIC
+	renewFloor time.Duration                 // tests: the shortest renewal wait (0: minRenew)
 
 	stageMu sync.Mutex
 	staged  map[string]string // share source → its staging mount point

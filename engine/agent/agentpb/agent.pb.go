@@ -2460,6 +2460,163 @@ func (x *ForwardUnixRequest) GetPath() string {
 	return ""
 }
 
+type LeaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Interface to configure; empty means the first non-loopback one.
+	Interface string `protobuf:"bytes,1,opt,name=interface,proto3" json:"interface,omitempty"`
+	// TimeoutMs bounds the exchange; 0 means 10 s. At most 60 s.
+	TimeoutMs uint32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Hostname is sent to the server (option 12).
+	Hostname      string `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *LeaseRequest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+type Lease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Address in CIDR form (192.168.64.5/24).
+	Address    string   `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Gateway    string   `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	DnsServers []string `protobuf:"bytes,3,rep,name=dns_servers,json=dnsServers,proto3" json:"dns_servers,omitempty"`
+	Mtu        uint32   `protobuf:"varint,4,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// LeaseSeconds is the lease's time; Server the DHCP server's address.
+	LeaseSeconds  uint32 `protobuf:"varint,5,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"`
+	Server        string `protobuf:"bytes,6,opt,name=server,proto3" json:"server,omitempty"`
+	Interface     string `protobuf:"bytes,7,opt,name=interface,proto3" json:"interface,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Lease) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Lease) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Lease) GetDnsServers() []string {
+	if x != nil {
+		return x.DnsServers
+	}
+	return nil
+}
+
+func (x *Lease) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+func (x *Lease) GetLeaseSeconds() uint32 {
+	if x != nil {
+		return x.LeaseSeconds
+	}
+	return 0
+}
+
+func (x *Lease) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *Lease) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -2641,7 +2798,21 @@ const file_agent_proto_rawDesc = "" +
 	"\tprocesses\x18\x01 \x03(\v2\x1b.berth.agent.v1.ProcessInfoR\tprocesses\"<\n" +
 	"\x12ForwardUnixRequest\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path2\xfa\f\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"g\n" +
+	"\fLeaseRequest\x12\x1c\n" +
+	"\tinterface\x18\x01 \x01(\tR\tinterface\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12\x1a\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\"\xc9\x01\n" +
+	"\x05Lease\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\x12\x1f\n" +
+	"\vdns_servers\x18\x03 \x03(\tR\n" +
+	"dnsServers\x12\x10\n" +
+	"\x03mtu\x18\x04 \x01(\rR\x03mtu\x12#\n" +
+	"\rlease_seconds\x18\x05 \x01(\rR\fleaseSeconds\x12\x16\n" +
+	"\x06server\x18\x06 \x01(\tR\x06server\x12\x1c\n" +
+	"\tinterface\x18\a \x01(\tR\tinterface2\xbf\r\n" +
 	"\x05Agent\x12A\n" +
 	"\x04Ping\x12\x1b.berth.agent.v1.PingRequest\x1a\x1c.berth.agent.v1.PingResponse\x12A\n" +
 	"\x04Info\x12\x1b.berth.agent.v1.InfoRequest\x1a\x1c.berth.agent.v1.InfoResponse\x12<\n" +
@@ -2665,7 +2836,8 @@ const file_agent_proto_rawDesc = "" +
 	"\vOpenArchive\x12\x1e.berth.agent.v1.ArchiveRequest\x1a\x18.berth.agent.v1.PathStat\x12H\n" +
 	"\vWaitArchive\x12\".berth.agent.v1.WaitArchiveRequest\x1a\x15.berth.agent.v1.Empty\x12\\\n" +
 	"\rListProcesses\x12$.berth.agent.v1.ListProcessesRequest\x1a%.berth.agent.v1.ListProcessesResponse\x12H\n" +
-	"\vForwardUnix\x12\".berth.agent.v1.ForwardUnixRequest\x1a\x15.berth.agent.v1.EmptyB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
+	"\vForwardUnix\x12\".berth.agent.v1.ForwardUnixRequest\x1a\x15.berth.agent.v1.Empty\x12C\n" +
+	"\fAcquireLease\x12\x1c.berth.agent.v1.LeaseRequest\x1a\x15.berth.agent.v1.LeaseB7Z5github.com/berthvm/berth/engine/agent/agentpb;agentpbb\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2680,7 +2852,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_agent_proto_goTypes = []any{
 	(Event_Kind)(0),                 // 0: berth.agent.v1.Event.Kind
 	(*Empty)(nil),                   // 1: berth.agent.v1.Empty
@@ -2719,6 +2891,8 @@ var file_agent_proto_goTypes = []any{
 	(*ProcessInfo)(nil),             // 34: berth.agent.v1.ProcessInfo
 	(*ListProcessesResponse)(nil),   // 35: berth.agent.v1.ListProcessesResponse
 	(*ForwardUnixRequest)(nil),      // 36: berth.agent.v1.ForwardUnixRequest
+	(*LeaseRequest)(nil),            // 37: berth.agent.v1.LeaseRequest
+	(*Lease)(nil),                   // 38: berth.agent.v1.Lease
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: berth.agent.v1.InfoResponse.boot:type_name -> berth.agent.v1.BootTimes
@@ -2748,30 +2922,32 @@ var file_agent_proto_depIdxs = []int32{
 	32, // 24: berth.agent.v1.Agent.WaitArchive:input_type -> berth.agent.v1.WaitArchiveRequest
 	33, // 25: berth.agent.v1.Agent.ListProcesses:input_type -> berth.agent.v1.ListProcessesRequest
 	36, // 26: berth.agent.v1.Agent.ForwardUnix:input_type -> berth.agent.v1.ForwardUnixRequest
-	3,  // 27: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
-	6,  // 28: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
-	1,  // 29: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
-	1,  // 30: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
-	1,  // 31: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
-	13, // 32: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
-	15, // 33: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
-	17, // 34: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
-	1,  // 35: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
-	1,  // 36: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
-	1,  // 37: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
-	1,  // 38: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
-	23, // 39: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
-	25, // 40: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
-	1,  // 41: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
-	1,  // 42: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
-	1,  // 43: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
-	30, // 44: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
-	30, // 45: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
-	1,  // 46: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
-	35, // 47: berth.agent.v1.Agent.ListProcesses:output_type -> berth.agent.v1.ListProcessesResponse
-	1,  // 48: berth.agent.v1.Agent.ForwardUnix:output_type -> berth.agent.v1.Empty
-	27, // [27:49] is the sub-list for method output_type
-	5,  // [5:27] is the sub-list for method input_type
+	37, // 27: berth.agent.v1.Agent.AcquireLease:input_type -> berth.agent.v1.LeaseRequest
+	3,  // 28: berth.agent.v1.Agent.Ping:output_type -> berth.agent.v1.PingResponse
+	6,  // 29: berth.agent.v1.Agent.Info:output_type -> berth.agent.v1.InfoResponse
+	1,  // 30: berth.agent.v1.Agent.Mount:output_type -> berth.agent.v1.Empty
+	1,  // 31: berth.agent.v1.Agent.Unmount:output_type -> berth.agent.v1.Empty
+	1,  // 32: berth.agent.v1.Agent.ConfigureNetwork:output_type -> berth.agent.v1.Empty
+	13, // 33: berth.agent.v1.Agent.CreateProcess:output_type -> berth.agent.v1.CreateProcessResponse
+	15, // 34: berth.agent.v1.Agent.StartProcess:output_type -> berth.agent.v1.StartProcessResponse
+	17, // 35: berth.agent.v1.Agent.WaitProcess:output_type -> berth.agent.v1.WaitProcessResponse
+	1,  // 36: berth.agent.v1.Agent.SignalProcess:output_type -> berth.agent.v1.Empty
+	1,  // 37: berth.agent.v1.Agent.ResizePty:output_type -> berth.agent.v1.Empty
+	1,  // 38: berth.agent.v1.Agent.CloseStdin:output_type -> berth.agent.v1.Empty
+	1,  // 39: berth.agent.v1.Agent.DeleteProcess:output_type -> berth.agent.v1.Empty
+	23, // 40: berth.agent.v1.Agent.Stats:output_type -> berth.agent.v1.StatsResponse
+	25, // 41: berth.agent.v1.Agent.Events:output_type -> berth.agent.v1.Event
+	1,  // 42: berth.agent.v1.Agent.SetTime:output_type -> berth.agent.v1.Empty
+	1,  // 43: berth.agent.v1.Agent.Shutdown:output_type -> berth.agent.v1.Empty
+	1,  // 44: berth.agent.v1.Agent.FinishRestore:output_type -> berth.agent.v1.Empty
+	30, // 45: berth.agent.v1.Agent.StatPath:output_type -> berth.agent.v1.PathStat
+	30, // 46: berth.agent.v1.Agent.OpenArchive:output_type -> berth.agent.v1.PathStat
+	1,  // 47: berth.agent.v1.Agent.WaitArchive:output_type -> berth.agent.v1.Empty
+	35, // 48: berth.agent.v1.Agent.ListProcesses:output_type -> berth.agent.v1.ListProcessesResponse
+	1,  // 49: berth.agent.v1.Agent.ForwardUnix:output_type -> berth.agent.v1.Empty
+	38, // 50: berth.agent.v1.Agent.AcquireLease:output_type -> berth.agent.v1.Lease
+	28, // [28:51] is the sub-list for method output_type
+	5,  // [5:28] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -2788,7 +2964,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

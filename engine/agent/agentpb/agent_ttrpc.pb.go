@@ -30,6 +30,7 @@ type AgentService interface {
 	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
 	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
 	ForwardUnix(context.Context, *ForwardUnixRequest) (*Empty, error)
+	AcquireLease(context.Context, *LeaseRequest) (*Lease, error)
 }
 
 type Agent_EventsServer interface {
@@ -195,6 +196,13 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 				}
 				return svc.ForwardUnix(ctx, &req)
 			},
+			"AcquireLease": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req LeaseRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.AcquireLease(ctx, &req)
+			},
 		},
 		Streams: map[string]ttrpc.Stream{
 			"Events": {
@@ -235,6 +243,7 @@ type AgentClient interface {
 	WaitArchive(context.Context, *WaitArchiveRequest) (*Empty, error)
 	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
 	ForwardUnix(context.Context, *ForwardUnixRequest) (*Empty, error)
+	AcquireLease(context.Context, *LeaseRequest) (*Lease, error)
 }
 
 type agentClient struct {
@@ -439,6 +448,14 @@ func (c *agentClient) ListProcesses(ctx context.Context, req *ListProcessesReque
 func (c *agentClient) ForwardUnix(ctx context.Context, req *ForwardUnixRequest) (*Empty, error) {
 	var resp Empty
 	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "ForwardUnix", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) AcquireLease(ctx context.Context, req *LeaseRequest) (*Lease, error) {
+	var resp Lease
+	if err := c.client.Call(ctx, "berth.agent.v1.Agent", "AcquireLease", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -74,10 +74,15 @@ func (d *driver) GuestShare(s vmm.Share) vmm.GuestShare {
 // Backend is "vz": the framework has one accelerator.
 func (d *driver) Backend() string { return Name }
 
-// GuestNetwork is nil: under the framework's NAT the guest gets its
-// address by DHCP, which guestinit does not do yet, so the NIC stays
-// unconfigured until the networking work lands.
-func (d *driver) GuestNetwork() *vmm.GuestNetwork { return nil }
+// GuestNetwork says DHCP when the VM has a NIC: under the framework's
+// NAT (vmnet's shared mode) macOS picks the guest's address, which the
+// guest learns by DHCP (the agent's AcquireLease); nil without a NIC.
+func (d *driver) GuestNetwork() *vmm.GuestNetwork {
+	if d.cfg.Network == nil {
+		return nil
+	}
+	return &vmm.GuestNetwork{DHCP: true}
+}
 
 // Dialer returns the vsock transport; nil before Start.
 func (d *driver) Dialer() transport.Dialer {
