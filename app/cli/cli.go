@@ -98,7 +98,7 @@ func newRoot(stdio IO) (*cobra.Command, *env) {
 		newImageCmd(e),
 		newVolumeCmd(e),
 		newNetworkCmd(e),
-		newBuilderCmd(e),
+		newBuilderCmd(e), newBuildCmd(e),
 		newShareCmd(e),
 		newRunCmd(e), newCreateCmd(e), newStartCmd(e), newStopCmd(e), newRestartCmd(e),
 		newKillCmd(e), newRmCmd(e), newLsCmd(e), newInspectCmd(e), newLogsCmd(e),

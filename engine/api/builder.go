@@ -7,6 +7,7 @@ import (
 
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/image"
 )
 
 // Builder is the image builder as the API uses it (engine/builder's
@@ -20,6 +21,10 @@ type Builder interface {
 	Stop(ctx context.Context) error
 	// Prune empties the build cache and reports what went.
 	Prune(ctx context.Context) (string, error)
+	// Build runs a Dockerfile build in the builder (starting it if need
+	// be) and loads the result into the image store, returning it. A
+	// build that ran and failed says what failed (BuildKit's message).
+	Build(ctx context.Context, req BuildRequest) (*image.Image, error)
 }
 
 // errNoBuilder answers the builder endpoints on an engine without one.
@@ -30,6 +35,7 @@ func (s *Server) builderRoutes() {
 	s.mux.HandleFunc("POST /berth/builder/start", s.builderStart)
 	s.mux.HandleFunc("POST /berth/builder/stop", s.builderStop)
 	s.mux.HandleFunc("POST /berth/builder/prune", s.builderPrune)
+	s.mux.HandleFunc("POST /build", s.build)
 }
 
 func (s *Server) builderStatus(w http.ResponseWriter, r *http.Request) {

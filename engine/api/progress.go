@@ -49,15 +49,27 @@ func newProgressStream(w http.ResponseWriter) *progressStream { return &progress
 func (p *progressStream) send(m JSONMessage) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.started {
-		p.w.Header().Set("Content-Type", "application/json")
-		p.w.WriteHeader(http.StatusOK)
-		p.started = true
-	}
+	p.startLocked()
 	b, _ := json.Marshal(m)
 	_, _ = p.w.Write(append(b, '\r', '\n'))
 	if f, ok := p.w.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// start commits the response (200, JSON) without a message: later
+// errors go into the stream.
+func (p *progressStream) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startLocked()
+}
+
+func (p *progressStream) startLocked() {
+	if !p.started {
+		p.w.Header().Set("Content-Type", "application/json")
+		p.w.WriteHeader(http.StatusOK)
+		p.started = true
 	}
 }
 

@@ -313,6 +313,9 @@ func (m *Manager) boot(ctx context.Context) (r *running, err error) {
 	if err := r.ac.Mount(bctx, &agentpb.MountRequest{Source: cacheDevice, Target: cacheMount, Fstype: "ext4", MkdirTarget: true}); err != nil {
 		return r, fmt.Errorf("start builder: mount the cache disk %s: %w", m.cachePath(), err)
 	}
+	if err := r.clearBuilds(bctx); err != nil {
+		return r, fmt.Errorf("start builder: clear what earlier builds left on the cache disk: %w", err)
+	}
 	daemon := &agentpb.CreateProcessRequest{Id: "buildkitd", Privileged: true, Hostname: "berth-builder",
 		Args: []string{"/usr/bin/buildkitd", "--addr", "unix://" + guestSocket}, Env: []string{"PATH=/usr/bin:/bin"}}
 	out := agent.Stdio{Stdout: logf, Stderr: logf}
