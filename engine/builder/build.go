@@ -75,9 +75,10 @@ func (e *BuildError) Error() string { return "build: " + e.Message }
 // ctx ending kills buildctl (BuildKit then cancels the build), and the
 // builder and its cache stay.
 func (m *Manager) Build(ctx context.Context, req BuildRequest) error {
-	defer m.hold()()
+	release := m.hold()
 	r, err := m.ensure(ctx, true)
 	if err != nil {
+		release()
 		return err
 	}
 	var idb [6]byte
@@ -85,18 +86,28 @@ func (m *Manager) Build(ctx context.Context, req BuildRequest) error {
 	id := hex.EncodeToString(idb[:])
 	dir := path.Join(cacheMount, buildsDir, id)
 	defer func() {
-		// The directory goes even when the build was cancelled.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := r.removeBuildDir(cctx, id); err != nil {
-			m.log.Warn("builder: remove a build's context", "dir", dir, "err", err)
-		}
+		// The directory goes even when the build was cancelled, after
+		// Build returned (the client need not wait for it); the builder
+		// is held until then.
+		go func() {
+			defer release()
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := r.removeBuildDir(cctx, id); err != nil {
+				m.log.Warn("builder: remove a build's context", "dir", dir, "err", err)
+			}
+		}()
 	}()
 	start := time.Now()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(prefixTar(pw, req.Context, path.Join(buildsDir, id, "context"))) }()
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		pw.CloseWithError(prefixTar(pw, req.Context, path.Join(buildsDir, id, "context")))
+	}()
 	err = r.ac.WriteArchive(ctx, cacheMount, pr, agent.ArchiveOptions{})
 	pr.CloseWithError(errors.New("the builder stopped reading the context"))
+	<-sent // req.Context is not read after Build returns
 	if err != nil {
 		return fmt.Errorf("build: send the context to the builder: %w", err)
 	}

@@ -3,8 +3,11 @@
 package builder_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -89,8 +92,10 @@ func TestDisksPassFsck(t *testing.T) {
 // the local export holds that file; a failing RUN reaches buildctl as
 // the build's error. The builder stops after its idle timeout; the next
 // build starts it again and finds the RUN step CACHED on the persistent
-// cache disk; the result exported as a docker archive loads into Berth's
-// image store with its two layers and CMD; prune and stop work.
+// cache disk; Manager.Build (POST /build's path: the context through the
+// agent, the guest's buildctl) builds it again, CACHED, as a docker
+// archive that loads into Berth's image store with its two layers and
+// CMD, and leaves no directory on the cache disk; prune and stop work.
 func TestBuilder(t *testing.T) {
 	arch := runtime.GOARCH
 	realBins := binDir(t, arch)
@@ -264,30 +269,59 @@ func TestBuilder(t *testing.T) {
 		t.Errorf("the cached build's /out/result = %q, want %q", got, result)
 	}
 
-	// The result as a docker archive, loaded into Berth's image store as
-	// `buildctl … --output type=docker | berth load` does.
-	archive := filepath.Join(t.TempDir(), "built.tar")
-	if _, progress, err := buildctl("build", "--frontend", "dockerfile.v0", "--local", "context="+dir, "--local", "dockerfile="+dir,
-		"--output", "type=docker,name=docker.io/library/built:test,dest="+archive); err != nil {
-		t.Fatalf("buildctl build --output type=docker: %v\n%s", err, progress)
-	}
+	// Manager.Build (POST /build): the context tar goes into the guest,
+	// the result comes back as a docker archive that loads into Berth's
+	// image store (two layers, the Dockerfile's CMD), and the build's
+	// directory on the cache disk is gone afterwards.
 	store, err := image.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	f, err := os.Open(archive)
-	if err != nil {
+	var ctxTar bytes.Buffer
+	if err := tarDir(&ctxTar, dir); err != nil {
 		t.Fatal(err)
 	}
-	imgs, err := store.Import(ctx, f)
-	f.Close()
-	if err != nil || len(imgs) != 1 || len(imgs[0].RepoTags) != 1 || imgs[0].RepoTags[0] != "built:test" {
-		t.Fatalf("load the built image into the store: %v, %+v", err, imgs)
+	pr, pw := io.Pipe()
+	type loaded struct {
+		imgs []*image.Image
+		err  error
 	}
-	if cfg := imgs[0].Config; cfg == nil || len(cfg.RootFS.DiffIDs) != 2 || strings.Join(cfg.Config.Cmd, " ") != "/bin/busybox cat /out/result" {
-		t.Errorf("the loaded image's config: %+v; want two layers (COPY, RUN) and the Dockerfile's CMD", cfg)
+	done := make(chan loaded, 1)
+	go func() {
+		imgs, err := store.Import(ctx, pr)
+		io.Copy(io.Discard, pr)
+		done <- loaded{imgs, err}
+	}()
+	var lines []string
+	start = time.Now()
+	err = m.Build(ctx, builder.BuildRequest{Context: &ctxTar, Output: pw, Progress: func(l string) { lines = append(lines, l) }})
+	pw.CloseWithError(err)
+	res := <-done
+	if err != nil || res.err != nil || len(res.imgs) != 1 {
+		t.Fatalf("Manager.Build: %v; load: %v, %+v\n%s", err, res.err, res.imgs, strings.Join(lines, "\n"))
 	}
+	t.Logf("Manager.Build (cached) in %v", time.Since(start).Round(100*time.Millisecond))
+	if cfg := res.imgs[0].Config; cfg == nil || len(cfg.RootFS.DiffIDs) != 2 || strings.Join(cfg.Config.Cmd, " ") != "/bin/busybox cat /out/result" {
+		t.Errorf("the built image's config: %+v; want two layers (COPY, RUN) and the Dockerfile's CMD", cfg)
+	}
+	if !cachedRun(strings.Join(lines, "\n")) {
+		t.Errorf("Manager.Build's progress does not show the RUN step CACHED:\n%s", strings.Join(lines, "\n"))
+	}
+	waitFor(t, "the build's directory to go", func() bool {
+		// An error: the removal changed the tree while it was read.
+		left, err := builder.BuildLeftovers(ctx, m)
+		if err != nil {
+			t.Logf("list the builds' directory: %v", err)
+			return false
+		}
+		for _, isDir := range left {
+			if isDir {
+				return false
+			}
+		}
+		return len(left) == 1
+	})
 
 	if out, err := m.Prune(ctx); err != nil || !strings.Contains(out, "Total:") {
 		t.Errorf("Prune on the running builder: %q, %v; want buildctl prune's report", out, err)
@@ -328,4 +362,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// tarDir writes the files under dir as a tar stream, as a client sends a
+// build context.
+func tarDir(w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		h, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		h.Name = filepath.ToSlash(rel)
+		if err := tw.WriteHeader(h); err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil {
+			_, err = tw.Write(b)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
 }
