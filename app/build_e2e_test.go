@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,8 +27,9 @@ import (
 // has no network) and whose second copies the RUN's file; `berth build`
 // of the same context and arguments finds every step CACHED and the
 // same image, and sent its context without the directory .dockerignore
-// excludes; `berth run --rm` of the result prints what the RUN step
-// wrote. A Dockerfile syntax error, a failing RUN and a base image the
+// excludes; `berth compose build` (docker compose without buildx: the
+// same legacy API) finds the layers CACHED too; `berth run --rm` of the
+// result prints what the RUN step wrote. A Dockerfile syntax error, a failing RUN and a base image the
 // builder cannot fetch fail both clients with BuildKit's message and a
 // non-zero exit. Interrupting `berth build` cancels the build (buildctl
 // ends) and leaves the builder running.
@@ -108,13 +110,38 @@ CMD ["/bin/busybox", "cat", "/msg"]
 		t.Errorf("berth build sent %s bytes, %s files, %s excluded; want busybox's %d bytes and more, without big/ (%d bytes): 3 files, 1 excluded",
 			m[1], m[2], m[3], len(bb), big)
 	}
-	r = mustOK(t, "berth run --rm built:berth", berth(t, home, "run", "--rm", "built:berth"))
-	if r.out != "built by RUN: hello\n" {
-		t.Errorf("berth run --rm built:berth printed %q, want the RUN step's line", r.out)
+	// docker compose v5.6.0 without buildx falls back to the classic
+	// builder: the same POST /build. Its image differs by compose's
+	// label; its layers are the same, CACHED.
+	run := "built:berth"
+	if plugin := filepath.Join(os.Getenv("HOME"), ".docker", "cli-plugins", "docker-compose"); fileExists(plugin) {
+		composeFile := filepath.Join(t.TempDir(), "compose.yaml")
+		if err := os.WriteFile(composeFile, []byte(fmt.Sprintf("services:\n  app:\n    build:\n      context: %s\n      args:\n        MSG: hello\n    image: built:compose\n", dir)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		r = mustOK(t, "berth compose build", berth(t, home, "compose", "-f", composeFile, "-p", "buildtest", "build"))
+		t.Logf("compose build: %v", time.Since(start).Round(100*time.Millisecond))
+		if out := r.out + r.err; !strings.Contains(out, "Successfully tagged built:compose") || strings.Count(out, " CACHED\n") < 4 {
+			t.Errorf("berth compose build: no tag or not the 4 steps CACHED:\n%s", out)
+		}
+		run = "built:compose"
+	} else {
+		t.Logf("not checking docker compose build: no plugin at %s (make compose)", plugin)
 	}
+	// The run (a container VM) alongside the failing builds (the
+	// builder's VM).
+	start = time.Now()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		r := berth(t, home, "run", "--rm", run)
+		if r.code != 0 || r.out != "built by RUN: hello\n" {
+			t.Errorf("berth run --rm %s: exit %d, printed %q, want the RUN step's line\n%s", run, r.code, r.out, r.err)
+		}
+		t.Logf("berth run --rm %s: %v", run, time.Since(start).Round(100*time.Millisecond))
+	})
 
 	// Failures: both clients at once for each, each a clear error.
-	var wg sync.WaitGroup
 	for file, want := range map[string]string{
 		"syntax.Dockerfile": "dockerfile parse error on line 3: unknown instruction: RUNN",
 		"fail.Dockerfile":   "did not complete successfully: exit code: 3",
@@ -137,9 +164,11 @@ CMD ["/bin/busybox", "cat", "/msg"]
 		}
 	}
 	wg.Wait()
+	t.Logf("the run and the six failing builds: %v", time.Since(start).Round(100*time.Millisecond))
 
 	// Ctrl-C: the build stops (buildctl killed: the builder has no client
 	// left), the builder runs on.
+	start = time.Now()
 	cmd := exec.Command(berthBin, "build", "--progress", "plain", "-f", filepath.Join(bad, "slow.Dockerfile"), bad)
 	cmd.Env = append(os.Environ(), "BERTH_HOME="+home)
 	var progress testenv.SyncBuffer
@@ -149,6 +178,7 @@ CMD ["/bin/busybox", "cat", "/msg"]
 	}
 	running := regexp.MustCompile(`(?m)^#\d+ [0-9.]+ sleeping$`)
 	waitUntil(t, "the slow RUN step to start", 2*time.Minute, func() bool { return running.MatchString(progress.String()) })
+	t.Logf("the slow build's RUN step started after %v", time.Since(start).Round(100*time.Millisecond))
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err == nil {
 		t.Errorf("berth build interrupted: exit 0\n%s", progress.String())
@@ -162,6 +192,11 @@ CMD ["/bin/busybox", "cat", "/msg"]
 		return st.Connections == 0
 	})
 	t.Logf("the cancelled build left the builder %v after the interrupt", time.Since(start).Round(100*time.Millisecond))
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // builtID is the short image ID in a build's "Successfully built ID".
