@@ -69,12 +69,15 @@ CMD ["/bin/busybox", "cat", "/msg"]
 		".dockerignore": "# not sent\nbig\n",
 		"big/blob":      strings.Repeat("x", big),
 	})
+	// The failing builds' contexts: busybox only where a RUN needs it.
 	bad := writeTree(t, map[string]string{
-		"busybox":           string(bb),
-		"syntax.Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUNN echo hi\n",
-		"fail.Dockerfile":   "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo failing on purpose; exit 3\"]\n",
-		"base.Dockerfile":   "FROM nosuchbase.example/none:1\nCOPY busybox /bin/busybox\n",
-		"slow.Dockerfile":   "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; /bin/busybox sleep 600\"]\n",
+		"busybox":         string(bb),
+		"fail.Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo failing on purpose; exit 3\"]\n",
+		"slow.Dockerfile": "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo sleeping; /bin/busybox sleep 600\"]\n",
+	})
+	tiny := writeTree(t, map[string]string{
+		"syntax.Dockerfile": "FROM scratch\nCOPY Dockerfile /\nRUNN echo hi\n",
+		"base.Dockerfile":   "FROM nosuchbase.example/none:1\nRUN echo hi\n",
 	})
 
 	home := shortHome(t)
@@ -142,14 +145,15 @@ CMD ["/bin/busybox", "cat", "/msg"]
 	})
 
 	// Failures: both clients at once for each, each a clear error.
-	for file, want := range map[string]string{
-		"syntax.Dockerfile": "dockerfile parse error on line 3: unknown instruction: RUNN",
-		"fail.Dockerfile":   "did not complete successfully: exit code: 3",
-		"base.Dockerfile":   "failed to resolve source metadata for nosuchbase.example/none:1",
+	for _, c := range []struct{ dir, file, want string }{
+		{tiny, "syntax.Dockerfile", "dockerfile parse error on line 3: unknown instruction: RUNN"},
+		{bad, "fail.Dockerfile", "did not complete successfully: exit code: 3"},
+		{tiny, "base.Dockerfile", "failed to resolve source metadata for nosuchbase.example/none:1"},
 	} {
+		file, want := c.file, c.want
 		for _, client := range []string{"docker", "berth"} {
 			wg.Go(func() {
-				args := []string{"build", "-f", filepath.Join(bad, file), bad}
+				args := []string{"build", "-f", filepath.Join(c.dir, file), c.dir}
 				var r result
 				if client == "docker" {
 					r = docker(t, home, args...)

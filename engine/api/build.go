@@ -88,7 +88,11 @@ func (s *Server) build(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ps.send(JSONMessage{Aux: buildAux{ID: img.ID}})
-	if !quiet {
+	if quiet {
+		// What the docker CLI prints for -q: dockerd's stream holds only
+		// the ID.
+		ps.send(JSONMessage{Stream: img.ID + "\n"})
+	} else {
 		ps.send(JSONMessage{Stream: "Successfully built " + shortImageID(img.ID) + "\n"})
 	}
 	for _, t := range tags {

@@ -174,10 +174,11 @@ func TestBuildEndpoint(t *testing.T) {
 		t.Errorf("build stream %q, aux ID %q; want %q and the image's ID", got, auxID, want)
 	}
 
-	// -q: nothing but the aux ID.
+	// -q: the aux message and the ID alone in the stream (what the
+	// docker CLI prints).
 	rec = serve(t, b, "POST", "/v1.47/build?q=1", bytes.NewReader(ctxTar.Bytes()))
-	if msgs := buildMessages(t, rec.Body.Bytes()); rec.Code != 200 || len(msgs) != 1 || msgs[0].Aux == nil {
-		t.Errorf("POST /build?q=1: %d %s; want only the aux message", rec.Code, rec.Body)
+	if msgs := buildMessages(t, rec.Body.Bytes()); rec.Code != 200 || len(msgs) != 2 || msgs[0].Aux == nil || msgs[1].Stream != auxID+"\n" {
+		t.Errorf("POST /build?q=1: %d %s; want the aux message and the ID", rec.Code, rec.Body)
 	}
 
 	// A failed build: its message in the stream, after the progress.
