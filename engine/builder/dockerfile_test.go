@@ -112,17 +112,17 @@ func trim(s string) string {
 // :latest).
 func TestContextName(t *testing.T) {
 	for ref, want := range map[string]string{
-		"busybox":                          "busybox",
-		"busybox:latest":                   "busybox",
-		"busybox:1.36":                     "busybox:1.36",
-		"library/busybox":                  "busybox",
-		"docker.io/library/busybox:latest": "busybox",
-		"index.docker.io/library/busybox":  "busybox",
-		"docker.io/user/app:2":             "user/app:2",
-		"user/app":                         "user/app",
-		"127.0.0.1:5000/busybox:1":         "127.0.0.1:5000/busybox:1",
-		"localhost/app":                    "localhost/app",
-		"ghcr.io/o/r:latest":               "ghcr.io/o/r",
+		"busybox":                                     "busybox",
+		"busybox:latest":                              "busybox",
+		"busybox:1.36":                                "busybox:1.36",
+		"library/busybox":                             "busybox",
+		"docker.io/library/busybox:latest":            "busybox",
+		"index.docker.io/library/busybox":             "busybox",
+		"docker.io/user/app:2":                        "user/app:2",
+		"user/app":                                    "user/app",
+		"127.0.0.1:5000/busybox:1":                    "127.0.0.1:5000/busybox:1",
+		"localhost/app":                               "localhost/app",
+		"ghcr.io/o/r:latest":                          "ghcr.io/o/r",
 		"busybox@sha256:" + strings.Repeat("a", 64):   "busybox@sha256:" + strings.Repeat("a", 64),
 		"busybox:1@sha256:" + strings.Repeat("a", 64): "busybox:1@sha256:" + strings.Repeat("a", 64),
 	} {
