@@ -3,14 +3,17 @@
 package builder_test
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -24,6 +27,8 @@ import (
 	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/internal/testenv"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/miekg/dns"
 )
 
 // countingRegistry is a test registry (testenv's docker-registry)
@@ -153,5 +158,101 @@ func TestLocalBases(t *testing.T) {
 	}
 	if _, err := m.LocalBases(ctx, df, nil, "linux/amd64,bad platform"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("a bad build platform: %v", err)
+	}
+}
+
+// testDNS serves DNS on a loopback UDP port: name's A record is ip;
+// other types of name are empty, other names NXDOMAIN. It stands for
+// the host's resolver.
+func testDNS(t *testing.T, name, ip string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		switch {
+		case len(q.Question) != 1 || q.Question[0].Name != dns.Fqdn(name):
+			m.Rcode = dns.RcodeNameError
+		case q.Question[0].Qtype == dns.TypeA:
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(ip)})
+		}
+		_ = w.WriteMsg(m)
+	})
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { _ = srv.Shutdown(); <-done })
+	return pc.LocalAddr().String()
+}
+
+// checkBasedImage loads the docker archive at path into images (as
+// `berth load`) and checks it is the base's layer plus the RUN step's,
+// whose /f holds the line the step wrote and whose /dns shows the name
+// resolved through the builder's network.
+func checkBasedImage(ctx context.Context, t *testing.T, images *image.Store, path, baseRef string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := images.Import(ctx, f)
+	f.Close()
+	if err != nil || len(imgs) != 1 {
+		t.Fatalf("load the built image: %v, %+v", err, imgs)
+	}
+	base, err := images.Get(ctx, baseRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffs := imgs[0].Config.RootFS.DiffIDs
+	if len(diffs) != 2 || diffs[0] != base.Config.RootFS.DiffIDs[0] {
+		t.Fatalf("the built image's layers %v; want the base's %v and the RUN step's", diffs, base.Config.RootFS.DiffIDs)
+	}
+	img, err := images.Image(ctx, imgs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := layerFiles(t, layers[1], "f", "dns")
+	if files["f"] != "based on busybox\n" {
+		t.Errorf("the RUN step's /f = %q", files["f"])
+	}
+	if !strings.Contains(files["dns"], "192.0.2.10") {
+		t.Errorf("nslookup registry.berth.test in the RUN step (through the builder's NIC and its network's DNS server) printed %q; want 192.0.2.10", files["dns"])
+	}
+}
+
+// layerFiles reads the named files from a layer.
+func layerFiles(t *testing.T, l v1.Layer, names ...string) map[string]string {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if strings.TrimPrefix(h.Name, "./") == n {
+				b, _ := io.ReadAll(tr)
+				out[n] = string(b)
+			}
+		}
 	}
 }
