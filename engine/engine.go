@@ -187,8 +187,12 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	if e.builder, err = builder.New(builder.Config{Dir: h.Path("builder"), Socket: h.Path("run", "buildkitd.sock"),
-		VMs: vms, IdleTimeout: o.builderIdle, Log: o.log}); err != nil {
+	bc := builder.Config{Dir: h.Path("builder"), Socket: h.Path("run", "buildkitd.sock"),
+		VMs: vms, IdleTimeout: o.builderIdle, Log: o.log, Images: st}
+	if e.networks != nil {
+		bc.Networks = e.networks
+	}
+	if e.builder, err = builder.New(bc); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}

@@ -20,6 +20,9 @@ import (
 	"github.com/berthvm/berth/engine/agent/agentpb"
 )
 
+// maxKeep is the largest Dockerfile Build reads for LocalBases.
+const maxKeep = 1 << 20
+
 // buildsDir holds each build's context and Dockerfile, one directory per
 // build, on the cache disk (relative to cacheMount).
 const buildsDir = "berth-builds"
@@ -101,9 +104,12 @@ func (m *Manager) Build(ctx context.Context, req BuildRequest) error {
 	start := time.Now()
 	pr, pw := io.Pipe()
 	sent := make(chan struct{})
+	var dockerfile []byte // the Dockerfile, kept as it passes for LocalBases
 	go func() {
 		defer close(sent)
-		pw.CloseWithError(prefixTar(pw, req.Context, path.Join(buildsDir, id, "context")))
+		var err error
+		dockerfile, err = prefixTar(pw, req.Context, path.Join(buildsDir, id, "context"), dockerfileName(req.Dockerfile))
+		pw.CloseWithError(err)
 	}()
 	err = r.ac.WriteArchive(ctx, cacheMount, pr, agent.ArchiveOptions{})
 	pr.CloseWithError(errors.New("the builder stopped reading the context"))
@@ -132,6 +138,14 @@ func (m *Manager) Build(ctx context.Context, req BuildRequest) error {
 	}
 	if req.Pull {
 		args = append(args, "--opt", "image-resolve-mode=pull")
+	}
+	if !req.Pull {
+		// Base images from Berth's store first (prefer-local).
+		bases, err := m.LocalBases(ctx, dockerfile, req.BuildArgs, req.Platform)
+		if err != nil {
+			return err
+		}
+		args = append(args, bases...)
 	}
 	if req.NoCache {
 		args = append(args, "--no-cache")
@@ -196,13 +210,14 @@ func emptyFileTar(name string) io.Reader {
 
 // prefixTar copies the tar stream r to w with every entry moved under
 // prefix (a relative path), after directory entries for prefix and each
-// of its parents.
-func prefixTar(w io.Writer, r io.Reader, prefix string) error {
+// of its parents, and returns the bytes of the regular file keep (a
+// cleaned entry name, at most maxKeep bytes; nil when absent).
+func prefixTar(w io.Writer, r io.Reader, prefix, keep string) (kept []byte, err error) {
 	tw := tar.NewWriter(w)
 	parts := strings.Split(prefix, "/")
 	for i := range parts {
 		if err := tw.WriteHeader(&tar.Header{Name: strings.Join(parts[:i+1], "/") + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	tr := tar.NewReader(r)
@@ -212,7 +227,7 @@ func prefixTar(w io.Writer, r io.Reader, prefix string) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("read the build context (a tar stream): %w", err)
+			return nil, fmt.Errorf("read the build context (a tar stream): %w", err)
 		}
 		name := cleanEntry(hdr.Name)
 		if name == "" {
@@ -226,18 +241,26 @@ func prefixTar(w io.Writer, r io.Reader, prefix string) error {
 			hdr.Linkname = path.Join(prefix, cleanEntry(hdr.Linkname))
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("build context entry %q: %w", hdr.Name, err)
+			return nil, fmt.Errorf("build context entry %q: %w", hdr.Name, err)
 		}
-		if _, err := io.Copy(tw, tr); err != nil {
-			return fmt.Errorf("build context entry %q: %w", hdr.Name, err)
+		var src io.Reader = tr
+		var buf bytes.Buffer
+		if name == keep && hdr.Typeflag == tar.TypeReg && hdr.Size <= maxKeep {
+			src = io.TeeReader(tr, &buf)
+		}
+		if _, err := io.Copy(tw, src); err != nil {
+			return nil, fmt.Errorf("build context entry %q: %w", hdr.Name, err)
+		}
+		if buf.Len() > 0 {
+			kept = buf.Bytes()
 		}
 	}
 	// To the stream's end: an HTTP server notices a client that goes
 	// away (a cancelled build) only once it has read the whole body.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return fmt.Errorf("read the build context (a tar stream): %w", err)
+		return nil, fmt.Errorf("read the build context (a tar stream): %w", err)
 	}
-	return tw.Close()
+	return kept, tw.Close()
 }
 
 // cleanEntry is a tar entry's name relative to the archive's root ("" for

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"github.com/berthvm/berth/engine/agent/agentpb"
 	"github.com/berthvm/berth/engine/container"
 	"github.com/berthvm/berth/engine/errdefs"
+	"github.com/berthvm/berth/engine/image"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/engine/vmm"
 )
 
@@ -73,6 +76,17 @@ type Config struct {
 	MemoryBytes uint64
 	// Log receives the builder's lifecycle; nil: slog.Default().
 	Log *slog.Logger
+	// Networks, when set, gives the builder a NIC on a private user-mode
+	// network of its own (network.Manager.OpenPrivate on Subnet), so
+	// that buildkitd resolves names and pulls from the registries the
+	// host reaches; nil: no NIC (as on a Mac for now).
+	Networks *network.Manager
+	// Subnet is the builder network's; zero: DefaultSubnet.
+	Subnet netip.Prefix
+	// Images is Berth's image store: with Networks, the builder's base
+	// images come from it (LocalBases), served read-only on the builder
+	// network's gateway.
+	Images *image.Store
 }
 
 // Status describes the builder: the API's answer to GET /berth/builder,
@@ -105,6 +119,8 @@ type Manager struct {
 	idle     *time.Timer
 	listener net.Listener
 	closed   bool
+	// registry serves Images to the builder; nil without Images.
+	registry *image.Registry
 }
 
 // running is one life of the builder VM.
@@ -113,6 +129,7 @@ type running struct {
 	ac     *agent.Client
 	daemon *agent.Attached
 	logf   *os.File
+	net    *privateNet // nil without Config.Networks
 	since  time.Time
 	exited chan struct{} // closed when buildkitd exited
 	exit   agent.ExitStatus
@@ -135,7 +152,13 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MemoryBytes == 0 {
 		cfg.MemoryBytes = DefaultMemory
 	}
+	if !cfg.Subnet.IsValid() {
+		cfg.Subnet = DefaultSubnet
+	}
 	m := &Manager{cfg: cfg, log: cfg.Log}
+	if cfg.Images != nil {
+		m.registry = image.NewRegistry(cfg.Images)
+	}
 	m.life, m.endLife = context.WithCancel(context.Background())
 	if m.log == nil {
 		m.log = slog.Default()
@@ -170,7 +193,11 @@ func (m *Manager) Status() Status {
 // Start boots the builder unless it runs (trying again even right after
 // a failed start): it writes the root filesystem
 // (WriteRootfs) and, when missing, the cache disk (WriteCacheDisk);
-// boots the VM with both; mounts the cache disk at /var/lib/buildkit;
+// with Config.Networks, opens the builder's private network and serves
+// the registry of Berth's images on its gateway; boots the VM with both
+// disks (and its NIC on that network); configures its network (address,
+// route, DNS at the gateway, host name); mounts the cache disk at
+// /var/lib/buildkit;
 // starts buildkitd as a privileged container (it runs runc, which makes
 // a cgroup for each RUN step) with its output in Dir/buildkitd.log;
 // has the agent forward a port to buildkitd's socket; and waits until
@@ -271,7 +298,11 @@ func (m *Manager) boot(ctx context.Context) (r *running, err error) {
 	}
 	root := filepath.Join(m.cfg.Dir, "rootfs.ext4")
 	tmp := root + ".new"
-	if err := WriteRootfs(ctx, tmp, RootfsSpec{BinDir: bins}); err != nil {
+	spec := RootfsSpec{BinDir: bins}
+	if m.cfg.Networks != nil {
+		spec.HTTPRegistries = []string{registryHost(m.cfg.Subnet)}
+	}
+	if err := WriteRootfs(ctx, tmp, spec); err != nil {
 		return nil, fmt.Errorf("start builder: %w", err)
 	}
 	if err := os.Rename(tmp, root); err != nil {
@@ -287,20 +318,30 @@ func (m *Manager) boot(ctx context.Context) (r *running, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start builder: %w", err)
 	}
+	pn, err := m.openNetwork()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start builder: %w", err)
+	}
 	bctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	vm, err := m.cfg.VMs.Launch(bctx, container.LaunchRequest{
+	req := container.LaunchRequest{
 		ID: "berth-builder", Boot: boot, Dir: m.cfg.Dir, Rootfs: root,
 		Disks:      []vmm.Disk{{Path: m.cachePath()}},
 		ConsoleLog: filepath.Join(m.cfg.Dir, "console.log"),
-		CPUs:       m.cfg.CPUs, MemoryBytes: m.cfg.MemoryBytes, NoNetwork: true, Cold: true,
-	})
+		CPUs:       m.cfg.CPUs, MemoryBytes: m.cfg.MemoryBytes, NoNetwork: pn == nil, Cold: true,
+	}
+	if pn != nil {
+		req.Network = pn.net.Network()
+	}
+	vm, err := m.cfg.VMs.Launch(bctx, req)
 	if err != nil {
 		logf.Close()
+		pn.close()
 		return nil, fmt.Errorf("start builder: boot its VM: %w", err)
 	}
 	m.log.Debug("builder: VM booted", "after", time.Since(start))
-	r = &running{vm: vm, logf: logf, exited: make(chan struct{})}
+	r = &running{vm: vm, logf: logf, net: pn, exited: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			r.shutdown(context.Background())
@@ -309,6 +350,9 @@ func (m *Manager) boot(ctx context.Context) (r *running, err error) {
 	}()
 	if r.ac, err = agent.Dial(bctx, vm.Dialer()); err != nil {
 		return r, fmt.Errorf("start builder: reach its agent: %w", err)
+	}
+	if err := configureNetwork(bctx, r); err != nil {
+		return r, fmt.Errorf("start builder: %w", err)
 	}
 	if err := r.ac.Mount(bctx, &agentpb.MountRequest{Source: cacheDevice, Target: cacheMount, Fstype: "ext4", MkdirTarget: true}); err != nil {
 		return r, fmt.Errorf("start builder: mount the cache disk %s: %w", m.cachePath(), err)
@@ -428,6 +472,7 @@ func (r *running) close() {
 	if r.ac != nil {
 		r.ac.Close()
 	}
+	r.net.close()
 	r.logf.Close()
 }
 

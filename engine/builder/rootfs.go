@@ -35,6 +35,10 @@ type RootfsSpec struct {
 	// CABundle is a PEM file of the CA roots buildkitd trusts when it
 	// pulls from registries; DefaultCABundle when empty.
 	CABundle string
+	// HTTPRegistries are registries (host:port) buildkitd reaches over
+	// plain HTTP: the registry of Berth's images on the builder
+	// network's gateway.
+	HTTPRegistries []string
 }
 
 // buildkitdConfig is /etc/buildkit/buildkitd.toml: the OCI worker (runc)
@@ -49,6 +53,17 @@ const buildkitdConfig = `root = "/var/lib/buildkit"
 [worker.containerd]
   enabled = false
 `
+
+// buildkitdTOML is buildkitdConfig with a registry section for each of
+// spec.HTTPRegistries.
+func buildkitdTOML(spec RootfsSpec) string {
+	var b strings.Builder
+	b.WriteString(buildkitdConfig)
+	for _, r := range spec.HTTPRegistries {
+		fmt.Fprintf(&b, "\n[registry.%q]\n  http = true\n  insecure = true\n", r)
+	}
+	return b.String()
+}
 
 // WriteRootfs writes the builder's root filesystem as an ext4 image at
 // path, with Berth's own ext4 writer: the Programs, /etc files, the CA
@@ -101,7 +116,7 @@ func WriteRootfs(ctx context.Context, path string, spec RootfsSpec) (err error) 
 		"/etc/group":                   "root:x:0:\n",
 		"/etc/hosts":                   "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"/etc/nsswitch.conf":           "hosts: files dns\n",
-		"/etc/buildkit/buildkitd.toml": buildkitdConfig,
+		"/etc/buildkit/buildkitd.toml": buildkitdTOML(spec),
 	}
 	for p, c := range files {
 		if err := w.WriteFile(ctx, p, ext4.Metadata{Mode: 0o644}, strings.NewReader(c), int64(len(c))); err != nil {

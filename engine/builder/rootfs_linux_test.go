@@ -22,6 +22,7 @@ import (
 	"github.com/berthvm/berth/engine/image"
 	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/launcher"
+	"github.com/berthvm/berth/engine/network"
 	"github.com/berthvm/berth/internal/kerneltest"
 	"github.com/berthvm/berth/internal/testenv"
 )
@@ -96,6 +97,13 @@ func TestDisksPassFsck(t *testing.T) {
 // agent, the guest's buildctl) builds it again, CACHED, as a docker
 // archive that loads into Berth's image store with its two layers and
 // CMD, and leaves no directory on the cache disk; prune and stop work.
+// The builder has its NIC on its own network: a Dockerfile FROM an image
+// of a test registry builds with LocalBases' options, the base pulled
+// into Berth's store by the engine and served to BuildKit by the store's
+// registry on the builder network's gateway (the test registry sees no
+// request from the build), and its RUN step resolves a name through the
+// network's DNS server (the host's resolver is a test server on
+// loopback).
 func TestBuilder(t *testing.T) {
 	arch := runtime.GOARCH
 	realBins := binDir(t, arch)
@@ -129,10 +137,26 @@ func TestBuilder(t *testing.T) {
 	defer func() { t.Logf("engine log:\n%s", logBuf.String()) }()
 	vms := launcher.New(h, log, kernel.NewSetup(kernel.Options{Home: h.Dir, CacheDir: kerneltest.CacheDir(t)}))
 	defer vms.Close()
+	// The builder's network and Berth's image store: base images come
+	// from the store (pulled there from a test registry behind a proxy
+	// that counts what reaches it); the host's resolver is a test DNS
+	// server on loopback that knows registry.berth.test.
+	reg, realReg := startCountingRegistry(t)
+	realReg.Push(t, "busybox", "1", testenv.BusyboxImage(t, nil))
+	nets, err := network.New(network.Config{Dir: h.Path("networks"), Resolvers: []string{testDNS(t, "registry.berth.test", "192.0.2.10")}, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nets.Close()
+	images, err := image.Open(h.Path("images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer images.Close()
 	const idle = 4 * time.Second
 	m, err := builder.New(builder.Config{
 		Dir: h.Path("builder"), Socket: h.Path("run", "buildkitd.sock"), VMs: vms, BinDir: bins,
-		IdleTimeout: idle, CPUs: 2, MemoryBytes: 1 << 30, Log: log,
+		IdleTimeout: idle, CPUs: 2, MemoryBytes: 1 << 30, Log: log, Networks: nets, Images: images,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -172,6 +196,9 @@ func TestBuilder(t *testing.T) {
 	if _, errOut, err := buildctl("debug", "workers"); err == nil {
 		t.Fatalf("buildctl through a builder whose buildkitd fails: no error\n%s", errOut)
 	}
+	// Under load the boot can outlast buildctl's 20 s connect timeout:
+	// the start then fails after the client gave up.
+	waitFor(t, "the failed start", func() bool { return m.Status().LastError != "" })
 	t.Logf("failed start reported after %v", time.Since(start).Round(100*time.Millisecond))
 	st := m.Status()
 	for _, want := range []string{"start builder: buildkitd exited with 127 before it served", "its log is " + st.Log, "applet not found"} {
@@ -249,6 +276,54 @@ func TestBuilder(t *testing.T) {
 	if err == nil || !strings.Contains(progress, "failing on purpose") || !strings.Contains(progress, "exit code: 3") {
 		t.Errorf("a build whose RUN exits 3: %v; want buildctl to fail with the step's output and exit code:\n%s", err, progress)
 	}
+
+	// A base image from Berth's store: LocalBases pulls it into the
+	// store with the engine's pull; BuildKit takes it from the registry
+	// of Berth's images on the builder network's gateway, never from the
+	// test registry. The RUN step resolves a name through the builder's
+	// NIC and the network's DNS server (forwarded to the test resolver).
+	baseDir := t.TempDir()
+	baseRef := reg.Host + "/busybox:1"
+	baseDockerfile := "FROM " + baseRef + "\nRUN echo based on busybox > /f && (/bin/busybox nslookup registry.berth.test > /dns 2>&1 || true)\n"
+	if err := os.WriteFile(filepath.Join(baseDir, "Dockerfile"), []byte(baseDockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	opts, err := m.LocalBases(ctx, []byte(baseDockerfile), nil, "")
+	if err != nil || len(opts) != 2 {
+		t.Fatalf("LocalBases: %q, %v", opts, err)
+	}
+	pulled := reg.requests()
+	// Through Manager.Build (POST /build's path), which asks LocalBases
+	// itself from the context's Dockerfile.
+	var baseTar bytes.Buffer
+	if err := tarDir(&baseTar, baseDir); err != nil {
+		t.Fatal(err)
+	}
+	based := filepath.Join(t.TempDir(), "based.tar")
+	bf, err := os.Create(based)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var baseLines []string
+	err = m.Build(ctx, builder.BuildRequest{Context: &baseTar, Output: bf, Progress: func(l string) { baseLines = append(baseLines, l) }})
+	bf.Close()
+	progress = strings.Join(baseLines, "\n")
+	if err != nil {
+		t.Fatalf("Manager.Build FROM %s: %v\n%s\nbuildkitd's log:\n%s", baseRef, err, progress, readFile(m.Status().Log))
+	}
+	t.Logf("build FROM a base in the store in %v (pull into the store included); LocalBases: %q; the registry of Berth's images served %+v",
+		time.Since(start).Round(100*time.Millisecond), opts, m.RegistryStats())
+	if n := reg.requests() - pulled; n != 0 {
+		t.Errorf("the build sent %d requests to the base's registry; want none (the base comes from the store)", n)
+	}
+	if st := m.RegistryStats(); st.Manifests == 0 || st.Blobs < 2 {
+		t.Errorf("the registry of Berth's images served %+v; want the base's manifest, config and layer", st)
+	}
+	if !strings.Contains(progress, m.RegistryHost()+"/") {
+		t.Errorf("the build's progress does not show the base loaded from %s:\n%s", m.RegistryHost(), progress)
+	}
+	checkBasedImage(ctx, t, images, based, baseRef)
 
 	// Idle: the builder stops; the next build starts it again and the
 	// cache disk still holds the RUN step.
