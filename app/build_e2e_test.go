@@ -148,7 +148,7 @@ CMD ["/bin/busybox", "cat", "/msg"]
 	for _, c := range []struct{ dir, file, want string }{
 		{tiny, "syntax.Dockerfile", "dockerfile parse error on line 3: unknown instruction: RUNN"},
 		{bad, "fail.Dockerfile", "did not complete successfully: exit code: 3"},
-		{tiny, "base.Dockerfile", "failed to resolve source metadata for nosuchbase.example/none:1"},
+		{tiny, "base.Dockerfile", "base image nosuchbase.example/none:1 (FROM on line 1, platform linux/" + runtime.GOARCH + ") is not in Berth's image store and could not be pulled"},
 	} {
 		file, want := c.file, c.want
 		for _, client := range []string{"docker", "berth"} {
