@@ -129,7 +129,7 @@ func TestFastStart(t *testing.T) {
 	// Its own templates: this test corrupts one.
 	tdir := filepath.Join(t.TempDir(), "templates")
 	tenv := launcher.TemplateDirEnv + "=" + tdir
-	startDaemon(t, h, tenv)
+	startDaemonWith(t, h, nil, []string{"--spare-idle=10m"}, tenv) // the default; the tests' daemons keep none unless asked
 	mustOK(t, "pull", berth(t, h, "pull", ref))
 	logFile := daemonLog(t, h)
 	restoredIn := func(logFile string) int {
