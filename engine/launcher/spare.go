@@ -283,8 +283,9 @@ func (p *spares) discard(s *spare) {
 func (p *spares) claim(ctx context.Context, cfg vmm.Config, tpl template) (vmm.Machine, error) {
 	p.mu.Lock()
 	s := p.byKey[tpl.key]
+	ready := s != nil && s.state == spareReady
 	p.mu.Unlock()
-	if s == nil || s.state != spareReady || !p.take(s) {
+	if !ready || !p.take(s) {
 		return nil, nil
 	}
 	h, ok := s.m.(interface {
