@@ -115,10 +115,17 @@ func startDaemonWith(t *testing.T, home string, cred *syscall.Credential, flags 
 }
 
 // daemonCommand is `berth daemon` on home with flags (user network mode
-// unless they name one) and extra environment.
+// unless they name one, and no spare VMs unless they name --spare-idle:
+// a spare is restored in the background after each daemon's first
+// restore, CPU and memory the suite's many short-lived daemons would
+// spend for starts that mostly never come; TestFastStart asks for them)
+// and extra environment.
 func daemonCommand(home string, flags []string, env ...string) *exec.Cmd {
 	if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--network-mode") }) {
 		flags = append([]string{"--network-mode=user"}, flags...)
+	}
+	if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--spare-idle") }) {
+		flags = append([]string{"--spare-idle=0"}, flags...)
 	}
 	cmd := exec.Command(berthBin, append([]string{"daemon"}, flags...)...)
 	cmd.Env = append(append(os.Environ(), "BERTH_HOME="+home), env...)

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +44,28 @@ func daemonLog(t *testing.T, h string) string {
 		t.Fatal(err)
 	}
 	return hh.LogFile()
+}
+
+// spareReady matches the status line of a ready spare VM.
+var spareReady = regexp.MustCompile(`spare VMs: template ([0-9a-f]+) ready for [^ ]+ \(pid ([0-9]+)\)`)
+
+// waitSpare waits until the daemon on h says its spare VM is ready and
+// returns its QEMU's pid.
+func waitSpare(t *testing.T, h string, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := mustOK(t, "system status", berth(t, h, "system", "status")).out
+		if m := spareReady.FindStringSubmatch(st); m != nil {
+			pid, _ := strconv.Atoi(m[2])
+			return pid
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(daemonLog(t, h))
+			t.Fatalf("no spare VM ready after %v; status:\n%s\ndaemon log:\n%s", timeout, st, log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // guestFacts is what one warm container says about its VM.
@@ -91,6 +116,12 @@ func facts(t *testing.T, h, id string) guestFacts {
 // time. A daemon on another home restores from the same template. A
 // corrupt template falls back to a cold boot, as --cold and
 // --fast-start=false ask for one.
+//
+// After its first restore the daemon keeps a spare VM restored ahead;
+// the next starts claim it (the root disk, the NIC and the guest's
+// completion handed over at the claim: two claimed VMs still differ in
+// random state, boot ID, MAC and IP). A spare that died falls back to a
+// restore; --spare-idle=0 keeps none; the daemon's shutdown stops it.
 func TestFastStart(t *testing.T) {
 	reg := testenv.StartRegistry(t)
 	ref := reg.Push(t, "test/busybox", "fast", testenv.BusyboxImage(t, nil))
@@ -98,7 +129,7 @@ func TestFastStart(t *testing.T) {
 	// Its own templates: this test corrupts one.
 	tdir := filepath.Join(t.TempDir(), "templates")
 	tenv := launcher.TemplateDirEnv + "=" + tdir
-	startDaemon(t, h, tenv)
+	startDaemonWith(t, h, nil, []string{"--spare-idle=10m"}, tenv) // the default; the tests' daemons keep none unless asked
 	mustOK(t, "pull", berth(t, h, "pull", ref))
 	logFile := daemonLog(t, h)
 	restoredIn := func(logFile string) int {
@@ -106,6 +137,10 @@ func TestFastStart(t *testing.T) {
 		return bytes.Count(b, []byte("fast start: restored from a template"))
 	}
 	restored := func() int { return restoredIn(logFile) }
+	claimed := func() int {
+		b, _ := os.ReadFile(logFile)
+		return bytes.Count(b, []byte("fast start: claimed a spare VM"))
+	}
 
 	// A layout's second cold boot builds its template.
 	mustOK(t, "first run (cold)", berth(t, h, "run", "--rm", ref, "true"))
@@ -132,9 +167,18 @@ func TestFastStart(t *testing.T) {
 		t.Fatalf("%d restores logged after the warm run, want 1; daemon log:\n%s", n, b)
 	}
 
+	// The restore left a spare VM behind; each run -d claims one.
 	var ids []string
 	for i := 0; i < 2; i++ {
+		pid := waitSpare(t, h, time.Minute)
+		if st := mustOK(t, "system status", berth(t, h, "system", "status")).out; !strings.Contains(st, "spare VMs: template "+strings.TrimSuffix(filepath.Base(tpl), ".state")+" ready") {
+			t.Errorf("system status does not show the spare VM of the template:\n%s", st)
+		}
 		ids = append(ids, strings.TrimSpace(mustOK(t, "run -d", berth(t, h, "run", "-d", ref, "sleep", "300")).out))
+		if n := claimed(); n != i+1 {
+			log, _ := os.ReadFile(logFile)
+			t.Fatalf("%d claims of a spare VM logged after run -d #%d (spare pid %d), want %d; daemon log:\n%s", n, i+1, pid, i+1, log)
+		}
 	}
 	a, b := facts(t, h, ids[0]), facts(t, h, ids[1])
 	t.Logf("restored guests: %+v / %+v", a, b)
@@ -178,24 +222,54 @@ func TestFastStart(t *testing.T) {
 		t.Errorf("after stop: %+v, %v", insp, err)
 	}
 	mustOK(t, "rm", berth(t, h, "rm", "-f", ids[0], ids[1]))
-	if n := restored(); n != 4 {
-		t.Errorf("%d restores logged, want 4 (run, two -d, tty)", n)
+	if n, c := restored(), claimed(); n+c != 4 || c < 2 {
+		t.Errorf("%d restores and %d claims of a spare logged, want 4 in all (run, two -d, tty), 2 claims at least", n, c)
 	}
 
 	// --cold boots cold on a fast-start daemon.
+	warm := restored() + claimed()
 	mustOK(t, "run --cold", berth(t, h, "run", "--rm", "--cold", ref, "true"))
-	if log, _ := os.ReadFile(logFile); !bytes.Contains(log, []byte("booting cold as asked")) || restored() != 4 {
+	if log, _ := os.ReadFile(logFile); !bytes.Contains(log, []byte("booting cold as asked")) || restored()+claimed() != warm {
 		t.Errorf("run --cold was not a cold boot; daemon log:\n%s", log)
+	}
+
+	// A spare VM that died: the next start restores instead, and says
+	// why in the log.
+	pid := waitSpare(t, h, time.Minute)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	n := restored()
+	if r := mustOK(t, "run (spare killed)", berth(t, h, "run", "--rm", ref, "echo", "after the spare died")); r.out != "after the spare died\n" {
+		t.Errorf("run after the spare VM died: %+v", r)
+	}
+	if log, _ := os.ReadFile(logFile); restored() != n+1 || !(bytes.Contains(log, []byte("fast start: the spare VM ended")) || bytes.Contains(log, []byte("fast start: the spare VM failed"))) {
+		t.Errorf("a dead spare VM: no restore after it, or no reason logged; daemon log:\n%s", log)
+	}
+	// The daemon's shutdown stops its spare VM.
+	pid = waitSpare(t, h, time.Minute)
+	if d, ok := daemons.Load(h); ok {
+		d.(*exec.Cmd).Process.Signal(syscall.SIGTERM)
+	}
+	for deadline := time.Now().Add(30 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spare VM (pid %d) outlived its daemon's shutdown", pid)
+		}
 	}
 
 	// A daemon on another home shares the template; one started with
 	// --fast-start=false boots cold and says so in its status.
+	// It keeps no spare VM (--spare-idle=0): the corrupt template below
+	// is restored from, not a spare restored before.
 	h2 := shortHome(t)
-	startDaemon(t, h2, tenv)
+	startDaemonWith(t, h2, nil, []string{"--spare-idle=0"}, tenv)
 	mustOK(t, "pull (second home)", berth(t, h2, "pull", ref))
 	if r := mustOK(t, "run (second home)", berth(t, h2, "run", "--rm", ref, "echo", "other home")); r.out != "other home\n" || restoredIn(daemonLog(t, h2)) != 1 {
 		log, _ := os.ReadFile(daemonLog(t, h2))
 		t.Errorf("a daemon on another home did not restore from the shared template: %+v; its log:\n%s", r, log)
+	}
+	if st := mustOK(t, "system status (no spares)", berth(t, h2, "system", "status")).out; !strings.Contains(st, "spare VMs: none kept: turned off") {
+		t.Errorf("system status of a --spare-idle=0 daemon:\n%s", st)
 	}
 	h3 := shortHome(t)
 	startDaemonWith(t, h3, nil, []string{"--fast-start=false"}, tenv)
@@ -210,16 +284,16 @@ func TestFastStart(t *testing.T) {
 	if err := os.WriteFile(tpl, junk, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = mustOK(t, "run on a corrupt template", berth(t, h, "run", "--rm", ref, "echo", "still runs"))
+	r = mustOK(t, "run on a corrupt template", berth(t, h2, "run", "--rm", ref, "echo", "still runs"))
 	if r.out != "still runs\n" {
 		t.Fatalf("run on a corrupt template: %+v", r)
 	}
-	log, _ := os.ReadFile(logFile)
+	log, _ := os.ReadFile(daemonLog(t, h2))
 	i := bytes.LastIndex(log, []byte("fast start: booting cold"))
 	if i < 0 || !bytes.Contains(log[i:], []byte("restore from template")) {
 		t.Errorf("no cold-boot reason naming the restore in the daemon log:\n%s", log)
 	}
-	if restored() != 4 {
+	if restoredIn(daemonLog(t, h2)) != 1 {
 		t.Errorf("a corrupt template was restored from")
 	}
 }

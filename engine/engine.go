@@ -66,6 +66,7 @@ type options struct {
 	log          *slog.Logger
 	hostLoopback bool
 	fastStart    bool
+	spareIdle    time.Duration
 	builderIdle  time.Duration
 	networkMode  string
 }
@@ -104,6 +105,12 @@ func WithNetworkMode(mode string) Option { return func(o *options) { o.networkMo
 // WithFastStart(false) boots every container cold.
 func WithFastStart(on bool) Option { return func(o *options) { o.fastStart = on } }
 
+// WithSpareIdle sets how long fast start keeps a spare VM nothing
+// claims (a VM restored from a template ahead of need; the next start
+// of its layout takes it instead of restoring): launcher.DefaultSpareIdle
+// unless set, 0 or less keeps none.
+func WithSpareIdle(d time.Duration) Option { return func(o *options) { o.spareIdle = d } }
+
 // WithBuilderIdleTimeout sets how long the image builder's VM stays up
 // with no BuildKit client connected (default builder.DefaultIdleTimeout;
 // negative: until the engine stops).
@@ -121,7 +128,7 @@ func WithBuilderIdleTimeout(d time.Duration) Option {
 // h/run/buildkitd.sock, which starts the builder VM on first use), which
 // Close stops.
 func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
-	o := options{log: slog.Default(), fastStart: true}
+	o := options{log: slog.Default(), fastStart: true, spareIdle: launcher.DefaultSpareIdle}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -158,7 +165,7 @@ func New(ctx context.Context, h home.Home, opts ...Option) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("open engine on %s: %w", h.Dir, err)
 	}
-	vms := launcher.New(h, o.log, e.kernels, launcher.WithFastStart(o.fastStart))
+	vms := launcher.New(h, o.log, e.kernels, launcher.WithFastStart(o.fastStart), launcher.WithSpareIdle(o.spareIdle))
 	e.vms = vms
 	vms.SweepOrphans(ctx, h.Path("containers"))
 	// The image builder's VM, left by an engine that died, holds the

@@ -16,6 +16,7 @@ import (
 	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/builder"
 	"github.com/berthvm/berth/engine/daemon"
+	"github.com/berthvm/berth/engine/launcher"
 	"github.com/berthvm/berth/engine/version"
 	docker "github.com/moby/moby/client"
 	"github.com/spf13/cobra"
@@ -115,6 +116,9 @@ func newStatusCmd(e *env) *cobra.Command {
 			for _, t := range st.FastStart.Templates {
 				fmt.Fprintf(w, "  template %s: %d MiB, last used %s ago\n", t.Key, t.Size>>20, time.Since(t.LastUsed).Round(time.Second))
 			}
+			if f := st.FastStart; f.Enabled {
+				fmt.Fprintf(w, "  %s\n", spareLine(f))
+			}
 			return nil
 		},
 	}
@@ -145,6 +149,25 @@ func fastStartLine(f types.FastStartStatus, networkMode string) string {
 		b.WriteString("; containers on bridge networks boot cold (a TAP NIC is not restored from templates yet: berth daemon --network-mode user restores them)")
 	}
 	return b.String()
+}
+
+// spareLine is one line about fast start's spare VMs.
+func spareLine(f types.FastStartStatus) string {
+	if f.SparesOff != "" {
+		return "spare VMs: none kept: " + f.SparesOff
+	}
+	if len(f.Spares) == 0 {
+		return "spare VMs: none now (one is restored ahead for each template a container was restored from)"
+	}
+	var parts []string
+	for _, s := range f.Spares {
+		p := fmt.Sprintf("template %s %s for %s", s.Template, s.State, time.Since(s.Since).Round(time.Second))
+		if s.Pid > 0 {
+			p += fmt.Sprintf(" (pid %d)", s.Pid)
+		}
+		parts = append(parts, p)
+	}
+	return "spare VMs: " + strings.Join(parts, "; ")
 }
 
 // kernelLine is one line about the guest kernel.
@@ -205,7 +228,7 @@ func newKernelCmd(e *env) *cobra.Command {
 
 func newDaemonCmd(e *env) *cobra.Command {
 	var hostLoopback, fastStart bool
-	var builderIdle time.Duration
+	var builderIdle, spareIdle time.Duration
 	var networkMode string
 	c := &cobra.Command{
 		Use:   "daemon",
@@ -220,11 +243,12 @@ func newDaemonCmd(e *env) *cobra.Command {
 			defer stop()
 			return daemon.Run(ctx, daemon.Config{Home: h, LogOutput: e.io.Err,
 				Plugins: daemon.PluginOptions{Discovery: PluginConfig(h.Dir)},
-				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback), engine.WithFastStart(fastStart),
+				EngineOptions: []engine.Option{engine.WithHostLoopback(hostLoopback), engine.WithFastStart(fastStart), engine.WithSpareIdle(spareIdle),
 					engine.WithBuilderIdleTimeout(builderIdle), engine.WithNetworkMode(networkMode)}})
 		},
 	}
 	c.Flags().BoolVar(&fastStart, "fast-start", true, "restore containers' VMs from a saved template instead of booting them; --fast-start=false boots every VM cold (`run --cold` boots one cold)")
+	c.Flags().DurationVar(&spareIdle, "spare-idle", launcher.DefaultSpareIdle, "with fast start, keep a VM restored ahead for each VM layout restored before, stopped when no container claimed it for this long (0: keep none)")
 	c.Flags().DurationVar(&builderIdle, "builder-idle", builder.DefaultIdleTimeout, "stop the image builder's VM after it served no BuildKit client for this long (negative: never)")
 	c.Flags().StringVar(&networkMode, "network-mode", engine.NetworkModeAuto, "Linux networking: auto (bridge when run as root or with CAP_NET_ADMIN, else user), user (user-space networks, no privileges) or bridge (a Linux bridge per network, the host reaches containers' addresses)")
 	c.Flags().BoolVar(&hostLoopback, "host-loopback", false, "let containers reach the host's loopback services (127.0.0.1) at the network's host address (192.168.127.254); off by default")

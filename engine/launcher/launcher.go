@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/transport"
@@ -31,6 +32,8 @@ type Launcher struct {
 	fast        bool       // WithFastStart
 	templateDir string     // WithTemplateDir, TemplateDir
 	templates   *templates // in templateDir
+	spareIdle   time.Duration
+	spares      *spares // in home/spares
 }
 
 var _ container.VMLauncher = (*Launcher)(nil)
@@ -39,18 +42,30 @@ var _ container.VMLauncher = (*Launcher)(nil)
 // kernels prepares (downloading it first if need be, one download at a
 // time) and keeps boot files in h/cache.
 func New(h home.Home, log *slog.Logger, kernels *kernel.Setup, opts ...Option) *Launcher {
-	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels, templateDir: TemplateDir(h)}
+	l := &Launcher{home: h, log: log, cacheDir: h.Path("cache"), digests: newDigests(), kernels: kernels, templateDir: TemplateDir(h), spareIdle: DefaultSpareIdle}
 	for _, o := range opts {
 		o(l)
 	}
 	l.templates = newTemplates(l.templateDir, log)
 	l.templates.sweep()
+	off := backend.SpareSupport()
+	switch {
+	case !l.fast:
+		off = errors.New("fast start is off")
+	case l.spareIdle <= 0:
+		off = errors.New("turned off (spare idle time 0)")
+	}
+	l.spares = newSpares(h.Path("spares"), log, l.spareIdle, off, l.templates.busy)
 	return l
 }
 
-// Close stops the template builds under way in the background and waits
-// for them; the VMs it launched are the containers'.
-func (l *Launcher) Close() { l.templates.close() }
+// Close stops the spare VMs and the template builds under way in the
+// background and waits for them; the VMs it launched are the
+// containers'.
+func (l *Launcher) Close() {
+	l.spares.close()
+	l.templates.close()
+}
 
 // KernelCacheDir is where kernels are fetched and unpacked
 // (~/.cache/berth/kernel, where `make kernel` leaves Debian's).
@@ -90,6 +105,7 @@ func (l *Launcher) SweepOrphans(ctx context.Context, dir string) {
 	for _, s := range stale {
 		l.log.Warn("stopped a VM whose engine was gone", "vm", s.ID, "pid", s.PID, "killed", s.Killed)
 	}
+	l.spares.sweep(ctx)
 }
 
 // Prepare resolves the kernel and guestinit and returns the boot image
@@ -127,6 +143,7 @@ func (l *Launcher) Launch(ctx context.Context, req container.LaunchRequest) (con
 		return nil, fmt.Errorf("launch VM %s: no boot files (call Prepare first)", req.ID)
 	}
 	cfg := l.config(req)
+	defer l.spares.begin()()
 	if l.fast {
 		if req.Cold {
 			l.log.Info("fast start: booting cold as asked", "container", shortID(req.ID))

@@ -80,6 +80,10 @@ func (l *Launcher) FastStartStatus() types.FastStartStatus {
 		st.Failed = t.lastFailed.Error()
 	}
 	t.mu.Unlock()
+	st.Spares = l.spares.status()
+	if l.spares.off != nil {
+		st.SparesOff = l.spares.off.Error()
+	}
 	return st
 }
 
@@ -88,6 +92,12 @@ type Option func(*Launcher)
 
 // WithTemplateDir keeps templates in dir instead of TemplateDir(home).
 func WithTemplateDir(dir string) Option { return func(l *Launcher) { l.templateDir = dir } }
+
+// WithSpareIdle sets how long a spare VM (a VM restored from a template
+// ahead of need, which the next container start of its layout claims)
+// nothing claims is kept: DefaultSpareIdle unless set; 0 or less keeps
+// no spare VMs.
+func WithSpareIdle(d time.Duration) Option { return func(l *Launcher) { l.spareIdle = d } }
 
 // WithFastStart turns fast start on or off: on, containers' VMs are
 // restored from a template where one exists (it is built in the
@@ -139,6 +149,13 @@ func (t *templates) sweep() {
 			}
 		}
 	}
+}
+
+// busy reports whether a template is being built.
+func (t *templates) busy() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.building) > 0
 }
 
 // close stops background builds and waits for them.
@@ -358,6 +375,24 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 	if err != nil {
 		return nil, fmt.Errorf("root disk: %w", err)
 	}
+	claimed := time.Now()
+	switch m, err := l.spares.claim(ctx, cfg, tpl); {
+	case err != nil:
+		l.log.Warn("fast start: the spare VM failed; restoring", "container", shortID(cfg.ID), "reason", err)
+	case m != nil:
+		handover := time.Since(claimed)
+		finish := time.Now()
+		if err := l.finishRestore(ctx, m, cfg, root.Size()); err != nil {
+			// Not the template's fault: the restore below tries it.
+			l.log.Warn("fast start: the spare VM failed; restoring", "container", shortID(cfg.ID), "reason", err)
+			break
+		}
+		l.log.Info("fast start: claimed a spare VM", "container", shortID(cfg.ID), "template", tpl.key,
+			"handover", handover.Round(time.Millisecond), "finished", time.Since(finish).Round(time.Millisecond))
+		touch(tpl.path)
+		l.spares.refill(cfg, tpl)
+		return m, nil
+	}
 	wc := cfg
 	wc.Restore = tpl.path
 	if m, err = backend.New(wc); err != nil {
@@ -371,6 +406,31 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 		}
 		return nil, fmt.Errorf("restore from template %s: %w", tpl.key, err)
 	}
+	finish := time.Now()
+	if err := l.finishRestore(ctx, m, cfg, root.Size()); err != nil {
+		return nil, fmt.Errorf("restore from template %s: %w", tpl.key, err)
+	}
+	touch(tpl.path)
+	tl := m.Timeline()
+	l.log.Info("fast start: restored from a template", "container", shortID(cfg.ID),
+		"loaded", tl.Running.Sub(tl.Launched).Round(time.Millisecond),
+		"agent", tl.AgentReady.Sub(tl.Running).Round(time.Millisecond),
+		"finished", time.Since(finish).Round(time.Millisecond))
+	l.spares.refill(cfg, tpl)
+	return m, nil
+}
+
+// touch marks a template in use: sweep keeps it.
+func touch(path string) {
+	now := time.Now()
+	os.Chtimes(path, now, now)
+}
+
+// finishRestore completes the guest of m, restored for cfg (whose root
+// disk is rootSize bytes): the agent's FinishRestore sets its clock,
+// reseeds its CRNG with host entropy, gives its NIC cfg's MAC and mounts
+// the root. It kills m when that fails.
+func (l *Launcher) finishRestore(ctx context.Context, m vmm.Machine, cfg vmm.Config, rootSize int64) error {
 	entropy := make([]byte, restoreEntropy)
 	rand.Read(entropy)
 	mac := vmm.MACFor(cfg.ID)
@@ -380,20 +440,12 @@ func (l *Launcher) launchWarm(ctx context.Context, cfg vmm.Config) (m vmm.Machin
 	if cfg.Network == nil {
 		mac = nil
 	}
-	finish := time.Now()
-	err = withAgent(ctx, m.Dialer(), func(ac *agent.Client) error {
-		return ac.FinishRestore(ctx, time.Now(), entropy, mac, uint64(root.Size()))
+	err := withAgent(ctx, m.Dialer(), func(ac *agent.Client) error {
+		return ac.FinishRestore(ctx, time.Now(), entropy, mac, uint64(rootSize))
 	})
 	if err != nil {
 		m.Kill(context.Background())
-		return nil, fmt.Errorf("restore from template %s: %w", tpl.key, err)
+		return err
 	}
-	now := time.Now()
-	os.Chtimes(tpl.path, now, now) // in use: kept by sweep
-	tl := m.Timeline()
-	l.log.Info("fast start: restored from a template", "container", shortID(cfg.ID),
-		"loaded", tl.Running.Sub(tl.Launched).Round(time.Millisecond),
-		"agent", tl.AgentReady.Sub(tl.Running).Round(time.Millisecond),
-		"finished", time.Since(finish).Round(time.Millisecond))
-	return m, nil
+	return nil
 }

@@ -144,12 +144,36 @@ func (c *ConsoleLog) Panic() string {
 	return c.panic
 }
 
+// Retarget sends the output from now on to path (appending; "" keeps
+// only the in-memory tail) and closes the file written so far: a VM
+// handed over to a new owner (VM.Handover) logs to the new owner's file.
+func (c *ConsoleLog) Retarget(path string) error {
+	var f *os.File
+	if path != "" {
+		var err error
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fmt.Errorf("open console log: %w", err)
+		}
+	}
+	c.mu.Lock()
+	old := c.file
+	c.file = f
+	c.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
 // Close closes the log file.
 func (c *ConsoleLog) Close() error {
-	if c.file == nil {
+	c.mu.Lock()
+	f := c.file
+	c.mu.Unlock()
+	if f == nil {
 		return nil
 	}
-	return c.file.Close()
+	return f.Close()
 }
 
 // PingUntil calls ping until it succeeds, gone is closed (the VM ended),

@@ -57,6 +57,20 @@ type Driver interface {
 	SharePort(i int) (net.Conn, error)
 }
 
+// HandoverDriver is a Driver whose running VM can change owners: a VM
+// restored from a template ahead of need (fast start's spare) is handed
+// to the container that claims it.
+type HandoverDriver interface {
+	Driver
+	// Handover gives the running VM to the owner described by to, which
+	// has the VM's layout (the backend checks): its ID, state directory
+	// (the pid file moves there), root disk (it replaces the one the VM
+	// runs with; the guest is told its size) and network plan. The guest
+	// is not told anything else: the caller completes it (the agent's
+	// FinishRestore).
+	Handover(ctx context.Context, to Config) error
+}
+
 // VM is a Machine built from a backend's Driver: the lifecycle policy
 // every backend shares, written once.
 //
@@ -94,7 +108,11 @@ func NewVM(cfg Config, d Driver) *VM {
 }
 
 // Config is the VM's validated configuration.
-func (m *VM) Config() Config { return m.cfg }
+func (m *VM) Config() Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
+}
 
 // Driver is the backend's driver of this VM.
 func (m *VM) Driver() Driver { return m.drv }
@@ -247,6 +265,40 @@ func (m *VM) SaveState(ctx context.Context, path string) error {
 	return nil
 }
 
+// Handover gives the running VM to a new owner (HandoverDriver): from
+// then on it has to's ID, state directory, root disk, network plan,
+// agent hooks and console log (the output so far stays in the old
+// one). It fails for a backend that cannot, or a VM that is not
+// running; on failure the VM is in an unknown state and should be
+// killed.
+func (m *VM) Handover(ctx context.Context, to Config) error {
+	h, ok := m.drv.(HandoverDriver)
+	if !ok {
+		return errdefs.NotImplemented(fmt.Errorf("hand vm %s over: the %s backend cannot", m.cfg.ID, m.drv.Backend()))
+	}
+	if st := m.State(); st != StateRunning {
+		return errdefs.Conflict(fmt.Errorf("hand vm %s over: it is %s, not running", m.cfg.ID, st))
+	}
+	m.mu.Lock()
+	from := m.cfg
+	c := m.console
+	m.mu.Unlock()
+	to, err := to.Validate(from.Arch)
+	if err != nil {
+		return fmt.Errorf("hand vm %s over: %w", from.ID, err)
+	}
+	if err := c.Retarget(to.ConsoleLog); err != nil {
+		return fmt.Errorf("hand vm %s over to %s: %w", from.ID, to.ID, err)
+	}
+	if err := h.Handover(ctx, to); err != nil {
+		return fmt.Errorf("hand vm %s over to %s: %w", from.ID, to.ID, err)
+	}
+	m.mu.Lock()
+	m.cfg = to
+	m.mu.Unlock()
+	return nil
+}
+
 // failStart stops a VM whose start failed and explains why: the
 // hypervisor's own words when it ended by itself (QEMU refusing a
 // configuration says why on its stderr), and the console's last lines.
@@ -259,7 +311,7 @@ func (m *VM) failStart(cause error) error {
 	if raw := m.drv.Exit(); raw.Reason == ExitHypervisorError && raw.Detail != "" && !strings.Contains(raw.Detail, msg) {
 		msg = raw.Detail + " (" + msg + ")"
 	}
-	return fmt.Errorf("start vm %s: %s%s", m.cfg.ID, msg, m.consoleTail())
+	return fmt.Errorf("start vm %s: %s%s", m.Config().ID, msg, m.consoleTail())
 }
 
 func (m *VM) consoleTail() string {
@@ -326,7 +378,7 @@ func (m *VM) Wait(ctx context.Context) (Exit, error) {
 		defer m.mu.Unlock()
 		return m.exit, nil
 	case <-ctx.Done():
-		return Exit{}, fmt.Errorf("wait for vm %s: %w", m.cfg.ID, ctx.Err())
+		return Exit{}, fmt.Errorf("wait for vm %s: %w", m.Config().ID, ctx.Err())
 	}
 }
 
@@ -340,8 +392,8 @@ func (m *VM) Stop(ctx context.Context, grace time.Duration) error {
 	gctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
 	var askErr error
-	if d := m.drv.Dialer(); m.cfg.Shutdown != nil && d != nil {
-		askErr = m.cfg.Shutdown(gctx, d)
+	if d, cfg := m.drv.Dialer(), m.Config(); cfg.Shutdown != nil && d != nil {
+		askErr = cfg.Shutdown(gctx, d)
 	} else {
 		askErr = m.drv.RequestStop(gctx)
 	}
@@ -353,7 +405,7 @@ func (m *VM) Stop(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("stop vm %s: %w", m.cfg.ID, ctx.Err())
+		return fmt.Errorf("stop vm %s: %w", m.Config().ID, ctx.Err())
 	}
 	detail := fmt.Sprintf("stopped hard: the guest did not power off within %v", grace)
 	if askErr != nil {
@@ -417,10 +469,10 @@ func (m *VM) hardStop(ctx context.Context, detail string) error {
 			return nil
 		default:
 		}
-		return fmt.Errorf("kill vm %s: %w", m.cfg.ID, err)
+		return fmt.Errorf("kill vm %s: %w", m.Config().ID, err)
 	}
 	if _, err := m.Wait(ctx); err != nil {
-		return fmt.Errorf("kill vm %s: %w", m.cfg.ID, err)
+		return fmt.Errorf("kill vm %s: %w", m.Config().ID, err)
 	}
 	return nil
 }

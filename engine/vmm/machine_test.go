@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ type fakeDriver struct {
 
 	*vmm.Ending
 
+	out io.Writer // the console, from Start on
+
 	mu        sync.Mutex
 	hardStops int
 	requests  int
@@ -34,6 +37,7 @@ type fakeDriver struct {
 func newFake() *fakeDriver { return &fakeDriver{Ending: vmm.NewEnding()} }
 
 func (f *fakeDriver) Start(ctx context.Context, console io.Writer) error {
+	f.out = console
 	io.WriteString(console, f.console)
 	if f.startErr != nil {
 		if f.startExit != "" {
@@ -329,5 +333,63 @@ func TestValidateTemplateAndRestore(t *testing.T) {
 		if _, err := c.Validate("amd64"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("Validate(template=%v restore=%q shares=%d) = %v, want invalid", c.Template, c.Restore, len(c.Shares), err)
 		}
+	}
+}
+
+// handoverFake is a fakeDriver that can be handed over: it records the
+// Config it was handed.
+type handoverFake struct {
+	*fakeDriver
+	to vmm.Config
+}
+
+func (h *handoverFake) Handover(ctx context.Context, to vmm.Config) error {
+	h.to = to
+	return nil
+}
+
+// TestVMHandover: a running VM handed over takes the new owner's Config
+// (validated) and its console log (the output before stays in the old
+// one); a driver that cannot hand over says "not implemented", and a VM
+// that is not running cannot be handed over.
+func TestVMHandover(t *testing.T) {
+	dir := t.TempDir()
+	valid := func(id string) vmm.Config {
+		return vmm.Config{ID: id, StateDir: filepath.Join(dir, id), Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r-" + id},
+			ConsoleLog: filepath.Join(dir, id+".log"), Network: &vmm.Network{}, Restore: "/t.state"}
+	}
+	h := &handoverFake{fakeDriver: newFake()}
+	h.console = "before\n"
+	m := vmm.NewVM(valid("spare"), h)
+	if err := m.Handover(context.Background(), valid("c1")); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("Handover before Start: %v, want a conflict", err)
+	}
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill(context.Background())
+	if err := m.Handover(context.Background(), valid("c1")); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(h.out, "after\n")
+	if got := m.Config(); got.ID != "c1" || got.Root.Path != "/r-c1" || got.Network == nil || got.Network.MAC.String() != vmm.MACFor("c1").String() {
+		t.Errorf("Config after Handover: %+v", got)
+	}
+	if h.to.ID != "c1" || h.to.Network.MAC.String() != vmm.MACFor("c1").String() {
+		t.Errorf("the driver was handed %+v, want c1's validated Config", h.to)
+	}
+	for id, want := range map[string]string{"spare": "before\n", "c1": "after\n"} {
+		if b, err := os.ReadFile(filepath.Join(dir, id+".log")); err != nil || string(b) != want {
+			t.Errorf("console log of %s: %q, %v; want %q", id, b, err, want)
+		}
+	}
+	if err := m.Handover(context.Background(), vmm.Config{ID: "bad id!"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("Handover to an invalid Config: %v", err)
+	}
+
+	plain := startFake(t, newFake(), fakeConfig())
+	defer plain.Kill(context.Background())
+	if err := plain.Handover(context.Background(), valid("c2")); !errors.Is(err, errdefs.ErrNotImplemented) {
+		t.Errorf("Handover on a driver without it: %v, want not implemented", err)
 	}
 }

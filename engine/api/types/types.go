@@ -56,6 +56,26 @@ type FastStartStatus struct {
 	// Failed is why the last template build that failed did, since the
 	// engine started ("" when none did).
 	Failed string `json:"failed,omitempty"`
+	// Spares are the VMs restored ahead of need, one at most per
+	// template (a container start claims one instead of restoring).
+	Spares []SpareStatus `json:"spares,omitempty"`
+	// SparesOff says why the engine keeps no spare VMs ("" when it
+	// does).
+	SparesOff string `json:"sparesOff,omitempty"`
+}
+
+// SpareStatus is one VM restored from a template ahead of need.
+type SpareStatus struct {
+	// Template is the key of the template it was restored from.
+	Template string `json:"template"`
+	// State is "waiting" (for the engine to be idle), "restoring" or
+	// "ready".
+	State string `json:"state"`
+	// Since is when it entered that state.
+	Since time.Time `json:"since"`
+	// Pid is its hypervisor's process (0 before it runs, or when the
+	// VM runs in the engine's process).
+	Pid int `json:"pid,omitempty"`
 }
 
 // TemplateStatus is one saved VM template.

@@ -45,3 +45,9 @@ func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) { ret
 func TemplateLayout(cfg vmm.Config) (string, error) {
 	return "", errdefs.NotImplemented(errors.New("fast start: the vz backend cannot save or restore VMs yet"))
 }
+
+// SpareSupport says whether this backend can hand a running VM to a
+// container (fast start's spare VM, vmm.HandoverDriver): vz cannot yet.
+func SpareSupport() error {
+	return errdefs.NotImplemented(errors.New("the vz backend cannot restore VMs or hand a running one to a container yet"))
+}

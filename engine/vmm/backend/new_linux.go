@@ -53,3 +53,7 @@ func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) {
 // command line without the per-VM parts (qemu.TemplateLayout). An error
 // says why cfg cannot be saved or restored here.
 func TemplateLayout(cfg vmm.Config) (string, error) { return qemu.TemplateLayout(cfg) }
+
+// SpareSupport says whether this backend can hand a running VM to a
+// container (fast start's spare VM, vmm.HandoverDriver): QEMU can.
+func SpareSupport() error { return nil }

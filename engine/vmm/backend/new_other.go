@@ -37,3 +37,9 @@ func SweepOrphans(ctx context.Context, stateDirs string) ([]Orphan, error) { ret
 func TemplateLayout(cfg vmm.Config) (string, error) {
 	return "", errdefs.NotImplemented(fmt.Errorf("fast start: no VM backend on %s", runtime.GOOS))
 }
+
+// SpareSupport says whether this backend can hand a running VM to a
+// container (fast start's spare VM): there is no backend here.
+func SpareSupport() error {
+	return errdefs.NotImplemented(fmt.Errorf("no VM backend on %s", runtime.GOOS))
+}

@@ -151,6 +151,13 @@ func commandLine(cfg vmm.Config, l launch) []string {
 	}
 	for i, d := range append([]vmm.Disk{cfg.Root}, cfg.Disks...) {
 		drive := "file=" + escape(d.Path) + ",if=none,id=disk" + strconv.Itoa(i) + ",format=raw,cache=writeback,discard=unmap"
+		if i == 0 && snapshotLayout(cfg) {
+			// Named nodes: a VM restored ahead of need is handed a
+			// container's root disk by reopening rootNode with a new
+			// file child (Handover); QEMU refuses to reopen the
+			// nodes -drive names itself.
+			drive += ",node-name=" + rootNode + ",file.node-name=" + rootNode + "-file"
+		}
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}

@@ -79,10 +79,11 @@ func (d *driver) Backend() string { return Describe(d.accel) }
 // 10.0.2.15/24 behind the gateway 10.0.2.2, with QEMU's DNS forwarder at
 // 10.0.2.3.
 func (d *driver) GuestNetwork() *vmm.GuestNetwork {
-	if d.cfg.Network == nil {
+	cfg := d.config()
+	if cfg.Network == nil {
 		return nil
 	}
-	if p := d.cfg.Network.Plan; p != nil {
+	if p := cfg.Network.Plan; p != nil {
 		plan := *p
 		return &plan
 	}
@@ -99,6 +100,14 @@ func (d *driver) Dialer() transport.Dialer {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.dialer
+}
+
+// config is the VM's Config: the one it started with, or the one it was
+// handed over to (Handover).
+func (d *driver) config() vmm.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
 }
 
 func (d *driver) pid() int {
@@ -280,7 +289,7 @@ func (d *driver) startProcess(prog string, l launch, ch channels) error {
 	d.closers = ch.hostEnds()
 	d.sharePorts = ch.shares
 	d.mu.Unlock()
-	if err := d.writePidFile(); err != nil {
+	if err := d.writePidFile(d.cfg); err != nil {
 		// The VM runs; without a pid file only Sweep is weaker.
 		fmt.Fprintf(cmd.Stderr, "berth: %v\n", err)
 	}
@@ -336,17 +345,20 @@ func qemuPackage(arch string) string {
 	return "qemu-system-x86"
 }
 
-func (d *driver) writePidFile() error {
+// writePidFile writes the pid file of QEMU running the VM of cfg (the
+// one it started with, or the one it was handed to).
+func (d *driver) writePidFile(cfg vmm.Config) error {
 	self, err := procStart(os.Getpid())
 	if err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
-	start, err := procStart(d.cmd.Process.Pid)
+	pid := d.pid()
+	start, err := procStart(pid)
 	if err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
-	return writePidFile(filepath.Join(d.cfg.StateDir, PidFileName), pidFile{
-		ID: d.cfg.ID, PID: d.cmd.Process.Pid, Start: start, EnginePID: os.Getpid(), EngineStart: self,
+	return writePidFile(filepath.Join(cfg.StateDir, PidFileName), pidFile{
+		ID: cfg.ID, PID: pid, Start: start, EnginePID: os.Getpid(), EngineStart: self,
 	})
 }
 
@@ -386,7 +398,7 @@ func (d *driver) reap() {
 	if c, ok := dl.(io.Closer); ok {
 		c.Close()
 	}
-	os.Remove(filepath.Join(d.cfg.StateDir, PidFileName))
+	os.Remove(filepath.Join(d.config().StateDir, PidFileName))
 	d.mu.Lock()
 	exit := d.exitReason(err)
 	d.mu.Unlock()

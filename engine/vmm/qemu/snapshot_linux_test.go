@@ -15,14 +15,17 @@ import (
 )
 
 // TestTemplateCommandLine: a template and a restore get guestinit's
-// template parameter, SeaBIOS (no qboot) with a vmgenid device, and the
-// restore streams its state in through a quoted exec: URI.
+// template parameter, SeaBIOS (no qboot) with a vmgenid device and
+// named root disk nodes, and the restore streams its state in through a
+// quoted exec: URI.
 func TestTemplateCommandLine(t *testing.T) {
 	base := vmm.Config{ID: "c1", StateDir: "/s", Kernel: "/k", Initramfs: "/i", Root: vmm.Disk{Path: "/r"}, Network: &vmm.Network{}, Arch: "amd64"}
 	tpl := base
 	tpl.Template = true
 	res := base
 	res.Restore = "/h/templates/it's.state"
+	// The root disk's nodes are named: Handover reopens them.
+	const rootNames = "file=/r,if=none,id=disk0,format=raw,cache=writeback,discard=unmap,node-name=root,file.node-name=root-file"
 	d := newDriver(res, options{accel: AccelTCG})
 	if l := d.plan(); l.bios != "" {
 		t.Errorf("a restore's plan uses firmware %q, want SeaBIOS (QEMU's default)", l.bios)
@@ -31,9 +34,9 @@ func TestTemplateCommandLine(t *testing.T) {
 		cfg         vmm.Config
 		want, avoid []string
 	}{
-		{base, nil, []string{vmm.TemplateParam, "vmgenid", "-incoming"}},
-		{tpl, []string{vmm.TemplateParam, "-device vmgenid,guid=auto"}, []string{"-incoming"}},
-		{res, []string{vmm.TemplateParam, "-device vmgenid,guid=auto", `-incoming exec:cat '/h/templates/it'\''s.state'`}, nil},
+		{base, nil, []string{vmm.TemplateParam, "vmgenid", "-incoming", "node-name"}},
+		{tpl, []string{vmm.TemplateParam, "-device vmgenid,guid=auto", rootNames}, []string{"-incoming"}},
+		{res, []string{vmm.TemplateParam, "-device vmgenid,guid=auto", `-incoming exec:cat '/h/templates/it'\''s.state'`, rootNames}, nil},
 	} {
 		line := strings.Join(commandLine(tc.cfg, launch{accel: AccelTCG}), " ")
 		for _, w := range tc.want {
