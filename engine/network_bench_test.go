@@ -20,14 +20,42 @@ import (
 	mobynetwork "github.com/moby/moby/api/types/network"
 )
 
-// BenchmarkNetwork measures the user-mode network with testdata/netbench
-// on both ends: TCP throughput (1 GB to a sink, until its "ok") and
-// connection latency (the median of 1000 connects with a 1-byte round
-// trip) host→host on loopback (the baseline), host→container through a
-// published port, and container→container on the default network, with
-// two VMs for all of it. Each metric is the median of b.N runs. -short:
-// 16 MB and 50 connections, a check of the benchmark, not numbers.
+// BenchmarkNetwork measures Berth's networks in both modes with
+// testdata/netbench on both ends: TCP throughput (1 GB to a sink, until
+// its "ok") and connection latency (the median of 1000 connects with a
+// 1-byte round trip) on the paths netbenchNames lists: host→host on
+// loopback (the baseline), host→container through a published port,
+// host→container at the container's own address (bridge mode only: in
+// user mode the host has no route into the network), and
+// container→container on the default network, with two VMs for all of
+// it. user/ runs in this process; bridge/ (root only) in a run of this
+// test binary in a network namespace of its own (benchNetworkBridge),
+// so nothing touches this host's network. Each metric is the median of
+// b.N runs. -short: 16 MB and 50 connections, a check of the benchmark,
+// not numbers.
 func BenchmarkNetwork(b *testing.B) {
+	b.Run(engine.NetworkModeUser, func(b *testing.B) { benchNetwork(b, engine.NetworkModeUser) })
+	b.Run(engine.NetworkModeBridge, benchNetworkBridge)
+}
+
+// netbenchNames are BenchmarkNetwork's sub-benchmarks in mode, in the
+// order they run: throughput/PATH and latency/PATH for each path.
+func netbenchNames(mode string) []string {
+	paths := []string{"host-loopback", "host-to-container-published"}
+	if mode == engine.NetworkModeBridge {
+		paths = append(paths, "host-to-container-ip")
+	}
+	paths = append(paths, "container-to-container")
+	var names []string
+	for _, p := range paths {
+		names = append(names, "throughput/"+p, "latency/"+p)
+	}
+	return names
+}
+
+// benchNetwork is BenchmarkNetwork in mode, run in this process (and
+// its network namespace).
+func benchNetwork(b *testing.B, mode string) {
 	size, pings := int64(1_000_000_000), 1000
 	if testing.Short() {
 		size, pings = 16_000_000, 50
@@ -45,7 +73,7 @@ func BenchmarkNetwork(b *testing.B) {
 	}
 	reg := testenv.StartRegistry(b)
 	ref := reg.Push(b, "bench/netbench", "net", testenv.BusyboxImage(b, map[string]string{"bin/netbench": string(guest)}))
-	eng, _ := startBenchEngine(b, dir, ref)
+	eng, _ := startBenchEngine(b, dir, ref, engine.WithNetworkMode(mode))
 
 	// The host's baseline server, the container's (published), a client container.
 	hostSink, hostEcho := benchFreePort(b), benchFreePort(b)
@@ -64,6 +92,7 @@ func BenchmarkNetwork(b *testing.B) {
 	server := startBenchContainer(b, eng, ref, "chmod +x /bin/netbench && exec netbench serve", bindings)
 	client := startBenchContainer(b, eng, ref, "chmod +x /bin/netbench && exec sleep 100000", nil)
 	serverIP := snapshotIP(b, eng, server)
+	ipSink, ipEcho := net.JoinHostPort(serverIP, "5001"), net.JoinHostPort(serverIP, "5002")
 	for _, addr := range []string{hostEcho, pubEcho} {
 		waitEcho(b, hostBin, addr)
 	}
@@ -84,22 +113,25 @@ func BenchmarkNetwork(b *testing.B) {
 	}
 	n := strconv.FormatInt(size, 10)
 	p := strconv.Itoa(pings)
-	type path struct {
-		name       string
-		send, ping func(testing.TB) string
+	runs := map[string]func(testing.TB) string{
+		"throughput/host-loopback":               onHost("send", hostSink, n),
+		"latency/host-loopback":                  onHost("ping", hostEcho, p),
+		"throughput/host-to-container-published": onHost("send", pubSink, n),
+		"latency/host-to-container-published":    onHost("ping", pubEcho, p),
+		"throughput/host-to-container-ip":        onHost("send", ipSink, n),
+		"latency/host-to-container-ip":           onHost("ping", ipEcho, p),
+		"throughput/container-to-container":      inClient("send", ipSink, n),
+		"latency/container-to-container":         inClient("ping", ipEcho, p),
 	}
-	for _, pa := range []path{
-		{"host-loopback", onHost("send", hostSink, n), onHost("ping", hostEcho, p)},
-		{"host-to-container-published", onHost("send", pubSink, n), onHost("ping", pubEcho, p)},
-		{"container-to-container", inClient("send", serverIP+":5001", n), inClient("ping", serverIP+":5002", p)},
-	} {
-		b.Run("throughput/"+pa.name, func(b *testing.B) {
-			d := medianSeconds(b, pa.send)
-			b.ReportMetric(float64(size)/1e6/d, "MB/s")
-			b.ReportMetric(0, "ns/op")
-		})
-		b.Run("latency/"+pa.name, func(b *testing.B) {
-			b.ReportMetric(medianSeconds(b, pa.ping)*1e6, "µs")
+	for _, name := range netbenchNames(mode) {
+		run := runs[name]
+		b.Run(name, func(b *testing.B) {
+			d := medianSeconds(b, run)
+			if strings.HasPrefix(name, "throughput/") {
+				b.ReportMetric(float64(size)/1e6/d, "MB/s")
+			} else {
+				b.ReportMetric(d*1e6, "µs")
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
