@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -305,4 +308,40 @@ func inNetns(ns netns.NsHandle, f func() (string, error)) (string, error) {
 	}()
 	r := <-done
 	return r.s, r.err
+}
+
+// TestNetworkAutoWithoutNetAdmin runs `berth daemon --network-mode auto`
+// without CAP_NET_ADMIN, a real drop: as root, through setpriv with the
+// capability taken out of the bounding and inheritable sets (and in a
+// network namespace of its own, so a drop that did not happen could
+// not touch this host's network); as another user, as it is. The
+// daemon's CapEff lacks the capability, and `berth system status` says
+// user mode and why. No VM.
+func TestNetworkAutoWithoutNetAdmin(t *testing.T) {
+	home := shortHome(t)
+	cmd := daemonCommand(home, []string{"--network-mode=auto"})
+	if os.Geteuid() == 0 {
+		setpriv := testenv.RequireCommand(t, "setpriv", "util-linux")
+		cmd.Args = append([]string{setpriv, "--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"}, append([]string{cmd.Path}, cmd.Args[1:]...)...)
+		cmd.Path = setpriv
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	}
+	runDaemon(t, home, cmd)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`(?m)^CapEff:\s*([0-9a-f]+)$`).FindSubmatch(status); m == nil {
+		t.Fatalf("the daemon's /proc/PID/status has no CapEff:\n%s", status)
+	} else if eff, err := strconv.ParseUint(string(m[1]), 16, 64); err != nil || eff&(1<<12) != 0 {
+		t.Fatalf("the daemon runs with CAP_NET_ADMIN (CapEff %s, %v): the test did not drop it", m[1], err)
+	}
+	r := mustOK(t, "system status", berth(t, home, "system", "status"))
+	want := "chosen: bridge mode needs root or CAP_NET_ADMIN, which the engine has not got"
+	if os.Geteuid() == 0 {
+		want = "chosen: bridge mode needs CAP_NET_ADMIN, which the engine runs without (as root, with the capability dropped)"
+	}
+	if !strings.Contains(r.out, "user: rootless: each network is a user-space switch") || !strings.Contains(r.out, want) {
+		t.Errorf("berth system status does not say user mode and %q:\n%s", want, r.out)
+	}
 }

@@ -52,17 +52,23 @@ func openNetworks(h home.Home, o options) (*network.Manager, error) {
 const capNetAdmin = 12
 
 // bridgePrivileged reports whether this process may make bridges, TAP
-// devices and nftables rules (root, or CAP_NET_ADMIN in effect) and says
-// which, or what is missing.
+// devices and nftables rules (CAP_NET_ADMIN in effect: root has it
+// unless it was dropped, as in a container run without NET_ADMIN) and
+// says whether as root, or what is missing.
 func bridgePrivileged() (bool, string) {
-	if os.Geteuid() == 0 {
-		return true, "root"
-	}
 	eff, err := effectiveCaps("/proc/self/status")
-	if err == nil && eff&(1<<capNetAdmin) != 0 {
+	switch root := os.Geteuid() == 0; {
+	case err != nil:
+		return false, fmt.Sprintf("CAP_NET_ADMIN, which the engine could not look for: %v", err)
+	case eff&(1<<capNetAdmin) != 0 && root:
+		return true, "root"
+	case eff&(1<<capNetAdmin) != 0:
 		return true, "CAP_NET_ADMIN"
+	case root:
+		return false, "CAP_NET_ADMIN, which the engine runs without (as root, with the capability dropped)"
+	default:
+		return false, "root or CAP_NET_ADMIN, which the engine has not got"
 	}
-	return false, "root or CAP_NET_ADMIN, which the engine has not got"
 }
 
 // effectiveCaps reads the CapEff bits of a /proc/PID/status file.
