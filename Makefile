@@ -262,8 +262,9 @@ screenshots: web
 # 60 s quiet phases, likewise). BenchmarkEngineRSS (10
 # container starts per op) runs once, on its own line; BenchmarkShares (one
 # VM, 1 GiB each way and 10k-file trees on three places) three times on its
-# own, BenchmarkNetwork (two VMs, 1 GB and 1000 connections on three paths)
-# likewise. The rootfs ones need a
+# own, BenchmarkNetwork (two VMs per mode, 1 GB and 1000 connections on
+# three paths in user mode and four in bridge mode, which needs root and
+# runs in a network namespace of its own) likewise. The rootfs ones need a
 # Debian rootfs tarball: engine/rootfs/testdata/make-bench-rootfs.sh (root,
 # debootstrap) writes it to ~/.cache/berth/bench once.
 bench:

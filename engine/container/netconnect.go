@@ -27,8 +27,8 @@ type Endpoint struct {
 // with ep's aliases and address, from its next start. Berth's containers are on one
 // network each, so the container must have none: created with a
 // network and then disconnected from it. A running container's NIC is
-// fixed while its VM runs: it is refused (errdefs.ErrNotImplemented)
-// with what to do. It returns the network's name.
+// fixed while its VM runs: it is refused (errdefs.ErrConflict) with what
+// to do. It returns the network's name.
 func (m *Manager) Connect(ref, netRef string, ep Endpoint) (string, error) {
 	if m.networks == nil {
 		return "", errdefs.NotImplemented(errors.New("docker network connect needs Berth's networks, which this engine has not got (not on this backend yet)"))
@@ -73,7 +73,7 @@ func (m *Manager) Connect(ref, netRef string, ep Endpoint) (string, error) {
 // Disconnect takes stopped or created container ref off network netRef
 // (docker network disconnect): it starts with no NIC (loopback only)
 // until connected again. A running container is refused
-// (errdefs.ErrNotImplemented) with what to do. It returns the network's
+// (errdefs.ErrConflict) with what to do. It returns the network's
 // name.
 func (m *Manager) Disconnect(ref, netRef string) (string, error) {
 	if m.networks == nil {
@@ -99,7 +99,8 @@ func (m *Manager) Disconnect(ref, netRef string) (string, error) {
 }
 
 // stoppedLocked refuses a connect or disconnect (verb) of c to network
-// name while c runs or starts.
+// name while c runs or starts (errdefs.ErrConflict, 409: the container's
+// state is in the way, and stopping it is what to do).
 func (c *Container) stoppedLocked(verb, name string) error {
 	switch c.state.Status {
 	case mobycontainer.StateRunning, mobycontainer.StateRestarting, mobycontainer.StatePaused:
@@ -108,7 +109,7 @@ func (c *Container) stoppedLocked(verb, name string) error {
 			return nil
 		}
 	}
-	return errdefs.NotImplemented(fmt.Errorf("docker network %s %s %s: the container is running, and its VM's NIC cannot change while it runs (Berth adds no NIC to a running VM): stop it, %s it, and start it again",
+	return errdefs.Conflict(fmt.Errorf("docker network %s %s %s: the container is running, and its VM's NIC cannot change while it runs (Berth adds no NIC to a running VM): stop it, %s it, and start it again",
 		verb, name, c.spec.Name, verb))
 }
 

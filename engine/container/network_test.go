@@ -227,3 +227,29 @@ func TestConnectDisconnectStopped(t *testing.T) {
 		t.Errorf("connect on an engine without networks: %v", err)
 	}
 }
+
+// TestConnectRunningRefused: while a container runs, restarts, is
+// paused or starts, connect and disconnect are refused as a conflict
+// (409) that says to stop it first; stopped, created or exited, they
+// are not.
+func TestConnectRunningRefused(t *testing.T) {
+	for status, refused := range map[mobycontainer.ContainerState]bool{
+		mobycontainer.StateRunning: true, mobycontainer.StateRestarting: true, mobycontainer.StatePaused: true,
+		mobycontainer.StateCreated: false, mobycontainer.StateExited: false,
+	} {
+		c := newContainer(t.TempDir(), Spec{ID: strings.Repeat("a", 64), Name: "web"}, State{Status: status})
+		err := c.stoppedLocked("connect", "front")
+		if got := err != nil; got != refused {
+			t.Errorf("%s: %v, want refused %v", status, err, refused)
+			continue
+		}
+		if refused && (!errors.Is(err, errdefs.ErrConflict) || errdefs.HTTPStatus(err) != 409 || !strings.Contains(err.Error(), "stop it, connect it, and start it again")) {
+			t.Errorf("%s: %v (HTTP %d), want a conflict saying to stop it first", status, err, errdefs.HTTPStatus(err))
+		}
+	}
+	c := newContainer(t.TempDir(), Spec{ID: strings.Repeat("a", 64), Name: "web"}, State{Status: mobycontainer.StateCreated})
+	c.busy = "starting"
+	if err := c.stoppedLocked("disconnect", "front"); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("starting: %v, want a conflict", err)
+	}
+}
