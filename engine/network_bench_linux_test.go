@@ -26,7 +26,7 @@ const benchNetnsEnv = "BERTH_BENCH_NETNS"
 // TAP devices and nftables rules are its network namespace's, and a Go
 // process cannot move all its threads into another one, so this test
 // binary runs itself again (just this benchmark, with this run's
-// -benchtime, -short and -timeout) in a new network namespace, where it
+// -benchtime, -count, -short and -timeout) in a new network namespace, where it
 // brings loopback up and runs benchNetwork in bridge mode; here each of
 // its sub-benchmarks reports what that run measured, in netbenchNames'
 // order. Bridge mode needs root.
@@ -46,7 +46,8 @@ func benchNetworkBridge(b *testing.B) {
 
 	args := []string{"-test.run=^$", "-test.bench=^BenchmarkNetwork$/^bridge$",
 		"-test.benchtime=" + flag.Lookup("test.benchtime").Value.String(),
-		"-test.timeout=" + flag.Lookup("test.timeout").Value.String()}
+		"-test.timeout=" + flag.Lookup("test.timeout").Value.String(),
+		"-test.count=" + flag.Lookup("test.count").Value.String()}
 	if testing.Short() {
 		args = append(args, "-test.short")
 	}
@@ -97,7 +98,10 @@ func benchNetworkBridge(b *testing.B) {
 	for _, name := range netbenchNames(engine.NetworkModeBridge) {
 		var got *benchResult
 		b.Run(name, func(b *testing.B) {
-			if got == nil {
+			// Each of -count's runs starts with b.N == 1 and has a
+			// line of its own; -benchtime's longer runs after it
+			// repeat that line.
+			if got == nil || b.N == 1 {
 				r, ok := <-results
 				if !ok {
 					b.Fatalf("the run in a network namespace ended before %s: %v\n%s", name, wait(), rest.String())
