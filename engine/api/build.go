@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/berthvm/berth/engine/api/types"
 	"github.com/berthvm/berth/engine/errdefs"
 	"github.com/berthvm/berth/engine/events"
 	"github.com/berthvm/berth/engine/image"
@@ -22,16 +23,9 @@ import (
 
 // BuildRequest is one POST /build as the builder runs it.
 type BuildRequest struct {
+	types.BuildOptions
 	// Context is the build context, an uncompressed tar stream.
 	Context io.Reader
-	// Dockerfile is the Dockerfile's path in the context; "": Dockerfile.
-	Dockerfile string
-	BuildArgs  map[string]string
-	Labels     map[string]string
-	Target     string
-	Platform   string
-	NoCache    bool
-	Pull       bool
 	// Progress receives the build's progress, one line at a time.
 	Progress func(line string)
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/berthvm/berth/engine/agent"
 	"github.com/berthvm/berth/engine/agent/agentpb"
+	"github.com/berthvm/berth/engine/api/types"
+	"github.com/berthvm/berth/engine/image"
 )
 
 // maxKeep is the largest Dockerfile Build reads for LocalBases.
@@ -30,30 +32,52 @@ const buildsDir = "berth-builds"
 // BuildRequest is one Dockerfile build (Manager.Build), as `docker
 // build` and `berth build` ask for it through POST /build.
 type BuildRequest struct {
+	types.BuildOptions
 	// Context is the build context as an uncompressed tar stream.
 	Context io.Reader
-	// Dockerfile is the Dockerfile's path inside the context; empty:
-	// "Dockerfile".
-	Dockerfile string
-	// BuildArgs are the Dockerfile's ARG values (--build-arg).
-	BuildArgs map[string]string
-	// Labels are added to the image's config (--label).
-	Labels map[string]string
-	// Target is the stage to build; empty: the last.
-	Target string
-	// Platform is the platform to build for ("linux/arm64"); empty: the
-	// builder's.
-	Platform string
-	// NoCache builds every step afresh.
-	NoCache bool
-	// Pull resolves base images from their registry even when cached.
-	Pull bool
 	// Progress receives BuildKit's plain progress, one line at a time
 	// (without its newline); nil discards it.
 	Progress func(line string)
 	// Output receives the built image as a docker archive (the format
 	// of `docker save`).
 	Output io.Writer
+}
+
+// BuildImage is Build with the result loaded into Berth's image store
+// (Config.Images) as `docker load` would, streamed: req.Output is
+// ignored. It returns the built image.
+func (m *Manager) BuildImage(ctx context.Context, req BuildRequest) (*image.Image, error) {
+	if m.cfg.Images == nil {
+		return nil, errors.New("build: the builder has no image store to load the result into")
+	}
+	pr, pw := io.Pipe()
+	type loaded struct {
+		imgs []*image.Image
+		err  error
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		imgs, err := m.cfg.Images.Import(ctx, pr)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, pr) // the archive's padding
+		}
+		pr.CloseWithError(errors.New("the image store stopped reading the build's result"))
+		done <- loaded{imgs, err}
+	}()
+	req.Output = pw
+	err := m.Build(ctx, req)
+	pw.CloseWithError(err)
+	res := <-done
+	if err != nil {
+		return nil, err
+	}
+	if res.err != nil {
+		return nil, fmt.Errorf("build: load the result into the image store: %w", res.err)
+	}
+	if len(res.imgs) != 1 {
+		return nil, fmt.Errorf("build: the builder's result holds %d images, want 1", len(res.imgs))
+	}
+	return res.imgs[0], nil
 }
 
 // BuildError is a build that ran and failed: BuildKit's own message

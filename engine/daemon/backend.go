@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 
@@ -40,50 +38,19 @@ func (b backend) Shares() api.Shares         { return shares{b.d.Engine.Containe
 // Networks is nil (not a nil *network.Manager in an interface) where the
 // engine has none.
 func (b backend) Builder() api.Builder {
-	return builderAPI{b.d.Engine.Builder(), b.d.Engine.Images()}
+	return builderAPI{b.d.Engine.Builder()}
 }
 
 // builderAPI is the image builder as the API sees it; builds load into
-// images.
+// the engine's image store.
 type builderAPI struct {
-	m      *builder.Manager
-	images *image.Store
+	m *builder.Manager
 }
 
-// Build runs the build in the builder and streams its docker archive
-// into the image store's Import (what `docker load` does).
+// Build runs the build in the builder, its result loaded into the image
+// store.
 func (b builderAPI) Build(ctx context.Context, req api.BuildRequest) (*image.Image, error) {
-	pr, pw := io.Pipe()
-	type loaded struct {
-		imgs []*image.Image
-		err  error
-	}
-	done := make(chan loaded, 1)
-	go func() {
-		imgs, err := b.images.Import(ctx, pr)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, pr) // the archive's padding
-		}
-		pr.CloseWithError(errors.New("the image store stopped reading the build's result"))
-		done <- loaded{imgs, err}
-	}()
-	err := b.m.Build(ctx, builder.BuildRequest{
-		Context: req.Context, Dockerfile: req.Dockerfile, BuildArgs: req.BuildArgs, Labels: req.Labels,
-		Target: req.Target, Platform: req.Platform, NoCache: req.NoCache, Pull: req.Pull,
-		Progress: req.Progress, Output: pw,
-	})
-	pw.CloseWithError(err)
-	res := <-done
-	if err != nil {
-		return nil, err
-	}
-	if res.err != nil {
-		return nil, fmt.Errorf("build: load the result into the image store: %w", res.err)
-	}
-	if len(res.imgs) != 1 {
-		return nil, fmt.Errorf("build: the builder's result holds %d images, want 1", len(res.imgs))
-	}
-	return res.imgs[0], nil
+	return b.m.BuildImage(ctx, builder.BuildRequest{BuildOptions: req.BuildOptions, Context: req.Context, Progress: req.Progress})
 }
 
 func (b builderAPI) Status(context.Context) types.BuilderStatus {

@@ -189,3 +189,26 @@ type BuilderPrune struct {
 	// Report is BuildKit's account of what was removed.
 	Report string `json:"report"`
 }
+
+// BuildOptions are a Dockerfile build's options: POST /build's query
+// (`docker build`'s and `berth build`'s flags), as the builder takes
+// them.
+type BuildOptions struct {
+	// Dockerfile is the Dockerfile's path inside the context; empty:
+	// "Dockerfile".
+	Dockerfile string
+	// BuildArgs are the Dockerfile's ARG values (--build-arg).
+	BuildArgs map[string]string
+	// Labels are added to the image's config (--label).
+	Labels map[string]string
+	// Target is the stage to build; empty: the last.
+	Target string
+	// Platform is the platform to build for ("linux/arm64"); empty: the
+	// builder's.
+	Platform string
+	// NoCache builds every step afresh.
+	NoCache bool
+	// Pull resolves base images from their registry even when the store
+	// has them.
+	Pull bool
+}
