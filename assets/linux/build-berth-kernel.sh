@@ -3,9 +3,9 @@
 #
 # Builds Berth's own guest kernel (`make kernel-berth`): Debian's
 # linux-source-6.1 (the source of the guest kernel `make kernel` fetches),
-# the architecture's defconfig with assets/linux/berth-kernel.config merged
-# on top (scripts/kconfig/merge_config.sh), everything the guest uses
-# built in and no modules. It leaves
+# `make tinyconfig` with assets/linux/berth-kernel.config merged on top
+# (scripts/kconfig/merge_config.sh): what the guest uses, built in, no
+# modules, nothing else. It leaves
 #
 #   CACHE_DIR/berth-ARCH/boot/vmlinuz-RELEASE   (bzImage; arm64: Image)
 #   CACHE_DIR/berth-ARCH/boot/config-RELEASE
@@ -23,7 +23,7 @@
 # unpacked once per linux-source version, and nothing is rebuilt when the
 # installed kernel came from the same source, fragment and arch.
 #
-# The build is slow (tens of minutes on two cores) and runs niced:
+# The build is slow (tens of minutes on two busy cores) and runs niced:
 # JOBS (default 2) sets make -j. BUILD_DIR (default CACHE_DIR/build) holds
 # the source tree and the object files. Not part of `make test` or CI.
 set -euo pipefail
@@ -96,8 +96,8 @@ fi
 out=$build/out-$arch
 mkdir -p "$out"
 mk=(nice -n 19 make -C "$tree" O="$out" ARCH="$karch" ${cross:+CROSS_COMPILE=$cross} -j"$jobs")
-echo "build-berth-kernel: configuring (defconfig + $(basename "$fragment"))" >&2
-"${mk[@]}" -s defconfig >&2
+echo "build-berth-kernel: configuring (tinyconfig + $(basename "$fragment"))" >&2
+"${mk[@]}" -s tinyconfig >&2
 (cd "$out" && ARCH=$karch "$tree/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$fragment" >&2)
 "${mk[@]}" -s olddefconfig >&2
 
@@ -111,8 +111,8 @@ done < <(sed -n 's/^\(CONFIG_[A-Z0-9_]*\)=y$/\1/p' "$fragment")
 # Options the architecture does not have (PVH on arm64, PL011 on x86)
 # are not errors.
 case "$arch" in
-  amd64) skip='^CONFIG_SERIAL_AMBA_PL011' ;;
-  arm64) skip='^CONFIG_(PVH|HYPERVISOR_GUEST|PARAVIRT|KVM_GUEST|SERIAL_8250|VMGENID)' ;;
+  amd64) skip='^CONFIG_(SERIAL_AMBA_PL011|RTC_DRV_PL031)' ;;
+  arm64) skip='^CONFIG_(PVH|HYPERVISOR_GUEST|PARAVIRT|KVM_GUEST|SERIAL_8250|VMGENID|RTC_DRV_CMOS|KERNEL_GZIP)' ;;
 esac
 really_bad=()
 for o in "${bad[@]}"; do
