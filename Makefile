@@ -17,7 +17,7 @@ KERNEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/berth/kernel
 GUEST_ARCHES := amd64 arm64
 BENCHTIME ?= 5x
 
-.PHONY: screenshots help build guest builder-bins run test compose vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel generate clean deps web
+.PHONY: screenshots help build guest builder-bins run test compose vet fmt-check darwin-check darwin-build app app-layout icons workflow-lint bench kernel kernel-berth generate clean deps web
 
 help:
 	@echo "make run       start Berth (macOS: the app; Linux: the engine + status)"
@@ -30,6 +30,7 @@ help:
 	@echo "make builder-bins  the image builder guest's static buildkitd, buildctl, runc (builder/bin/ARCH)"
 	@echo "make deps      install the Debian packages make run needs (Linux)"
 	@echo "make kernel    fetch Debian's guest kernel for this arch (Linux)"
+	@echo "make kernel-berth  build Berth's own guest kernel from Debian's linux-source (Linux, slow; docs/kernel.md)"
 	@echo "make app       Berth.app, signed with entitlements.plist (macOS only; UNIVERSAL=1: arm64+amd64)"
 	@echo "make app-layout  Berth.app's directories, Info.plist and Resources, any OS (APP_DIR=...)"
 	@echo "make icons     the app icon and menu bar icons into build/icons (ICON_DIR=...), preview in docs/"
@@ -105,6 +106,20 @@ ifeq ($(GOOS),linux)
 	bash assets/kernel/fetch-debian-kernel.sh $(GOARCH) $(KERNEL_CACHE)
 else
 	@echo "make kernel: on macOS Berth downloads its pinned kernel on first start"
+endif
+
+# Berth's own guest kernel (docs/kernel.md): Debian's linux-source-6.1,
+# defconfig + assets/linux/berth-kernel.config, everything built in, no
+# modules, into $(KERNEL_CACHE)/berth-ARCH. An option, not the default:
+# BERTH_KERNEL=$(KERNEL_CACHE)/berth-ARCH boots it. Slow (tens of minutes,
+# niced, JOBS=2); never part of make test or CI. KERNEL_ARCH=arm64 on an
+# amd64 host cross-compiles.
+KERNEL_ARCH ?= $(GOARCH)
+kernel-berth:
+ifeq ($(GOOS),linux)
+	bash assets/linux/build-berth-kernel.sh $(KERNEL_ARCH) $(KERNEL_CACHE)
+else
+	@echo "make kernel-berth: builds on Linux only (Debian's linux-source); use a Linux machine or VM and copy $(KERNEL_CACHE)/berth-ARCH" >&2; exit 1
 endif
 
 # macOS: the app. Linux: the engine in the background, the demo image

@@ -218,3 +218,55 @@ func TestModulesFollowNeeds(t *testing.T) {
 		t.Errorf("Modules for a kernel without ext4 = %v; want an error naming CONFIG_EXT4_FS", err)
 	}
 }
+
+// TestBuildForBerthKernel: for Berth's own kernel (make kernel-berth:
+// everything built in, no lib/modules) the initramfs carries no modules
+// and no load orders — it is the very archive a build without a kernel
+// makes — and so does a kernel that ships a modules directory but builds
+// every guest option in.
+func TestBuildForBerthKernel(t *testing.T) {
+	cfg := kerneltest.BerthConfig(t)
+	dir := t.TempDir()
+	kerneltest.FakeBerthTree(t, dir, "6.1.192-berth", cfg)
+	k, err := kernel.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mods, err := initramfs.Modules(k, nil); err != nil || len(mods) != 0 {
+		t.Fatalf("Modules(Berth kernel) = %v, %v; want none", mods, err)
+	}
+	init, cache := fakeInit(t), t.TempDir()
+	p, err := initramfs.Build(context.Background(), initramfs.Spec{Init: init, Kernel: k, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := list(t, p, false)
+	if !slices.Contains(names, "init") {
+		t.Errorf("archive lists %v; want init", names)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "lib/modules/") {
+			t.Errorf("archive for the Berth kernel holds %s", n)
+		}
+	}
+	bare, err := initramfs.Build(context.Background(), initramfs.Spec{Init: init, CacheDir: cache})
+	if err != nil || bare != p {
+		t.Errorf("Build without a kernel = %s, %v; want the Berth kernel's archive %s", bare, err, p)
+	}
+
+	// A modules directory that the config leaves unused changes nothing.
+	mdir := filepath.Join(dir, "lib", "modules", "6.1.192-berth")
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mdir, "modules.dep"), []byte("kernel/fs/ext4/ext4.ko:\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := kernel.Open(dir)
+	if err != nil || k2.ModulesDir != mdir {
+		t.Fatalf("Open with lib/modules = %v (modules %q), %v", k2, k2.ModulesDir, err)
+	}
+	if mods, err := initramfs.Modules(k2, nil); err != nil || len(mods) != 0 {
+		t.Errorf("Modules(all built in, with lib/modules) = %v, %v; want none", mods, err)
+	}
+}

@@ -135,8 +135,10 @@ func extractBootImage(w io.Writer, src io.ReaderAt, size int64, format Format) e
 // (size bytes readable from bz) to w and returns its length. The setup
 // header (boot protocol 2.08+) gives the payload's offset and length; the
 // payload is xz (with the x86 BCJ filter, as Debian builds it), gzip or
-// zstd, followed by the uncompressed size as 4 little-endian bytes. It
-// streams: memory use is the decompressor's window, not the image.
+// zstd, and ends with the uncompressed size as 4 little-endian bytes:
+// appended by Kbuild for xz and zstd, gzip's own trailer (ISIZE) for
+// gzip (as `make kernel-berth` builds it). It streams: memory use is the
+// decompressor's window, not the image.
 func ExtractVmlinux(w io.Writer, bz io.ReaderAt, size int64) (int64, error) {
 	hdr := make([]byte, 0x250)
 	if n, _ := bz.ReadAt(hdr, 0); n < len(hdr) || string(hdr[0x202:0x206]) != "HdrS" {
@@ -159,7 +161,17 @@ func ExtractVmlinux(w io.Writer, bz io.ReaderAt, size int64) (int64, error) {
 		return 0, fmt.Errorf("extract vmlinux: %w", err)
 	}
 	want := int64(binary.LittleEndian.Uint32(tail[:]))
-	payload := io.NewSectionReader(bz, start, n-4)
+	// The size Kbuild appends is not part of an xz or zstd stream; gzip's
+	// is its trailer, which the gzip reader checks.
+	plen := n - 4
+	var magic [2]byte
+	if _, err := bz.ReadAt(magic[:], start); err != nil {
+		return 0, fmt.Errorf("extract vmlinux: %w", err)
+	}
+	if magic == [2]byte{0x1f, 0x8b} {
+		plen = n
+	}
+	payload := io.NewSectionReader(bz, start, plen)
 	r, done, err := payloadReader(payload)
 	if err != nil {
 		return 0, fmt.Errorf("extract vmlinux: %w", err)

@@ -468,3 +468,28 @@ func TestResolveOriginOfDefault(t *testing.T) {
 		t.Fatalf("Resolve with the default fetched = %v (origin %q), %v", k, k.Origin, err)
 	}
 }
+
+// TestExtractVmlinuxGzip: a bzImage with a gzip payload (CONFIG_KERNEL_GZIP,
+// as make kernel-berth builds it: no size appended, gzip's trailer ends
+// the payload) extracts to its ELF.
+func TestExtractVmlinuxGzip(t *testing.T) {
+	elf := append([]byte("\x7fELF"), bytes.Repeat([]byte("vmlinux "), 5000)...)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(elf)
+	zw.Close()
+	const setupSects, off = 1, 0x100
+	bz := make([]byte, (setupSects+1)*512+off)
+	copy(bz[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(bz[0x206:], 0x020f)
+	bz[0x1f1] = setupSects
+	binary.LittleEndian.PutUint32(bz[0x248:], off)
+	binary.LittleEndian.PutUint32(bz[0x24c:], uint32(gz.Len()))
+	bz = append(bz, gz.Bytes()...)
+	bz = append(bz, make([]byte, 64)...) // what follows the payload in a real image
+	var out bytes.Buffer
+	n, err := kernel.ExtractVmlinux(&out, bytes.NewReader(bz), int64(len(bz)))
+	if err != nil || n != int64(len(elf)) || !bytes.Equal(out.Bytes(), elf) {
+		t.Fatalf("ExtractVmlinux(gzip payload) = %d bytes, %v; want the %d-byte ELF", n, err, len(elf))
+	}
+}

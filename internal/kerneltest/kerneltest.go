@@ -35,3 +35,17 @@ func Debian(t testing.TB, arch string) *kernel.Kernel {
 	}
 	return k
 }
+
+// Berth returns Berth's own kernel for arch that `make kernel-berth` left
+// in the cache (kernel.BerthDir), or skips: that kernel is an option
+// built by hand (tens of minutes), never by CI, so its absence is not a
+// missing prerequisite of the suite.
+func Berth(t testing.TB, arch string) *kernel.Kernel {
+	t.Helper()
+	dir := kernel.BerthDir(CacheDir(t), arch)
+	k, err := kernel.Open(dir)
+	if err != nil {
+		t.Skipf("no Berth %s kernel in %s (optional: `make kernel-berth` builds it, docs/kernel.md): %v", arch, dir, err)
+	}
+	return k
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthvm/berth/engine/agent/transport"
 	"github.com/berthvm/berth/engine/initramfs"
+	"github.com/berthvm/berth/engine/kernel"
 	"github.com/berthvm/berth/engine/vmm"
 	"github.com/berthvm/berth/engine/vmm/qemu"
 	"github.com/berthvm/berth/internal/kerneltest"
@@ -104,7 +105,14 @@ type guest struct {
 func newGuest(t testing.TB, arch, initPkg string, rootFiles map[string]string) guest {
 	t.Helper()
 	testenv.RequireCommand(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch], map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
-	k := kerneltest.Debian(t, arch)
+	return newGuestOf(t, kerneltest.Debian(t, arch), initPkg, rootFiles)
+}
+
+// newGuestOf is newGuest with the kernel k (its arch) instead of Debian's.
+func newGuestOf(t testing.TB, k *kernel.Kernel, initPkg string, rootFiles map[string]string) guest {
+	t.Helper()
+	arch := k.Arch
+	testenv.RequireCommand(t, map[string]string{"amd64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}[arch], map[string]string{"amd64": "qemu-system-x86", "arm64": "qemu-system-arm"}[arch])
 	ctx := context.Background()
 	cache := filepath.Join(kerneltest.CacheDir(t), "test-cache")
 	img, err := k.BootImage(ctx, cache)
